@@ -1,0 +1,260 @@
+/**
+ * Configuration as written (YAML file + flags, merged) and as resolved: one pure validation pass
+ * that reports every problem with its key path and returns a frozen object with defaults filled.
+ */
+import { ConfigError, UsageError } from "./errors.ts";
+import { DEFAULT_DELETE_LIMIT } from "./guard.ts";
+import { type Location, parseLocation } from "./location.ts";
+import { type DeleteLimit, parseDeleteLimit, parseDuration, parseSize } from "./units.ts";
+
+/** Per-location connection settings: regions may live on different endpoints and accounts. */
+export interface LocationSettings {
+  readonly url: string;
+  readonly location: Location;
+  readonly endpointUrl: string | undefined;
+  readonly profile: string | undefined;
+  readonly pathStyle: boolean | undefined;
+}
+
+/** The resolved configuration every command reads. */
+export interface Config {
+  readonly endpointUrl: string | undefined;
+  readonly pathStyle: boolean | undefined;
+  readonly profile: string | undefined;
+  readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  readonly logFormat: "json" | "pretty" | undefined;
+  readonly stateDir: string | undefined;
+  readonly concurrency: number;
+  readonly docroot: string | undefined;
+  readonly target: Location | undefined;
+  readonly exclude: readonly string[];
+  readonly excludeFrom: string | undefined;
+  readonly include: readonly string[];
+  readonly cacheControl: readonly { readonly glob: string; readonly value: string }[];
+  readonly multipartThreshold: number;
+  readonly partSize: number;
+  readonly maxDelete: DeleteLimit;
+  readonly force: boolean;
+  readonly dryRun: boolean;
+  readonly retain: number;
+  readonly delay: number;
+  readonly maxDelay: number;
+  readonly rescanInterval: number;
+  readonly replicateTo: readonly Location[];
+  readonly sources: readonly Location[];
+  readonly statusFile: string | undefined;
+  readonly watch: boolean;
+  readonly interval: number;
+  readonly staleAfter: number;
+  readonly deleteExtraneous: boolean;
+  readonly maxLag: number;
+  readonly verify: boolean;
+  readonly checksum: boolean;
+  readonly source: Location | undefined;
+  readonly targets: readonly Location[];
+  readonly locations: readonly LocationSettings[];
+}
+
+type Kind =
+  | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations";
+
+/** Every key a config file (or flag) may set, and its kind. */
+export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
+  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat",
+  stateDir: "string", concurrency: "int",
+  docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
+  cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
+  force: "bool", dryRun: "bool", retain: "int", delay: "duration", maxDelay: "duration", rescanInterval: "duration",
+  replicateTo: "s3list", sources: "s3list", statusFile: "string", watch: "bool", interval: "duration",
+  staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
+  source: "s3", targets: "s3list", locations: "locations",
+};
+
+// Keys that look like secrets are refused outright: credentials come from the AWS chain only.
+const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
+
+const MIN_PART = 5 * 1024 * 1024;
+
+/** Validate merged raw settings; throws {@link ConfigError} listing every problem. */
+export function validateConfig(raw: Readonly<Record<string, unknown>>, source = "configuration"): Config {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    const kind = CONFIG_KEYS[key];
+    if (SECRET_KEY_RE.test(key)) {
+      problems.push(`${key}: credentials do not belong in a config file; use the AWS credential chain (env, profile, SSO, instance role)`);
+      continue;
+    }
+    if (!kind) {
+      problems.push(`${key}: unknown key${suggest(key)}`);
+      continue;
+    }
+    const v = convert(kind, value, key, problems);
+    if (v !== undefined) out[key] = v;
+  }
+  const n = (k: string, d: number) => (out[k] as number | undefined) ?? d;
+  const cfg: Config = {
+    endpointUrl: out.endpointUrl as string | undefined,
+    pathStyle: out.pathStyle as boolean | undefined,
+    profile: out.profile as string | undefined,
+    logLevel: (out.logLevel as Config["logLevel"] | undefined) ?? "info",
+    logFormat: out.logFormat as Config["logFormat"],
+    stateDir: out.stateDir as string | undefined,
+    concurrency: n("concurrency", 16),
+    docroot: out.docroot as string | undefined,
+    target: out.target as Location | undefined,
+    exclude: (out.exclude as string[] | undefined) ?? [],
+    excludeFrom: out.excludeFrom as string | undefined,
+    include: (out.include as string[] | undefined) ?? [],
+    cacheControl: (out.cacheControl as Config["cacheControl"] | undefined) ?? [],
+    multipartThreshold: n("multipartThreshold", 8 * 1024 * 1024),
+    partSize: n("partSize", 8 * 1024 * 1024),
+    maxDelete: (out.maxDelete as DeleteLimit | undefined) ?? DEFAULT_DELETE_LIMIT,
+    force: (out.force as boolean | undefined) ?? false,
+    dryRun: (out.dryRun as boolean | undefined) ?? false,
+    retain: n("retain", 50),
+    delay: n("delay", 500),
+    maxDelay: n("maxDelay", 5000),
+    rescanInterval: n("rescanInterval", 3_600_000),
+    replicateTo: (out.replicateTo as Location[] | undefined) ?? [],
+    sources: (out.sources as Location[] | undefined) ?? [],
+    statusFile: out.statusFile as string | undefined,
+    watch: (out.watch as boolean | undefined) ?? false,
+    interval: n("interval", 2000),
+    staleAfter: n("staleAfter", 300_000),
+    deleteExtraneous: (out.deleteExtraneous as boolean | undefined) ?? false,
+    maxLag: n("maxLag", 10),
+    verify: (out.verify as boolean | undefined) ?? false,
+    checksum: (out.checksum as boolean | undefined) ?? false,
+    source: out.source as Location | undefined,
+    targets: (out.targets as Location[] | undefined) ?? [],
+    locations: (out.locations as LocationSettings[] | undefined) ?? [],
+  };
+  if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
+  if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);
+  if (cfg.multipartThreshold < cfg.partSize && out.multipartThreshold !== undefined) {
+    problems.push("multipartThreshold: must be at least partSize");
+  }
+  if (cfg.maxDelay < cfg.delay) problems.push("maxDelay: must be at least delay");
+  if (cfg.retain < 2) problems.push("retain: keep at least 2 generations");
+  if (cfg.interval < 50) problems.push("interval: poll at most every 50ms");
+  if (problems.length > 0) throw new ConfigError(problems, source);
+  return deepFreeze(cfg);
+}
+
+function convert(kind: Kind, v: unknown, key: string, problems: string[]): unknown {
+  const fail = (expected: string): undefined => {
+    problems.push(`${key}: expected ${expected}, got ${JSON.stringify(v)}`);
+    return undefined;
+  };
+  switch (kind) {
+    case "string":
+      return typeof v === "string" && v !== "" ? v : fail("a non-empty string");
+    case "bool":
+      if (typeof v === "boolean") return v;
+      if (v === "true" || v === "false") return v === "true";
+      return fail("true or false");
+    case "int": {
+      const x = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+      return Number.isSafeInteger(x) && (x as number) >= 0 ? x : fail("a non-negative integer");
+    }
+    case "size":
+      return parseSize(v) ?? fail('a size such as 8MiB or 8388608');
+    case "duration":
+      return parseDuration(v) ?? fail('a duration such as 500ms, 2s, 5m or 1h');
+    case "deleteLimit":
+      return parseDeleteLimit(v) ?? fail('a count such as 100 or a percentage such as "50%"');
+    case "url":
+      if (typeof v === "string" && /^https?:\/\/[^\s/]+/.test(v)) return v.replace(/\/+$/, "");
+      return fail("an http(s):// URL");
+    case "logLevel":
+      return ["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(v as string) ? v : fail("one of trace, debug, info, warn, error, fatal, silent");
+    case "logFormat":
+      return v === "json" || v === "pretty" ? v : fail("json or pretty");
+    case "s3":
+      return s3(v, key, problems);
+    case "s3list": {
+      const list = typeof v === "string" ? [v] : v;
+      if (!Array.isArray(list)) return fail("a list of s3:// locations");
+      const locs = list.map((x, i) => s3(x, `${key}[${i}]`, problems));
+      return locs.every((l) => l !== undefined) ? locs : undefined;
+    }
+    case "strlist": {
+      const list = typeof v === "string" ? [v] : v;
+      if (!Array.isArray(list) || !list.every((x) => typeof x === "string" && x !== "")) return fail("a list of non-empty strings");
+      return list;
+    }
+    case "cacheControl": {
+      if (!Array.isArray(v)) return fail("a list of { glob, value }");
+      const rules: { glob: string; value: string }[] = [];
+      v.forEach((r: unknown, i) => {
+        const o = r as Record<string, unknown> | null;
+        if (typeof o !== "object" || o === null || typeof o.glob !== "string" || typeof o.value !== "string") {
+          problems.push(`${key}[${i}]: expected { glob: string, value: string }`);
+        } else rules.push({ glob: o.glob, value: o.value });
+      });
+      return rules;
+    }
+    case "locations": {
+      if (!Array.isArray(v)) return fail("a list of { url, endpointUrl?, profile?, pathStyle? }");
+      const out: LocationSettings[] = [];
+      v.forEach((r: unknown, i) => {
+        const p = `${key}[${i}]`;
+        const o = r as Record<string, unknown> | null;
+        if (typeof o !== "object" || o === null) {
+          problems.push(`${p}: expected an object`);
+          return;
+        }
+        for (const k of Object.keys(o)) {
+          if (!["url", "endpointUrl", "profile", "pathStyle"].includes(k)) problems.push(`${p}.${k}: unknown key`);
+        }
+        const location = s3(o.url, `${p}.url`, problems);
+        const endpointUrl = o.endpointUrl === undefined ? undefined : (convert("url", o.endpointUrl, `${p}.endpointUrl`, problems) as string | undefined);
+        const profile = o.profile === undefined ? undefined : (convert("string", o.profile, `${p}.profile`, problems) as string | undefined);
+        const pathStyle = o.pathStyle === undefined ? undefined : (convert("bool", o.pathStyle, `${p}.pathStyle`, problems) as boolean | undefined);
+        if (location) out.push({ url: o.url as string, location, endpointUrl, profile, pathStyle });
+      });
+      return out;
+    }
+  }
+}
+
+function s3(v: unknown, key: string, problems: string[]): Location | undefined {
+  if (typeof v !== "string") {
+    problems.push(`${key}: expected an s3://bucket/prefix location, got ${JSON.stringify(v)}`);
+    return undefined;
+  }
+  try {
+    return parseLocation(v);
+  } catch (err) {
+    problems.push(`${key}: ${err instanceof UsageError ? err.message : String(err)}`);
+    return undefined;
+  }
+}
+
+function suggest(key: string): string {
+  const lower = key.toLowerCase().replace(/[-_]/g, "");
+  const hit = Object.keys(CONFIG_KEYS).find((k) => k.toLowerCase() === lower);
+  return hit ? ` (did you mean "${hit}"?)` : "";
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === "object" && o !== null && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** Settings for one location: its own entry in `locations` if any, else the global ones. */
+export function settingsFor(cfg: Config, loc: Location): { endpointUrl: string | undefined; profile: string | undefined; pathStyle: boolean | undefined } {
+  const own = cfg.locations.find((l) => l.location.bucket === loc.bucket && l.location.prefix === loc.prefix)
+    ?? cfg.locations.find((l) => l.location.bucket === loc.bucket && l.location.prefix === "");
+  return {
+    endpointUrl: own?.endpointUrl ?? cfg.endpointUrl,
+    profile: own?.profile ?? cfg.profile,
+    pathStyle: own?.pathStyle ?? cfg.pathStyle,
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * Error classes and the exit-code table. Commands throw these; only the entry file maps them to
+ * process exit codes. Classification of remote failures is by error name / HTTP status, never text.
+ */
+
+/** The documented exit codes (README "Exit codes" mirrors this table). */
+export const ExitCode = {
+  ok: 0,
+  fatal: 1,
+  usage: 2,
+  config: 3,
+  partial: 4,
+  guard: 5,
+  race: 6,
+  remote: 7,
+  integrity: 8,
+  localIo: 9,
+  locked: 75,
+} as const;
+
+/** One of the values of {@link ExitCode}. */
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Base class: carries the exit code and a hint telling the operator what to do next. */
+export class FansyncError extends Error {
+  readonly exitCode: ExitCodeValue;
+  readonly hint: string | undefined;
+  constructor(message: string, exitCode: ExitCodeValue, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.exitCode = exitCode;
+    this.hint = opts.hint;
+  }
+}
+
+/** Bad command-line usage: a malformed flag, URL or argument. */
+export class UsageError extends FansyncError {
+  override name = "UsageError";
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.usage, opts);
+  }
+}
+
+/** The configuration (file + flags) failed validation; `problems` lists every error with its key path. */
+export class ConfigError extends FansyncError {
+  override name = "ConfigError";
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], source = "configuration") {
+    super(`invalid ${source}:\n  - ${problems.join("\n  - ")}`, ExitCode.config, {
+      hint: "fix the listed keys (see README, Configuration) and run again",
+    });
+    this.problems = problems;
+  }
+}
+
+/** Some transfers failed; nothing was deleted and the generation was not (fully) applied. */
+export class PartialFailureError extends FansyncError {
+  override name = "PartialFailureError";
+  readonly failed: readonly { path: string; error: string }[];
+  constructor(message: string, failed: readonly { path: string; error: string }[]) {
+    super(message, ExitCode.partial, { hint: "the next run retries the failed files" });
+    this.failed = failed;
+  }
+}
+
+/** The delete guard refused a plan. */
+export class GuardError extends FansyncError {
+  override name = "GuardError";
+  constructor(message: string, hint = "check the source, then rerun with --force if the deletions are intended") {
+    super(message, ExitCode.guard, { hint });
+  }
+}
+
+/** Another writer moved the head between our read and our conditional write. */
+export class RaceError extends FansyncError {
+  override name = "RaceError";
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, ExitCode.race, { ...opts, hint: "another uploader writes to this location: run a single uploader per prefix" });
+  }
+}
+
+/** The remote side failed: unreachable endpoint, credentials, missing bucket or head. */
+export class RemoteError extends FansyncError {
+  override name = "RemoteError";
+  readonly retryable: boolean;
+  constructor(message: string, opts: { cause?: unknown; hint?: string; retryable?: boolean } = {}) {
+    super(message, ExitCode.remote, opts);
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+/** Remote data failed validation: corrupt or hostile manifest/journal/head, checksum mismatch. */
+export class IntegrityError extends FansyncError {
+  override name = "IntegrityError";
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.integrity, { hint: "the bucket holds data fansync did not write or that was damaged; nothing local was changed", ...opts });
+  }
+}
+
+/** A local filesystem problem: disk full, unwritable docroot, missing docroot. */
+export class LocalIoError extends FansyncError {
+  override name = "LocalIoError";
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.localIo, opts);
+  }
+}
+
+/** Another run holds the lock (a cron overlap); not a failure of this run. */
+export class LockedError extends FansyncError {
+  override name = "LockedError";
+  constructor(message: string) {
+    super(message, ExitCode.locked);
+  }
+}
+
+/** Narrow an unknown thrown value to a message. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}

@@ -1,0 +1,215 @@
+/**
+ * The bucket format: head, manifest and journal documents, their keys, serialisation and parsing.
+ * docs/bucket-format.md describes the same format for readers in other languages.
+ * Pure: gzip and sha256 are computation, not I/O.
+ */
+import { createHash } from "node:crypto";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { IntegrityError } from "./errors.ts";
+import { checkPathSet, compareUtf8, showPath } from "./paths.ts";
+
+/** Format tags written into every control object. */
+export const HEAD_FORMAT = "fansync-head/1";
+export const MANIFEST_FORMAT = "fansync-manifest/1";
+export const JOURNAL_FORMAT = "fansync-journal/1";
+
+/** One file of a generation. */
+export interface Entry {
+  readonly path: string;
+  readonly size: number;
+  /** Integer milliseconds since the epoch. */
+  readonly mtimeMs: number;
+  /** Permission bits (0o7777 mask). */
+  readonly mode: number;
+  /** Lowercase hex sha256 of the content. */
+  readonly sha256: string;
+  readonly etag: string;
+  readonly versionId?: string | undefined;
+}
+
+/** `head.json`: the pointer to the current generation, written last. */
+export interface Head {
+  readonly format: typeof HEAD_FORMAT;
+  readonly generation: number;
+  readonly manifestKey: string;
+  readonly manifestSha256: string;
+  readonly files: number;
+  readonly bytes: number;
+  /** Oldest generation whose journal is still kept; journals exist for (oldestJournal..generation]. */
+  readonly oldestJournal: number;
+  readonly writer: string;
+  readonly time: string;
+}
+
+/** `journal/<generation>`: the delta from generation - 1. */
+export interface Journal {
+  readonly format: typeof JOURNAL_FORMAT;
+  readonly generation: number;
+  readonly puts: readonly Entry[];
+  readonly deletes: readonly string[];
+  readonly time: string;
+}
+
+/** A manifest held in memory: entries keyed by path. */
+export type FileMap = Map<string, Entry>;
+
+/** Keys of the control objects below a meta prefix. */
+export const metaKeys = {
+  head: (meta: string) => `${meta}head.json`,
+  manifest: (meta: string, gen: number) => `${meta}manifests/${pad(gen)}.ndjson.gz`,
+  journal: (meta: string, gen: number) => `${meta}journal/${pad(gen)}.json`,
+  lease: (meta: string) => `${meta}lease.json`,
+};
+
+function pad(gen: number): string {
+  return String(gen).padStart(12, "0");
+}
+
+/** sha256 of bytes as lowercase hex. */
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Serialise a generation's entries to the stored manifest bytes (gzip NDJSON, sorted by UTF-8 path). */
+export function serializeManifest(generation: number, files: FileMap): Buffer {
+  const paths = [...files.keys()].sort(compareUtf8);
+  const lines = [JSON.stringify({ format: MANIFEST_FORMAT, generation, files: paths.length })];
+  for (const p of paths) lines.push(JSON.stringify(compactEntry(files.get(p) as Entry)));
+  return gzipSync(lines.join("\n") + "\n", { level: 6 });
+}
+
+function compactEntry(e: Entry): Entry {
+  const { path, size, mtimeMs, mode, sha256, etag, versionId } = e;
+  return versionId ? { path, size, mtimeMs, mode, sha256, etag, versionId } : { path, size, mtimeMs, mode, sha256, etag };
+}
+
+/** Parse and fully validate stored manifest bytes against the sha256 the head names. */
+export function parseManifest(data: Uint8Array, expectSha256: string, expectGeneration: number): FileMap {
+  const got = sha256Hex(data);
+  if (got !== expectSha256) {
+    throw new IntegrityError(`manifest for generation ${expectGeneration} has sha256 ${got}, head says ${expectSha256} (corrupt or truncated)`);
+  }
+  let text: string;
+  try {
+    text = gunzipSync(data).toString("utf8");
+  } catch (err) {
+    throw new IntegrityError(`manifest for generation ${expectGeneration} is not valid gzip`, { cause: err });
+  }
+  const lines = text.split("\n").filter((l) => l !== "");
+  const header = parseJsonObject(lines[0] ?? "", "manifest header");
+  if (header.format !== MANIFEST_FORMAT) throw new IntegrityError(`manifest has unknown format ${showPath(header.format)}`);
+  if (header.generation !== expectGeneration) {
+    throw new IntegrityError(`manifest says generation ${String(header.generation)}, head says ${expectGeneration}`);
+  }
+  if (header.files !== lines.length - 1) throw new IntegrityError(`manifest header announces ${String(header.files)} files, body has ${lines.length - 1}`);
+  const entries = lines.slice(1).map((l, i) => validateEntry(parseJsonObject(l, `manifest line ${i + 2}`), `manifest line ${i + 2}`));
+  return toFileMap(entries, "manifest");
+}
+
+/** Build a {@link FileMap} from entries after checking the path set (duplicates, file/dir clashes, hostile names). */
+export function toFileMap(entries: readonly Entry[], what: string): FileMap {
+  const problems = checkPathSet(entries.map((e) => e.path));
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 5).join("; ");
+    throw new IntegrityError(`${what} has ${problems.length} invalid path(s): ${shown}${problems.length > 5 ? "; ..." : ""}`);
+  }
+  return new Map(entries.map((e) => [e.path, e]));
+}
+
+/** Serialise a journal document. */
+export function serializeJournal(j: Journal): Buffer {
+  return Buffer.from(JSON.stringify({ ...j, puts: j.puts.map(compactEntry) }));
+}
+
+/** Parse and validate a journal document for an expected generation. */
+export function parseJournal(data: Uint8Array, expectGeneration: number): Journal {
+  const o = parseJsonObject(Buffer.from(data).toString("utf8"), `journal ${expectGeneration}`);
+  if (o.format !== JOURNAL_FORMAT) throw new IntegrityError(`journal ${expectGeneration} has unknown format`);
+  if (o.generation !== expectGeneration) throw new IntegrityError(`journal ${expectGeneration} says generation ${String(o.generation)}`);
+  if (!Array.isArray(o.puts) || !Array.isArray(o.deletes)) throw new IntegrityError(`journal ${expectGeneration} lacks puts/deletes arrays`);
+  const puts = o.puts.map((e: unknown, i: number) => validateEntry(e, `journal ${expectGeneration} put ${i}`));
+  const deletes = o.deletes.map((p: unknown) => {
+    if (typeof p !== "string") throw new IntegrityError(`journal ${expectGeneration} has a non-string delete`);
+    return p;
+  });
+  const problems = checkPathSet([...puts.map((e) => e.path), ...deletes]);
+  if (problems.length > 0) throw new IntegrityError(`journal ${expectGeneration} has invalid paths: ${problems.slice(0, 5).join("; ")}`);
+  return { format: JOURNAL_FORMAT, generation: expectGeneration, puts, deletes, time: typeof o.time === "string" ? o.time : "" };
+}
+
+/** Apply a journal to a file map, returning a new map (the input is not mutated). */
+export function applyJournal(files: FileMap, j: Journal): FileMap {
+  const next = new Map(files);
+  for (const p of j.deletes) next.delete(p);
+  for (const e of j.puts) next.set(e.path, e);
+  // A journal applied on top of a valid map can still create a file/directory clash.
+  return toFileMap([...next.values()], `generation ${j.generation}`);
+}
+
+/** Serialise a head document. */
+export function serializeHead(h: Head): Buffer {
+  return Buffer.from(JSON.stringify(h, null, 1));
+}
+
+/** Parse and validate `head.json`; `meta` is the meta prefix its keys must live under. */
+export function parseHead(data: Uint8Array, meta: string): Head {
+  const o = parseJsonObject(Buffer.from(data).toString("utf8"), "head.json");
+  const bad = (what: string): never => {
+    throw new IntegrityError(`head.json: ${what}`);
+  };
+  if (o.format !== HEAD_FORMAT) bad(`unknown format ${showPath(o.format)}`);
+  const generation = o.generation;
+  if (!Number.isSafeInteger(generation) || (generation as number) < 1) bad("generation is not a positive integer");
+  const gen = generation as number;
+  if (o.manifestKey !== metaKeys.manifest(meta, gen)) bad(`manifestKey ${showPath(o.manifestKey)} is not the manifest of generation ${gen}`);
+  if (typeof o.manifestSha256 !== "string" || !/^[0-9a-f]{64}$/.test(o.manifestSha256)) bad("manifestSha256 is not a sha256");
+  const oldest = o.oldestJournal;
+  if (!Number.isSafeInteger(oldest) || (oldest as number) < 0 || (oldest as number) > gen) bad("oldestJournal is out of range");
+  return {
+    format: HEAD_FORMAT,
+    generation: gen,
+    manifestKey: o.manifestKey as string,
+    manifestSha256: o.manifestSha256 as string,
+    files: Number(o.files) || 0,
+    bytes: Number(o.bytes) || 0,
+    oldestJournal: oldest as number,
+    writer: typeof o.writer === "string" ? o.writer : "",
+    time: typeof o.time === "string" ? o.time : "",
+  };
+}
+
+function parseJsonObject(text: string, what: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new IntegrityError(`${what} is not valid JSON`, { cause: err });
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new IntegrityError(`${what} is not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Check an entry's fields (path validity is checked over the whole set by {@link toFileMap}). */
+export function validateEntry(v: unknown, where: string): Entry {
+  if (typeof v !== "object" || v === null) throw new IntegrityError(`${where}: entry is not an object`);
+  const o = v as Record<string, unknown>;
+  const bad = (what: string): never => {
+    throw new IntegrityError(`${where} (${showPath(o.path)}): ${what}`);
+  };
+  if (typeof o.path !== "string") bad("path is not a string");
+  if (!Number.isSafeInteger(o.size) || (o.size as number) < 0) bad("size is not a non-negative integer");
+  if (!Number.isSafeInteger(o.mtimeMs)) bad("mtimeMs is not an integer");
+  if (!Number.isSafeInteger(o.mode) || (o.mode as number) < 0 || (o.mode as number) > 0o7777) bad("mode is out of range");
+  if (typeof o.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(o.sha256)) bad("sha256 is not 64 hex digits");
+  if (typeof o.etag !== "string") bad("etag is not a string");
+  if (o.versionId !== undefined && typeof o.versionId !== "string") bad("versionId is not a string");
+  return {
+    path: o.path as string,
+    size: o.size as number,
+    mtimeMs: o.mtimeMs as number,
+    mode: o.mode as number,
+    sha256: o.sha256 as string,
+    etag: o.etag as string,
+    ...(typeof o.versionId === "string" ? { versionId: o.versionId } : {}),
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * Sync planning: pure functions from listings to plans (no clock, disk or network).
+ * The uploader and puller only carry plans out.
+ */
+import type { Entry, FileMap } from "./manifest.ts";
+import { compareUtf8 } from "./paths.ts";
+
+/** A file as the uploader sees it on disk, hashed. */
+export interface LocalFile {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly sha256: string;
+}
+
+/** What a push must do to make the bucket's generation equal the docroot. */
+export interface PushPlan {
+  /** Files whose bytes must be uploaded. */
+  readonly uploads: readonly LocalFile[];
+  /** Files whose content already exists in the bucket under another key: copied server-side. */
+  readonly copies: readonly { readonly file: LocalFile; readonly from: Entry }[];
+  /** Same content, new mtime or mode: only the manifest entry changes. */
+  readonly metaOnly: readonly { readonly file: LocalFile; readonly from: Entry }[];
+  /** Paths to remove from the bucket. */
+  readonly deletes: readonly string[];
+  readonly unchanged: number;
+  readonly uploadBytes: number;
+}
+
+/** True when a plan changes nothing. */
+export function isEmptyPlan(p: { uploads: readonly unknown[]; copies?: readonly unknown[]; metaOnly: readonly unknown[]; deletes: readonly unknown[] }): boolean {
+  return p.uploads.length === 0 && (p.copies?.length ?? 0) === 0 && p.metaOnly.length === 0 && p.deletes.length === 0;
+}
+
+/** Plan a push of `local` over the bucket's current `remote` manifest. */
+export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { dedupMinSize?: number } = {}): PushPlan {
+  const dedupMinSize = opts.dedupMinSize ?? 1;
+  const bySha = new Map<string, Entry>();
+  for (const e of remote.values()) if (e.size >= dedupMinSize && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+  const uploads: LocalFile[] = [];
+  const copies: { file: LocalFile; from: Entry }[] = [];
+  const metaOnly: { file: LocalFile; from: Entry }[] = [];
+  const seen = new Set<string>();
+  let unchanged = 0;
+  let uploadBytes = 0;
+  for (const f of local) {
+    seen.add(f.path);
+    const r = remote.get(f.path);
+    if (r && r.sha256 === f.sha256 && r.size === f.size) {
+      if (r.mtimeMs === f.mtimeMs && r.mode === f.mode) unchanged++;
+      else metaOnly.push({ file: f, from: r });
+      continue;
+    }
+    const twin = bySha.get(f.sha256);
+    if (twin && twin.size === f.size) copies.push({ file: f, from: twin });
+    else {
+      uploads.push(f);
+      uploadBytes += f.size;
+    }
+  }
+  const deletes = [...remote.keys()].filter((p) => !seen.has(p)).sort(compareUtf8);
+  return { uploads, copies, metaOnly, deletes, unchanged, uploadBytes };
+}
+
+/** What the puller holds for a path: what it wrote last time. */
+export interface HeldFile {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly sha256: string;
+}
+
+/** What a pull must do to make the docroot equal the target generation. */
+export interface PullPlan {
+  readonly downloads: readonly Entry[];
+  readonly metaOnly: readonly Entry[];
+  readonly deletes: readonly string[];
+  readonly unchanged: number;
+  readonly downloadBytes: number;
+}
+
+/**
+ * Plan a pull: `target` is the generation to reach, `held` what this node wrote before,
+ * `extraneous` files on disk that fansync never wrote and that should go (--delete-extraneous).
+ */
+export function planPull(target: FileMap, held: ReadonlyMap<string, HeldFile>, extraneous: readonly string[] = []): PullPlan {
+  const downloads: Entry[] = [];
+  const metaOnly: Entry[] = [];
+  let unchanged = 0;
+  let downloadBytes = 0;
+  for (const e of target.values()) {
+    const h = held.get(e.path);
+    if (h && h.sha256 === e.sha256 && h.size === e.size) {
+      if (h.mtimeMs === e.mtimeMs && h.mode === e.mode) unchanged++;
+      else metaOnly.push(e);
+    } else {
+      downloads.push(e);
+      downloadBytes += e.size;
+    }
+  }
+  const deletes = [...held.keys()].filter((p) => !target.has(p));
+  for (const p of extraneous) if (!target.has(p) && !held.has(p)) deletes.push(p);
+  deletes.sort(compareUtf8);
+  // Smaller files first: a page's many small assets land before one huge download.
+  downloads.sort((a, b) => a.size - b.size || compareUtf8(a.path, b.path));
+  return { downloads, metaOnly, deletes, unchanged, downloadBytes };
+}
