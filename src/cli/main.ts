@@ -1,2 +1,143 @@
-/** Entry point placeholder; replaced by the real CLI. */
-console.log("fansync");
+/**
+ * The entry file: parses the command line, runs one command, and maps its outcome to an exit code.
+ * It alone calls process.exit. Commands are imported lazily so `--version`, `--help` and a no-op
+ * pull do not pay for modules they never use.
+ */
+import { Command, Option } from "commander";
+import { readFileSync } from "node:fs";
+import { ExitCode, FansyncError, type ExitCodeValue } from "../core/errors.ts";
+import type { Config } from "../core/config.ts";
+import type { Logger } from "../adapters/logger.ts";
+
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+
+type Flags = Record<string, unknown>;
+
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+
+function common(cmd: Command): Command {
+  return cmd
+    .option("-c, --config <file>", "YAML config file (flags override it)")
+    .option("--endpoint-url <url>", "S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)")
+    .option("--path-style", "path-style addressing (default on when an endpoint URL is given)")
+    .option("--no-path-style", "virtual-host addressing")
+    .option("--profile <name>", "AWS profile (credentials and region come from the AWS chain only)")
+    .option("--state-dir <dir>", "base directory for local state (default: $STATE_DIRECTORY, $XDG_STATE_HOME/fansync or ~/.local/state/fansync)")
+    .option("--concurrency <n>", "transfers in flight (default 16)")
+    .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
+    .addOption(new Option("--log-format <format>", "log format (default: pretty on a TTY, else json)").choices(["json", "pretty"]));
+}
+
+function uploadOptions(cmd: Command): Command {
+  return cmd
+    .option("--exclude <glob>", "exclude paths matching the glob (repeatable)", collect)
+    .option("--exclude-from <file>", "read exclude globs from a file, one per line")
+    .option("--include <glob>", "re-include paths an exclude matched (repeatable)", collect)
+    .option("--cache-control <glob=value>", "Cache-Control for paths matching the glob (repeatable; first match wins)", collect)
+    .option("--multipart-threshold <size>", "files at least this big use multipart upload (default 8MiB)")
+    .option("--part-size <size>", "multipart part size (default 8MiB)")
+    .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
+    .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion)")
+    .option("--dry-run", "print the plan and change nothing")
+    .option("--retain <n>", "keep manifests and journals of this many generations (default 50)");
+}
+
+function flagsOf(cmd: Command): Flags {
+  const o = cmd.opts();
+  const cc = (o.cacheControl as string[] | undefined)?.map((s) => {
+    const i = s.lastIndexOf("=");
+    return i > 0 ? { glob: s.slice(0, i), value: s.slice(i + 1) } : { glob: s, value: "" };
+  });
+  const { config: _c, cacheControl: _cc, source: _s, replicateTo, ...rest } = o;
+  return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}) };
+}
+
+/** Run a command body with config, logger and a signal that SIGTERM/SIGINT abort. */
+async function run(cmd: Command, flags: Flags, body: (cfg: Config, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
+  let log: Logger | undefined;
+  let code: number = ExitCode.ok;
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    log?.info({ signal: sig }, "stopping: draining in-flight work");
+    ac.abort(new Error(`received ${sig}`));
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  try {
+    const { resolveConfig } = await import("./settings.ts");
+    const cfg = resolveConfig(cmd.opts().config as string | undefined, flags);
+    const { createLogger } = await import("../adapters/logger.ts");
+    log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
+    code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;
+  } catch (err) {
+    code = report(err, log, ac.signal.aborted);
+  }
+  process.exit(code);
+}
+
+function report(err: unknown, log: Logger | undefined, aborted: boolean): ExitCodeValue {
+  if (aborted && !(err instanceof FansyncError)) {
+    log?.warn("interrupted");
+    return ExitCode.interrupted;
+  }
+  if (err instanceof FansyncError) {
+    if (err.exitCode === ExitCode.locked) {
+      // A cron overlap is normal: one quiet line, its own exit code.
+      log?.info({ exitCode: err.exitCode }, err.message);
+      return err.exitCode;
+    }
+    log?.error({ err: { type: err.name, message: err.message, cause: causeOf(err) }, hint: err.hint, exitCode: err.exitCode }, err.message);
+    process.stderr.write(`fansync: ${err.message}\n${err.hint ? `  what to do: ${err.hint}\n` : ""}`);
+    return err.exitCode;
+  }
+  log?.fatal({ err }, "unexpected error");
+  process.stderr.write(`fansync: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return ExitCode.fatal;
+}
+
+function causeOf(err: Error): string | undefined {
+  const c = err.cause as { name?: string; code?: string; message?: string } | undefined;
+  return c ? `${c.name ?? c.code ?? ""}: ${c.message ?? ""}`.slice(0, 300) : undefined;
+}
+
+/** Build the commander program. */
+export function buildProgram(): Command {
+  const program = new Command("fansync")
+    .description("Keep the docroot of many web servers in sync through S3-compatible object storage")
+    .version(pkg.version, "-V, --version")
+    .showHelpAfterError()
+    .exitOverride((e) => {
+      // commander's own errors are usage errors (exit 2); help and version exit 0.
+      process.exit(e.exitCode === 0 ? 0 : ExitCode.usage);
+    });
+
+  uploadOptions(common(program.command("push")))
+    .description("upload a docroot to s3://bucket/prefix and publish a new generation (one-shot)")
+    .argument("[docroot]", "local directory to publish")
+    .argument("[target]", "s3://bucket/prefix")
+    .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
+      await run(cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
+        const { push } = await import("../commands/push.ts");
+        await push(cfg, log, signal);
+      });
+    });
+
+  uploadOptions(common(program.command("watch")))
+    .description("uploader daemon: reconcile, then upload changes as the docroot changes")
+    .argument("[docroot]", "local directory to publish")
+    .argument("[target]", "s3://bucket/prefix")
+    .option("--delay <duration>", "quiet window before a batch is published (default 500ms)")
+    .option("--max-delay <duration>", "longest a change waits during continuous activity (default 5s)")
+    .option("--rescan-interval <duration>", "full reconcile period, catches missed events (default 1h)")
+    .option("--replicate-to <s3url>", "also replicate each generation to this location (repeatable)", collect)
+    .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
+      await run(cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
+        const { watch } = await import("../commands/watch.ts");
+        await watch(cfg, log, signal);
+      });
+    });
+
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

@@ -16,6 +16,7 @@ export const ExitCode = {
   integrity: 8,
   localIo: 9,
   locked: 75,
+  interrupted: 130,
 } as const;
 
 /** One of the values of {@link ExitCode}. */

@@ -1,0 +1,104 @@
+/** Reading the docroot: a scan that lists regular files with their stat data, and hashing. */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { lstat, opendir, realpath, stat } from "node:fs/promises";
+import path from "node:path";
+import type { PathFilter } from "../core/filters.ts";
+import { checkRelativePath, TEMP_MARK } from "../core/paths.ts";
+
+/** A regular file found by a scan (not yet hashed). */
+export interface ScannedFile {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly ino: number;
+}
+
+/** What a scan skipped and why (reported, never silently dropped). */
+export interface Skipped {
+  readonly path: string;
+  readonly reason: string;
+}
+
+/**
+ * Walk `root` (or only the subtrees `under`, relative paths) and list regular files that pass the
+ * filter. Symlink policy: a symlink to a regular file inside the docroot is synced as a copy of its
+ * target; a symlink to a directory, or one leading out of the docroot, is skipped and reported.
+ */
+export async function scanTree(root: string, opts: { filter: PathFilter; under?: readonly string[]; excludeAbs?: readonly string[] }): Promise<{ files: ScannedFile[]; skipped: Skipped[] }> {
+  const files: ScannedFile[] = [];
+  const skipped: Skipped[] = [];
+  const realRoot = await realpath(root);
+  const excludeAbs = (opts.excludeAbs ?? []).map((p) => path.resolve(p));
+
+  const visitEntry = async (rel: string, isDirHint: boolean | undefined): Promise<void> => {
+    const abs = path.join(root, rel);
+    if (excludeAbs.some((x) => abs === x || abs.startsWith(x + path.sep))) return;
+    let st;
+    try {
+      st = await lstat(abs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // vanished during the scan
+      throw err;
+    }
+    if (st.isDirectory() || isDirHint === true) {
+      if (!st.isDirectory()) return;
+      if (rel !== "" && opts.filter.prunesDir(rel)) return;
+      await walkDir(rel);
+      return;
+    }
+    if (rel.split("/").some((s) => s.startsWith(TEMP_MARK))) return;
+    const why = checkRelativePath(rel);
+    if (why || rel.includes("\uFFFD")) {
+      skipped.push({ path: rel, reason: why ?? "name is not valid UTF-8 and cannot be an S3 key" });
+      return;
+    }
+    if (!opts.filter.matches(rel)) return;
+    if (st.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = await realpath(abs);
+      } catch {
+        skipped.push({ path: rel, reason: "dangling symlink" });
+        return;
+      }
+      if (target !== realRoot && !target.startsWith(realRoot + path.sep)) {
+        skipped.push({ path: rel, reason: "symlink leads out of the docroot" });
+        return;
+      }
+      const tst = await stat(abs);
+      if (!tst.isFile()) {
+        skipped.push({ path: rel, reason: "symlink to a directory or special file (not followed)" });
+        return;
+      }
+      st = tst;
+    }
+    if (!st.isFile()) {
+      skipped.push({ path: rel, reason: "not a regular file" });
+      return;
+    }
+    files.push({ path: rel, size: st.size, mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777, ino: st.ino });
+  };
+
+  const walkDir = async (rel: string): Promise<void> => {
+    const dir = await opendir(path.join(root, rel), { bufferSize: 256 });
+    const children: { rel: string; isDir: boolean }[] = [];
+    for await (const d of dir) children.push({ rel: rel === "" ? d.name : `${rel}/${d.name}`, isDir: d.isDirectory() });
+    // Stat files of one directory concurrently; recurse into directories one at a time.
+    const CHUNK = 64;
+    const fileKids = children.filter((c) => !c.isDir);
+    for (let i = 0; i < fileKids.length; i += CHUNK) await Promise.all(fileKids.slice(i, i + CHUNK).map((c) => visitEntry(c.rel, false)));
+    for (const c of children) if (c.isDir) await visitEntry(c.rel, true);
+  };
+
+  for (const u of opts.under ?? [""]) await visitEntry(u, undefined);
+  return { files, skipped };
+}
+
+/** sha256 of a file, streamed. */
+export async function hashFile(abs: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}

@@ -1,0 +1,40 @@
+/** Builds S3 clients from resolved settings; the only place that knows the SDK's client options. */
+import { S3Client } from "@aws-sdk/client-s3";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+
+/** Connection settings for one location. */
+export interface ClientSettings {
+  readonly endpointUrl: string | undefined;
+  readonly pathStyle: boolean | undefined;
+  readonly profile: string | undefined;
+  readonly maxSockets: number;
+}
+
+/**
+ * Create an S3 client. Region and credentials come from the standard AWS chain only; with an explicit
+ * endpoint and no region configured anywhere, us-east-1 is assumed (what S3-compatible servers expect).
+ * Checksums are sent only when an operation requires them: the SDK's default CRC32 with aws-chunked
+ * bodies is not understood by every S3-compatible server and could land framing bytes in objects.
+ */
+export function createS3Client(s: ClientSettings): S3Client {
+  const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const regionFromEnv = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const agentOpts = { keepAlive: true, maxSockets: s.maxSockets };
+  return new S3Client({
+    ...(endpoint ? { endpoint } : {}),
+    forcePathStyle: s.pathStyle ?? Boolean(endpoint),
+    ...(s.profile ? { profile: s.profile } : {}),
+    ...(!regionFromEnv && endpoint && !s.profile && !process.env.AWS_PROFILE ? { region: "us-east-1" } : {}),
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+    maxAttempts: 3,
+    requestHandler: new NodeHttpHandler({
+      httpAgent: new HttpAgent(agentOpts),
+      httpsAgent: new HttpsAgent(agentOpts),
+      connectionTimeout: 5000,
+      requestTimeout: 60_000,
+    }),
+  });
+}

@@ -1,0 +1,77 @@
+/** Classification of AWS SDK / network errors by name and HTTP status (never by message text). */
+import { RemoteError } from "../core/errors.ts";
+
+interface SdkLikeError {
+  name?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+}
+
+/** HTTP status of an SDK error, if it has one. */
+export function httpStatus(err: unknown): number | undefined {
+  return (err as SdkLikeError | null)?.$metadata?.httpStatusCode;
+}
+
+/** Name (or network code) of an error. */
+export function errName(err: unknown): string {
+  const e = err as SdkLikeError | null;
+  return e?.name === "Error" && e.code ? e.code : (e?.name ?? e?.code ?? "Error");
+}
+
+const NETWORK = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "TimeoutError", "RequestTimeout", "AbortError"]);
+const CREDENTIALS = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "CredentialsProviderError", "ExpiredToken", "InvalidToken", "UnrecognizedClientException"]);
+
+function networkCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e; i++) {
+    const c = (e as { code?: string }).code;
+    if (c && NETWORK.has(c)) return c;
+    const n = (e as { name?: string }).name;
+    if (n && NETWORK.has(n)) return n;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Whether an error is worth retrying a whole-file operation for (throttling, 5xx, network). */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof RemoteError) return err.retryable;
+  const status = httpStatus(err);
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  const name = errName(err);
+  if (name === "SlowDown" || name === "Throttling" || name === "ThrottlingException" || name === "RequestTimeTooSkewed") return false;
+  if (name === "IncompleteBody" || name === "ChecksumMismatch") return true;
+  return networkCode(err) !== undefined;
+}
+
+/** Turn an SDK/network error into a {@link RemoteError} that says what to do. */
+export function toRemoteError(err: unknown, what: string, endpoint: string): RemoteError {
+  if (err instanceof RemoteError) return err;
+  const name = errName(err);
+  const status = httpStatus(err);
+  const net = networkCode(err);
+  if (net) {
+    return new RemoteError(`${what}: cannot reach ${endpoint} (${net})`, {
+      cause: err,
+      retryable: true,
+      hint: "check --endpoint-url / AWS_ENDPOINT_URL, the network and that the S3 server is up",
+    });
+  }
+  if (CREDENTIALS.has(name) || status === 401) {
+    return new RemoteError(`${what}: the credentials were rejected (${name})`, {
+      cause: err,
+      hint: "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role",
+    });
+  }
+  if (name === "RequestTimeTooSkewed") {
+    return new RemoteError(`${what}: the server says this machine's clock is wrong (${name})`, { cause: err, hint: "fix the clock (NTP) on this machine" });
+  }
+  if (name === "AccessDenied" || status === 403) {
+    return new RemoteError(`${what}: access denied`, { cause: err, hint: "the identity lacks permission for this bucket/prefix (see infra/iam)" });
+  }
+  if (name === "NoSuchBucket") {
+    return new RemoteError(`${what}: the bucket does not exist`, { cause: err, hint: "check the bucket name in the s3:// location, or create the bucket" });
+  }
+  return new RemoteError(`${what}: ${name}${status ? ` (HTTP ${status})` : ""}`, { cause: err, retryable: isRetryable(err) });
+}

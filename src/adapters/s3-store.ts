@@ -1,0 +1,216 @@
+/**
+ * The S3 adapter: every request fansync sends goes through here. One bucket per store; keys are
+ * full keys (prefix included). Errors come out as RemoteError unless the caller handles a status.
+ */
+import {
+  CopyObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import type { Readable } from "node:stream";
+import { errName, httpStatus, toRemoteError } from "./s3-errors.ts";
+
+/** Result of a GET that may be conditional. */
+export type GetResult =
+  | { readonly status: "ok"; readonly body: Buffer; readonly etag: string; readonly versionId: string | undefined }
+  | { readonly status: "not-modified" }
+  | { readonly status: "not-found" }
+  | { readonly status: "precondition-failed" };
+
+/** Result of a streamed GET. */
+export type StreamResult =
+  | { readonly status: "ok"; readonly body: Readable; readonly etag: string; readonly size: number }
+  | { readonly status: "not-found" }
+  | { readonly status: "precondition-failed" };
+
+/** Result of a write. */
+export interface PutResult {
+  readonly etag: string;
+  readonly versionId: string | undefined;
+}
+
+/** Headers and metadata for a content object. */
+export interface ObjectAttrs {
+  readonly contentType: string;
+  readonly cacheControl?: string | undefined;
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+/** Thrown by a conditional write whose condition failed (412/409). */
+export class ConditionFailed extends Error {
+  override name = "ConditionFailed";
+}
+
+/** Requests against one bucket. */
+export class S3Store {
+  readonly client: S3Client;
+  readonly bucket: string;
+  /** For messages: where this store points. */
+  readonly endpoint: string;
+
+  constructor(opts: { client: S3Client; bucket: string; endpoint: string }) {
+    this.client = opts.client;
+    this.bucket = opts.bucket;
+    this.endpoint = opts.endpoint;
+  }
+
+  /** GET a small object into memory, optionally conditional (If-None-Match / If-Match) or by version. */
+  async get(key: string, opts: { ifNoneMatch?: string; ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<GetResult> {
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ...(opts.ifNoneMatch ? { IfNoneMatch: opts.ifNoneMatch } : {}),
+          ...(opts.ifMatch ? { IfMatch: opts.ifMatch } : {}),
+          ...(opts.versionId ? { VersionId: opts.versionId } : {}),
+        }),
+        { abortSignal: opts.signal },
+      );
+      const body = Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      return { status: "ok", body, etag: res.ETag ?? "", versionId: res.VersionId };
+    } catch (err) {
+      const s = this.classifyRead(err, key);
+      if (s) return { status: s };
+      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint);
+    }
+  }
+
+  /** GET an object as a stream, by version or with If-Match on the expected ETag. */
+  async getStream(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<StreamResult> {
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ...(opts.versionId ? { VersionId: opts.versionId } : opts.ifMatch ? { IfMatch: opts.ifMatch } : {}),
+        }),
+        { abortSignal: opts.signal },
+      );
+      return { status: "ok", body: res.Body as Readable, etag: res.ETag ?? "", size: res.ContentLength ?? -1 };
+    } catch (err) {
+      const s = this.classifyRead(err, key);
+      if (s === "not-found" || s === "precondition-failed") return { status: s };
+      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint);
+    }
+  }
+
+  private classifyRead(err: unknown, _key: string): "not-modified" | "not-found" | "precondition-failed" | undefined {
+    const status = httpStatus(err);
+    const name = errName(err);
+    if (status === 304 || name === "NotModified") return "not-modified";
+    if (name === "NoSuchBucket") return undefined;
+    if (status === 404 || name === "NoSuchKey" || name === "NoSuchVersion" || name === "NotFound") return "not-found";
+    // A version id the server does not know is answered 400 InvalidArgument by some servers.
+    if (status === 412 || name === "PreconditionFailed") return "precondition-failed";
+    return undefined;
+  }
+
+  /** PUT bytes, optionally conditional; a failed condition throws {@link ConditionFailed}. */
+  async put(key: string, body: Uint8Array, attrs: ObjectAttrs, cond: { ifMatch?: string; ifNoneMatch?: string } = {}, signal?: AbortSignal): Promise<PutResult> {
+    try {
+      const res = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.byteLength,
+          ContentType: attrs.contentType,
+          ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
+          ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
+          ...(cond.ifMatch ? { IfMatch: cond.ifMatch } : {}),
+          ...(cond.ifNoneMatch ? { IfNoneMatch: cond.ifNoneMatch } : {}),
+        }),
+        { abortSignal: signal },
+      );
+      return { etag: res.ETag ?? "", versionId: res.VersionId };
+    } catch (err) {
+      const status = httpStatus(err);
+      if ((cond.ifMatch || cond.ifNoneMatch) && (status === 412 || status === 409 || errName(err) === "PreconditionFailed")) {
+        throw new ConditionFailed(`conditional write of ${key} failed (HTTP ${status})`, { cause: err });
+      }
+      throw toRemoteError(err, `PUT s3://${this.bucket}/${key}`, this.endpoint);
+    }
+  }
+
+  /** Multipart upload of a stream through lib-storage (loaded lazily: the no-op paths never need it). */
+  async upload(key: string, body: Readable, attrs: ObjectAttrs, opts: { partSize: number; queueSize: number; signal?: AbortSignal }): Promise<PutResult> {
+    const { Upload } = await import("@aws-sdk/lib-storage");
+    const up = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentType: attrs.contentType,
+        ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
+        ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
+      },
+      partSize: opts.partSize,
+      queueSize: opts.queueSize,
+      // A failed upload is aborted (after its workers stop) so no orphan parts are billed.
+      leavePartsOnError: false,
+      ...(opts.signal ? { abortController: abortControllerFor(opts.signal) } : {}),
+    });
+    try {
+      const res = await up.done();
+      return { etag: res.ETag ?? "", versionId: res.VersionId };
+    } catch (err) {
+      throw toRemoteError(err, `multipart upload of s3://${this.bucket}/${key}`, this.endpoint);
+    }
+  }
+
+  /** Server-side copy within this bucket (or from another bucket on the same endpoint), guarded by the source ETag. */
+  async copy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs, signal?: AbortSignal): Promise<PutResult> {
+    const src = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}${from.versionId ? `?versionId=${encodeURIComponent(from.versionId)}` : ""}`;
+    try {
+      const res = await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          CopySource: src,
+          ...(from.etag ? { CopySourceIfMatch: from.etag } : {}),
+          MetadataDirective: "REPLACE",
+          ContentType: attrs.contentType,
+          ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
+          ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
+        }),
+        { abortSignal: signal },
+      );
+      return { etag: res.CopyObjectResult?.ETag ?? "", versionId: res.VersionId };
+    } catch (err) {
+      const status = httpStatus(err);
+      if (status === 412 || status === 404 || errName(err) === "NoSuchKey") {
+        throw new ConditionFailed(`copy source ${from.key} changed or vanished (HTTP ${status})`, { cause: err });
+      }
+      throw toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint);
+    }
+  }
+
+  /** Delete keys in batches of 1000; returns the keys the server failed to delete. */
+  async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<{ key: string; error: string }[]> {
+    const failed: { key: string; error: string }[] = [];
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      try {
+        const res = await this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+          { abortSignal: signal },
+        );
+        for (const e of res.Errors ?? []) failed.push({ key: e.Key ?? "?", error: e.Code ?? "error" });
+      } catch (err) {
+        throw toRemoteError(err, `DELETE ${batch.length} objects in s3://${this.bucket}`, this.endpoint);
+      }
+    }
+    return failed;
+  }
+}
+
+function abortControllerFor(signal: AbortSignal): AbortController {
+  const ac = new AbortController();
+  if (signal.aborted) ac.abort();
+  else signal.addEventListener("abort", () => ac.abort(), { once: true });
+  return ac;
+}

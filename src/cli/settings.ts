@@ -1,0 +1,65 @@
+/** From command line + YAML file to a validated {@link Config}, and the per-job helpers built on it. */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { ConfigError, UsageError } from "../core/errors.ts";
+import { type Config, validateConfig } from "../core/config.ts";
+
+/** Read a YAML config file into raw settings (not yet validated). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError([`not valid YAML: ${(err as Error).message.split("\n")[0]}`], `config file ${file}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) throw new ConfigError(["the top level must be a mapping of keys"], `config file ${file}`);
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * Merge the config file (if any) with flags (flags win; undefined means "not given") and validate
+ * everything in one pass.
+ */
+export function resolveConfig(configFile: string | undefined, flags: Readonly<Record<string, unknown>>): Config {
+  const fromFile = configFile ? readConfigFile(configFile) : {};
+  const merged: Record<string, unknown> = { ...fromFile };
+  for (const [k, v] of Object.entries(flags)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v) && v.length === 0) continue;
+    merged[k] = v;
+  }
+  return validateConfig(merged, configFile ? `configuration (${configFile} + flags)` : "options");
+}
+
+/** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */
+export function baseStateDir(cfg: Config): string {
+  if (cfg.stateDir) return path.resolve(cfg.stateDir);
+  const sd = process.env.STATE_DIRECTORY?.split(":")[0];
+  if (sd) return sd;
+  const xdg = process.env.XDG_STATE_HOME;
+  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".local", "state"), "fansync");
+}
+
+/**
+ * A job's own state directory under the base: one per (role, docroot, location), so one base can
+ * serve several jobs. Never inside the docroot (it would be uploaded or served).
+ */
+export function jobStateDir(cfg: Config, role: string, docroot: string, url: string): string {
+  const id = createHash("sha256").update(`${path.resolve(docroot)}\n${url}`).digest("hex").slice(0, 12);
+  const dir = path.join(baseStateDir(cfg), `${role}-${id}`);
+  const root = path.resolve(docroot);
+  if (dir === root || dir.startsWith(root + path.sep)) {
+    throw new UsageError(`the state directory ${dir} is inside the docroot ${root}`, { hint: "put --state-dir outside the docroot" });
+  }
+  return dir;
+}

@@ -1,0 +1,51 @@
+/** `fansync push <docroot> s3://bucket/prefix`: one-shot reconcile of a docroot into a bucket. */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import type { Config } from "../core/config.ts";
+import { UsageError } from "../core/errors.ts";
+import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
+import { formatLocation } from "../core/location.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { storeFor } from "../cli/store.ts";
+import { jobStateDir } from "../cli/settings.ts";
+import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
+
+/** Build the uploader for a resolved config (shared by push and watch). */
+export function createUploader(cfg: Config, log: Logger, signal: AbortSignal): Uploader {
+  if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync push <docroot> s3://bucket/prefix" });
+  if (!cfg.target) throw new UsageError("no target location given", { hint: "fansync push <docroot> s3://bucket/prefix" });
+  const docroot = path.resolve(cfg.docroot);
+  let exclude = [...cfg.exclude];
+  if (cfg.excludeFrom) {
+    let text: string;
+    try {
+      text = readFileSync(cfg.excludeFrom, "utf8");
+    } catch (err) {
+      throw new UsageError(`cannot read --exclude-from ${cfg.excludeFrom}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    exclude = [...exclude, ...parseFilterFile(text)];
+  }
+  const stateDir = jobStateDir(cfg, "push", docroot, formatLocation(cfg.target));
+  return new Uploader(
+    {
+      docroot,
+      loc: cfg.target,
+      stateDir,
+      concurrency: cfg.concurrency,
+      multipartThreshold: cfg.multipartThreshold,
+      partSize: cfg.partSize,
+      maxDelete: cfg.maxDelete,
+      force: cfg.force,
+      dryRun: cfg.dryRun,
+      retain: cfg.retain,
+      filter: compileFilter({ exclude, include: cfg.include }),
+      cacheControl: compileCacheControl(cfg.cacheControl),
+    },
+    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date() },
+  );
+}
+
+/** Run one push. */
+export async function push(cfg: Config, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
+  return createUploader(cfg, log, signal).reconcile();
+}

@@ -1,0 +1,138 @@
+/**
+ * Reading and publishing generations: head, manifest and journal objects under the meta prefix.
+ * Publishing writes the manifest and journal first and the head last, with a conditional write.
+ */
+import os from "node:os";
+import { randomBytes } from "node:crypto";
+import { IntegrityError, RaceError } from "../core/errors.ts";
+import type { Location } from "../core/location.ts";
+import { metaPrefix } from "../core/location.ts";
+import {
+  type FileMap, type Head, HEAD_FORMAT, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseManifest,
+  serializeHead, serializeJournal, serializeManifest, sha256Hex,
+} from "../core/manifest.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
+import { toRemoteError } from "../adapters/s3-errors.ts";
+
+/** The head as read, with the ETag needed for the next conditional write. */
+export interface HeadState {
+  readonly head: Head;
+  readonly etag: string;
+}
+
+/** A unique id for this writer process, recorded in every head it writes. */
+export function newWriterId(): string {
+  return `${os.hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+}
+
+/** Read the head; undefined when the location has never been published. */
+export async function readHead(store: S3Store, loc: Location, signal?: AbortSignal): Promise<HeadState | undefined> {
+  const meta = metaPrefix(loc);
+  const res = await store.get(metaKeys.head(meta), signal ? { signal } : {});
+  if (res.status === "not-found") return undefined;
+  if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading head.json: ${res.status}`);
+  return { head: parseHead(res.body, meta), etag: res.etag };
+}
+
+/** Read and verify the manifest a head names. */
+export async function readManifest(store: S3Store, loc: Location, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
+  const res = await store.get(head.manifestKey, signal ? { signal } : {});
+  if (res.status === "not-found") {
+    throw new IntegrityError(`head names manifest ${head.manifestKey} (generation ${head.generation}) but it does not exist`, {
+      hint: "the bucket is incomplete (replication still arriving?) or damaged; the next run retries",
+    });
+  }
+  if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading ${head.manifestKey}: ${res.status}`);
+  void loc;
+  return { files: parseManifest(res.body, head.manifestSha256, head.generation), bytes: res.body };
+}
+
+/** What one publish changed. */
+export interface PublishInput {
+  readonly previous: HeadState | undefined;
+  readonly files: FileMap;
+  readonly puts: readonly Entry[];
+  readonly deletes: readonly string[];
+  readonly writer: string;
+  readonly retain: number;
+  readonly now: () => Date;
+  /** Whether the server enforces conditional writes (else: read-back check). */
+  readonly conditional: boolean;
+}
+
+/**
+ * Publish the next generation: manifest, journal, then the head with If-Match on the previous ETag
+ * (If-None-Match: * for the first). A lost race throws {@link RaceError}; the chain never forks.
+ * Old manifests and journals beyond `retain` generations are pruned afterwards.
+ */
+export async function publishGeneration(store: S3Store, loc: Location, input: PublishInput, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
+  const meta = metaPrefix(loc);
+  const prevGen = input.previous?.head.generation ?? 0;
+  const gen = prevGen + 1;
+  const time = input.now().toISOString();
+  const manifestBytes = serializeManifest(gen, input.files);
+  const ctl = { contentType: "application/json", cacheControl: "no-store" };
+  await store.put(metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" });
+  await store.put(metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl);
+  let bytes = 0;
+  for (const e of input.files.values()) bytes += e.size;
+  const head: Head = {
+    format: HEAD_FORMAT,
+    generation: gen,
+    manifestKey: metaKeys.manifest(meta, gen),
+    manifestSha256: sha256Hex(manifestBytes),
+    files: input.files.size,
+    bytes,
+    oldestJournal: Math.max(0, gen - input.retain),
+    writer: input.writer,
+    time,
+  };
+  let etag: string;
+  try {
+    const cond = input.previous ? { ifMatch: input.previous.etag } : { ifNoneMatch: "*" };
+    etag = (await store.put(metaKeys.head(meta), serializeHead(head), ctl, cond)).etag;
+  } catch (err) {
+    if (err instanceof ConditionFailed) {
+      throw new RaceError(`lost the race for generation ${gen}: another writer moved the head of s3://${loc.bucket}/${loc.prefix} first`, { cause: err });
+    }
+    throw err;
+  }
+  if (!input.conditional) {
+    // The server ignores conditions: read back to at least detect an interleaved writer.
+    const back = await readHead(store, loc);
+    if (!back || back.head.writer !== input.writer || back.head.generation !== gen) {
+      throw new RaceError(`head of s3://${loc.bucket}/${loc.prefix} was overwritten by writer ${back?.head.writer ?? "?"} (server has no conditional writes)`);
+    }
+  }
+  log.info({ generation: gen, files: head.files, bytes, puts: input.puts.length, deletes: input.deletes.length }, "published generation");
+  // Prune what fell out of retention; a failure here only leaves garbage, never breaks the chain.
+  const old = gen - input.retain;
+  if (old >= 1) {
+    const failed = await store.deleteMany([metaKeys.manifest(meta, old), metaKeys.journal(meta, old)]).catch((err: unknown) => {
+      log.warn({ err: toRemoteError(err, "prune", store.endpoint) }, "could not prune old generation");
+      return [];
+    });
+    if (failed.length) log.warn({ failed }, "could not prune old generation");
+  }
+  return { head, etag, manifestBytes };
+}
+
+/**
+ * Find out once whether the server enforces conditional writes: write a probe with
+ * If-None-Match: * twice; a server that accepts the second write ignores conditions.
+ */
+export async function probeConditionalWrites(store: S3Store, loc: Location): Promise<boolean> {
+  const key = `${metaPrefix(loc)}probe/${randomBytes(6).toString("hex")}`;
+  const attrs = { contentType: "text/plain" };
+  await store.put(key, Buffer.from("probe"), attrs, { ifNoneMatch: "*" });
+  let enforced = false;
+  try {
+    await store.put(key, Buffer.from("probe2"), attrs, { ifNoneMatch: "*" });
+  } catch (err) {
+    if (!(err instanceof ConditionFailed)) throw err;
+    enforced = true;
+  }
+  await store.deleteMany([key]);
+  return enforced;
+}

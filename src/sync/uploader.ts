@@ -1,0 +1,387 @@
+/**
+ * The uploader engine shared by `push` and `watch`: scan (all or some paths), hash what changed,
+ * plan against the bucket's current manifest, upload, publish the next generation, delete.
+ */
+import { open, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import pLimit from "p-limit";
+import pRetry, { AbortError } from "p-retry";
+import { contentTypeFor } from "../core/content-type.ts";
+import { errorMessage, GuardError, LocalIoError, PartialFailureError } from "../core/errors.ts";
+import type { PathFilter } from "../core/filters.ts";
+import { checkDeleteGuard } from "../core/guard.ts";
+import type { Location } from "../core/location.ts";
+import { type Entry, type FileMap, parseManifest, sha256Hex } from "../core/manifest.ts";
+import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
+import type { DeleteLimit } from "../core/units.ts";
+import { formatBytes } from "../core/units.ts";
+import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
+import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
+import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
+import { type HeadState, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest } from "./head-store.ts";
+
+/** Everything the uploader needs to know, resolved. */
+export interface UploaderOptions {
+  readonly docroot: string;
+  readonly loc: Location;
+  /** This docroot+location's own state directory. */
+  readonly stateDir: string;
+  readonly concurrency: number;
+  readonly multipartThreshold: number;
+  readonly partSize: number;
+  readonly maxDelete: DeleteLimit;
+  readonly force: boolean;
+  readonly dryRun: boolean;
+  readonly retain: number;
+  readonly filter: PathFilter;
+  readonly cacheControl: (p: string) => string | undefined;
+}
+
+/** Injected collaborators. */
+export interface UploaderDeps {
+  readonly store: S3Store;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly now: () => Date;
+}
+
+/** What one reconcile did. */
+export interface ReconcileResult {
+  readonly generation: number;
+  readonly published: boolean;
+  readonly uploads: number;
+  readonly copies: number;
+  readonly metaOnly: number;
+  readonly deletes: number;
+  readonly uploadBytes: number;
+  readonly unchanged: number;
+  readonly skipped: number;
+  /** Paths that were still being written and were left for a later batch (watch). */
+  readonly deferred: readonly string[];
+}
+
+/** Index entry: what a file looked like when it was last hashed. */
+type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
+
+/** Thrown when a file changes while it is read: retried, then deferred. */
+class FileChanging extends Error {
+  override name = "FileChanging";
+}
+
+interface Remote {
+  state: HeadState | undefined;
+  files: FileMap;
+}
+
+/** The uploader: one instance per docroot → location, reused across watch batches. */
+export class Uploader {
+  private readonly o: UploaderOptions;
+  private readonly d: UploaderDeps;
+  private readonly writer = newWriterId();
+  private remote: Remote | undefined;
+  private index: Map<string, IndexEntry> | undefined;
+  private conditional: boolean | undefined;
+
+  constructor(opts: UploaderOptions, deps: UploaderDeps) {
+    this.o = opts;
+    this.d = deps;
+  }
+
+  /**
+   * Make the bucket equal the docroot. `scope` limits the scan to some relative paths (files or
+   * directories, from watcher events); without it the whole docroot is reconciled.
+   */
+  async reconcile(scope?: readonly string[]): Promise<ReconcileResult> {
+    const { log } = this.d;
+    await this.checkDocroot();
+    const remote = await this.loadRemote();
+    const index = await this.loadIndex();
+    const under = scope ? minimalScope(scope) : undefined;
+    const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.stateDir] });
+    for (const s of scan.skipped) log.warn({ path: s.path, reason: s.reason }, "skipped");
+    if (!scope && scan.files.length === 0 && !this.o.force) {
+      throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
+    }
+    const local = await this.hashAll(scan.files, index);
+    if (!scope) pruneIndex(index, local);
+    const scoped = under ? filterScope(remote.files, under) : remote.files;
+    const plan = planPush(local, scoped);
+    const added = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
+    const remaining = remote.files.size - plan.deletes.length + added;
+    // The guard applies to watch batches too: an `rm -rf` on the master must not wipe every node.
+    checkDeleteGuard({ deletes: plan.deletes.length, held: remote.files.size, remaining, limit: this.o.maxDelete, force: this.o.force, what: `bucket s3://${this.o.loc.bucket}/${this.o.loc.prefix}` });
+    const gen = remote.state?.head.generation ?? 0;
+    const summary = { uploads: plan.uploads.length, copies: plan.copies.length, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, uploadBytes: plan.uploadBytes, unchanged: plan.unchanged, skipped: scan.skipped.length };
+    if (this.o.dryRun) {
+      logPlan(log, plan);
+      log.info({ ...summary, generation: gen, bytes: formatBytes(plan.uploadBytes) }, "dry run: nothing changed");
+      await this.saveIndex(index);
+      return { ...summary, generation: gen, published: false, deferred: [] };
+    }
+    if (isEmptyPlan(plan)) {
+      await this.saveIndex(index);
+      log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
+      return { ...summary, generation: gen, published: false, deferred: [] };
+    }
+    return this.execute(remote, plan, summary, index);
+  }
+
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>): Promise<ReconcileResult> {
+    const { log, store, signal } = this.d;
+    const limit = pLimit(this.o.concurrency);
+    const puts: Entry[] = [];
+    const failed: { path: string; error: string }[] = [];
+    const deferred: string[] = [];
+    const vanished: string[] = [];
+    const run = (p: string, fn: () => Promise<Entry | undefined>) =>
+      limit(async () => {
+        try {
+          const e = await pRetry(fn, {
+            retries: 3,
+            minTimeout: 200,
+            signal,
+            shouldRetry: ({ error }) => error instanceof FileChanging || isRetryable(error),
+          });
+          if (e) puts.push(e);
+          else vanished.push(p);
+        } catch (err) {
+          if (err instanceof FileChanging) deferred.push(p);
+          else {
+            failed.push({ path: p, error: errorMessage(err) });
+            log.error({ path: p, err }, "upload failed");
+          }
+        }
+      });
+    await Promise.all([
+      ...plan.uploads.map((f) => run(f.path, () => this.uploadFile(f))),
+      ...plan.copies.map(({ file, from }) =>
+        run(file.path, async () => {
+          try {
+            const r = await store.copy(this.key(file.path), { bucket: store.bucket, key: this.key(from.path), versionId: from.versionId, etag: from.etag }, this.attrs(file), signal);
+            return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
+          } catch (err) {
+            // The copy source changed under us: fall back to uploading the bytes.
+            if ((err as Error).name === "ConditionFailed") return this.uploadFile(file);
+            throw err;
+          }
+        }),
+      ),
+    ]);
+    signal.throwIfAborted();
+    for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
+    // A run with a failed transfer deletes nothing (rclone's rule): removals wait for a clean run.
+    const deletes = failed.length === 0 ? [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))] : [];
+    const next: FileMap = new Map(remote.files);
+    for (const p of deletes) next.delete(p);
+    for (const e of puts) next.set(e.path, e);
+    for (const e of puts) {
+      const st = index.get(e.path);
+      if (st && st[3] !== e.sha256) index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
+    }
+    let result: ReconcileResult = { ...summary, generation: remote.state?.head.generation ?? 0, published: false, deferred };
+    if (puts.length > 0 || deletes.length > 0) {
+      this.conditional ??= await this.loadConditional();
+      const pub = await publishGeneration(store, this.o.loc, { previous: remote.state, files: next, puts, deletes, writer: this.writer, retain: this.o.retain, now: this.d.now, conditional: this.conditional }, log);
+      this.remote = { state: { head: pub.head, etag: pub.etag }, files: next };
+      await this.saveRemoteCache(pub.head, pub.etag, pub.manifestBytes);
+      result = { ...result, generation: pub.head.generation, published: true };
+      if (deletes.length > 0) {
+        // Objects go only after the head stopped naming them: readers of the old generation may
+        // still fetch them a moment longer, and fail over to the next run if not.
+        const notDeleted = await store.deleteMany(deletes.map((p) => this.key(p)), signal);
+        for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
+      }
+    }
+    await this.saveIndex(index);
+    if (failed.length > 0) {
+      throw new PartialFailureError(`${failed.length} of ${plan.uploads.length + plan.copies.length} transfers failed; nothing was deleted (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
+    }
+    return result;
+  }
+
+  /** Upload one file; returns its new entry, or undefined when it vanished. */
+  private async uploadFile(f: LocalFile): Promise<Entry | undefined> {
+    const abs = path.join(this.o.docroot, f.path);
+    let fh;
+    try {
+      fh = await open(abs, "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new AbortError(err as Error);
+    }
+    try {
+      const st1 = await fh.stat();
+      const mtimeMs = Math.floor(st1.mtimeMs);
+      const mode = st1.mode & 0o7777;
+      if (st1.size < this.o.multipartThreshold) {
+        // Small files: one read into memory, hash those exact bytes, upload them. The published
+        // sha256 always describes the bytes sent, even if the file changes meanwhile.
+        const buf = await fh.readFile();
+        const st2 = await fh.stat();
+        if (st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${f.path} changed while being read`);
+        const entry = { path: f.path, size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
+        const r = await this.d.store.put(this.key(f.path), buf, this.attrs(entry), {}, this.d.signal);
+        return { ...entry, etag: r.etag, versionId: r.versionId };
+      }
+      // Large files: multipart, streaming, hashing as we go; the metadata carries the scanned
+      // sha256, so a file that changed mid-upload is detected and uploaded again.
+      const { createHash } = await import("node:crypto");
+      const h = createHash("sha256");
+      const stream = fh.createReadStream({ autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
+      let size = 0;
+      stream.on("data", (c) => {
+        h.update(c as Buffer);
+        size += (c as Buffer).length;
+      });
+      const entry = { path: f.path, size: st1.size, mtimeMs, mode, sha256: f.sha256 };
+      const r = await this.d.store.upload(this.key(f.path), stream, this.attrs(entry), { partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
+      const st2 = await fh.stat();
+      const sha = h.digest("hex");
+      if (sha !== f.sha256 || size !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${f.path} changed while being uploaded`);
+      return { ...entry, etag: r.etag, versionId: r.versionId };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private key(p: string): string {
+    return this.o.loc.prefix + p;
+  }
+
+  private attrs(f: { path: string; mtimeMs: number; mode: number; sha256: string }): ObjectAttrs {
+    return {
+      contentType: contentTypeFor(f.path),
+      cacheControl: this.o.cacheControl(f.path),
+      metadata: { sha256: f.sha256, mtime: String(f.mtimeMs), mode: f.mode.toString(8) },
+    };
+  }
+
+  private async checkDocroot(): Promise<void> {
+    let st;
+    try {
+      st = await stat(this.o.docroot);
+    } catch (err) {
+      throw new LocalIoError(`docroot ${this.o.docroot} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code})`, { cause: err, hint: "check the path" });
+    }
+    if (!st.isDirectory()) throw new LocalIoError(`docroot ${this.o.docroot} is not a directory`);
+  }
+
+  private async loadRemote(): Promise<Remote> {
+    const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
+    if (!hs) return (this.remote = { state: undefined, files: new Map() });
+    if (this.remote?.state?.etag === hs.etag && this.remote.state.head.generation === hs.head.generation) return this.remote;
+    const cached = await readJson<{ generation: number; manifestSha256: string }>(path.join(this.o.stateDir, "remote-head.json"));
+    if (cached && cached.generation === hs.head.generation && cached.manifestSha256 === hs.head.manifestSha256) {
+      try {
+        const bytes = await readFile(path.join(this.o.stateDir, "remote-manifest.ndjson.gz"));
+        return (this.remote = { state: hs, files: parseManifest(bytes, hs.head.manifestSha256, hs.head.generation) });
+      } catch {
+        // A damaged cache is simply ignored: fetch the manifest instead.
+      }
+    }
+    const { files, bytes } = await readManifest(this.d.store, this.o.loc, hs.head, this.d.signal);
+    await this.saveRemoteCache(hs.head, hs.etag, bytes);
+    return (this.remote = { state: hs, files });
+  }
+
+  private async saveRemoteCache(head: { generation: number; manifestSha256: string }, etag: string, bytes: Buffer): Promise<void> {
+    await writeFileAtomic(path.join(this.o.stateDir, "remote-manifest.ndjson.gz"), bytes);
+    await writeJson(path.join(this.o.stateDir, "remote-head.json"), { generation: head.generation, manifestSha256: head.manifestSha256, etag });
+  }
+
+  private async loadIndex(): Promise<Map<string, IndexEntry>> {
+    this.index ??= await readNdjsonMap<IndexEntry>(path.join(this.o.stateDir, "index.ndjson"));
+    return this.index;
+  }
+
+  private async saveIndex(index: Map<string, IndexEntry>): Promise<void> {
+    await writeNdjsonMap(path.join(this.o.stateDir, "index.ndjson"), index);
+  }
+
+  private async loadConditional(): Promise<boolean> {
+    const file = path.join(this.o.stateDir, "capabilities.json");
+    const known = await readJson<{ conditionalWrites: boolean; bucket: string; endpoint: string }>(file);
+    if (known && known.bucket === this.d.store.bucket && known.endpoint === this.d.store.endpoint) return known.conditionalWrites;
+    const enforced = await probeConditionalWrites(this.d.store, this.o.loc);
+    if (!enforced) {
+      this.d.log.warn({ endpoint: this.d.store.endpoint, bucket: this.d.store.bucket }, "this S3 server ignores conditional writes: run exactly one uploader per prefix (a read-back check detects, but cannot prevent, a second writer)");
+    }
+    await writeJson(file, { conditionalWrites: enforced, bucket: this.d.store.bucket, endpoint: this.d.store.endpoint });
+    return enforced;
+  }
+
+  /** Hash files whose size/mtime/inode changed since the index saw them. */
+  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>): Promise<LocalFile[]> {
+    const limit = pLimit(4);
+    const out: LocalFile[] = [];
+    let hashed = 0;
+    await Promise.all(
+      files.map((f) =>
+        limit(async () => {
+          const known = index.get(f.path);
+          let sha = known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino ? known[3] : undefined;
+          if (!sha) {
+            try {
+              sha = await hashFile(path.join(this.o.docroot, f.path));
+            } catch (err) {
+              if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+              throw err;
+            }
+            hashed++;
+            index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
+          }
+          out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
+        }),
+      ),
+    );
+    if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
+    return out;
+  }
+}
+
+/** After a full scan, forget index entries of files that no longer exist. */
+function pruneIndex(index: Map<string, IndexEntry>, local: readonly LocalFile[]): void {
+  const keep = new Set(local.map((f) => f.path));
+  for (const p of index.keys()) if (!keep.has(p)) index.delete(p);
+}
+
+function fileEntry(f: LocalFile): Omit<Entry, "etag"> {
+  return { path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: f.sha256 };
+}
+
+function logPlan(log: Logger, plan: PushPlan): void {
+  for (const f of plan.uploads) log.info({ op: "put", path: f.path, bytes: f.size }, "would upload");
+  for (const c of plan.copies) log.info({ op: "copy", path: c.file.path, from: c.from.path }, "would copy server-side");
+  for (const m of plan.metaOnly) log.info({ op: "meta", path: m.file.path }, "would update mtime/mode");
+  for (const p of plan.deletes) log.info({ op: "delete", path: p }, "would delete");
+}
+
+/** Drop scope entries covered by an ancestor also in scope. */
+function minimalScope(scope: readonly string[]): string[] {
+  const sorted = [...new Set(scope)].sort();
+  const out: string[] = [];
+  for (const p of sorted) if (!out.some((a) => p.startsWith(a + "/"))) out.push(p);
+  return out;
+}
+
+function filterScope(files: FileMap, under: readonly string[]): FileMap {
+  const set = new Set(under);
+  const out: FileMap = new Map();
+  for (const [p, e] of files) {
+    if (set.has(p)) {
+      out.set(p, e);
+      continue;
+    }
+    let i = p.indexOf("/");
+    while (i !== -1) {
+      if (set.has(p.slice(0, i))) {
+        out.set(p, e);
+        break;
+      }
+      i = p.indexOf("/", i + 1);
+    }
+  }
+  return out;
+}
