@@ -137,6 +137,30 @@ export function buildProgram(): Command {
       });
     });
 
+  common(program.command("pull"))
+    .description("bring a web node's docroot to the current generation (cron job, or daemon with --watch)")
+    .argument("[source]", "s3://bucket/prefix (more with --source, tried in order)")
+    .argument("[docroot]", "local directory to write")
+    .option("--source <s3url>", "a source location; repeat for fallbacks, first preferred", collect)
+    .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the files held (default 50%)")
+    .option("--force", "allow what the delete guard refuses, or a head whose generation went backwards")
+    .option("--dry-run", "print the plan and change nothing")
+    .option("--status-file <file>", "write a JSON status here (and a one-line OK/STALE/ERROR companion .txt)")
+    .option("--watch", "keep running, polling the head")
+    .option("--interval <duration>", "poll interval with --watch (default 2s)")
+    .option("--stale-after <duration>", "report STALE when behind the head for longer than this (default 5m)")
+    .option("--delete-extraneous", "also delete local files fansync never wrote (exact mirror)")
+    .option("--verify", "compare the docroot with the manifest and repair drift")
+    .option("--checksum", "with --verify, compare sha256 too (reads every file)")
+    .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
+      const extra = (cmd.opts().source as string[] | undefined) ?? [];
+      const sources = source ? [source, ...extra] : extra.length ? extra : undefined;
+      await run(cmd, { ...flagsOf(cmd), docroot, sources }, async (cfg, log, signal) => {
+        const { pull } = await import("../commands/pull.ts");
+        await pull(cfg, log, signal);
+      });
+    });
+
   return program;
 }
 

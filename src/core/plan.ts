@@ -29,8 +29,8 @@ export interface PushPlan {
 }
 
 /** True when a plan changes nothing. */
-export function isEmptyPlan(p: { uploads: readonly unknown[]; copies?: readonly unknown[]; metaOnly: readonly unknown[]; deletes: readonly unknown[] }): boolean {
-  return p.uploads.length === 0 && (p.copies?.length ?? 0) === 0 && p.metaOnly.length === 0 && p.deletes.length === 0;
+export function isEmptyPlan(p: { uploads?: readonly unknown[]; downloads?: readonly unknown[]; copies?: readonly unknown[]; metaOnly: readonly unknown[]; deletes: readonly unknown[] }): boolean {
+  return (p.uploads?.length ?? 0) === 0 && (p.downloads?.length ?? 0) === 0 && (p.copies?.length ?? 0) === 0 && p.metaOnly.length === 0 && p.deletes.length === 0;
 }
 
 /** Plan a push of `local` over the bucket's current `remote` manifest. */

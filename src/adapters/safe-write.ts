@@ -1,0 +1,77 @@
+/**
+ * Writing inside a docroot without ever leaving it: directories are created one component at a
+ * time and a symlink on the way is refused; files land by temp file + rename.
+ */
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, rmdir, unlink } from "node:fs/promises";
+import path from "node:path";
+import { IntegrityError, LocalIoError } from "../core/errors.ts";
+import { TEMP_MARK } from "../core/paths.ts";
+
+/**
+ * Make sure the parent directories of `rel` exist under `root` as real directories. A symlink in
+ * the way is refused (it could lead out of the docroot). `removable(rel)` says whether a regular
+ * file standing where a directory must be may be removed (a file that became a directory).
+ */
+export async function ensureParentDirs(root: string, rel: string, removable: (p: string) => boolean): Promise<void> {
+  const segs = rel.split("/");
+  let cur = root;
+  for (let i = 0; i < segs.length - 1; i++) {
+    cur = path.join(cur, segs[i] as string);
+    const sub = segs.slice(0, i + 1).join("/");
+    let st;
+    try {
+      st = await lstat(cur);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw toLocal(err, cur);
+      try {
+        await mkdir(cur, { mode: 0o755 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw toLocal(e, cur);
+        st = await lstat(cur);
+      }
+      if (!st) continue;
+    }
+    if (st.isDirectory()) continue;
+    if (st.isSymbolicLink()) {
+      throw new IntegrityError(`refusing to write ${JSON.stringify(rel)}: ${JSON.stringify(sub)} is a symlink in the docroot (it could lead outside)`, {
+        hint: "replace the symlink with a real directory, or remove it",
+      });
+    }
+    if (st.isFile() && removable(sub)) {
+      await unlink(cur);
+      await mkdir(cur, { mode: 0o755 });
+      continue;
+    }
+    throw new LocalIoError(`cannot create directory ${JSON.stringify(sub)}: a file that fansync did not write is in the way`, { hint: "remove it by hand or use --delete-extraneous" });
+  }
+}
+
+/** A temp file name next to the target: a dotfile, which web servers commonly refuse to serve. */
+export function tempPathFor(root: string, rel: string, runId: string): string {
+  const dir = path.dirname(path.join(root, rel));
+  return path.join(dir, `${TEMP_MARK}${runId}-${randomBytes(4).toString("hex")}`);
+}
+
+/** Remove empty directories from `rel`'s parent upwards, stopping at the root. */
+export async function pruneEmptyDirs(root: string, rel: string): Promise<void> {
+  let dir = path.dirname(rel);
+  while (dir !== "." && dir !== "") {
+    try {
+      await rmdir(path.join(root, dir));
+    } catch {
+      return; // not empty (or gone): stop
+    }
+    dir = path.dirname(dir);
+  }
+}
+
+/** Map a filesystem error to a LocalIoError that says what to do. */
+export function toLocal(err: unknown, where: string): LocalIoError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const hint =
+    code === "ENOSPC" ? "the disk is full: free space; the next run resumes"
+    : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "the docroot is not writable by this user"
+    : undefined;
+  return new LocalIoError(`cannot write ${where}: ${code ?? (err as Error).message}`, { cause: err, ...(hint ? { hint } : {}) });
+}

@@ -1,0 +1,177 @@
+/**
+ * `fansync pull s3://bucket/prefix <docroot>`: bring a web node's docroot to the current generation,
+ * once (cron) or as a daemon (--watch). Sources are tried in order (regional first, primary as
+ * fallback); the status file says what a load balancer needs to know.
+ */
+import os from "node:os";
+import path from "node:path";
+import type { Config } from "../core/config.ts";
+import { errorMessage, FansyncError, RemoteError, UsageError } from "../core/errors.ts";
+import { formatLocation } from "../core/location.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { acquireLock, readJson, writeFileAtomic } from "../adapters/state-files.ts";
+import { jobStateDir } from "../cli/settings.ts";
+import { storeFor } from "../cli/store.ts";
+import { pullOnce, type PullResult, type Source } from "../sync/puller.ts";
+
+/** The status document written after every run. */
+export interface PullStatus {
+  readonly status: "OK" | "STALE" | "ERROR";
+  readonly line: string;
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly lag: { readonly generations: number; readonly seconds: number };
+  readonly source: string;
+  readonly lastSuccess: string | null;
+  readonly lastAttempt: string;
+  readonly lastError: string | null;
+  readonly host: string;
+}
+
+const DRAIN_DEADLINE_MS = 30_000;
+
+/** Run `pull` (once or as a daemon); returns the exit code of the last run in one-shot mode. */
+export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
+  if (cfg.sources.length === 0) throw new UsageError("no source location given", { hint: "fansync pull s3://bucket/prefix <docroot>" });
+  if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync pull s3://bucket/prefix <docroot>" });
+  const docroot = path.resolve(cfg.docroot);
+  const stateDir = jobStateDir(cfg, "pull", docroot, "");
+  const plog = log.child({ component: "puller" });
+  const lock = await acquireLock(path.join(stateDir, "pull.lock"));
+  const hard = new AbortController();
+  const sources: Source[] = cfg.sources.map((loc) => ({ loc, store: storeFor(cfg, loc) }));
+  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  const opts = {
+    docroot,
+    stateDir,
+    concurrency: cfg.concurrency,
+    maxDelete: cfg.maxDelete,
+    force: cfg.force,
+    dryRun: cfg.dryRun,
+    deleteExtraneous: cfg.deleteExtraneous,
+    verify: cfg.verify,
+    checksum: cfg.checksum,
+    keep: statusFile ? [statusFile, textPath(statusFile)] : [],
+    maxJournals: 20,
+  };
+  const deps = { log: plog, signal: hard.signal, now: () => new Date() };
+  const once = async (): Promise<PullResult> => {
+    let lastErr: unknown;
+    for (const [i, s] of sources.entries()) {
+      try {
+        const r = await pullOnce(s, opts, deps);
+        if (i > 0) plog.warn({ source: formatLocation(s.loc), preferred: formatLocation((sources[0] as Source).loc) }, "served by a fallback source");
+        return r;
+      } catch (err) {
+        lastErr = err;
+        // Only an unreachable or failing source is skipped; bad data or a local problem is not
+        // something another source can fix, and the guard must never be bypassed by a fallback.
+        if (!(err instanceof RemoteError) || i === sources.length - 1) throw err;
+        plog.warn({ source: formatLocation(s.loc), err: errorMessage(err) }, "source unavailable; trying the next one");
+      }
+    }
+    throw lastErr;
+  };
+  try {
+    if (!cfg.watch) {
+      try {
+        const r = await once();
+        if (statusFile) await writeStatus(statusFile, ok(r, cfg.staleAfter));
+        if (r.noop) plog.info({ generation: r.generation, source: r.source }, "up to date");
+      } catch (err) {
+        if (statusFile) await writeStatus(statusFile, await failed(statusFile, err, cfg.staleAfter));
+        throw err;
+      }
+      return;
+    }
+    plog.info({ docroot, intervalMs: cfg.interval, sources: sources.map((s) => formatLocation(s.loc)) }, "watching the head");
+    let backoff = 0;
+    while (!signal.aborted) {
+      const running = once().then(
+        async (r) => {
+          backoff = 0;
+          if (statusFile) await writeStatus(statusFile, ok(r, cfg.staleAfter));
+        },
+        async (err: unknown) => {
+          backoff = Math.min(60_000, Math.max(cfg.interval, backoff * 2));
+          plog.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "pull failed");
+          if (statusFile) await writeStatus(statusFile, await failed(statusFile, err, cfg.staleAfter));
+        },
+      );
+      // SIGTERM drains the run in flight (bounded by a deadline), then the loop ends.
+      const onAbort = () => setTimeout(() => hard.abort(new Error("drain deadline passed")), DRAIN_DEADLINE_MS).unref();
+      signal.addEventListener("abort", onAbort, { once: true });
+      await running;
+      signal.removeEventListener("abort", onAbort);
+      await sleep(backoff || cfg.interval, signal);
+    }
+    plog.info("stopped");
+  } finally {
+    await lock.release();
+  }
+}
+
+function ok(r: PullResult, staleAfterMs: number): PullStatus {
+  const now = new Date();
+  const behind = r.headGeneration - r.generation;
+  const lagSeconds = behind > 0 && r.headTime ? Math.max(0, (now.getTime() - Date.parse(r.headTime)) / 1000) : 0;
+  const stale = behind > 0 && lagSeconds * 1000 > staleAfterMs;
+  return {
+    status: stale ? "STALE" : "OK",
+    line: stale ? `STALE ${r.generation} behind ${r.headGeneration}` : `OK ${r.generation}`,
+    generation: r.generation,
+    headGeneration: r.headGeneration,
+    lag: { generations: behind, seconds: Math.round(lagSeconds) },
+    source: r.source,
+    lastSuccess: now.toISOString(),
+    lastAttempt: now.toISOString(),
+    lastError: null,
+    host: os.hostname(),
+  };
+}
+
+async function failed(file: string, err: unknown, staleAfterMs: number): Promise<PullStatus> {
+  const prev = await readJson<PullStatus>(file);
+  const now = new Date();
+  const msg = `${(err as Error).name ?? "Error"}: ${errorMessage(err)}`.replace(/\s+/g, " ").slice(0, 300);
+  const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
+  // A transient failure shortly after a success still serves the last generation: STALE, not ERROR,
+  // until staleAfter passes; a load balancer can choose which of the two words it accepts.
+  const moved = (err as Error).name === "ObjectMoved";
+  const status: PullStatus["status"] = moved && since <= staleAfterMs ? "STALE" : "ERROR";
+  return {
+    status,
+    line: `${status} ${prev?.generation ?? 0} ${msg}`,
+    generation: prev?.generation ?? 0,
+    headGeneration: prev?.headGeneration ?? 0,
+    lag: prev?.lag ?? { generations: 0, seconds: 0 },
+    source: prev?.source ?? "",
+    lastSuccess: prev?.lastSuccess ?? null,
+    lastAttempt: now.toISOString(),
+    lastError: msg,
+    host: os.hostname(),
+  };
+}
+
+/** The plain-text companion of the JSON status file (`status.json` → `status.txt`). */
+export function textPath(statusFile: string): string {
+  return statusFile.endsWith(".json") ? statusFile.slice(0, -5) + ".txt" : statusFile + ".txt";
+}
+
+async function writeStatus(file: string, s: PullStatus): Promise<void> {
+  await writeFileAtomic(file, JSON.stringify(s, null, 1) + "\n");
+  await writeFileAtomic(textPath(file), s.line + "\n");
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

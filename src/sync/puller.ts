@@ -1,0 +1,363 @@
+/**
+ * The puller engine: bring a web node's docroot to the generation a location's head names.
+ * Stage every download as a verified temp file next to its target, then commit (renames, mode and
+ * mtime updates, deletions) only when all of them succeeded: the docroot moves from one complete
+ * generation to the next, and a failed or interrupted run leaves it as it was.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { chmod, lstat, readdir, realpath, rename, rm, unlink, utimes } from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import pLimit from "p-limit";
+import pRetry from "p-retry";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
+import { checkDeleteGuard } from "../core/guard.ts";
+import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
+import { applyJournal, type Entry, type FileMap, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
+import { TEMP_MARK } from "../core/paths.ts";
+import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
+import type { DeleteLimit } from "../core/units.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
+import type { S3Store } from "../adapters/s3-store.ts";
+import { ensureParentDirs, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
+import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
+import { hashFile } from "../adapters/local-tree.ts";
+import { readManifest } from "./head-store.ts";
+
+/** Resolved options of a puller. */
+export interface PullerOptions {
+  readonly docroot: string;
+  readonly stateDir: string;
+  readonly concurrency: number;
+  readonly maxDelete: DeleteLimit;
+  readonly force: boolean;
+  readonly dryRun: boolean;
+  readonly deleteExtraneous: boolean;
+  readonly verify: boolean;
+  readonly checksum: boolean;
+  /** Absolute paths inside the docroot that are never deleted (the status file). */
+  readonly keep: readonly string[];
+  /** Journals are fetched when at most this many generations behind; else the full manifest. */
+  readonly maxJournals: number;
+}
+
+/** One source to pull from. */
+export interface Source {
+  readonly loc: Location;
+  readonly store: S3Store;
+}
+
+/** Injected collaborators. */
+export interface PullerDeps {
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly now: () => Date;
+}
+
+/** What one pull did. */
+export interface PullResult {
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly headTime: string;
+  readonly source: string;
+  readonly noop: boolean;
+  readonly downloads: number;
+  readonly downloadBytes: number;
+  readonly metaOnly: number;
+  readonly deletes: number;
+  readonly drift: number;
+}
+
+/** The small state file read on every run (the no-op path reads only this). */
+interface PullHead {
+  generation: number;
+  etag: string;
+  source: string;
+  headTime: string;
+  /** False when the docroot may not equal `generation` (then journals are not applied on top). */
+  complete: boolean;
+}
+
+const FILES = "pull-files.ndjson";
+const HEAD = "pull-head.json";
+const STAGING = "pull-staging.json";
+
+/** Thrown when the object is not (yet) the one the manifest names: 404 or ETag mismatch. */
+class ObjectMoved extends FansyncError {
+  override name = "ObjectMoved";
+  constructor(message: string) {
+    super(message, 4, { hint: "the master moved on or replication is still arriving; the next run converges" });
+  }
+}
+
+/** Pull `source` into the docroot once. */
+export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps): Promise<PullResult> {
+  const { log, signal } = d;
+  await cleanStaging(o.stateDir, log);
+  const state = await readJson<PullHead>(path.join(o.stateDir, HEAD));
+  const url = formatLocation(source.loc);
+  const meta = metaPrefix(source.loc);
+  const sameSource = state?.source === url;
+  // The no-op path: one conditional GET of the head.
+  const headRes = await source.store.get(metaKeys.head(meta), state && sameSource && state.complete && !o.verify ? { ifNoneMatch: state.etag, signal } : { signal });
+  if (headRes.status === "not-modified") {
+    return { generation: state?.generation ?? 0, headGeneration: state?.generation ?? 0, headTime: state?.headTime ?? "", source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
+  }
+  if (headRes.status === "not-found") {
+    throw new IntegrityError(`no fansync head at ${url} (${metaKeys.head(meta)} does not exist)`, {
+      hint: "check the s3:// location (bucket and prefix), or run `fansync push` on the master first",
+    });
+  }
+  if (headRes.status !== "ok") throw new IntegrityError(`unexpected answer reading the head: ${headRes.status}`);
+  const head = parseHead(headRes.body, meta);
+  const have = state?.generation ?? 0;
+  if (head.generation < have && !o.force) {
+    throw new IntegrityError(`the head at ${url} went backwards: generation ${head.generation}, this node already has ${have}`, {
+      hint: "if the bucket was deliberately reset, rerun with --force; otherwise the source is not the one this node follows",
+    });
+  }
+  if (state && sameSource && state.complete && head.generation === have && !o.verify) {
+    await writeJson(path.join(o.stateDir, HEAD), { ...state, etag: headRes.etag });
+    return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
+  }
+
+  const held = await readNdjsonMap<Entry>(path.join(o.stateDir, FILES));
+  const target = await readTarget(source, head, state, sameSource, held, o, d);
+  const root = await realpath(o.docroot).catch((err: unknown) => {
+    throw new LocalIoError(`docroot ${o.docroot} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code})`, { hint: "create it (an empty directory is fine)" });
+  });
+  const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
+  // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
+  let heldForPlan: ReadonlyMap<string, HeldFile> = held;
+  let drift = 0;
+  if (o.verify) {
+    const checked = await checkDisk(root, target, o.checksum);
+    drift = [...target.keys()].filter((p) => !checked.has(p)).length;
+    heldForPlan = checked;
+    if (drift > 0) log.warn({ drift }, "docroot differs from the manifest; repairing");
+  }
+  const extraneous = o.deleteExtraneous ? (await listDisk(root)).filter((p) => !keep.has(p) && !target.has(p)) : [];
+  if (o.verify) for (const p of held.keys()) if (!target.has(p)) extraneous.push(p);
+  const plan = planPull(target, heldForPlan, extraneous);
+  const holds = o.deleteExtraneous ? Math.max(held.size, (await listDisk(root)).length) : held.size;
+  checkDeleteGuard({ deletes: plan.deletes.length, held: holds, remaining: target.size, limit: o.maxDelete, force: o.force, what: `docroot ${o.docroot}` });
+  const base = { headGeneration: head.generation, headTime: head.time, source: url, downloads: plan.downloads.length, downloadBytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift };
+  if (o.dryRun) {
+    for (const e of plan.downloads) log.info({ op: "get", path: e.path, bytes: e.size }, "would download");
+    for (const e of plan.metaOnly) log.info({ op: "meta", path: e.path }, "would update mtime/mode");
+    for (const p of plan.deletes) log.info({ op: "delete", path: p }, "would delete");
+    log.info({ ...base }, "dry run: nothing changed");
+    return { ...base, generation: have, noop: false };
+  }
+  if (!isEmptyPlan(plan)) await execute(source, root, plan, held, o, d);
+  await writeNdjsonMap(path.join(o.stateDir, FILES), target);
+  await writeJson(path.join(o.stateDir, HEAD), { generation: head.generation, etag: headRes.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
+  log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift }, "docroot at generation");
+  signal.throwIfAborted();
+  return { ...base, generation: head.generation, noop: false };
+}
+
+/** The target generation's files: journals on top of what we hold when close, else the manifest. */
+async function readTarget(source: Source, head: { generation: number; oldestJournal: number; manifestKey: string; manifestSha256: string } & Parameters<typeof readManifest>[2], state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<FileMap> {
+  const have = state?.generation ?? 0;
+  const behind = head.generation - have;
+  if (state?.complete && sameSource && have > 0 && behind > 0 && behind <= o.maxJournals && head.oldestJournal <= have && !o.verify) {
+    const meta = metaPrefix(source.loc);
+    const gens = Array.from({ length: behind }, (_, i) => have + 1 + i);
+    const docs = await Promise.all(gens.map((g) => source.store.get(metaKeys.journal(meta, g), { signal: d.signal })));
+    if (docs.every((r) => r.status === "ok")) {
+      let files: FileMap = held;
+      docs.forEach((r, i) => {
+        if (r.status === "ok") files = applyJournal(files, parseJournal(r.body, gens[i] as number));
+      });
+      if (files.size === head.files) {
+        d.log.debug({ journals: gens.length }, "caught up through journals");
+        return files;
+      }
+      d.log.warn({ expected: head.files, got: files.size }, "journals do not add up to the head; reading the full manifest");
+    }
+  }
+  return (await readManifest(source.store, source.loc, head, d.signal)).files;
+}
+
+async function execute(source: Source, root: string, plan: PullPlan, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<void> {
+  const { log, signal } = d;
+  const runId = randomBytes(3).toString("hex");
+  const staged: { entry: Entry; tmp: string }[] = [];
+  const tmps: string[] = [];
+  // Before the first temp file exists, record where they will be: a killed run's leftovers are
+  // found and removed by the next run without scanning the docroot.
+  const dirs = [...new Set(plan.downloads.map((e) => path.dirname(path.join(root, e.path))))];
+  await writeJson(path.join(o.stateDir, STAGING), { runId, dirs } satisfies Staging);
+  const failed: { path: string; error: string }[] = [];
+  const moved: string[] = [];
+  const deleting = new Set(plan.deletes);
+  const stagingFile = path.join(o.stateDir, STAGING);
+  const limit = pLimit(o.concurrency);
+  try {
+    await Promise.all(
+      plan.downloads.map((e) =>
+        limit(async () => {
+          if (signal.aborted || failed.length > 0) return;
+          try {
+            // Resume: a file already on disk with the right size, mtime and hash is not fetched again.
+            if (await alreadyThere(root, e)) {
+              staged.push({ entry: e, tmp: "" });
+              return;
+            }
+            await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p));
+            const tmp = tempPathFor(root, e.path, runId);
+            tmps.push(tmp);
+            await pRetry(() => download(source, e, tmp, signal), { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
+            staged.push({ entry: e, tmp });
+          } catch (err) {
+            if (err instanceof ObjectMoved) moved.push(e.path);
+            else {
+              failed.push({ path: e.path, error: errorMessage(err) });
+              if (err instanceof FansyncError && !(err instanceof PartialFailureError)) throw err;
+            }
+          }
+        }),
+      ),
+    );
+  } catch (err) {
+    await removeAll(tmps);
+    await rm(stagingFile, { force: true });
+    throw err;
+  }
+  signal.throwIfAborted();
+  if (failed.length > 0 || moved.length > 0) {
+    await removeAll(tmps);
+    await rm(stagingFile, { force: true });
+    if (failed.length > 0) {
+      throw new PartialFailureError(`${failed.length} of ${plan.downloads.length} downloads failed; the docroot was left as it was (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
+    }
+    throw new ObjectMoved(`${moved.length} object(s) changed or are not there yet (first: ${moved[0]}); the docroot was left as it was`);
+  }
+  // Commit: renames, then metadata, then deletions. Each rename is atomic; a crash here leaves
+  // complete files only, and the staging list lets the next run clean up and resume.
+  for (const { entry, tmp } of staged) {
+    if (tmp === "") continue;
+    try {
+      await rename(tmp, path.join(root, entry.path));
+    } catch (err) {
+      throw toLocal(err, path.join(root, entry.path));
+    }
+  }
+  for (const e of plan.metaOnly) {
+    const abs = path.join(root, e.path);
+    await ensureParentDirs(root, e.path, () => false);
+    await chmod(abs, e.mode).catch((err: unknown) => log.warn({ path: e.path, err }, "chmod failed"));
+    await utimes(abs, new Date(e.mtimeMs), new Date(e.mtimeMs)).catch((err: unknown) => log.warn({ path: e.path, err }, "utimes failed"));
+  }
+  for (const p of plan.deletes) {
+    const abs = path.join(root, p);
+    try {
+      await ensureParentDirs(root, p, () => false);
+      const st = await lstat(abs);
+      if (st.isDirectory()) continue;
+      await unlink(abs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+    }
+    await pruneEmptyDirs(root, p);
+  }
+  await rm(stagingFile, { force: true });
+}
+
+/** Download one object into `tmp`, verifying size and sha256, then set mode and mtime. */
+async function download(source: Source, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
+  const res = await source.store.getStream(source.loc.prefix + e.path, { ...(e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag }), signal });
+  if (res.status !== "ok") throw new ObjectMoved(`${e.path}: ${res.status}`);
+  const h = createHash("sha256");
+  let size = 0;
+  res.body.on("data", (c: Buffer) => {
+    h.update(c);
+    size += c.length;
+  });
+  try {
+    await pipeline(res.body, createWriteStream(tmp, { mode: 0o600 }), { signal });
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code && /^E[A-Z]+$/.test(code) && !["ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(code)) throw toLocal(err, tmp);
+    throw err;
+  }
+  const sha = h.digest("hex");
+  if (size !== e.size || sha !== e.sha256) {
+    await unlink(tmp).catch(() => undefined);
+    // A truncated or altered body: retried by p-retry, as a network fault would be.
+    const err = new Error(`${e.path}: got ${size} bytes with sha256 ${sha.slice(0, 12)}…, manifest says ${e.size} bytes ${e.sha256.slice(0, 12)}…`);
+    (err as Error & { $metadata: { httpStatusCode: number } }).$metadata = { httpStatusCode: 500 };
+    err.name = "IncompleteBody";
+    throw err;
+  }
+  await chmod(tmp, e.mode);
+  await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
+}
+
+async function alreadyThere(root: string, e: Entry): Promise<boolean> {
+  const st = await lstat(path.join(root, e.path)).catch(() => undefined);
+  if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs || (st.mode & 0o7777) !== e.mode) return false;
+  return (await hashFile(path.join(root, e.path))) === e.sha256;
+}
+
+/** For --verify: which target files are on disk as the manifest says (size, mtime, and sha256 with --checksum). */
+async function checkDisk(root: string, target: FileMap, checksum: boolean): Promise<Map<string, HeldFile>> {
+  const ok = new Map<string, HeldFile>();
+  const limit = pLimit(16);
+  await Promise.all(
+    [...target.values()].map((e) =>
+      limit(async () => {
+        const st = await lstat(path.join(root, e.path)).catch(() => undefined);
+        if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) return;
+        if (checksum && (await hashFile(path.join(root, e.path))) !== e.sha256) return;
+        ok.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, mode: st.mode & 0o7777, sha256: e.sha256 });
+      }),
+    ),
+  );
+  return ok;
+}
+
+/** Every regular file under the docroot (for --delete-extraneous), minus fansync's temp files. */
+async function listDisk(root: string): Promise<string[]> {
+  const { scanTree } = await import("../adapters/local-tree.ts");
+  const { files } = await scanTree(root, { filter: { matches: () => true, prunesDir: () => false } });
+  return files.map((f) => f.path);
+}
+
+async function removeAll(files: readonly string[]): Promise<void> {
+  await Promise.all(files.map((f) => unlink(f).catch(() => undefined)));
+}
+
+/** Where a run's temp files may be. */
+interface Staging {
+  runId: string;
+  dirs: string[];
+}
+
+/** Remove temp files a killed run left behind (their directories were recorded before they were created). */
+async function cleanStaging(stateDir: string, log: Logger): Promise<void> {
+  const file = path.join(stateDir, STAGING);
+  const st = await readJson<Staging>(file);
+  if (!st || typeof st.runId !== "string" || !Array.isArray(st.dirs)) return;
+  const mark = `${TEMP_MARK}${st.runId}-`;
+  let removed = 0;
+  for (const dir of st.dirs) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names) {
+      if (!n.startsWith(mark)) continue;
+      await unlink(path.join(dir, n)).catch(() => undefined);
+      removed++;
+    }
+  }
+  await rm(file, { force: true });
+  if (removed > 0) log.info({ removed }, "removed temp files of an interrupted run");
+}
+
+/** The small state of a puller (generation, head ETag, source), for `status`. */
+export async function readPullState(stateDir: string): Promise<PullHead | undefined> {
+  return readJson<PullHead>(path.join(stateDir, HEAD));
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command (README: `npm test`): build, unit tests, then the integration suite on both local
+# S3 servers (moto and fauxqs), each started and stopped by the harness itself. `test/run.sh integ`
+# runs only the integration suite; with S3_ENDPOINT set it runs once against that endpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx tsc -p tsconfig.json
+what=${1:-all}
+conc=${TEST_CONCURRENCY:-2}
+status=0
+if [ "$what" = all ] || [ "$what" = unit ]; then
+  node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/infra/**/*.test.ts' || status=1
+fi
+if [ "$what" = all ] || [ "$what" = integ ]; then
+  if [ -n "${S3_ENDPOINT:-}" ]; then
+    node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1
+  else
+    for server in ${FANSYNC_TEST_SERVERS:-moto fauxqs}; do
+      echo "=== integration suite on $server ==="
+      FANSYNC_TEST_SERVER=$server node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1
+    done
+  fi
+fi
+exit $status
