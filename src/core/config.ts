@@ -236,8 +236,21 @@ function s3(v: unknown, key: string, problems: string[]): Location | undefined {
 
 function suggest(key: string): string {
   const lower = key.toLowerCase().replace(/[-_]/g, "");
-  const hit = Object.keys(CONFIG_KEYS).find((k) => k.toLowerCase() === lower);
+  const hit = Object.keys(CONFIG_KEYS).find((k) => editDistance(k.toLowerCase(), lower) <= 2);
   return hit ? ` (did you mean "${hit}"?)` : "";
+}
+
+// Levenshtein distance, for "did you mean" on misspelt keys (and kebab-case flag names).
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] as number;
 }
 
 function deepFreeze<T>(o: T): T {

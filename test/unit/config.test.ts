@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { validateConfig } from "../../src/core/config.ts";
+import { ConfigError } from "../../src/core/errors.ts";
+import { parseLocation } from "../../src/core/location.ts";
+import { parseDeleteLimit, parseDuration, parseSize } from "../../src/core/units.ts";
+
+test("defaults are filled and the result is frozen", () => {
+  const c = validateConfig({ docroot: "/srv/www", target: "s3://bucket/site" });
+  assert.equal(c.concurrency, 16);
+  assert.deepEqual(c.target, { bucket: "bucket", prefix: "site/" });
+  assert.deepEqual(c.maxDelete, { kind: "percent", value: 50 });
+  assert.equal(c.delay, 500);
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.target));
+});
+
+test("every problem is reported at once, each with its key path", () => {
+  try {
+    validateConfig({ concurency: 4, concurrency: "lots", target: "http://x", partSize: "1MiB", maxDelete: "150%", locations: [{ url: "s3://ok-bucket/x", endpointUrl: "ftp://x", extra: 1 }], secretAccessKey: "x" });
+    assert.fail("expected a ConfigError");
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    const text = err.problems.join("\n");
+    assert.match(text, /concurency: unknown key \(did you mean "concurrency"\?\)/);
+    assert.match(text, /concurrency: expected a non-negative integer/);
+    assert.match(text, /target: not an s3 location/);
+    assert.match(text, /partSize: S3 requires parts of at least 5 MiB/);
+    assert.match(text, /maxDelete: expected a count/);
+    assert.match(text, /locations\[0\]\.endpointUrl: expected an http/);
+    assert.match(text, /locations\[0\]\.extra: unknown key/);
+    assert.match(text, /secretAccessKey: credentials do not belong in a config file/);
+    assert.equal(err.problems.length, 8);
+  }
+});
+
+test("s3 locations parse like the aws cli writes them", () => {
+  assert.deepEqual(parseLocation("s3://my-bucket"), { bucket: "my-bucket", prefix: "" });
+  assert.deepEqual(parseLocation("s3://my-bucket/"), { bucket: "my-bucket", prefix: "" });
+  assert.deepEqual(parseLocation("s3://my-bucket/a/b"), { bucket: "my-bucket", prefix: "a/b/" });
+  assert.throws(() => parseLocation("my-bucket/a"), /not an s3 location/);
+  assert.throws(() => parseLocation("s3://Bad_Bucket!/a"), /invalid bucket name/);
+  assert.throws(() => parseLocation("s3://bucket/a/../b"), /invalid prefix/);
+});
+
+test("sizes, durations and delete limits", () => {
+  assert.equal(parseSize("8MiB"), 8 * 1024 * 1024);
+  assert.equal(parseSize("5mb"), 5_000_000);
+  assert.equal(parseSize(123), 123);
+  assert.equal(parseSize("lots"), undefined);
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("2s"), 2000);
+  assert.equal(parseDuration("1h"), 3_600_000);
+  assert.equal(parseDuration("2 fortnights"), undefined);
+  assert.deepEqual(parseDeleteLimit("25%"), { kind: "percent", value: 25 });
+  assert.deepEqual(parseDeleteLimit("100"), { kind: "count", value: 100 });
+  assert.equal(parseDeleteLimit("-1"), undefined);
+});

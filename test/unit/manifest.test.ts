@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { IntegrityError } from "../../src/core/errors.ts";
+import { compareUtf8 } from "../../src/core/paths.ts";
+import { applyJournal, type Entry, JOURNAL_FORMAT, MANIFEST_FORMAT, metaKeys, parseHead, parseJournal, parseManifest, serializeJournal, serializeManifest, sha256Hex } from "../../src/core/manifest.ts";
+
+const e = (path: string, n = 1): Entry => ({ path, size: n, mtimeMs: 1700000000000, mode: 0o644, sha256: sha256Hex(path), etag: `"${n}"` });
+
+test("a manifest round-trips and is verified against the head's sha256", () => {
+  const files = new Map([e("b.html"), e("a/x.css", 2), e("caf\u00e9", 3), e("cafe\u0301", 4)].map((x) => [x.path, x]));
+  const bytes = serializeManifest(7, files);
+  const back = parseManifest(bytes, sha256Hex(bytes), 7);
+  const byPath = (a: Entry, b: Entry) => compareUtf8(a.path, b.path);
+  assert.deepEqual([...back.values()].sort(byPath), [...files.values()].sort(byPath));
+  assert.equal(back.size, 4, "NFC and NFD twins both survive");
+  assert.throws(() => parseManifest(bytes, "0".repeat(64), 7), /corrupt or truncated/);
+  assert.throws(() => parseManifest(bytes, sha256Hex(bytes), 8), /says generation 7/);
+  const truncated = bytes.subarray(0, bytes.length - 10);
+  assert.throws(() => parseManifest(truncated, sha256Hex(truncated), 7), IntegrityError);
+});
+
+test("hostile manifests are rejected with the offending path", () => {
+  const mk = (entries: object[]) => {
+    const text = [JSON.stringify({ format: MANIFEST_FORMAT, generation: 1, files: entries.length }), ...entries.map((x) => JSON.stringify(x))].join("\n");
+    const b = gzipSync(text);
+    return () => parseManifest(b, sha256Hex(b), 1);
+  };
+  assert.throws(mk([{ ...e("ok"), path: "../../etc/passwd" }]), /"\.\."/);
+  assert.throws(mk([{ ...e("ok"), path: "/etc/passwd" }]), /absolute/);
+  assert.throws(mk([{ ...e("ok"), path: "a\u0000b" }]), /NUL/);
+  assert.throws(mk([e("dup"), e("dup")]), /duplicate/);
+  assert.throws(mk([e("d"), e("d/f")]), /both a file and a directory/);
+  assert.throws(mk([{ ...e("x"), sha256: "nothex" }]), /sha256/);
+  assert.throws(mk([{ ...e("x"), size: -1 }]), /size/);
+  assert.throws(mk([{ ...e("x"), mode: 0o100000 }]), /mode/);
+});
+
+test("journals apply puts and deletes without mutating the input", () => {
+  const base = new Map([e("a"), e("b")].map((x) => [x.path, x]));
+  const j = parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 2, puts: [e("c"), e("a", 9)], deletes: ["b"], time: "t" }), 2);
+  const next = applyJournal(base, j);
+  assert.deepEqual([...next.keys()].sort(), ["a", "c"]);
+  assert.equal(next.get("a")?.size, 9);
+  assert.equal(base.size, 2);
+  assert.throws(() => parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 3, puts: [], deletes: [], time: "" }), 2), /says generation 3/);
+  assert.throws(() => parseJournal(Buffer.from("{not json"), 2), /not valid JSON/);
+});
+
+test("a head must name its own generation's manifest under the meta prefix", () => {
+  const meta = "site/.fansync/";
+  const good = { format: "fansync-head/1", generation: 3, manifestKey: metaKeys.manifest(meta, 3), manifestSha256: "a".repeat(64), files: 1, bytes: 1, oldestJournal: 0, writer: "w", time: "t" };
+  assert.equal(parseHead(Buffer.from(JSON.stringify(good)), meta).generation, 3);
+  assert.throws(() => parseHead(Buffer.from(JSON.stringify({ ...good, manifestKey: "../../x" })), meta), /not the manifest of generation 3/);
+  assert.throws(() => parseHead(Buffer.from(JSON.stringify({ ...good, generation: 0 })), meta), /positive integer/);
+  assert.throws(() => parseHead(Buffer.from("<html>"), meta), /not valid JSON/);
+});

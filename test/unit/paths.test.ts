@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { checkPathSet, checkRelativePath, compareUtf8 } from "../../src/core/paths.ts";
+
+test("accepts ordinary relative paths, unicode and spaces", () => {
+  for (const p of ["index.html", "a/b/c.css", "caf\u00e9/menu.html", "cafe\u0301/menu.html", "with space/x y.txt", ".well-known/x"]) {
+    assert.equal(checkRelativePath(p), undefined, p);
+  }
+});
+
+test("rejects hostile paths with the reason", () => {
+  const cases: [unknown, RegExp][] = [
+    ["../etc/passwd", /"\.\."/],
+    ["a/../../x", /"\.\."/],
+    ["/etc/passwd", /absolute/],
+    ["a\u0000b", /NUL/],
+    ["a\nb", /control/],
+    ["a\u001bb", /control/],
+    ["a//b", /empty segment/],
+    ["a/", /empty segment/],
+    ["./a", /"\."/],
+    ["", /empty/],
+    ["a\\b", /backslash/],
+    [".fansync/head.json", /reserved/],
+    ["x/.fansync-tmp-abc", /temp-file/],
+    ["a".repeat(300), /longer than 255/],
+    [("abcdefgh/".repeat(120)) + "x", /longer than 960/],
+    ["\ud800x", /Unicode/],
+    [42, /not a string/],
+  ];
+  for (const [p, re] of cases) assert.match(checkRelativePath(p) ?? "accepted", re, JSON.stringify(p));
+});
+
+test("a path set rejects duplicates and file/directory clashes", () => {
+  assert.deepEqual(checkPathSet(["a", "b/c"]), []);
+  assert.match(checkPathSet(["a", "a"]).join(), /duplicate/);
+  assert.match(checkPathSet(["a", "a/b"]).join(), /both a file and a directory/);
+  assert.match(checkPathSet(["x/y", "x/y/z/w"]).join(), /both a file and a directory/);
+});
+
+test("UTF-8 byte order differs from UTF-16 order where S3 cares", () => {
+  // U+FF5E (3 bytes in UTF-8) sorts before U+1F600 (4 bytes) in both, but U+E000 vs U+1F600 differ in UTF-16.
+  assert.ok(compareUtf8("\ue000", "\u{1f600}") < 0);
+  assert.ok("\ue000" > "\u{1f600}");
+});
