@@ -73,5 +73,6 @@ export function toRemoteError(err: unknown, what: string, endpoint: string): Rem
   if (name === "NoSuchBucket") {
     return new RemoteError(`${what}: the bucket does not exist`, { cause: err, hint: "check the bucket name in the s3:// location, or create the bucket" });
   }
-  return new RemoteError(`${what}: ${name}${status ? ` (HTTP ${status})` : ""}`, { cause: err, retryable: isRetryable(err) });
+  const detail = err instanceof Error && err.message && err.message !== name ? `: ${err.message.split("\n")[0]}` : "";
+  return new RemoteError(`${what}: ${name}${status ? ` (HTTP ${status})` : ""}${detail}`, { cause: err, retryable: isRetryable(err) });
 }

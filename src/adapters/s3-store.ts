@@ -136,7 +136,7 @@ export class S3Store {
   }
 
   /** Multipart upload of a stream through lib-storage (loaded lazily: the no-op paths never need it). */
-  async upload(key: string, body: Readable, attrs: ObjectAttrs, opts: { partSize: number; queueSize: number; signal?: AbortSignal }): Promise<PutResult> {
+  async upload(key: string, body: Readable, attrs: ObjectAttrs, opts: { size: number; partSize: number; queueSize: number; signal?: AbortSignal }): Promise<PutResult> {
     const { Upload } = await import("@aws-sdk/lib-storage");
     const up = new Upload({
       client: this.client,
@@ -144,6 +144,7 @@ export class S3Store {
         Bucket: this.bucket,
         Key: key,
         Body: body,
+        ContentLength: opts.size,
         ContentType: attrs.contentType,
         ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
         ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),

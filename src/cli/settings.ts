@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, UsageError } from "../core/errors.ts";
+import { ConfigError, ExitCode, UsageError } from "../core/errors.ts";
 import { type Config, validateConfig } from "../core/config.ts";
 
 /** Read a YAML config file into raw settings (not yet validated). */
@@ -38,7 +38,8 @@ export function resolveConfig(configFile: string | undefined, flags: Readonly<Re
     if (Array.isArray(v) && v.length === 0) continue;
     merged[k] = v;
   }
-  return validateConfig(merged, configFile ? `configuration (${configFile} + flags)` : "options");
+  // Without a file every problem is in the command line: a usage error (2), not a config error (3).
+  return configFile ? validateConfig(merged, `configuration (${configFile} + flags)`) : validateConfig(merged, "options", ExitCode.usage);
 }
 
 /** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */

@@ -2,7 +2,7 @@
  * Configuration as written (YAML file + flags, merged) and as resolved: one pure validation pass
  * that reports every problem with its key path and returns a frozen object with defaults filled.
  */
-import { ConfigError, UsageError } from "./errors.ts";
+import { ConfigError, ExitCode, type ExitCodeValue, UsageError } from "./errors.ts";
 import { DEFAULT_DELETE_LIMIT } from "./guard.ts";
 import { type Location, parseLocation } from "./location.ts";
 import { type DeleteLimit, parseDeleteLimit, parseDuration, parseSize } from "./units.ts";
@@ -77,7 +77,7 @@ const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credent
 const MIN_PART = 5 * 1024 * 1024;
 
 /** Validate merged raw settings; throws {@link ConfigError} listing every problem. */
-export function validateConfig(raw: Readonly<Record<string, unknown>>, source = "configuration"): Config {
+export function validateConfig(raw: Readonly<Record<string, unknown>>, source = "configuration", exitCode: ExitCodeValue = ExitCode.config): Config {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
@@ -140,7 +140,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
   if (cfg.maxDelay < cfg.delay) problems.push("maxDelay: must be at least delay");
   if (cfg.retain < 2) problems.push("retain: keep at least 2 generations");
   if (cfg.interval < 50) problems.push("interval: poll at most every 50ms");
-  if (problems.length > 0) throw new ConfigError(problems, source);
+  if (problems.length > 0) throw new ConfigError(problems, source, exitCode);
   return deepFreeze(cfg);
 }
 

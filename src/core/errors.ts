@@ -45,8 +45,8 @@ export class UsageError extends FansyncError {
 export class ConfigError extends FansyncError {
   override name = "ConfigError";
   readonly problems: readonly string[];
-  constructor(problems: readonly string[], source = "configuration") {
-    super(`invalid ${source}:\n  - ${problems.join("\n  - ")}`, ExitCode.config, {
+  constructor(problems: readonly string[], source = "configuration", exitCode: ExitCodeValue = ExitCode.config) {
+    super(`invalid ${source}:\n  - ${problems.join("\n  - ")}`, exitCode, {
       hint: "fix the listed keys (see README, Configuration) and run again",
     });
     this.problems = problems;

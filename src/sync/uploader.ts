@@ -236,7 +236,7 @@ export class Uploader {
         size += (c as Buffer).length;
       });
       const entry = { path: f.path, size: st1.size, mtimeMs, mode, sha256: f.sha256 };
-      const r = await this.d.store.upload(this.key(f.path), stream, this.attrs(entry), { partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
+      const r = await this.d.store.upload(this.key(f.path), stream, this.attrs(entry), { size: st1.size, partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
       const st2 = await fh.stat();
       const sha = h.digest("hex");
       if (sha !== f.sha256 || size !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${f.path} changed while being uploaded`);
