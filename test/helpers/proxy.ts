@@ -1,0 +1,110 @@
+/**
+ * A small HTTP proxy on 127.0.0.1 in front of the S3 server: counts every request fansync sends
+ * and can inject faults (latency, error statuses, resets mid-body, truncated bodies, stalls).
+ */
+import http from "node:http";
+
+/** One request seen by the proxy. */
+export interface SeenRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly status: number;
+}
+
+/** What to do with a request: pass it through, or break it in a chosen way. */
+export type Fault =
+  | { kind: "none" }
+  | { kind: "delay"; ms: number }
+  | { kind: "status"; status: number; code: string }
+  | { kind: "reset-mid-body" }
+  | { kind: "truncate" }
+  | { kind: "stall" };
+
+/** A running proxy. */
+export interface Proxy {
+  readonly url: string;
+  readonly requests: SeenRequest[];
+  /** Decide per request; default passes everything through. */
+  fault: (req: { method: string; url: string }) => Fault;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** Start a proxy forwarding to `target` (http://127.0.0.1:port). */
+export async function startProxy(target: string): Promise<Proxy> {
+  const t = new URL(target);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const sockets = new Set<import("node:net").Socket>();
+  const proxy: Proxy = {
+    url: "",
+    requests: [],
+    fault: () => ({ kind: "none" }),
+    reset() {
+      this.requests.length = 0;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      agent.destroy();
+    },
+  };
+  const server = http.createServer((req, res) => {
+    const f = proxy.fault({ method: req.method ?? "", url: req.url ?? "" });
+    const record = (status: number) => proxy.requests.push({ method: req.method ?? "", url: req.url ?? "", status });
+    if (f.kind === "stall") {
+      record(0);
+      req.resume();
+      return; // never answers; the client's timeout must fire
+    }
+    if (f.kind === "status") {
+      record(f.status);
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(f.status, { "content-type": "application/xml" });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${f.code}</Code><Message>injected</Message></Error>`);
+      });
+      return;
+    }
+    const forward = () => {
+      const up = http.request(
+        { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (ur) => {
+          record(ur.statusCode ?? 0);
+          if (f.kind === "reset-mid-body" || f.kind === "truncate") {
+            const len = Number(ur.headers["content-length"] ?? 0);
+            res.writeHead(ur.statusCode ?? 502, ur.headers);
+            let sent = 0;
+            ur.on("data", (c: Buffer) => {
+              if (sent >= len / 2) return;
+              const part = c.subarray(0, Math.max(0, Math.ceil(len / 2) - sent));
+              sent += part.length;
+              res.write(part);
+              if (sent >= len / 2) {
+                // Truncate: end the socket early with the full Content-Length promised; reset: RST.
+                if (f.kind === "reset-mid-body") res.socket?.resetAndDestroy();
+                else res.socket?.destroy();
+              }
+            });
+            return;
+          }
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+        },
+      );
+      up.on("error", () => {
+        record(502);
+        res.destroy();
+      });
+      req.pipe(up);
+    };
+    if (f.kind === "delay") setTimeout(forward, f.ms);
+    else forward();
+  });
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  (proxy as { url: string }).url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return proxy;
+}
