@@ -1,0 +1,112 @@
+// The managed policy of each role, as synthesised: exact statements, and the puller's read-only
+// guarantee checked independently of how the policy is written.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { pullerPolicy, uploaderPolicy } from "../../infra/src/policies.ts";
+import { managedPolicyDocument, normalizePolicy, resourcesOf, synth } from "./helpers.ts";
+
+const { primary } = synth();
+const doc = (name: string) => normalizePolicy(managedPolicyDocument(primary, name));
+
+test("the uploader writes its prefix and meta prefix and lists only below them", () => {
+  assert.deepEqual(doc("fansync-uploader"), {
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "WriteContentAndMeta",
+        Effect: "Allow",
+        Action: ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+        Resource: ["arn:aws:s3:::fs-primary/site/*", "arn:aws:s3:::fs-primary/site/.fansync/*"],
+      },
+      {
+        Sid: "ListPrefix",
+        Effect: "Allow",
+        Action: ["s3:ListBucket"],
+        Resource: ["arn:aws:s3:::fs-primary"],
+        Condition: { StringLike: { "s3:prefix": ["site/*", "site/.fansync/*"] } },
+      },
+    ],
+  });
+});
+
+test("the replicator reads the primary prefix and writes every regional prefix", () => {
+  const write = ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"];
+  const list = (bucket: string, sid: string) => ({
+    Sid: sid, Effect: "Allow", Action: ["s3:ListBucket"], Resource: [`arn:aws:s3:::${bucket}`],
+    Condition: { StringLike: { "s3:prefix": ["site/*", "site/.fansync/*"] } },
+  });
+  assert.deepEqual(doc("fansync-replicator"), {
+    Version: "2012-10-17",
+    Statement: [
+      { Sid: "ReadSource", Effect: "Allow", Action: ["s3:GetObject", "s3:GetObjectVersion"], Resource: ["arn:aws:s3:::fs-primary/site/*", "arn:aws:s3:::fs-primary/site/.fansync/*"] },
+      list("fs-primary", "ListSource"),
+      {
+        Sid: "WriteTargets", Effect: "Allow", Action: write,
+        Resource: ["arn:aws:s3:::fs-us/site/*", "arn:aws:s3:::fs-us/site/.fansync/*", "arn:aws:s3:::fs-jp/site/*", "arn:aws:s3:::fs-jp/site/.fansync/*"],
+      },
+      list("fs-us", "ListTarget0"),
+      list("fs-jp", "ListTarget1"),
+    ],
+  });
+});
+
+test("the puller may only GetObject and GetObjectVersion on its sources' prefixes", () => {
+  assert.deepEqual(doc("fansync-puller"), {
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "ReadContent",
+        Effect: "Allow",
+        Action: ["s3:GetObject", "s3:GetObjectVersion"],
+        Resource: [
+          "arn:aws:s3:::fs-us/site/*", "arn:aws:s3:::fs-us/site/.fansync/*",
+          "arn:aws:s3:::fs-jp/site/*", "arn:aws:s3:::fs-jp/site/.fansync/*",
+          "arn:aws:s3:::fs-primary/site/*", "arn:aws:s3:::fs-primary/site/.fansync/*",
+        ],
+      },
+    ],
+  });
+});
+
+test("no action the puller's policy allows can write, delete, replicate or administer", () => {
+  // Independent of the exact list above: every allowed action, wildcards included, must be a read.
+  const statements = (managedPolicyDocument(primary, "fansync-puller") as { Statement: Record<string, unknown>[] }).Statement;
+  assert.ok(statements.length > 0);
+  for (const s of statements) {
+    assert.equal(s.Effect, "Allow");
+    assert.equal(s.NotAction, undefined, "NotAction would allow everything else");
+    assert.equal(s.NotResource, undefined);
+    const actions = ([] as unknown[]).concat(s.Action);
+    assert.ok(actions.length > 0);
+    for (const a of actions) {
+      assert.equal(typeof a, "string");
+      assert.doesNotMatch(a as string, /\*|\?/, `wildcard action ${String(a)}`);
+      assert.match(a as string, /^s3:Get/, `${String(a)} is not a read`);
+      assert.doesNotMatch(a as string, /Put|Delete|Write|Create|Replicate|Restore|Abort|Update|Bypass|Tagging|Acl|Policy/i);
+    }
+    for (const r of ([] as unknown[]).concat(s.Resource)) assert.match(r as string, /^arn:aws:s3:::[a-z0-9.-]+\/site\//);
+  }
+});
+
+test("roles not asked for get no policy", () => {
+  const only = synth({ "fansync:roles": "puller" }).primary;
+  const names = Object.values(resourcesOf(only, "AWS::IAM::ManagedPolicy")).map((r) => r.Properties.ManagedPolicyName);
+  assert.deepEqual(names, ["fansync-puller"]);
+  const prefixed = synth({ "fansync:namePrefix": "blog" }).primary;
+  assert.deepEqual(
+    Object.values(resourcesOf(prefixed, "AWS::IAM::ManagedPolicy")).map((r) => r.Properties.ManagedPolicyName),
+    ["blog-uploader", "blog-replicator", "blog-puller"],
+  );
+});
+
+test("a whole-bucket deployment drops the s3:prefix condition, which would break unprefixed lists", () => {
+  const loc = { bucket: "b", prefix: "", metaPrefix: ".fansync/" };
+  assert.deepEqual(uploaderPolicy(loc).Statement[1], { Sid: "ListPrefix", Effect: "Allow", Action: ["s3:ListBucket"], Resource: ["arn:aws:s3:::b"] });
+  assert.deepEqual(uploaderPolicy(loc).Statement[0]?.Resource, ["arn:aws:s3:::b/*", "arn:aws:s3:::b/.fansync/*"]);
+});
+
+test("another partition and a meta prefix outside the content prefix are both covered", () => {
+  const loc = { bucket: "b", prefix: "www/", metaPrefix: "control/www/" };
+  assert.deepEqual(pullerPolicy([loc], "aws-cn").Statement[0]?.Resource, ["arn:aws-cn:s3:::b/www/*", "arn:aws-cn:s3:::b/control/www/*"]);
+  assert.deepEqual(uploaderPolicy(loc).Statement[1]?.Condition, { StringLike: { "s3:prefix": ["www/*", "control/www/*"] } });
+});
