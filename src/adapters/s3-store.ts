@@ -93,6 +93,9 @@ export class S3Store {
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s === "not-found" || s === "precondition-failed") return { status: s };
+      // Without s3:ListBucket (the puller's least-privilege policy) S3 answers 403, not 404, for a
+      // key that does not exist yet: a content object is then "not there yet", and the run retries.
+      if (httpStatus(err) === 403 && errName(err) === "AccessDenied") return { status: "not-found" };
       throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint);
     }
   }
