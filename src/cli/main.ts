@@ -65,7 +65,7 @@ async function run(cmd: Command, flags: Flags, body: (cfg: Config, log: Logger, 
   process.once("SIGINT", onSignal);
   try {
     const { resolveConfig } = await import("./settings.ts");
-    const cfg = resolveConfig(cmd.opts().config as string | undefined, flags);
+    const cfg = await resolveConfig(cmd.opts().config as string | undefined, flags);
     const { createLogger } = await import("../adapters/logger.ts");
     log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
     code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;

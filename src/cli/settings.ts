@@ -3,12 +3,13 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
 import { ConfigError, ExitCode, UsageError } from "../core/errors.ts";
 import { type Config, validateConfig } from "../core/config.ts";
 
 /** Read a YAML config file into raw settings (not yet validated). */
-export function readConfigFile(file: string): Record<string, unknown> {
+export async function readConfigFile(file: string): Promise<Record<string, unknown>> {
+  // Loaded only when a config file is given: a cron run with flags never pays for the YAML parser.
+  const { parse: parseYaml } = await import("yaml");
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -30,8 +31,8 @@ export function readConfigFile(file: string): Record<string, unknown> {
  * Merge the config file (if any) with flags (flags win; undefined means "not given") and validate
  * everything in one pass.
  */
-export function resolveConfig(configFile: string | undefined, flags: Readonly<Record<string, unknown>>): Config {
-  const fromFile = configFile ? readConfigFile(configFile) : {};
+export async function resolveConfig(configFile: string | undefined, flags: Readonly<Record<string, unknown>>): Promise<Config> {
+  const fromFile = configFile ? await readConfigFile(configFile) : {};
   const merged: Record<string, unknown> = { ...fromFile };
   for (const [k, v] of Object.entries(flags)) {
     if (v === undefined) continue;
