@@ -30,7 +30,7 @@ export interface PullStatus {
 
 const DRAIN_DEADLINE_MS = 30_000;
 
-/** Run `pull` (once or as a daemon); returns the exit code of the last run in one-shot mode. */
+/** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
   if (cfg.sources.length === 0) throw new UsageError("no source location given", { hint: "fansync pull s3://bucket/prefix <docroot>" });
   if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync pull s3://bucket/prefix <docroot>" });

@@ -11,7 +11,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import pLimit from "p-limit";
 import pRetry from "p-retry";
-import { errorMessage, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
+import { errorMessage, ExitCode, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { applyJournal, type Entry, type FileMap, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
@@ -88,7 +88,7 @@ const STAGING = "pull-staging.json";
 class ObjectMoved extends FansyncError {
   override name = "ObjectMoved";
   constructor(message: string) {
-    super(message, 4, { hint: "the master moved on or replication is still arriving; the next run converges" });
+    super(message, ExitCode.partial, { hint: "the master moved on or replication is still arriving; the next run converges" });
   }
 }
 
