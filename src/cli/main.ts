@@ -161,7 +161,39 @@ export function buildProgram(): Command {
       });
     });
 
+  registerFanout(program);
   return program;
+}
+
+/** `replicate` and `status` (regional fan-out), kept in one block. */
+function registerFanout(program: Command): void {
+  common(program.command("replicate"))
+    .description("copy each new generation of the primary location to regional locations (objects first, head last)")
+    .argument("<primary>", "s3://bucket/prefix of the primary (the uploader's target)")
+    .argument("<regions...>", "s3://bucket/prefix of each region")
+    .option("--watch", "keep running, polling the primary's head")
+    .option("--interval <duration>", "poll interval with --watch (default 2s)")
+    .option("--multipart-threshold <size>", "streamed copies at least this big use multipart upload (default 8MiB)")
+    .option("--part-size <size>", "multipart part size (default 8MiB)")
+    .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
+    .action(async (primary: string, regions: string[], _o: unknown, cmd: Command) => {
+      await run(cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
+        const { replicate } = await import("../commands/replicate.ts");
+        await replicate(cfg, log, signal);
+      });
+    });
+
+  common(program.command("status"))
+    .description("print a puller's status file and the replicator's per-region status")
+    .option("--status-file <file>", "a puller's status file (pull --status-file)")
+    .option("--json", "print JSON")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { json, ...flags } = flagsOf(cmd);
+      await run(cmd, flags, async (cfg) => {
+        const { status } = await import("../commands/status.ts");
+        return status(cfg, { json: json === true });
+      });
+    });
 }
 
 await buildProgram().parseAsync(process.argv);
