@@ -152,6 +152,7 @@ export function buildProgram(): Command {
     .option("--delete-extraneous", "also delete local files fansync never wrote (exact mirror)")
     .option("--verify", "compare the docroot with the manifest and repair drift")
     .option("--checksum", "with --verify, compare sha256 too (reads every file)")
+    .option("--max-lag <n>", "use a fresher source when the preferred one lags it by more than this many generations (default 10)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;
