@@ -166,7 +166,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** `replicate` and `status` (regional fan-out), kept in one block. */
+/** `replicate`, `status` and `demo` (regional fan-out), kept in one block. */
 function registerFanout(program: Command): void {
   common(program.command("replicate"))
     .description("copy each new generation of the primary location to regional locations (objects first, head last)")
@@ -193,6 +193,19 @@ function registerFanout(program: Command): void {
       await run(cmd, flags, async (cfg) => {
         const { status } = await import("../commands/status.ts");
         return status(cfg, { json: json === true });
+      });
+    });
+
+  program
+    .command("demo")
+    .description("run a primary, three regions, the uploader, the replicator and three pullers on an embedded S3 server, make edits and time them")
+    .option("--dir <dir>", "where the demo's docroots, state and logs go (default: a temp directory, removed after a clean run)")
+    .option("--keep-running", "leave everything running after the edits (Ctrl-C stops it)")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { dir, keepRunning, ...flags } = cmd.opts();
+      await run(cmd, flags, async (_cfg, _log, signal) => {
+        const { demo } = await import("../commands/demo.ts");
+        return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true }, signal);
       });
     });
 }
