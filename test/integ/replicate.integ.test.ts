@@ -189,3 +189,27 @@ async function until(check: () => Promise<boolean>, timeoutMs: number, what: str
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+test("watch --replicate-to replicates each published generation and drains on SIGTERM", async () => {
+  const t = tempDir("repl-hook");
+  let daemon: ReturnType<typeof startCli> | undefined;
+  try {
+    const [primary, region] = await Promise.all([server.bucket("primary"), server.bucket("region")]);
+    const master = path.join(t.dir, "master");
+    await writeTree(master, { "index.html": "<h1>one</h1>\n", "a.css": "a{}\n" });
+    daemon = startCli(["watch", master, `s3://${primary}/site`, "--replicate-to", `s3://${region}/site`, "--delay", "100ms", "--max-delay", "500ms", "--endpoint-url", server.endpoint, "--state-dir", path.join(t.dir, "state"), "--log-format", "json"]);
+    const genOf = async (bucket: string) => Number((await readHeadDoc(server.client, bucket, "site/").catch(() => ({ generation: 0 }))).generation);
+    await until(async () => (await genOf(region)) === 1, 20_000, "region at generation 1");
+    await writeTree(master, { "index.html": "<h1>two</h1>\n" });
+    await until(async () => (await genOf(region)) === 2, 20_000, "region at generation 2");
+    await expectRegionMatchesPrimary(primary, region);
+    daemon.kill("SIGTERM");
+    const res = await waitCli(daemon, 20_000);
+    daemon = undefined;
+    assert.equal(res.code, 0, res.stderr);
+    assert.ok(res.logs.some((l) => l.component === "replicator" && l.msg === "region at generation" && l.generation === 2));
+  } finally {
+    daemon?.kill("SIGKILL");
+    t.cleanup();
+  }
+});
