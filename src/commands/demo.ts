@@ -272,6 +272,7 @@ class Monitor {
 
   /** --keep-running: keep printing until interrupted. */
   async follow(): Promise<void> {
+    this.sectionStart = Date.now();
     while (!this.signal.aborted) {
       await this.poll();
       await sleep(500, this.signal);
