@@ -6,6 +6,7 @@ import {
   CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
@@ -21,7 +22,14 @@ export type GetResult =
 
 /** Result of a streamed GET. */
 export type StreamResult =
-  | { readonly status: "ok"; readonly body: Readable; readonly etag: string; readonly size: number }
+  | {
+      readonly status: "ok";
+      readonly body: Readable;
+      readonly etag: string;
+      readonly size: number;
+      /** The stored headers, so a copy to another bucket keeps them. */
+      readonly attrs: ObjectAttrs;
+    }
   | { readonly status: "not-found" }
   | { readonly status: "precondition-failed" };
 
@@ -89,7 +97,12 @@ export class S3Store {
         }),
         { abortSignal: opts.signal },
       );
-      return { status: "ok", body: res.Body as Readable, etag: res.ETag ?? "", size: res.ContentLength ?? -1 };
+      const attrs: ObjectAttrs = {
+        contentType: res.ContentType ?? "application/octet-stream",
+        cacheControl: res.CacheControl,
+        ...(res.Metadata ? { metadata: res.Metadata } : {}),
+      };
+      return { status: "ok", body: res.Body as Readable, etag: res.ETag ?? "", size: res.ContentLength ?? -1, attrs };
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s === "not-found" || s === "precondition-failed") return { status: s };
@@ -97,6 +110,25 @@ export class S3Store {
       // key that does not exist yet: a content object is then "not there yet", and the run retries.
       if (httpStatus(err) === 403 && errName(err) === "AccessDenied") return { status: "not-found" };
       throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint);
+    }
+  }
+
+  /** HEAD an object (by version or with If-Match) for its headers; undefined when it is not that object. */
+  async headAttrs(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<ObjectAttrs | undefined> {
+    try {
+      const res = await this.client.send(
+        new HeadObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ...(opts.versionId ? { VersionId: opts.versionId } : opts.ifMatch ? { IfMatch: opts.ifMatch } : {}),
+        }),
+        { abortSignal: opts.signal },
+      );
+      return { contentType: res.ContentType ?? "application/octet-stream", cacheControl: res.CacheControl, ...(res.Metadata ? { metadata: res.Metadata } : {}) };
+    } catch (err) {
+      const s = this.classifyRead(err, key);
+      if (s === "not-found" || s === "precondition-failed") return undefined;
+      throw toRemoteError(err, `HEAD s3://${this.bucket}/${key}`, this.endpoint);
     }
   }
 
@@ -166,8 +198,11 @@ export class S3Store {
     }
   }
 
-  /** Server-side copy within this bucket (or from another bucket on the same endpoint), guarded by the source ETag. */
-  async copy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs, signal?: AbortSignal): Promise<PutResult> {
+  /**
+   * Server-side copy within this bucket (or from another bucket on the same endpoint), guarded by
+   * the source ETag. Without `attrs` the source's headers and metadata are kept (a replica).
+   */
+  async copy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs | undefined, signal?: AbortSignal): Promise<PutResult> {
     const src = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}${from.versionId ? `?versionId=${encodeURIComponent(from.versionId)}` : ""}`;
     try {
       const res = await this.client.send(
@@ -176,10 +211,14 @@ export class S3Store {
           Key: key,
           CopySource: src,
           ...(from.etag ? { CopySourceIfMatch: from.etag } : {}),
-          MetadataDirective: "REPLACE",
-          ContentType: attrs.contentType,
-          ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
-          ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
+          ...(attrs
+            ? {
+                MetadataDirective: "REPLACE" as const,
+                ContentType: attrs.contentType,
+                ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
+                ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
+              }
+            : { MetadataDirective: "COPY" as const }),
         }),
         { abortSignal: signal },
       );

@@ -152,6 +152,7 @@ export function buildProgram(): Command {
     .option("--delete-extraneous", "also delete local files fansync never wrote (exact mirror)")
     .option("--verify", "compare the docroot with the manifest and repair drift")
     .option("--checksum", "with --verify, compare sha256 too (reads every file)")
+    .option("--max-lag <n>", "use a fresher source when the preferred one lags it by more than this many generations (default 10)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;
@@ -161,7 +162,52 @@ export function buildProgram(): Command {
       });
     });
 
+  registerFanout(program);
   return program;
+}
+
+/** `replicate`, `status` and `demo` (regional fan-out), kept in one block. */
+function registerFanout(program: Command): void {
+  common(program.command("replicate"))
+    .description("copy each new generation of the primary location to regional locations (objects first, head last)")
+    .argument("<primary>", "s3://bucket/prefix of the primary (the uploader's target)")
+    .argument("<regions...>", "s3://bucket/prefix of each region")
+    .option("--watch", "keep running, polling the primary's head")
+    .option("--interval <duration>", "poll interval with --watch (default 2s)")
+    .option("--multipart-threshold <size>", "streamed copies at least this big use multipart upload (default 8MiB)")
+    .option("--part-size <size>", "multipart part size (default 8MiB)")
+    .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
+    .action(async (primary: string, regions: string[], _o: unknown, cmd: Command) => {
+      await run(cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
+        const { replicate } = await import("../commands/replicate.ts");
+        await replicate(cfg, log, signal);
+      });
+    });
+
+  common(program.command("status"))
+    .description("print a puller's status file and the replicator's per-region status")
+    .option("--status-file <file>", "a puller's status file (pull --status-file)")
+    .option("--json", "print JSON")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { json, ...flags } = flagsOf(cmd);
+      await run(cmd, flags, async (cfg) => {
+        const { status } = await import("../commands/status.ts");
+        return status(cfg, { json: json === true });
+      });
+    });
+
+  program
+    .command("demo")
+    .description("run a primary, three regions, the uploader, the replicator and three pullers on an embedded S3 server, make edits and time them")
+    .option("--dir <dir>", "where the demo's docroots, state and logs go (default: a temp directory, removed after a clean run)")
+    .option("--keep-running", "leave everything running after the edits (Ctrl-C stops it)")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { dir, keepRunning, ...flags } = cmd.opts();
+      await run(cmd, flags, async (_cfg, _log, signal) => {
+        const { demo } = await import("../commands/demo.ts");
+        return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true }, signal);
+      });
+    });
 }
 
 await buildProgram().parseAsync(process.argv);

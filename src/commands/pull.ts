@@ -13,6 +13,7 @@ import { acquireLock, readJson, writeFileAtomic } from "../adapters/state-files.
 import { jobStateDir } from "../cli/settings.ts";
 import { storeFor } from "../cli/store.ts";
 import { pullOnce, type PullResult, type Source } from "../sync/puller.ts";
+import { orderSources } from "../sync/source-choice.ts";
 
 /** The status document written after every run. */
 export interface PullStatus {
@@ -29,6 +30,8 @@ export interface PullStatus {
 }
 
 const DRAIN_DEADLINE_MS = 30_000;
+// The other sources' heads are looked at about every this many poll intervals (not every run).
+const LAG_CHECK_RUNS = 10;
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
@@ -55,18 +58,21 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
     maxJournals: 20,
   };
   const deps = { log: plog, signal: hard.signal, now: () => new Date() };
+  // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
+  const lagRule = { stateDir, maxLag: cfg.maxLag, checkEveryMs: LAG_CHECK_RUNS * cfg.interval };
   const once = async (): Promise<PullResult> => {
     let lastErr: unknown;
-    for (const [i, s] of sources.entries()) {
+    const ordered = (await orderSources(sources, lagRule, deps)).sources;
+    for (const [i, s] of ordered.entries()) {
       try {
         const r = await pullOnce(s, opts, deps);
-        if (i > 0) plog.warn({ source: formatLocation(s.loc), preferred: formatLocation((sources[0] as Source).loc) }, "served by a fallback source");
+        if (s !== sources[0]) plog.warn({ source: formatLocation(s.loc), preferred: formatLocation((sources[0] as Source).loc) }, "served by a fallback source");
         return r;
       } catch (err) {
         lastErr = err;
         // Only an unreachable or failing source is skipped; bad data or a local problem is not
         // something another source can fix, and the guard must never be bypassed by a fallback.
-        if (!(err instanceof RemoteError) || i === sources.length - 1) throw err;
+        if (!(err instanceof RemoteError) || i === ordered.length - 1) throw err;
         plog.warn({ source: formatLocation(s.loc), err: errorMessage(err) }, "source unavailable; trying the next one");
       }
     }

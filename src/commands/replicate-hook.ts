@@ -2,10 +2,48 @@
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 
-/** A callback run after each published generation; a no-op without --replicate-to. */
-export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): (generation: number) => Promise<void> {
-  if (cfg.replicateTo.length === 0) return async () => {};
-  void log;
-  void signal;
-  return async () => {};
+/** Called after each published generation; `drain` stops replication after the rounds in flight. */
+export interface AfterPublish {
+  (generation: number): Promise<void>;
+  drain(): Promise<void>;
+}
+
+// Regions also poll on their own this often: a region that was down catches up without a new publish.
+const SAFETY_INTERVAL_MS = 60_000;
+// How long stopping waits for replication rounds in flight.
+const DRAIN_DEADLINE_MS = 30_000;
+
+/**
+ * A callback run after each published generation; a no-op without --replicate-to. Replication runs
+ * beside the uploader, never inside its batch: a slow or unreachable region must not delay the
+ * next generation, and each region keeps its own backoff.
+ */
+export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): AfterPublish {
+  if (cfg.replicateTo.length === 0 || !cfg.target) return Object.assign(async () => {}, { drain: async () => {} });
+  const primary = cfg.target;
+  const stop = new AbortController();
+  // Requests are aborted by the uploader's hard stop, or by ours once the drain deadline passed.
+  const hard = new AbortController();
+  const requests = AbortSignal.any([signal, hard.signal]);
+  let kick: (() => void) | undefined;
+  // The loops start with the uploader: a region left behind while it was down catches up at once.
+  const running = import("./replicate.ts")
+    .then(({ createReplicator }) => {
+      const rep = createReplicator(cfg, primary, cfg.replicateTo, log, requests);
+      kick = () => rep.kick();
+      return rep.daemon(SAFETY_INTERVAL_MS, stop.signal);
+    })
+    .catch((err: unknown) => log.error({ err }, "replication stopped"));
+  const after = async (generation: number) => {
+    void generation;
+    kick?.();
+  };
+  return Object.assign(after, {
+    drain: async () => {
+      stop.abort();
+      const deadline = setTimeout(() => hard.abort(new Error("drain deadline passed")), DRAIN_DEADLINE_MS);
+      await running;
+      clearTimeout(deadline);
+    },
+  });
 }

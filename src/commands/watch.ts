@@ -156,6 +156,7 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
     await busy.catch(() => undefined);
     clearTimeout(deadline);
   }
+  await afterPublish.drain();
   if (fatal) throw fatal;
   wlog.info({ pending: pending.size }, "stopped");
 }

@@ -56,6 +56,11 @@ export interface PublishInput {
   readonly deletes: readonly string[];
   readonly writer: string;
   readonly retain: number;
+  /**
+   * The generation to publish; default previous + 1. A regional replica passes the primary's number
+   * (region generation N is primary generation N) and may jump several generations at once.
+   */
+  readonly generation?: number;
   readonly now: () => Date;
   /** Whether the server enforces conditional writes (else: read-back check). */
   readonly conditional: boolean;
@@ -69,7 +74,8 @@ export interface PublishInput {
 export async function publishGeneration(store: S3Store, loc: Location, input: PublishInput, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
   const meta = metaPrefix(loc);
   const prevGen = input.previous?.head.generation ?? 0;
-  const gen = prevGen + 1;
+  const gen = input.generation ?? prevGen + 1;
+  if (!Number.isSafeInteger(gen) || gen <= prevGen) throw new IntegrityError(`cannot publish generation ${gen} over generation ${prevGen}`);
   const time = input.now().toISOString();
   const manifestBytes = serializeManifest(gen, input.files);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
@@ -84,7 +90,9 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     manifestSha256: sha256Hex(manifestBytes),
     files: input.files.size,
     bytes,
-    oldestJournal: Math.max(0, gen - input.retain),
+    // Journals exist for (oldestJournal..gen]. A jump writes one journal holding the net delta from
+    // prevGen, which is not the delta from gen - 1: no reader may chain journals across it.
+    oldestJournal: gen === prevGen + 1 ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
     writer: input.writer,
     time,
   };
@@ -107,9 +115,13 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   }
   log.info({ generation: gen, files: head.files, bytes, puts: input.puts.length, deletes: input.deletes.length }, "published generation");
   // Prune what fell out of retention; a failure here only leaves garbage, never breaks the chain.
-  const old = gen - input.retain;
-  if (old >= 1) {
-    const failed = await store.deleteMany([metaKeys.manifest(meta, old), metaKeys.journal(meta, old)]).catch((err: unknown) => {
+  // A jump drops every generation it skipped past (bounded: a huge gap leaves the rest as garbage).
+  const oldKeys: string[] = [];
+  for (let old = Math.max(1, prevGen - input.retain + 1, gen - input.retain - 999); old <= gen - input.retain; old++) {
+    oldKeys.push(metaKeys.manifest(meta, old), metaKeys.journal(meta, old));
+  }
+  if (oldKeys.length > 0) {
+    const failed = await store.deleteMany(oldKeys).catch((err: unknown) => {
       log.warn({ err: toRemoteError(err, "prune", store.endpoint) }, "could not prune old generation");
       return [];
     });

@@ -1,0 +1,398 @@
+/**
+ * `fansync demo [--dir DIR] [--keep-running]`: the whole fan-out on this machine, no cloud account.
+ * An embedded S3 server (fauxqs) holds a primary and three regional buckets; the real CLI runs as
+ * child processes: the uploader (watch), the replicator (--watch) and three pullers (each its region
+ * first, the primary as fallback). The demo edits the master docroot, shows each node's generation
+ * live, times every change to every node, and exits 0 once all docroots equal the master byte for
+ * byte (compared by sha256).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ExitCode } from "../core/errors.ts";
+import { parseLocation } from "../core/location.ts";
+import { type FileMap, sha256Hex } from "../core/manifest.ts";
+import { hashFile, scanTree } from "../adapters/local-tree.ts";
+import { S3Store } from "../adapters/s3-store.ts";
+import { readJson } from "../adapters/state-files.ts";
+import { readHead, readManifest } from "../sync/head-store.ts";
+import { burstFile, initialSite, type SiteFiles } from "./demo-site.ts";
+
+/** Options of the demo. */
+export interface DemoOptions {
+  readonly dir: string | undefined;
+  readonly keepRunning: boolean;
+}
+
+const REGIONS = ["us", "jp", "uk"] as const;
+const PRIMARY = "s3://fansync-demo-primary/site/";
+const regionUrl = (r: string) => `s3://fansync-demo-${r}/site/`;
+// How often the demo looks at every node; arrival times are this precise.
+const POLL_MS = 100;
+// A change that has not reached every node by then fails the demo.
+const CHANGE_TIMEOUT_MS = 60_000;
+// Local-only credentials for the embedded server, given to the children's environment only.
+const DEMO_ENV = { AWS_ACCESS_KEY_ID: "fansync-demo", AWS_SECRET_ACCESS_KEY: "fansync-demo", AWS_REGION: "us-east-1" };
+
+/** A node the demo watches: a bucket's head or a puller's status file. */
+interface Node {
+  readonly name: string;
+  readonly read: () => Promise<number | undefined>;
+  gen: number;
+  /** When each generation was first seen. */
+  readonly seen: { gen: number; at: number }[];
+}
+
+/** One edit of the master docroot and how to recognise it in a generation's files. */
+interface Change {
+  readonly name: string;
+  readonly apply: () => Promise<void>;
+  readonly landed: (files: FileMap) => boolean;
+}
+
+/** Run the demo; returns the exit code. */
+export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number> {
+  const out = (s: string) => process.stdout.write(s + "\n");
+  const own = o.dir === undefined;
+  const dir = own ? mkdtempSync(path.join(os.tmpdir(), "fansync-demo-")) : path.resolve(o.dir as string);
+  // A previous run's docroots and state belong to a server that no longer exists: start clean.
+  for (const sub of ["master", "nodes", "state", "logs"]) rmSync(path.join(dir, sub), { recursive: true, force: true });
+  const master = path.join(dir, "master");
+  const logs = path.join(dir, "logs");
+  mkdirSync(master, { recursive: true });
+  mkdirSync(logs, { recursive: true });
+
+  const { startFauxqs } = await import("fauxqs");
+  const server = await startFauxqs({ host: "127.0.0.1", port: 0, logger: false });
+  const endpoint = `http://127.0.0.1:${server.port}`;
+  for (const url of [PRIMARY, ...REGIONS.map(regionUrl)]) server.createBucket(parseLocation(url).bucket);
+
+  const children = new Map<string, ChildProcess>();
+  const killAll = () => {
+    for (const c of children.values()) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  };
+  // Whatever happens to this process, its children do not outlive it.
+  process.once("exit", killAll);
+  let failure: string | undefined;
+  let stopping = false;
+  let code: number = ExitCode.ok;
+  try {
+    const { S3Client } = await import("@aws-sdk/client-s3");
+    const client = new S3Client({
+      endpoint,
+      forcePathStyle: true,
+      region: DEMO_ENV.AWS_REGION,
+      credentials: { accessKeyId: DEMO_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: DEMO_ENV.AWS_SECRET_ACCESS_KEY },
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+    });
+    const storeOf = (url: string) => ({ loc: parseLocation(url), store: new S3Store({ client, bucket: parseLocation(url).bucket, endpoint }) });
+    const primary = storeOf(PRIMARY);
+    const headGen = (url: string) => {
+      const s = storeOf(url);
+      return async () => (await readHead(s.store, s.loc, signal).catch(() => undefined))?.head.generation;
+    };
+    const statusGen = (file: string) => async () => (await readJson<{ generation?: number }>(file).catch(() => undefined))?.generation;
+    const nodes: Node[] = [
+      { name: "primary", read: headGen(PRIMARY), gen: 0, seen: [] },
+      ...REGIONS.map((r) => ({ name: `region-${r}`, read: headGen(regionUrl(r)), gen: 0, seen: [] })),
+      ...REGIONS.map((r) => ({ name: `web-${r}`, read: statusGen(path.join(dir, "nodes", r, "status.json")), gen: 0, seen: [] })),
+    ];
+
+    out(`fansync demo: embedded S3 server (fauxqs) on ${endpoint}; files in ${dir}`);
+    out(`  primary ${PRIMARY} → regions ${REGIONS.map(regionUrl).join(" ")}`);
+    out(`  web nodes ${REGIONS.join(", ")}: each pulls its region first, the primary as fallback; logs in ${logs}`);
+    const site = initialSite();
+    await writeSite(master, site);
+
+    const env: NodeJS.ProcessEnv = { ...process.env, ...DEMO_ENV };
+    for (const k of ["AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"]) delete env[k];
+    const common = ["--endpoint-url", endpoint, "--log-format", "json"];
+    const start = (name: string, args: string[]) => {
+      const fd = openSync(path.join(logs, `${name}.log`), "a");
+      const child = spawn(process.execPath, [FANSYNC_BIN, ...args, ...common], { stdio: ["ignore", fd, fd], env });
+      closeSync(fd);
+      children.set(name, child);
+      child.once("exit", (c, s) => {
+        if (!stopping) failure ??= `${name} exited unexpectedly (${s ?? `code ${c}`}); see ${path.join(logs, `${name}.log`)}`;
+      });
+    };
+    const monitor = new Monitor(nodes, out, () => failure, signal);
+    const changes: { change: Change; gen: number; t0: number }[] = [];
+    const track = async (change: Change, t0: number) => {
+      const gen = await monitor.untilPrimaryHas(change, primary, t0);
+      await monitor.untilAll(gen, change.name, t0);
+      changes.push({ change, gen, t0 });
+    };
+
+    // The initial site: the uploader publishes it, the replicator fans it out, then the pullers start
+    // (a puller started before any head exists would only back off).
+    const initial: Change = { name: `initial site (${Object.keys(site).length} files)`, apply: async () => {}, landed: hasAll(site) };
+    const t0 = Date.now();
+    monitor.section(initial.name);
+    start("uploader", ["watch", master, PRIMARY, "--state-dir", path.join(dir, "state", "uploader"), "--delay", "200ms", "--max-delay", "1s"]);
+    start("replicator", ["replicate", PRIMARY, ...REGIONS.map(regionUrl), "--watch", "--interval", "250ms", "--state-dir", path.join(dir, "state", "replicator")]);
+    const g1 = await monitor.untilPrimaryHas(initial, primary, t0);
+    await monitor.untilAll(g1, initial.name, t0, ["primary", ...REGIONS.map((r) => `region-${r}`)]);
+    for (const r of REGIONS) {
+      const www = path.join(dir, "nodes", r, "www");
+      await mkdir(www, { recursive: true });
+      start(`puller-${r}`, ["pull", regionUrl(r), www, "--source", PRIMARY, "--watch", "--interval", "250ms", "--status-file", path.join(dir, "nodes", r, "status.json"), "--state-dir", path.join(dir, "state", r)]);
+    }
+    await monitor.untilAll(g1, initial.name, t0);
+    changes.push({ change: initial, gen: g1, t0 });
+
+    const edits: Change[] = [
+      addFile(master, "blog/post-4.html", "<!doctype html><h1>Post 4</h1><p>Fresh from the master.</p>\n"),
+      addFile(master, "css/site.css", "body { font-family: Georgia, serif; margin: 2rem auto; max-width: 42rem; color: #111 }\n", "modify css/site.css"),
+      {
+        name: "delete about.html",
+        apply: () => rm(path.join(master, "about.html")),
+        landed: (f) => !f.has("about.html"),
+      },
+      {
+        name: "rename img/hero.png → img/banner.png",
+        apply: () => rename(path.join(master, "img/hero.png"), path.join(master, "img/banner.png")),
+        landed: (f) => !f.has("img/hero.png") && f.get("img/banner.png")?.sha256 === sha256Hex(site["img/hero.png"] as Buffer),
+      },
+      burst(master, 1000),
+    ];
+    for (const change of edits) {
+      monitor.section(change.name);
+      const t = Date.now();
+      await change.apply();
+      await track(change, t);
+    }
+
+    out("");
+    out(`Summary: seconds from the edit until each node held it (polled every ${POLL_MS} ms)`);
+    out(table(changes.map(({ change, gen, t0: t }) => [change.name, `g${gen}`, ...nodes.map((n) => fmt(arrival(n, gen, t)))]), ["change", "gen", ...nodes.map((n) => n.name)]));
+    const diffs = await compareDocroots(master, REGIONS.map((r) => ({ name: `web-${r}`, root: path.join(dir, "nodes", r, "www") })));
+    const files = (await hashTree(master)).size;
+    if (diffs.length === 0) {
+      out(`\n✓ all ${REGIONS.length} web docroots equal the master byte for byte (${files} files, sha256 compared)`);
+    } else {
+      code = ExitCode.partial;
+      out(`\n✗ ${diffs.length} difference(s) between the master and the web docroots:`);
+      for (const d of diffs.slice(0, 20)) out(`  ${d}`);
+      process.stderr.write(`fansync demo: web docroots differ from the master (first: ${diffs[0]}); logs in ${logs}\n`);
+    }
+
+    if (o.keepRunning && code === ExitCode.ok) {
+      out("\nStill running (Ctrl-C stops everything). Explore:");
+      out(`  edit files in ${master} and watch them reach ${path.join(dir, "nodes", "*", "www")}`);
+      out(`  fansync status --status-file ${path.join(dir, "nodes", "us", "status.json")} --state-dir ${path.join(dir, "state", "replicator")}`);
+      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync pull ${regionUrl("jp")} /tmp/my-node --endpoint-url ${endpoint}`);
+      out(`  logs: ${logs}`);
+      await monitor.follow();
+    }
+    stopping = true;
+  } catch (err) {
+    stopping = true;
+    if (!signal.aborted) throw err;
+    code = ExitCode.interrupted;
+  } finally {
+    await stopAll(children);
+    process.removeListener("exit", killAll);
+    await server.stop();
+    if (own && code === ExitCode.ok && !o.keepRunning) rmSync(dir, { recursive: true, force: true });
+    else if (code !== ExitCode.ok) process.stderr.write(`fansync demo: files and logs kept in ${dir}\n`);
+  }
+  return code;
+}
+
+/** Path to the launcher (bin/fansync.js): the children are the real CLI. */
+const FANSYNC_BIN = fileURLToPath(new URL("../../bin/fansync.js", import.meta.url));
+
+/** Watches the nodes and prints a line whenever a generation moves. */
+class Monitor {
+  private readonly nodes: Node[];
+  private readonly out: (s: string) => void;
+  private readonly failed: () => string | undefined;
+  private readonly signal: AbortSignal;
+  private sectionStart = Date.now();
+
+  constructor(nodes: Node[], out: (s: string) => void, failed: () => string | undefined, signal: AbortSignal) {
+    this.nodes = nodes;
+    this.out = out;
+    this.failed = failed;
+    this.signal = signal;
+  }
+
+  section(name: string): void {
+    this.sectionStart = Date.now();
+    this.out(`\n▶ ${name}`);
+  }
+
+  /** Poll every node once; print the generations when any moved. */
+  async poll(): Promise<void> {
+    const now = Date.now();
+    const gens = await Promise.all(this.nodes.map((n) => n.read()));
+    let moved = false;
+    gens.forEach((g, i) => {
+      const n = this.nodes[i] as Node;
+      if (g !== undefined && g > n.gen) {
+        n.gen = g;
+        n.seen.push({ gen: g, at: now });
+        moved = true;
+      }
+    });
+    if (moved) {
+      const show = (prefix: string) => this.nodes.filter((n) => n.name.startsWith(prefix)).map((n) => `${n.name.slice(prefix.length)} g${n.gen}`).join(" ");
+      this.out(`  +${((now - this.sectionStart) / 1000).toFixed(1).padStart(5)}s  primary g${(this.nodes[0] as Node).gen} │ regions ${show("region-")} │ web ${show("web-")}`);
+    }
+  }
+
+  /** The first primary generation whose manifest holds the change. */
+  async untilPrimaryHas(change: Change, primary: { store: S3Store; loc: ReturnType<typeof parseLocation> }, t0: number): Promise<number> {
+    let checked = 0;
+    for (;;) {
+      await this.tick(t0, change.name);
+      const gen = (this.nodes[0] as Node).gen;
+      if (gen > checked) {
+        const hs = await readHead(primary.store, primary.loc, this.signal);
+        if (hs) {
+          const { files } = await readManifest(primary.store, primary.loc, hs.head, this.signal);
+          checked = hs.head.generation;
+          if (change.landed(files)) return hs.head.generation;
+        }
+      }
+    }
+  }
+
+  /** Wait until the named nodes (default all) are at `gen` or later. */
+  async untilAll(gen: number, what: string, t0: number, names?: readonly string[]): Promise<void> {
+    const which = this.nodes.filter((n) => !names || names.includes(n.name));
+    while (!which.every((n) => n.gen >= gen)) await this.tick(t0, what);
+    if (!names) this.out(`  ✓ generation ${gen} on all ${which.length} nodes in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  }
+
+  /** --keep-running: keep printing until interrupted. */
+  async follow(): Promise<void> {
+    this.sectionStart = Date.now();
+    while (!this.signal.aborted) {
+      await this.poll();
+      await sleep(500, this.signal);
+    }
+  }
+
+  private async tick(t0: number, what: string): Promise<void> {
+    this.signal.throwIfAborted();
+    const f = this.failed();
+    if (f) throw new Error(f);
+    if (Date.now() - t0 > CHANGE_TIMEOUT_MS) {
+      const late = this.nodes.map((n) => `${n.name} g${n.gen}`).join(", ");
+      throw new Error(`"${what}" did not reach every node within ${CHANGE_TIMEOUT_MS / 1000}s (${late})`);
+    }
+    await this.poll();
+    await sleep(POLL_MS, this.signal);
+  }
+}
+
+function arrival(n: Node, gen: number, t0: number): number | undefined {
+  const s = n.seen.find((x) => x.gen >= gen);
+  return s ? Math.max(0, s.at - t0) / 1000 : undefined;
+}
+
+function fmt(s: number | undefined): string {
+  return s === undefined ? "-" : s.toFixed(1);
+}
+
+function table(rows: string[][], header: string[]): string {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+  return [line(header), widths.map((w) => "─".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+async function writeSite(root: string, files: SiteFiles): Promise<void> {
+  for (const [p, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(root, p)), { recursive: true });
+    await writeFile(path.join(root, p), content);
+  }
+}
+
+function hasAll(files: SiteFiles): (f: FileMap) => boolean {
+  const want = Object.entries(files).map(([p, c]) => [p, sha256Hex(c)] as const);
+  return (f) => want.every(([p, sha]) => f.get(p)?.sha256 === sha);
+}
+
+function addFile(master: string, rel: string, content: string, name = `add ${rel}`): Change {
+  return { name, apply: () => writeSite(master, { [rel]: content }), landed: hasAll({ [rel]: content }) };
+}
+
+function burst(master: string, n: number): Change {
+  const files: SiteFiles = {};
+  for (let i = 1; i <= n; i++) {
+    const f = burstFile(i);
+    files[f.path] = f.content;
+  }
+  return {
+    name: `burst of ${n.toLocaleString("en")} files`,
+    apply: async () => {
+      const entries = Object.entries(files);
+      for (let i = 0; i < entries.length; i += 50) {
+        await Promise.all(entries.slice(i, i + 50).map(([p, c]) => mkdir(path.dirname(path.join(master, p)), { recursive: true }).then(() => writeFile(path.join(master, p), c))));
+      }
+    },
+    landed: hasAll(files),
+  };
+}
+
+/** Every regular file under `root` → sha256. */
+async function hashTree(root: string): Promise<Map<string, string>> {
+  const { files } = await scanTree(root, { filter: { matches: () => true, prunesDir: () => false } });
+  const out = new Map<string, string>();
+  for (const f of files) out.set(f.path, await hashFile(path.join(root, f.path)));
+  return out;
+}
+
+/** Differences between the master and each docroot, one line each. */
+async function compareDocroots(master: string, nodes: readonly { name: string; root: string }[]): Promise<string[]> {
+  const want = await hashTree(master);
+  const diffs: string[] = [];
+  for (const n of nodes) {
+    const got = await hashTree(n.root);
+    for (const [p, sha] of want) {
+      const g = got.get(p);
+      if (g === undefined) diffs.push(`${n.name}: missing ${p}`);
+      else if (g !== sha) diffs.push(`${n.name}: ${p} differs (sha256 ${g.slice(0, 12)}…, master ${sha.slice(0, 12)}…)`);
+    }
+    for (const p of got.keys()) if (!want.has(p)) diffs.push(`${n.name}: extra ${p}`);
+  }
+  return diffs;
+}
+
+/** SIGTERM every child (they drain and exit), SIGKILL what is left after a deadline. */
+async function stopAll(children: ReadonlyMap<string, ChildProcess>): Promise<void> {
+  const alive = [...children.values()].filter((c) => c.exitCode === null && c.signalCode === null);
+  await Promise.all(
+    alive.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          const t = setTimeout(() => c.kill("SIGKILL"), 10_000);
+          c.once("exit", () => {
+            clearTimeout(t);
+            resolve();
+          });
+          c.kill("SIGTERM");
+        }),
+    ),
+  );
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

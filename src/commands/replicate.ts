@@ -1,0 +1,75 @@
+/**
+ * `fansync replicate s3://primary/prefix s3://region-a/prefix [...]`: bring regional locations to the
+ * primary's generation, once (exit non-zero if any region failed) or as a daemon (--watch).
+ */
+import { createHash } from "node:crypto";
+import path from "node:path";
+import type { Config } from "../core/config.ts";
+import { settingsFor } from "../core/config.ts";
+import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
+import { formatLocation, type Location } from "../core/location.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { baseStateDir } from "../cli/settings.ts";
+import { storeFor } from "../cli/store.ts";
+import { Replicator } from "../sync/replicator.ts";
+
+// How long SIGTERM waits for rounds in flight before aborting their requests.
+const DRAIN_DEADLINE_MS = 30_000;
+
+/** The replicator's state directory for a primary: one per primary location under the base. */
+export function replicatorStateDir(cfg: Config, primary: Location): string {
+  const id = createHash("sha256").update(formatLocation(primary)).digest("hex").slice(0, 12);
+  return path.join(baseStateDir(cfg), `replicate-${id}`);
+}
+
+/** Build the replicator for a primary and its regions from the resolved config. */
+export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal): Replicator {
+  const p = settingsFor(cfg, primary);
+  const primaryUrl = formatLocation(primary);
+  for (const r of regions) {
+    if (formatLocation(r) === primaryUrl) throw new UsageError(`region ${primaryUrl} is the primary itself`);
+  }
+  return new Replicator(
+    {
+      primary: { url: primaryUrl, loc: primary, store: storeFor(cfg, primary) },
+      regions: regions.map((loc) => {
+        const s = settingsFor(cfg, loc);
+        // Server-side copy needs one server that holds both buckets and one identity that may read
+        // the primary and write the region; otherwise the bytes pass through this process.
+        return { url: formatLocation(loc), loc, store: storeFor(cfg, loc), serverSideCopy: s.endpointUrl === p.endpointUrl && s.profile === p.profile };
+      }),
+      stateDir: replicatorStateDir(cfg, primary),
+      concurrency: cfg.concurrency,
+      multipartThreshold: cfg.multipartThreshold,
+      partSize: cfg.partSize,
+      retain: cfg.retain,
+      maxJournals: 20,
+    },
+    { log: log.child({ component: "replicator" }), signal, now: () => new Date() },
+  );
+}
+
+/** Run `replicate`, once or (with --watch) until `signal` aborts. */
+export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
+  if (!cfg.source) throw new UsageError("no primary location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
+  if (cfg.targets.length === 0) throw new UsageError("no region location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
+  const hard = new AbortController();
+  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, hard.signal);
+  const rlog = log.child({ component: "replicator" });
+  if (!cfg.watch) {
+    const outcome = await rep.runOnce();
+    const failed = outcome.filter((o) => o.error !== undefined);
+    if (failed.length > 0) {
+      throw new PartialFailureError(
+        `${failed.length} of ${outcome.length} region(s) failed: ${failed.map((f) => `${f.region}: ${errorMessage(f.error)}`).join("; ")}`,
+        failed.map((f) => ({ path: f.region, error: errorMessage(f.error) })),
+      );
+    }
+    return;
+  }
+  rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval }, "replicating");
+  const onAbort = () => setTimeout(() => hard.abort(new Error("drain deadline passed")), DRAIN_DEADLINE_MS).unref();
+  signal.addEventListener("abort", onAbort, { once: true });
+  await rep.daemon(cfg.interval, signal);
+  rlog.info("stopped");
+}

@@ -1,0 +1,67 @@
+/**
+ * `fansync status [--state-dir DIR] [--status-file F] [--json]`: what a puller and the replicator
+ * last reported, for people (one line each) or as JSON. Reads local files only, never the bucket.
+ */
+import { readdir } from "node:fs/promises";
+import path from "node:path";
+import type { Config } from "../core/config.ts";
+import { ExitCode, UsageError } from "../core/errors.ts";
+import { readJson } from "../adapters/state-files.ts";
+import { baseStateDir } from "../cli/settings.ts";
+import type { PullStatus } from "./pull.ts";
+import type { RegionStatus } from "../sync/replicator.ts";
+
+/** Everything `status` found. */
+export interface StatusReport {
+  readonly puller: (PullStatus & { readonly file: string }) | null;
+  readonly regions: readonly (RegionStatus & { readonly file: string })[];
+}
+
+/** Print the report; exit code 4 (partial) when anything reports ERROR, so it can back a health check. */
+export async function status(cfg: Config, opts: { json: boolean }): Promise<number> {
+  const report = await readStatus(cfg);
+  if (!report.puller && report.regions.length === 0) {
+    throw new UsageError(`no status found (state directory ${baseStateDir(cfg)}${cfg.statusFile ? `, status file ${cfg.statusFile}` : ""})`, {
+      hint: "pass --status-file of a puller (pull --status-file) or the --state-dir a replicator uses",
+    });
+  }
+  // One line: easy to pipe into jq, and to tell apart from log lines.
+  if (opts.json) process.stdout.write(JSON.stringify(report) + "\n");
+  else process.stdout.write(render(report));
+  const bad = report.puller?.status === "ERROR" || report.regions.some((r) => r.status === "ERROR");
+  return bad ? ExitCode.partial : ExitCode.ok;
+}
+
+/** Read the puller's status file (if given) and every replicator region status under the state dir. */
+export async function readStatus(cfg: Config): Promise<StatusReport> {
+  const file = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  const pull = file ? await readJson<PullStatus>(file) : undefined;
+  const base = baseStateDir(cfg);
+  const regions: (RegionStatus & { file: string })[] = [];
+  const dirs = await readdir(base, { withFileTypes: true }).catch(() => []);
+  for (const d of dirs) {
+    if (!d.isDirectory() || !d.name.startsWith("replicate-")) continue;
+    const names = await readdir(path.join(base, d.name)).catch(() => [] as string[]);
+    for (const n of names.filter((x) => /^region-.*\.json$/.test(x)).sort()) {
+      const f = path.join(base, d.name, n);
+      const s = await readJson<RegionStatus>(f);
+      if (s?.kind === "fansync-region-status/1") regions.push({ ...s, file: f });
+    }
+  }
+  return { puller: pull && file ? { ...pull, file } : null, regions };
+}
+
+function render(r: StatusReport): string {
+  const lines: string[] = [];
+  const ago = (iso: string | null) => (iso ? `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))}s ago` : "never");
+  if (r.puller) {
+    const p = r.puller;
+    lines.push(`puller  ${p.status.padEnd(5)} generation ${p.generation} of ${p.headGeneration} (lag ${p.lag.generations} gen, ${p.lag.seconds}s)  source ${p.source || "-"}`);
+    lines.push(`        last success ${ago(p.lastSuccess)}, last attempt ${ago(p.lastAttempt)}${p.lastError ? `, last error: ${p.lastError}` : ""}  [${p.file}]`);
+  }
+  for (const g of r.regions) {
+    lines.push(`region  ${g.status.padEnd(5)} ${g.region} generation ${g.generation} of ${g.primaryGeneration} (lag ${g.lag.generations} gen, ${g.lag.seconds}s)  primary ${g.primary}`);
+    lines.push(`        last success ${ago(g.lastSuccess)}, last attempt ${ago(g.lastAttempt)}${g.lastError ? `, ${g.failures} failure(s), last error: ${g.lastError}` : ""}`);
+  }
+  return lines.join("\n") + "\n";
+}

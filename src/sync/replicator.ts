@@ -1,0 +1,522 @@
+/**
+ * The replicator: brings regional locations to the primary's generation. Per region and round:
+ * objects first (server-side copy when the region's server can reach the primary's bucket, else
+ * streamed GET→PUT), then the region's manifest and journal rewritten with the region's own ETags
+ * and VersionIds, then the region's head (conditional, through publishGeneration), then deletions.
+ * A region's generation N is the primary's generation N, so pullers can compare sources.
+ * Regions never wait for each other: each has its own round, retries and backoff.
+ */
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { Transform, type Readable } from "node:stream";
+import pLimit from "p-limit";
+import pRetry from "p-retry";
+import { contentTypeFor } from "../core/content-type.ts";
+import { errorMessage, FansyncError, IntegrityError, RemoteError } from "../core/errors.ts";
+import { type Location, metaPrefix } from "../core/location.ts";
+import { type Entry, type FileMap, type Journal, metaKeys, parseHead, parseJournal, sha256Hex } from "../core/manifest.ts";
+import { applyJournals, canUseJournals, planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
+import { ConditionFailed, type ObjectAttrs, type PutResult, type S3Store } from "../adapters/s3-store.ts";
+import { readJson, writeJson } from "../adapters/state-files.ts";
+import { type HeadState, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest } from "./head-store.ts";
+
+/** A location with its store. */
+export interface Endpoint {
+  readonly url: string;
+  readonly loc: Location;
+  readonly store: S3Store;
+}
+
+/** A regional location. */
+export interface Region extends Endpoint {
+  /** The region's server can read the primary's bucket itself (same endpoint and credentials): CopyObject. */
+  readonly serverSideCopy: boolean;
+}
+
+/** Resolved options. */
+export interface ReplicatorOptions {
+  readonly primary: Endpoint;
+  readonly regions: readonly Region[];
+  /** The replicator's own state directory (per-region status files, capabilities). */
+  readonly stateDir: string;
+  readonly concurrency: number;
+  readonly multipartThreshold: number;
+  readonly partSize: number;
+  readonly retain: number;
+  /** A region at most this many generations behind catches up through the primary's journals. */
+  readonly maxJournals: number;
+}
+
+/** Injected collaborators; `signal` aborts requests in flight (the hard stop). */
+export interface ReplicatorDeps {
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly now: () => Date;
+}
+
+/** What one round did in one region. */
+export interface RegionResult {
+  readonly region: string;
+  readonly from: number;
+  readonly generation: number;
+  readonly noop: boolean;
+  readonly transfers: number;
+  readonly regionCopies: number;
+  readonly metaOnly: number;
+  readonly deletes: number;
+  readonly transferBytes: number;
+  readonly durationMs: number;
+}
+
+/** The per-region status file (`fansync status` prints it). */
+export interface RegionStatus {
+  readonly kind: "fansync-region-status/1";
+  readonly region: string;
+  readonly primary: string;
+  readonly status: "OK" | "ERROR";
+  readonly generation: number;
+  readonly primaryGeneration: number;
+  /** Seconds are counted from when the region was first seen behind (a lower bound in one-shot runs). */
+  readonly lag: { readonly generations: number; readonly seconds: number };
+  readonly behindSince: string | null;
+  readonly lastSuccess: string | null;
+  readonly lastAttempt: string;
+  readonly lastError: string | null;
+  readonly failures: number;
+}
+
+/** The primary's object is no longer the one its manifest names: it moved on during the round. */
+export class SourceMoved extends RemoteError {
+  override name = "SourceMoved";
+  constructor(message: string) {
+    super(message, { retryable: true, hint: "the primary published again during the copy; the next round converges" });
+  }
+}
+
+// CopyObject copies at most 5 GiB in one request; bigger objects are streamed.
+const MAX_COPY_BYTES = 5 * 1024 ** 3;
+// Backoff of a failing region in daemon mode, doubled per failure up to this cap.
+const MAX_BACKOFF_MS = 30_000;
+// Status files are rewritten when something changes, else at most this often.
+const STATUS_REFRESH_MS = 5_000;
+
+/** In-memory state of one region between rounds. */
+interface RegionState {
+  files: FileMap | undefined;
+  head: HeadState | undefined;
+  conditional: boolean | undefined;
+  generation: number;
+  primaryGeneration: number;
+  behindSince: string | null;
+  lastSuccess: string | null;
+  failures: number;
+  loaded: boolean;
+  written: { text: string; at: number } | undefined;
+  /** Daemon mode: wakes a napping loop; `kicked` says a new generation was announced. */
+  wake: (() => void) | undefined;
+  kicked: boolean;
+}
+
+/** The path of a region's status file inside the replicator's state directory. */
+export function regionStatusFile(stateDir: string, regionUrl: string): string {
+  const bucket = /^s3:\/\/([^/]+)/.exec(regionUrl)?.[1] ?? "region";
+  return path.join(stateDir, `region-${bucket}-${createHash("sha256").update(regionUrl).digest("hex").slice(0, 8)}.json`);
+}
+
+/** Replicates one primary location to its regions. */
+export class Replicator {
+  private readonly o: ReplicatorOptions;
+  private readonly d: ReplicatorDeps;
+  private readonly writer = newWriterId();
+  private readonly states = new Map<string, RegionState>();
+  private primaryHead: HeadState | undefined;
+  private primaryHeadInFlight: Promise<HeadState | undefined> | undefined;
+  private primaryManifest: { generation: number; files: Promise<FileMap> } | undefined;
+  private readonly journals = new Map<number, Promise<Journal | undefined>>();
+  private capabilities: Promise<void> = Promise.resolve();
+
+  constructor(opts: ReplicatorOptions, deps: ReplicatorDeps) {
+    this.o = opts;
+    this.d = deps;
+  }
+
+  /** One round in every region at once, each retried with backoff on retryable errors; never throws. */
+  async runOnce(retries = 3): Promise<{ region: string; result?: RegionResult; error?: unknown }[]> {
+    const settled = await Promise.allSettled(this.o.regions.map((r) => this.runRegion(r, retries)));
+    return settled.map((s, i) => {
+      const region = (this.o.regions[i] as Region).url;
+      return s.status === "fulfilled" ? { region, result: s.value } : { region, error: s.reason as unknown };
+    });
+  }
+
+  /**
+   * Daemon: every region polls the primary every `intervalMs` on its own loop; a failing region
+   * backs off (doubling, capped) without delaying the others. Resolves once `stop` aborted and the
+   * rounds in flight finished.
+   */
+  async daemon(intervalMs: number, stop: AbortSignal): Promise<void> {
+    await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, intervalMs, stop)));
+  }
+
+  /** Announce a new primary generation (watch --replicate-to): healthy regions start a round now. */
+  kick(): void {
+    for (const r of this.o.regions) {
+      const st = this.stateOf(r);
+      st.kicked = true;
+      if (st.failures === 0) st.wake?.();
+    }
+  }
+
+  private async regionLoop(r: Region, intervalMs: number, stop: AbortSignal): Promise<void> {
+    const st = this.stateOf(r);
+    while (!stop.aborted) {
+      st.kicked = false;
+      try {
+        await this.runRegion(r, 0);
+      } catch (err) {
+        if (stop.aborted || this.d.signal.aborted) break;
+        void err; // runRegion logged it and wrote the status file
+      }
+      const wait = st.failures > 0 ? Math.min(MAX_BACKOFF_MS, intervalMs * 2 ** st.failures) : intervalMs;
+      if (st.kicked && st.failures === 0) continue;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, wait);
+        function done() {
+          clearTimeout(t);
+          stop.removeEventListener("abort", done);
+          st.wake = undefined;
+          resolve();
+        }
+        st.wake = done;
+        stop.addEventListener("abort", done, { once: true });
+      });
+    }
+  }
+
+  /** One round in one region with whole-round retries; records the region's status either way. */
+  async runRegion(r: Region, retries: number): Promise<RegionResult> {
+    const st = this.stateOf(r);
+    const log = this.d.log.child({ region: r.url });
+    if (!st.loaded) await this.loadStatus(r, st);
+    try {
+      const res = await pRetry(() => this.replicateRegion(r, st, log), {
+        retries,
+        minTimeout: 500,
+        factor: 2,
+        signal: this.d.signal,
+        shouldRetry: ({ error }) => isRetryable(error),
+        onFailedAttempt: ({ error, retriesLeft, retryDelay }) => {
+          if (retriesLeft > 0 && isRetryable(error)) log.warn({ err: errorMessage(error), retryInMs: retryDelay }, "region round failed; retrying");
+        },
+      });
+      st.failures = 0;
+      st.lastSuccess = this.d.now().toISOString();
+      await this.recordStatus(r, st, undefined);
+      return res;
+    } catch (err) {
+      st.failures++;
+      const lag = this.lagOf(st);
+      log.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, generation: st.generation, primaryGeneration: st.primaryGeneration, lagGenerations: lag.generations, lagSeconds: lag.seconds, failures: st.failures }, "region failed");
+      await this.recordStatus(r, st, err).catch((e: unknown) => log.warn({ err: errorMessage(e) }, "could not write the region status"));
+      throw err;
+    }
+  }
+
+  private async replicateRegion(r: Region, st: RegionState, log: Logger): Promise<RegionResult> {
+    const { signal } = this.d;
+    const started = Date.now();
+    const primary = await this.readPrimaryHead();
+    if (primary) st.primaryGeneration = primary.head.generation;
+    const noop = (gen: number): RegionResult => ({ region: r.url, from: gen, generation: gen, noop: true, transfers: 0, regionCopies: 0, metaOnly: 0, deletes: 0, transferBytes: 0, durationMs: Date.now() - started });
+    const rh = await readHead(r.store, r.loc, signal);
+    const have = rh?.head.generation ?? 0;
+    st.generation = have;
+    if (!primary) {
+      log.debug("the primary has no generation yet");
+      return noop(have);
+    }
+    const ph = primary.head;
+    if (have > ph.generation) {
+      throw new IntegrityError(`region ${r.url} is at generation ${have}, ahead of the primary's ${ph.generation}`, {
+        hint: "the primary was reset, or another primary replicates here: empty the region's prefix or point the region elsewhere",
+      });
+    }
+    if (have === ph.generation) {
+      st.behindSince = null;
+      return noop(have);
+    }
+    st.behindSince ??= ph.time || this.d.now().toISOString();
+    const lag = this.lagOf(st);
+    log.info({ generation: have, primaryGeneration: ph.generation, lagGenerations: lag.generations, lagSeconds: lag.seconds }, "region behind; replicating");
+    const regionFiles: FileMap = !rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, r.loc, rh.head, signal)).files;
+    const target = await this.targetFor(have, ph, regionFiles, log);
+    const plan = planReplicate(target, regionFiles);
+    const puts = await this.copyObjects(r, plan);
+    const next: FileMap = new Map(regionFiles);
+    for (const p of plan.deletes) next.delete(p);
+    for (const e of plan.metaOnly) next.set(e.path, e);
+    for (const e of puts) next.set(e.path, e);
+    st.conditional ??= await this.loadConditional(r, log);
+    const pub = await publishGeneration(r.store, r.loc, {
+      previous: rh,
+      generation: ph.generation,
+      files: next,
+      puts: [...puts, ...plan.metaOnly],
+      deletes: plan.deletes,
+      writer: this.writer,
+      retain: this.o.retain,
+      now: this.d.now,
+      conditional: st.conditional,
+    }, log);
+    st.head = { head: pub.head, etag: pub.etag };
+    st.files = next;
+    st.generation = ph.generation;
+    st.behindSince = null;
+    if (plan.deletes.length > 0) {
+      // Objects go only after the region's head stopped naming them, as on the primary.
+      const notDeleted = await r.store.deleteMany(plan.deletes.map((p) => r.loc.prefix + p), signal);
+      for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
+    }
+    const res: RegionResult = {
+      region: r.url,
+      from: have,
+      generation: ph.generation,
+      noop: false,
+      transfers: plan.transfers.length,
+      regionCopies: plan.regionCopies.length + plan.twins.length,
+      metaOnly: plan.metaOnly.length,
+      deletes: plan.deletes.length,
+      transferBytes: plan.transferBytes,
+      durationMs: Date.now() - started,
+    };
+    const { region: _r, ...fields } = res;
+    log.info({ ...fields, unchanged: plan.unchanged, serverSideCopy: r.serverSideCopy }, "region at generation");
+    return res;
+  }
+
+  /** The primary's files at its head: journals on top of the region's map when close, else its manifest. */
+  private async targetFor(have: number, ph: HeadState["head"], regionFiles: FileMap, log: Logger): Promise<FileMap> {
+    if (canUseJournals(have, ph.generation, ph.oldestJournal, this.o.maxJournals)) {
+      const gens = Array.from({ length: ph.generation - have }, (_, i) => have + 1 + i);
+      const docs = await Promise.all(gens.map((g) => this.primaryJournal(g)));
+      if (docs.every((j): j is Journal => j !== undefined)) {
+        const files = applyJournals(regionFiles, docs);
+        if (files.size === ph.files) return files;
+        log.warn({ expected: ph.files, got: files.size }, "journals do not add up to the primary's head; reading its manifest");
+      }
+    }
+    if (this.primaryManifest?.generation !== ph.generation) {
+      const files = readManifest(this.o.primary.store, this.o.primary.loc, ph, this.d.signal).then((m) => m.files);
+      this.primaryManifest = { generation: ph.generation, files };
+      files.catch(() => {
+        if (this.primaryManifest?.files === files) this.primaryManifest = undefined;
+      });
+    }
+    return this.primaryManifest.files;
+  }
+
+  /** Copy every object the plan needs into the region; returns their entries with the region's ETags. */
+  private async copyObjects(r: Region, plan: ReplicatePlan): Promise<Entry[]> {
+    const limit = pLimit(this.o.concurrency);
+    const out: Entry[] = [];
+    const landed = new Map<string, Entry>();
+    const one = (e: Entry, fn: () => Promise<PutResult>) =>
+      limit(async () => {
+        this.d.signal.throwIfAborted();
+        // Whole-object retries for transient faults; a moved source fails the round instead.
+        const res = await pRetry(fn, { retries: 3, minTimeout: 200, signal: this.d.signal, shouldRetry: ({ error }) => isRetryable(error) && !(error instanceof SourceMoved) });
+        const entry: Entry = { ...e, etag: res.etag, versionId: res.versionId };
+        out.push(entry);
+        landed.set(e.path, entry);
+      });
+    // Settle everything before failing, so no copy of this round is still running when the next starts.
+    const firstError = (settled: PromiseSettledResult<void>[]) => settled.find((s): s is PromiseRejectedResult => s.status === "rejected")?.reason as unknown;
+    let err = firstError(
+      await Promise.allSettled([
+        ...plan.transfers.map((e) => one(e, () => this.transfer(r, e))),
+        ...plan.regionCopies.map(({ entry, from }) => one(entry, () => this.copyInRegion(r, entry, from))),
+      ]),
+    );
+    if (err === undefined) {
+      err = firstError(await Promise.allSettled(plan.twins.map(({ entry, of }) => one(entry, () => this.copyInRegion(r, entry, landed.get(of) as Entry)))));
+    }
+    if (err !== undefined) throw err;
+    return out;
+  }
+
+  /** Bring one object's bytes from the primary into the region. */
+  private async transfer(r: Region, e: Entry): Promise<PutResult> {
+    const { primary } = this.o;
+    const { signal } = this.d;
+    const src = primary.loc.prefix + e.path;
+    const dst = r.loc.prefix + e.path;
+    if (r.serverSideCopy && e.size <= MAX_COPY_BYTES) {
+      let res: PutResult;
+      try {
+        res = await r.store.copy(dst, { bucket: primary.store.bucket, key: src, versionId: e.versionId, etag: e.etag }, undefined, signal);
+      } catch (err) {
+        if (err instanceof ConditionFailed) throw new SourceMoved(`${e.path}: the primary's object changed or vanished during the copy`);
+        throw err;
+      }
+      // Some servers ignore CopySourceIfMatch (fauxqs): a single-part ETag is the MD5 of the bytes,
+      // so a different one means the copy took different content.
+      if (isPlainMd5(e.etag) && isPlainMd5(res.etag) && res.etag !== e.etag) throw new SourceMoved(`${e.path}: the copied object is not the one the manifest names`);
+      return res;
+    }
+    const got = await primary.store.getStream(src, { ...(e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag }), signal });
+    if (got.status !== "ok") throw new SourceMoved(`${e.path}: the primary's object is ${got.status}`);
+    if (e.size < this.o.multipartThreshold) {
+      // Small objects: verify the bytes against the manifest before they reach the region.
+      const chunks: Buffer[] = [];
+      for await (const c of got.body) chunks.push(c as Buffer);
+      const buf = Buffer.concat(chunks);
+      if (buf.length !== e.size || sha256Hex(buf) !== e.sha256) throw corrupt(e, buf.length);
+      return r.store.put(dst, buf, got.attrs, {}, signal);
+    }
+    // Large objects: multipart, hashing as the bytes pass; a mismatch fails the round before any head names them.
+    const h = createHash("sha256");
+    let size = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        h.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    (got.body as Readable).on("error", (err) => tap.destroy(err));
+    const res = await r.store.upload(dst, got.body.pipe(tap), got.attrs, { partSize: this.o.partSize, queueSize: 4, signal });
+    if (size !== e.size || h.digest("hex") !== e.sha256) throw corrupt(e, size);
+    return res;
+  }
+
+  /**
+   * Dedup: the region already holds these bytes under `from`: copy inside the region. The headers
+   * come from the primary's object for this path (the twin's Content-Type may differ).
+   */
+  private async copyInRegion(r: Region, e: Entry, from: Entry): Promise<PutResult> {
+    const { signal } = this.d;
+    const attrs = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...(e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag }), signal });
+    if (!attrs) throw new SourceMoved(`${e.path}: the primary's object changed or vanished`);
+    try {
+      return await r.store.copy(r.loc.prefix + e.path, { bucket: r.store.bucket, key: r.loc.prefix + from.path, versionId: from.versionId, etag: from.etag }, withFallbackType(attrs, e.path), signal);
+    } catch (err) {
+      // The twin changed under us (overwritten in this very round): bring the bytes from the primary.
+      if (err instanceof ConditionFailed) return this.transfer(r, e);
+      throw err;
+    }
+  }
+
+  /** Read the primary's head (conditional on the last ETag); concurrent callers share one request. */
+  private readPrimaryHead(): Promise<HeadState | undefined> {
+    this.primaryHeadInFlight ??= (async () => {
+      const { store, loc } = this.o.primary;
+      const meta = metaPrefix(loc);
+      const cached = this.primaryHead;
+      const res = await store.get(metaKeys.head(meta), { ...(cached ? { ifNoneMatch: cached.etag } : {}), signal: this.d.signal });
+      if (res.status === "not-modified" && cached) return cached;
+      if (res.status === "not-found") return (this.primaryHead = undefined);
+      if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the primary's head: ${res.status}`);
+      return (this.primaryHead = { head: parseHead(res.body, meta), etag: res.etag });
+    })().finally(() => {
+      this.primaryHeadInFlight = undefined;
+    });
+    return this.primaryHeadInFlight;
+  }
+
+  private primaryJournal(gen: number): Promise<Journal | undefined> {
+    let j = this.journals.get(gen);
+    if (!j) {
+      const { store, loc } = this.o.primary;
+      j = store.get(metaKeys.journal(metaPrefix(loc), gen), { signal: this.d.signal }).then((res) => (res.status === "ok" ? parseJournal(res.body, gen) : undefined));
+      j.catch(() => this.journals.delete(gen));
+      this.journals.set(gen, j);
+      // Keep a bounded window: the newest generations are the ones regions still need.
+      for (const k of this.journals.keys()) if (k < gen - this.o.maxJournals * 2) this.journals.delete(k);
+    }
+    return j;
+  }
+
+  private async loadConditional(r: Region, log: Logger): Promise<boolean> {
+    // Regions probe concurrently: one read-modify-write of the shared file at a time.
+    const turn = this.capabilities.then(() => this.probeOnce(r, log));
+    this.capabilities = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
+  private async probeOnce(r: Region, log: Logger): Promise<boolean> {
+    const file = path.join(this.o.stateDir, "capabilities.json");
+    const known = (await readJson<Record<string, boolean>>(file)) ?? {};
+    const id = `${r.store.endpoint} ${r.store.bucket}`;
+    const hit = known[id];
+    if (typeof hit === "boolean") return hit;
+    const enforced = await probeConditionalWrites(r.store, r.loc);
+    if (!enforced) log.warn({ endpoint: r.store.endpoint, bucket: r.store.bucket }, "this S3 server ignores conditional writes: run exactly one replicator per region");
+    await writeJson(file, { ...known, [id]: enforced });
+    return enforced;
+  }
+
+  private stateOf(r: Region): RegionState {
+    let st = this.states.get(r.url);
+    if (!st) {
+      st = { files: undefined, head: undefined, conditional: undefined, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
+      this.states.set(r.url, st);
+    }
+    return st;
+  }
+
+  /** One-shot runs keep `behindSince` and `lastSuccess` across invocations through the status file. */
+  private async loadStatus(r: Region, st: RegionState): Promise<void> {
+    const prev = await readJson<RegionStatus>(regionStatusFile(this.o.stateDir, r.url));
+    st.loaded = true;
+    if (prev?.kind !== "fansync-region-status/1") return;
+    st.behindSince = prev.behindSince;
+    st.lastSuccess = prev.lastSuccess;
+    st.generation = prev.generation;
+    st.primaryGeneration = prev.primaryGeneration;
+  }
+
+  private lagOf(st: RegionState): { generations: number; seconds: number } {
+    const generations = Math.max(0, st.primaryGeneration - st.generation);
+    const since = st.behindSince ? Date.parse(st.behindSince) : NaN;
+    const seconds = generations > 0 && Number.isFinite(since) ? Math.max(0, Math.round((this.d.now().getTime() - since) / 1000)) : 0;
+    return { generations, seconds };
+  }
+
+  private async recordStatus(r: Region, st: RegionState, err: unknown): Promise<void> {
+    const now = this.d.now();
+    const lag = this.lagOf(st);
+    const body = {
+      kind: "fansync-region-status/1" as const,
+      region: r.url,
+      primary: this.o.primary.url,
+      status: err === undefined ? ("OK" as const) : ("ERROR" as const),
+      generation: st.generation,
+      primaryGeneration: st.primaryGeneration,
+      lag,
+      behindSince: lag.generations > 0 ? st.behindSince : null,
+      lastSuccess: st.lastSuccess,
+      lastError: err === undefined ? null : `${(err as Error).name ?? "Error"}: ${errorMessage(err)}`.replace(/\s+/g, " ").slice(0, 300),
+      failures: st.failures,
+    };
+    const text = JSON.stringify(body);
+    if (st.written?.text === text && now.getTime() - st.written.at < STATUS_REFRESH_MS) return;
+    const doc: RegionStatus = { ...body, lastAttempt: now.toISOString() };
+    await writeJson(regionStatusFile(this.o.stateDir, r.url), doc);
+    st.written = { text, at: now.getTime() };
+  }
+}
+
+function isPlainMd5(etag: string): boolean {
+  return /^"?[0-9a-f]{32}"?$/.test(etag);
+}
+
+function corrupt(e: Entry, got: number): RemoteError {
+  // Retryable: a truncated or damaged body is a transfer fault until proven otherwise.
+  return new RemoteError(`${e.path}: the primary sent ${got} bytes that do not match the manifest (${e.size} bytes, sha256 ${e.sha256.slice(0, 12)}…)`, { retryable: true });
+}
+
+function withFallbackType(attrs: ObjectAttrs, p: string): ObjectAttrs {
+  return attrs.contentType ? attrs : { ...attrs, contentType: contentTypeFor(p) };
+}

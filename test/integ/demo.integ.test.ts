@@ -1,0 +1,44 @@
+/**
+ * `fansync demo` end to end, as a child process with a temp --dir: it starts its own embedded S3
+ * server and children, makes its edits, and exits 0 only when every web docroot equals the master.
+ * (It does not use the suite's server: the demo embeds fauxqs whatever FANSYNC_TEST_SERVER says.)
+ */
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { runCli } from "../helpers/cli.ts";
+import { snapshot, tempDir } from "../helpers/tree.ts";
+
+test("fansync demo converges every node and exits 0", { timeout: 150_000 }, async () => {
+  const t = tempDir("demo");
+  try {
+    const r = await runCli(["demo", "--dir", t.dir], { timeoutMs: 140_000 });
+    assert.equal(r.code, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
+    assert.match(r.stdout, /✓ all 3 web docroots equal the master byte for byte \(1011 files/);
+    const summary = r.stdout.slice(r.stdout.indexOf("Summary:"));
+    for (const row of ["initial site", "add blog/post-4.html", "modify css/site.css", "delete about.html", "rename img/hero.png", "burst of 1,000 files"]) {
+      const line = summary.split("\n").find((l) => l.startsWith(row));
+      assert.ok(line, `summary row for ${row}`);
+      // Seven timings per row (primary, three regions, three web nodes), none missing.
+      assert.equal(line.trim().split(/\s+/).slice(-7).filter((c) => /^\d+\.\d$/.test(c)).length, 7, line);
+    }
+    // --dir keeps the files: check the docroots ourselves, byte for byte.
+    const master = await snapshot(path.join(t.dir, "master"));
+    assert.equal(master.size, 1011);
+    for (const node of ["us", "jp", "uk"]) {
+      const got = await snapshot(path.join(t.dir, "nodes", node, "www"));
+      assert.deepEqual([...got].map(([p, f]) => [p, f.sha256]).sort(), [...master].map(([p, f]) => [p, f.sha256]).sort(), `web node ${node}`);
+      const status = JSON.parse(await readFile(path.join(t.dir, "nodes", node, "status.json"), "utf8")) as { status: string; source: string };
+      assert.equal(status.status, "OK");
+      assert.equal(status.source, `s3://fansync-demo-${node}/site/`, "each node is served by its own region");
+    }
+    // Every child was stopped with SIGTERM and drained cleanly.
+    for (const name of ["uploader", "replicator", "puller-us", "puller-jp", "puller-uk"]) {
+      const log = await readFile(path.join(t.dir, "logs", `${name}.log`), "utf8");
+      assert.match(log, /"msg":"stopped"/, `${name} stopped cleanly`);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
