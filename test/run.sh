@@ -11,6 +11,10 @@ status=0
 if [ "$what" = all ] || [ "$what" = unit ]; then
   node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/infra/**/*.test.ts' || status=1
 fi
+# `fansync demo` embeds its own S3 server, so it runs once, not once per server.
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+  node --test 'test/e2e/**/*.test.ts' || status=1
+fi
 if [ "$what" = all ] || [ "$what" = integ ]; then
   if [ -n "${S3_ENDPOINT:-}" ]; then
     node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1

@@ -386,7 +386,7 @@ export class Replicator {
       },
     });
     (got.body as Readable).on("error", (err) => tap.destroy(err));
-    const res = await r.store.upload(dst, got.body.pipe(tap), got.attrs, { partSize: this.o.partSize, queueSize: 4, signal });
+    const res = await r.store.upload(dst, got.body.pipe(tap), got.attrs, { size: e.size, partSize: this.o.partSize, queueSize: 4, signal });
     if (size !== e.size || h.digest("hex") !== e.sha256) throw corrupt(e, size);
     return res;
   }
