@@ -13,12 +13,15 @@ import { TEMP_MARK } from "../core/paths.ts";
  * the way is refused (it could lead out of the docroot). `removable(rel)` says whether a regular
  * file standing where a directory must be may be removed (a file that became a directory).
  */
-export async function ensureParentDirs(root: string, rel: string, removable: (p: string) => boolean): Promise<void> {
+export async function ensureParentDirs(root: string, rel: string, removable: (p: string) => boolean, verified?: Set<string>): Promise<void> {
   const segs = rel.split("/");
+  // Directories already checked in this run are not lstat-ed again (thousands of files share a few dirs).
+  if (verified?.has(segs.slice(0, -1).join("/"))) return;
   let cur = root;
   for (let i = 0; i < segs.length - 1; i++) {
     cur = path.join(cur, segs[i] as string);
     const sub = segs.slice(0, i + 1).join("/");
+    if (verified?.has(sub)) continue;
     let st;
     try {
       st = await lstat(cur);
@@ -30,9 +33,15 @@ export async function ensureParentDirs(root: string, rel: string, removable: (p:
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw toLocal(e, cur);
         st = await lstat(cur);
       }
-      if (!st) continue;
+      if (!st) {
+        verified?.add(sub);
+        continue;
+      }
     }
-    if (st.isDirectory()) continue;
+    if (st.isDirectory()) {
+      verified?.add(sub);
+      continue;
+    }
     if (st.isSymbolicLink()) {
       throw new IntegrityError(`refusing to write ${JSON.stringify(rel)}: ${JSON.stringify(sub)} is a symlink in the docroot (it could lead outside)`, {
         hint: "replace the symlink with a real directory, or remove it",
@@ -41,6 +50,7 @@ export async function ensureParentDirs(root: string, rel: string, removable: (p:
     if (st.isFile() && removable(sub)) {
       await unlink(cur);
       await mkdir(cur, { mode: 0o755 });
+      verified?.add(sub);
       continue;
     }
     throw new LocalIoError(`cannot create directory ${JSON.stringify(sub)}: a file that fansync did not write is in the way`, { hint: "remove it by hand or use --delete-extraneous" });

@@ -196,6 +196,7 @@ async function execute(source: Source, root: string, plan: PullPlan, held: FileM
   const deleting = new Set(plan.deletes);
   const stagingFile = path.join(o.stateDir, STAGING);
   const limit = pLimit(o.concurrency);
+  const verifiedDirs = new Set<string>([""]);
   try {
     await Promise.all(
       plan.downloads.map((e) =>
@@ -207,7 +208,7 @@ async function execute(source: Source, root: string, plan: PullPlan, held: FileM
               staged.push({ entry: e, tmp: "" });
               return;
             }
-            await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p));
+            await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
             const tmp = tempPathFor(root, e.path, runId);
             tmps.push(tmp);
             await pRetry(() => download(source, e, tmp, signal), { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
