@@ -94,10 +94,25 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     etag = (await store.put(metaKeys.head(meta), serializeHead(head), ctl, cond)).etag;
   } catch (err) {
     if (err instanceof ConditionFailed) {
+      // The answer to our own write can be lost (a reset after the server stored the head): the
+      // SDK then retries with the same condition, which our own write now fails. A head that is
+      // ours, for this generation and manifest, is a success, not a lost race.
+      const back = await readHead(store, loc);
+      if (back && back.head.writer === input.writer && back.head.generation === gen && back.head.manifestSha256 === head.manifestSha256) {
+        etag = back.etag;
+        return finishPublish(store, loc, input, head, etag, manifestBytes, log);
+      }
       throw new RaceError(`lost the race for generation ${gen}: another writer moved the head of s3://${loc.bucket}/${loc.prefix} first`, { cause: err });
     }
     throw err;
   }
+  return finishPublish(store, loc, input, head, etag, manifestBytes, log);
+}
+
+async function finishPublish(store: S3Store, loc: Location, input: PublishInput, head: Head, etag: string, manifestBytes: Buffer, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
+  const meta = metaPrefix(loc);
+  const gen = head.generation;
+  const bytes = head.bytes;
   if (!input.conditional) {
     // The server ignores conditions: read back to at least detect an interleaved writer.
     const back = await readHead(store, loc);
@@ -125,13 +140,22 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
 export async function probeConditionalWrites(store: S3Store, loc: Location): Promise<boolean> {
   const key = `${metaPrefix(loc)}probe/${randomBytes(6).toString("hex")}`;
   const attrs = { contentType: "text/plain" };
-  await store.put(key, Buffer.from("probe"), attrs, { ifNoneMatch: "*" });
   let enforced = false;
   try {
-    await store.put(key, Buffer.from("probe2"), attrs, { ifNoneMatch: "*" });
+    await store.put(key, Buffer.from("probe"), attrs, { ifNoneMatch: "*" });
   } catch (err) {
+    // A lost answer retried by the SDK meets our own first write: only a server that enforces
+    // If-None-Match refuses a fresh random key's second write.
     if (!(err instanceof ConditionFailed)) throw err;
     enforced = true;
+  }
+  if (!enforced) {
+    try {
+      await store.put(key, Buffer.from("probe2"), attrs, { ifNoneMatch: "*" });
+    } catch (err) {
+      if (!(err instanceof ConditionFailed)) throw err;
+      enforced = true;
+    }
   }
   await store.deleteMany([key]);
   return enforced;
