@@ -160,3 +160,70 @@ export async function probeConditionalWrites(store: S3Store, loc: Location): Pro
   await store.deleteMany([key]);
   return enforced;
 }
+
+/** How long a write lease lives without renewal; its holder renews it every third of that. */
+export const LEASE_TTL_MS = 60_000;
+// A new lease is read back after this pause: two writers that both saw no lease have then both
+// written theirs, the last write won, and exactly one of them reads its own id back.
+const LEASE_SETTLE_MS = 1000;
+const LEASE_FORMAT = "fansync-lease/1";
+
+/** `lease.json`: who may publish to a location on a server without conditional writes, and until when. */
+interface LeaseDoc {
+  readonly format: typeof LEASE_FORMAT;
+  readonly writer: string;
+  readonly expires: string;
+  readonly time: string;
+}
+
+function parseLease(body: Uint8Array): LeaseDoc | undefined {
+  try {
+    const o = JSON.parse(Buffer.from(body).toString("utf8")) as Partial<LeaseDoc> | null;
+    if (o?.format !== LEASE_FORMAT || typeof o.writer !== "string" || typeof o.expires !== "string" || !Number.isFinite(Date.parse(o.expires))) return undefined;
+    return o as LeaseDoc;
+  } catch {
+    return undefined; // a damaged lease is treated as absent: the head's read-back still guards
+  }
+}
+
+async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
+  const res = await store.get(metaKeys.lease(metaPrefix(loc)));
+  return res.status === "ok" ? parseLease(res.body) : undefined;
+}
+
+function leaseRace(loc: Location, l: LeaseDoc, why: string): RaceError {
+  return new RaceError(`${why}: uploader ${l.writer} holds the write lease of s3://${loc.bucket}/${loc.prefix} until ${l.expires} (this server has no conditional writes, so one uploader at a time holds the lease)`);
+}
+
+/**
+ * Take or renew the single-writer lease (servers without conditional writes only). A live lease of
+ * another writer refuses with {@link RaceError}; so does a lease we held and lost. A fresh lease is
+ * read back after a pause, so two writers starting together cannot both go on.
+ */
+export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean): Promise<void> {
+  const cur = await readLease(store, loc);
+  if (cur && cur.writer !== writer && (held || Date.parse(cur.expires) > now().getTime())) {
+    throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here");
+  }
+  const t = now();
+  const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: new Date(t.getTime() + LEASE_TTL_MS).toISOString(), time: t.toISOString() };
+  await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" });
+  if (held && cur?.writer === writer) return;
+  await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
+  const back = await readLease(store, loc);
+  if (back?.writer !== writer) throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");
+}
+
+/** Before a head is written: the lease must still name us (whoever took it over publishes instead). */
+export async function checkLease(store: S3Store, loc: Location, writer: string): Promise<void> {
+  const cur = await readLease(store, loc);
+  if (cur?.writer !== writer) {
+    throw cur ? leaseRace(loc, cur, "lost the write lease before publishing") : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix} before publishing (lease.json is gone)`);
+  }
+}
+
+/** Give the lease up (end of a push, watch stopping); only ours is removed. */
+export async function releaseLease(store: S3Store, loc: Location, writer: string): Promise<void> {
+  const cur = await readLease(store, loc);
+  if (cur?.writer === writer) await store.deleteMany([metaKeys.lease(metaPrefix(loc))]);
+}
