@@ -23,8 +23,8 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
   const uploader = createUploader(cfg, log, hard.signal);
   const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
   try {
-    // Where the server cannot arbitrate, the daemon holds the write lease for as long as it runs:
-    // a second uploader refuses to start (exit 6) instead of interleaving generations.
+    // The daemon holds the write lease for as long as it runs: a second uploader refuses to start
+    // (exit 6) instead of interleaving generations.
     await uploader.holdLease().catch((err: unknown) => {
       // An unreachable server at start is retried by the batches (which take the lease too).
       if (err instanceof RaceError) throw err;

@@ -73,8 +73,8 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   const time = input.now().toISOString();
   const manifestBytes = serializeManifest(gen, input.files);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
-  await store.put(metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" });
-  await store.put(metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl);
+  await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
+  await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl, input.conditional);
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
   const head: Head = {
@@ -107,6 +107,39 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     throw err;
   }
   return finishPublish(store, loc, input, head, etag, manifestBytes, log);
+}
+
+/**
+ * Write a generation's manifest or journal, which no one else may have written: with If-None-Match
+ * where the server enforces it. Two writers preparing the same generation wrote the same keys, and
+ * the loser's late write could replace the bytes the winner's head names (the head then pointed at
+ * a manifest whose sha256 did not match: every node stopped with exit 8). An object already there
+ * is ours when its bytes are (a lost answer, retried), or debris of a run that died before its head
+ * when the head is still older (the caller holds the write lease, so no one else is preparing it).
+ */
+async function createOnce(store: S3Store, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean): Promise<void> {
+  if (!conditional) {
+    await store.put(key, body, attrs);
+    return;
+  }
+  try {
+    await store.put(key, body, attrs, { ifNoneMatch: "*" });
+    return;
+  } catch (err) {
+    if (!(err instanceof ConditionFailed)) throw err;
+  }
+  const there = await store.get(key);
+  if (there.status === "ok" && sha256Hex(there.body) === sha256Hex(body)) return;
+  const hs = await readHead(store, loc);
+  if ((hs?.head.generation ?? 0) >= gen || there.status !== "ok") {
+    throw new RaceError(`lost the race for generation ${gen}: another writer published it first at s3://${loc.bucket}/${loc.prefix}`);
+  }
+  try {
+    await store.put(key, body, attrs, { ifMatch: there.etag });
+  } catch (err) {
+    if (err instanceof ConditionFailed) throw new RaceError(`lost the race for generation ${gen}: another writer is writing ${key}`, { cause: err });
+    throw err;
+  }
 }
 
 async function finishPublish(store: S3Store, loc: Location, input: PublishInput, head: Head, etag: string, manifestBytes: Buffer, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
@@ -187,8 +220,12 @@ function parseLease(body: Uint8Array): LeaseDoc | undefined {
 }
 
 async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
+  return (await readLeaseState(store, loc))?.doc;
+}
+
+async function readLeaseState(store: S3Store, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
   const res = await store.get(metaKeys.lease(metaPrefix(loc)));
-  return res.status === "ok" ? parseLease(res.body) : undefined;
+  return res.status === "ok" ? { doc: parseLease(res.body), etag: res.etag } : undefined;
 }
 
 function leaseRace(loc: Location, l: LeaseDoc, why: string): RaceError {
@@ -196,19 +233,30 @@ function leaseRace(loc: Location, l: LeaseDoc, why: string): RaceError {
 }
 
 /**
- * Take or renew the single-writer lease (servers without conditional writes only). A live lease of
- * another writer refuses with {@link RaceError}; so does a lease we held and lost. A fresh lease is
- * read back after a pause, so two writers starting together cannot both go on.
+ * Take or renew the single-writer lease. A live lease of another writer refuses with
+ * {@link RaceError}; so does a lease we held and lost. Where the server enforces conditions the
+ * lease is written with If-None-Match / If-Match, so two writers cannot both take it; elsewhere a
+ * fresh lease is read back after a pause, so two writers starting together cannot both go on.
  */
-export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean): Promise<void> {
-  const cur = await readLease(store, loc);
+export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean): Promise<void> {
+  const st = await readLeaseState(store, loc);
+  const cur = st?.doc;
   if (cur && cur.writer !== writer && (held || Date.parse(cur.expires) > now().getTime())) {
     throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here");
   }
   const t = now();
   const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: new Date(t.getTime() + LEASE_TTL_MS).toISOString(), time: t.toISOString() };
-  await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" });
-  if (held && cur?.writer === writer) return;
+  const cond = !conditional ? {} : st ? { ifMatch: st.etag } : { ifNoneMatch: "*" };
+  try {
+    await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" }, cond);
+  } catch (err) {
+    if (!(err instanceof ConditionFailed)) throw err;
+    // Ours anyway when the answer to our own write was lost and the SDK's retry hit the condition.
+    const back = await readLease(store, loc);
+    if (back?.writer === writer) return;
+    throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");
+  }
+  if (conditional || (held && cur?.writer === writer)) return;
   await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
   const back = await readLease(store, loc);
   if (back?.writer !== writer) throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");

@@ -102,19 +102,20 @@ export class Uploader {
   }
 
   /**
-   * Take or renew the write lease, on servers without conditional writes (elsewhere the conditional
-   * head write arbitrates and this does nothing). Held until {@link releaseLease}, renewed meanwhile.
+   * Take or renew the write lease: one uploader at a time prepares a generation, so a second one
+   * never overwrites the objects, manifest or journal the first is about to publish (the head's
+   * conditional write only detects that afterwards, and not at all where the server ignores
+   * If-Match). Held until {@link releaseLease}, renewed meanwhile.
    */
   async holdLease(): Promise<void> {
     this.conditional ??= await this.loadConditional();
-    if (this.conditional) return;
     // The lease id is stable per state directory, so a restarted uploader (after a crash) takes
     // its own lease back at once instead of waiting for it to expire.
     this.leaseId ??= await this.loadLeaseId();
-    await takeLease(this.d.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld);
+    await takeLease(this.d.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, this.conditional);
     this.leaseHeld = true;
     this.leaseTimer ??= setInterval(() => {
-      takeLease(this.d.store, this.o.loc, this.leaseId as string, this.d.now, true).catch((err: unknown) => {
+      takeLease(this.d.store, this.o.loc, this.leaseId as string, this.d.now, true, this.conditional ?? false).catch((err: unknown) => {
         // The check before the next head write refuses to publish if the lease is really gone.
         this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
       });
@@ -235,7 +236,7 @@ export class Uploader {
     if (puts.length > 0 || deletes.length > 0) {
       this.conditional ??= await this.loadConditional();
       await this.recordOrphans(deletes.map((p) => this.key(p)));
-      if (!this.conditional) await checkLease(store, this.o.loc, this.leaseId as string);
+      await checkLease(store, this.o.loc, this.leaseId as string);
       const pub = await publishGeneration(store, this.o.loc, { previous: remote.state, files: next, puts, deletes, writer: this.writer, retain: this.o.retain, now: this.d.now, conditional: this.conditional }, log);
       this.remote = { state: { head: pub.head, etag: pub.etag }, files: next };
       await this.saveRemoteCache(pub.head, pub.etag, pub.manifestBytes);
