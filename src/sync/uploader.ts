@@ -5,6 +5,8 @@
 import { randomBytes } from "node:crypto";
 import { open, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import path from "node:path";
 import pLimit from "p-limit";
 import pRetry, { AbortError } from "p-retry";
@@ -285,14 +287,32 @@ export class Uploader {
       // sha256, so a file that changed mid-upload is detected and uploaded again.
       const { createHash } = await import("node:crypto");
       const h = createHash("sha256");
-      const stream = fh.createReadStream({ autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
+      // Exactly st1.size bytes or an error: the upload declares that Content-Length, and a file
+      // truncated mid-read (rewritten in place) otherwise sent a short body the server waited on
+      // until the request timed out, attempt after attempt (a push hung for minutes).
+      const stream = fh.createReadStream({ autoClose: false, start: 0, end: Math.max(0, st1.size - 1), highWaterMark: 1024 * 1024 });
       let size = 0;
-      stream.on("data", (c) => {
-        h.update(c as Buffer);
-        size += (c as Buffer).length;
+      let short = false;
+      const body = new Transform({
+        transform(c: Buffer, _enc, cb) {
+          h.update(c);
+          size += c.length;
+          cb(null, c);
+        },
+        flush(cb) {
+          short = size !== st1.size;
+          cb(short ? new FileChanging(`${f.path} shrank while being uploaded`) : null);
+        },
       });
+      pipeline(stream, body).catch(() => undefined);
       const entry = { path: f.path, size: st1.size, mtimeMs, mode, sha256: f.sha256 };
-      const r = await this.d.store.upload(this.key(f.path), stream, this.attrs(entry), { size: st1.size, partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
+      let r;
+      try {
+        r = await this.d.store.upload(this.key(f.path), body, this.attrs(entry), { size: st1.size, partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
+      } catch (err) {
+        if (short) throw new FileChanging(`${f.path} shrank while being uploaded`);
+        throw err;
+      }
       const st2 = await fh.stat();
       const sha = h.digest("hex");
       if (sha !== f.sha256 || size !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${f.path} changed while being uploaded`);
