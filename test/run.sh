@@ -16,6 +16,11 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
   node --test 'test/e2e/**/*.test.ts' || status=1
 fi
 if [ "$what" = all ] || [ "$what" = integ ]; then
+  # The fault suite (test/integ/faults-*) appends its figures here; the totals are printed at the end.
+  export FANSYNC_FIGURES="${TMPDIR:-/tmp}/fansync-figures-$$.ndjson"
+  rm -f "$FANSYNC_FIGURES"
+  # One seed for the whole run, printed with the figures: FANSYNC_SEED=<n> replays it.
+  export FANSYNC_SEED="${FANSYNC_SEED:-$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))}"
   if [ -n "${S3_ENDPOINT:-}" ]; then
     node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1
   else
@@ -24,5 +29,7 @@ if [ "$what" = all ] || [ "$what" = integ ]; then
       FANSYNC_TEST_SERVER=$server node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1
     done
   fi
+  node test/helpers/figures-report.ts "$FANSYNC_FIGURES"
+  rm -f "$FANSYNC_FIGURES"
 fi
 exit $status

@@ -10,6 +10,8 @@ export interface ClientSettings {
   readonly pathStyle: boolean | undefined;
   readonly profile: string | undefined;
   readonly maxSockets: number;
+  /** Inactivity timeout per request (default 60 s): a connection silent this long fails and is retried. */
+  readonly requestTimeoutMs?: number | undefined;
 }
 
 /**
@@ -34,7 +36,11 @@ export function createS3Client(s: ClientSettings): S3Client {
       httpAgent: new HttpAgent(agentOpts),
       httpsAgent: new HttpsAgent(agentOpts),
       connectionTimeout: 5000,
-      requestTimeout: 60_000,
+      // socketTimeout, not requestTimeout: this smithy version only logs a warning when
+      // requestTimeout passes (unless throwOnRequestTimeout), so a stalled connection hung forever;
+      // and requestTimeout ends at the response headers, while a body can stall too. socketTimeout
+      // fails a request whose socket is silent that long, before or during the body.
+      socketTimeout: s.requestTimeoutMs ?? 60_000,
     }),
   });
 }

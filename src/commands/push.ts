@@ -6,6 +6,7 @@ import { UsageError } from "../core/errors.ts";
 import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { acquireLock } from "../adapters/state-files.ts";
 import { storeFor } from "../cli/store.ts";
 import { jobStateDir } from "../cli/settings.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
@@ -47,5 +48,13 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal): U
 
 /** Run one push. */
 export async function push(cfg: Config, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
-  return createUploader(cfg, log, signal).reconcile();
+  const uploader = createUploader(cfg, log, signal);
+  // One run per state directory: its index, orphan list and write lease belong to one process.
+  const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
+  try {
+    return await uploader.reconcile();
+  } finally {
+    await uploader.releaseLease();
+    await lock.release();
+  }
 }

@@ -8,6 +8,8 @@ import type { Config } from "../core/config.ts";
 import { FansyncError, GuardError, PartialFailureError, RaceError, errorMessage } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
+import { acquireLock } from "../adapters/state-files.ts";
+import type { Uploader } from "../sync/uploader.ts";
 import { createUploader } from "./push.ts";
 
 // Above this many changed paths a batch is cheaper as one full reconcile than as scoped scans.
@@ -19,6 +21,22 @@ const DRAIN_DEADLINE_MS = 30_000;
 export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
   const hard = new AbortController();
   const uploader = createUploader(cfg, log, hard.signal);
+  const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
+  try {
+    // The daemon holds the write lease for as long as it runs: a second uploader refuses to start
+    // (exit 6) instead of interleaving generations.
+    await uploader.holdLease().catch((err: unknown) => {
+      // An unreachable server at start is retried by the batches (which take the lease too).
+      if (err instanceof RaceError) throw err;
+    });
+    await run(cfg, log, uploader, hard, signal);
+  } finally {
+    await uploader.releaseLease();
+    await lock.release();
+  }
+}
+
+async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortController, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot as string);
   const wlog = log.child({ component: "watch" });
   const { replicateAfter } = await import("./replicate-hook.ts");

@@ -79,8 +79,8 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   const time = input.now().toISOString();
   const manifestBytes = serializeManifest(gen, input.files);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
-  await store.put(metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" });
-  await store.put(metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl);
+  await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
+  await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl, input.conditional);
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
   const head: Head = {
@@ -102,10 +102,58 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     etag = (await store.put(metaKeys.head(meta), serializeHead(head), ctl, cond)).etag;
   } catch (err) {
     if (err instanceof ConditionFailed) {
+      // The answer to our own write can be lost (a reset after the server stored the head): the
+      // SDK then retries with the same condition, which our own write now fails. A head that is
+      // ours, for this generation and manifest, is a success, not a lost race.
+      const back = await readHead(store, loc);
+      if (back && back.head.writer === input.writer && back.head.generation === gen && back.head.manifestSha256 === head.manifestSha256) {
+        etag = back.etag;
+        return finishPublish(store, loc, input, head, etag, manifestBytes, log);
+      }
       throw new RaceError(`lost the race for generation ${gen}: another writer moved the head of s3://${loc.bucket}/${loc.prefix} first`, { cause: err });
     }
     throw err;
   }
+  return finishPublish(store, loc, input, head, etag, manifestBytes, log);
+}
+
+/**
+ * Write a generation's manifest or journal, which no one else may have written: with If-None-Match
+ * where the server enforces it. Two writers preparing the same generation wrote the same keys, and
+ * the loser's late write could replace the bytes the winner's head names (the head then pointed at
+ * a manifest whose sha256 did not match: every node stopped with exit 8). An object already there
+ * is ours when its bytes are (a lost answer, retried), or debris of a run that died before its head
+ * when the head is still older (the caller holds the write lease, so no one else is preparing it).
+ */
+async function createOnce(store: S3Store, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean): Promise<void> {
+  if (!conditional) {
+    await store.put(key, body, attrs);
+    return;
+  }
+  try {
+    await store.put(key, body, attrs, { ifNoneMatch: "*" });
+    return;
+  } catch (err) {
+    if (!(err instanceof ConditionFailed)) throw err;
+  }
+  const there = await store.get(key);
+  if (there.status === "ok" && sha256Hex(there.body) === sha256Hex(body)) return;
+  const hs = await readHead(store, loc);
+  if ((hs?.head.generation ?? 0) >= gen || there.status !== "ok") {
+    throw new RaceError(`lost the race for generation ${gen}: another writer published it first at s3://${loc.bucket}/${loc.prefix}`);
+  }
+  try {
+    await store.put(key, body, attrs, { ifMatch: there.etag });
+  } catch (err) {
+    if (err instanceof ConditionFailed) throw new RaceError(`lost the race for generation ${gen}: another writer is writing ${key}`, { cause: err });
+    throw err;
+  }
+}
+
+async function finishPublish(store: S3Store, loc: Location, input: PublishInput, head: Head, etag: string, manifestBytes: Buffer, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
+  const meta = metaPrefix(loc);
+  const gen = head.generation;
+  const bytes = head.bytes;
   if (!input.conditional) {
     // The server ignores conditions: read back to at least detect an interleaved writer.
     const back = await readHead(store, loc);
@@ -137,14 +185,105 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
 export async function probeConditionalWrites(store: S3Store, loc: Location): Promise<boolean> {
   const key = `${metaPrefix(loc)}probe/${randomBytes(6).toString("hex")}`;
   const attrs = { contentType: "text/plain" };
-  await store.put(key, Buffer.from("probe"), attrs, { ifNoneMatch: "*" });
   let enforced = false;
   try {
-    await store.put(key, Buffer.from("probe2"), attrs, { ifNoneMatch: "*" });
+    await store.put(key, Buffer.from("probe"), attrs, { ifNoneMatch: "*" });
   } catch (err) {
+    // A lost answer retried by the SDK meets our own first write: only a server that enforces
+    // If-None-Match refuses a fresh random key's second write.
     if (!(err instanceof ConditionFailed)) throw err;
     enforced = true;
   }
+  if (!enforced) {
+    try {
+      await store.put(key, Buffer.from("probe2"), attrs, { ifNoneMatch: "*" });
+    } catch (err) {
+      if (!(err instanceof ConditionFailed)) throw err;
+      enforced = true;
+    }
+  }
   await store.deleteMany([key]);
   return enforced;
+}
+
+/** How long a write lease lives without renewal; its holder renews it every third of that. */
+export const LEASE_TTL_MS = 60_000;
+// A new lease is read back after this pause: two writers that both saw no lease have then both
+// written theirs, the last write won, and exactly one of them reads its own id back.
+const LEASE_SETTLE_MS = 1000;
+const LEASE_FORMAT = "fansync-lease/1";
+
+/** `lease.json`: who may publish to a location on a server without conditional writes, and until when. */
+interface LeaseDoc {
+  readonly format: typeof LEASE_FORMAT;
+  readonly writer: string;
+  readonly expires: string;
+  readonly time: string;
+}
+
+function parseLease(body: Uint8Array): LeaseDoc | undefined {
+  try {
+    const o = JSON.parse(Buffer.from(body).toString("utf8")) as Partial<LeaseDoc> | null;
+    if (o?.format !== LEASE_FORMAT || typeof o.writer !== "string" || typeof o.expires !== "string" || !Number.isFinite(Date.parse(o.expires))) return undefined;
+    return o as LeaseDoc;
+  } catch {
+    return undefined; // a damaged lease is treated as absent: the head's read-back still guards
+  }
+}
+
+async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
+  return (await readLeaseState(store, loc))?.doc;
+}
+
+async function readLeaseState(store: S3Store, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
+  const res = await store.get(metaKeys.lease(metaPrefix(loc)));
+  return res.status === "ok" ? { doc: parseLease(res.body), etag: res.etag } : undefined;
+}
+
+function leaseRace(loc: Location, l: LeaseDoc, why: string): RaceError {
+  return new RaceError(`${why}: uploader ${l.writer} holds the write lease of s3://${loc.bucket}/${loc.prefix} until ${l.expires} (this server has no conditional writes, so one uploader at a time holds the lease)`);
+}
+
+/**
+ * Take or renew the single-writer lease. A live lease of another writer refuses with
+ * {@link RaceError}; so does a lease we held and lost. Where the server enforces conditions the
+ * lease is written with If-None-Match / If-Match, so two writers cannot both take it; elsewhere a
+ * fresh lease is read back after a pause, so two writers starting together cannot both go on.
+ */
+export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean): Promise<void> {
+  const st = await readLeaseState(store, loc);
+  const cur = st?.doc;
+  if (cur && cur.writer !== writer && (held || Date.parse(cur.expires) > now().getTime())) {
+    throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here");
+  }
+  const t = now();
+  const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: new Date(t.getTime() + LEASE_TTL_MS).toISOString(), time: t.toISOString() };
+  const cond = !conditional ? {} : st ? { ifMatch: st.etag } : { ifNoneMatch: "*" };
+  try {
+    await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" }, cond);
+  } catch (err) {
+    if (!(err instanceof ConditionFailed)) throw err;
+    // Ours anyway when the answer to our own write was lost and the SDK's retry hit the condition.
+    const back = await readLease(store, loc);
+    if (back?.writer === writer) return;
+    throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");
+  }
+  if (conditional || (held && cur?.writer === writer)) return;
+  await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
+  const back = await readLease(store, loc);
+  if (back?.writer !== writer) throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");
+}
+
+/** Before a head is written: the lease must still name us (whoever took it over publishes instead). */
+export async function checkLease(store: S3Store, loc: Location, writer: string): Promise<void> {
+  const cur = await readLease(store, loc);
+  if (cur?.writer !== writer) {
+    throw cur ? leaseRace(loc, cur, "lost the write lease before publishing") : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix} before publishing (lease.json is gone)`);
+  }
+}
+
+/** Give the lease up (end of a push, watch stopping); only ours is removed. */
+export async function releaseLease(store: S3Store, loc: Location, writer: string): Promise<void> {
+  const cur = await readLease(store, loc);
+  if (cur?.writer === writer) await store.deleteMany([metaKeys.lease(metaPrefix(loc))]);
 }

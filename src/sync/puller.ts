@@ -182,8 +182,19 @@ async function readTarget(source: Source, head: { generation: number; oldestJour
   return (await readManifest(source.store, source.loc, head, d.signal)).files;
 }
 
-async function execute(source: Source, root: string, plan: PullPlan, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<void> {
+async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<void> {
   const { log, signal } = d;
+  // A metadata-only change lands by chmod and utimes, which follow a symlink: a file replaced by
+  // a symlink (to a file outside the docroot, say) would have its target's mode and mtime changed.
+  // Such a path is downloaded instead; the rename then replaces the link itself.
+  const metaOnly: Entry[] = [];
+  const downloads = [...planned.downloads];
+  for (const e of planned.metaOnly) {
+    const st = await lstat(path.join(root, e.path)).catch(() => undefined);
+    if (st?.isFile()) metaOnly.push(e);
+    else downloads.push(e);
+  }
+  const plan: PullPlan = { ...planned, downloads, metaOnly };
   const runId = randomBytes(3).toString("hex");
   const staged: { entry: Entry; tmp: string }[] = [];
   const tmps: string[] = [];
@@ -192,6 +203,7 @@ async function execute(source: Source, root: string, plan: PullPlan, held: FileM
   const dirs = [...new Set(plan.downloads.map((e) => path.dirname(path.join(root, e.path))))];
   await writeJson(path.join(o.stateDir, STAGING), { runId, dirs } satisfies Staging);
   const failed: { path: string; error: string }[] = [];
+  const corrupt: string[] = [];
   const moved: string[] = [];
   const deleting = new Set(plan.deletes);
   const stagingFile = path.join(o.stateDir, STAGING);
@@ -215,7 +227,11 @@ async function execute(source: Source, root: string, plan: PullPlan, held: FileM
             staged.push({ entry: e, tmp });
           } catch (err) {
             if (err instanceof ObjectMoved) moved.push(e.path);
-            else {
+            else if ((err as Error).name === "ChecksumMismatch") {
+              // The whole object arrived, three times, with other bytes than the manifest says.
+              corrupt.push(e.path);
+              failed.push({ path: e.path, error: errorMessage(err) });
+            } else {
               failed.push({ path: e.path, error: errorMessage(err) });
               if (err instanceof FansyncError && !(err instanceof PartialFailureError)) throw err;
             }
@@ -232,6 +248,9 @@ async function execute(source: Source, root: string, plan: PullPlan, held: FileM
   if (failed.length > 0 || moved.length > 0) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });
+    if (corrupt.length > 0) {
+      throw new IntegrityError(`${corrupt.length} object(s) do not match the manifest's sha256; the docroot was left as it was (first: ${failed.find((f) => f.path === corrupt[0])?.error})`);
+    }
     if (failed.length > 0) {
       throw new PartialFailureError(`${failed.length} of ${plan.downloads.length} downloads failed; the docroot was left as it was (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
     }
@@ -289,10 +308,11 @@ async function download(source: Source, e: Entry, tmp: string, signal: AbortSign
   const sha = h.digest("hex");
   if (size !== e.size || sha !== e.sha256) {
     await unlink(tmp).catch(() => undefined);
-    // A truncated or altered body: retried by p-retry, as a network fault would be.
+    // A truncated or altered body: retried by p-retry, as a network fault would be. A body of the
+    // right size with other bytes is told apart: if it persists, the object itself is wrong (exit 8).
     const err = new Error(`${e.path}: got ${size} bytes with sha256 ${sha.slice(0, 12)}…, manifest says ${e.size} bytes ${e.sha256.slice(0, 12)}…`);
     (err as Error & { $metadata: { httpStatusCode: number } }).$metadata = { httpStatusCode: 500 };
-    err.name = "IncompleteBody";
+    err.name = size === e.size ? "ChecksumMismatch" : "IncompleteBody";
     throw err;
   }
   await chmod(tmp, e.mode);

@@ -2,7 +2,11 @@
  * The uploader engine shared by `push` and `watch`: scan (all or some paths), hash what changed,
  * plan against the bucket's current manifest, upload, publish the next generation, delete.
  */
-import { open, readFile, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { open, readFile, rm, stat } from "node:fs/promises";
+import os from "node:os";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import path from "node:path";
 import pLimit from "p-limit";
 import pRetry, { AbortError } from "p-retry";
@@ -20,7 +24,9 @@ import type { Logger } from "../adapters/logger.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
-import { type HeadState, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest } from "./head-store.ts";
+import {
+  checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
+} from "./head-store.ts";
 
 /** Everything the uploader needs to know, resolved. */
 export interface UploaderOptions {
@@ -83,10 +89,50 @@ export class Uploader {
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
   private conditional: boolean | undefined;
+  private leaseId: string | undefined;
+  private leaseHeld = false;
+  private leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
+  }
+
+  /** This uploader's state directory (its commands take their lock there). */
+  get stateDir(): string {
+    return this.o.stateDir;
+  }
+
+  /**
+   * Take or renew the write lease: one uploader at a time prepares a generation, so a second one
+   * never overwrites the objects, manifest or journal the first is about to publish (the head's
+   * conditional write only detects that afterwards, and not at all where the server ignores
+   * If-Match). Held until {@link releaseLease}, renewed meanwhile.
+   */
+  async holdLease(): Promise<void> {
+    this.conditional ??= await this.loadConditional();
+    // The lease id is stable per state directory, so a restarted uploader (after a crash) takes
+    // its own lease back at once instead of waiting for it to expire.
+    this.leaseId ??= await this.loadLeaseId();
+    await takeLease(this.d.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, this.conditional);
+    this.leaseHeld = true;
+    this.leaseTimer ??= setInterval(() => {
+      takeLease(this.d.store, this.o.loc, this.leaseId as string, this.d.now, true, this.conditional ?? false).catch((err: unknown) => {
+        // The check before the next head write refuses to publish if the lease is really gone.
+        this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
+      });
+    }, LEASE_TTL_MS / 3).unref();
+  }
+
+  /** Give the write lease up, if held. */
+  async releaseLease(): Promise<void> {
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    this.leaseTimer = undefined;
+    if (!this.leaseHeld || !this.leaseId) return;
+    this.leaseHeld = false;
+    await releaseLease(this.d.store, this.o.loc, this.leaseId).catch((err: unknown) => {
+      this.d.log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
+    });
   }
 
   /**
@@ -106,6 +152,8 @@ export class Uploader {
     }
     const local = await this.hashAll(scan.files, index);
     if (!scope) pruneIndex(index, local);
+    // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed first.
+    if (!this.o.dryRun) await this.cleanOrphans(remote.files, new Set());
     const scoped = under ? filterScope(remote.files, under) : remote.files;
     const plan = planPush(local, scoped);
     const added = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
@@ -135,6 +183,11 @@ export class Uploader {
     const failed: { path: string; error: string }[] = [];
     const deferred: string[] = [];
     const vanished: string[] = [];
+    await this.holdLease();
+    // Before any object is written: the keys that may exist outside a manifest if this run dies
+    // (new paths before their head, removed paths between the head and their deletion).
+    const newKeys = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).map((f) => this.key(f.path));
+    await this.recordOrphans([...newKeys, ...plan.deletes.map((p) => this.key(p))]);
     const run = (p: string, fn: () => Promise<Entry | undefined>) =>
       limit(async () => {
         try {
@@ -181,8 +234,11 @@ export class Uploader {
       if (st && st[3] !== e.sha256) index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
     }
     let result: ReconcileResult = { ...summary, generation: remote.state?.head.generation ?? 0, published: false, deferred };
+    const deleted = new Set<string>();
     if (puts.length > 0 || deletes.length > 0) {
       this.conditional ??= await this.loadConditional();
+      await this.recordOrphans(deletes.map((p) => this.key(p)));
+      await checkLease(store, this.o.loc, this.leaseId as string);
       const pub = await publishGeneration(store, this.o.loc, { previous: remote.state, files: next, puts, deletes, writer: this.writer, retain: this.o.retain, now: this.d.now, conditional: this.conditional }, log);
       this.remote = { state: { head: pub.head, etag: pub.etag }, files: next };
       await this.saveRemoteCache(pub.head, pub.etag, pub.manifestBytes);
@@ -192,8 +248,10 @@ export class Uploader {
         // still fetch them a moment longer, and fail over to the next run if not.
         const notDeleted = await store.deleteMany(deletes.map((p) => this.key(p)), signal);
         for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
+        for (const p of deletes) deleted.add(this.key(p));
       }
     }
+    await this.cleanOrphans(this.remote?.files ?? remote.files, deleted);
     await this.saveIndex(index);
     if (failed.length > 0) {
       throw new PartialFailureError(`${failed.length} of ${plan.uploads.length + plan.copies.length} transfers failed; nothing was deleted (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
@@ -229,14 +287,32 @@ export class Uploader {
       // sha256, so a file that changed mid-upload is detected and uploaded again.
       const { createHash } = await import("node:crypto");
       const h = createHash("sha256");
-      const stream = fh.createReadStream({ autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
+      // Exactly st1.size bytes or an error: the upload declares that Content-Length, and a file
+      // truncated mid-read (rewritten in place) otherwise sent a short body the server waited on
+      // until the request timed out, attempt after attempt (a push hung for minutes).
+      const stream = fh.createReadStream({ autoClose: false, start: 0, end: Math.max(0, st1.size - 1), highWaterMark: 1024 * 1024 });
       let size = 0;
-      stream.on("data", (c) => {
-        h.update(c as Buffer);
-        size += (c as Buffer).length;
+      let short = false;
+      const body = new Transform({
+        transform(c: Buffer, _enc, cb) {
+          h.update(c);
+          size += c.length;
+          cb(null, c);
+        },
+        flush(cb) {
+          short = size !== st1.size;
+          cb(short ? new FileChanging(`${f.path} shrank while being uploaded`) : null);
+        },
       });
+      pipeline(stream, body).catch(() => undefined);
       const entry = { path: f.path, size: st1.size, mtimeMs, mode, sha256: f.sha256 };
-      const r = await this.d.store.upload(this.key(f.path), stream, this.attrs(entry), { size: st1.size, partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
+      let r;
+      try {
+        r = await this.d.store.upload(this.key(f.path), body, this.attrs(entry), { size: st1.size, partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
+      } catch (err) {
+        if (short) throw new FileChanging(`${f.path} shrank while being uploaded`);
+        throw err;
+      }
       const st2 = await fh.stat();
       const sha = h.digest("hex");
       if (sha !== f.sha256 || size !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${f.path} changed while being uploaded`);
@@ -298,6 +374,49 @@ export class Uploader {
 
   private async saveIndex(index: Map<string, IndexEntry>): Promise<void> {
     await writeNdjsonMap(path.join(this.o.stateDir, "index.ndjson"), index);
+  }
+
+  private get orphansFile(): string {
+    return path.join(this.o.stateDir, "orphans.json");
+  }
+
+  /** Add keys to the list of objects that may exist outside the head's manifest. */
+  private async recordOrphans(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const known = (await readJson<{ keys: string[] }>(this.orphansFile))?.keys ?? [];
+    await writeJson(this.orphansFile, { keys: [...new Set([...known, ...keys])] });
+  }
+
+  /**
+   * Delete recorded keys that the current manifest does not name (`done`: already deleted), then
+   * forget the list. Without this, a run killed between its head and its deletions, or before its
+   * head after uploading new paths, left objects in the bucket (a CDN origin) that no later run
+   * would ever remove.
+   */
+  private async cleanOrphans(current: FileMap, done: ReadonlySet<string>): Promise<void> {
+    const known = (await readJson<{ keys: string[] }>(this.orphansFile))?.keys;
+    if (!known) return;
+    const prefix = this.o.loc.prefix;
+    const stale = known.filter((k) => typeof k === "string" && k.startsWith(prefix) && !done.has(k) && !current.has(k.slice(prefix.length)));
+    if (stale.length > 0) {
+      await this.holdLease();
+      const failed = await this.d.store.deleteMany(stale, this.d.signal);
+      if (failed.length > 0) {
+        await writeJson(this.orphansFile, { keys: failed.map((f) => f.key) });
+        return;
+      }
+      this.d.log.info({ objects: stale.length }, "removed objects an interrupted run left outside the manifest");
+    }
+    await rm(this.orphansFile, { force: true });
+  }
+
+  private async loadLeaseId(): Promise<string> {
+    const file = path.join(this.o.stateDir, "writer-id.json");
+    const known = await readJson<{ id: string }>(file);
+    if (typeof known?.id === "string" && known.id !== "") return known.id;
+    const id = `${os.hostname()}:${randomBytes(4).toString("hex")}`;
+    await writeJson(file, { id });
+    return id;
   }
 
   private async loadConditional(): Promise<boolean> {

@@ -1,6 +1,6 @@
 /**
  * A small HTTP proxy on 127.0.0.1 in front of the S3 server: counts every request fansync sends
- * and can inject faults (latency, error statuses, resets mid-body, truncated bodies, stalls).
+ * and can inject faults (latency, error statuses, resets mid-body, truncated bodies, stalls, holds).
  */
 import http from "node:http";
 
@@ -18,15 +18,21 @@ export type Fault =
   | { kind: "status"; status: number; code: string }
   | { kind: "reset-mid-body" }
   | { kind: "truncate" }
-  | { kind: "stall" };
+  | { kind: "stall" }
+  /** Forward the request only once `until` settles (a barrier: two writers meet at the head PUT). */
+  | { kind: "hold"; until: Promise<unknown> };
 
 /** A running proxy. */
 export interface Proxy {
   readonly url: string;
   readonly requests: SeenRequest[];
+  /** Faults injected so far (every answer that was not a plain pass-through), for the figures. */
+  readonly injected: number;
   /** Decide per request; default passes everything through. */
   fault: (req: { method: string; url: string }) => Fault;
   reset(): void;
+  /** Resolve when a request matching `pred` arrives (or has arrived since the last reset). */
+  waitFor(pred: (req: { method: string; url: string }) => boolean, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -35,12 +41,37 @@ export async function startProxy(target: string): Promise<Proxy> {
   const t = new URL(target);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const sockets = new Set<import("node:net").Socket>();
+  const arrived: { method: string; url: string }[] = [];
+  const waiters = new Set<{ pred: (req: { method: string; url: string }) => boolean; resolve: () => void }>();
+  let injected = 0;
   const proxy: Proxy = {
     url: "",
     requests: [],
+    get injected() {
+      return injected;
+    },
     fault: () => ({ kind: "none" }),
     reset() {
       this.requests.length = 0;
+      arrived.length = 0;
+    },
+    waitFor(pred, timeoutMs = 30_000) {
+      if (arrived.some(pred)) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const w = {
+          pred,
+          resolve: () => {
+            clearTimeout(timer);
+            waiters.delete(w);
+            resolve();
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(w);
+          reject(new Error(`proxy: no matching request within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.add(w);
+      });
     },
     async close() {
       for (const s of sockets) s.destroy();
@@ -49,7 +80,11 @@ export async function startProxy(target: string): Promise<Proxy> {
     },
   };
   const server = http.createServer((req, res) => {
-    const f = proxy.fault({ method: req.method ?? "", url: req.url ?? "" });
+    const seen = { method: req.method ?? "", url: req.url ?? "" };
+    arrived.push(seen);
+    for (const w of [...waiters]) if (w.pred(seen)) w.resolve();
+    const f = proxy.fault(seen);
+    if (f.kind !== "none") injected++;
     const record = (status: number) => proxy.requests.push({ method: req.method ?? "", url: req.url ?? "", status });
     if (f.kind === "stall") {
       record(0);
@@ -73,6 +108,13 @@ export async function startProxy(target: string): Promise<Proxy> {
           if (f.kind === "reset-mid-body" || f.kind === "truncate") {
             const len = Number(ur.headers["content-length"] ?? 0);
             res.writeHead(ur.statusCode ?? 502, ur.headers);
+            if (len === 0) {
+              // No body to cut (a PUT's answer): the server did the work, the client sees the
+              // connection die after the headers.
+              ur.resume();
+              res.socket?.destroy();
+              return;
+            }
             let sent = 0;
             ur.on("data", (c: Buffer) => {
               if (sent >= len / 2) return;
@@ -98,7 +140,11 @@ export async function startProxy(target: string): Promise<Proxy> {
       req.pipe(up);
     };
     if (f.kind === "delay") setTimeout(forward, f.ms);
-    else forward();
+    else if (f.kind === "hold") {
+      // Buffer nothing: the request body waits in the socket until the barrier opens.
+      req.pause();
+      void f.until.then(forward, forward);
+    } else forward();
   });
   server.on("connection", (s) => {
     sockets.add(s);
