@@ -153,6 +153,7 @@ async function createOnce(store: S3Store, loc: Location, gen: number, key: strin
 async function finishPublish(store: S3Store, loc: Location, input: PublishInput, head: Head, etag: string, manifestBytes: Buffer, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
   const meta = metaPrefix(loc);
   const gen = head.generation;
+  const prevGen = input.previous?.head.generation ?? 0;
   const bytes = head.bytes;
   if (!input.conditional) {
     // The server ignores conditions: read back to at least detect an interleaved writer.
