@@ -20,6 +20,7 @@ import type { Logger } from "../adapters/logger.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import { ConditionFailed, type ObjectAttrs, type PutResult, type S3Store } from "../adapters/s3-store.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
+import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import { type HeadState, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest } from "./head-store.ts";
 
 /** A location with its store. */
@@ -238,6 +239,7 @@ export class Replicator {
       return noop(have);
     }
     const ph = primary.head;
+    const orphans = new OrphanLedger(regionStatusFile(this.o.stateDir, r.url).replace(/\.json$/, ".orphans.json"));
     if (have > ph.generation) {
       throw new IntegrityError(`region ${r.url} is at generation ${have}, ahead of the primary's ${ph.generation}`, {
         hint: "the primary was reset, or another primary replicates here: empty the region's prefix or point the region elsewhere",
@@ -245,6 +247,8 @@ export class Replicator {
     }
     if (have === ph.generation) {
       st.behindSince = null;
+      // A run killed between this head and its deletions left objects only the ledger knows of.
+      if (rh) await orphans.clean({ store: r.store, prefix: r.loc.prefix, current: st.files && st.head?.etag === rh.etag ? st.files : (await readManifest(r.store, r.loc, rh.head, signal)).files, signal, log });
       return noop(have);
     }
     st.behindSince ??= ph.time || this.d.now().toISOString();
@@ -253,6 +257,9 @@ export class Replicator {
     const regionFiles: FileMap = !rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, r.loc, rh.head, signal)).files;
     const target = await this.targetFor(have, ph, regionFiles, log);
     const plan = planReplicate(target, regionFiles);
+    // New paths land before the head names them and removed ones go after it: a kill in between
+    // would strand them in the region (maybe a CDN origin), so they are recorded first.
+    await orphans.record([...target.keys()].filter((p) => !regionFiles.has(p)).map((p) => r.loc.prefix + p).concat(plan.deletes.map((p) => r.loc.prefix + p)));
     const puts = await this.copyObjects(r, plan);
     const next: FileMap = new Map(regionFiles);
     for (const p of plan.deletes) next.delete(p);
@@ -274,11 +281,16 @@ export class Replicator {
     st.files = next;
     st.generation = ph.generation;
     st.behindSince = null;
+    const deleted = new Set(plan.deletes.map((p) => r.loc.prefix + p));
     if (plan.deletes.length > 0) {
       // Objects go only after the region's head stopped naming them, as on the primary.
-      const notDeleted = await r.store.deleteMany(plan.deletes.map((p) => r.loc.prefix + p), signal);
-      for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
+      const notDeleted = await r.store.deleteMany([...deleted], signal);
+      for (const f of notDeleted) {
+        deleted.delete(f.key);
+        log.warn({ key: f.key, error: f.error }, "delete failed (left in the ledger for the next run)");
+      }
     }
+    await orphans.clean({ store: r.store, prefix: r.loc.prefix, current: next, done: deleted, signal, log });
     const res: RegionResult = {
       region: r.url,
       from: have,

@@ -22,6 +22,7 @@ import { formatBytes } from "../core/units.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
+import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import {
@@ -376,38 +377,17 @@ export class Uploader {
     await writeNdjsonMap(path.join(this.o.stateDir, "index.ndjson"), index);
   }
 
-  private get orphansFile(): string {
-    return path.join(this.o.stateDir, "orphans.json");
+  /** Keys that may exist outside the head's manifest (see {@link OrphanLedger}). */
+  private get orphans(): OrphanLedger {
+    return new OrphanLedger(path.join(this.o.stateDir, "orphans.json"));
   }
 
-  /** Add keys to the list of objects that may exist outside the head's manifest. */
   private async recordOrphans(keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return;
-    const known = (await readJson<{ keys: string[] }>(this.orphansFile))?.keys ?? [];
-    await writeJson(this.orphansFile, { keys: [...new Set([...known, ...keys])] });
+    await this.orphans.record(keys);
   }
 
-  /**
-   * Delete recorded keys that the current manifest does not name (`done`: already deleted), then
-   * forget the list. Without this, a run killed between its head and its deletions, or before its
-   * head after uploading new paths, left objects in the bucket (a CDN origin) that no later run
-   * would ever remove.
-   */
   private async cleanOrphans(current: FileMap, done: ReadonlySet<string>): Promise<void> {
-    const known = (await readJson<{ keys: string[] }>(this.orphansFile))?.keys;
-    if (!known) return;
-    const prefix = this.o.loc.prefix;
-    const stale = known.filter((k) => typeof k === "string" && k.startsWith(prefix) && !done.has(k) && !current.has(k.slice(prefix.length)));
-    if (stale.length > 0) {
-      await this.holdLease();
-      const failed = await this.d.store.deleteMany(stale, this.d.signal);
-      if (failed.length > 0) {
-        await writeJson(this.orphansFile, { keys: failed.map((f) => f.key) });
-        return;
-      }
-      this.d.log.info({ objects: stale.length }, "removed objects an interrupted run left outside the manifest");
-    }
-    await rm(this.orphansFile, { force: true });
+    await this.orphans.clean({ store: this.d.store, prefix: this.o.loc.prefix, current, done, signal: this.d.signal, log: this.d.log, beforeDelete: () => this.holdLease() });
   }
 
   private async loadLeaseId(): Promise<string> {

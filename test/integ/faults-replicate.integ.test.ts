@@ -1,0 +1,113 @@
+/**
+ * replicate on a bad day: random network faults between the replicator and both buckets, and
+ * SIGKILL at seeded points. Each region's head must always name a complete generation, and every
+ * region must equal the master once the faults stop.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { startCli, waitCli } from "../helpers/cli.ts";
+import { expectCode, useServer } from "../helpers/ctx.ts";
+import { checkBucketEqualsTree, checkHeadComplete, count, rng, SEED, sleep, useFigures } from "../helpers/faults.ts";
+import { type Fault, startProxy } from "../helpers/proxy.ts";
+import { editSite, writeSite } from "../helpers/site.ts";
+
+const ctx = useServer();
+const fig = useFigures("faults-replicate");
+const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+
+function randomFaults(r: ReturnType<typeof rng>, p: number): (q: { method: string; url: string }) => Fault {
+  return (q) => {
+    if (r.next() >= p) return { kind: "none" };
+    const menu: Fault[] = [
+      { kind: "delay", ms: r.int(20, 200) },
+      { kind: "status", status: 503, code: "SlowDown" },
+      { kind: "status", status: 500, code: "InternalError" },
+      { kind: "reset-mid-body" },
+    ];
+    if (q.method === "GET") menu.push({ kind: "truncate" });
+    return r.pick(menu);
+  };
+}
+
+async function setup(tag: string) {
+  const [primary, ra, rb] = await Promise.all([
+    ctx.server.bucket(`${tag}-p`, { versioning: true }),
+    ctx.server.bucket(`${tag}-a`, { versioning: true }),
+    ctx.server.bucket(`${tag}-b`),
+  ]);
+  const proxy = await startProxy(ctx.server.endpoint);
+  const master = ctx.tmp("master");
+  const mstate = ctx.tmp("mstate");
+  const rstate = ctx.tmp("rstate");
+  const args = ["replicate", `s3://${primary}/site`, `s3://${ra}/site`, `s3://${rb}/site`, "--endpoint-url", proxy.url, "--state-dir", rstate, "--log-format", "json", "--concurrency", "4"];
+  return {
+    primary, regions: [ra, rb], proxy, master, args,
+    push: async () => expectCode(await ctx.cli(["push", master, `s3://${primary}/site`, ...ctx.flags(mstate)]), 0),
+    replicate: () => ctx.cli(args),
+  };
+}
+
+describe(`replicate faults (${server}, seed ${SEED})`, () => {
+  test("replicate under random faults: every regional head stays complete; regions converge once faults stop", async () => {
+    const s = await setup("rnet");
+    const r = rng(SEED + 31);
+    try {
+      await writeSite(s.master, r, 14);
+      for (let i = 0; i < count(5, 40); i++) {
+        if (i > 0) await editSite(s.master, r);
+        await s.push();
+        s.proxy.fault = randomFaults(r, 0.3);
+        const res = await s.replicate();
+        assert.ok([0, 4, 7].includes(res.code ?? -1), `replicate under faults exited ${res.code}:\n${res.stderr}`);
+        s.proxy.fault = () => ({ kind: "none" });
+        for (const b of s.regions) {
+          const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: res.code === 0 || ctx.server.features.versioning });
+          fig.filesVerified += h.files;
+        }
+      }
+      fig.faults += s.proxy.injected;
+      expectCode(await s.replicate(), 0);
+      for (const b of s.regions) {
+        const eq = await checkBucketEqualsTree(ctx.server.client, b, "site/", s.master);
+        fig.filesVerified += eq.files;
+        fig.bytesLost += eq.bytesLost;
+        assert.deepEqual(eq.problems, [], `region ${b}`);
+      }
+    } finally {
+      await s.proxy.close();
+    }
+  });
+
+  test("replicate killed at seeded points: regional heads stay complete; the next run converges", async () => {
+    const s = await setup("rkill");
+    const r = rng(SEED + 37);
+    try {
+      await writeSite(s.master, r, 20);
+      // Slow every request a little so a kill lands inside the copy / publish sequence.
+      s.proxy.fault = () => ({ kind: "delay", ms: 15 });
+      for (let i = 0; i < count(8, 60); i++) {
+        await editSite(s.master, r);
+        await s.push();
+        const child = startCli(s.args);
+        await sleep(r.int(150, 1500));
+        child.kill("SIGKILL");
+        await waitCli(child);
+        fig.killPoints++;
+        for (const b of s.regions) {
+          const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: ctx.server.features.versioning });
+          fig.filesVerified += h.files;
+        }
+      }
+      s.proxy.fault = () => ({ kind: "none" });
+      expectCode(await s.replicate(), 0);
+      for (const b of s.regions) {
+        const eq = await checkBucketEqualsTree(ctx.server.client, b, "site/", s.master);
+        fig.filesVerified += eq.files;
+        fig.bytesLost += eq.bytesLost;
+        assert.deepEqual(eq.problems, [], `region ${b}`);
+      }
+    } finally {
+      await s.proxy.close();
+    }
+  });
+});
