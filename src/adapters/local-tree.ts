@@ -1,7 +1,7 @@
 /** Reading the docroot: a scan that lists regular files with their stat data, and hashing. */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { lstat, opendir, realpath, stat } from "node:fs/promises";
+import { lstat, opendir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { PathFilter } from "../core/filters.ts";
 import { checkRelativePath, TEMP_MARK } from "../core/paths.ts";
@@ -97,7 +97,9 @@ export async function scanTree(root: string, opts: { filter: PathFilter; under?:
 }
 
 /** sha256 of a file, streamed. */
-export async function hashFile(abs: string): Promise<string> {
+export async function hashFile(abs: string, sizeHint?: number): Promise<string> {
+  // Small files (most of a website) in one read: a 1 MiB stream buffer per tiny file is pure overhead.
+  if (sizeHint !== undefined && sizeHint < 1024 * 1024) return createHash("sha256").update(await readFile(abs)).digest("hex");
   const h = createHash("sha256");
   for await (const chunk of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
   return h.digest("hex");

@@ -322,7 +322,7 @@ async function download(source: Source, e: Entry, tmp: string, signal: AbortSign
 async function alreadyThere(root: string, e: Entry): Promise<boolean> {
   const st = await lstat(path.join(root, e.path)).catch(() => undefined);
   if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs || (st.mode & 0o7777) !== e.mode) return false;
-  return (await hashFile(path.join(root, e.path))) === e.sha256;
+  return (await hashFile(path.join(root, e.path), e.size)) === e.sha256;
 }
 
 /** For --verify: which target files are on disk as the manifest says (size, mtime, and sha256 with --checksum). */
@@ -334,7 +334,7 @@ async function checkDisk(root: string, target: FileMap, checksum: boolean): Prom
       limit(async () => {
         const st = await lstat(path.join(root, e.path)).catch(() => undefined);
         if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) return;
-        if (checksum && (await hashFile(path.join(root, e.path))) !== e.sha256) return;
+        if (checksum && (await hashFile(path.join(root, e.path), e.size)) !== e.sha256) return;
         ok.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, mode: st.mode & 0o7777, sha256: e.sha256 });
       }),
     ),

@@ -423,7 +423,7 @@ export class Uploader {
           let sha = known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino ? known[3] : undefined;
           if (!sha) {
             try {
-              sha = await hashFile(path.join(this.o.docroot, f.path));
+              sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
             } catch (err) {
               if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
               throw err;
