@@ -209,10 +209,15 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number): Promi
       }
       row.runs.push(record);
       let note = "";
+      if (step === "noop-push" || step === "noop-pull") {
+        note = describeNoopTransfers(step, counts.requests);
+        if (note !== "" && row.note === undefined) row.note = note;
+      }
       if (!isPush) {
-        note = describeCheck(compareListing(expected, readTreeSizes(nodeDir)));
-        // Keep the worst note seen over the runs: an incomplete download in any run must show.
-        if (note !== "") row.note = row.note === undefined ? note : row.note;
+        const check = describeCheck(compareListing(expected, readTreeSizes(nodeDir)));
+        // Keep the first note seen over the runs: an incomplete download in any run must show.
+        if (check !== "" && row.note === undefined) row.note = check;
+        note = [note, check].filter((n) => n !== "").join(", ");
       }
       log(`${key} ${tool.id} run ${runIndex + 1}: ${(out.wallMs / 1000).toFixed(2)} s, ${total} requests, ${out.rssKb === undefined ? "?" : Math.round(out.rssKb / 1024)} MiB${note ? `, ${note}` : ""}`);
     }
@@ -223,6 +228,20 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number): Promi
     writeTreeFile(t.root, changed, seed, 0, TREE_MTIME);
     rmSync(runDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A no-op sync should move no object. Transfers in a no-op step are worth a note (fauxqs's listing
+ * order makes some peers re-send NFD-named keys on every run). One GET is allowed on the pull side:
+ * fansync's conditional GET of its manifest.
+ */
+function describeNoopTransfers(step: StepKind, requests: Record<string, number>): string {
+  const moved =
+    step === "noop-push"
+      ? (["PUT", "POST", "DELETE"] as const).filter((k) => (requests[k] ?? 0) > 0)
+      : (["GET", "DELETE"] as const).filter((k) => (requests[k] ?? 0) > (k === "GET" ? 1 : 0));
+  if (moved.length === 0) return "";
+  return `not a no-op: ${moved.map((k) => `${requests[k]} ${k}`).join(" + ")}`;
 }
 
 // ---- start-up ------------------------------------------------------------------------------------
@@ -245,6 +264,7 @@ async function runStartup(tools: readonly Tool[], fansyncOk: boolean): Promise<v
   const logPath = join(outDir, "logs", "startup.log");
   mkdirSync(dirname(logPath), { recursive: true });
   for (const c of cases) {
+    if (c.id !== "node" && onlyTools !== undefined && !onlyTools.includes(c.id)) continue;
     const peer = tools.find((t) => t.id === c.id);
     const avail = peer?.check();
     const row: Row = { key: "startup", scenario: "Start-up alone (wall time and peak RSS of one trivial invocation)", toolId: c.id, tool: c.label, status: "ok", runs: [] };

@@ -222,7 +222,7 @@ export function s3cmdTool(): Tool {
   };
 }
 
-/** Bare SDK PutObject/GetObject loop, 32 in flight: what the server can do at most. */
+/** Bare SDK PutObject/GetObject loop, 32 in flight: the ceiling of a Node + SDK client on this server. */
 export function sdkLoopTool(scriptPath: string, sdkVersion: string): Tool {
   return {
     id: "sdk-loop",

@@ -22,6 +22,8 @@ export function formatNumber(x: number): string {
   if (a >= 100) return x.toFixed(0);
   if (a >= 10) return x.toFixed(1);
   if (a >= 1) return x.toFixed(2);
+  // Two significant digits for tiny ratios (one request against thousands), not "0.000".
+  if (a > 0 && a < 0.01) return x.toPrecision(2);
   return x.toFixed(3);
 }
 
@@ -137,7 +139,7 @@ export function losses(report: BenchReport): string[] {
       const mr = ratio(medianRssMiB(fan), medianRssMiB(r));
       const why: string[] = [];
       if (tr !== undefined && tr > 1.1) {
-        const ceiling = r.toolId === "sdk-loop" ? " (the SDK loop is the server's ceiling: no listing, no state)" : "";
+        const ceiling = r.toolId === "sdk-loop" ? " (the SDK loop is the ceiling of a Node + SDK client: no listing, no comparison, no state)" : "";
         why.push(`takes ${formatNumber(tr)}× the time (${formatNumber(fT)} s vs ${formatNumber(t ?? 0)} s)${ceiling}`);
         if (qr !== undefined && qr <= 1) {
           why.push(`while sending ${formatNumber(qr)}× the requests, so the gap is local work (scanning, hashing, state) or process start-up, not the server`);
@@ -184,6 +186,23 @@ export function memoryTable(report: BenchReport): string {
     }),
   ]);
   return formatTable(["tree", ...cols.map((c) => c.label)], body, ["l", ...cols.map((): "r" => "r")]);
+}
+
+/**
+ * Rows whose figures need a caveat: failures, missing tools, incomplete downloads. Grouped by tool
+ * and note so one cause shows once with the scenarios it touched.
+ */
+export function caveatLines(report: BenchReport): string[] {
+  const byCause = new Map<string, string[]>();
+  for (const r of report.rows) {
+    if (r.toolId === "fansync" && r.status === "not built") continue; // said once, above
+    if (r.status === "ok" && r.note === undefined) continue;
+    const cause = `${r.tool}: ${r.status === "ok" ? "" : `${r.status}: `}${(r.note ?? "").replace(/\d[\d,]* of [\d,]+ files missing/, "files missing").replace(/not a no-op: .*/, "not a no-op (objects re-sent)")}`;
+    const list = byCause.get(cause) ?? [];
+    list.push(r.status === "ok" && r.note ? `${r.key} (${r.note})` : r.key);
+    byCause.set(cause, list);
+  }
+  return [...byCause].map(([cause, keys]) => `- ${cause} — in ${keys.join(", ")}`);
 }
 
 /** The whole RESULTS.md. */
@@ -237,6 +256,11 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     const l = losses(report);
     lines.push(l.length > 0 ? l.join("\n") : "_fansync was within 10% of or better than every peer on time, requests and memory in this run._");
   }
+  lines.push("");
+  lines.push("## Caveats seen in this run");
+  lines.push("");
+  const caveats = caveatLines(report);
+  lines.push(caveats.length > 0 ? caveats.join("\n") : "_None: every tool that ran finished, and every download was complete._");
   lines.push("");
   lines.push("## Peak RSS of push and pull by tree size (MiB)");
   lines.push("");

@@ -1,5 +1,5 @@
-// The server's ceiling: a bare @aws-sdk/client-s3 loop with 32 requests in flight, no listing,
-// no comparison, no state. Run as a child process like every other tool:
+// The ceiling of a Node + @aws-sdk/client-s3 client on this server: a bare loop with 32 requests
+// in flight, no listing, no comparison, no state. Run as a child process like every other tool:
 //   node sdk-loop.ts put <dir> <bucket> <prefix> <keys-file>
 //   node sdk-loop.ts get <bucket> <prefix> <dir> <keys-file>
 // The keys file lists relative paths, one per line (the generator's listing, so no LIST is needed).

@@ -66,3 +66,10 @@ test("the proxy classifies bucket-root GETs as LIST and diffs counters", () => {
   const d = diffCounts({ requests: { GET: 5, PUT: 2 }, bytesUp: 10, bytesDown: 20 }, { requests: { GET: 3, PUT: 2 }, bytesUp: 4, bytesDown: 0 });
   assert.deepEqual(d, { requests: { GET: 2 }, bytesUp: 6, bytesDown: 20 });
 });
+
+test("formatNumber keeps two significant digits for tiny ratios", async () => {
+  const { formatNumber } = await import("../../bench/lib/report.ts");
+  assert.equal(formatNumber(0.00049), "0.00049");
+  assert.equal(formatNumber(0), "0.000");
+  assert.equal(formatNumber(1234.5), "1235");
+});
