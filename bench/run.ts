@@ -205,6 +205,14 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number): Promi
         const tail = out.tail.split("\n").slice(-3).join(" ").slice(0, 300);
         row.note = out.timedOut ? `timed out after ${stepTimeoutMs / 1000} s` : `exit ${out.exitCode}: ${tail} (log: ${logPath})`;
         log(`${key} ${tool.id} run ${runIndex + 1}: FAILED ${row.note}`);
+        // Later steps depend on this one: say so on their rows rather than leave them blank.
+        for (const later of t.plan.steps.slice(t.plan.steps.indexOf(step) + 1)) {
+          const r = rows.get(rowId(`${later}/${t.plan.spec.name}`, tool.id));
+          if (r !== undefined && r.status === "ok" && r.runs.length === 0) {
+            r.status = "failed";
+            r.note = `not run: ${step} failed first`;
+          }
+        }
         break;
       }
       row.runs.push(record);
