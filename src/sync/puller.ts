@@ -95,7 +95,7 @@ class ObjectMoved extends FansyncError {
 /** Pull `source` into the docroot once. */
 export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps): Promise<PullResult> {
   const { log, signal } = d;
-  await cleanStaging(o.stateDir, log);
+  const resume = await cleanStaging(o.stateDir, log);
   const state = await readJson<PullHead>(path.join(o.stateDir, HEAD));
   const url = formatLocation(source.loc);
   const meta = metaPrefix(source.loc);
@@ -151,9 +151,12 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     log.info({ ...base }, "dry run: nothing changed");
     return { ...base, generation: have, noop: false };
   }
-  if (!isEmptyPlan(plan)) await execute(source, root, plan, held, o, d);
+  if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
   await writeNdjsonMap(path.join(o.stateDir, FILES), target);
   await writeJson(path.join(o.stateDir, HEAD), { generation: head.generation, etag: headRes.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
+  // The staging record goes only once the new state is saved: a run killed before that is resumed
+  // (files already renamed into place are recognised instead of fetched again).
+  await rm(path.join(o.stateDir, STAGING), { force: true });
   log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift }, "docroot at generation");
   signal.throwIfAborted();
   return { ...base, generation: head.generation, noop: false };
@@ -182,7 +185,7 @@ async function readTarget(source: Source, head: { generation: number; oldestJour
   return (await readManifest(source.store, source.loc, head, d.signal)).files;
 }
 
-async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<void> {
+async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, o: PullerOptions, d: PullerDeps): Promise<void> {
   const { log, signal } = d;
   // A metadata-only change lands by chmod and utimes, which follow a symlink: a file replaced by
   // a symlink (to a file outside the docroot, say) would have its target's mode and mtime changed.
@@ -215,8 +218,9 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
         limit(async () => {
           if (signal.aborted || failed.length > 0) return;
           try {
-            // Resume: a file already on disk with the right size, mtime and hash is not fetched again.
-            if (await alreadyThere(root, e)) {
+            // Resuming an interrupted run: a file it already renamed into place (right size, mtime
+            // and hash) is not fetched again. Only then: an lstat per file is not free at 100k.
+            if (resume && (await alreadyThere(root, e))) {
               staged.push({ entry: e, tmp: "" });
               return;
             }
@@ -284,7 +288,6 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     }
     await pruneEmptyDirs(root, p);
   }
-  await rm(stagingFile, { force: true });
 }
 
 /** Download one object into `tmp`, verifying size and sha256, then set mode and mtime. */
@@ -298,7 +301,8 @@ async function download(source: Source, e: Entry, tmp: string, signal: AbortSign
     size += c.length;
   });
   try {
-    await pipeline(res.body, createWriteStream(tmp, { mode: 0o600 }), { signal });
+    // Created with the final permission bits: the chmod below is then skipped in the common case.
+    await pipeline(res.body, createWriteStream(tmp, { mode: e.mode & 0o777 }), { signal });
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     const code = (err as NodeJS.ErrnoException).code;
@@ -315,9 +319,12 @@ async function download(source: Source, e: Entry, tmp: string, signal: AbortSign
     err.name = size === e.size ? "ChecksumMismatch" : "IncompleteBody";
     throw err;
   }
-  await chmod(tmp, e.mode);
+  if ((e.mode & 0o777 & ~UMASK) !== e.mode) await chmod(tmp, e.mode);
   await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
 }
+
+// The process umask, read once: a file created with mode m gets m & ~umask.
+const UMASK = process.umask();
 
 async function alreadyThere(root: string, e: Entry): Promise<boolean> {
   const st = await lstat(path.join(root, e.path)).catch(() => undefined);
@@ -360,10 +367,10 @@ interface Staging {
 }
 
 /** Remove temp files a killed run left behind (their directories were recorded before they were created). */
-async function cleanStaging(stateDir: string, log: Logger): Promise<void> {
+async function cleanStaging(stateDir: string, log: Logger): Promise<boolean> {
   const file = path.join(stateDir, STAGING);
   const st = await readJson<Staging>(file);
-  if (!st || typeof st.runId !== "string" || !Array.isArray(st.dirs)) return;
+  if (!st || typeof st.runId !== "string" || !Array.isArray(st.dirs)) return false;
   const mark = `${TEMP_MARK}${st.runId}-`;
   let removed = 0;
   for (const dir of st.dirs) {
@@ -376,6 +383,7 @@ async function cleanStaging(stateDir: string, log: Logger): Promise<void> {
   }
   await rm(file, { force: true });
   if (removed > 0) log.info({ removed }, "removed temp files of an interrupted run");
+  return true;
 }
 
 /** The small state of a puller (generation, head ETag, source), for `status`. */
