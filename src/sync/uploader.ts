@@ -277,9 +277,9 @@ export class Uploader {
       if (st1.size < this.o.multipartThreshold) {
         // Small files: one read into memory, hash those exact bytes, upload them. The published
         // sha256 always describes the bytes sent, even if the file changes meanwhile.
-        const buf = await fh.readFile();
+        const buf = await readExactly(fh, st1.size);
         const st2 = await fh.stat();
-        if (st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${f.path} changed while being read`);
+        if (!buf || st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${f.path} changed while being read`);
         const entry = { path: f.path, size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
         const r = await this.d.store.put(this.key(f.path), buf, this.attrs(entry), {}, this.d.signal);
         return { ...entry, etag: r.etag, versionId: r.versionId };
@@ -438,6 +438,22 @@ export class Uploader {
     if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
     return out;
   }
+}
+
+/**
+ * Read exactly `size` bytes from the start of a file (one read for a small file, no extra fstat as
+ * FileHandle.readFile does); undefined when the file is shorter or longer than that now.
+ */
+async function readExactly(fh: import("node:fs/promises").FileHandle, size: number): Promise<Buffer | undefined> {
+  const buf = Buffer.allocUnsafe(size + 1);
+  let off = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+    if (bytesRead === 0) break;
+    off += bytesRead;
+    if (off > size) return undefined;
+  }
+  return off === size ? buf.subarray(0, size) : undefined;
 }
 
 /** After a full scan, forget index entries of files that no longer exist. */
