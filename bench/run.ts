@@ -262,7 +262,7 @@ async function runStartup(tools: readonly Tool[], fansyncOk: boolean): Promise<v
     {
       id: "fansync",
       label: "fansync --version",
-      spec: fansyncOk ? { cmd: process.execPath, args: [join(fansyncRepo, "bin/fansync.js"), "--version"], env } : undefined,
+      spec: fansyncOk ? { cmd: join(fansyncRepo, "bin/fansync.js"), args: ["--version"], env } : undefined,
       reason: "not built",
     },
     { id: "rclone", label: "rclone version", spec: { cmd: "rclone", args: ["version"], env } },

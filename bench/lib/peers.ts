@@ -84,14 +84,15 @@ export function fansyncTool(repo: string, buildNote: string | undefined): Tool {
       const v = spawnSync(process.execPath, [bin, "--version"], { encoding: "utf8", timeout: 30_000 });
       return { ok: true, version: `fansync ${v.stdout.trim() || "?"}` };
     },
+    // Run as operators do (`fansync ...`): the launcher's shebang carries fansync's Node flags.
     push: (ctx, dir) => ({
-      cmd: process.execPath,
-      args: [bin, "push", dir, s3url(ctx), ...common(ctx, join(ctx.scratch, "push-state"))],
+      cmd: bin,
+      args: ["push", dir, s3url(ctx), ...common(ctx, join(ctx.scratch, "push-state"))],
       env: ctx.env,
     }),
     pull: (ctx, dir) => ({
-      cmd: process.execPath,
-      args: [bin, "pull", s3url(ctx), dir, ...common(ctx, join(ctx.scratch, "pull-state"))],
+      cmd: bin,
+      args: ["pull", s3url(ctx), dir, ...common(ctx, join(ctx.scratch, "pull-state"))],
       env: ctx.env,
     }),
   };

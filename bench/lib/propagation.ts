@@ -78,7 +78,7 @@ export async function runPropagation(o: PropagationOptions): Promise<Propagation
   const daemons: ChildProcess[] = [];
   const logStream = createWriteStream(o.logPath, { flags: "a" });
   const daemon = (args: string[]): ChildProcess => {
-    const child = spawn(process.execPath, [bin, ...args], { env: o.env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(bin, args, { env: o.env, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout?.pipe(logStream, { end: false });
     child.stderr?.pipe(logStream, { end: false });
     daemons.push(child);
@@ -86,7 +86,7 @@ export async function runPropagation(o: PropagationOptions): Promise<Propagation
   };
   try {
     const first = await runMeasured(
-      { cmd: process.execPath, args: [bin, "push", master, url, ...common, "--state-dir", join(o.workDir, "watch-state")], env: o.env },
+      { cmd: bin, args: ["push", master, url, ...common, "--state-dir", join(o.workDir, "watch-state")], env: o.env },
       o.logPath,
       600_000,
     );
