@@ -9,7 +9,7 @@ import { createWriteStream } from "node:fs";
 import { chmod, lstat, readdir, realpath, rename, rm, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import pLimit from "p-limit";
+import pMap from "p-map";
 import pRetry from "p-retry";
 import { errorMessage, ExitCode, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
@@ -210,45 +210,43 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   const moved: string[] = [];
   const deleting = new Set(plan.deletes);
   const stagingFile = path.join(o.stateDir, STAGING);
-  const limit = pLimit(o.concurrency);
   const verifiedDirs = new Set<string>([""]);
-  try {
-    await Promise.all(
-      plan.downloads.map((e) =>
-        limit(async () => {
-          if (signal.aborted || failed.length > 0) return;
-          try {
-            // Resuming an interrupted run: a file it already renamed into place (right size, mtime
-            // and hash) is not fetched again. Only then: an lstat per file is not free at 100k.
-            if (resume && (await alreadyThere(root, e))) {
-              staged.push({ entry: e, tmp: "" });
-              return;
-            }
-            await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
-            const tmp = tempPathFor(root, e.path, runId);
-            tmps.push(tmp);
-            await pRetry(() => download(source, e, tmp, signal), { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
-            staged.push({ entry: e, tmp });
-          } catch (err) {
-            if (err instanceof ObjectMoved) moved.push(e.path);
-            else if ((err as Error).name === "ChecksumMismatch") {
-              // The whole object arrived, three times, with other bytes than the manifest says.
-              corrupt.push(e.path);
-              failed.push({ path: e.path, error: errorMessage(err) });
-            } else {
-              failed.push({ path: e.path, error: errorMessage(err) });
-              if (err instanceof FansyncError && !(err instanceof PartialFailureError)) throw err;
-            }
-          }
-        }),
-      ),
-    );
-  } catch (err) {
+  // A local failure (disk full, unwritable docroot) ends the run, but only after every transfer in
+  // flight has stopped: temp files are removed once nothing can create another.
+  let fatal: unknown;
+  // p-map starts each download only when a slot frees: no 100k pending promises at once.
+  await pMap(plan.downloads, async (e) => {
+    if (signal.aborted || failed.length > 0 || fatal !== undefined) return;
+    try {
+      // Resuming an interrupted run: a file it already renamed into place (right size, mtime
+      // and hash) is not fetched again. Only then: an lstat per file is not free at 100k.
+      if (resume && (await alreadyThere(root, e))) {
+        staged.push({ entry: e, tmp: "" });
+        return;
+      }
+      await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
+      const tmp = tempPathFor(root, e.path, runId);
+      tmps.push(tmp);
+      await pRetry(() => download(source, e, tmp, signal), { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
+      staged.push({ entry: e, tmp });
+    } catch (err) {
+      if (err instanceof ObjectMoved) moved.push(e.path);
+      else if ((err as Error).name === "ChecksumMismatch") {
+        // The whole object arrived, three times, with other bytes than the manifest says.
+        corrupt.push(e.path);
+        failed.push({ path: e.path, error: errorMessage(err) });
+      } else {
+        failed.push({ path: e.path, error: errorMessage(err) });
+        if (err instanceof FansyncError && !(err instanceof PartialFailureError)) fatal ??= err;
+      }
+    }
+  }, { concurrency: o.concurrency });
+  if (fatal !== undefined || signal.aborted) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });
-    throw err;
+    if (fatal !== undefined) throw fatal;
+    signal.throwIfAborted();
   }
-  signal.throwIfAborted();
   if (failed.length > 0 || moved.length > 0) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });
@@ -335,17 +333,12 @@ async function alreadyThere(root: string, e: Entry): Promise<boolean> {
 /** For --verify: which target files are on disk as the manifest says (size, mtime, and sha256 with --checksum). */
 async function checkDisk(root: string, target: FileMap, checksum: boolean): Promise<Map<string, HeldFile>> {
   const ok = new Map<string, HeldFile>();
-  const limit = pLimit(16);
-  await Promise.all(
-    [...target.values()].map((e) =>
-      limit(async () => {
-        const st = await lstat(path.join(root, e.path)).catch(() => undefined);
-        if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) return;
-        if (checksum && (await hashFile(path.join(root, e.path), e.size)) !== e.sha256) return;
-        ok.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, mode: st.mode & 0o7777, sha256: e.sha256 });
-      }),
-    ),
-  );
+  await pMap(target.values(), async (e) => {
+    const st = await lstat(path.join(root, e.path)).catch(() => undefined);
+    if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) return;
+    if (checksum && (await hashFile(path.join(root, e.path), e.size)) !== e.sha256) return;
+    ok.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, mode: st.mode & 0o7777, sha256: e.sha256 });
+  }, { concurrency: 16 });
   return ok;
 }
 

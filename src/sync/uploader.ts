@@ -8,7 +8,7 @@ import os from "node:os";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import path from "node:path";
-import pLimit from "p-limit";
+import pMap from "p-map";
 import pRetry, { AbortError } from "p-retry";
 import { contentTypeFor } from "../core/content-type.ts";
 import { errorMessage, GuardError, LocalIoError, PartialFailureError } from "../core/errors.ts";
@@ -179,7 +179,6 @@ export class Uploader {
 
   private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
-    const limit = pLimit(this.o.concurrency);
     const puts: Entry[] = [];
     const failed: { path: string; error: string }[] = [];
     const deferred: string[] = [];
@@ -189,40 +188,43 @@ export class Uploader {
     // (new paths before their head, removed paths between the head and their deletion).
     const newKeys = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).map((f) => this.key(f.path));
     await this.recordOrphans([...newKeys, ...plan.deletes.map((p) => this.key(p))]);
-    const run = (p: string, fn: () => Promise<Entry | undefined>) =>
-      limit(async () => {
+    const run = async (p: string, fn: () => Promise<Entry | undefined>): Promise<void> => {
+      try {
+        const e = await pRetry(fn, {
+          retries: 3,
+          minTimeout: 200,
+          signal,
+          shouldRetry: ({ error }) => error instanceof FileChanging || isRetryable(error),
+        });
+        if (e) puts.push(e);
+        else vanished.push(p);
+      } catch (err) {
+        if (err instanceof FileChanging) deferred.push(p);
+        else {
+          failed.push({ path: p, error: errorMessage(err) });
+          log.error({ path: p, err }, "upload failed");
+        }
+      }
+    };
+    // p-map starts each transfer only when a slot frees: no 100k pending promises at once.
+    const jobs: ({ kind: "upload"; file: LocalFile } | { kind: "copy"; file: LocalFile; from: Entry })[] = [
+      ...plan.uploads.map((file) => ({ kind: "upload" as const, file })),
+      ...plan.copies.map(({ file, from }) => ({ kind: "copy" as const, file, from })),
+    ];
+    await pMap(jobs, (job) => {
+      if (job.kind === "upload") return run(job.file.path, () => this.uploadFile(job.file));
+      const { file, from } = job;
+      return run(file.path, async () => {
         try {
-          const e = await pRetry(fn, {
-            retries: 3,
-            minTimeout: 200,
-            signal,
-            shouldRetry: ({ error }) => error instanceof FileChanging || isRetryable(error),
-          });
-          if (e) puts.push(e);
-          else vanished.push(p);
+          const r = await store.copy(this.key(file.path), { bucket: store.bucket, key: this.key(from.path), versionId: from.versionId, etag: from.etag }, this.attrs(file), signal);
+          return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
         } catch (err) {
-          if (err instanceof FileChanging) deferred.push(p);
-          else {
-            failed.push({ path: p, error: errorMessage(err) });
-            log.error({ path: p, err }, "upload failed");
-          }
+          // The copy source changed under us: fall back to uploading the bytes.
+          if ((err as Error).name === "ConditionFailed") return this.uploadFile(file);
+          throw err;
         }
       });
-    await Promise.all([
-      ...plan.uploads.map((f) => run(f.path, () => this.uploadFile(f))),
-      ...plan.copies.map(({ file, from }) =>
-        run(file.path, async () => {
-          try {
-            const r = await store.copy(this.key(file.path), { bucket: store.bucket, key: this.key(from.path), versionId: from.versionId, etag: from.etag }, this.attrs(file), signal);
-            return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
-          } catch (err) {
-            // The copy source changed under us: fall back to uploading the bytes.
-            if ((err as Error).name === "ConditionFailed") return this.uploadFile(file);
-            throw err;
-          }
-        }),
-      ),
-    ]);
+    }, { concurrency: this.o.concurrency });
     signal.throwIfAborted();
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     // A run with a failed transfer deletes nothing (rclone's rule): removals wait for a clean run.
@@ -413,28 +415,27 @@ export class Uploader {
 
   /** Hash files whose size/mtime/inode changed since the index saw them. */
   private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>): Promise<LocalFile[]> {
-    const limit = pLimit(4);
     const out: LocalFile[] = [];
+    const dirty: ScannedFile[] = [];
+    // Files the index knows unchanged (size, mtime, inode) are not read at all: a no-op push hashes nothing.
+    for (const f of files) {
+      const known = index.get(f.path);
+      if (known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino) out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: known[3] });
+      else dirty.push(f);
+    }
     let hashed = 0;
-    await Promise.all(
-      files.map((f) =>
-        limit(async () => {
-          const known = index.get(f.path);
-          let sha = known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino ? known[3] : undefined;
-          if (!sha) {
-            try {
-              sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
-            } catch (err) {
-              if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-              throw err;
-            }
-            hashed++;
-            index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
-          }
-          out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
-        }),
-      ),
-    );
+    await pMap(dirty, async (f) => {
+      let sha: string;
+      try {
+        sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        throw err;
+      }
+      hashed++;
+      index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
+      out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
+    }, { concurrency: 4 });
     if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
     return out;
   }

@@ -40,8 +40,11 @@ async function setup(tag: string) {
   const mstate = ctx.tmp("mstate");
   const rstate = ctx.tmp("rstate");
   const args = ["replicate", `s3://${primary}/site`, `s3://${ra}/site`, `s3://${rb}/site`, "--endpoint-url", proxy.url, "--state-dir", rstate, "--log-format", "json", "--concurrency", "4"];
+  // Region a is versioned where the server can (readers use VersionIds: always complete); region b
+  // never is (a killed round may leave "moved" objects that If-Match refuses: the documented limit).
+  const versioned = new Set(ctx.server.features.versioning ? [ra] : []);
   return {
-    primary, regions: [ra, rb], proxy, master, args,
+    primary, regions: [ra, rb], versioned, proxy, master, args,
     push: async () => expectCode(await ctx.cli(["push", master, `s3://${primary}/site`, ...ctx.flags(mstate)]), 0),
     replicate: () => ctx.cli(args),
   };
@@ -61,7 +64,7 @@ describe(`replicate faults (${server}, seed ${SEED})`, () => {
         assert.ok([0, 4, 7].includes(res.code ?? -1), `replicate under faults exited ${res.code}:\n${res.stderr}`);
         s.proxy.fault = () => ({ kind: "none" });
         for (const b of s.regions) {
-          const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: res.code === 0 || ctx.server.features.versioning });
+          const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: res.code === 0 || s.versioned.has(b) });
           fig.filesVerified += h.files;
         }
       }
@@ -94,7 +97,7 @@ describe(`replicate faults (${server}, seed ${SEED})`, () => {
         await waitCli(child);
         fig.killPoints++;
         for (const b of s.regions) {
-          const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: ctx.server.features.versioning });
+          const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: s.versioned.has(b) });
           fig.filesVerified += h.files;
         }
       }
