@@ -444,8 +444,26 @@ async function main(): Promise<void> {
     rows: [...rows.values()],
     propagation,
   };
-  writeFileSync(join(outDir, "results.json"), JSON.stringify(report, null, 2));
-  await writeOutputs(report);
+  const merged = mergeInto(report);
+  writeFileSync(join(outDir, "results.json"), JSON.stringify(merged, null, 2));
+  await writeOutputs(merged);
+}
+
+/**
+ * BENCH_MERGE_INTO=<results.json of an earlier run>: this run's rows replace the rows of the same
+ * scenario and tool there, and everything else is kept (rerun one tool or tree without rerunning
+ * all the peers). The report says both start times.
+ */
+function mergeInto(report: BenchReport): BenchReport {
+  const base = process.env.BENCH_MERGE_INTO;
+  if (!base) return report;
+  const earlier = JSON.parse(readFileSync(base, "utf8")) as BenchReport;
+  const id = (r: { key: string; toolId: string }) => `${r.key}\u0000${r.toolId}`;
+  const fresh = new Map(report.rows.map((r) => [id(r), r]));
+  const rows = earlier.rows.map((r) => fresh.get(id(r)) ?? r);
+  for (const r of report.rows) if (!earlier.rows.some((e) => id(e) === id(r))) rows.push(r);
+  log(`merged ${report.rows.length} rows into ${base}`);
+  return { ...earlier, rows, finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */

@@ -171,7 +171,7 @@ export class S3Store {
   }
 
   /** Multipart upload of a stream through lib-storage (loaded lazily: the no-op paths never need it). */
-  async upload(key: string, body: Readable, attrs: ObjectAttrs, opts: { size: number; partSize: number; queueSize: number; signal?: AbortSignal }): Promise<PutResult> {
+  async upload(key: string, body: Readable | Buffer, attrs: ObjectAttrs, opts: { size: number; partSize: number; queueSize: number; signal?: AbortSignal }): Promise<PutResult> {
     const { Upload } = await import("@aws-sdk/lib-storage");
     const up = new Upload({
       client: this.client,

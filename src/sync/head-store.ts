@@ -66,6 +66,11 @@ export interface PublishInput {
   readonly conditional: boolean;
 }
 
+/** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
+export const JOURNAL_MAX_CHANGES = 10_000;
+/** Control objects above this size are uploaded in parts. */
+const SINGLE_PUT_MAX = 8 * 1024 * 1024;
+
 /**
  * Publish the next generation: manifest, journal, then the head with If-Match on the previous ETag
  * (If-None-Match: * for the first). A lost race throws {@link RaceError}; the chain never forks.
@@ -80,7 +85,13 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   const manifestBytes = serializeManifest(gen, input.files);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
   await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
-  await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl, input.conditional);
+  // A journal only pays off for small deltas; a huge one (a first publish of 100k files, a mass
+  // change) would be bigger than the manifest a reader fetches instead, and can exceed what some
+  // servers take in one PUT. It is not written, and the head says journals start after it.
+  const journalWritten = input.puts.length + input.deletes.length <= JOURNAL_MAX_CHANGES;
+  if (journalWritten) {
+    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl, input.conditional);
+  }
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
   const head: Head = {
@@ -92,7 +103,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     bytes,
     // Journals exist for (oldestJournal..gen]. A jump writes one journal holding the net delta from
     // prevGen, which is not the delta from gen - 1: no reader may chain journals across it.
-    oldestJournal: gen === prevGen + 1 ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
+    oldestJournal: journalWritten && gen === prevGen + 1 ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
     writer: input.writer,
     time,
   };
@@ -126,6 +137,13 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
  * when the head is still older (the caller holds the write lease, so no one else is preparing it).
  */
 async function createOnce(store: S3Store, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean): Promise<void> {
+  if (body.length > SINGLE_PUT_MAX) {
+    // A large manifest (hundreds of thousands of entries) goes multipart: some servers refuse a
+    // single PUT above ~11 MiB. lib-storage sends no condition with the completion, so here the
+    // conditional head write (and the lease) alone keep a second writer out.
+    await store.upload(key, body, attrs, { size: body.length, partSize: SINGLE_PUT_MAX, queueSize: 4 });
+    return;
+  }
   if (!conditional) {
     await store.put(key, body, attrs);
     return;
