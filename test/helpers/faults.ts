@@ -12,6 +12,7 @@ import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { after } from "node:test";
+import type { Fault } from "./proxy.ts";
 import { getBytes, listKeys } from "./s3.ts";
 import { snapshot } from "./tree.ts";
 
@@ -232,4 +233,20 @@ export function sampleDocroot(root: string, gens: Generations, skip: (rel: strin
 /** Wait for `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A random fault for a request with probability `p`: latency, 503 SlowDown, 500, a reset mid-body, or (GET only) a truncated body. */
+export function randomFaults(r: ReturnType<typeof rng>, p: number): (q: { method: string; url: string }) => Fault {
+  return (q) => {
+    if (r.next() >= p) return { kind: "none" };
+    const menu: Fault[] = [
+      { kind: "delay", ms: r.int(20, 300) },
+      { kind: "status", status: 503, code: "SlowDown" },
+      { kind: "status", status: 500, code: "InternalError" },
+      { kind: "reset-mid-body" },
+    ];
+    // A truncated body only means something for a GET; a PUT's answer has none.
+    if (q.method === "GET") menu.push({ kind: "truncate" });
+    return r.pick(menu);
+  };
 }

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import {
-  checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, rng, sampleDocroot, SEED, sleep, SOAK, useFigures,
+  checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, randomFaults, rng, sampleDocroot, SEED, sleep, SOAK, useFigures,
 } from "../helpers/faults.ts";
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
@@ -19,22 +19,6 @@ import { editSite, writeSite } from "../helpers/site.ts";
 const ctx = useServer();
 const fig = useFigures("faults-network");
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
-
-/** A random fault for a request, with probability `p`; `kinds` limits the menu. */
-function randomFaults(r: ReturnType<typeof rng>, p: number): (q: { method: string; url: string }) => Fault {
-  return (q) => {
-    if (r.next() >= p) return { kind: "none" };
-    const menu: Fault[] = [
-      { kind: "delay", ms: r.int(20, 300) },
-      { kind: "status", status: 503, code: "SlowDown" },
-      { kind: "status", status: 500, code: "InternalError" },
-      { kind: "reset-mid-body" },
-    ];
-    // A truncated body only means something for a GET; a PUT's answer has none.
-    if (q.method === "GET") menu.push({ kind: "truncate" });
-    return r.pick(menu);
-  };
-}
 
 async function setup(tag: string) {
   const bucket = await ctx.server.bucket(tag, { versioning: true });

@@ -7,27 +7,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
-import { checkBucketEqualsTree, checkHeadComplete, count, rng, SEED, sleep, useFigures } from "../helpers/faults.ts";
-import { type Fault, startProxy } from "../helpers/proxy.ts";
+import { checkBucketEqualsTree, checkHeadComplete, count, randomFaults, rng, SEED, sleep, useFigures } from "../helpers/faults.ts";
+import { startProxy } from "../helpers/proxy.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-replicate");
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
-
-function randomFaults(r: ReturnType<typeof rng>, p: number): (q: { method: string; url: string }) => Fault {
-  return (q) => {
-    if (r.next() >= p) return { kind: "none" };
-    const menu: Fault[] = [
-      { kind: "delay", ms: r.int(20, 200) },
-      { kind: "status", status: 503, code: "SlowDown" },
-      { kind: "status", status: 500, code: "InternalError" },
-      { kind: "reset-mid-body" },
-    ];
-    if (q.method === "GET") menu.push({ kind: "truncate" });
-    return r.pick(menu);
-  };
-}
 
 async function setup(tag: string) {
   const [primary, ra, rb] = await Promise.all([
