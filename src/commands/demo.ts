@@ -20,6 +20,7 @@ import { S3Store } from "../adapters/s3-store.ts";
 import { readJson } from "../adapters/state-files.ts";
 import { readHead, readManifest } from "../sync/head-store.ts";
 import { burstFile, initialSite, type SiteFiles } from "./demo-site.ts";
+import { sleep } from "../sync/sleep.ts";
 
 /** Options of the demo. */
 export interface DemoOptions {
@@ -382,17 +383,4 @@ async function stopAll(children: ReadonlyMap<string, ChildProcess>): Promise<voi
         }),
     ),
   );
-}
-
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return;
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -14,6 +14,7 @@ import { jobStateDir } from "../cli/settings.ts";
 import { storeFor } from "../cli/store.ts";
 import { pullOnce, type PullResult, type Source } from "../sync/puller.ts";
 import { orderSources } from "../sync/source-choice.ts";
+import { sleep } from "../sync/sleep.ts";
 
 /** The status document written after every run. */
 export interface PullStatus {
@@ -167,17 +168,4 @@ export function textPath(statusFile: string): string {
 async function writeStatus(file: string, s: PullStatus): Promise<void> {
   await writeFileAtomic(file, JSON.stringify(s, null, 1) + "\n");
   await writeFileAtomic(textPath(file), s.line + "\n");
-}
-
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return;
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
