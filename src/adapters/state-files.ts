@@ -1,6 +1,6 @@
 /** Small durable files in the state directory: atomic JSON writes, NDJSON maps, the run lock. */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { LocalIoError, LockedError } from "../core/errors.ts";
 

@@ -3,7 +3,7 @@
  * plan against the bucket's current manifest, upload, publish the next generation, delete.
  */
 import { randomBytes } from "node:crypto";
-import { open, readFile, rm, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -12,12 +12,12 @@ import pMap from "p-map";
 import pRetry, { AbortError } from "p-retry";
 import { contentTypeFor } from "../core/content-type.ts";
 import { errorMessage, GuardError, LocalIoError, PartialFailureError } from "../core/errors.ts";
+import type { Config } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest, sha256Hex } from "../core/manifest.ts";
 import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
-import type { DeleteLimit } from "../core/units.ts";
 import { formatBytes } from "../core/units.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -29,19 +29,12 @@ import {
   checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
 } from "./head-store.ts";
 
-/** Everything the uploader needs to know, resolved. */
-export interface UploaderOptions {
+/** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
+export interface UploaderOptions extends Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain"> {
   readonly docroot: string;
   readonly loc: Location;
   /** This docroot+location's own state directory. */
   readonly stateDir: string;
-  readonly concurrency: number;
-  readonly multipartThreshold: number;
-  readonly partSize: number;
-  readonly maxDelete: DeleteLimit;
-  readonly force: boolean;
-  readonly dryRun: boolean;
-  readonly retain: number;
   readonly filter: PathFilter;
   readonly cacheControl: (p: string) => string | undefined;
 }
