@@ -82,6 +82,8 @@ export class Uploader {
   private readonly writer = newWriterId();
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
+  /** Whether the index changed since it was last written: a no-op push rewrites nothing. */
+  private indexDirty = false;
   private conditional: boolean | undefined;
   private leaseId: string | undefined;
   private leaseHeld = false;
@@ -145,7 +147,7 @@ export class Uploader {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
     }
     const local = await this.hashAll(scan.files, index);
-    if (!scope) pruneIndex(index, local);
+    if (!scope && pruneIndex(index, local)) this.indexDirty = true;
     // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed first.
     if (!this.o.dryRun) await this.cleanOrphans(remote.files, new Set());
     const scoped = under ? filterScope(remote.files, under) : remote.files;
@@ -227,7 +229,10 @@ export class Uploader {
     for (const e of puts) next.set(e.path, e);
     for (const e of puts) {
       const st = index.get(e.path);
-      if (st && st[3] !== e.sha256) index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
+      if (st && st[3] !== e.sha256) {
+        index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
+        this.indexDirty = true;
+      }
     }
     let result: ReconcileResult = { ...summary, generation: remote.state?.head.generation ?? 0, published: false, deferred };
     const deleted = new Set<string>();
@@ -369,7 +374,9 @@ export class Uploader {
   }
 
   private async saveIndex(index: Map<string, IndexEntry>): Promise<void> {
+    if (!this.indexDirty) return;
     await writeNdjsonMap(path.join(this.o.stateDir, "index.ndjson"), index);
+    this.indexDirty = false;
   }
 
   /** Keys that may exist outside the head's manifest (see {@link OrphanLedger}). */
@@ -426,6 +433,7 @@ export class Uploader {
         throw err;
       }
       hashed++;
+      this.indexDirty = true;
       index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
       out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
     }, { concurrency: 4 });
@@ -450,10 +458,17 @@ async function readExactly(fh: import("node:fs/promises").FileHandle, size: numb
   return off === size ? buf.subarray(0, size) : undefined;
 }
 
-/** After a full scan, forget index entries of files that no longer exist. */
-function pruneIndex(index: Map<string, IndexEntry>, local: readonly LocalFile[]): void {
+/** After a full scan, forget index entries of files that no longer exist; true when any went. */
+function pruneIndex(index: Map<string, IndexEntry>, local: readonly LocalFile[]): boolean {
   const keep = new Set(local.map((f) => f.path));
-  for (const p of index.keys()) if (!keep.has(p)) index.delete(p);
+  let pruned = false;
+  for (const p of index.keys()) {
+    if (!keep.has(p)) {
+      index.delete(p);
+      pruned = true;
+    }
+  }
+  return pruned;
 }
 
 function fileEntry(f: LocalFile): Omit<Entry, "etag"> {
