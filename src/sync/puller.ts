@@ -10,6 +10,7 @@ import { chmod, lstat, readdir, realpath, rename, rm, unlink, utimes } from "nod
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
+import type { TransferEvents } from "./transfer-events.ts";
 import pRetry from "p-retry";
 import { errorMessage, ExitCode, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
@@ -54,6 +55,8 @@ export interface PullerDeps {
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly now: () => Date;
+  /** Observer of transfers (progress bar, metrics). */
+  readonly events?: TransferEvents | undefined;
 }
 
 /** What one pull did. */
@@ -214,6 +217,8 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // A local failure (disk full, unwritable docroot) ends the run, but only after every transfer in
   // flight has stopped: temp files are removed once nothing can create another.
   let fatal: unknown;
+  const ev = d.events;
+  ev?.start?.({ role: "pull", files: plan.downloads.length, bytes: plan.downloadBytes });
   // p-map starts each download only when a slot frees: no 100k pending promises at once.
   await pMap(plan.downloads, async (e) => {
     if (signal.aborted || failed.length > 0 || fatal !== undefined) return;
@@ -222,6 +227,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       // and hash) is not fetched again. Only then: an lstat per file is not free at 100k.
       if (resume && (await alreadyThere(root, e))) {
         staged.push({ entry: e, tmp: "" });
+        ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
         return;
       }
       await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
@@ -229,7 +235,9 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       tmps.push(tmp);
       await pRetry(() => download(source, e, tmp, signal), { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
       staged.push({ entry: e, tmp });
+      ev?.file?.({ role: "pull", op: "download", bytes: e.size });
     } catch (err) {
+      ev?.failed?.({ role: "pull", errorClass: (err as Error).name ?? "Error" });
       if (err instanceof ObjectMoved) moved.push(e.path);
       else if ((err as Error).name === "ChecksumMismatch") {
         // The whole object arrived, three times, with other bytes than the manifest says.
@@ -241,6 +249,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       }
     }
   }, { concurrency: o.concurrency });
+  ev?.end?.({ role: "pull", ok: failed.length === 0 && moved.length === 0 && fatal === undefined && !signal.aborted });
   if (fatal !== undefined || signal.aborted) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });

@@ -9,6 +9,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import path from "node:path";
 import pMap from "p-map";
+import type { TransferEvents } from "./transfer-events.ts";
 import pRetry, { AbortError } from "p-retry";
 import { contentTypeFor } from "../core/content-type.ts";
 import { errorMessage, GuardError, LocalIoError, PartialFailureError } from "../core/errors.ts";
@@ -45,6 +46,8 @@ export interface UploaderDeps {
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly now: () => Date;
+  /** Observer of transfers (progress bar, metrics). */
+  readonly events?: TransferEvents | undefined;
 }
 
 /** What one reconcile did. */
@@ -183,7 +186,8 @@ export class Uploader {
     // (new paths before their head, removed paths between the head and their deletion).
     const newKeys = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).map((f) => this.key(f.path));
     await this.recordOrphans([...newKeys, ...plan.deletes.map((p) => this.key(p))]);
-    const run = async (p: string, fn: () => Promise<Entry | undefined>): Promise<void> => {
+    const ev = this.d.events;
+    const run = async (p: string, op: "upload" | "copy", size: number, fn: () => Promise<Entry | undefined>): Promise<void> => {
       try {
         const e = await pRetry(fn, {
           retries: 3,
@@ -193,10 +197,12 @@ export class Uploader {
         });
         if (e) puts.push(e);
         else vanished.push(p);
+        ev?.file?.({ role: "push", op, bytes: op === "upload" ? size : 0 });
       } catch (err) {
         if (err instanceof FileChanging) deferred.push(p);
         else {
           failed.push({ path: p, error: errorMessage(err) });
+          ev?.failed?.({ role: "push", errorClass: (err as Error).name ?? "Error" });
           log.error({ path: p, err }, "upload failed");
         }
       }
@@ -206,10 +212,11 @@ export class Uploader {
       ...plan.uploads.map((file) => ({ kind: "upload" as const, file })),
       ...plan.copies.map(({ file, from }) => ({ kind: "copy" as const, file, from })),
     ];
+    ev?.start?.({ role: "push", files: jobs.length, bytes: plan.uploadBytes });
     await pMap(jobs, (job) => {
-      if (job.kind === "upload") return run(job.file.path, () => this.uploadFile(job.file));
+      if (job.kind === "upload") return run(job.file.path, "upload", job.file.size, () => this.uploadFile(job.file));
       const { file, from } = job;
-      return run(file.path, async () => {
+      return run(file.path, "copy", 0, async () => {
         try {
           const r = await store.copy(this.key(file.path), { bucket: store.bucket, key: this.key(from.path), versionId: from.versionId, etag: from.etag }, this.attrs(file), signal);
           return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
@@ -220,6 +227,7 @@ export class Uploader {
         }
       });
     }, { concurrency: this.o.concurrency });
+    ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     signal.throwIfAborted();
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     // A run with a failed transfer deletes nothing (rclone's rule): removals wait for a clean run.
