@@ -15,6 +15,13 @@ export interface ClientSettings {
 }
 
 /**
+ * Called with the command name (e.g. "GetObjectCommand") for every request attempt, retries
+ * included. Process-wide because clients are built per location deep in the commands; only the
+ * daemons' metrics subscribe.
+ */
+export const requestObservers = new Set<(command: string) => void>();
+
+/**
  * Create an S3 client. Region and credentials come from the standard AWS chain only; with an explicit
  * endpoint and no region configured anywhere, us-east-1 is assumed (what S3-compatible servers expect).
  * Checksums are sent only when an operation requires them: the SDK's default CRC32 with aws-chunked
@@ -24,7 +31,7 @@ export function createS3Client(s: ClientSettings): S3Client {
   const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
   const regionFromEnv = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
   const agentOpts = { keepAlive: true, maxSockets: s.maxSockets };
-  return new S3Client({
+  const client = new S3Client({
     ...(endpoint ? { endpoint } : {}),
     forcePathStyle: s.pathStyle ?? Boolean(endpoint),
     ...(s.profile ? { profile: s.profile } : {}),
@@ -43,4 +50,13 @@ export function createS3Client(s: ClientSettings): S3Client {
       socketTimeout: s.requestTimeoutMs ?? 60_000,
     }),
   });
+  // The deserialize step runs inside the SDK's retry loop: once per attempt.
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      for (const o of requestObservers) o(context.commandName ?? "unknown");
+      return next(args);
+    },
+    { step: "deserialize", name: "fansyncRequestObserver" },
+  );
+  return client;
 }

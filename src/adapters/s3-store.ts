@@ -7,6 +7,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
@@ -248,6 +249,29 @@ export class S3Store {
       }
     }
     return failed;
+  }
+
+  /**
+   * Keys under `prefix` (operator commands only: pullers never list). Stops after `max` keys so a
+   * flooded prefix cannot make a status command hang; `truncated` says so.
+   */
+  async listKeys(prefix: string, opts: { max?: number; signal?: AbortSignal } = {}): Promise<{ keys: { key: string; size: number }[]; truncated: boolean }> {
+    const max = opts.max ?? 10_000;
+    const keys: { key: string; size: number }[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const res = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}), MaxKeys: Math.min(1000, max - keys.length) }),
+          { abortSignal: opts.signal },
+        );
+        for (const o of res.Contents ?? []) if (o.Key) keys.push({ key: o.Key, size: o.Size ?? 0 });
+        token = res.IsTruncated ? res.NextContinuationToken : undefined;
+      } while (token && keys.length < max);
+    } catch (err) {
+      throw toRemoteError(err, `LIST s3://${this.bucket}/${prefix}`, this.endpoint);
+    }
+    return { keys, truncated: token !== undefined };
   }
 }
 

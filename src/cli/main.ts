@@ -4,12 +4,11 @@
  * pull do not pay for modules they never use.
  */
 import { Command, Option } from "commander";
-import { readFileSync } from "node:fs";
+import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { ExitCode, FansyncError, type ExitCodeValue } from "../core/errors.ts";
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 
-const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
 type Flags = Record<string, unknown>;
 
@@ -40,6 +39,13 @@ function uploadOptions(cmd: Command): Command {
     .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion)")
     .option("--dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)");
+}
+
+/** The daemons' status page, /metrics and /healthz. */
+function httpOptions(cmd: Command): Command {
+  return cmd
+    .option("--http <addr>", "serve a status page, /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9180")
+    .option("--health-max-lag <duration>", "/healthz fails when this far behind the head (default: --stale-after, 5m)");
 }
 
 function flagsOf(cmd: Command): Flags {
@@ -104,7 +110,7 @@ function causeOf(err: Error): string | undefined {
 export function buildProgram(): Command {
   const program = new Command("fansync")
     .description("Keep the docroot of many web servers in sync through S3-compatible object storage")
-    .version(pkg.version, "-V, --version")
+    .version(FANSYNC_VERSION, "-V, --version")
     .showHelpAfterError()
     .exitOverride((e) => {
       // commander's own errors are usage errors (exit 2); help and version exit 0.
@@ -122,7 +128,7 @@ export function buildProgram(): Command {
       });
     });
 
-  uploadOptions(common(program.command("watch")))
+  httpOptions(uploadOptions(common(program.command("watch"))))
     .description("uploader daemon: reconcile, then upload changes as the docroot changes")
     .argument("[docroot]", "local directory to publish")
     .argument("[target]", "s3://bucket/prefix")
@@ -137,7 +143,7 @@ export function buildProgram(): Command {
       });
     });
 
-  common(program.command("pull"))
+  httpOptions(common(program.command("pull")))
     .description("bring a web node's docroot to the current generation (cron job, or daemon with --watch)")
     .argument("[source]", "s3://bucket/prefix (more with --source, tried in order)")
     .argument("[docroot]", "local directory to write")
@@ -153,6 +159,9 @@ export function buildProgram(): Command {
     .option("--verify", "compare the docroot with the manifest and repair drift")
     .option("--checksum", "with --verify, compare sha256 too (reads every file)")
     .option("--max-lag <n>", "use a fresher source when the preferred one lags it by more than this many generations (default 10)")
+    .option("--report", "write this node's status to <meta>nodes/<node-id>.json in the source used, for `fansync status`")
+    .option("--report-to <s3url>", "write the node report to this location instead (implies --report)")
+    .option("--node-id <name>", "this node's name in reports (default: the host name)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;
@@ -168,7 +177,7 @@ export function buildProgram(): Command {
 
 /** `replicate`, `status` and `demo` (regional fan-out), kept in one block. */
 function registerFanout(program: Command): void {
-  common(program.command("replicate"))
+  httpOptions(common(program.command("replicate")))
     .description("copy each new generation of the primary location to regional locations (objects first, head last)")
     .argument("<primary>", "s3://bucket/prefix of the primary (the uploader's target)")
     .argument("<regions...>", "s3://bucket/prefix of each region")
@@ -185,14 +194,17 @@ function registerFanout(program: Command): void {
     });
 
   common(program.command("status"))
-    .description("print a puller's status file and the replicator's per-region status")
-    .option("--status-file <file>", "a puller's status file (pull --status-file)")
+    .description("the fleet: each location's head and every node that reports there (or, without a location, this machine's local status files)")
+    .argument("[locations...]", "s3://bucket/prefix of the primary, then any regions (nodes report with pull --report)")
+    .option("--status-file <file>", "without a location: a puller's status file (pull --status-file)")
+    .option("--stale-after <duration>", "a node silent for longer than this is shown SILENT (default 5m)")
     .option("--json", "print JSON")
-    .action(async (_o: unknown, cmd: Command) => {
+    .addHelpText("after", "\nExit status: 0 all well; 4 a location is unreadable or a node reports ERROR or is SILENT.")
+    .action(async (locations: string[], _o: unknown, cmd: Command) => {
       const { json, ...flags } = flagsOf(cmd);
-      await run(cmd, flags, async (cfg) => {
-        const { status } = await import("../commands/status.ts");
-        return status(cfg, { json: json === true });
+      await run(cmd, { ...flags, ...(locations.length ? { targets: locations } : {}) }, async (cfg, _log, signal) => {
+        const { status, fleetStatus } = await import("../commands/status.ts");
+        return cfg.targets.length ? fleetStatus(cfg, cfg.targets, { json: json === true }, signal) : status(cfg, { json: json === true });
       });
     });
 

@@ -15,6 +15,9 @@ import { storeFor } from "../cli/store.ts";
 import { pullOnce, type PullResult, type Source } from "../sync/puller.ts";
 import { orderSources } from "../sync/source-choice.ts";
 import { sleep } from "../sync/sleep.ts";
+import { writeNodeReport } from "../sync/node-reports.ts";
+import { startMonitor } from "./monitor-setup.ts";
+import { FANSYNC_VERSION } from "../adapters/version.ts";
 
 /** The status document written after every run. */
 export interface PullStatus {
@@ -41,7 +44,11 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
   const docroot = path.resolve(cfg.docroot);
   const stateDir = jobStateDir(cfg, "pull", docroot, "");
   const plog = log.child({ component: "puller" });
-  const lock = await acquireLock(path.join(stateDir, "pull.lock"));
+  const monitor = await startMonitor(cfg, log, signal, { role: "pull", detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
+  const lock = await acquireLock(path.join(stateDir, "pull.lock")).catch(async (err: unknown) => {
+    await monitor?.stop();
+    throw err;
+  });
   const hard = new AbortController();
   const sources: Source[] = cfg.sources.map((loc) => ({ loc, store: storeFor(cfg, loc) }));
   const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
@@ -58,9 +65,17 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
     keep: statusFile ? [statusFile, textPath(statusFile)] : [],
     maxJournals: 20,
   };
-  const deps = { log: plog, signal: hard.signal, now: () => new Date() };
+  const deps = { log: plog, signal: hard.signal, now: () => new Date(), events: monitor?.events() };
   // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
   const lagRule = { stateDir, maxLag: cfg.maxLag, checkEveryMs: LAG_CHECK_RUNS * cfg.interval };
+  const reporter = cfg.report ? nodeReporter(cfg, sources, stateDir, plog) : undefined;
+  // Without --status-file, a report or the status page still needs the last run's status (what a
+  // failed run keeps of the previous one): it is kept in the state directory.
+  const lastStatus = statusFile ?? path.join(stateDir, "last-status.json");
+  const saveStatus = async (st: PullStatus) => {
+    if (statusFile) await writeStatus(statusFile, st);
+    else if (reporter || monitor) await writeFileAtomic(lastStatus, JSON.stringify(st) + "\n");
+  };
   const once = async (): Promise<PullResult> => {
     let lastErr: unknown;
     const ordered = (await orderSources(sources, lagRule, deps)).sources;
@@ -83,10 +98,14 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
     if (!cfg.watch) {
       try {
         const r = await once();
-        if (statusFile) await writeStatus(statusFile, ok(r, cfg.staleAfter));
+        const st = ok(r, cfg.staleAfter);
+        await saveStatus(st);
+        await reporter?.(st);
         if (r.noop) plog.info({ generation: r.generation, source: r.source }, "up to date");
       } catch (err) {
-        if (statusFile) await writeStatus(statusFile, await failed(statusFile, err, cfg.staleAfter));
+        const st = await failed(lastStatus, err, cfg.staleAfter);
+        await saveStatus(st);
+        await reporter?.(st);
         throw err;
       }
       return;
@@ -97,12 +116,18 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
       const running = once().then(
         async (r) => {
           backoff = 0;
-          if (statusFile) await writeStatus(statusFile, ok(r, cfg.staleAfter));
+          const st = ok(r, cfg.staleAfter);
+          await saveStatus(st);
+          await reporter?.(st);
+          monitor?.record({ ok: true, status: st.status, generation: st.generation, headGeneration: st.headGeneration, lagSeconds: st.lag.seconds });
         },
         async (err: unknown) => {
           backoff = Math.min(60_000, Math.max(cfg.interval, backoff * 2));
           plog.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "pull failed");
-          if (statusFile) await writeStatus(statusFile, await failed(statusFile, err, cfg.staleAfter));
+          const st = await failed(lastStatus, err, cfg.staleAfter);
+          await saveStatus(st);
+          await reporter?.(st);
+          monitor?.record({ ok: false, generation: st.generation, headGeneration: st.headGeneration, lagSeconds: st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0, error: err });
         },
       );
       // SIGTERM drains the run in flight (bounded by a deadline), then the loop ends.
@@ -114,6 +139,7 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
     }
     plog.info("stopped");
   } finally {
+    await monitor?.stop();
     await lock.release();
   }
 }
@@ -157,6 +183,35 @@ async function failed(file: string, err: unknown, staleAfterMs: number): Promise
     lastAttempt: now.toISOString(),
     lastError: msg,
     host: os.hostname(),
+  };
+}
+
+/**
+ * `--report`: after each run, tell the fleet view how this node is doing, in the location that
+ * served it (a regional node writes to its regional bucket, the one its policy allows) or in
+ * `--report-to`. Daemons refresh an unchanged report every minute, cron runs every five.
+ */
+function nodeReporter(cfg: Config, sources: readonly Source[], stateDir: string, log: Logger): (st: PullStatus) => Promise<void> {
+  // The host name, made a valid key segment (a name that is only symbols becomes "node").
+  const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64) || "node");
+  const fixed = cfg.reportTo ? { loc: cfg.reportTo, store: storeFor(cfg, cfg.reportTo) } : undefined;
+  const everyMs = cfg.watch ? 60_000 : 300_000;
+  return async (st) => {
+    const dest = fixed ?? sources.find((s) => formatLocation(s.loc) === st.source) ?? (sources[0] as Source);
+    await writeNodeReport(dest.store, dest.loc, {
+      node,
+      host: os.hostname(),
+      status: st.status,
+      generation: st.generation,
+      headGeneration: st.headGeneration,
+      lagSeconds: st.lag.seconds,
+      source: st.source,
+      lastSuccess: st.lastSuccess,
+      lastError: st.lastError,
+      time: st.lastAttempt,
+      everyMs,
+      version: FANSYNC_VERSION,
+    }, { stateDir, log });
   };
 }
 

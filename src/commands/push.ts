@@ -10,9 +10,10 @@ import { acquireLock } from "../adapters/state-files.ts";
 import { storeFor } from "../cli/store.ts";
 import { jobStateDir } from "../cli/settings.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
+import type { TransferEvents } from "../sync/transfer-events.ts";
 
 /** Build the uploader for a resolved config (shared by push and watch). */
-export function createUploader(cfg: Config, log: Logger, signal: AbortSignal): Uploader {
+export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
   if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync push <docroot> s3://bucket/prefix" });
   if (!cfg.target) throw new UsageError("no target location given", { hint: "fansync push <docroot> s3://bucket/prefix" });
   const docroot = path.resolve(cfg.docroot);
@@ -42,7 +43,7 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal): U
       filter: compileFilter({ exclude, include: cfg.include }),
       cacheControl: compileCacheControl(cfg.cacheControl),
     },
-    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date() },
+    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );
 }
 

@@ -11,7 +11,8 @@ import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { baseStateDir } from "../cli/settings.ts";
 import { storeFor } from "../cli/store.ts";
-import { Replicator } from "../sync/replicator.ts";
+import { type RegionStatus, Replicator } from "../sync/replicator.ts";
+import { startMonitor } from "./monitor-setup.ts";
 
 // How long SIGTERM waits for rounds in flight before aborting their requests.
 const DRAIN_DEADLINE_MS = 30_000;
@@ -23,7 +24,7 @@ export function replicatorStateDir(cfg: Config, primary: Location): string {
 }
 
 /** Build the replicator for a primary and its regions from the resolved config. */
-export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal): Replicator {
+export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void): Replicator {
   const p = settingsFor(cfg, primary);
   const primaryUrl = formatLocation(primary);
   for (const r of regions) {
@@ -45,7 +46,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       retain: cfg.retain,
       maxJournals: 20,
     },
-    { log: log.child({ component: "replicator" }), signal, now: () => new Date() },
+    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus },
   );
 }
 
@@ -54,7 +55,29 @@ export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): 
   if (!cfg.source) throw new UsageError("no primary location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
   if (cfg.targets.length === 0) throw new UsageError("no region location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
   const hard = new AbortController();
-  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, hard.signal);
+  const monitor = await startMonitor(cfg, log, signal, {
+    role: "replicate",
+    detail: `${formatLocation(cfg.source)} → ${cfg.targets.map(formatLocation).join(", ")}`,
+    fleet: [cfg.source, ...cfg.targets],
+    expectEveryMs: cfg.interval,
+  });
+  // The page shows the replicator as a whole: as far as its slowest region, failing if any fails.
+  const regions = new Map<string, RegionStatus>();
+  const onStatus = monitor
+    ? (s: RegionStatus) => {
+        regions.set(s.region, s);
+        const all = [...regions.values()];
+        const bad = all.find((x) => x.status === "ERROR");
+        monitor.record({
+          ok: bad === undefined,
+          generation: Math.min(...all.map((x) => x.generation)),
+          headGeneration: Math.max(...all.map((x) => x.primaryGeneration)),
+          lagSeconds: Math.max(...all.map((x) => x.lag.seconds)),
+          error: bad ? Object.assign(new Error(`${bad.region}: ${bad.lastError ?? "failed"}`), { name: "RegionFailed" }) : undefined,
+        });
+      }
+    : undefined;
+  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, hard.signal, onStatus);
   const rlog = log.child({ component: "replicator" });
   if (!cfg.watch) {
     const outcome = await rep.runOnce();
@@ -70,6 +93,10 @@ export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): 
   rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval }, "replicating");
   const onAbort = () => setTimeout(() => hard.abort(new Error("drain deadline passed")), DRAIN_DEADLINE_MS).unref();
   signal.addEventListener("abort", onAbort, { once: true });
-  await rep.daemon(cfg.interval, signal);
+  try {
+    await rep.daemon(cfg.interval, signal);
+  } finally {
+    await monitor?.stop();
+  }
   rlog.info("stopped");
 }

@@ -1,11 +1,17 @@
 /**
- * `fansync status [--state-dir DIR] [--status-file F] [--json]`: what a puller and the replicator
- * last reported, for people (one line each) or as JSON. Reads local files only, never the bucket.
+ * `fansync status s3://primary [s3://region ...]`: each location's head and the fleet of nodes
+ * that report there (pull --report). Without a location: what this machine's puller and replicator
+ * last wrote locally (`--status-file`, the state directory), never the bucket.
  */
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../core/config.ts";
-import { ExitCode, UsageError } from "../core/errors.ts";
+import { ExitCode, RemoteError, UsageError } from "../core/errors.ts";
+import type { Location } from "../core/location.ts";
+import { formatAge, renderFleetTable } from "../core/node-report.ts";
+import { formatBytes } from "../core/units.ts";
+import { storeFor } from "../cli/store.ts";
+import { type FleetStatus, readFleet } from "../sync/fleet.ts";
 import { readJson } from "../adapters/state-files.ts";
 import { baseStateDir } from "../cli/settings.ts";
 import type { PullStatus } from "./pull.ts";
@@ -15,6 +21,41 @@ import type { RegionStatus } from "../sync/replicator.ts";
 export interface StatusReport {
   readonly puller: (PullStatus & { readonly file: string }) | null;
   readonly regions: readonly (RegionStatus & { readonly file: string })[];
+}
+
+/**
+ * Fleet mode: print heads and the node table; exit 4 (partial) when a location cannot be read or a
+ * node is in ERROR or SILENT, so a monitoring check can run it as it is.
+ */
+export async function fleetStatus(cfg: Config, locations: readonly Location[], opts: { json: boolean }, signal: AbortSignal): Promise<number> {
+  const sources = locations.map((loc) => ({ loc, store: storeFor(cfg, loc) }));
+  const st = await readFleet(sources, { now: () => new Date(), silentAfterMs: cfg.staleAfter, signal });
+  const first = st.locations[0];
+  if (first?.error) throw new RemoteError(`cannot read the head of ${first.url}: ${first.error}`, { hint: "check the endpoint, the bucket name and the credentials (fansync doctor tells which)" });
+  if (opts.json) process.stdout.write(JSON.stringify(st) + "\n");
+  else process.stdout.write(renderFleet(st));
+  const bad = st.locations.some((l) => l.error !== null) || st.fleet.counts.ERROR > 0 || st.fleet.counts.SILENT > 0;
+  return bad ? ExitCode.partial : ExitCode.ok;
+}
+
+function renderFleet(st: FleetStatus): string {
+  const lines: string[] = [];
+  const ref = st.locations[0]?.generation ?? 0;
+  const width = Math.max(...st.locations.map((l) => l.url.length));
+  for (const [i, l] of st.locations.entries()) {
+    if (l.error) {
+      lines.push(`${l.url.padEnd(width)}  UNREADABLE  ${l.error}`);
+      continue;
+    }
+    const age = l.time ? `${formatAge((Date.parse(st.at) - Date.parse(l.time)) / 1000)} ago` : "never published";
+    const rel = i === 0 ? `${l.files ?? 0} files, ${formatBytes(l.bytes ?? 0)}, writer ${l.writer ?? "-"}` : (l.generation ?? 0) >= ref ? "in step" : `${ref - (l.generation ?? 0)} behind`;
+    lines.push(`${l.url.padEnd(width)}  generation ${l.generation}  ${age}  ${rel}`);
+  }
+  const c = st.fleet.counts;
+  lines.push("", `nodes: ${st.fleet.nodes.length} (${c.OK} OK, ${c.STALE} STALE, ${c.ERROR} ERROR, ${c.SILENT} SILENT)`);
+  let text = lines.join("\n") + "\n" + renderFleetTable(st.fleet);
+  for (const u of st.unreadable) text += `unreadable report: ${u}\n`;
+  return text;
 }
 
 /** Print the report; exit code 4 (partial) when anything reports ERROR, so it can back a health check. */

@@ -11,6 +11,9 @@ import { isRetryable } from "../adapters/s3-errors.ts";
 import { acquireLock } from "../adapters/state-files.ts";
 import type { Uploader } from "../sync/uploader.ts";
 import { createUploader } from "./push.ts";
+import { formatLocation } from "../core/location.ts";
+import type { Monitor } from "../sync/monitor.ts";
+import { startMonitor } from "./monitor-setup.ts";
 
 // Above this many changed paths a batch is cheaper as one full reconcile than as scoped scans.
 const FULL_RECONCILE_ABOVE = 5000;
@@ -20,8 +23,13 @@ const DRAIN_DEADLINE_MS = 30_000;
 /** Run the uploader daemon until `signal` aborts; resolves after draining. */
 export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
   const hard = new AbortController();
-  const uploader = createUploader(cfg, log, hard.signal);
-  const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
+  const target = cfg.target ? formatLocation(cfg.target) : "";
+  const monitor = cfg.target ? await startMonitor(cfg, log, signal, { role: "push", detail: `${path.resolve(cfg.docroot ?? ".")} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] }) : undefined;
+  const uploader = createUploader(cfg, log, hard.signal, monitor?.events());
+  const lock = await acquireLock(path.join(uploader.stateDir, "push.lock")).catch(async (err: unknown) => {
+    await monitor?.stop();
+    throw err;
+  });
   try {
     // The daemon holds the write lease for as long as it runs: a second uploader refuses to start
     // (exit 6) instead of interleaving generations.
@@ -29,14 +37,15 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
       // An unreachable server at start is retried by the batches (which take the lease too).
       if (err instanceof RaceError) throw err;
     });
-    await run(cfg, log, uploader, hard, signal);
+    await run(cfg, log, uploader, hard, signal, monitor);
   } finally {
+    await monitor?.stop();
     await uploader.releaseLease();
     await lock.release();
   }
 }
 
-async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortController, signal: AbortSignal): Promise<void> {
+async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortController, signal: AbortSignal, monitor: Monitor | undefined): Promise<void> {
   const docroot = path.resolve(cfg.docroot as string);
   const wlog = log.child({ component: "watch" });
   const { replicateAfter } = await import("./replicate-hook.ts");
@@ -50,6 +59,13 @@ async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortCont
   let busy: Promise<void> | undefined;
   let backoff = 0;
   let stopped = false;
+  // For the status page: the uploader is "behind" from its first failed batch until one succeeds.
+  let generation = 0;
+  let failingSince: number | undefined;
+  const recordFailure = (err: unknown) => {
+    failingSince ??= Date.now();
+    monitor?.record({ ok: false, generation, headGeneration: generation, lagSeconds: Math.round((Date.now() - failingSince) / 1000), error: err });
+  };
 
   const schedule = (ms: number) => {
     if (stopped) return;
@@ -110,6 +126,9 @@ async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortCont
     try {
       const res = doFull ? await uploader.reconcile() : await uploader.reconcile(scope);
       backoff = 0;
+      generation = res.generation;
+      failingSince = undefined;
+      monitor?.record({ ok: true, generation, headGeneration: generation, lagSeconds: 0 });
       for (const p of res.deferred) pending.add(p);
       if (res.published) {
         wlog.info({ generation: res.generation, paths: doFull ? "all" : scope.length, durationMs: Date.now() - started }, "batch published");
@@ -117,6 +136,7 @@ async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortCont
       }
     } catch (err) {
       if (err instanceof RaceError) throw err;
+      recordFailure(err);
       if (err instanceof GuardError) {
         wlog.error({ err: { message: err.message }, hint: err.hint }, "batch refused by the delete guard; waiting for the docroot to change");
         return;

@@ -53,11 +53,21 @@ export interface Config {
   readonly source: Location | undefined;
   readonly targets: readonly Location[];
   readonly locations: readonly LocationSettings[];
+  /** Write this node's status to `<meta>nodes/<nodeId>.json` (pull --report). */
+  readonly report: boolean;
+  /** Where reports go (default: the source that served the run). */
+  readonly reportTo: Location | undefined;
+  /** This node's name in fleet reports (default: the host name). */
+  readonly nodeId: string | undefined;
+  /** Listen address of the status page, /metrics and /healthz ("127.0.0.1:9180"); off when unset. */
+  readonly http: { readonly host: string; readonly port: number } | undefined;
+  /** /healthz answers 503 when this far behind the head (default: staleAfter). */
+  readonly healthMaxLag: number;
 }
 
 type Kind =
   | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
-  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations";
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen";
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
@@ -69,6 +79,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   replicateTo: "s3list", sources: "s3list", statusFile: "string", watch: "bool", interval: "duration",
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
+  report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration",
 };
 
 // Keys that look like secrets are refused outright: credentials come from the AWS chain only.
@@ -131,6 +142,11 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     source: out.source as Location | undefined,
     targets: (out.targets as Location[] | undefined) ?? [],
     locations: (out.locations as LocationSettings[] | undefined) ?? [],
+    report: (out.report as boolean | undefined) ?? out.reportTo !== undefined,
+    reportTo: out.reportTo as Location | undefined,
+    nodeId: out.nodeId as string | undefined,
+    http: out.http as Config["http"],
+    healthMaxLag: n("healthMaxLag", n("staleAfter", 300_000)),
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);
@@ -173,6 +189,16 @@ function convert(kind: Kind, v: unknown, key: string, problems: string[]): unkno
       return ["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(v as string) ? v : fail("one of trace, debug, info, warn, error, fatal, silent");
     case "logFormat":
       return v === "json" || v === "pretty" ? v : fail("json or pretty");
+    case "nodeId":
+      // It becomes part of an object key and an IAM resource: a plain name only.
+      return typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v) ? v : fail("a node name of letters, digits, '.', '_' or '-' (at most 64)");
+    case "listen": {
+      // host:port, port alone (loopback), or [v6]:port. Binding to all interfaces must be said explicitly.
+      const m = typeof v === "number" ? [String(v), "", String(v)] : typeof v === "string" ? /^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(v) : null;
+      const port = m ? Number(m[2]) : NaN;
+      if (!m || !(port >= 0 && port <= 65535)) return fail("an address such as 127.0.0.1:9180 or a port");
+      return { host: (m[1] || "127.0.0.1").replace(/^\[|\]$/g, ""), port };
+    }
     case "s3":
       return s3(v, key, problems);
     case "s3list": {

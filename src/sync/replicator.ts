@@ -55,6 +55,8 @@ export interface ReplicatorDeps {
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly now: () => Date;
+  /** Told every region status as a round ends (the daemon's status page). */
+  readonly onStatus?: ((s: RegionStatus) => void) | undefined;
 }
 
 /** What one round did in one region. */
@@ -512,6 +514,7 @@ export class Replicator {
       lastError: err === undefined ? null : `${(err as Error).name ?? "Error"}: ${errorMessage(err)}`.replace(/\s+/g, " ").slice(0, 300),
       failures: st.failures,
     };
+    this.d.onStatus?.({ ...body, lastAttempt: now.toISOString() });
     const text = JSON.stringify(body);
     if (st.written?.text === text && now.getTime() - st.written.at < STATUS_REFRESH_MS) return;
     const doc: RegionStatus = { ...body, lastAttempt: now.toISOString() };

@@ -1,0 +1,35 @@
+/** Starts a daemon's `--http` status server from the resolved config (or nothing without --http). */
+import type { Config } from "../core/config.ts";
+import { UsageError } from "../core/errors.ts";
+import type { Location } from "../core/location.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { storeFor } from "../cli/store.ts";
+import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
+
+/** The monitor for a daemon, listening; undefined when `--http` is not set. */
+export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal, o: { role: MonitorOptions["role"]; detail: string; fleet: readonly Location[]; expectEveryMs?: number }): Promise<Monitor | undefined> {
+  if (!cfg.http) return undefined;
+  if (!cfg.watch && o.role !== "push") throw new UsageError("--http serves a daemon's status: it needs --watch", { hint: "add --watch, or use `fansync status` for a one-shot look" });
+  const m = new Monitor(
+    {
+      role: o.role,
+      detail: o.detail,
+      listen: cfg.http,
+      fleet: o.fleet.map((loc) => ({ loc, store: storeFor(cfg, loc) })),
+      silentAfterMs: cfg.staleAfter,
+      healthMaxLagMs: cfg.healthMaxLag,
+      expectEveryMs: o.expectEveryMs,
+      sampleEveryMs: sampleEveryFromEnv(),
+    },
+    { log: log.child({ component: "http" }), now: () => new Date(), signal },
+  );
+  await m.start();
+  return m;
+}
+
+// FANSYNC_SAMPLE_EVERY (ms) shortens the chart's sampling period; the tests use it to see several
+// samples in seconds instead of minutes. Operators have no reason to change the 30 s default.
+function sampleEveryFromEnv(): number {
+  const v = Number(process.env.FANSYNC_SAMPLE_EVERY);
+  return Number.isFinite(v) && v >= 100 ? v : 30_000;
+}
