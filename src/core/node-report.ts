@@ -91,6 +91,8 @@ export interface NodeRow {
 /** The fleet as a viewer sees it. */
 export interface FleetView {
   readonly generation: number;
+  /** Per node behind: since when (ms), for the next call (a viewer that reads the fleet repeatedly). */
+  readonly behindSince: Readonly<Record<string, number>>;
   readonly nodes: readonly NodeRow[];
   readonly counts: Readonly<Record<NodeRow["status"], number>>;
 }
@@ -100,20 +102,30 @@ export interface FleetView {
  * once, with its newest report. A node is SILENT when its newest report is older than
  * max(silentAfterMs, 3 × its own reporting period): a dead node cannot say it is dead.
  */
-export function planFleetView(headGeneration: number, reports: readonly { readonly report: NodeReport; readonly from: string }[], nowMs: number, silentAfterMs: number): FleetView {
+export function planFleetView(head: { readonly generation: number; readonly time: string | null }, reports: readonly { readonly report: NodeReport; readonly from: string }[], nowMs: number, silentAfterMs: number, prevBehindSince: Readonly<Record<string, number>> = {}): FleetView {
+  const behindSince: Record<string, number> = {};
   const newest = new Map<string, { report: NodeReport; from: string }>();
   for (const r of reports) {
     const seen = newest.get(r.report.node);
     if (!seen || Date.parse(r.report.time) > Date.parse(seen.report.time)) newest.set(r.report.node, r);
   }
-  const newestHead = Math.max(headGeneration, ...[...newest.values()].map((r) => r.report.headGeneration));
+  const newestHead = Math.max(head.generation, ...[...newest.values()].map((r) => r.report.headGeneration));
+  // A node behind the newest head has lagged at least since that head was published.
+  const sinceHead = head.time && newestHead === head.generation ? Math.max(0, (nowMs - Date.parse(head.time)) / 1000) : 0;
   const nodes: NodeRow[] = [...newest.values()]
     .map(({ report: r, from }) => {
       const age = Math.max(0, (nowMs - Date.parse(r.time)) / 1000);
       const silent = age * 1000 > Math.max(silentAfterMs, 3 * r.everyMs);
       const behind = Math.max(0, newestHead - r.generation);
       // A report's lag was measured when it was written; a silent or behind node keeps lagging since.
-      const lag = behind > 0 ? r.lagSeconds + (silent || r.status !== "OK" ? age : 0) : 0;
+      let lag = behind > 0 ? Math.max(sinceHead, r.lagSeconds + (silent || r.status !== "OK" ? age : 0)) : 0;
+      // A viewer that saw the node behind before keeps counting from then: a newer head must not
+      // make a node that fell further behind look like it caught up.
+      if (behind > 0) {
+        const since = Math.min(prevBehindSince[r.node] ?? Infinity, nowMs - lag * 1000);
+        behindSince[r.node] = since;
+        lag = (nowMs - since) / 1000;
+      }
       return {
         node: r.node,
         host: r.host,
@@ -132,7 +144,7 @@ export function planFleetView(headGeneration: number, reports: readonly { readon
     .sort((a, b) => compareUtf8(a.node, b.node));
   const counts = { OK: 0, STALE: 0, ERROR: 0, SILENT: 0 };
   for (const n of nodes) counts[n.status]++;
-  return { generation: newestHead, nodes, counts };
+  return { generation: newestHead, behindSince, nodes, counts };
 }
 
 /** Short human duration for tables: 42s, 7m, 3h, 2d. */

@@ -106,7 +106,7 @@ ${fleetNote}
 <table id="fleet"><thead><tr><th>node</th><th>status</th><th>gen</th><th>behind</th><th>lag</th><th>last ok</th><th>reported</th><th>source</th><th>last error</th></tr></thead><tbody>
 ${rows.join("\n") || `<tr><td colspan="9" class="muted">no node has reported (pullers report with <code>fansync pull --report</code>)</td></tr>`}
 </tbody></table>
-<h2>Propagation lag, last ${Math.round(m.windowMs / 60_000)} minutes</h2>
+<h2>Propagation lag per node (seconds behind the newest head), up to the last ${Math.round(m.windowMs / 60_000)} minutes</h2>
 <div class="card">${renderLagChart(m.history, m.now, m.windowMs)}</div>
 <p class="muted"><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/status.json">/status.json</a> · refreshes every ${m.refreshSeconds}s</p>
 </body></html>
@@ -116,25 +116,31 @@ ${rows.join("\n") || `<tr><td colspan="9" class="muted">no node has reported (pu
 /** Lines of lag (seconds) per node over the window, as inline SVG with axes and a legend. */
 export function renderLagChart(history: readonly LagSample[], now: number, windowMs: number): string {
   const W = 760, H = 240, L = 48, R = 150, T = 12, B = 28;
-  const from = now - windowMs;
-  const samples = history.filter((h) => h.t >= from && h.t <= now);
+  const inWindow = history.filter((h) => h.t >= now - windowMs && h.t <= now);
+  // The axis spans the last hour, or less while the daemon has been up for less (at least a minute):
+  // a young daemon's samples would otherwise be a sliver at the right edge.
+  const oldest = inWindow[0]?.t ?? now;
+  const span = Math.min(windowMs, Math.max(60_000, now - oldest));
+  const from = now - span;
+  const samples = inWindow.filter((h) => h.t >= from);
   const names = [...new Set(samples.flatMap((h) => Object.keys(h.lags)))].sort();
   if (samples.length === 0 || names.length === 0) {
     return `<svg id="lag-chart" width="${W}" height="60" role="img" aria-label="no lag samples yet"><text x="8" y="32">no samples yet: the chart fills as nodes report</text></svg>`;
   }
   const maxLag = Math.max(1, ...samples.flatMap((h) => Object.values(h.lags)));
   const top = niceCeil(maxLag);
-  const x = (t: number) => L + ((t - from) / windowMs) * (W - L - R);
+  const x = (t: number) => L + ((t - from) / span) * (W - L - R);
   const y = (v: number) => T + (1 - Math.min(v, top) / top) * (H - T - B);
   const parts: string[] = [];
   for (let i = 0; i <= 4; i++) {
     const v = (top * i) / 4;
-    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e5e7eb"/>`, `<text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${escapeHtml(formatAge(v))}</text>`);
+    const label = v % 1 !== 0 ? `${v.toFixed(1)}s` : formatAge(v);
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e5e7eb"/>`, `<text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${escapeHtml(label)}</text>`);
   }
   for (let i = 0; i <= 6; i++) {
-    const t = from + (windowMs * i) / 6;
-    const mins = Math.round((now - t) / 60_000);
-    parts.push(`<text x="${x(t).toFixed(1)}" y="${H - 8}" text-anchor="middle">${mins === 0 ? "now" : `-${mins}m`}</text>`);
+    const t = from + (span * i) / 6;
+    const ago = Math.round((now - t) / 1000);
+    parts.push(`<text x="${x(t).toFixed(1)}" y="${H - 8}" text-anchor="middle">${ago === 0 ? "now" : `-${escapeHtml(formatAge(ago))}`}</text>`);
   }
   names.forEach((name, i) => {
     const color = COLORS[i % COLORS.length] as string;

@@ -30,7 +30,7 @@ export interface FleetStatus {
 }
 
 /** Read heads and reports of `sources` (the first is the reference, normally the primary). */
-export async function readFleet(sources: readonly { loc: Location; store: S3Store }[], o: { now: () => Date; silentAfterMs: number; signal?: AbortSignal }): Promise<FleetStatus> {
+export async function readFleet(sources: readonly { loc: Location; store: S3Store }[], o: { now: () => Date; silentAfterMs: number; signal?: AbortSignal; previous?: FleetStatus | undefined }): Promise<FleetStatus> {
   const locations = await Promise.all(
     sources.map(async ({ loc, store }): Promise<LocationHead> => {
       const url = formatLocation(loc);
@@ -46,7 +46,8 @@ export async function readFleet(sources: readonly { loc: Location; store: S3Stor
   // Reports are read only from locations whose head could be read (an unreachable one would fail again).
   const readable = sources.filter((_, i) => locations[i]?.error === null);
   const { reports, unreadable } = await readNodeReports(readable, o.signal);
-  const newest = Math.max(0, ...locations.map((l) => l.generation ?? 0));
+  // The newest head any location has (normally the primary's) is what every node is measured against.
+  const newest = locations.reduce<LocationHead | undefined>((a, l) => ((l.generation ?? -1) > (a?.generation ?? -1) ? l : a), undefined);
   const now = o.now();
-  return { at: now.toISOString(), locations, fleet: planFleetView(newest, reports, now.getTime(), o.silentAfterMs), unreadable };
+  return { at: now.toISOString(), locations, fleet: planFleetView({ generation: newest?.generation ?? 0, time: newest?.time ?? null }, reports, now.getTime(), o.silentAfterMs, o.previous?.fleet.behindSince), unreadable };
 }

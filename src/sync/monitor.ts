@@ -141,7 +141,7 @@ export class Monitor {
     this.reading ??= (async () => {
       try {
         const now = this.d.now;
-        this.fleet = await readFleet(this.o.fleet, { now, silentAfterMs: this.o.silentAfterMs, signal: this.d.signal });
+        this.fleet = await readFleet(this.o.fleet, { now, silentAfterMs: this.o.silentAfterMs, signal: this.d.signal, previous: this.fleet });
         this.fleetError = null;
         const t = now().getTime();
         this.fleetAt = t;
