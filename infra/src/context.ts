@@ -28,13 +28,18 @@ export type InfraConfig = Readonly<{
   abortMultipartDays: number;
   /** Expire noncurrent content versions too; undefined keeps them (the bucket's owner decides). */
   noncurrentContentDays: number | undefined;
+  /**
+   * IAM policy variable naming the node (e.g. `${aws:PrincipalTag/fansync-node}`): each puller may
+   * then write its own report key alone. Undefined: any key under nodes/.
+   */
+  nodeIdVariable: string | undefined;
 }>;
 
 /** Every context key this app reads; all live under the `fansync:` namespace. */
 export const CONTEXT_KEYS = [
   "account", "partition", "namePrefix", "prefix", "metaPrefix", "primaryBucket", "primaryRegion",
   "regionalBuckets", "roles", "crr", "cloudFrontBucket", "noncurrentMetaDays", "abortMultipartDays",
-  "noncurrentContentDays",
+  "noncurrentContentDays", "nodeIdVariable",
 ] as const;
 
 /** Result of parsing: a config, or every problem found. */
@@ -149,13 +154,17 @@ export function parseInfraContext(get: (key: string) => unknown): ParseResult {
   const noncurrentMetaDays = days("noncurrentMetaDays", 7) ?? 7;
   const abortMultipartDays = days("abortMultipartDays", 7) ?? 7;
   const noncurrentContentDays = days("noncurrentContentDays", undefined);
+  const nodeIdVariable = str("nodeIdVariable", undefined) || undefined;
+  if (nodeIdVariable !== undefined && !/^\$\{aws:[A-Za-z0-9/_:-]+\}$/.test(nodeIdVariable)) {
+    fail("nodeIdVariable", "an IAM policy variable such as ${aws:PrincipalTag/fansync-node}", nodeIdVariable);
+  }
 
   if (errors.length > 0 || primary === undefined) return { ok: false, errors };
   return {
     ok: true,
     config: Object.freeze({
       account, partition, namePrefix, prefix, metaPrefix, primary, regional: Object.freeze(regional), roles: Object.freeze(roles),
-      crr, cloudFrontBucket, noncurrentMetaDays, abortMultipartDays, noncurrentContentDays,
+      crr, cloudFrontBucket, noncurrentMetaDays, abortMultipartDays, noncurrentContentDays, nodeIdVariable,
     }),
   };
 }

@@ -116,15 +116,28 @@ export function replicatorPolicy(source: BucketLocation, targets: readonly Bucke
 }
 
 /**
- * Puller (web node): GetObject and GetObjectVersion on its sources, nothing else, so a
- * compromised web node cannot write or delete content. No ListBucket either: a puller never lists
- * (head → manifest/journal → objects). Note that without ListBucket S3 answers 403, not 404, for
- * a missing key; the puller must treat both as "not there yet".
+ * The keys of node reports (`pull --report`) below a location's meta prefix: `nodes/<node-id>.json`.
+ * With `nodeIdVariable` (an IAM policy variable such as `${aws:PrincipalTag/fansync-node}` or
+ * `${aws:username}`) each principal may write its own report key alone; without it, any report key.
  */
-export function pullerPolicy(sources: readonly BucketLocation[], partition = "aws"): PolicyDocumentJson {
+export function nodeReportArns(loc: BucketLocation, partition = "aws", nodeIdVariable?: string): string[] {
+  return [`${bucketArn(loc.bucket, partition)}/${loc.metaPrefix}nodes/${nodeIdVariable ?? "*"}.json`];
+}
+
+/**
+ * Puller (web node): GetObject and GetObjectVersion on its sources, so a compromised web node
+ * cannot write or delete content; its only write is PutObject on its node report key (advisory
+ * status, never read by other pullers). No ListBucket: a puller never lists (head →
+ * manifest/journal → objects). Note that without ListBucket S3 answers 403, not 404, for a missing
+ * key; the puller must treat both as "not there yet".
+ */
+export function pullerPolicy(sources: readonly BucketLocation[], partition = "aws", nodeIdVariable?: string): PolicyDocumentJson {
   return {
     Version: "2012-10-17",
-    Statement: [{ Sid: "ReadContent", Effect: "Allow", Action: READ_OBJECT_ACTIONS, Resource: sources.flatMap((s) => objectArns(s, partition)) }],
+    Statement: [
+      { Sid: "ReadContent", Effect: "Allow", Action: READ_OBJECT_ACTIONS, Resource: sources.flatMap((s) => objectArns(s, partition)) },
+      { Sid: "WriteOwnNodeReport", Effect: "Allow", Action: ["s3:PutObject"], Resource: sources.flatMap((s) => nodeReportArns(s, partition, nodeIdVariable)) },
+    ],
   };
 }
 

@@ -23,7 +23,7 @@ export function rolePolicies(config: InfraConfig): Record<FansyncRole, PolicyDoc
     // A node reads its regional bucket first and falls back to the primary; content is the same
     // everywhere, so one read-only policy over all of them keeps the deployment simple. Narrow it
     // per node with infra/scripts/write-iam.ts if a region must not read another's bucket.
-    puller: pullerPolicy([...regional, primary], config.partition),
+    puller: pullerPolicy([...regional, primary], config.partition, config.nodeIdVariable),
   };
 }
 

@@ -12,6 +12,7 @@ test("minimal context gets the documented defaults", () => {
     account: undefined, partition: "aws", namePrefix: "fansync", prefix: "", metaPrefix: ".fansync/",
     primary: { bucketName: "p-bucket", region: "eu-west-1" }, regional: [], roles: ["uploader", "puller"],
     crr: false, cloudFrontBucket: undefined, noncurrentMetaDays: 7, abortMultipartDays: 7, noncurrentContentDays: undefined,
+    nodeIdVariable: undefined,
   });
   assert.ok(Object.isFrozen(r.config));
 });

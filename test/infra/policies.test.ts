@@ -50,7 +50,7 @@ test("the replicator reads the primary prefix and writes every regional prefix",
   });
 });
 
-test("the puller may only GetObject and GetObjectVersion on its sources' prefixes", () => {
+test("the puller may only read its sources' prefixes, and write its node report key", () => {
   assert.deepEqual(doc("fansync-puller"), {
     Version: "2012-10-17",
     Statement: [
@@ -64,15 +64,27 @@ test("the puller may only GetObject and GetObjectVersion on its sources' prefixe
           "arn:aws:s3:::fs-primary/site/*", "arn:aws:s3:::fs-primary/site/.fansync/*",
         ],
       },
+      {
+        Sid: "WriteOwnNodeReport",
+        Effect: "Allow",
+        Action: ["s3:PutObject"],
+        Resource: ["arn:aws:s3:::fs-us/site/.fansync/nodes/*.json", "arn:aws:s3:::fs-jp/site/.fansync/nodes/*.json", "arn:aws:s3:::fs-primary/site/.fansync/nodes/*.json"],
+      },
     ],
   });
 });
 
-test("no action the puller's policy allows can write, delete, replicate or administer", () => {
-  // Independent of the exact list above: every allowed action, wildcards included, must be a read.
+test("no action the puller's policy allows can write content, delete, replicate or administer", () => {
+  // Independent of the exact list above: every allowed action, wildcards included, must be a read,
+  // except PutObject confined to node report keys.
   const statements = (managedPolicyDocument(primary, "fansync-puller") as { Statement: Record<string, unknown>[] }).Statement;
   assert.ok(statements.length > 0);
   for (const s of statements) {
+    if (s.Sid === "WriteOwnNodeReport") {
+      assert.deepEqual(([] as unknown[]).concat(s.Action), ["s3:PutObject"]);
+      for (const r of ([] as unknown[]).concat(s.Resource)) assert.match(r as string, /^arn:aws:s3:::[a-z0-9.-]+\/site\/\.fansync\/nodes\/[^/]*\.json$/);
+      continue;
+    }
     assert.equal(s.Effect, "Allow");
     assert.equal(s.NotAction, undefined, "NotAction would allow everything else");
     assert.equal(s.NotResource, undefined);
@@ -103,6 +115,11 @@ test("a whole-bucket deployment drops the s3:prefix condition, which would break
   const loc = { bucket: "b", prefix: "", metaPrefix: ".fansync/" };
   assert.deepEqual(uploaderPolicy(loc).Statement[1], { Sid: "ListPrefix", Effect: "Allow", Action: ["s3:ListBucket"], Resource: ["arn:aws:s3:::b"] });
   assert.deepEqual(uploaderPolicy(loc).Statement[0]?.Resource, ["arn:aws:s3:::b/*", "arn:aws:s3:::b/.fansync/*"]);
+});
+
+test("with a node id variable each puller may write its own report key alone", () => {
+  const loc = { bucket: "b", prefix: "www/", metaPrefix: "www/.fansync/" };
+  assert.deepEqual(pullerPolicy([loc], "aws", "${aws:PrincipalTag/fansync-node}").Statement[1]?.Resource, ["arn:aws:s3:::b/www/.fansync/nodes/${aws:PrincipalTag/fansync-node}.json"]);
 });
 
 test("another partition and a meta prefix outside the content prefix are both covered", () => {
