@@ -39,7 +39,8 @@ function uploadOptions(cmd: Command): Command {
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
     .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion)")
     .option("--dry-run", "print the plan and change nothing")
-    .option("--retain <n>", "keep manifests and journals of this many generations (default 50)");
+    .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
+    .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)");
 }
 
 function flagsOf(cmd: Command): Flags {
@@ -48,8 +49,9 @@ function flagsOf(cmd: Command): Flags {
     const i = s.lastIndexOf("=");
     return i > 0 ? { glob: s.slice(0, i), value: s.slice(i + 1) } : { glob: s, value: "" };
   });
-  const { config: _c, cacheControl: _cc, source: _s, replicateTo, ...rest } = o;
-  return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}) };
+  const { config: _c, cacheControl: _cc, source: _s, replicateTo, progress, ...rest } = o;
+  // --no-progress only: commander's implied `progress: true` must not override a config file.
+  return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}) };
 }
 
 /** Run a command body with config, logger and a signal that SIGTERM/SIGINT abort. */
@@ -153,6 +155,7 @@ export function buildProgram(): Command {
     .option("--verify", "compare the docroot with the manifest and repair drift")
     .option("--checksum", "with --verify, compare sha256 too (reads every file)")
     .option("--max-lag <n>", "use a fresher source when the preferred one lags it by more than this many generations (default 10)")
+    .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a download lasts over 0.5s)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;

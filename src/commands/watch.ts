@@ -7,6 +7,7 @@ import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { FansyncError, GuardError, PartialFailureError, RaceError, errorMessage } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { progressBarFor } from "../adapters/progress-bar.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import { acquireLock } from "../adapters/state-files.ts";
 import type { Uploader } from "../sync/uploader.ts";
@@ -20,7 +21,8 @@ const DRAIN_DEADLINE_MS = 30_000;
 /** Run the uploader daemon until `signal` aborts; resolves after draining. */
 export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
   const hard = new AbortController();
-  const uploader = createUploader(cfg, log, hard.signal);
+  // One bar per batch, and only while the daemon runs in the foreground of a terminal.
+  const uploader = createUploader(cfg, log, hard.signal, progressBarFor(cfg));
   const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
   try {
     // The daemon holds the write lease for as long as it runs: a second uploader refuses to start
