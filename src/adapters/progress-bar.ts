@@ -16,7 +16,7 @@ import { setTransientLine } from "./logger.ts";
 
 const require = createRequire(import.meta.url);
 
-/** The terminal the bar draws on (process.stderr; a stand-in in tests). */
+/** The terminal the bar draws on (process.stderr). */
 export interface BarStream extends NodeJS.WritableStream {
   readonly isTTY?: boolean;
   readonly columns?: number;
@@ -25,8 +25,9 @@ export interface BarStream extends NodeJS.WritableStream {
 /** The progress bar for a command, or undefined when nobody is watching (see shouldShowProgress). */
 export function progressBarFor(cfg: Pick<Config, "logFormat" | "progress">, stream: BarStream = process.stderr, env: NodeJS.ProcessEnv = process.env): TransferEvents | undefined {
   const ctx = { stderrIsTTY: stream.isTTY === true, logFormat: cfg.logFormat, progress: cfg.progress, env };
-  // Foreground is checked again each time a bar would appear: a daemon can be sent to the background.
-  if (!shouldShowProgress({ ...ctx, foreground: readForeground() })) return undefined;
+  // Foreground is asked each time a bar is about to appear, not here: a daemon can be sent to the
+  // background (bg) and brought back (fg) while it runs.
+  if (!shouldShowProgress({ ...ctx, foreground: undefined })) return undefined;
   return new ProgressBar({ stream, allowed: () => shouldShowProgress({ ...ctx, foreground: readForeground() }), now: Date.now });
 }
 
@@ -50,9 +51,9 @@ function withoutCursorSave(stream: BarStream): NodeJS.WritableStream {
     get columns() {
       return stream.columns;
     },
-    write(chunk: string | Uint8Array, ...rest: unknown[]): boolean {
+    write(chunk: string, cb?: (err?: Error | null) => void): boolean {
       if (chunk === "\x1B7" || chunk === "\x1B8") return true;
-      return (stream.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+      return stream.write(chunk, cb);
     },
   };
   // cli-progress and node:readline only call write() and read isTTY and columns.
