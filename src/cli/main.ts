@@ -38,7 +38,8 @@ function uploadOptions(cmd: Command): Command {
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
     .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion)")
     .option("--dry-run", "print the plan and change nothing")
-    .option("--retain <n>", "keep manifests and journals of this many generations (default 50)");
+    .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
+    .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)");
 }
 
 /** The daemons' status page, /metrics and /healthz. */
@@ -54,8 +55,9 @@ function flagsOf(cmd: Command): Flags {
     const i = s.lastIndexOf("=");
     return i > 0 ? { glob: s.slice(0, i), value: s.slice(i + 1) } : { glob: s, value: "" };
   });
-  const { config: _c, cacheControl: _cc, source: _s, replicateTo, ...rest } = o;
-  return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}) };
+  const { config: _c, cacheControl: _cc, source: _s, replicateTo, progress, ...rest } = o;
+  // --no-progress only: commander's implied `progress: true` must not override a config file.
+  return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}) };
 }
 
 /** Run a command body with config, logger and a signal that SIGTERM/SIGINT abort. */
@@ -162,6 +164,7 @@ export function buildProgram(): Command {
     .option("--report", "write this node's status to <meta>nodes/<node-id>.json in the source used, for `fansync status`")
     .option("--report-to <s3url>", "write the node report to this location instead (implies --report)")
     .option("--node-id <name>", "this node's name in reports (default: the host name)")
+    .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a download lasts over 0.5s)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;

@@ -9,6 +9,8 @@ import type { Config } from "../core/config.ts";
 import { errorMessage, FansyncError, RemoteError, UsageError } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { progressBarFor } from "../adapters/progress-bar.ts";
+import { fanOutEvents } from "../sync/transfer-events.ts";
 import { acquireLock, readJson, writeFileAtomic } from "../adapters/state-files.ts";
 import { jobStateDir } from "../cli/settings.ts";
 import { storeFor } from "../cli/store.ts";
@@ -65,7 +67,8 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
     keep: statusFile ? [statusFile, textPath(statusFile)] : [],
     maxJournals: 20,
   };
-  const deps = { log: plog, signal: hard.signal, now: () => new Date(), events: monitor?.events() };
+  // With --watch, one bar per generation pulled, and only while in the foreground of a terminal.
+  const deps = { log: plog, signal: hard.signal, now: () => new Date(), events: fanOutEvents(progressBarFor(cfg), monitor?.events()) };
   // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
   const lagRule = { stateDir, maxLag: cfg.maxLag, checkEveryMs: LAG_CHECK_RUNS * cfg.interval };
   const reporter = cfg.report ? nodeReporter(cfg, sources, stateDir, plog) : undefined;

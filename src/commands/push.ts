@@ -6,13 +6,14 @@ import { UsageError } from "../core/errors.ts";
 import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { progressBarFor } from "../adapters/progress-bar.ts";
 import { acquireLock } from "../adapters/state-files.ts";
 import { storeFor } from "../cli/store.ts";
 import { jobStateDir } from "../cli/settings.ts";
-import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 import type { TransferEvents } from "../sync/transfer-events.ts";
+import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 
-/** Build the uploader for a resolved config (shared by push and watch). */
+/** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
 export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
   if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync push <docroot> s3://bucket/prefix" });
   if (!cfg.target) throw new UsageError("no target location given", { hint: "fansync push <docroot> s3://bucket/prefix" });
@@ -49,7 +50,7 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
 
 /** Run one push. */
 export async function push(cfg: Config, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
-  const uploader = createUploader(cfg, log, signal);
+  const uploader = createUploader(cfg, log, signal, progressBarFor(cfg));
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
   try {

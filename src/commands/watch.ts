@@ -7,6 +7,8 @@ import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { FansyncError, GuardError, PartialFailureError, RaceError, errorMessage } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { progressBarFor } from "../adapters/progress-bar.ts";
+import { fanOutEvents } from "../sync/transfer-events.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import { acquireLock } from "../adapters/state-files.ts";
 import type { Uploader } from "../sync/uploader.ts";
@@ -25,7 +27,8 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
   const hard = new AbortController();
   const target = cfg.target ? formatLocation(cfg.target) : "";
   const monitor = cfg.target ? await startMonitor(cfg, log, signal, { role: "push", detail: `${path.resolve(cfg.docroot ?? ".")} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] }) : undefined;
-  const uploader = createUploader(cfg, log, hard.signal, monitor?.events());
+  // One bar per batch, and only while the daemon runs in the foreground of a terminal.
+  const uploader = createUploader(cfg, log, hard.signal, fanOutEvents(progressBarFor(cfg), monitor?.events()));
   const lock = await acquireLock(path.join(uploader.stateDir, "push.lock")).catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;

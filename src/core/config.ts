@@ -23,6 +23,8 @@ export interface Config {
   readonly profile: string | undefined;
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   readonly logFormat: "json" | "pretty" | undefined;
+  /** Progress bar on a TTY (push, pull, watch); false after `--no-progress`. */
+  readonly progress: boolean;
   readonly stateDir: string | undefined;
   readonly concurrency: number;
   readonly docroot: string | undefined;
@@ -71,7 +73,7 @@ type Kind =
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
-  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat",
+  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", progress: "bool",
   stateDir: "string", concurrency: "int",
   docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
   cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
@@ -112,6 +114,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     profile: out.profile as string | undefined,
     logLevel: (out.logLevel as Config["logLevel"] | undefined) ?? "info",
     logFormat: out.logFormat as Config["logFormat"],
+    progress: (out.progress as boolean | undefined) ?? true,
     stateDir: out.stateDir as string | undefined,
     concurrency: n("concurrency", 16),
     docroot: out.docroot as string | undefined,
