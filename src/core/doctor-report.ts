@@ -102,6 +102,8 @@ export type BucketFacts =
   | { readonly kind: "listed"; readonly keyCount: number }
   /** Listing was refused but head.json could be read (or was absent): a puller's read-only policy. */
   | { readonly kind: "read-only"; readonly headFound: boolean }
+  /** Listing and reading head.json were both refused. */
+  | { readonly kind: "denied"; readonly failure: Failure }
   | { readonly kind: "failed"; readonly failure: Failure };
 
 /** Check 2: endpoint reachable, credentials accepted, bucket there, prefix accessible. */
@@ -114,6 +116,12 @@ export function bucketCheck(f: BucketFacts, where: { readonly location: string; 
   if (f.kind === "read-only") {
     return check("bucket", "WARN", `${at}: listing denied (no s3:ListBucket for this prefix), reading works (head.json ${f.headFound ? "read" : "not there yet"})`,
       "enough for a puller, which never lists; an uploader or replicator needs s3:ListBucket on the prefix (see infra/iam)", { data: { listed: false } });
+  }
+  if (f.kind === "denied") {
+    // Without s3:ListBucket, S3 answers 403 rather than 404 for a key that does not exist, so a
+    // puller cannot tell "not published yet" from "no access": pull fails the same way here.
+    return failed("bucket", { ...f.failure, message: `${f.failure.message}; reading head.json was refused too` },
+      `grant the identity s3:GetObject on the prefix (see infra/iam); a puller without s3:ListBucket is also refused a head.json that does not exist yet, so push first and check again`);
   }
   return failed("bucket", f.failure);
 }

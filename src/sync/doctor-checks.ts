@@ -105,6 +105,11 @@ class ProbeKeys {
     this.keys.add(k);
     return k;
   }
+  /** A write the server refused stored nothing: deleting it would only fail again (no s3:DeleteObject). */
+  refused(key: string, err: unknown): void {
+    const status = httpStatus(err instanceof FansyncError && err.cause !== undefined ? err.cause : err);
+    if (status !== undefined && status >= 400 && status < 500) this.keys.delete(key);
+  }
 }
 
 function rethrowIfAborted(d: DoctorDeps, err: unknown): void {
@@ -119,10 +124,11 @@ function failureOf(err: unknown, what: string, d: DoctorDeps): Failure {
 }
 
 /** Run one step; a failure becomes data for the report, except an abort, which ends the run. */
-async function attempt<T>(d: DoctorDeps, what: string, fn: () => Promise<T>): Promise<Attempt<T>> {
+async function attempt<T>(d: DoctorDeps, what: string, fn: () => Promise<T>, onError?: (err: unknown) => void): Promise<Attempt<T>> {
   try {
     return { ok: true, value: await fn() };
   } catch (err) {
+    onError?.(err);
     rethrowIfAborted(d, err);
     return { ok: false, failure: failureOf(err, what, d) };
   }
@@ -146,6 +152,7 @@ async function checkBucket(d: DoctorDeps, listing: Awaited<ReturnType<typeof lis
     // A puller's policy has no ListBucket: it may still read, which is all it needs.
     const head = await attempt(d, "read head.json", () => d.store.get(metaKeys.head(metaPrefix(d.loc)), { signal: d.signal }));
     if (head.ok) return bucketCheck({ kind: "read-only", headFound: head.value.status === "ok" }, where);
+    if (head.failure.denied) return bucketCheck({ kind: "denied", failure }, where);
   }
   return bucketCheck({ kind: "failed", failure }, where);
 }
@@ -154,7 +161,7 @@ async function checkReadWrite(d: DoctorDeps, probes: ProbeKeys): Promise<{ check
   const key = probes.key("read-write");
   const body = Buffer.concat([Buffer.from("fansync doctor probe\n"), randomBytes(32)]);
   const result = (f: Parameters<typeof readWriteCheck>[0], versionId?: boolean) => ({ check: readWriteCheck(f, probes.prefix), versionId });
-  const put = await attempt(d, `PUT s3://${d.store.bucket}/${key}`, () => d.store.put(key, body, { contentType: "application/octet-stream" }, {}, d.signal));
+  const put = await attempt(d, `PUT s3://${d.store.bucket}/${key}`, () => d.store.put(key, body, { contentType: "application/octet-stream" }, {}, d.signal), (err) => probes.refused(key, err));
   if (!put.ok) return result({ kind: "failed", step: "write", failure: put.failure });
   const versionId = put.value.versionId !== undefined;
   const got = await attempt(d, `GET s3://${d.store.bucket}/${key}`, () => d.store.get(key, { signal: d.signal }));
@@ -207,6 +214,7 @@ async function checkChecksums(d: DoctorDeps, probes: ProbeKeys): Promise<Check> 
 async function removeProbes(d: DoctorDeps, probes: ProbeKeys, versioning: "Enabled" | "Suspended" | "off" | "unknown"): Promise<CleanupFacts> {
   const signal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
   const keys = [...probes.keys];
+  if (keys.length === 0) return { probes: 0, leftKeys: [] };
   let removed: Pick<CleanupFacts, "leftKeys" | "error">;
   try {
     const failed = await d.store.deleteMany(keys, signal);

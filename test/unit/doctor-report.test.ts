@@ -28,6 +28,9 @@ test("bucket: listed, read-only (a puller's policy) or the adapter's failure wit
   const ro = bucketCheck({ kind: "read-only", headFound: false }, where);
   assert.equal(ro.status, "WARN");
   assert.match(ro.action, /puller/);
+  const both = bucketCheck({ kind: "denied", failure: { ...denied, message: "list s3://site/www/: access denied" } }, where);
+  assert.deepEqual([both.status, both.detail], ["FAIL", "list s3://site/www/: access denied; reading head.json was refused too"]);
+  assert.match(both.action, /push first/);
   const down = bucketCheck({ kind: "failed", failure: unreachable }, where);
   assert.deepEqual([down.status, down.detail, down.action, down.exitCode], ["FAIL", unreachable.message, "check --endpoint-url", ExitCode.remote]);
 });
