@@ -175,7 +175,24 @@ export function buildProgram(): Command {
     });
 
   registerFanout(program);
+  registerDoctor(program);
   return program;
+}
+
+/** `doctor`: checks a location and the S3 server before first use. */
+function registerDoctor(program: Command): void {
+  common(program.command("doctor"))
+    .description("check credentials, bucket access, the clock and what the S3 server supports (run it first on a new setup)")
+    .argument("[target]", "s3://bucket/prefix")
+    .option("--json", "print the checks as one JSON document")
+    .option("--no-write", "skip the checks that write probe objects (for read-only credentials)")
+    .action(async (target: string | undefined, _o: unknown, cmd: Command) => {
+      const { json, write, ...flags } = flagsOf(cmd);
+      await run(cmd, { ...flags, target }, async (cfg, log, signal) => {
+        const { doctor } = await import("../commands/doctor.ts");
+        return doctor(cfg, log, signal, { json: json === true, write: write !== false });
+      });
+    });
 }
 
 /** `replicate`, `status` and `demo` (regional fan-out), kept in one block. */

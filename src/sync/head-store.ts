@@ -197,32 +197,53 @@ async function finishPublish(store: S3Store, loc: Location, input: PublishInput,
   return { head, etag, manifestBytes };
 }
 
+/** What a server does with conditional PUTs, header by header (some servers honour only one). */
+export interface ConditionalSupport {
+  /** `If-None-Match: *` on an existing key is refused (412). */
+  readonly ifNoneMatch: boolean;
+  /** `If-Match` with an ETag the object does not have is refused (412). */
+  readonly ifMatch: boolean;
+}
+
+// An ETag no object has: a server that honours If-Match must refuse a write guarded by it.
+const WRONG_ETAG = '"00000000000000000000000000000000"';
+
 /**
- * Find out once whether the server enforces conditional writes: write a probe with
- * If-None-Match: * twice; a server that accepts the second write ignores conditions.
+ * Probe how the server treats conditional PUTs at `key`, a fresh random key the caller deletes
+ * afterwards: If-None-Match: * on the existing key, then If-Match with a wrong ETag, must be refused.
+ */
+export async function probeConditionalSupport(store: S3Store, key: string, signal?: AbortSignal): Promise<ConditionalSupport> {
+  const attrs = { contentType: "text/plain" };
+  const refused = async (body: string, cond: { ifMatch?: string; ifNoneMatch?: string }): Promise<boolean> => {
+    try {
+      await store.put(key, Buffer.from(body), attrs, cond, signal);
+      return false;
+    } catch (err) {
+      if (err instanceof ConditionFailed) return true;
+      throw err;
+    }
+  };
+  // A lost answer retried by the SDK meets our own first write: only a server that enforces
+  // If-None-Match refuses a fresh random key's first write, so that counts as enforced too.
+  const ifNoneMatch = (await refused("probe", { ifNoneMatch: "*" })) || (await refused("probe2", { ifNoneMatch: "*" }));
+  const ifMatch = await refused("probe3", { ifMatch: WRONG_ETAG });
+  return { ifNoneMatch, ifMatch };
+}
+
+/**
+ * Find out once whether the server enforces conditional writes. Both headers must be honoured:
+ * the first head is written with If-None-Match, every later head and lease with If-Match, and a
+ * server that ignores either one lets a second writer through unseen (the read-back check and the
+ * settle pause of the lease are then what guard the head).
  */
 export async function probeConditionalWrites(store: S3Store, loc: Location): Promise<boolean> {
   const key = `${metaPrefix(loc)}probe/${randomBytes(6).toString("hex")}`;
-  const attrs = { contentType: "text/plain" };
-  let enforced = false;
   try {
-    await store.put(key, Buffer.from("probe"), attrs, { ifNoneMatch: "*" });
-  } catch (err) {
-    // A lost answer retried by the SDK meets our own first write: only a server that enforces
-    // If-None-Match refuses a fresh random key's second write.
-    if (!(err instanceof ConditionFailed)) throw err;
-    enforced = true;
+    const s = await probeConditionalSupport(store, key);
+    return s.ifNoneMatch && s.ifMatch;
+  } finally {
+    await store.deleteMany([key]);
   }
-  if (!enforced) {
-    try {
-      await store.put(key, Buffer.from("probe2"), attrs, { ifNoneMatch: "*" });
-    } catch (err) {
-      if (!(err instanceof ConditionFailed)) throw err;
-      enforced = true;
-    }
-  }
-  await store.deleteMany([key]);
-  return enforced;
 }
 
 /** How long a write lease lives without renewal; its holder renews it every third of that. */
@@ -233,7 +254,7 @@ const LEASE_SETTLE_MS = 1000;
 const LEASE_FORMAT = "fansync-lease/1";
 
 /** `lease.json`: who may publish to a location on a server without conditional writes, and until when. */
-interface LeaseDoc {
+export interface LeaseDoc {
   readonly format: typeof LEASE_FORMAT;
   readonly writer: string;
   readonly expires: string;
@@ -250,7 +271,8 @@ function parseLease(body: Uint8Array): LeaseDoc | undefined {
   }
 }
 
-async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
+/** Read the write lease of a location; undefined when there is none (or it is damaged). */
+export async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
   return (await readLeaseState(store, loc))?.doc;
 }
 
