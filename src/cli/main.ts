@@ -14,8 +14,12 @@ type Flags = Record<string, unknown>;
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 
+const COMMON_HEADING = "Connection, state and logging (every command):";
+
 function common(cmd: Command): Command {
+  // Shown after the command's own options (see listCommonLast): what a command does comes first.
   return cmd
+    .optionsGroup(COMMON_HEADING)
     .option("-c, --config <file>", "YAML config file (flags override it)")
     .option("--endpoint-url <url>", "S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)")
     .option("--path-style", "path-style addressing (default on when an endpoint URL is given)")
@@ -24,7 +28,8 @@ function common(cmd: Command): Command {
     .option("--state-dir <dir>", "base directory for local state (default: $STATE_DIRECTORY, $XDG_STATE_HOME/fansync or ~/.local/state/fansync)")
     .option("--concurrency <n>", "transfers in flight (default 16)")
     .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
-    .addOption(new Option("--log-format <format>", "log format (default: pretty on a TTY, else json)").choices(["json", "pretty"]));
+    .addOption(new Option("--log-format <format>", "log format (default: pretty on a TTY, else json)").choices(["json", "pretty"]))
+    .optionsGroup("Options:");
 }
 
 function uploadOptions(cmd: Command): Command {
@@ -108,6 +113,15 @@ function causeOf(err: Error): string | undefined {
   return c ? `${c.name ?? c.code ?? ""}: ${c.message ?? ""}`.slice(0, 300) : undefined;
 }
 
+/** Help lists option groups in the order they first appear: move the shared ones after each command's own. */
+function listCommonLast(program: Command): void {
+  for (const c of program.commands) {
+    const opts = c.options as Option[];
+    const shared = opts.filter((o) => o.helpGroupHeading === COMMON_HEADING);
+    opts.splice(0, opts.length, ...opts.filter((o) => o.helpGroupHeading !== COMMON_HEADING), ...shared);
+  }
+}
+
 /** Build the commander program. */
 export function buildProgram(): Command {
   const program = new Command("fansync")
@@ -176,8 +190,50 @@ export function buildProgram(): Command {
 
   registerFanout(program);
   registerDoctor(program);
+  groupCommands(program);
+  listCommonLast(program);
+  program.addHelpText("after", PROGRAM_EPILOG);
   return program;
 }
+
+// Which heading each command is listed under in `fansync --help`, by who runs it.
+const COMMAND_GROUPS: Readonly<Record<string, string>> = {
+  push: "On the master:", watch: "On the master:",
+  pull: "On each web node:",
+  replicate: "Between regions:",
+  status: "Operating:", doctor: "Operating:", log: "Operating:", rollback: "Operating:",
+  demo: "Trying it out:",
+};
+
+function groupCommands(program: Command): void {
+  for (const c of program.commands) {
+    const g = COMMAND_GROUPS[c.name()];
+    if (g) c.helpGroup(g);
+  }
+}
+
+const PROGRAM_EPILOG = `
+Examples:
+  fansync demo                                        the whole topology on an embedded S3 server
+  fansync doctor s3://site-primary/www                check credentials, access and the server first
+  fansync push  /var/www/html s3://site-primary/www   publish once (like rsync -a --delete, or rclone sync, to a bucket)
+  fansync watch /var/www/html s3://site-primary/www   keep publishing as files change (like lsyncd)
+  fansync pull  s3://site-jp/www /var/www/html --source s3://site-primary/www --status-file /var/www/html/status.json
+  fansync status s3://site-primary/www s3://site-jp/www
+
+Coming from rsync or rclone:
+  - The master never pushes to nodes: it publishes generations to a bucket; each node pulls.
+  - A no-op pull is one conditional GET (no listing, no stat of the tree); a change costs O(changes).
+  - Nodes never see a half-written file: downloads are verified temp files renamed into place
+    once every file of the generation arrived.
+  - --delete is built in and guarded: --max-delete (default 50%) refuses a mass deletion
+    unless --force; an empty docroot is never published.
+  - --dry-run prints the plan; --exclude/--include take globs; --checksum with --verify re-hashes.
+  - Credentials come from the AWS chain (env, profile, SSO, instance role), never from flags.
+
+Exit codes: 0 ok, 1 unexpected, 2 usage, 3 config, 4 partial, 5 refused by the delete guard,
+6 another writer won, 7 remote unreachable or refused, 8 integrity, 9 local I/O, 75 locked
+(another run), 130 interrupted. \`fansync <command> --help\` for each command.`;
 
 /** `doctor`: checks a location and the S3 server before first use. */
 function registerDoctor(program: Command): void {
