@@ -7,6 +7,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
@@ -230,6 +231,25 @@ export class S3Store {
       }
       throw toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint);
     }
+  }
+
+  /**
+   * List the keys under a prefix, paged. For operator commands only (`fansync log`, `rollback`):
+   * pullers and the uploader never list (some servers' listings are incomplete, see S3-SERVERS.md).
+   */
+  async list(prefix: string, signal?: AbortSignal): Promise<{ key: string; size: number; lastModified: Date | undefined }[]> {
+    const out: { key: string; size: number; lastModified: Date | undefined }[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), { abortSignal: signal });
+        for (const o of res.Contents ?? []) if (o.Key !== undefined) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
+        token = res.IsTruncated ? res.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      throw toRemoteError(err, `LIST s3://${this.bucket}/${prefix}`, this.endpoint);
+    }
+    return out;
   }
 
   /** Delete keys in batches of 1000; returns the keys the server failed to delete. */

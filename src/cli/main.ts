@@ -163,6 +163,7 @@ export function buildProgram(): Command {
     });
 
   registerFanout(program);
+  registerHistory(program);
   return program;
 }
 
@@ -206,6 +207,23 @@ function registerFanout(program: Command): void {
       await run(cmd, flags, async (_cfg, _log, signal) => {
         const { demo } = await import("../commands/demo.ts");
         return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true }, signal);
+      });
+    });
+}
+
+/** `log`: a location's retained generations. */
+function registerHistory(program: Command): void {
+  common(program.command("log"))
+    .description("list the retained generations of a location, newest first, with what each changed (read-only)")
+    .argument("[location]", "s3://bucket/prefix")
+    .option("-v, --verbose", "also list the changed paths of each generation (up to 20 each)")
+    .option("--json", "print JSON (one line)")
+    .option("--limit <n>", "show only the newest n generations")
+    .action(async (location: string | undefined, _o: unknown, cmd: Command) => {
+      const { json, verbose, limit, ...flags } = flagsOf(cmd);
+      await run(cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
+        const { showLog } = await import("../commands/log.ts");
+        await showLog(cfg, { json: json === true, verbose: verbose === true, limit: limit as string | undefined }, signal);
       });
     });
 }
