@@ -26,8 +26,10 @@ export interface RollbackCommandOptions {
 export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions, log: Logger, signal: AbortSignal): Promise<RollbackResult> {
   const loc = cfg.target;
   if (!loc) throw new UsageError("no location given", { hint: "fansync rollback s3://bucket/prefix --to <generation>" });
-  if (opts.to === undefined || !/^\d+$/.test(opts.to) || Number(opts.to) < 1 || !Number.isSafeInteger(Number(opts.to))) {
-    throw new UsageError(`--to ${JSON.stringify(opts.to ?? "")} is not a generation number`, { hint: `fansync log ${formatLocation(loc)} lists the retained generations` });
+  const hint = `fansync log ${formatLocation(loc)} lists the retained generations`;
+  if (opts.to === undefined) throw new UsageError("no --to <generation> given: which generation's content to publish again", { hint });
+  if (!/^\d+$/.test(opts.to) || Number(opts.to) < 1 || !Number.isSafeInteger(Number(opts.to))) {
+    throw new UsageError(`--to ${JSON.stringify(opts.to)} is not a generation number`, { hint });
   }
   const to = Number(opts.to);
   const url = formatLocation(loc);

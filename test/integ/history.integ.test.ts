@@ -229,7 +229,7 @@ describe(`history and rollback (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, 
       [["--to", "9"], /generation 9 does not exist .*the current generation is 3/],
       [["--to", "abc"], /--to "abc" is not a generation number/],
       [["--to", "0"], /--to "0" is not a generation number/],
-      [[], /--to "" is not a generation number/],
+      [[], /no --to <generation> given/],
     ];
     for (const [args, want] of cases) {
       const r = await ctx.cli(["rollback", url, ...args, ...flags]);
