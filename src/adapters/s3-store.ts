@@ -252,12 +252,13 @@ export class S3Store {
   }
 
   /**
-   * Keys under `prefix` (operator commands only: pullers never list). Stops after `max` keys so a
-   * flooded prefix cannot make a status command hang; `truncated` says so.
+   * Keys under `prefix`, paged, for operator commands only (`status`, `log`, `rollback`): pullers and
+   * the uploader never list (some servers' listings are incomplete, see S3-SERVERS.md). Stops after
+   * `max` keys (default: all) so a flooded prefix cannot make a status command hang; `truncated` says so.
    */
-  async listKeys(prefix: string, opts: { max?: number; signal?: AbortSignal } = {}): Promise<{ keys: { key: string; size: number }[]; truncated: boolean }> {
-    const max = opts.max ?? 10_000;
-    const keys: { key: string; size: number }[] = [];
+  async list(prefix: string, opts: { max?: number; signal?: AbortSignal | undefined } = {}): Promise<{ keys: { key: string; size: number; lastModified: Date | undefined }[]; truncated: boolean }> {
+    const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+    const keys: { key: string; size: number; lastModified: Date | undefined }[] = [];
     let token: string | undefined;
     try {
       do {
@@ -265,7 +266,7 @@ export class S3Store {
           new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}), MaxKeys: Math.min(1000, max - keys.length) }),
           { abortSignal: opts.signal },
         );
-        for (const o of res.Contents ?? []) if (o.Key) keys.push({ key: o.Key, size: o.Size ?? 0 });
+        for (const o of res.Contents ?? []) if (o.Key) keys.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
         token = res.IsTruncated ? res.NextContinuationToken : undefined;
       } while (token && keys.length < max);
     } catch (err) {

@@ -190,6 +190,7 @@ export function buildProgram(): Command {
 
   registerFanout(program);
   registerDoctor(program);
+  registerHistory(program);
   groupCommands(program);
   listCommonLast(program);
   program.addHelpText("after", PROGRAM_EPILOG);
@@ -294,6 +295,52 @@ function registerFanout(program: Command): void {
       await run(cmd, flags, async (_cfg, _log, signal) => {
         const { demo } = await import("../commands/demo.ts");
         return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true }, signal);
+      });
+    });
+}
+
+/** `log` and `rollback`: a location's retained generations, and publishing an old one again. */
+function registerHistory(program: Command): void {
+  common(program.command("log"))
+    .description("list the retained generations of a location, newest first, with what each changed (read-only)")
+    .argument("[location]", "s3://bucket/prefix")
+    .option("-v, --verbose", "also list the changed paths of each generation (up to 20 each)")
+    .option("--json", "print JSON (one line)")
+    .option("--limit <n>", "show only the newest n generations")
+    .action(async (location: string | undefined, _o: unknown, cmd: Command) => {
+      const { json, verbose, limit, ...flags } = flagsOf(cmd);
+      await run(cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
+        const { showLog } = await import("../commands/log.ts");
+        await showLog(cfg, { json: json === true, verbose: verbose === true, limit: limit as string | undefined }, signal);
+      });
+    });
+
+  common(program.command("rollback"))
+    .description("publish a new generation (head + 1) whose content is that of a retained older generation")
+    .argument("[location]", "s3://bucket/prefix")
+    .option("--to <generation>", "the retained generation whose content to publish again (fansync log lists them)")
+    .option("--from <dir>", "a directory holding old files (a backup, the master's docroot): used for what the bucket cannot give back")
+    .option("--cache-control <glob=value>", "Cache-Control for restored paths matching the glob, as the uploader's (repeatable)", collect)
+    .option("--multipart-threshold <size>", "files from --from at least this big use multipart upload (default 8MiB)")
+    .option("--part-size <size>", "multipart part size (default 8MiB)")
+    .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
+    .option("--force", "allow what the delete guard refuses")
+    .option("--dry-run", "print the plan and change nothing")
+    .option("--retain <n>", "keep manifests and journals of this many generations (default 50; use the uploader's)")
+    .addHelpText("after", `
+Where the old bytes come from, in order: the old object version (versioned bucket), an object
+now in the bucket with the same sha256 (server-side copy), a file with the same sha256 under
+--from (uploaded). If any path has no source, nothing is changed and the command fails.
+
+Stop the uploader first (systemctl stop fansync-watch): the rollback takes the uploader's write
+lease and fails while an uploader holds it. A running uploader re-publishes the master's docroot
+on its next change or rescan, undoing the rollback: keep it stopped, or restore the master's
+docroot to the same generation before starting it again.`)
+    .action(async (location: string | undefined, _o: unknown, cmd: Command) => {
+      const { to, from, ...flags } = flagsOf(cmd);
+      await run(cmd, { ...flags, target: location }, async (cfg, log, signal) => {
+        const { rollbackCommand } = await import("../commands/rollback.ts");
+        await rollbackCommand(cfg, { to: to as string | undefined, from: from as string | undefined }, log, signal);
       });
     });
 }

@@ -74,8 +74,8 @@ export class GuardError extends FansyncError {
 /** Another writer moved the head between our read and our conditional write. */
 export class RaceError extends FansyncError {
   override name = "RaceError";
-  constructor(message: string, opts: { cause?: unknown } = {}) {
-    super(message, ExitCode.race, { ...opts, hint: "another uploader writes to this location: run a single uploader per prefix" });
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.race, { ...opts, hint: opts.hint ?? "another uploader writes to this location: run a single uploader per prefix" });
   }
 }
 

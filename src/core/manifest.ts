@@ -48,6 +48,8 @@ export interface Journal {
   readonly puts: readonly Entry[];
   readonly deletes: readonly string[];
   readonly time: string;
+  /** Who published the generation (the head's writer); absent in journals written before it was recorded. */
+  readonly writer?: string | undefined;
 }
 
 /** A manifest held in memory: entries keyed by path. */
@@ -134,7 +136,10 @@ export function parseJournal(data: Uint8Array, expectGeneration: number): Journa
   });
   const problems = checkPathSet([...puts.map((e) => e.path), ...deletes]);
   if (problems.length > 0) throw new IntegrityError(`journal ${expectGeneration} has invalid paths: ${problems.slice(0, 5).join("; ")}`);
-  return { format: JOURNAL_FORMAT, generation: expectGeneration, puts, deletes, time: typeof o.time === "string" ? o.time : "" };
+  return {
+    format: JOURNAL_FORMAT, generation: expectGeneration, puts, deletes, time: typeof o.time === "string" ? o.time : "",
+    ...(typeof o.writer === "string" ? { writer: o.writer } : {}),
+  };
 }
 
 /** Apply a journal to a file map, returning a new map (the input is not mutated). */

@@ -90,7 +90,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   // servers take in one PUT. It is not written, and the head says journals start after it.
   const journalWritten = input.puts.length + input.deletes.length <= JOURNAL_MAX_CHANGES;
   if (journalWritten) {
-    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time }), ctl, input.conditional);
+    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time, writer: input.writer }), ctl, input.conditional);
   }
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;

@@ -44,7 +44,7 @@ export async function readNodeReports(sources: readonly { loc: Location; store: 
     const prefix = `${metaPrefix(loc)}nodes/`;
     let keys: { key: string }[];
     try {
-      ({ keys } = await store.listKeys(prefix, { max: MAX_NODES, ...(signal ? { signal } : {}) }));
+      ({ keys } = await store.list(prefix, { max: MAX_NODES, ...(signal ? { signal } : {}) }));
     } catch (err) {
       // Listing needs s3:ListBucket on the meta prefix (the operator's role has it, a puller's not).
       unreadable.push(`${from}.fansync/nodes/: ${errorMessage(err)}`);

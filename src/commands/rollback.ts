@@ -1,0 +1,86 @@
+/**
+ * `fansync rollback s3://bucket/prefix --to <generation> [--from <dir>] [--dry-run]`: publish a new
+ * generation whose content is that of a retained older one. Meant with the uploader stopped: a
+ * running uploader re-publishes the master's docroot on its next change or rescan.
+ */
+import { createHash } from "node:crypto";
+import path from "node:path";
+import type { Config } from "../core/config.ts";
+import { UsageError } from "../core/errors.ts";
+import { compileCacheControl } from "../core/filters.ts";
+import { formatLocation } from "../core/location.ts";
+import { formatBytes } from "../core/units.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { acquireLock } from "../adapters/state-files.ts";
+import { baseStateDir } from "../cli/settings.ts";
+import { storeFor } from "../cli/store.ts";
+import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
+
+/** Options of `fansync rollback` beyond the common ones, as given on the command line. */
+export interface RollbackCommandOptions {
+  readonly to: string | undefined;
+  readonly from: string | undefined;
+}
+
+/** Run one rollback; prints a one-line summary (and the uploader warning after a real one). */
+export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions, log: Logger, signal: AbortSignal): Promise<RollbackResult> {
+  const loc = cfg.target;
+  if (!loc) throw new UsageError("no location given", { hint: "fansync rollback s3://bucket/prefix --to <generation>" });
+  const hint = `fansync log ${formatLocation(loc)} lists the retained generations`;
+  if (opts.to === undefined) throw new UsageError("no --to <generation> given: which generation's content to publish again", { hint });
+  if (!/^\d+$/.test(opts.to) || Number(opts.to) < 1 || !Number.isSafeInteger(Number(opts.to))) {
+    throw new UsageError(`--to ${JSON.stringify(opts.to)} is not a generation number`, { hint });
+  }
+  const to = Number(opts.to);
+  const url = formatLocation(loc);
+  // Its own state directory per location: the orphan ledger of a killed rollback is found again by
+  // the next rollback of the same location (the uploader's state is keyed by its docroot too).
+  const stateDir = path.join(baseStateDir(cfg), `rollback-${createHash("sha256").update(url).digest("hex").slice(0, 12)}`);
+  const lock = await acquireLock(path.join(stateDir, "rollback.lock"));
+  let res: RollbackResult;
+  try {
+    res = await rollback(
+      {
+        loc,
+        to,
+        fromDir: opts.from === undefined ? undefined : path.resolve(opts.from),
+        stateDir,
+        concurrency: cfg.concurrency,
+        multipartThreshold: cfg.multipartThreshold,
+        partSize: cfg.partSize,
+        maxDelete: cfg.maxDelete,
+        force: cfg.force,
+        dryRun: cfg.dryRun,
+        retain: cfg.retain,
+        cacheControl: compileCacheControl(cfg.cacheControl),
+      },
+      { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date() },
+    );
+  } finally {
+    await lock.release();
+  }
+  const what = describe(res.summary);
+  if (!res.published && !cfg.dryRun) {
+    process.stdout.write(`${url} generation ${res.generation} already has the content of generation ${to}: nothing published\n`);
+  } else if (!res.published) {
+    process.stdout.write(`dry run: rolling ${url} back to generation ${to} would publish generation ${res.generation}: ${what}; nothing changed\n`);
+  } else {
+    process.stdout.write(`rolled ${url} back: generation ${res.generation} has the content of generation ${to} (was generation ${res.previous}): ${what}\n`);
+    process.stderr.write(
+      `fansync: warning: a running uploader (fansync watch) re-publishes the master's docroot on its next change or rescan, undoing this rollback: ` +
+        `keep it stopped, or restore the master's docroot to generation ${to} before starting it again\n`,
+    );
+  }
+  return res;
+}
+
+function describe(s: RollbackSummary): string {
+  return [
+    `${s.versionCopies} copied from old versions`,
+    `${s.copies} copied from current objects`,
+    `${s.uploads} uploaded (${formatBytes(s.uploadBytes)})`,
+    `${s.metaOnly} metadata-only`,
+    `${s.unchanged} unchanged`,
+    `${s.deletes} deleted`,
+  ].join(", ");
+}

@@ -1,0 +1,339 @@
+/**
+ * Rollback: publish a NEW generation (head + 1, so pullers follow as usual) whose content is that of
+ * a retained older generation. Order, as the uploader's: everything that can refuse (a missing
+ * source, the delete guard, a held lease) refuses before any write; then objects, then manifest and
+ * journal, then the head; removed objects are deleted after the head stopped naming them.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import pMap from "p-map";
+import pRetry from "p-retry";
+import type { Config } from "../core/config.ts";
+import { contentTypeFor } from "../core/content-type.ts";
+import { errorMessage, PartialFailureError, RaceError, UsageError } from "../core/errors.ts";
+import { compileFilter } from "../core/filters.ts";
+import { checkDeleteGuard } from "../core/guard.ts";
+import { formatLocation, type Location } from "../core/location.ts";
+import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
+import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
+import { formatBytes } from "../core/units.ts";
+import { hashFile, scanTree } from "../adapters/local-tree.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { OrphanLedger } from "../adapters/orphan-ledger.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
+import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+import {
+  checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
+} from "./head-store.ts";
+import { listRetained, readGenerationManifest } from "./history.ts";
+
+/** Everything a rollback needs to know, resolved. */
+export interface RollbackOptions extends Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain"> {
+  readonly loc: Location;
+  /** The retained generation whose content is published again. */
+  readonly to: number;
+  /** `--from`: a directory holding old files (a backup, the master's docroot), or undefined. */
+  readonly fromDir: string | undefined;
+  /** The rollback's own state directory (orphan ledger). */
+  readonly stateDir: string;
+  readonly cacheControl: (p: string) => string | undefined;
+}
+
+/** Injected collaborators. */
+export interface RollbackDeps {
+  readonly store: S3Store;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly now: () => Date;
+}
+
+/** What the plan does, in counts. */
+export interface RollbackSummary {
+  readonly versionCopies: number;
+  readonly copies: number;
+  readonly uploads: number;
+  readonly uploadBytes: number;
+  readonly metaOnly: number;
+  readonly unchanged: number;
+  readonly deletes: number;
+}
+
+/** What a rollback did (or, with dryRun, would do). */
+export interface RollbackResult {
+  /** The generation that now holds the old content (the head's when nothing was published). */
+  readonly generation: number;
+  /** The generation the head was at before. */
+  readonly previous: number;
+  readonly to: number;
+  readonly published: boolean;
+  readonly summary: RollbackSummary;
+}
+
+/** The hint for a rollback that meets a live write lease. */
+export const STOP_UPLOADER_HINT = "stop the uploader (systemctl stop fansync-watch, or the running fansync push/watch) first, then run the rollback again";
+
+/** An old file under --from no longer holds the bytes it was hashed with. */
+class SourceChanged extends Error {
+  override name = "SourceChanged";
+}
+
+/** Roll `o.loc` back to the content of generation `o.to`. */
+export async function rollback(o: RollbackOptions, d: RollbackDeps): Promise<RollbackResult> {
+  const { store, log, signal } = d;
+  const url = formatLocation(o.loc);
+  if (o.fromDir !== undefined) await checkFromDir(o.fromDir);
+  const hs = await readHead(store, o.loc, signal);
+  if (!hs) throw new UsageError(`nothing is published at ${url} (no head.json): there is nothing to roll back`);
+  const cur = hs.head.generation;
+  const logHint = `fansync log ${url} lists the retained generations`;
+  if (o.to === cur) throw new UsageError(`generation ${o.to} is the current generation of ${url}: nothing to roll back to`, { hint: logHint });
+  if (o.to > cur) throw new UsageError(`generation ${o.to} does not exist at ${url} (the current generation is ${cur})`, { hint: logHint });
+  const target = await readGenerationManifest(store, o.loc, o.to, signal);
+  if (!target) {
+    const kept = [...(await listRetained(store, o.loc, hs.head, signal)).manifests.keys()];
+    throw new UsageError(`generation ${o.to} is not retained at ${url} (its manifest was pruned); retained: ${kept.length ? `${kept[0]}..${kept[kept.length - 1]}` : "none"}`, { hint: logHint });
+  }
+  const { files: current } = await readManifest(store, o.loc, hs.head, signal);
+
+  const candidates = restoreCandidates(target, current);
+  const versions = await checkVersions(store, o, candidates, d);
+  let plan = planRollback(target, current, { versions, local: [] });
+  // --from is read only for what the bucket cannot give back, and only files of a size some
+  // missing path has are hashed: a whole backup is never read to restore three files.
+  if (plan.missing.length > 0 && o.fromDir !== undefined) {
+    const local = await hashLocal(o.fromDir, new Set(plan.missing.map((e) => e.size)), o, log);
+    plan = planRollback(target, current, { versions, local });
+  }
+  if (plan.missing.length > 0) throw missingError(plan.missing, o, url);
+  checkDeleteGuard({ deletes: plan.deletes.length, held: current.size, remaining: target.size, limit: o.maxDelete, force: o.force, what: `bucket ${url}` });
+  const summary = summarize(plan);
+  if (isNoopRollback(plan)) {
+    log.info({ generation: cur, to: o.to }, "the current generation already has that content: nothing to publish");
+    return { generation: cur, previous: cur, to: o.to, published: false, summary };
+  }
+  if (o.dryRun) {
+    logPlan(log, plan);
+    log.info({ ...summary, generation: cur + 1, to: o.to, bytes: formatBytes(plan.uploadBytes) }, "dry run: nothing changed");
+    return { generation: cur + 1, previous: cur, to: o.to, published: false, summary };
+  }
+  return execute(o, d, hs, current, plan, summary);
+}
+
+async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, current: FileMap, plan: RollbackPlan, summary: RollbackSummary): Promise<RollbackResult> {
+  const { store, log, signal } = d;
+  const url = formatLocation(o.loc);
+  // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
+  // one out, and this one keeps an uploader out until the new head is published.
+  const writer = `rollback:${newWriterId()}`;
+  const conditional = await probeConditionalWrites(store, o.loc);
+  try {
+    await takeLease(store, o.loc, writer, d.now, false, conditional);
+  } catch (err) {
+    if (err instanceof RaceError) throw new RaceError(`cannot roll back ${url}: ${err.message}`, { cause: err, hint: STOP_UPLOADER_HINT });
+    throw err;
+  }
+  const renew = setInterval(() => {
+    takeLease(store, o.loc, writer, d.now, true, conditional).catch((err: unknown) => {
+      // checkLease before the head write refuses to publish if the lease is really gone.
+      log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
+    });
+  }, LEASE_TTL_MS / 3).unref();
+  try {
+    const again = await readHead(store, o.loc, signal);
+    if (again?.etag !== hs.etag) {
+      throw new RaceError(`the head of ${url} moved to generation ${again?.head.generation ?? "?"} while the rollback was planned; nothing was changed`, { hint: `${STOP_UPLOADER_HINT}; the new plan is made from the new head` });
+    }
+    const key = (p: string) => o.loc.prefix + p;
+    const written = [...plan.copyVersions, ...plan.copies.map((c) => c.entry), ...plan.uploads.map((u) => u.entry)];
+    const newKeys = written.filter((e) => !current.has(e.path)).map((e) => key(e.path));
+    // The uploader's orphan ledger, kept in the rollback's own state directory: objects a killed
+    // rollback wrote before its head (or meant to delete after it) go first, except those this run
+    // writes again. New keys are recorded before they are written: they exist outside any
+    // manifest until the head names them.
+    const ledger = new OrphanLedger(path.join(o.stateDir, "orphans.json"));
+    await ledger.clean({ store, prefix: o.loc.prefix, current, done: new Set(newKeys), signal, log });
+    await ledger.record([...newKeys, ...plan.deletes.map(key)]);
+
+    const puts: Entry[] = [];
+    const failed: { path: string; error: string }[] = [];
+    const attempt = async (e: Entry, op: string, from: Record<string, unknown>, fn: () => Promise<PutResult>): Promise<void> => {
+      try {
+        const r = await pRetry(fn, { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
+        puts.push({ path: e.path, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, sha256: e.sha256, etag: r.etag, versionId: r.versionId });
+        log.info({ op, path: e.path, ...from, bytes: e.size }, "restored");
+      } catch (err) {
+        failed.push({ path: e.path, error: errorMessage(err) });
+        log.error({ op, path: e.path, err }, "restore failed");
+      }
+    };
+    type Job = { kind: "version"; e: Entry } | { kind: "copy"; e: Entry; from: Entry } | { kind: "upload"; e: Entry; local: string | undefined };
+    const jobs: Job[] = [
+      ...plan.copyVersions.map((e) => ({ kind: "version" as const, e })),
+      ...plan.copies.map((c) => ({ kind: "copy" as const, e: c.entry, from: c.from })),
+      ...plan.uploads.map((u) => ({ kind: "upload" as const, e: u.entry, local: u.local })),
+    ];
+    await pMap(jobs, (j) => {
+      const k = key(j.e.path);
+      if (j.kind === "version") {
+        // The version's own stored headers are kept (MetadataDirective COPY): they are the ones the
+        // uploader wrote for those bytes. Guarded by the ETag the old manifest recorded.
+        return attempt(j.e, "copy-version", { versionId: j.e.versionId }, () => store.copy(k, { bucket: store.bucket, key: k, versionId: j.e.versionId, etag: j.e.etag }, undefined, signal));
+      }
+      if (j.kind === "copy") {
+        const { from } = j;
+        return attempt(j.e, "copy", { from: from.path }, () => store.copy(k, { bucket: store.bucket, key: key(from.path), versionId: from.versionId, etag: from.etag }, attrsFor(j.e, o), signal));
+      }
+      return attempt(j.e, j.local === undefined ? "put-empty" : "upload", j.local === undefined ? {} : { from: j.local }, () => upload(j.e, j.local, o, d));
+    }, { concurrency: o.concurrency });
+    signal.throwIfAborted();
+
+    if (failed.length > 0) {
+      // In a bucket without versioning some paths the head names may already hold the old bytes:
+      // pullers refuse those (If-Match on the manifest's ETag) and skip the run until a head names them.
+      const stale = puts.filter((e) => current.get(e.path) && !current.get(e.path)?.versionId).length;
+      if (stale > 0) log.warn({ objects: stale, generation: hs.head.generation }, "objects already hold the old bytes while the head still names the current ones: pullers skip those files until this rollback is run again and completes");
+      throw new PartialFailureError(`${failed.length} of ${jobs.length} restores failed; no generation was published and nothing was deleted; run the same rollback again (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
+    }
+    const gone = new Set(plan.deletes);
+    const next: FileMap = new Map();
+    for (const [p, e] of current) if (!gone.has(p)) next.set(p, e);
+    for (const { entry, from } of plan.metaOnly) {
+      const e = { ...from, mtimeMs: entry.mtimeMs, mode: entry.mode };
+      next.set(e.path, e);
+      puts.push(e);
+    }
+    for (const e of puts) next.set(e.path, e);
+    await checkLease(store, o.loc, writer);
+    // The journal is the delta from the current generation, so pullers apply a small journal.
+    const pub = await publishGeneration(store, o.loc, { previous: hs, files: next, puts, deletes: plan.deletes, writer, retain: o.retain, now: d.now, conditional }, log);
+    const deleted = new Set<string>();
+    if (plan.deletes.length > 0) {
+      // Only after the head stopped naming them, as the uploader does.
+      const notDeleted = await store.deleteMany(plan.deletes.map(key), signal);
+      for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
+      for (const p of plan.deletes) deleted.add(key(p));
+    }
+    await ledger.clean({ store, prefix: o.loc.prefix, current: next, done: deleted, signal, log });
+    log.info({ ...summary, generation: pub.head.generation, to: o.to, previous: hs.head.generation }, "rolled back");
+    return { generation: pub.head.generation, previous: hs.head.generation, to: o.to, published: true, summary };
+  } finally {
+    clearInterval(renew);
+    await releaseLease(store, o.loc, writer).catch((err: unknown) => {
+      log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
+    });
+  }
+}
+
+/** Which old VersionIds still exist (and, where the metadata says, hold the old sha256). */
+async function checkVersions(store: S3Store, o: RollbackOptions, candidates: readonly Entry[], d: RollbackDeps): Promise<Set<string>> {
+  const found = new Set<string>();
+  await pMap(candidates.filter((e) => e.versionId), async (e) => {
+    const attrs = await store.headAttrs(o.loc.prefix + e.path, { versionId: e.versionId, signal: d.signal });
+    if (!attrs) return;
+    // A version's bytes never change; the uploader's sha256 metadata is a second check on the entry.
+    const meta = attrs.metadata?.sha256;
+    if (meta !== undefined && meta !== e.sha256) {
+      d.log.warn({ path: e.path, versionId: e.versionId }, "the old version's sha256 metadata does not match the old manifest: not used");
+      return;
+    }
+    found.add(e.path);
+  }, { concurrency: o.concurrency });
+  return found;
+}
+
+async function checkFromDir(dir: string): Promise<void> {
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new UsageError(`--from ${dir} is not a directory`, { hint: "give a directory holding the old files (a backup, or the master's docroot)" });
+}
+
+/** Hash the files under --from whose size some missing path has. */
+async function hashLocal(dir: string, sizes: ReadonlySet<number>, o: RollbackOptions, log: Logger): Promise<LocalSource[]> {
+  const scan = await scanTree(dir, { filter: compileFilter({ exclude: [], include: [] }), excludeAbs: [o.stateDir] });
+  const out: LocalSource[] = [];
+  const worth = scan.files.filter((f) => sizes.has(f.size));
+  await pMap(worth, async (f) => {
+    try {
+      out.push({ path: f.path, size: f.size, sha256: await hashFile(path.join(dir, f.path), f.size) });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }, { concurrency: 4 });
+  log.debug({ scanned: scan.files.length, hashed: worth.length }, "hashed candidate files under --from");
+  return out;
+}
+
+/** Upload an old file's bytes: read and hashed first, sent only when they are the old entry's. */
+async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d: RollbackDeps): Promise<PutResult> {
+  const key = o.loc.prefix + e.path;
+  const attrs = attrsFor(e, o);
+  if (local === undefined) return d.store.put(key, Buffer.alloc(0), attrs, {}, d.signal);
+  const abs = path.join(o.fromDir as string, local);
+  if (e.size < o.multipartThreshold) {
+    const buf = await readFile(abs);
+    if (buf.length !== e.size || sha256Hex(buf) !== e.sha256) throw new SourceChanged(`${local} under --from changed since it was hashed`);
+    return d.store.put(key, buf, attrs, {}, d.signal);
+  }
+  // Large files: hashed before anything is sent, then hashed again as they stream, so bytes that
+  // changed in between are caught (the head is then not written, and a rerun repairs the object).
+  if ((await hashFile(abs, e.size)) !== e.sha256) throw new SourceChanged(`${local} under --from changed since it was hashed`);
+  const h = createHash("sha256");
+  let n = 0;
+  const body = new Transform({
+    transform(c: Buffer, _enc, cb) {
+      h.update(c);
+      n += c.length;
+      cb(null, c);
+    },
+  });
+  pipeline(createReadStream(abs, { highWaterMark: 1024 * 1024 }), body).catch((err: unknown) => body.destroy(err as Error));
+  const r = await d.store.upload(key, body, attrs, { size: e.size, partSize: o.partSize, queueSize: 4, signal: d.signal });
+  if (n !== e.size || h.digest("hex") !== e.sha256) throw new SourceChanged(`${local} under --from changed while it was uploaded`);
+  return r;
+}
+
+/** Headers of a restored object, as the uploader writes them (the manifest stays authoritative for mtime/mode). */
+function attrsFor(e: Entry, o: RollbackOptions): ObjectAttrs {
+  return {
+    contentType: contentTypeFor(e.path),
+    cacheControl: o.cacheControl(e.path),
+    metadata: { sha256: e.sha256, mtime: String(e.mtimeMs), mode: e.mode.toString(8) },
+  };
+}
+
+function missingError(missing: readonly Entry[], o: RollbackOptions, url: string): UsageError {
+  const shown = missing.slice(0, 5).map((e) => e.path).join(", ");
+  const more = missing.length > 5 ? ` and ${missing.length - 5} more` : "";
+  const where = o.fromDir === undefined ? "no old version in the bucket and no current object with the same content" : `neither in the bucket nor under --from ${o.fromDir}`;
+  return new UsageError(
+    `cannot roll ${url} back to generation ${o.to}: ${missing.length} file(s) have no source for their old bytes (${where}): ${shown}${more}; nothing was changed`,
+    {
+      hint: o.fromDir === undefined
+        ? "pass --from <dir> holding those files (a backup, or the master's docroot if it still has them); enable versioning on the bucket so that later rollbacks need no backup"
+        : "point --from at a directory (a backup) that holds those files with the old content; enable versioning on the bucket so that later rollbacks need no backup",
+    },
+  );
+}
+
+function summarize(p: RollbackPlan): RollbackSummary {
+  return {
+    versionCopies: p.copyVersions.length,
+    copies: p.copies.length,
+    uploads: p.uploads.length,
+    uploadBytes: p.uploadBytes,
+    metaOnly: p.metaOnly.length,
+    unchanged: p.unchanged,
+    deletes: p.deletes.length,
+  };
+}
+
+function logPlan(log: Logger, p: RollbackPlan): void {
+  for (const e of p.copyVersions) log.info({ op: "copy-version", path: e.path, versionId: e.versionId }, "would copy the old version server-side");
+  for (const c of p.copies) log.info({ op: "copy", path: c.entry.path, from: c.from.path }, "would copy server-side");
+  for (const u of p.uploads) log.info({ op: u.local === undefined ? "put-empty" : "upload", path: u.entry.path, ...(u.local === undefined ? {} : { from: u.local }), bytes: u.entry.size }, "would upload");
+  for (const m of p.metaOnly) log.info({ op: "meta", path: m.entry.path }, "would update mtime/mode");
+  for (const x of p.deletes) log.info({ op: "delete", path: x }, "would delete");
+}
