@@ -51,7 +51,8 @@ function uploadOptions(cmd: Command): Command {
 function httpOptions(cmd: Command): Command {
   return cmd
     .option("--http <addr>", "serve a status page, /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9180")
-    .option("--health-max-lag <duration>", "/healthz fails when this far behind the head (default: --stale-after, 5m)");
+    .option("--health-max-lag <duration>", "/healthz fails when this far behind the head (default: --stale-after, 5m)")
+    .option("--fleet <s3url>", "with --http, also show this location's head and node reports (repeatable; e.g. regions fed by S3 CRR)", collect);
 }
 
 function flagsOf(cmd: Command): Flags {

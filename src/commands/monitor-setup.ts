@@ -1,7 +1,7 @@
 /** Starts a daemon's `--http` status server from the resolved config (or nothing without --http). */
 import type { Config } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
-import type { Location } from "../core/location.ts";
+import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { storeFor } from "../cli/store.ts";
 import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
@@ -15,7 +15,8 @@ export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal
       role: o.role,
       detail: o.detail,
       listen: cfg.http,
-      fleet: o.fleet.map((loc) => ({ loc, store: storeFor(cfg, loc) })),
+      // The job's own locations first (the first is the reference), then --fleet, each once.
+      fleet: [...new Map([...o.fleet, ...cfg.fleet].map((loc) => [formatLocation(loc), loc])).values()].map((loc) => ({ loc, store: storeFor(cfg, loc) })),
       silentAfterMs: cfg.staleAfter,
       healthMaxLagMs: cfg.healthMaxLag,
       expectEveryMs: o.expectEveryMs,

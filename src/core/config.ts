@@ -63,6 +63,8 @@ export interface Config {
   readonly nodeId: string | undefined;
   /** Listen address of the status page, /metrics and /healthz ("127.0.0.1:9180"); off when unset. */
   readonly http: { readonly host: string; readonly port: number } | undefined;
+  /** More locations whose heads and node reports the status page shows (e.g. regions fed by CRR). */
+  readonly fleet: readonly Location[];
   /** /healthz answers 503 when this far behind the head (default: staleAfter). */
   readonly healthMaxLag: number;
 }
@@ -81,7 +83,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   replicateTo: "s3list", sources: "s3list", statusFile: "string", watch: "bool", interval: "duration",
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
-  report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration",
+  report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
 };
 
 // Keys that look like secrets are refused outright: credentials come from the AWS chain only.
@@ -149,6 +151,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     reportTo: out.reportTo as Location | undefined,
     nodeId: out.nodeId as string | undefined,
     http: out.http as Config["http"],
+    fleet: (out.fleet as Location[] | undefined) ?? [],
     healthMaxLag: n("healthMaxLag", n("staleAfter", 300_000)),
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);

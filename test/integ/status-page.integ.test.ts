@@ -32,7 +32,7 @@ describe(`status page in chromium (${kind})`, () => {
     const push = async () => expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate)]), 0);
     await push();
     expectCode(await ctx.cli(["replicate", url, regionUrl, ...ctx.flags(ctx.tmp("rs"))]), 0);
-    // A second node that reports from the region, and a node whose report carries markup.
+    // A second node that reports in the region (shown through --fleet), and a node whose report carries markup.
     expectCode(await ctx.cli(["pull", regionUrl, ctx.tmp("jp"), ...ctx.flags(ctx.tmp("jps")), "--report", "--node-id", "tokyo-1"]), 0);
     const now = new Date().toISOString();
     await putBytes(ctx.server.client, bucket, "site/.fansync/nodes/london-1.json", JSON.stringify({
@@ -40,7 +40,7 @@ describe(`status page in chromium (${kind})`, () => {
       source: url, lastSuccess: now, lastError: "RemoteError: <img src=x onerror=alert(1)>", time: now, everyMs: 60_000, version: "x",
     }));
     const d = startCli(
-      ["pull", url, ctx.tmp("us"), ...ctx.flags(ctx.tmp("uss")), "--source", regionUrl, "--watch", "--interval", "200ms", "--report", "--node-id", "virginia-1", "--http", "127.0.0.1:0"],
+      ["pull", url, ctx.tmp("us"), ...ctx.flags(ctx.tmp("uss")), "--fleet", regionUrl, "--watch", "--interval", "200ms", "--report", "--node-id", "virginia-1", "--http", "127.0.0.1:0"],
       { env: { FANSYNC_SAMPLE_EVERY: "250" } },
     );
     const browser = await chromium.launch({
