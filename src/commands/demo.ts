@@ -21,11 +21,26 @@ import { readJson } from "../adapters/state-files.ts";
 import { readHead, readManifest } from "../sync/head-store.ts";
 import { burstFile, initialSite, type SiteFiles } from "./demo-site.ts";
 import { sleep } from "../sync/sleep.ts";
+import { createServer } from "node:net";
+
+/** A TCP port free on 127.0.0.1 right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
 
 /** Options of the demo. */
 export interface DemoOptions {
   readonly dir: string | undefined;
   readonly keepRunning: boolean;
+  /** Port of the uploader's status page (default: a free one). */
+  readonly httpPort?: number | undefined;
 }
 
 const REGIONS = ["us", "jp", "uk"] as const;
@@ -69,6 +84,8 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
   const { startFauxqs } = await import("fauxqs");
   const server = await startFauxqs({ host: "127.0.0.1", port: 0, logger: false });
   const endpoint = `http://127.0.0.1:${server.port}`;
+  // The uploader serves the fleet's status page; a free port is taken now (a port in use would stop the demo).
+  const httpPort = o.httpPort ?? (await freePort());
   for (const url of [PRIMARY, ...REGIONS.map(regionUrl)]) server.createBucket(parseLocation(url).bucket);
 
   const children = new Map<string, ChildProcess>();
@@ -134,14 +151,15 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     const initial: Change = { name: `initial site (${Object.keys(site).length} files)`, apply: async () => {}, landed: hasAll(site) };
     const t0 = Date.now();
     monitor.section(initial.name);
-    start("uploader", ["watch", master, PRIMARY, "--state-dir", path.join(dir, "state", "uploader"), "--delay", "200ms", "--max-delay", "1s"]);
+    start("uploader", ["watch", master, PRIMARY, "--state-dir", path.join(dir, "state", "uploader"), "--delay", "200ms", "--max-delay", "1s", "--http", `127.0.0.1:${httpPort}`, ...REGIONS.flatMap((r) => ["--fleet", regionUrl(r)])]);
+    out(`  status page, /metrics and /healthz: http://127.0.0.1:${httpPort}/ (the uploader's)`);
     start("replicator", ["replicate", PRIMARY, ...REGIONS.map(regionUrl), "--watch", "--interval", "250ms", "--state-dir", path.join(dir, "state", "replicator")]);
     const g1 = await monitor.untilPrimaryHas(initial, primary, t0);
     await monitor.untilAll(g1, initial.name, t0, ["primary", ...REGIONS.map((r) => `region-${r}`)]);
     for (const r of REGIONS) {
       const www = path.join(dir, "nodes", r, "www");
       await mkdir(www, { recursive: true });
-      start(`puller-${r}`, ["pull", regionUrl(r), www, "--source", PRIMARY, "--watch", "--interval", "250ms", "--status-file", path.join(dir, "nodes", r, "status.json"), "--state-dir", path.join(dir, "state", r)]);
+      start(`puller-${r}`, ["pull", regionUrl(r), www, "--source", PRIMARY, "--watch", "--interval", "250ms", "--status-file", path.join(dir, "nodes", r, "status.json"), "--state-dir", path.join(dir, "state", r), "--report", "--node-id", `web-${r}`]);
     }
     await monitor.untilAll(g1, initial.name, t0);
     changes.push({ change: initial, gen: g1, t0 });
@@ -185,6 +203,8 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     if (o.keepRunning && code === ExitCode.ok) {
       out("\nStill running (Ctrl-C stops everything). Explore:");
       out(`  edit files in ${master} and watch them reach ${path.join(dir, "nodes", "*", "www")}`);
+      out(`  open http://127.0.0.1:${httpPort}/ for the fleet page (node table, lag chart), /metrics, /healthz`);
+      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync status ${PRIMARY} ${REGIONS.map(regionUrl).join(" ")} --endpoint-url ${endpoint}`);
       out(`  fansync status --status-file ${path.join(dir, "nodes", "us", "status.json")} --state-dir ${path.join(dir, "state", "replicator")}`);
       out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync pull ${regionUrl("jp")} /tmp/my-node --endpoint-url ${endpoint}`);
       out(`  logs: ${logs}`);
