@@ -1,7 +1,7 @@
 /** `fansync push <docroot> s3://bucket/prefix`: one-shot reconcile of a docroot into a bucket. */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import type { Config } from "../core/config.ts";
+import { type Config, writerTuning } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
@@ -34,13 +34,7 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
       docroot,
       loc: cfg.target,
       stateDir,
-      concurrency: cfg.concurrency,
-      multipartThreshold: cfg.multipartThreshold,
-      partSize: cfg.partSize,
-      maxDelete: cfg.maxDelete,
-      force: cfg.force,
-      dryRun: cfg.dryRun,
-      retain: cfg.retain,
+      ...writerTuning(cfg),
       filter: compileFilter({ exclude, include: cfg.include }),
       cacheControl: compileCacheControl(cfg.cacheControl),
     },

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
-import type { Config } from "../core/config.ts";
+import { type Config, writerTuning } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
@@ -45,13 +45,7 @@ export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions,
         to,
         fromDir: opts.from === undefined ? undefined : path.resolve(opts.from),
         stateDir,
-        concurrency: cfg.concurrency,
-        multipartThreshold: cfg.multipartThreshold,
-        partSize: cfg.partSize,
-        maxDelete: cfg.maxDelete,
-        force: cfg.force,
-        dryRun: cfg.dryRun,
-        retain: cfg.retain,
+        ...writerTuning(cfg),
         cacheControl: compileCacheControl(cfg.cacheControl),
       },
       { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date() },

@@ -91,6 +91,15 @@ const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credent
 
 const MIN_PART = 5 * 1024 * 1024;
 
+/** The tuning fields every writer (uploader, rollback) takes as the config has them. */
+export type WriterTuning = Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain">;
+
+/** Pick {@link WriterTuning} out of a resolved config. */
+export function writerTuning(cfg: Config): WriterTuning {
+  const { concurrency, multipartThreshold, partSize, maxDelete, force, dryRun, retain } = cfg;
+  return { concurrency, multipartThreshold, partSize, maxDelete, force, dryRun, retain };
+}
+
 /** Validate merged raw settings; throws {@link ConfigError} listing every problem. */
 export function validateConfig(raw: Readonly<Record<string, unknown>>, source = "configuration", exitCode: ExitCodeValue = ExitCode.config): Config {
   const problems: string[] = [];

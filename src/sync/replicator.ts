@@ -8,9 +8,10 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { Transform, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import pLimit from "p-limit";
 import pRetry from "p-retry";
+import { hashingTap } from "../adapters/hashing-tap.ts";
 import { contentTypeFor } from "../core/content-type.ts";
 import { errorMessage, FansyncError, IntegrityError, RemoteError } from "../core/errors.ts";
 import { type Location, metaPrefix } from "../core/location.ts";
@@ -390,18 +391,11 @@ export class Replicator {
       return r.store.put(dst, buf, got.attrs, {}, signal);
     }
     // Large objects: multipart, hashing as the bytes pass; a mismatch fails the round before any head names them.
-    const h = createHash("sha256");
-    let size = 0;
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        h.update(chunk);
-        size += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    (got.body as Readable).on("error", (err) => tap.destroy(err));
-    const res = await r.store.upload(dst, got.body.pipe(tap), got.attrs, { size: e.size, partSize: this.o.partSize, queueSize: 4, signal });
-    if (size !== e.size || h.digest("hex") !== e.sha256) throw corrupt(e, size);
+    const tap = hashingTap();
+    (got.body as Readable).on("error", (err) => tap.stream.destroy(err));
+    const res = await r.store.upload(dst, got.body.pipe(tap.stream), got.attrs, { size: e.size, partSize: this.o.partSize, queueSize: 4, signal });
+    const seen = tap.seen();
+    if (seen.bytes !== e.size || seen.sha256 !== e.sha256) throw corrupt(e, seen.bytes);
     return res;
   }
 

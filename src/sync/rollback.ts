@@ -4,16 +4,15 @@
  * source, the delete guard, a held lease) refuses before any write; then objects, then manifest and
  * journal, then the head; removed objects are deleted after the head stopped naming them.
  */
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
 import pRetry from "p-retry";
-import type { Config } from "../core/config.ts";
-import { contentTypeFor } from "../core/content-type.ts";
+import type { WriterTuning } from "../core/config.ts";
+import { hashingTap } from "../adapters/hashing-tap.ts";
+import { contentAttrs } from "./object-attrs.ts";
 import { errorMessage, PartialFailureError, RaceError, UsageError } from "../core/errors.ts";
 import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
@@ -32,7 +31,7 @@ import {
 import { listRetained, readGenerationManifest } from "./history.ts";
 
 /** Everything a rollback needs to know, resolved. */
-export interface RollbackOptions extends Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain"> {
+export interface RollbackOptions extends WriterTuning {
   readonly loc: Location;
   /** The retained generation whose content is published again. */
   readonly to: number;
@@ -280,28 +279,18 @@ async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d
   // Large files: hashed before anything is sent, then hashed again as they stream, so bytes that
   // changed in between are caught (the head is then not written, and a rerun repairs the object).
   if ((await hashFile(abs, e.size)) !== e.sha256) throw new SourceChanged(`${local} under --from changed since it was hashed`);
-  const h = createHash("sha256");
-  let n = 0;
-  const body = new Transform({
-    transform(c: Buffer, _enc, cb) {
-      h.update(c);
-      n += c.length;
-      cb(null, c);
-    },
-  });
+  const tap = hashingTap();
+  const body = tap.stream;
   pipeline(createReadStream(abs, { highWaterMark: 1024 * 1024 }), body).catch((err: unknown) => body.destroy(err as Error));
   const r = await d.store.upload(key, body, attrs, { size: e.size, partSize: o.partSize, queueSize: 4, signal: d.signal });
-  if (n !== e.size || h.digest("hex") !== e.sha256) throw new SourceChanged(`${local} under --from changed while it was uploaded`);
+  const seen = tap.seen();
+  if (seen.bytes !== e.size || seen.sha256 !== e.sha256) throw new SourceChanged(`${local} under --from changed while it was uploaded`);
   return r;
 }
 
-/** Headers of a restored object, as the uploader writes them (the manifest stays authoritative for mtime/mode). */
+/** Headers of a restored object, as the uploader writes them. */
 function attrsFor(e: Entry, o: RollbackOptions): ObjectAttrs {
-  return {
-    contentType: contentTypeFor(e.path),
-    cacheControl: o.cacheControl(e.path),
-    metadata: { sha256: e.sha256, mtime: String(e.mtimeMs), mode: e.mode.toString(8) },
-  };
+  return contentAttrs(e, o.cacheControl);
 }
 
 function missingError(missing: readonly Entry[], o: RollbackOptions, url: string): UsageError {

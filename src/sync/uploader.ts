@@ -10,10 +10,10 @@ import { pipeline } from "node:stream/promises";
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "./transfer-events.ts";
+import { contentAttrs } from "./object-attrs.ts";
 import pRetry, { AbortError } from "p-retry";
-import { contentTypeFor } from "../core/content-type.ts";
 import { errorMessage, GuardError, LocalIoError, PartialFailureError } from "../core/errors.ts";
-import type { Config } from "../core/config.ts";
+import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
@@ -31,7 +31,7 @@ import {
 } from "./head-store.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
-export interface UploaderOptions extends Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain"> {
+export interface UploaderOptions extends WriterTuning {
   readonly docroot: string;
   readonly loc: Location;
   /** This docroot+location's own state directory. */
@@ -336,11 +336,7 @@ export class Uploader {
   }
 
   private attrs(f: { path: string; mtimeMs: number; mode: number; sha256: string }): ObjectAttrs {
-    return {
-      contentType: contentTypeFor(f.path),
-      cacheControl: this.o.cacheControl(f.path),
-      metadata: { sha256: f.sha256, mtime: String(f.mtimeMs), mode: f.mode.toString(8) },
-    };
+    return contentAttrs(f, this.o.cacheControl);
   }
 
   private async checkDocroot(): Promise<void> {
