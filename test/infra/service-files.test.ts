@@ -22,10 +22,12 @@ test("the cron file runs fansync pull every minute as fansync, with no flock", a
 
 // Keys per the configuration reference: common, push/watch, pull, replicate, per-location.
 const COMMON = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "stateDir", "concurrency"];
+// The daemons' status page (watch, pull --watch, replicate --watch).
+const HTTP = ["http", "healthMaxLag", "fleet"];
 const KEYS: Record<string, string[]> = {
-  "master.yaml": [...COMMON, "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "delay", "maxDelay", "rescanInterval", "replicateTo"],
-  "node-us.yaml": [...COMMON, "sources", "docroot", "maxDelete", "statusFile", "interval", "staleAfter", "deleteExtraneous", "maxLag", "locations"],
-  "replicator.yaml": [...COMMON, "source", "targets", "interval", "locations"],
+  "master.yaml": [...COMMON, "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "delay", "maxDelay", "rescanInterval", "replicateTo", ...HTTP],
+  "node-us.yaml": [...COMMON, "sources", "docroot", "maxDelete", "statusFile", "interval", "staleAfter", "deleteExtraneous", "maxLag", "locations", "report", "reportTo", "nodeId", ...HTTP],
+  "replicator.yaml": [...COMMON, "source", "targets", "interval", "locations", ...HTTP],
 };
 
 for (const [file, allowed] of Object.entries(KEYS)) {
