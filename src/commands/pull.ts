@@ -6,7 +6,7 @@
 import os from "node:os";
 import path from "node:path";
 import type { Config } from "../core/config.ts";
-import { errorMessage, FansyncError, RemoteError, UsageError } from "../core/errors.ts";
+import { errorMessage, FansyncError, RemoteError, UsageError, errorLine } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
@@ -169,7 +169,7 @@ function ok(r: PullResult, staleAfterMs: number): PullStatus {
 async function failed(file: string, err: unknown, staleAfterMs: number): Promise<PullStatus> {
   const prev = await readJson<PullStatus>(file);
   const now = new Date();
-  const msg = `${(err as Error).name ?? "Error"}: ${errorMessage(err)}`.replace(/\s+/g, " ").slice(0, 300);
+  const msg = errorLine(err);
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
   // A transient failure shortly after a success still serves the last generation: STALE, not ERROR,
   // until staleAfter passes; a load balancer can choose which of the two words it accepts.

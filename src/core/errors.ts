@@ -118,3 +118,8 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);
 }
+
+/** "Name: message" on one line, at most 300 characters: what status files, reports and pages show. */
+export function errorLine(err: unknown): string {
+  return `${(err as Error | undefined)?.name ?? "Error"}: ${errorMessage(err)}`.replace(/\s+/g, " ").slice(0, 300);
+}

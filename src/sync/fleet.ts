@@ -2,7 +2,7 @@
  * One read of the fleet: each location's head and every node report found under them. Shared by
  * `fansync status s3://...` and the daemons' status page.
  */
-import { errorMessage } from "../core/errors.ts";
+import { errorLine } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import { type FleetView, planFleetView } from "../core/node-report.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -39,7 +39,7 @@ export async function readFleet(sources: readonly { loc: Location; store: S3Stor
         const h = hs?.head;
         return { url, generation: h?.generation ?? 0, time: h?.time ?? null, writer: h?.writer ?? null, files: h?.files ?? 0, bytes: h?.bytes ?? 0, error: null };
       } catch (err) {
-        return { url, generation: null, time: null, writer: null, files: null, bytes: null, error: `${(err as Error).name}: ${errorMessage(err)}`.slice(0, 300) };
+        return { url, generation: null, time: null, writer: null, files: null, bytes: null, error: errorLine(err) };
       }
     }),
   );

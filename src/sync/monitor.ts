@@ -5,7 +5,7 @@
  * {@link Monitor.events} to its transfers.
  */
 import os from "node:os";
-import { errorMessage } from "../core/errors.ts";
+import { errorMessage, errorLine } from "../core/errors.ts";
 import { judgeHealth, type SelfState } from "../core/health.ts";
 import type { Location } from "../core/location.ts";
 import { type LagSample, renderStatusPage } from "../core/status-page.ts";
@@ -65,7 +65,7 @@ export class Monitor {
   record(r: { ok: boolean; status?: SelfState["status"]; generation: number; headGeneration: number; lagSeconds: number; error?: unknown }): void {
     const at = this.d.now();
     const iso = at.toISOString();
-    const lastError = r.ok ? null : `${(r.error as Error | undefined)?.name ?? "Error"}: ${errorMessage(r.error)}`.replace(/\s+/g, " ").slice(0, 300);
+    const lastError = r.ok ? null : errorLine(r.error);
     this.self = {
       ...this.self,
       status: r.status ?? (r.ok ? "OK" : "ERROR"),

@@ -13,7 +13,7 @@ import pLimit from "p-limit";
 import pRetry from "p-retry";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { contentTypeFor } from "../core/content-type.ts";
-import { errorMessage, FansyncError, IntegrityError, RemoteError } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, RemoteError, errorLine } from "../core/errors.ts";
 import { type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Journal, metaKeys, parseHead, parseJournal, sha256Hex } from "../core/manifest.ts";
 import { applyJournals, canUseJournals, planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
@@ -505,7 +505,7 @@ export class Replicator {
       lag,
       behindSince: lag.generations > 0 ? st.behindSince : null,
       lastSuccess: st.lastSuccess,
-      lastError: err === undefined ? null : `${(err as Error).name ?? "Error"}: ${errorMessage(err)}`.replace(/\s+/g, " ").slice(0, 300),
+      lastError: err === undefined ? null : errorLine(err),
       failures: st.failures,
     };
     this.d.onStatus?.({ ...body, lastAttempt: now.toISOString() });
