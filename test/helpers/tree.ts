@@ -49,15 +49,5 @@ export async function snapshot(root: string, skip: (rel: string) => boolean = ()
   return out;
 }
 
-/** Deterministic pseudo-random bytes (so a failing test can be rerun with the same data). */
-export function seededBytes(seed: number, n: number): Buffer {
-  const buf = Buffer.allocUnsafe(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    buf[i] = x & 0xff;
-  }
-  return buf;
-}
+/** Deterministic pseudo-random bytes (so a failing test can be rerun with the same data): the demo's generator. */
+export { seededBytes } from "../../src/core/seeded-bytes.ts";
