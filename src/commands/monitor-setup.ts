@@ -7,9 +7,9 @@ import { storeFor } from "../cli/store.ts";
 import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
 
 /** The monitor for a daemon, listening; undefined when `--http` is not set. */
-export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal, o: { role: MonitorOptions["role"]; detail: string; fleet: readonly Location[]; expectEveryMs?: number }): Promise<Monitor | undefined> {
+export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal, o: { role: MonitorOptions["role"]; daemon: boolean; detail: string; fleet: readonly Location[]; expectEveryMs?: number }): Promise<Monitor | undefined> {
   if (!cfg.http) return undefined;
-  if (!cfg.watch && o.role !== "push") throw new UsageError("--http serves a daemon's status: it needs --watch", { hint: "add --watch, or use `fansync status` for a one-shot look" });
+  if (!o.daemon) throw new UsageError("--http serves a daemon's status: it needs --watch", { hint: "add --watch, or use `fansync status` for a one-shot look" });
   const m = new Monitor(
     {
       role: o.role,

@@ -46,7 +46,7 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
   const docroot = path.resolve(cfg.docroot);
   const stateDir = jobStateDir(cfg, "pull", docroot, "");
   const plog = log.child({ component: "puller" });
-  const monitor = await startMonitor(cfg, log, signal, { role: "pull", detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
+  const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
   const lock = await acquireLock(path.join(stateDir, "pull.lock")).catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;
@@ -72,12 +72,18 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
   // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
   const lagRule = { stateDir, maxLag: cfg.maxLag, checkEveryMs: LAG_CHECK_RUNS * cfg.interval };
   const reporter = cfg.report ? nodeReporter(cfg, sources, stateDir, plog) : undefined;
-  // Without --status-file, a report or the status page still needs the last run's status (what a
-  // failed run keeps of the previous one): it is kept in the state directory.
-  const lastStatus = statusFile ?? path.join(stateDir, "last-status.json");
-  const saveStatus = async (st: PullStatus) => {
+  // A failed run repeats what the last good one knew (generation, source, last success). A daemon
+  // keeps it in memory; across processes (cron) it comes from the status file, or with --report and
+  // no status file from a copy in the state directory.
+  const lastStatusFile = statusFile ?? (reporter ? path.join(stateDir, "last-status.json") : undefined);
+  let last = lastStatusFile ? await readJson<PullStatus>(lastStatusFile) : undefined;
+  const settle = async (st: PullStatus, err?: unknown) => {
+    last = st;
     if (statusFile) await writeStatus(statusFile, st);
-    else if (reporter || monitor) await writeFileAtomic(lastStatus, JSON.stringify(st) + "\n");
+    else if (lastStatusFile) await writeFileAtomic(lastStatusFile, JSON.stringify(st) + "\n");
+    await reporter?.(st);
+    const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;
+    monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err });
   };
   const once = async (): Promise<PullResult> => {
     let lastErr: unknown;
@@ -101,14 +107,10 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
     if (!cfg.watch) {
       try {
         const r = await once();
-        const st = ok(r, cfg.staleAfter);
-        await saveStatus(st);
-        await reporter?.(st);
+        await settle(ok(r, cfg.staleAfter));
         if (r.noop) plog.info({ generation: r.generation, source: r.source }, "up to date");
       } catch (err) {
-        const st = await failed(lastStatus, err, cfg.staleAfter);
-        await saveStatus(st);
-        await reporter?.(st);
+        await settle(failed(last, err, cfg.staleAfter), err);
         throw err;
       }
       return;
@@ -119,18 +121,12 @@ export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promi
       const running = once().then(
         async (r) => {
           backoff = 0;
-          const st = ok(r, cfg.staleAfter);
-          await saveStatus(st);
-          await reporter?.(st);
-          monitor?.record({ ok: true, status: st.status, generation: st.generation, headGeneration: st.headGeneration, lagSeconds: st.lag.seconds });
+          await settle(ok(r, cfg.staleAfter));
         },
         async (err: unknown) => {
           backoff = Math.min(60_000, Math.max(cfg.interval, backoff * 2));
           plog.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "pull failed");
-          const st = await failed(lastStatus, err, cfg.staleAfter);
-          await saveStatus(st);
-          await reporter?.(st);
-          monitor?.record({ ok: false, generation: st.generation, headGeneration: st.headGeneration, lagSeconds: st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0, error: err });
+          await settle(failed(last, err, cfg.staleAfter), err);
         },
       );
       // SIGTERM drains the run in flight (bounded by a deadline), then the loop ends.
@@ -166,8 +162,7 @@ function ok(r: PullResult, staleAfterMs: number): PullStatus {
   };
 }
 
-async function failed(file: string, err: unknown, staleAfterMs: number): Promise<PullStatus> {
-  const prev = await readJson<PullStatus>(file);
+function failed(prev: PullStatus | undefined, err: unknown, staleAfterMs: number): PullStatus {
   const now = new Date();
   const msg = errorLine(err);
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;

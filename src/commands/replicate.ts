@@ -57,6 +57,7 @@ export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): 
   const hard = new AbortController();
   const monitor = await startMonitor(cfg, log, signal, {
     role: "replicate",
+    daemon: cfg.watch,
     detail: `${formatLocation(cfg.source)} → ${cfg.targets.map(formatLocation).join(", ")}`,
     fleet: [cfg.source, ...cfg.targets],
     expectEveryMs: cfg.interval,

@@ -26,7 +26,7 @@ const DRAIN_DEADLINE_MS = 30_000;
 export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
   const hard = new AbortController();
   const target = cfg.target ? formatLocation(cfg.target) : "";
-  const monitor = cfg.target ? await startMonitor(cfg, log, signal, { role: "push", detail: `${path.resolve(cfg.docroot ?? ".")} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] }) : undefined;
+  const monitor = cfg.target ? await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot ?? ".")} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] }) : undefined;
   // One bar per batch, and only while the daemon runs in the foreground of a terminal.
   const uploader = createUploader(cfg, log, hard.signal, fanOutEvents(progressBarFor(cfg), monitor?.events()));
   const lock = await acquireLock(path.join(uploader.stateDir, "push.lock")).catch(async (err: unknown) => {
