@@ -12,7 +12,8 @@ import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { after } from "node:test";
-import type { Fault } from "./proxy.ts";
+import type { Ctx } from "./ctx.ts";
+import { type Fault, startProxy } from "./proxy.ts";
 import { getBytes, listKeys } from "./s3.ts";
 import { snapshot } from "./tree.ts";
 
@@ -51,6 +52,8 @@ export interface Figures {
   hostile: number;
   filesVerified: number;
   bytesLost: number;
+  /** Add what one check verified (files, and bytes lost if it compares content). */
+  verified(r: { readonly files: number; readonly bytesLost?: number }): void;
 }
 
 /**
@@ -58,10 +61,17 @@ export interface Figures {
  * the totals) and printed by the file itself, so a file run alone still shows what it did.
  */
 export function useFigures(file: string): Figures {
-  const f: Figures = { faults: 0, killPoints: 0, hostile: 0, filesVerified: 0, bytesLost: 0 };
+  const f: Figures = {
+    faults: 0, killPoints: 0, hostile: 0, filesVerified: 0, bytesLost: 0,
+    verified(r) {
+      f.filesVerified += r.files;
+      f.bytesLost += r.bytesLost ?? 0;
+    },
+  };
   after(() => {
     const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
-    const line = JSON.stringify({ file, server, seed: SEED, ...f });
+    const { faults, killPoints, hostile, filesVerified, bytesLost } = f;
+    const line = JSON.stringify({ file, server, seed: SEED, faults, killPoints, hostile, filesVerified, bytesLost });
     const out = process.env.FANSYNC_FIGURES ?? path.join(os.tmpdir(), `fansync-figures-${process.ppid}.ndjson`);
     appendFileSync(out, line + "\n");
     process.stdout.write(`# figures ${file} (${server}, seed ${SEED}): faults injected ${f.faults}, kill points ${f.killPoints}, hostile inputs ${f.hostile}, files verified ${f.filesVerified}, bytes lost ${f.bytesLost}\n`);
@@ -249,4 +259,17 @@ export function randomFaults(r: ReturnType<typeof rng>, p: number): (q: { method
     if (q.method === "GET") menu.push({ kind: "truncate" });
     return r.pick(menu);
   };
+}
+
+/**
+ * A versioned bucket reached through a fault proxy, with a master and a node tree and their state
+ * directories; `via(stateDir)` gives the flags that send a run through the proxy.
+ */
+export async function proxiedSite(ctx: Ctx, tag: string) {
+  const bucket = await ctx.server.bucket(tag, { versioning: true });
+  const proxy = await startProxy(ctx.server.endpoint);
+  const dirs = { master: ctx.tmp("master"), node: ctx.tmp("node"), mstate: ctx.tmp("mstate"), nstate: ctx.tmp("nstate") };
+  const url = `s3://${bucket}/site`;
+  const via = (stateDir: string) => ["--endpoint-url", proxy.url, "--state-dir", stateDir, "--log-format", "json", "--concurrency", "4"];
+  return { bucket, proxy, url, via, ...dirs };
 }

@@ -12,9 +12,8 @@ import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import {
-  checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, rng, sampleDocroot, SEED, sleep, useFigures,
+  checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, proxiedSite, rng, sampleDocroot, SEED, sleep, useFigures,
 } from "../helpers/faults.ts";
-import { startProxy } from "../helpers/proxy.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
 
 const ctx = useServer();
@@ -22,17 +21,14 @@ const fig = useFigures("faults-crash");
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
 
 async function setup(tag: string) {
-  const bucket = await ctx.server.bucket(tag, { versioning: true });
-  const proxy = await startProxy(ctx.server.endpoint);
-  const dirs = { master: ctx.tmp("master"), node: ctx.tmp("node"), mstate: ctx.tmp("mstate"), nstate: ctx.tmp("nstate") };
-  const url = `s3://${bucket}/site`;
-  const via = (stateDir: string) => ["--endpoint-url", proxy.url, "--state-dir", stateDir, "--log-format", "json", "--concurrency", "4"];
+  const site = await proxiedSite(ctx, tag);
+  const { url, via } = site;
   return {
-    bucket, proxy, url, ...dirs,
-    startPush: () => startCli(["push", dirs.master, url, ...via(dirs.mstate)]),
-    startPull: () => startCli(["pull", url, dirs.node, ...via(dirs.nstate)]),
-    push: () => ctx.cli(["push", dirs.master, url, ...ctx.flags(dirs.mstate)]),
-    pull: () => ctx.cli(["pull", url, dirs.node, ...ctx.flags(dirs.nstate)]),
+    ...site,
+    startPush: () => startCli(["push", site.master, url, ...via(site.mstate)]),
+    startPull: () => startCli(["pull", url, site.node, ...via(site.nstate)]),
+    push: () => ctx.cli(["push", site.master, url, ...ctx.flags(site.mstate)]),
+    pull: () => ctx.cli(["pull", url, site.node, ...ctx.flags(site.nstate)]),
   };
 }
 
@@ -49,6 +45,27 @@ async function killAfter(child: ReturnType<typeof startCli>, ms: number): Promis
 async function noTempFiles(root: string): Promise<void> {
   const names = (await readdir(root, { recursive: true })).filter((n) => n.includes(".fansync-tmp-"));
   assert.deepEqual(names, [], "stale temp files are cleaned by the next run");
+}
+
+/**
+ * Run a push whose `stalled` request hangs, SIGKILL it there, then check that the head names a
+ * complete generation and that the next push brings the bucket to the tree exactly.
+ */
+async function killPushWhileStalled(s: Awaited<ReturnType<typeof setup>>, stalled: (q: { method: string; url: string }) => boolean, strictHead: boolean, message?: string): Promise<void> {
+  s.proxy.reset();
+  s.proxy.fault = (q) => (stalled(q) ? { kind: "stall" } : { kind: "none" });
+  const child = s.startPush();
+  await s.proxy.waitFor(stalled);
+  child.kill("SIGKILL");
+  await waitCli(child);
+  s.proxy.fault = () => ({ kind: "none" });
+  const h = await checkHeadComplete(ctx.server.client, s.bucket, "site/", { strict: strictHead });
+  fig.verified(h);
+  expectCode(await s.push(), 0);
+  const eq = await checkBucketEqualsTree(ctx.server.client, s.bucket, "site/", s.master);
+  assert.deepEqual(eq.problems, [], message);
+  fig.verified(eq);
+  fig.killPoints++;
 }
 
 describe(`crashes (${server}, seed ${SEED})`, () => {
@@ -70,12 +87,11 @@ describe(`crashes (${server}, seed ${SEED})`, () => {
         const at = r.int(0, span);
         if (await killAfter(s.startPush(), at)) landed++;
         const h = await checkHeadComplete(ctx.server.client, s.bucket, "site/", { strict: ctx.server.features.versioning });
-        fig.filesVerified += h.files;
+        fig.verified(h);
         expectCode(await s.push(), 0);
         const eq = await checkBucketEqualsTree(ctx.server.client, s.bucket, "site/", s.master);
         assert.deepEqual(eq.problems, [], `after a kill at ${at} ms (point ${i})`);
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
+        fig.verified(eq);
         fig.killPoints++;
       }
       fig.faults += s.proxy.injected;
@@ -110,8 +126,7 @@ describe(`crashes (${server}, seed ${SEED})`, () => {
         const eq = await checkDocrootEqualsTree(s.node, s.master);
         assert.deepEqual(eq.problems, [], `after a kill at ${at} ms (point ${i})`);
         await noTempFiles(s.node);
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
+        fig.verified(eq);
         fig.killPoints++;
       }
       fig.faults += s.proxy.injected;
@@ -128,21 +143,7 @@ describe(`crashes (${server}, seed ${SEED})`, () => {
       expectCode(await s.push(), 0);
       for (let i = 0; i < count(2, 10); i++) {
         await editSite(s.master, r);
-        s.proxy.reset();
-        s.proxy.fault = (q) => (q.method === "PUT" && q.url.includes("head.json") ? { kind: "stall" } : { kind: "none" });
-        const child = s.startPush();
-        await s.proxy.waitFor((q) => q.method === "PUT" && q.url.includes("head.json"));
-        child.kill("SIGKILL");
-        await waitCli(child);
-        s.proxy.fault = () => ({ kind: "none" });
-        const h = await checkHeadComplete(ctx.server.client, s.bucket, "site/", { strict: ctx.server.features.versioning });
-        fig.filesVerified += h.files;
-        expectCode(await s.push(), 0);
-        const eq = await checkBucketEqualsTree(ctx.server.client, s.bucket, "site/", s.master);
-        assert.deepEqual(eq.problems, []);
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
-        fig.killPoints++;
+        await killPushWhileStalled(s, (q) => q.method === "PUT" && q.url.includes("head.json"), ctx.server.features.versioning);
       }
       fig.faults += s.proxy.injected;
     } finally {
@@ -162,27 +163,14 @@ describe(`crashes (${server}, seed ${SEED})`, () => {
         const names = (await readdir(s.master, { recursive: true, withFileTypes: true })).filter((d) => d.isFile());
         const victim = names[r.int(0, names.length - 1)];
         if (victim) await rm(path.join(victim.parentPath, victim.name));
-        s.proxy.reset();
         // The deletion of content objects is the first DeleteObjects after the head PUT (the
         // capability probe also deletes, before).
         let headSeen = false;
-        s.proxy.fault = (q) => {
+        const contentDelete = (q: { method: string; url: string }) => {
           if (q.method === "PUT" && q.url.includes("head.json")) headSeen = true;
-          return headSeen && q.method === "POST" && q.url.includes("delete") ? { kind: "stall" } : { kind: "none" };
+          return headSeen && q.method === "POST" && q.url.includes("delete");
         };
-        const child = s.startPush();
-        await s.proxy.waitFor((q) => headSeen && q.method === "POST" && q.url.includes("delete"));
-        child.kill("SIGKILL");
-        await waitCli(child);
-        s.proxy.fault = () => ({ kind: "none" });
-        const h = await checkHeadComplete(ctx.server.client, s.bucket, "site/", { strict: true });
-        fig.filesVerified += h.files;
-        expectCode(await s.push(), 0);
-        const eq = await checkBucketEqualsTree(ctx.server.client, s.bucket, "site/", s.master);
-        assert.deepEqual(eq.problems, [], "no object of a deleted file is left behind");
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
-        fig.killPoints++;
+        await killPushWhileStalled(s, contentDelete, true, "no object of a deleted file is left behind");
       }
       fig.faults += s.proxy.injected;
     } finally {
@@ -191,4 +179,3 @@ describe(`crashes (${server}, seed ${SEED})`, () => {
   });
 });
 
-void noTempFiles;

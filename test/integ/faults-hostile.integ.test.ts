@@ -304,8 +304,7 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
       expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
       const eq = await checkDocrootEqualsTree(node, master, (rel) => rel === "keep.txt");
       assert.deepEqual(eq.problems, []);
-      fig.filesVerified += eq.files;
-      fig.bytesLost += eq.bytesLost;
+      fig.verified(eq);
     } finally {
       execFileSync("umount", ["-l", mnt]);
     }
@@ -344,7 +343,7 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
         const res = await ctx.cli([...args, "--exclude", ".big.tmp"]);
         assert.ok([0, 4].includes(res.code ?? -1), res.stderr);
         const h = await checkHeadComplete(ctx.server.client, bucket, "site/", { strict: ctx.server.features.versioning });
-        fig.filesVerified += h.files;
+        fig.verified(h);
       }
     } finally {
       stop = true;

@@ -11,9 +11,9 @@ import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import {
-  checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, randomFaults, rng, sampleDocroot, SEED, sleep, SOAK, useFigures,
+  checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, proxiedSite, randomFaults, rng, sampleDocroot, SEED, sleep, SOAK, useFigures,
 } from "../helpers/faults.ts";
-import { type Fault, startProxy } from "../helpers/proxy.ts";
+import type { Fault } from "../helpers/proxy.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
 
 const ctx = useServer();
@@ -21,16 +21,13 @@ const fig = useFigures("faults-network");
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
 
 async function setup(tag: string) {
-  const bucket = await ctx.server.bucket(tag, { versioning: true });
-  const proxy = await startProxy(ctx.server.endpoint);
-  const dirs = { master: ctx.tmp("master"), node: ctx.tmp("node"), mstate: ctx.tmp("mstate"), nstate: ctx.tmp("nstate") };
-  const url = `s3://${bucket}/site`;
-  const via = (stateDir: string) => ["--endpoint-url", proxy.url, "--state-dir", stateDir, "--log-format", "json", "--concurrency", "4"];
+  const site = await proxiedSite(ctx, tag);
+  const { url, via } = site;
   return {
-    bucket, proxy, url, ...dirs,
-    push: (...extra: string[]) => ctx.cli(["push", dirs.master, url, ...via(dirs.mstate), ...extra]),
-    pull: (...extra: string[]) => ctx.cli(["pull", url, dirs.node, ...via(dirs.nstate), ...extra]),
-    cleanPush: (...extra: string[]) => ctx.cli(["push", dirs.master, url, ...ctx.flags(dirs.mstate), ...extra]),
+    ...site,
+    push: (...extra: string[]) => ctx.cli(["push", site.master, url, ...via(site.mstate), ...extra]),
+    pull: (...extra: string[]) => ctx.cli(["pull", url, site.node, ...via(site.nstate), ...extra]),
+    cleanPush: (...extra: string[]) => ctx.cli(["push", site.master, url, ...ctx.flags(site.mstate), ...extra]),
   };
 }
 
@@ -49,13 +46,12 @@ describe(`network faults (${server}, seed ${SEED})`, () => {
         // Whatever the outcome, the head names objects that are all there with the right bytes.
         s.proxy.fault = () => ({ kind: "none" });
         const h = await checkHeadComplete(ctx.server.client, s.bucket, "site/", { strict: res.code === 0 || ctx.server.features.versioning });
-        fig.filesVerified += h.files;
+        fig.verified(h);
       }
       fig.faults += s.proxy.injected;
       expectCode(await s.push(), 0);
       const eq = await checkBucketEqualsTree(ctx.server.client, s.bucket, "site/", s.master);
-      fig.filesVerified += eq.files;
-      fig.bytesLost += eq.bytesLost;
+      fig.verified(eq);
       assert.deepEqual(eq.problems, []);
     } finally {
       await s.proxy.close();
@@ -86,8 +82,7 @@ describe(`network faults (${server}, seed ${SEED})`, () => {
       s.proxy.fault = () => ({ kind: "none" });
       expectCode(await s.pull(), 0);
       const eq = await checkDocrootEqualsTree(s.node, s.master);
-      fig.filesVerified += eq.files;
-      fig.bytesLost += eq.bytesLost;
+      fig.verified(eq);
       assert.deepEqual(eq.problems, []);
     } finally {
       await s.proxy.close();
@@ -138,8 +133,7 @@ describe(`network faults (${server}, seed ${SEED})`, () => {
         if (g.code !== 0) expectCode(await s.pull(), 0);
         const eq = await checkDocrootEqualsTree(s.node, s.master);
         assert.deepEqual(eq.problems, [], `after ${k.kind} on ${name}`);
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
+        fig.verified(eq);
       }
       fig.faults += s.proxy.injected;
     } finally {
@@ -167,8 +161,7 @@ describe(`network faults (${server}, seed ${SEED})`, () => {
         eq = await checkBucketEqualsTree(ctx.server.client, s.bucket, "site/", s.master).catch((e: unknown) => ({ files: 0, bytesLost: 0, problems: [String(e)] }));
       }
       assert.deepEqual(eq.problems, [], `watch did not converge:\n${child.out.stdout.slice(-2000)}`);
-      fig.filesVerified += eq.files;
-      fig.bytesLost += eq.bytesLost;
+      fig.verified(eq);
       await checkHeadComplete(ctx.server.client, s.bucket, "site/", { strict: true });
     } finally {
       child.kill("SIGTERM");

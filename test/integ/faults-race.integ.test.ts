@@ -66,7 +66,7 @@ describe(`racing writers (${server}, seed ${SEED})`, () => {
         assert.match(loser.stderr, /lost the race|holds the write lease|took the write lease/);
         lastWinner = ra.code === 0 ? a : b;
         const h = await checkHeadComplete(ctx.server.client, bucket, "site/", { strict: true });
-        fig.filesVerified += h.files;
+        fig.verified(h);
         fig.faults += 1;
       }
       const n = await checkChain(bucket, "site/");

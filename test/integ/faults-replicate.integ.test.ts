@@ -51,15 +51,14 @@ describe(`replicate faults (${server}, seed ${SEED})`, () => {
         s.proxy.fault = () => ({ kind: "none" });
         for (const b of s.regions) {
           const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: res.code === 0 || s.versioned.has(b) });
-          fig.filesVerified += h.files;
+          fig.verified(h);
         }
       }
       fig.faults += s.proxy.injected;
       expectCode(await s.replicate(), 0);
       for (const b of s.regions) {
         const eq = await checkBucketEqualsTree(ctx.server.client, b, "site/", s.master);
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
+        fig.verified(eq);
         assert.deepEqual(eq.problems, [], `region ${b}`);
       }
     } finally {
@@ -84,15 +83,14 @@ describe(`replicate faults (${server}, seed ${SEED})`, () => {
         fig.killPoints++;
         for (const b of s.regions) {
           const h = await checkHeadComplete(ctx.server.client, b, "site/", { strict: s.versioned.has(b) });
-          fig.filesVerified += h.files;
+          fig.verified(h);
         }
       }
       s.proxy.fault = () => ({ kind: "none" });
       expectCode(await s.replicate(), 0);
       for (const b of s.regions) {
         const eq = await checkBucketEqualsTree(ctx.server.client, b, "site/", s.master);
-        fig.filesVerified += eq.files;
-        fig.bytesLost += eq.bytesLost;
+        fig.verified(eq);
         assert.deepEqual(eq.problems, [], `region ${b}`);
       }
     } finally {
