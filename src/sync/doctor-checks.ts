@@ -11,19 +11,16 @@ import {
 import { ExitCode, FansyncError, errorMessage } from "../core/errors.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { metaKeys } from "../core/manifest.ts";
-import type { Logger } from "../adapters/logger.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
 import { deleteAllVersions, getWithChecksum, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { probeConditionalSupport, readHead, readLease } from "./head-store.ts";
+import type { JobDeps } from "./job-deps.ts";
 
 /** What the checks run against; `now` is this host's clock (the clock check compares it). */
-export interface DoctorDeps {
+export interface DoctorDeps extends JobDeps {
   readonly store: S3Store;
   readonly loc: Location;
-  readonly log: Logger;
-  readonly signal: AbortSignal;
-  readonly now: () => Date;
 }
 
 /** `write: false` (--no-write) skips every check that writes a probe object. */

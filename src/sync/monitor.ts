@@ -9,13 +9,13 @@ import { errorMessage, errorLine } from "../core/errors.ts";
 import { judgeHealth, type SelfState } from "../core/health.ts";
 import type { Location } from "../core/location.ts";
 import { type LagSample, renderStatusPage } from "../core/status-page.ts";
-import type { Logger } from "../adapters/logger.ts";
 import { Metrics } from "../adapters/metrics.ts";
 import { startHttpServer, type HttpServer } from "../adapters/http-server.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
 import type { TransferEvents } from "./transfer-events.ts";
+import type { JobDeps } from "./job-deps.ts";
 
 /** How the monitor is set up. */
 export interface MonitorOptions {
@@ -48,9 +48,9 @@ export class Monitor {
   private timer: NodeJS.Timeout | undefined;
 
   private readonly o: MonitorOptions;
-  private readonly d: { readonly log: Logger; readonly now: () => Date; readonly signal: AbortSignal };
+  private readonly d: JobDeps;
 
-  constructor(o: MonitorOptions, d: { readonly log: Logger; readonly now: () => Date; readonly signal: AbortSignal }) {
+  constructor(o: MonitorOptions, d: JobDeps) {
     this.o = o;
     this.d = d;
     this.self = { role: o.role, status: "STARTING", generation: 0, headGeneration: 0, lagSeconds: 0, lastSuccess: null, lastAttempt: null, lastError: null, expectEveryMs: o.expectEveryMs, detail: o.detail };

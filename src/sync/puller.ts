@@ -26,6 +26,7 @@ import { ensureParentDirs, pruneEmptyDirs, tempPathFor, toLocal } from "../adapt
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
 import { readManifest } from "./head-store.ts";
+import type { JobDeps } from "./job-deps.ts";
 
 /** Resolved options of a puller. */
 export interface PullerOptions {
@@ -51,10 +52,7 @@ export interface Source {
 }
 
 /** Injected collaborators. */
-export interface PullerDeps {
-  readonly log: Logger;
-  readonly signal: AbortSignal;
-  readonly now: () => Date;
+export interface PullerDeps extends JobDeps {
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;
 }

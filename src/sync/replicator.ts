@@ -23,6 +23,7 @@ import { ConditionFailed, type ObjectAttrs, type PutResult, type S3Store } from 
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import { type HeadState, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest } from "./head-store.ts";
+import type { JobDeps } from "./job-deps.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -52,10 +53,7 @@ export interface ReplicatorOptions {
 }
 
 /** Injected collaborators; `signal` aborts requests in flight (the hard stop). */
-export interface ReplicatorDeps {
-  readonly log: Logger;
-  readonly signal: AbortSignal;
-  readonly now: () => Date;
+export interface ReplicatorDeps extends JobDeps {
   /** Told every region status as a round ends (the daemon's status page). */
   readonly onStatus?: ((s: RegionStatus) => void) | undefined;
 }

@@ -29,6 +29,7 @@ import {
   checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
 } from "./head-store.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
+import type { JobDeps } from "./job-deps.ts";
 
 /** Everything a rollback needs to know, resolved. */
 export interface RollbackOptions extends WriterTuning {
@@ -43,11 +44,8 @@ export interface RollbackOptions extends WriterTuning {
 }
 
 /** Injected collaborators. */
-export interface RollbackDeps {
+export interface RollbackDeps extends JobDeps {
   readonly store: S3Store;
-  readonly log: Logger;
-  readonly signal: AbortSignal;
-  readonly now: () => Date;
 }
 
 /** What the plan does, in counts. */

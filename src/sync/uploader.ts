@@ -26,6 +26,7 @@ import { isRetryable } from "../adapters/s3-errors.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
+import type { JobDeps } from "./job-deps.ts";
 import {
   checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
 } from "./head-store.ts";
@@ -41,11 +42,8 @@ export interface UploaderOptions extends WriterTuning {
 }
 
 /** Injected collaborators. */
-export interface UploaderDeps {
+export interface UploaderDeps extends JobDeps {
   readonly store: S3Store;
-  readonly log: Logger;
-  readonly signal: AbortSignal;
-  readonly now: () => Date;
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;
 }
