@@ -4,7 +4,7 @@
  * the facts lives in sync/doctor-checks.ts.
  */
 import { ExitCode, type ExitCodeValue } from "./errors.ts";
-import { formatBytes } from "./units.ts";
+import { formatAge, formatBytes } from "./units.ts";
 
 /** A check's verdict. SKIP: not run (--no-write, or an earlier check failed). */
 export type CheckStatus = "OK" | "WARN" | "FAIL" | "SKIP";
@@ -324,7 +324,7 @@ export function dataCheck(f: DataFacts): Check {
     return failed("fansync-data", { ...f.failure, message: integrity ? `head.json is damaged: ${f.failure.message}` : f.failure.message },
       integrity ? `pull and push stop with exit 8 at this location until head.json is valid; ${f.failure.hint ?? ""}`.replace(/; $/, "") : undefined);
   }
-  const ago = Number.isFinite(Date.parse(f.time)) ? ` (${formatAge(f.nowMs - Date.parse(f.time))} ago)` : "";
+  const ago = Number.isFinite(Date.parse(f.time)) ? ` (${formatAge((f.nowMs - Date.parse(f.time)) / 1000, { long: true })} ago)` : "";
   const leaseLive = f.lease ? Date.parse(f.lease.expires) > f.nowMs : false;
   const lease = !f.lease ? "write lease free"
     : leaseLive ? `write lease held by ${f.lease.writer} until ${f.lease.expires}`
@@ -336,14 +336,6 @@ export function dataCheck(f: DataFacts): Check {
   return check("fansync-data", "OK", found, action, {
     data: { generation: f.generation, files: f.files, bytes: f.bytes, writer: f.writer, time: f.time, lease: f.lease ? { ...f.lease, held: leaseLive } : null },
   });
-}
-
-function formatAge(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  if (s < 172_800) return `${Math.round(s / 3600)} h`;
-  return `${Math.round(s / 86_400)} days`;
 }
 
 /** Put checks in report order; a check never reported is listed as skipped. */

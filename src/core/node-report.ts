@@ -4,6 +4,7 @@
  * Reports are advisory: a missing or hostile one never changes what a node downloads.
  */
 import { compareUtf8 } from "./paths.ts";
+import { formatAge } from "./units.ts";
 
 /** Format tag of a node report. */
 export const NODE_REPORT_FORMAT = "fansync-node-report/1";
@@ -145,15 +146,6 @@ export function planFleetView(head: { readonly generation: number; readonly time
   const counts = { OK: 0, STALE: 0, ERROR: 0, SILENT: 0 };
   for (const n of nodes) counts[n.status]++;
   return { generation: newestHead, behindSince, nodes, counts };
-}
-
-/** Short human duration for tables: 42s, 7m, 3h, 2d. */
-export function formatAge(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  if (s < 172_800) return `${Math.round(s / 3600)}h`;
-  return `${Math.round(s / 86_400)}d`;
 }
 
 /** Render the fleet table as fixed-width text (one header line, one line per node). */

@@ -4,8 +4,8 @@
  * comes from the bucket (node names, errors, URLs) is escaped: a report is someone else's text.
  */
 import type { HealthVerdict, SelfState } from "./health.ts";
-import { formatAge, type FleetView, type NodeRow } from "./node-report.ts";
-import { formatBytes } from "./units.ts";
+import { type FleetView, type NodeRow } from "./node-report.ts";
+import { formatAge, formatBytes } from "./units.ts";
 
 /** One sample of the lag chart: seconds behind, per node, at time `t` (ms). */
 export interface LagSample {

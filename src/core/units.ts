@@ -53,3 +53,16 @@ export function formatBytes(n: number): string {
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
+
+/**
+ * A duration for people, rounded to one unit: 42s, 7m, 3h, 2d (thresholds at 2 of the next unit).
+ * `long` spells the units out for prose: 42 s, 7 min, 3 h, 2 days.
+ */
+export function formatAge(seconds: number, opts: { long?: boolean } = {}): string {
+  const s = Math.max(0, Math.round(seconds));
+  const [sec, min, hour, day] = opts.long ? [" s", " min", " h", " days"] : ["s", "m", "h", "d"];
+  if (s < 120) return `${s}${sec}`;
+  if (s < 7200) return `${Math.round(s / 60)}${min}`;
+  if (s < 172_800) return `${Math.round(s / 3600)}${hour}`;
+  return `${Math.round(s / 86_400)}${day}`;
+}
