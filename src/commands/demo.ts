@@ -276,7 +276,7 @@ class Monitor {
       if (gen > checked) {
         const hs = await readHead(primary.store, primary.loc, this.signal);
         if (hs) {
-          const { files } = await readManifest(primary.store, primary.loc, hs.head, this.signal);
+          const { files } = await readManifest(primary.store, hs.head, this.signal);
           checked = hs.head.generation;
           if (change.landed(files)) return hs.head.generation;
         }

@@ -34,8 +34,8 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): A
       return rep.daemon(SAFETY_INTERVAL_MS, stop.signal);
     })
     .catch((err: unknown) => log.error({ err }, "replication stopped"));
-  const after = async (generation: number) => {
-    void generation;
+  // The generation number is not needed: a kick makes each region read the primary's head anew.
+  const after = async (_generation: number) => {
     kick?.();
   };
   return Object.assign(after, {

@@ -36,7 +36,7 @@ export async function readHead(store: S3Store, loc: Location, signal?: AbortSign
 }
 
 /** Read and verify the manifest a head names. */
-export async function readManifest(store: S3Store, loc: Location, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
+export async function readManifest(store: S3Store, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
   const res = await store.get(head.manifestKey, signal ? { signal } : {});
   if (res.status === "not-found") {
     throw new IntegrityError(`head names manifest ${head.manifestKey} (generation ${head.generation}) but it does not exist`, {
@@ -44,7 +44,6 @@ export async function readManifest(store: S3Store, loc: Location, head: Head, si
     });
   }
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading ${head.manifestKey}: ${res.status}`);
-  void loc;
   return { files: parseManifest(res.body, head.manifestSha256, head.generation), bytes: res.body };
 }
 

@@ -15,7 +15,7 @@ import pRetry from "p-retry";
 import { errorMessage, ExitCode, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
-import { applyJournal, type Entry, type FileMap, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
+import { applyJournal, type Entry, type FileMap, type Head, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
 import type { DeleteLimit } from "../core/units.ts";
@@ -164,7 +164,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
 }
 
 /** The target generation's files: journals on top of what we hold when close, else the manifest. */
-async function readTarget(source: Source, head: { generation: number; oldestJournal: number; manifestKey: string; manifestSha256: string } & Parameters<typeof readManifest>[2], state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<FileMap> {
+async function readTarget(source: Source, head: Head, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<FileMap> {
   const have = state?.generation ?? 0;
   const behind = head.generation - have;
   if (state?.complete && sameSource && have > 0 && behind > 0 && behind <= o.maxJournals && head.oldestJournal <= have && !o.verify) {
@@ -183,7 +183,7 @@ async function readTarget(source: Source, head: { generation: number; oldestJour
       d.log.warn({ expected: head.files, got: files.size }, "journals do not add up to the head; reading the full manifest");
     }
   }
-  return (await readManifest(source.store, source.loc, head, d.signal)).files;
+  return (await readManifest(source.store, head, d.signal)).files;
 }
 
 async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, o: PullerOptions, d: PullerDeps): Promise<void> {

@@ -177,9 +177,9 @@ export class Replicator {
       st.kicked = false;
       try {
         await this.runRegion(r, 0);
-      } catch (err) {
+      } catch {
+        // runRegion logged the failure and wrote the status file; the loop backs off below.
         if (stop.aborted || this.d.signal.aborted) break;
-        void err; // runRegion logged it and wrote the status file
       }
       const wait = st.failures > 0 ? Math.min(MAX_BACKOFF_MS, intervalMs * 2 ** st.failures) : intervalMs;
       if (st.kicked && st.failures === 0) continue;
@@ -249,13 +249,13 @@ export class Replicator {
     if (have === ph.generation) {
       st.behindSince = null;
       // A run killed between this head and its deletions left objects only the ledger knows of.
-      if (rh) await orphans.clean({ store: r.store, prefix: r.loc.prefix, current: st.files && st.head?.etag === rh.etag ? st.files : (await readManifest(r.store, r.loc, rh.head, signal)).files, signal, log });
+      if (rh) await orphans.clean({ store: r.store, prefix: r.loc.prefix, current: st.files && st.head?.etag === rh.etag ? st.files : (await readManifest(r.store, rh.head, signal)).files, signal, log });
       return noop(have);
     }
     st.behindSince ??= ph.time || this.d.now().toISOString();
     const lag = this.lagOf(st);
     log.info({ generation: have, primaryGeneration: ph.generation, lagGenerations: lag.generations, lagSeconds: lag.seconds }, "region behind; replicating");
-    const regionFiles: FileMap = !rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, r.loc, rh.head, signal)).files;
+    const regionFiles: FileMap = !rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, rh.head, signal)).files;
     const target = await this.targetFor(have, ph, regionFiles, log);
     const plan = planReplicate(target, regionFiles);
     // New paths land before the head names them and removed ones go after it: a kill in between
@@ -321,7 +321,7 @@ export class Replicator {
       }
     }
     if (this.primaryManifest?.generation !== ph.generation) {
-      const files = readManifest(this.o.primary.store, this.o.primary.loc, ph, this.d.signal).then((m) => m.files);
+      const files = readManifest(this.o.primary.store, ph, this.d.signal).then((m) => m.files);
       this.primaryManifest = { generation: ph.generation, files };
       files.catch(() => {
         if (this.primaryManifest?.files === files) this.primaryManifest = undefined;

@@ -94,7 +94,7 @@ export async function rollback(o: RollbackOptions, d: RollbackDeps): Promise<Rol
     const kept = [...(await listRetained(store, o.loc, hs.head, signal)).manifests.keys()];
     throw new UsageError(`generation ${o.to} is not retained at ${url} (its manifest was pruned); retained: ${kept.length ? `${kept[0]}..${kept[kept.length - 1]}` : "none"}`, { hint: logHint });
   }
-  const { files: current } = await readManifest(store, o.loc, hs.head, signal);
+  const { files: current } = await readManifest(store, hs.head, signal);
 
   const candidates = restoreCandidates(target, current);
   const versions = await checkVersions(store, o, candidates, d);

@@ -360,7 +360,7 @@ export class Uploader {
         // A damaged cache is simply ignored: fetch the manifest instead.
       }
     }
-    const { files, bytes } = await readManifest(this.d.store, this.o.loc, hs.head, this.d.signal);
+    const { files, bytes } = await readManifest(this.d.store, hs.head, this.d.signal);
     await this.saveRemoteCache(hs.head, hs.etag, bytes);
     return (this.remote = { state: hs, files });
   }

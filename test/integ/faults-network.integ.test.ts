@@ -6,7 +6,6 @@
  * (replicate is built on another branch and is not covered here yet.)
  */
 import assert from "node:assert/strict";
-import path from "node:path";
 import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
@@ -207,6 +206,5 @@ describe(`network faults (${server}, seed ${SEED})`, () => {
     } finally {
       await s.proxy.close();
     }
-    void path;
   });
 });
