@@ -4,6 +4,7 @@
  * since the last one and it is younger than the reporting period, so a no-op cron pull stays cheap.
  */
 import path from "node:path";
+import pMap from "p-map";
 import { errorMessage } from "../core/errors.ts";
 import { formatLocation, metaPrefix, type Location } from "../core/location.ts";
 import { NODE_REPORT_FORMAT, type NodeReport, nodeReportKey, parseNodeReport, reportChangeKey, shouldReport } from "../core/node-report.ts";
@@ -52,15 +53,13 @@ export async function readNodeReports(sources: readonly { loc: Location; store: 
     }
     const wanted = keys.filter((k) => k.key.endsWith(".json") && !k.key.slice(prefix.length).includes("/"));
     // A handful of reads at a time: a status command should not look like a load test.
-    for (let i = 0; i < wanted.length; i += 16) {
-      const batch = await Promise.all(wanted.slice(i, i + 16).map(async (k) => ({ k, res: await store.get(k.key, signal ? { signal } : {}) })));
-      for (const { k, res } of batch) {
-        if (res.status !== "ok") continue;
-        const report = parseNodeReport(res.body);
-        // The key names the node: a report claiming another node's name is not believed.
-        if (report && nodeReportKey(metaPrefix(loc), report.node) === k.key) reports.push({ report, from });
-        else unreadable.push(`${from}${k.key.slice(loc.prefix.length)}`);
-      }
+    const read = await pMap(wanted, async (k) => ({ k, res: await store.get(k.key, signal ? { signal } : {}) }), { concurrency: 16 });
+    for (const { k, res } of read) {
+      if (res.status !== "ok") continue;
+      const report = parseNodeReport(res.body);
+      // The key names the node: a report claiming another node's name is not believed.
+      if (report && nodeReportKey(metaPrefix(loc), report.node) === k.key) reports.push({ report, from });
+      else unreadable.push(`${from}${k.key.slice(loc.prefix.length)}`);
     }
   }
   return { reports, unreadable };
