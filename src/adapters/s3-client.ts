@@ -3,6 +3,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { SDK_MAX_ATTEMPTS } from "./retry.ts";
 
 /** Connection settings for one location. */
 export interface ClientSettings {
@@ -38,7 +39,7 @@ export function createS3Client(s: ClientSettings): S3Client {
     ...(!regionFromEnv && endpoint && !s.profile && !process.env.AWS_PROFILE ? { region: "us-east-1" } : {}),
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
-    maxAttempts: 3,
+    maxAttempts: SDK_MAX_ATTEMPTS,
     requestHandler: new NodeHttpHandler({
       httpAgent: new HttpAgent(agentOpts),
       httpsAgent: new HttpsAgent(agentOpts),

@@ -1,5 +1,5 @@
 /** Classification of AWS SDK / network errors by name and HTTP status (never by message text). */
-import { RemoteError } from "../core/errors.ts";
+import { FansyncError, RemoteError } from "../core/errors.ts";
 
 interface SdkLikeError {
   name?: string;
@@ -34,14 +34,21 @@ function networkCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** Whether an error is worth retrying a whole-file operation for (throttling, 5xx, network). */
+// Throttling answers: retried with backoff and jitter (the server asks the client to slow down).
+const THROTTLING = new Set(["SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"]);
+
+/**
+ * Whether trying the same operation again may succeed: throttling, 5xx and network faults yes; a
+ * 4xx that cannot change (denied, missing bucket, bad request, a skewed clock) never. fansync's own
+ * errors say so themselves (`retryable`), so classification is by class or S3 code, never by text.
+ */
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof RemoteError) return err.retryable;
+  if (err instanceof FansyncError) return err.retryable;
+  const name = errName(err);
+  if (THROTTLING.has(name)) return true;
   const status = httpStatus(err);
   if (status !== undefined && (status >= 500 || status === 429)) return true;
-  const name = errName(err);
-  if (name === "SlowDown" || name === "Throttling" || name === "ThrottlingException" || name === "RequestTimeTooSkewed") return false;
-  if (name === "IncompleteBody" || name === "ChecksumMismatch") return true;
+  if (status !== undefined && status >= 400) return false;
   return networkCode(err) !== undefined;
 }
 

@@ -12,7 +12,10 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { Readable } from "node:stream";
+import { ConditionFailed } from "../core/errors.ts";
 import { errName, httpStatus, toRemoteError } from "./s3-errors.ts";
+
+export { ConditionFailed };
 
 /** Result of a GET that may be conditional. */
 export type GetResult =
@@ -47,10 +50,6 @@ export interface ObjectAttrs {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
-/** Thrown by a conditional write whose condition failed (412/409). */
-export class ConditionFailed extends Error {
-  override name = "ConditionFailed";
-}
 
 /** Requests against one bucket. */
 export class S3Store {

@@ -1,8 +1,7 @@
-/** Small durable files in the state directory: atomic JSON writes, NDJSON maps, the run lock. */
+/** Small durable files in the state directory: atomic JSON writes and NDJSON maps. */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rename } from "node:fs/promises";
 import path from "node:path";
-import { LocalIoError, LockedError } from "../core/errors.ts";
 
 /** Write a file atomically: temp file in the same directory, fsync, rename. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
@@ -56,54 +55,6 @@ export async function readNdjsonMap<V>(file: string): Promise<Map<string, V>> {
     return new Map();
   }
   return map;
-}
-
-/** A held lock; release() removes it. */
-export interface Lock {
-  release(): Promise<void>;
-}
-
-/**
- * Take an exclusive lock file holding our pid. A lock whose pid is no longer alive is stale and
- * taken over; a live one throws {@link LockedError} (cron overlap).
- */
-export async function acquireLock(file: string): Promise<Lock> {
-  await mkdir(path.dirname(file), { recursive: true });
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fh = await open(file, "wx", 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      let released = false;
-      return {
-        release: async () => {
-          if (released) return;
-          released = true;
-          await rm(file, { force: true });
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new LocalIoError(`cannot create lock ${file}: ${(err as Error).message}`, { cause: err, hint: "check that the state directory is writable" });
-      }
-    }
-    const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new LockedError(`another fansync run (pid ${pid}) holds ${file}; exiting`);
-    }
-    // Stale: the holder died. Remove and retry; a racing taker loses on the exclusive create.
-    await rm(file, { force: true });
-  }
-  throw new LockedError(`could not take the lock ${file}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Write a JSON document atomically. */

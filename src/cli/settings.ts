@@ -1,8 +1,5 @@
 /** From command line + YAML file to a validated {@link Config}, and the per-job helpers built on it. */
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { ConfigError, ExitCode, UsageError } from "../core/errors.ts";
 import { type Config, validateConfig } from "../core/config.ts";
 
@@ -41,27 +38,4 @@ export async function resolveConfig(configFile: string | undefined, flags: Reado
   }
   // Without a file every problem is in the command line: a usage error (2), not a config error (3).
   return configFile ? validateConfig(merged, `configuration (${configFile} + flags)`) : validateConfig(merged, "options", ExitCode.usage);
-}
-
-/** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */
-export function baseStateDir(cfg: Config): string {
-  if (cfg.stateDir) return path.resolve(cfg.stateDir);
-  const sd = process.env.STATE_DIRECTORY?.split(":")[0];
-  if (sd) return sd;
-  const xdg = process.env.XDG_STATE_HOME;
-  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".local", "state"), "fansync");
-}
-
-/**
- * A job's own state directory under the base: one per (role, docroot, location), so one base can
- * serve several jobs. Never inside the docroot (it would be uploaded or served).
- */
-export function jobStateDir(cfg: Config, role: string, docroot: string, url: string): string {
-  const id = createHash("sha256").update(`${path.resolve(docroot)}\n${url}`).digest("hex").slice(0, 12);
-  const dir = path.join(baseStateDir(cfg), `${role}-${id}`);
-  const root = path.resolve(docroot);
-  if (dir === root || dir.startsWith(root + path.sep)) {
-    throw new UsageError(`the state directory ${dir} is inside the docroot ${root}`, { hint: "put --state-dir outside the docroot" });
-  }
-  return dir;
 }

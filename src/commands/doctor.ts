@@ -9,7 +9,7 @@ import { exitCodeOf, renderFailures, renderJson, renderText } from "../core/doct
 import { UsageError } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { storeFor } from "../cli/store.ts";
+import { storeFor } from "./wiring.ts";
 import { runDoctor } from "../sync/doctor-checks.ts";
 
 /** Run the checks, print the report (stdout) and the FAIL lines (stderr); returns the exit code. */

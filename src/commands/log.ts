@@ -7,7 +7,7 @@ import type { Config } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { formatHistory } from "../core/history.ts";
 import { formatLocation } from "../core/location.ts";
-import { storeFor } from "../cli/store.ts";
+import { storeFor } from "./wiring.ts";
 import { readHead } from "../sync/head-store.ts";
 import { listRetained, readHistory } from "../sync/history.ts";
 

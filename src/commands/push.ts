@@ -7,9 +7,7 @@ import { compileCacheControl, compileFilter, parseFilterFile } from "../core/fil
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
-import { acquireLock } from "../adapters/state-files.ts";
-import { storeFor } from "../cli/store.ts";
-import { jobStateDir } from "../cli/settings.ts";
+import { jobState, storeFor } from "./wiring.ts";
 import type { TransferEvents } from "../sync/transfer-events.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 
@@ -28,12 +26,12 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
     }
     exclude = [...exclude, ...parseFilterFile(text)];
   }
-  const stateDir = jobStateDir(cfg, "push", docroot, formatLocation(cfg.target));
+  const state = jobState(cfg, "push", { docroot, url: formatLocation(cfg.target) });
   return new Uploader(
     {
       docroot,
       loc: cfg.target,
-      stateDir,
+      state,
       ...writerTuning(cfg),
       filter: compileFilter({ exclude, include: cfg.include }),
       cacheControl: compileCacheControl(cfg.cacheControl),
@@ -46,7 +44,7 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
 export async function push(cfg: Config, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
   const uploader = createUploader(cfg, log, signal, progressBarFor(cfg));
   // One run per state directory: its index, orphan list and write lease belong to one process.
-  const lock = await acquireLock(path.join(uploader.stateDir, "push.lock"));
+  const lock = await uploader.state.lock("push");
   try {
     return await uploader.reconcile();
   } finally {

@@ -2,26 +2,15 @@
  * `fansync replicate s3://primary/prefix s3://region-a/prefix [...]`: bring regional locations to the
  * primary's generation, once (exit non-zero if any region failed) or as a daemon (--watch).
  */
-import { createHash } from "node:crypto";
-import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { baseStateDir } from "../cli/settings.ts";
-import { storeFor } from "../cli/store.ts";
+import { jobState, storeFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
-
-// How long SIGTERM waits for rounds in flight before aborting their requests.
-const DRAIN_DEADLINE_MS = 30_000;
-
-/** The replicator's state directory for a primary: one per primary location under the base. */
-export function replicatorStateDir(cfg: Config, primary: Location): string {
-  const id = createHash("sha256").update(formatLocation(primary)).digest("hex").slice(0, 12);
-  return path.join(baseStateDir(cfg), `replicate-${id}`);
-}
+import { Drain } from "../sync/drain.ts";
 
 /** Build the replicator for a primary and its regions from the resolved config. */
 export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void): Replicator {
@@ -39,7 +28,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
         // the primary and write the region; otherwise the bytes pass through this process.
         return { url: formatLocation(loc), loc, store: storeFor(cfg, loc), serverSideCopy: s.endpointUrl === p.endpointUrl && s.profile === p.profile };
       }),
-      stateDir: replicatorStateDir(cfg, primary),
+      stateDir: jobState(cfg, "replicate", { url: primaryUrl }).dir,
       concurrency: cfg.concurrency,
       multipartThreshold: cfg.multipartThreshold,
       partSize: cfg.partSize,
@@ -54,7 +43,8 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
 export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
   if (!cfg.source) throw new UsageError("no primary location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
   if (cfg.targets.length === 0) throw new UsageError("no region location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
-  const hard = new AbortController();
+  // Rounds in flight when SIGTERM comes drain; their requests are aborted after the deadline.
+  const drain = new Drain(signal);
   const monitor = await startMonitor(cfg, log, signal, {
     role: "replicate",
     daemon: cfg.watch,
@@ -74,14 +64,14 @@ export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): 
           generation: Math.min(...all.map((x) => x.generation)),
           headGeneration: Math.max(...all.map((x) => x.primaryGeneration)),
           lagSeconds: Math.max(...all.map((x) => x.lag.seconds)),
-          error: bad ? Object.assign(new Error(`${bad.region}: ${bad.lastError ?? "failed"}`), { name: "RegionFailed" }) : undefined,
+          error: bad ? new PartialFailureError(`region ${bad.region}: ${bad.lastError ?? "failed"}`, [{ path: bad.region, error: bad.lastError ?? "failed" }]) : undefined,
         });
       }
     : undefined;
-  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, hard.signal, onStatus);
+  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus);
   const rlog = log.child({ component: "replicator" });
   if (!cfg.watch) {
-    const outcome = await rep.runOnce();
+    const outcome = await rep.runOnce().finally(() => drain.dispose());
     const failed = outcome.filter((o) => o.error !== undefined);
     if (failed.length > 0) {
       throw new PartialFailureError(
@@ -92,11 +82,10 @@ export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): 
     return;
   }
   rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval }, "replicating");
-  const onAbort = () => setTimeout(() => hard.abort(new Error("drain deadline passed")), DRAIN_DEADLINE_MS).unref();
-  signal.addEventListener("abort", onAbort, { once: true });
   try {
     await rep.daemon(cfg.interval, signal);
   } finally {
+    drain.dispose();
     await monitor?.stop();
   }
   rlog.info("stopped");

@@ -3,7 +3,6 @@
  * generation whose content is that of a retained older one. Meant with the uploader stopped: a
  * running uploader re-publishes the master's docroot on its next change or rescan.
  */
-import { createHash } from "node:crypto";
 import path from "node:path";
 import { type Config, writerTuning } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
@@ -11,9 +10,7 @@ import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { acquireLock } from "../adapters/state-files.ts";
-import { baseStateDir } from "../cli/settings.ts";
-import { storeFor } from "../cli/store.ts";
+import { jobState, storeFor } from "./wiring.ts";
 import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
@@ -35,8 +32,8 @@ export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions,
   const url = formatLocation(loc);
   // Its own state directory per location: the orphan ledger of a killed rollback is found again by
   // the next rollback of the same location (the uploader's state is keyed by its docroot too).
-  const stateDir = path.join(baseStateDir(cfg), `rollback-${createHash("sha256").update(url).digest("hex").slice(0, 12)}`);
-  const lock = await acquireLock(path.join(stateDir, "rollback.lock"));
+  const state = jobState(cfg, "rollback", { url });
+  const lock = await state.lock("rollback");
   let res: RollbackResult;
   try {
     res = await rollback(
@@ -44,7 +41,7 @@ export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions,
         loc,
         to,
         fromDir: opts.from === undefined ? undefined : path.resolve(opts.from),
-        stateDir,
+        state,
         ...writerTuning(cfg),
         cacheControl: compileCacheControl(cfg.cacheControl),
       },

@@ -3,17 +3,17 @@
  * that report there (pull --report). Without a location: what this machine's puller and replicator
  * last wrote locally (`--status-file`, the state directory), never the bucket.
  */
-import { readdir } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { ExitCode, RemoteError, UsageError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import { renderFleetTable } from "../core/node-report.ts";
 import { formatAge, formatBytes } from "../core/units.ts";
-import { storeFor } from "../cli/store.ts";
+import { storeFor } from "./wiring.ts";
 import { type FleetStatus, readFleet } from "../sync/fleet.ts";
 import { readJson } from "../adapters/state-files.ts";
-import { baseStateDir } from "../cli/settings.ts";
+import { listJobStateDirs } from "../adapters/state-dir.ts";
+import { baseStateDir } from "./wiring.ts";
 import type { PullStatus } from "./pull.ts";
 import type { RegionStatus } from "../sync/replicator.ts";
 
@@ -79,12 +79,8 @@ export async function readStatus(cfg: Config): Promise<StatusReport> {
   const pull = file ? await readJson<PullStatus>(file) : undefined;
   const base = baseStateDir(cfg);
   const regions: (RegionStatus & { file: string })[] = [];
-  const dirs = await readdir(base, { withFileTypes: true }).catch(() => []);
-  for (const d of dirs) {
-    if (!d.isDirectory() || !d.name.startsWith("replicate-")) continue;
-    const names = await readdir(path.join(base, d.name)).catch(() => [] as string[]);
-    for (const n of names.filter((x) => /^region-.*\.json$/.test(x)).sort()) {
-      const f = path.join(base, d.name, n);
+  for (const dir of await listJobStateDirs(base, "replicate")) {
+    for (const f of await dir.listRegionStatus()) {
       const s = await readJson<RegionStatus>(f);
       if (s?.kind === "fansync-region-status/1") regions.push({ ...s, file: f });
     }

@@ -10,7 +10,6 @@ import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import { fanOutEvents } from "../sync/transfer-events.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
-import { acquireLock } from "../adapters/state-files.ts";
 import type { Uploader } from "../sync/uploader.ts";
 import { createUploader } from "./push.ts";
 import { formatLocation } from "../core/location.ts";
@@ -29,7 +28,7 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
   const monitor = cfg.target ? await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot ?? ".")} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] }) : undefined;
   // One bar per batch, and only while the daemon runs in the foreground of a terminal.
   const uploader = createUploader(cfg, log, hard.signal, fanOutEvents(progressBarFor(cfg), monitor?.events()));
-  const lock = await acquireLock(path.join(uploader.stateDir, "push.lock")).catch(async (err: unknown) => {
+  const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;
   });
@@ -158,7 +157,7 @@ async function run(cfg: Config, log: Logger, uploader: Uploader, hard: AbortCont
   };
 
   const { watch: chokidarWatch } = await import("chokidar");
-  const stateDir = path.resolve(cfg.stateDir ?? "/nonexistent-state-dir");
+  const stateDir = uploader.state.dir;
   const watcher = chokidarWatch(docroot, {
     ignoreInitial: true,
     persistent: true,

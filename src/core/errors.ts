@@ -22,14 +22,19 @@ export const ExitCode = {
 /** One of the values of {@link ExitCode}. */
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
-/** Base class: carries the exit code and a hint telling the operator what to do next. */
+/**
+ * Base class: carries the exit code, a hint telling the operator what to do next, and whether trying
+ * the same operation again may succeed (`retryable`: the one property every retry decision reads).
+ */
 export class FansyncError extends Error {
   readonly exitCode: ExitCodeValue;
   readonly hint: string | undefined;
-  constructor(message: string, exitCode: ExitCodeValue, opts: { cause?: unknown; hint?: string } = {}) {
+  readonly retryable: boolean;
+  constructor(message: string, exitCode: ExitCodeValue, opts: { cause?: unknown; hint?: string; retryable?: boolean } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.exitCode = exitCode;
     this.hint = opts.hint;
+    this.retryable = opts.retryable ?? false;
   }
 }
 
@@ -57,8 +62,8 @@ export class ConfigError extends FansyncError {
 export class PartialFailureError extends FansyncError {
   override name = "PartialFailureError";
   readonly failed: readonly { path: string; error: string }[];
-  constructor(message: string, failed: readonly { path: string; error: string }[]) {
-    super(message, ExitCode.partial, { hint: "the next run retries the failed files" });
+  constructor(message: string, failed: readonly { path: string; error: string }[], hint = "the next run retries the failed files") {
+    super(message, ExitCode.partial, { hint, retryable: true });
     this.failed = failed;
   }
 }
@@ -82,10 +87,45 @@ export class RaceError extends FansyncError {
 /** The remote side failed: unreachable endpoint, credentials, missing bucket or head. */
 export class RemoteError extends FansyncError {
   override name = "RemoteError";
-  readonly retryable: boolean;
   constructor(message: string, opts: { cause?: unknown; hint?: string; retryable?: boolean } = {}) {
     super(message, ExitCode.remote, opts);
-    this.retryable = opts.retryable ?? false;
+  }
+}
+
+/**
+ * A conditional request's condition failed (412/409): a head or lease someone else moved, a copy
+ * source that changed or vanished. The caller decides what it means (a lost race, a fallback).
+ */
+export class ConditionFailed extends FansyncError {
+  override name = "ConditionFailed";
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super(message, ExitCode.race, opts);
+  }
+}
+
+/**
+ * An object is not (yet) the one a manifest names (404, or another ETag/version): the writer moved
+ * on or replication is still arriving. Fetching it again now gives the same answer, so transfers do
+ * not retry it; a later run or round converges (`retryable` says that to the round loops).
+ */
+export class ObjectMoved extends FansyncError {
+  override name = "ObjectMoved";
+  constructor(message: string, hint = "the master moved on or replication is still arriving; the next run converges") {
+    super(message, ExitCode.partial, { hint, retryable: true });
+  }
+}
+
+/**
+ * Bytes that arrived do not match the manifest (size or sha256). Retried as a transfer fault; a
+ * whole object that keeps arriving with other bytes (`truncated` false) is the bucket's integrity
+ * problem (exit 8), a short body a network one.
+ */
+export class TransferCorrupt extends FansyncError {
+  override name = "TransferCorrupt";
+  readonly truncated: boolean;
+  constructor(message: string, truncated: boolean) {
+    super(message, ExitCode.integrity, { retryable: true, hint: "the bucket holds data fansync did not write or that was damaged; nothing local was changed" });
+    this.truncated = truncated;
   }
 }
 
@@ -100,8 +140,16 @@ export class IntegrityError extends FansyncError {
 /** A local filesystem problem: disk full, unwritable docroot, missing docroot. */
 export class LocalIoError extends FansyncError {
   override name = "LocalIoError";
-  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+  constructor(message: string, opts: { cause?: unknown; hint?: string; retryable?: boolean } = {}) {
     super(message, ExitCode.localIo, opts);
+  }
+}
+
+/** A local file changed while it was read for upload: retried, then left for a later batch. */
+export class FileChanging extends LocalIoError {
+  override name = "FileChanging";
+  constructor(message: string) {
+    super(message, { retryable: true, hint: "the file is still being written; a later run publishes it" });
   }
 }
 

@@ -3,22 +3,21 @@
  * for `fansync status` and the status page. A report is one small PUT, skipped when nothing changed
  * since the last one and it is younger than the reporting period, so a no-op cron pull stays cheap.
  */
-import path from "node:path";
 import pMap from "p-map";
 import { errorMessage } from "../core/errors.ts";
 import { formatLocation, metaPrefix, type Location } from "../core/location.ts";
 import { NODE_REPORT_FORMAT, type NodeReport, nodeReportKey, parseNodeReport, reportChangeKey, shouldReport } from "../core/node-report.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 
-const LAST_REPORT_FILE = "report-last.json";
 /** Most nodes one status read looks at (a fleet is tens or hundreds of nodes). */
 const MAX_NODES = 2000;
 
 /** Write this node's report unless an identical one was written less than `everyMs` ago. Never throws. */
-export async function writeNodeReport(store: S3Store, loc: Location, report: Omit<NodeReport, "format">, o: { stateDir: string; log: Logger; signal?: AbortSignal }): Promise<boolean> {
-  const file = path.join(o.stateDir, LAST_REPORT_FILE);
+export async function writeNodeReport(store: S3Store, loc: Location, report: Omit<NodeReport, "format">, o: { state: StateDir; log: Logger; signal?: AbortSignal }): Promise<boolean> {
+  const file = o.state.lastReport;
   const key = `${formatLocation(loc)}|${reportChangeKey(report)}`;
   const now = Date.parse(report.time);
   const prev = await readJson<{ key: string; at: number }>(file);

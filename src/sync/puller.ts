@@ -4,15 +4,12 @@
  * mtime updates, deletions) only when all of them succeeded: the docroot moves from one complete
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { chmod, lstat, readdir, realpath, rename, rm, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
 import type { TransferEvents } from "./transfer-events.ts";
-import pRetry from "p-retry";
-import { errorMessage, ExitCode, FansyncError, IntegrityError, LocalIoError, PartialFailureError } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, TransferCorrupt } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { applyJournal, type Entry, type FileMap, type Head, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
@@ -20,18 +17,20 @@ import { TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
 import type { DeleteLimit } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { isRetryable } from "../adapters/s3-errors.ts";
+import { withRetry } from "../adapters/retry.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
 import { readManifest } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { downloadTo } from "./transfer.ts";
 
 /** Resolved options of a puller. */
 export interface PullerOptions {
   readonly docroot: string;
-  readonly stateDir: string;
+  readonly state: StateDir;
   readonly concurrency: number;
   readonly maxDelete: DeleteLimit;
   readonly force: boolean;
@@ -81,23 +80,12 @@ interface PullHead {
   complete: boolean;
 }
 
-const FILES = "pull-files.ndjson";
-const HEAD = "pull-head.json";
-const STAGING = "pull-staging.json";
-
-/** Thrown when the object is not (yet) the one the manifest names: 404 or ETag mismatch. */
-class ObjectMoved extends FansyncError {
-  override name = "ObjectMoved";
-  constructor(message: string) {
-    super(message, ExitCode.partial, { hint: "the master moved on or replication is still arriving; the next run converges" });
-  }
-}
 
 /** Pull `source` into the docroot once. */
 export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps): Promise<PullResult> {
   const { log, signal } = d;
-  const resume = await cleanStaging(o.stateDir, log);
-  const state = await readJson<PullHead>(path.join(o.stateDir, HEAD));
+  const resume = await cleanStaging(o.state.pullStaging, log);
+  const state = await readJson<PullHead>(o.state.pullHead);
   const url = formatLocation(source.loc);
   const meta = metaPrefix(source.loc);
   const sameSource = state?.source === url;
@@ -120,11 +108,11 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     });
   }
   if (state && sameSource && state.complete && head.generation === have && !o.verify) {
-    await writeJson(path.join(o.stateDir, HEAD), { ...state, etag: headRes.etag });
+    await writeJson(o.state.pullHead, { ...state, etag: headRes.etag });
     return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
 
-  const held = await readNdjsonMap<Entry>(path.join(o.stateDir, FILES));
+  const held = await readNdjsonMap<Entry>(o.state.pullFiles);
   const target = await readTarget(source, head, state, sameSource, held, o, d);
   const root = await realpath(o.docroot).catch((err: unknown) => {
     throw new LocalIoError(`docroot ${o.docroot} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code})`, { hint: "create it (an empty directory is fine)" });
@@ -153,11 +141,11 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     return { ...base, generation: have, noop: false };
   }
   if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
-  await writeNdjsonMap(path.join(o.stateDir, FILES), target);
-  await writeJson(path.join(o.stateDir, HEAD), { generation: head.generation, etag: headRes.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
+  await writeNdjsonMap(o.state.pullFiles, target);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: headRes.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
-  await rm(path.join(o.stateDir, STAGING), { force: true });
+  await rm(o.state.pullStaging, { force: true });
   log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift }, "docroot at generation");
   signal.throwIfAborted();
   return { ...base, generation: head.generation, noop: false };
@@ -205,12 +193,12 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // Before the first temp file exists, record where they will be: a killed run's leftovers are
   // found and removed by the next run without scanning the docroot.
   const dirs = [...new Set(plan.downloads.map((e) => path.dirname(path.join(root, e.path))))];
-  await writeJson(path.join(o.stateDir, STAGING), { runId, dirs } satisfies Staging);
+  await writeJson(o.state.pullStaging, { runId, dirs } satisfies Staging);
   const failed: { path: string; error: string }[] = [];
   const corrupt: string[] = [];
   const moved: string[] = [];
   const deleting = new Set(plan.deletes);
-  const stagingFile = path.join(o.stateDir, STAGING);
+  const stagingFile = o.state.pullStaging;
   const verifiedDirs = new Set<string>([""]);
   // A local failure (disk full, unwritable docroot) ends the run, but only after every transfer in
   // flight has stopped: temp files are removed once nothing can create another.
@@ -231,19 +219,20 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
       const tmp = tempPathFor(root, e.path, runId);
       tmps.push(tmp);
-      await pRetry(() => download(source, e, tmp, signal), { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
+      // An object that moved is not fetched again now: the next run converges (retry.ts).
+      await withRetry(() => downloadTo(source.store, source.loc.prefix + e.path, e, tmp, signal), { signal, unless: (err) => err instanceof ObjectMoved });
       staged.push({ entry: e, tmp });
       ev?.file?.({ role: "pull", op: "download", bytes: e.size });
     } catch (err) {
       ev?.failed?.({ role: "pull", errorClass: (err as Error).name ?? "Error" });
       if (err instanceof ObjectMoved) moved.push(e.path);
-      else if ((err as Error).name === "ChecksumMismatch") {
+      else if (err instanceof TransferCorrupt && !err.truncated) {
         // The whole object arrived, three times, with other bytes than the manifest says.
         corrupt.push(e.path);
         failed.push({ path: e.path, error: errorMessage(err) });
       } else {
         failed.push({ path: e.path, error: errorMessage(err) });
-        if (err instanceof FansyncError && !(err instanceof PartialFailureError)) fatal ??= err;
+        if (err instanceof FansyncError && !(err instanceof PartialFailureError) && !(err instanceof TransferCorrupt)) fatal ??= err;
       }
     }
   }, { concurrency: o.concurrency });
@@ -295,42 +284,6 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
 }
 
-/** Download one object into `tmp`, verifying size and sha256, then set mode and mtime. */
-async function download(source: Source, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
-  const res = await source.store.getStream(source.loc.prefix + e.path, { ...(e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag }), signal });
-  if (res.status !== "ok") throw new ObjectMoved(`${e.path}: ${res.status}`);
-  const h = createHash("sha256");
-  let size = 0;
-  res.body.on("data", (c: Buffer) => {
-    h.update(c);
-    size += c.length;
-  });
-  try {
-    // Created with the final permission bits: the chmod below is then skipped in the common case.
-    await pipeline(res.body, createWriteStream(tmp, { mode: e.mode & 0o777 }), { signal });
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code && /^E[A-Z]+$/.test(code) && !["ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(code)) throw toLocal(err, tmp);
-    throw err;
-  }
-  const sha = h.digest("hex");
-  if (size !== e.size || sha !== e.sha256) {
-    await unlink(tmp).catch(() => undefined);
-    // A truncated or altered body: retried by p-retry, as a network fault would be. A body of the
-    // right size with other bytes is told apart: if it persists, the object itself is wrong (exit 8).
-    const err = new Error(`${e.path}: got ${size} bytes with sha256 ${sha.slice(0, 12)}…, manifest says ${e.size} bytes ${e.sha256.slice(0, 12)}…`);
-    (err as Error & { $metadata: { httpStatusCode: number } }).$metadata = { httpStatusCode: 500 };
-    err.name = size === e.size ? "ChecksumMismatch" : "IncompleteBody";
-    throw err;
-  }
-  if ((e.mode & 0o777 & ~UMASK) !== e.mode) await chmod(tmp, e.mode);
-  await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
-}
-
-// The process umask, read once: a file created with mode m gets m & ~umask.
-const UMASK = process.umask();
-
 async function alreadyThere(root: string, e: Entry): Promise<boolean> {
   const st = await lstat(path.join(root, e.path)).catch(() => undefined);
   if (!st?.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs || (st.mode & 0o7777) !== e.mode) return false;
@@ -367,8 +320,7 @@ interface Staging {
 }
 
 /** Remove temp files a killed run left behind (their directories were recorded before they were created). */
-async function cleanStaging(stateDir: string, log: Logger): Promise<boolean> {
-  const file = path.join(stateDir, STAGING);
+async function cleanStaging(file: string, log: Logger): Promise<boolean> {
   const st = await readJson<Staging>(file);
   if (!st || typeof st.runId !== "string" || !Array.isArray(st.dirs)) return false;
   const mark = `${TEMP_MARK}${st.runId}-`;
@@ -387,6 +339,6 @@ async function cleanStaging(stateDir: string, log: Logger): Promise<boolean> {
 }
 
 /** The small state of a puller (generation, head ETag, source), for `status`. */
-export async function readPullState(stateDir: string): Promise<PullHead | undefined> {
-  return readJson<PullHead>(path.join(stateDir, HEAD));
+export async function readPullState(state: StateDir): Promise<PullHead | undefined> {
+  return readJson<PullHead>(state.pullHead);
 }

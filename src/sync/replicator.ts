@@ -6,24 +6,21 @@
  * A region's generation N is the primary's generation N, so pullers can compare sources.
  * Regions never wait for each other: each has its own round, retries and backoff.
  */
-import { createHash } from "node:crypto";
-import path from "node:path";
-import type { Readable } from "node:stream";
 import pLimit from "p-limit";
-import pRetry from "p-retry";
-import { hashingTap } from "../adapters/hashing-tap.ts";
 import { contentTypeFor } from "../core/content-type.ts";
-import { errorMessage, FansyncError, IntegrityError, RemoteError, errorLine } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, FansyncError, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
 import { type Location, metaPrefix } from "../core/location.ts";
-import { type Entry, type FileMap, type Journal, metaKeys, parseHead, parseJournal, sha256Hex } from "../core/manifest.ts";
+import { type Entry, type FileMap, type Journal, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
 import { applyJournals, canUseJournals, planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { isRetryable } from "../adapters/s3-errors.ts";
-import { ConditionFailed, type ObjectAttrs, type PutResult, type S3Store } from "../adapters/s3-store.ts";
+import { withRetry } from "../adapters/retry.ts";
+import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { OrphanLedger } from "../adapters/orphan-ledger.ts";
-import { type HeadState, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest } from "./head-store.ts";
+import { GenerationWriter } from "./generation-writer.ts";
+import { type HeadState, readHead, readManifest } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { copyAcross, objectRef } from "./transfer.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -90,12 +87,16 @@ export interface RegionStatus {
 }
 
 /** The primary's object is no longer the one its manifest names: it moved on during the round. */
-export class SourceMoved extends RemoteError {
-  override name = "SourceMoved";
-  constructor(message: string) {
-    super(message, { retryable: true, hint: "the primary published again during the copy; the next round converges" });
-  }
+function sourceMoved(message: string): ObjectMoved {
+  return new ObjectMoved(message, "the primary published again during the copy; the next round converges");
 }
+
+/**
+ * Whole rounds a one-shot run tries per region: a second round picks up a primary that moved on
+ * during the first. Transfers inside a round have their own tries (adapters/retry.ts), so one
+ * object costs at most ROUND_TRIES × MAX_REQUESTS_PER_OBJECT requests in a run.
+ */
+export const ROUND_TRIES = 2;
 
 // CopyObject copies at most 5 GiB in one request; bigger objects are streamed.
 const MAX_COPY_BYTES = 5 * 1024 ** 3;
@@ -108,7 +109,7 @@ const STATUS_REFRESH_MS = 5_000;
 interface RegionState {
   files: FileMap | undefined;
   head: HeadState | undefined;
-  conditional: boolean | undefined;
+  writer: GenerationWriter;
   generation: number;
   primaryGeneration: number;
   behindSince: string | null;
@@ -121,31 +122,25 @@ interface RegionState {
   kicked: boolean;
 }
 
-/** The path of a region's status file inside the replicator's state directory. */
-export function regionStatusFile(stateDir: string, regionUrl: string): string {
-  const bucket = /^s3:\/\/([^/]+)/.exec(regionUrl)?.[1] ?? "region";
-  return path.join(stateDir, `region-${bucket}-${createHash("sha256").update(regionUrl).digest("hex").slice(0, 8)}.json`);
-}
-
 /** Replicates one primary location to its regions. */
 export class Replicator {
   private readonly o: ReplicatorOptions;
   private readonly d: ReplicatorDeps;
-  private readonly writer = newWriterId();
+  private readonly state: StateDir;
   private readonly states = new Map<string, RegionState>();
   private primaryHead: HeadState | undefined;
   private primaryHeadInFlight: Promise<HeadState | undefined> | undefined;
   private primaryManifest: { generation: number; files: Promise<FileMap> } | undefined;
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
-  private capabilities: Promise<void> = Promise.resolve();
 
   constructor(opts: ReplicatorOptions, deps: ReplicatorDeps) {
     this.o = opts;
     this.d = deps;
+    this.state = new StateDir(opts.stateDir);
   }
 
   /** One round in every region at once, each retried with backoff on retryable errors; never throws. */
-  async runOnce(retries = 3): Promise<{ region: string; result?: RegionResult; error?: unknown }[]> {
+  async runOnce(retries = ROUND_TRIES - 1): Promise<{ region: string; result?: RegionResult; error?: unknown }[]> {
     const settled = await Promise.allSettled(this.o.regions.map((r) => this.runRegion(r, retries)));
     return settled.map((s, i) => {
       const region = (this.o.regions[i] as Region).url;
@@ -203,15 +198,11 @@ export class Replicator {
     const log = this.d.log.child({ region: r.url });
     if (!st.loaded) await this.loadStatus(r, st);
     try {
-      const res = await pRetry(() => this.replicateRegion(r, st, log), {
-        retries,
-        minTimeout: 500,
-        factor: 2,
+      const res = await withRetry(() => this.replicateRegion(r, st, log), {
+        tries: retries + 1,
+        minTimeoutMs: 500,
         signal: this.d.signal,
-        shouldRetry: ({ error }) => isRetryable(error),
-        onFailedAttempt: ({ error, retriesLeft, retryDelay }) => {
-          if (retriesLeft > 0 && isRetryable(error)) log.warn({ err: errorMessage(error), retryInMs: retryDelay }, "region round failed; retrying");
-        },
+        onRetry: (err, _left, delayMs) => log.warn({ err: errorMessage(err), retryInMs: delayMs }, "region round failed; retrying"),
       });
       st.failures = 0;
       st.lastSuccess = this.d.now().toISOString();
@@ -240,58 +231,45 @@ export class Replicator {
       return noop(have);
     }
     const ph = primary.head;
-    const orphans = new OrphanLedger(regionStatusFile(this.o.stateDir, r.url).replace(/\.json$/, ".orphans.json"));
     if (have > ph.generation) {
       throw new IntegrityError(`region ${r.url} is at generation ${have}, ahead of the primary's ${ph.generation}`, {
         hint: "the primary was reset, or another primary replicates here: empty the region's prefix or point the region elsewhere",
       });
     }
+    const regionFiles = async (): Promise<FileMap> => (!rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, rh.head, signal)).files);
     if (have === ph.generation) {
       st.behindSince = null;
       // A run killed between this head and its deletions left objects only the ledger knows of.
-      if (rh) await orphans.clean({ store: r.store, prefix: r.loc.prefix, current: st.files && st.head?.etag === rh.etag ? st.files : (await readManifest(r.store, rh.head, signal)).files, signal, log });
+      if (rh) {
+        try {
+          await st.writer.sweep(await regionFiles());
+        } finally {
+          await st.writer.release();
+        }
+      }
       return noop(have);
     }
     st.behindSince ??= ph.time || this.d.now().toISOString();
     const lag = this.lagOf(st);
     log.info({ generation: have, primaryGeneration: ph.generation, lagGenerations: lag.generations, lagSeconds: lag.seconds }, "region behind; replicating");
-    const regionFiles: FileMap = !rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, rh.head, signal)).files;
-    const target = await this.targetFor(have, ph, regionFiles, log);
-    const plan = planReplicate(target, regionFiles);
-    // New paths land before the head names them and removed ones go after it: a kill in between
-    // would strand them in the region (maybe a CDN origin), so they are recorded first.
-    await orphans.record([...target.keys()].filter((p) => !regionFiles.has(p)).map((p) => r.loc.prefix + p).concat(plan.deletes.map((p) => r.loc.prefix + p)));
-    const puts = await this.copyObjects(r, plan);
-    const next: FileMap = new Map(regionFiles);
-    for (const p of plan.deletes) next.delete(p);
-    for (const e of plan.metaOnly) next.set(e.path, e);
-    for (const e of puts) next.set(e.path, e);
-    st.conditional ??= await this.loadConditional(r, log);
-    const pub = await publishGeneration(r.store, r.loc, {
-      previous: rh,
-      generation: ph.generation,
-      files: next,
-      puts: [...puts, ...plan.metaOnly],
-      deletes: plan.deletes,
-      writer: this.writer,
-      retain: this.o.retain,
-      now: this.d.now,
-      conditional: st.conditional,
-    }, log);
-    st.head = { head: pub.head, etag: pub.etag };
-    st.files = next;
+    const files = await regionFiles();
+    const target = await this.targetFor(have, ph, files, log);
+    const plan = planReplicate(target, files);
+    await st.writer.hold();
+    try {
+      // New paths land before the head names them and removed ones go after it: a kill in between
+      // would strand them in the region (maybe a CDN origin), so they are recorded first.
+      await st.writer.prepare([...target.keys()].filter((p) => !files.has(p)).concat(plan.deletes));
+      const { puts, failed } = await this.copyObjects(r, plan);
+      // A region's generation N is the primary's generation N: all of it or nothing.
+      const c = await st.writer.commit({ base: rh, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes: plan.deletes, failed, exact: true, generation: ph.generation, what: "copies", total: plan.transfers.length + plan.regionCopies.length + plan.twins.length });
+      st.head = c.head;
+      st.files = c.files;
+    } finally {
+      await st.writer.release();
+    }
     st.generation = ph.generation;
     st.behindSince = null;
-    const deleted = new Set(plan.deletes.map((p) => r.loc.prefix + p));
-    if (plan.deletes.length > 0) {
-      // Objects go only after the region's head stopped naming them, as on the primary.
-      const notDeleted = await r.store.deleteMany([...deleted], signal);
-      for (const f of notDeleted) {
-        deleted.delete(f.key);
-        log.warn({ key: f.key, error: f.error }, "delete failed (left in the ledger for the next run)");
-      }
-    }
-    await orphans.clean({ store: r.store, prefix: r.loc.prefix, current: next, done: deleted, signal, log });
     const res: RegionResult = {
       region: r.url,
       from: have,
@@ -330,33 +308,41 @@ export class Replicator {
     return this.primaryManifest.files;
   }
 
-  /** Copy every object the plan needs into the region; returns their entries with the region's ETags. */
-  private async copyObjects(r: Region, plan: ReplicatePlan): Promise<Entry[]> {
+  /**
+   * Copy every object the plan needs into the region (each with its own retries); returns the
+   * entries with the region's ETags and the copies that failed. A primary that moved on is not
+   * a failed copy but a reason to start the round again: it is thrown once everything settled, so
+   * no copy of this round is still running when the next starts.
+   */
+  private async copyObjects(r: Region, plan: ReplicatePlan): Promise<{ puts: Entry[]; failed: { path: string; error: string }[] }> {
     const limit = pLimit(this.o.concurrency);
-    const out: Entry[] = [];
+    const puts: Entry[] = [];
+    const failed: { path: string; error: string }[] = [];
+    let moved: ObjectMoved | undefined;
     const landed = new Map<string, Entry>();
     const one = (e: Entry, fn: () => Promise<PutResult>) =>
       limit(async () => {
-        this.d.signal.throwIfAborted();
-        // Whole-object retries for transient faults; a moved source fails the round instead.
-        const res = await pRetry(fn, { retries: 3, minTimeout: 200, signal: this.d.signal, shouldRetry: ({ error }) => isRetryable(error) && !(error instanceof SourceMoved) });
-        const entry: Entry = { ...e, etag: res.etag, versionId: res.versionId };
-        out.push(entry);
-        landed.set(e.path, entry);
+        if (this.d.signal.aborted) return;
+        try {
+          const res = await withRetry(fn, { signal: this.d.signal, unless: (err) => err instanceof ObjectMoved });
+          const entry: Entry = { ...e, etag: res.etag, versionId: res.versionId };
+          puts.push(entry);
+          landed.set(e.path, entry);
+        } catch (err) {
+          if (err instanceof ObjectMoved) moved ??= err;
+          else failed.push({ path: e.path, error: errorMessage(err) });
+        }
       });
-    // Settle everything before failing, so no copy of this round is still running when the next starts.
-    const firstError = (settled: PromiseSettledResult<void>[]) => settled.find((s): s is PromiseRejectedResult => s.status === "rejected")?.reason as unknown;
-    let err = firstError(
-      await Promise.allSettled([
-        ...plan.transfers.map((e) => one(e, () => this.transfer(r, e))),
-        ...plan.regionCopies.map(({ entry, from }) => one(entry, () => this.copyInRegion(r, entry, from))),
-      ]),
-    );
-    if (err === undefined) {
-      err = firstError(await Promise.allSettled(plan.twins.map(({ entry, of }) => one(entry, () => this.copyInRegion(r, entry, landed.get(of) as Entry)))));
+    await Promise.all([
+      ...plan.transfers.map((e) => one(e, () => this.transfer(r, e))),
+      ...plan.regionCopies.map(({ entry, from }) => one(entry, () => this.copyInRegion(r, entry, from))),
+    ]);
+    if (failed.length === 0 && !moved) {
+      await Promise.all(plan.twins.map(({ entry, of }) => one(entry, () => this.copyInRegion(r, entry, landed.get(of) as Entry))));
     }
-    if (err !== undefined) throw err;
-    return out;
+    this.d.signal.throwIfAborted();
+    if (moved) throw moved;
+    return { puts, failed };
   }
 
   /** Bring one object's bytes from the primary into the region. */
@@ -370,31 +356,15 @@ export class Replicator {
       try {
         res = await r.store.copy(dst, { bucket: primary.store.bucket, key: src, versionId: e.versionId, etag: e.etag }, undefined, signal);
       } catch (err) {
-        if (err instanceof ConditionFailed) throw new SourceMoved(`${e.path}: the primary's object changed or vanished during the copy`);
+        if (err instanceof ConditionFailed) throw sourceMoved(`${e.path}: the primary's object changed or vanished during the copy`);
         throw err;
       }
       // Some servers ignore CopySourceIfMatch (fauxqs): a single-part ETag is the MD5 of the bytes,
       // so a different one means the copy took different content.
-      if (isPlainMd5(e.etag) && isPlainMd5(res.etag) && res.etag !== e.etag) throw new SourceMoved(`${e.path}: the copied object is not the one the manifest names`);
+      if (isPlainMd5(e.etag) && isPlainMd5(res.etag) && res.etag !== e.etag) throw sourceMoved(`${e.path}: the copied object is not the one the manifest names`);
       return res;
     }
-    const got = await primary.store.getStream(src, { ...(e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag }), signal });
-    if (got.status !== "ok") throw new SourceMoved(`${e.path}: the primary's object is ${got.status}`);
-    if (e.size < this.o.multipartThreshold) {
-      // Small objects: verify the bytes against the manifest before they reach the region.
-      const chunks: Buffer[] = [];
-      for await (const c of got.body) chunks.push(c as Buffer);
-      const buf = Buffer.concat(chunks);
-      if (buf.length !== e.size || sha256Hex(buf) !== e.sha256) throw corrupt(e, buf.length);
-      return r.store.put(dst, buf, got.attrs, {}, signal);
-    }
-    // Large objects: multipart, hashing as the bytes pass; a mismatch fails the round before any head names them.
-    const tap = hashingTap();
-    (got.body as Readable).on("error", (err) => tap.stream.destroy(err));
-    const res = await r.store.upload(dst, got.body.pipe(tap.stream), got.attrs, { size: e.size, partSize: this.o.partSize, queueSize: 4, signal });
-    const seen = tap.seen();
-    if (seen.bytes !== e.size || seen.sha256 !== e.sha256) throw corrupt(e, seen.bytes);
-    return res;
+    return copyAcross(primary.store, src, r.store, dst, e, { multipartThreshold: this.o.multipartThreshold, partSize: this.o.partSize, signal });
   }
 
   /**
@@ -403,8 +373,8 @@ export class Replicator {
    */
   private async copyInRegion(r: Region, e: Entry, from: Entry): Promise<PutResult> {
     const { signal } = this.d;
-    const attrs = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...(e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag }), signal });
-    if (!attrs) throw new SourceMoved(`${e.path}: the primary's object changed or vanished`);
+    const attrs = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...objectRef(e), signal });
+    if (!attrs) throw sourceMoved(`${e.path}: the primary's object changed or vanished`);
     try {
       return await r.store.copy(r.loc.prefix + e.path, { bucket: r.store.bucket, key: r.loc.prefix + from.path, versionId: from.versionId, etag: from.etag }, withFallbackType(attrs, e.path), signal);
     } catch (err) {
@@ -444,29 +414,11 @@ export class Replicator {
     return j;
   }
 
-  private async loadConditional(r: Region, log: Logger): Promise<boolean> {
-    // Regions probe concurrently: one read-modify-write of the shared file at a time.
-    const turn = this.capabilities.then(() => this.probeOnce(r, log));
-    this.capabilities = turn.then(() => undefined, () => undefined);
-    return turn;
-  }
-
-  private async probeOnce(r: Region, log: Logger): Promise<boolean> {
-    const file = path.join(this.o.stateDir, "capabilities.json");
-    const known = (await readJson<Record<string, boolean>>(file)) ?? {};
-    const id = `${r.store.endpoint} ${r.store.bucket}`;
-    const hit = known[id];
-    if (typeof hit === "boolean") return hit;
-    const enforced = await probeConditionalWrites(r.store, r.loc);
-    if (!enforced) log.warn({ endpoint: r.store.endpoint, bucket: r.store.bucket }, "this S3 server ignores conditional writes: run exactly one replicator per region");
-    await writeJson(file, { ...known, [id]: enforced });
-    return enforced;
-  }
-
   private stateOf(r: Region): RegionState {
     let st = this.states.get(r.url);
     if (!st) {
-      st = { files: undefined, head: undefined, conditional: undefined, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
+      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, retain: this.o.retain }, this.d);
+      st = { files: undefined, head: undefined, writer, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
       this.states.set(r.url, st);
     }
     return st;
@@ -474,7 +426,7 @@ export class Replicator {
 
   /** One-shot runs keep `behindSince` and `lastSuccess` across invocations through the status file. */
   private async loadStatus(r: Region, st: RegionState): Promise<void> {
-    const prev = await readJson<RegionStatus>(regionStatusFile(this.o.stateDir, r.url));
+    const prev = await readJson<RegionStatus>(this.state.regionStatus(r.url));
     st.loaded = true;
     if (prev?.kind !== "fansync-region-status/1") return;
     st.behindSince = prev.behindSince;
@@ -510,18 +462,13 @@ export class Replicator {
     const text = JSON.stringify(body);
     if (st.written?.text === text && now.getTime() - st.written.at < STATUS_REFRESH_MS) return;
     const doc: RegionStatus = { ...body, lastAttempt: now.toISOString() };
-    await writeJson(regionStatusFile(this.o.stateDir, r.url), doc);
+    await writeJson(this.state.regionStatus(r.url), doc);
     st.written = { text, at: now.getTime() };
   }
 }
 
 function isPlainMd5(etag: string): boolean {
   return /^"?[0-9a-f]{32}"?$/.test(etag);
-}
-
-function corrupt(e: Entry, got: number): RemoteError {
-  // Retryable: a truncated or damaged body is a transfer fault until proven otherwise.
-  return new RemoteError(`${e.path}: the primary sent ${got} bytes that do not match the manifest (${e.size} bytes, sha256 ${e.sha256.slice(0, 12)}…)`, { retryable: true });
 }
 
 function withFallbackType(attrs: ObjectAttrs, p: string): ObjectAttrs {

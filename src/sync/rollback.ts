@@ -4,32 +4,28 @@
  * source, the delete guard, a held lease) refuses before any write; then objects, then manifest and
  * journal, then the head; removed objects are deleted after the head stopped naming them.
  */
-import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
-import pRetry from "p-retry";
 import type { WriterTuning } from "../core/config.ts";
-import { hashingTap } from "../adapters/hashing-tap.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { errorMessage, PartialFailureError, RaceError, UsageError } from "../core/errors.ts";
+import { errorMessage, FileChanging, RaceError, UsageError } from "../core/errors.ts";
 import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location } from "../core/location.ts";
-import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
+import type { Entry, FileMap } from "../core/manifest.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
 import { formatBytes } from "../core/units.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { OrphanLedger } from "../adapters/orphan-ledger.ts";
-import { isRetryable } from "../adapters/s3-errors.ts";
+import { withRetry } from "../adapters/retry.ts";
 import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
-import {
-  checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
-} from "./head-store.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
+import { type HeadState, readHead, readManifest } from "./head-store.ts";
+import { GenerationWriter } from "./generation-writer.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { uploadFile } from "./transfer.ts";
 
 /** Everything a rollback needs to know, resolved. */
 export interface RollbackOptions extends WriterTuning {
@@ -38,8 +34,8 @@ export interface RollbackOptions extends WriterTuning {
   readonly to: number;
   /** `--from`: a directory holding old files (a backup, the master's docroot), or undefined. */
   readonly fromDir: string | undefined;
-  /** The rollback's own state directory (orphan ledger). */
-  readonly stateDir: string;
+  /** The rollback's own state directory (the writer's ledger, lease id, capabilities). */
+  readonly state: StateDir;
   readonly cacheControl: (p: string) => string | undefined;
 }
 
@@ -72,11 +68,6 @@ export interface RollbackResult {
 
 /** The hint for a rollback that meets a live write lease. */
 export const STOP_UPLOADER_HINT = "stop the uploader (systemctl stop fansync-watch, or the running fansync push/watch) first, then run the rollback again";
-
-/** An old file under --from no longer holds the bytes it was hashed with. */
-class SourceChanged extends Error {
-  override name = "SourceChanged";
-}
 
 /** Roll `o.loc` back to the content of generation `o.to`. */
 export async function rollback(o: RollbackOptions, d: RollbackDeps): Promise<RollbackResult> {
@@ -125,20 +116,13 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = `rollback:${newWriterId()}`;
-  const conditional = await probeConditionalWrites(store, o.loc);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, retain: o.retain, label: "rollback:" }, d);
   try {
-    await takeLease(store, o.loc, writer, d.now, false, conditional);
+    await writer.hold();
   } catch (err) {
     if (err instanceof RaceError) throw new RaceError(`cannot roll back ${url}: ${err.message}`, { cause: err, hint: STOP_UPLOADER_HINT });
     throw err;
   }
-  const renew = setInterval(() => {
-    takeLease(store, o.loc, writer, d.now, true, conditional).catch((err: unknown) => {
-      // checkLease before the head write refuses to publish if the lease is really gone.
-      log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
-    });
-  }, LEASE_TTL_MS / 3).unref();
   try {
     const again = await readHead(store, o.loc, signal);
     if (again?.etag !== hs.etag) {
@@ -146,20 +130,17 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     }
     const key = (p: string) => o.loc.prefix + p;
     const written = [...plan.copyVersions, ...plan.copies.map((c) => c.entry), ...plan.uploads.map((u) => u.entry)];
-    const newKeys = written.filter((e) => !current.has(e.path)).map((e) => key(e.path));
-    // The uploader's orphan ledger, kept in the rollback's own state directory: objects a killed
-    // rollback wrote before its head (or meant to delete after it) go first, except those this run
-    // writes again. New keys are recorded before they are written: they exist outside any
-    // manifest until the head names them.
-    const ledger = new OrphanLedger(path.join(o.stateDir, "orphans.json"));
-    await ledger.clean({ store, prefix: o.loc.prefix, current, done: new Set(newKeys), signal, log });
-    await ledger.record([...newKeys, ...plan.deletes.map(key)]);
+    const newPaths = written.filter((e) => !current.has(e.path)).map((e) => e.path);
+    // Objects a killed rollback wrote before its head (or meant to delete after it) go first,
+    // except those this run writes again.
+    await writer.sweep(current, new Set(newPaths.map(key)));
+    await writer.prepare([...newPaths, ...plan.deletes]);
 
     const puts: Entry[] = [];
     const failed: { path: string; error: string }[] = [];
     const attempt = async (e: Entry, op: string, from: Record<string, unknown>, fn: () => Promise<PutResult>): Promise<void> => {
       try {
-        const r = await pRetry(fn, { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
+        const r = await withRetry(fn, { signal });
         puts.push({ path: e.path, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, sha256: e.sha256, etag: r.etag, versionId: r.versionId });
         log.info({ op, path: e.path, ...from, bytes: e.size }, "restored");
       } catch (err) {
@@ -193,35 +174,15 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
       // pullers refuse those (If-Match on the manifest's ETag) and skip the run until a head names them.
       const stale = puts.filter((e) => current.get(e.path) && !current.get(e.path)?.versionId).length;
       if (stale > 0) log.warn({ objects: stale, generation: hs.head.generation }, "objects already hold the old bytes while the head still names the current ones: pullers skip those files until this rollback is run again and completes");
-      throw new PartialFailureError(`${failed.length} of ${jobs.length} restores failed; no generation was published and nothing was deleted; run the same rollback again (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
     }
-    const gone = new Set(plan.deletes);
-    const next: FileMap = new Map();
-    for (const [p, e] of current) if (!gone.has(p)) next.set(p, e);
-    for (const { entry, from } of plan.metaOnly) {
-      const e = { ...from, mtimeMs: entry.mtimeMs, mode: entry.mode };
-      next.set(e.path, e);
-      puts.push(e);
-    }
-    for (const e of puts) next.set(e.path, e);
-    await checkLease(store, o.loc, writer);
+    for (const { entry, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: entry.mtimeMs, mode: entry.mode });
     // The journal is the delta from the current generation, so pullers apply a small journal.
-    const pub = await publishGeneration(store, o.loc, { previous: hs, files: next, puts, deletes: plan.deletes, writer, retain: o.retain, now: d.now, conditional }, log);
-    const deleted = new Set<string>();
-    if (plan.deletes.length > 0) {
-      // Only after the head stopped naming them, as the uploader does.
-      const notDeleted = await store.deleteMany(plan.deletes.map(key), signal);
-      for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
-      for (const p of plan.deletes) deleted.add(key(p));
-    }
-    await ledger.clean({ store, prefix: o.loc.prefix, current: next, done: deleted, signal, log });
-    log.info({ ...summary, generation: pub.head.generation, to: o.to, previous: hs.head.generation }, "rolled back");
-    return { generation: pub.head.generation, previous: hs.head.generation, to: o.to, published: true, summary };
+    const c = await writer.commit({ base: hs, baseFiles: current, puts, deletes: plan.deletes, failed, exact: true, what: "restores", total: jobs.length, retryHint: "run the same rollback again" });
+    const gen = c.head?.head.generation ?? hs.head.generation;
+    log.info({ ...summary, generation: gen, to: o.to, previous: hs.head.generation }, "rolled back");
+    return { generation: gen, previous: hs.head.generation, to: o.to, published: true, summary };
   } finally {
-    clearInterval(renew);
-    await releaseLease(store, o.loc, writer).catch((err: unknown) => {
-      log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
-    });
+    await writer.release();
   }
 }
 
@@ -249,7 +210,7 @@ async function checkFromDir(dir: string): Promise<void> {
 
 /** Hash the files under --from whose size some missing path has. */
 async function hashLocal(dir: string, sizes: ReadonlySet<number>, o: RollbackOptions, log: Logger): Promise<LocalSource[]> {
-  const scan = await scanTree(dir, { filter: compileFilter({ exclude: [], include: [] }), excludeAbs: [o.stateDir] });
+  const scan = await scanTree(dir, { filter: compileFilter({ exclude: [], include: [] }), excludeAbs: [o.state.dir] });
   const out: LocalSource[] = [];
   const worth = scan.files.filter((f) => sizes.has(f.size));
   await pMap(worth, async (f) => {
@@ -263,27 +224,20 @@ async function hashLocal(dir: string, sizes: ReadonlySet<number>, o: RollbackOpt
   return out;
 }
 
-/** Upload an old file's bytes: read and hashed first, sent only when they are the old entry's. */
+/** Upload an old file's bytes, sent only when they are still the old entry's. */
 async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d: RollbackDeps): Promise<PutResult> {
   const key = o.loc.prefix + e.path;
-  const attrs = attrsFor(e, o);
-  if (local === undefined) return d.store.put(key, Buffer.alloc(0), attrs, {}, d.signal);
-  const abs = path.join(o.fromDir as string, local);
-  if (e.size < o.multipartThreshold) {
-    const buf = await readFile(abs);
-    if (buf.length !== e.size || sha256Hex(buf) !== e.sha256) throw new SourceChanged(`${local} under --from changed since it was hashed`);
-    return d.store.put(key, buf, attrs, {}, d.signal);
-  }
-  // Large files: hashed before anything is sent, then hashed again as they stream, so bytes that
-  // changed in between are caught (the head is then not written, and a rerun repairs the object).
-  if ((await hashFile(abs, e.size)) !== e.sha256) throw new SourceChanged(`${local} under --from changed since it was hashed`);
-  const tap = hashingTap();
-  const body = tap.stream;
-  pipeline(createReadStream(abs, { highWaterMark: 1024 * 1024 }), body).catch((err: unknown) => body.destroy(err as Error));
-  const r = await d.store.upload(key, body, attrs, { size: e.size, partSize: o.partSize, queueSize: 4, signal: d.signal });
-  const seen = tap.seen();
-  if (seen.bytes !== e.size || seen.sha256 !== e.sha256) throw new SourceChanged(`${local} under --from changed while it was uploaded`);
-  return r;
+  if (local === undefined) return d.store.put(key, Buffer.alloc(0), attrsFor(e, o), {}, d.signal);
+  const up = await uploadFile(d.store, key, path.join(o.fromDir as string, local), {
+    multipartThreshold: o.multipartThreshold,
+    partSize: o.partSize,
+    expect: { size: e.size, sha256: e.sha256 },
+    facts: { mtimeMs: e.mtimeMs, mode: e.mode },
+    attrs: () => attrsFor(e, o),
+    signal: d.signal,
+  });
+  if (!up) throw new FileChanging(`${local} under --from vanished since it was hashed`);
+  return up;
 }
 
 /** Headers of a restored object, as the uploader writes them. */

@@ -3,22 +3,20 @@
  * conditional GET: the other sources' heads are looked at only every `checkEveryMs` (the time of
  * the last look is kept in the state directory), or while this node is on a fallback source.
  */
-import path from "node:path";
 import { errorMessage } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import { chooseSource, orderFrom, type SourceChoice } from "../core/source-order.ts";
 import type { Logger } from "../adapters/logger.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { readHead } from "./head-store.ts";
 import { readPullState, type Source } from "./puller.ts";
 
-const CHECK_FILE = "pull-lag-check.json";
-
 /** Order `sources` for this run (preferred first unless the lag rule or a fallback says otherwise). */
-export async function orderSources(sources: readonly Source[], o: { stateDir: string; maxLag: number; checkEveryMs: number }, d: { log: Logger; signal: AbortSignal; now: () => Date }): Promise<{ sources: Source[]; choice: SourceChoice }> {
+export async function orderSources(sources: readonly Source[], o: { state: StateDir; maxLag: number; checkEveryMs: number }, d: { log: Logger; signal: AbortSignal; now: () => Date }): Promise<{ sources: Source[]; choice: SourceChoice }> {
   const keep = { sources: [...sources], choice: { first: 0, reason: "preferred" } as SourceChoice };
   if (sources.length < 2) return keep;
-  const state = await readPullState(o.stateDir);
+  const state = await readPullState(o.state);
   const current = state ? sources.findIndex((s) => formatLocation(s.loc) === state.source) : -1;
   const peek = (s: Source) =>
     readHead(s.store, s.loc, d.signal).then(
@@ -33,7 +31,7 @@ export async function orderSources(sources: readonly Source[], o: { stateDir: st
     // On a fallback: one extra GET per run (the preferred head) until we are back.
     heads = [await peek(sources[0] as Source)];
   } else {
-    const file = path.join(o.stateDir, CHECK_FILE);
+    const file = o.state.lagCheck;
     const last = await readJson<{ at: number }>(file);
     const now = d.now().getTime();
     if (last && now - last.at < o.checkEveryMs && now >= last.at) return keep;

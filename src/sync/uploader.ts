@@ -2,41 +2,36 @@
  * The uploader engine shared by `push` and `watch`: scan (all or some paths), hash what changed,
  * plan against the bucket's current manifest, upload, publish the next generation, delete.
  */
-import { randomBytes } from "node:crypto";
-import { open, readFile, stat } from "node:fs/promises";
-import os from "node:os";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "./transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import pRetry, { AbortError } from "p-retry";
-import { errorMessage, GuardError, LocalIoError, PartialFailureError } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
-import { type Entry, type FileMap, parseManifest, sha256Hex } from "../core/manifest.ts";
+import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
 import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
 import { formatBytes } from "../core/units.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { isRetryable } from "../adapters/s3-errors.ts";
-import { OrphanLedger } from "../adapters/orphan-ledger.ts";
+import { withRetry } from "../adapters/retry.ts";
 import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps } from "./job-deps.ts";
-import {
-  checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readManifest, releaseLease, takeLease,
-} from "./head-store.ts";
+import { type HeadState, readHead, readManifest } from "./head-store.ts";
+import { GenerationWriter } from "./generation-writer.ts";
+import { uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
   readonly docroot: string;
   readonly loc: Location;
   /** This docroot+location's own state directory. */
-  readonly stateDir: string;
+  readonly state: StateDir;
   readonly filter: PathFilter;
   readonly cacheControl: (p: string) => string | undefined;
 }
@@ -66,11 +61,6 @@ export interface ReconcileResult {
 /** Index entry: what a file looked like when it was last hashed. */
 type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
 
-/** Thrown when a file changes while it is read: retried, then deferred. */
-class FileChanging extends Error {
-  override name = "FileChanging";
-}
-
 interface Remote {
   state: HeadState | undefined;
   files: FileMap;
@@ -80,56 +70,31 @@ interface Remote {
 export class Uploader {
   private readonly o: UploaderOptions;
   private readonly d: UploaderDeps;
-  private readonly writer = newWriterId();
+  private readonly writer: GenerationWriter;
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
   /** Whether the index changed since it was last written: a no-op push rewrites nothing. */
   private indexDirty = false;
-  private conditional: boolean | undefined;
-  private leaseId: string | undefined;
-  private leaseHeld = false;
-  private leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
+    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, retain: opts.retain }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
-  get stateDir(): string {
-    return this.o.stateDir;
+  get state(): StateDir {
+    return this.o.state;
   }
 
-  /**
-   * Take or renew the write lease: one uploader at a time prepares a generation, so a second one
-   * never overwrites the objects, manifest or journal the first is about to publish (the head's
-   * conditional write only detects that afterwards, and not at all where the server ignores
-   * If-Match). Held until {@link releaseLease}, renewed meanwhile.
-   */
-  async holdLease(): Promise<void> {
-    this.conditional ??= await this.loadConditional();
-    // The lease id is stable per state directory, so a restarted uploader (after a crash) takes
-    // its own lease back at once instead of waiting for it to expire.
-    this.leaseId ??= await this.loadLeaseId();
-    await takeLease(this.d.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, this.conditional);
-    this.leaseHeld = true;
-    this.leaseTimer ??= setInterval(() => {
-      takeLease(this.d.store, this.o.loc, this.leaseId as string, this.d.now, true, this.conditional ?? false).catch((err: unknown) => {
-        // The check before the next head write refuses to publish if the lease is really gone.
-        this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
-      });
-    }, LEASE_TTL_MS / 3).unref();
+  /** Take (or renew) the write lease: watch holds it for as long as it runs. */
+  holdLease(): Promise<void> {
+    return this.writer.hold();
   }
 
   /** Give the write lease up, if held. */
-  async releaseLease(): Promise<void> {
-    if (this.leaseTimer) clearInterval(this.leaseTimer);
-    this.leaseTimer = undefined;
-    if (!this.leaseHeld || !this.leaseId) return;
-    this.leaseHeld = false;
-    await releaseLease(this.d.store, this.o.loc, this.leaseId).catch((err: unknown) => {
-      this.d.log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
-    });
+  releaseLease(): Promise<void> {
+    return this.writer.release();
   }
 
   /**
@@ -142,7 +107,7 @@ export class Uploader {
     const remote = await this.loadRemote();
     const index = await this.loadIndex();
     const under = scope ? minimalScope(scope) : undefined;
-    const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.stateDir] });
+    const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.state.dir] });
     for (const s of scan.skipped) log.warn({ path: s.path, reason: s.reason }, "skipped");
     if (!scope && scan.files.length === 0 && !this.o.force) {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
@@ -150,7 +115,7 @@ export class Uploader {
     const local = await this.hashAll(scan.files, index);
     if (!scope && pruneIndex(index, local)) this.indexDirty = true;
     // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed first.
-    if (!this.o.dryRun) await this.cleanOrphans(remote.files, new Set());
+    if (!this.o.dryRun) await this.writer.sweep(remote.files);
     const scoped = under ? filterScope(remote.files, under) : remote.files;
     const plan = planPush(local, scoped);
     const added = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
@@ -179,20 +144,14 @@ export class Uploader {
     const failed: { path: string; error: string }[] = [];
     const deferred: string[] = [];
     const vanished: string[] = [];
-    await this.holdLease();
-    // Before any object is written: the keys that may exist outside a manifest if this run dies
+    await this.writer.hold();
+    // Before any object is written: the paths that may exist outside a manifest if this run dies
     // (new paths before their head, removed paths between the head and their deletion).
-    const newKeys = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).map((f) => this.key(f.path));
-    await this.recordOrphans([...newKeys, ...plan.deletes.map((p) => this.key(p))]);
+    await this.writer.prepare([...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).map((f) => f.path).concat(plan.deletes));
     const ev = this.d.events;
     const run = async (p: string, op: "upload" | "copy", size: number, fn: () => Promise<Entry | undefined>): Promise<void> => {
       try {
-        const e = await pRetry(fn, {
-          retries: 3,
-          minTimeout: 200,
-          signal,
-          shouldRetry: ({ error }) => error instanceof FileChanging || isRetryable(error),
-        });
+        const e = await withRetry(fn, { signal });
         if (e) puts.push(e);
         else vanished.push(p);
         ev?.file?.({ role: "push", op, bytes: op === "upload" ? size : 0 });
@@ -220,7 +179,7 @@ export class Uploader {
           return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
         } catch (err) {
           // The copy source changed under us: fall back to uploading the bytes.
-          if ((err as Error).name === "ConditionFailed") return this.uploadFile(file);
+          if (err instanceof ConditionFailed) return this.uploadFile(file);
           throw err;
         }
       });
@@ -228,11 +187,6 @@ export class Uploader {
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     signal.throwIfAborted();
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
-    // A run with a failed transfer deletes nothing (rclone's rule): removals wait for a clean run.
-    const deletes = failed.length === 0 ? [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))] : [];
-    const next: FileMap = new Map(remote.files);
-    for (const p of deletes) next.delete(p);
-    for (const e of puts) next.set(e.path, e);
     for (const e of puts) {
       const st = index.get(e.path);
       if (st && st[3] !== e.sha256) {
@@ -240,93 +194,38 @@ export class Uploader {
         this.indexDirty = true;
       }
     }
-    let result: ReconcileResult = { ...summary, generation: remote.state?.head.generation ?? 0, published: false, deferred };
-    const deleted = new Set<string>();
-    if (puts.length > 0 || deletes.length > 0) {
-      this.conditional ??= await this.loadConditional();
-      await this.recordOrphans(deletes.map((p) => this.key(p)));
-      await checkLease(store, this.o.loc, this.leaseId as string);
-      const pub = await publishGeneration(store, this.o.loc, { previous: remote.state, files: next, puts, deletes, writer: this.writer, retain: this.o.retain, now: this.d.now, conditional: this.conditional }, log);
-      this.remote = { state: { head: pub.head, etag: pub.etag }, files: next };
-      await this.saveRemoteCache(pub.head, pub.etag, pub.manifestBytes);
-      result = { ...result, generation: pub.head.generation, published: true };
-      if (deletes.length > 0) {
-        // Objects go only after the head stopped naming them: readers of the old generation may
-        // still fetch them a moment longer, and fail over to the next run if not.
-        const notDeleted = await store.deleteMany(deletes.map((p) => this.key(p)), signal);
-        for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (object left behind, not in any manifest)");
-        for (const p of deletes) deleted.add(this.key(p));
+    try {
+      const c = await this.writer.commit({
+        base: remote.state,
+        baseFiles: remote.files,
+        puts,
+        deletes: [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))],
+        failed,
+        exact: false,
+        what: "transfers",
+        total: jobs.length,
+      });
+      if (c.published && c.head && c.manifestBytes) {
+        this.remote = { state: c.head, files: c.files };
+        await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
       }
+      return { ...summary, generation: c.head?.head.generation ?? 0, published: c.published, deferred };
+    } finally {
+      await this.saveIndex(index);
     }
-    await this.cleanOrphans(this.remote?.files ?? remote.files, deleted);
-    await this.saveIndex(index);
-    if (failed.length > 0) {
-      throw new PartialFailureError(`${failed.length} of ${plan.uploads.length + plan.copies.length} transfers failed; nothing was deleted (first: ${failed[0]?.path}: ${failed[0]?.error})`, failed);
-    }
-    return result;
   }
 
-  /** Upload one file; returns its new entry, or undefined when it vanished. */
+  /** Upload one file with its own bytes; returns its new entry, or undefined when it vanished. */
   private async uploadFile(f: LocalFile): Promise<Entry | undefined> {
-    const abs = path.join(this.o.docroot, f.path);
-    let fh;
-    try {
-      fh = await open(abs, "r");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw new AbortError(err as Error);
-    }
-    try {
-      const st1 = await fh.stat();
-      const mtimeMs = Math.floor(st1.mtimeMs);
-      const mode = st1.mode & 0o7777;
-      if (st1.size < this.o.multipartThreshold) {
-        // Small files: one read into memory, hash those exact bytes, upload them. The published
-        // sha256 always describes the bytes sent, even if the file changes meanwhile.
-        const buf = await readExactly(fh, st1.size);
-        const st2 = await fh.stat();
-        if (!buf || st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${f.path} changed while being read`);
-        const entry = { path: f.path, size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
-        const r = await this.d.store.put(this.key(f.path), buf, this.attrs(entry), {}, this.d.signal);
-        return { ...entry, etag: r.etag, versionId: r.versionId };
-      }
-      // Large files: multipart, streaming, hashing as we go; the metadata carries the scanned
-      // sha256, so a file that changed mid-upload is detected and uploaded again.
-      const { createHash } = await import("node:crypto");
-      const h = createHash("sha256");
-      // Exactly st1.size bytes or an error: the upload declares that Content-Length, and a file
-      // truncated mid-read (rewritten in place) otherwise sent a short body the server waited on
-      // until the request timed out, attempt after attempt (a push hung for minutes).
-      const stream = fh.createReadStream({ autoClose: false, start: 0, end: Math.max(0, st1.size - 1), highWaterMark: 1024 * 1024 });
-      let size = 0;
-      let short = false;
-      const body = new Transform({
-        transform(c: Buffer, _enc, cb) {
-          h.update(c);
-          size += c.length;
-          cb(null, c);
-        },
-        flush(cb) {
-          short = size !== st1.size;
-          cb(short ? new FileChanging(`${f.path} shrank while being uploaded`) : null);
-        },
-      });
-      pipeline(stream, body).catch(() => undefined);
-      const entry = { path: f.path, size: st1.size, mtimeMs, mode, sha256: f.sha256 };
-      let r;
-      try {
-        r = await this.d.store.upload(this.key(f.path), body, this.attrs(entry), { size: st1.size, partSize: this.o.partSize, queueSize: 4, signal: this.d.signal });
-      } catch (err) {
-        if (short) throw new FileChanging(`${f.path} shrank while being uploaded`);
-        throw err;
-      }
-      const st2 = await fh.stat();
-      const sha = h.digest("hex");
-      if (sha !== f.sha256 || size !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${f.path} changed while being uploaded`);
-      return { ...entry, etag: r.etag, versionId: r.versionId };
-    } finally {
-      await fh.close();
-    }
+    const up = await uploadFile(this.d.store, this.key(f.path), path.join(this.o.docroot, f.path), {
+      multipartThreshold: this.o.multipartThreshold,
+      partSize: this.o.partSize,
+      // Large files stream with the sha256 the scan found: a file that changed since is caught.
+      expect: f.size >= this.o.multipartThreshold ? { size: f.size, sha256: f.sha256 } : undefined,
+      attrs: (facts) => this.attrs({ path: f.path, ...facts }),
+      signal: this.d.signal,
+    });
+    return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
   }
 
   private key(p: string): string {
@@ -351,10 +250,10 @@ export class Uploader {
     const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
     if (!hs) return (this.remote = { state: undefined, files: new Map() });
     if (this.remote?.state?.etag === hs.etag && this.remote.state.head.generation === hs.head.generation) return this.remote;
-    const cached = await readJson<{ generation: number; manifestSha256: string }>(path.join(this.o.stateDir, "remote-head.json"));
+    const cached = await readJson<{ generation: number; manifestSha256: string }>(this.o.state.remoteHead);
     if (cached && cached.generation === hs.head.generation && cached.manifestSha256 === hs.head.manifestSha256) {
       try {
-        const bytes = await readFile(path.join(this.o.stateDir, "remote-manifest.ndjson.gz"));
+        const bytes = await readFile(this.o.state.remoteManifest);
         return (this.remote = { state: hs, files: parseManifest(bytes, hs.head.manifestSha256, hs.head.generation) });
       } catch {
         // A damaged cache is simply ignored: fetch the manifest instead.
@@ -366,53 +265,19 @@ export class Uploader {
   }
 
   private async saveRemoteCache(head: { generation: number; manifestSha256: string }, etag: string, bytes: Buffer): Promise<void> {
-    await writeFileAtomic(path.join(this.o.stateDir, "remote-manifest.ndjson.gz"), bytes);
-    await writeJson(path.join(this.o.stateDir, "remote-head.json"), { generation: head.generation, manifestSha256: head.manifestSha256, etag });
+    await writeFileAtomic(this.o.state.remoteManifest, bytes);
+    await writeJson(this.o.state.remoteHead, { generation: head.generation, manifestSha256: head.manifestSha256, etag });
   }
 
   private async loadIndex(): Promise<Map<string, IndexEntry>> {
-    this.index ??= await readNdjsonMap<IndexEntry>(path.join(this.o.stateDir, "index.ndjson"));
+    this.index ??= await readNdjsonMap<IndexEntry>(this.o.state.index);
     return this.index;
   }
 
   private async saveIndex(index: Map<string, IndexEntry>): Promise<void> {
     if (!this.indexDirty) return;
-    await writeNdjsonMap(path.join(this.o.stateDir, "index.ndjson"), index);
+    await writeNdjsonMap(this.o.state.index, index);
     this.indexDirty = false;
-  }
-
-  /** Keys that may exist outside the head's manifest (see {@link OrphanLedger}). */
-  private get orphans(): OrphanLedger {
-    return new OrphanLedger(path.join(this.o.stateDir, "orphans.json"));
-  }
-
-  private async recordOrphans(keys: readonly string[]): Promise<void> {
-    await this.orphans.record(keys);
-  }
-
-  private async cleanOrphans(current: FileMap, done: ReadonlySet<string>): Promise<void> {
-    await this.orphans.clean({ store: this.d.store, prefix: this.o.loc.prefix, current, done, signal: this.d.signal, log: this.d.log, beforeDelete: () => this.holdLease() });
-  }
-
-  private async loadLeaseId(): Promise<string> {
-    const file = path.join(this.o.stateDir, "writer-id.json");
-    const known = await readJson<{ id: string }>(file);
-    if (typeof known?.id === "string" && known.id !== "") return known.id;
-    const id = `${os.hostname()}:${randomBytes(4).toString("hex")}`;
-    await writeJson(file, { id });
-    return id;
-  }
-
-  private async loadConditional(): Promise<boolean> {
-    const file = path.join(this.o.stateDir, "capabilities.json");
-    const known = await readJson<{ conditionalWrites: boolean; bucket: string; endpoint: string }>(file);
-    if (known && known.bucket === this.d.store.bucket && known.endpoint === this.d.store.endpoint) return known.conditionalWrites;
-    const enforced = await probeConditionalWrites(this.d.store, this.o.loc);
-    if (!enforced) {
-      this.d.log.warn({ endpoint: this.d.store.endpoint, bucket: this.d.store.bucket }, "this S3 server ignores conditional writes: run exactly one uploader per prefix (a read-back check detects, but cannot prevent, a second writer)");
-    }
-    await writeJson(file, { conditionalWrites: enforced, bucket: this.d.store.bucket, endpoint: this.d.store.endpoint });
-    return enforced;
   }
 
   /** Hash files whose size/mtime/inode changed since the index saw them. */
@@ -442,22 +307,6 @@ export class Uploader {
     if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
     return out;
   }
-}
-
-/**
- * Read exactly `size` bytes from the start of a file (one read for a small file, no extra fstat as
- * FileHandle.readFile does); undefined when the file is shorter or longer than that now.
- */
-async function readExactly(fh: import("node:fs/promises").FileHandle, size: number): Promise<Buffer | undefined> {
-  const buf = Buffer.allocUnsafe(size + 1);
-  let off = 0;
-  for (;;) {
-    const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
-    if (bytesRead === 0) break;
-    off += bytesRead;
-    if (off > size) return undefined;
-  }
-  return off === size ? buf.subarray(0, size) : undefined;
 }
 
 /** After a full scan, forget index entries of files that no longer exist; true when any went. */

@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { regionStatusFile } from "../../src/sync/replicator.ts";
+import { StateDir } from "../../src/adapters/state-dir.ts";
 import { runCli, startCli, waitCli } from "../helpers/cli.ts";
 import { freePort, launch, startS3Server, type TestServer } from "../helpers/s3-server.ts";
 import { getBytes, headObject, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
@@ -179,7 +179,7 @@ test("an unreachable region does not stall the other and catches up when it is b
 async function regionFile(stateDir: string, url: string): Promise<string> {
   // The replicator's directory is the only replicate-* one in this test's state dir.
   const dir = (await readdir(stateDir)).find((d) => d.startsWith("replicate-")) ?? "";
-  return regionStatusFile(path.join(stateDir, dir), url);
+  return new StateDir(path.join(stateDir, dir)).regionStatus(url);
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

@@ -1,11 +1,17 @@
-/** Builds the S3 store for a location from the resolved config (per-location endpoint/profile). */
+/**
+ * Wiring shared by the commands: from a resolved {@link Config} to the adapters a job is given (S3
+ * stores, state directories). The engines in src/sync never see a Config.
+ */
+import os from "node:os";
+import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { settingsFor } from "../core/config.ts";
+import { UsageError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
+import { parseDuration } from "../core/units.ts";
 import { createS3Client } from "../adapters/s3-client.ts";
 import { S3Store } from "../adapters/s3-store.ts";
-import { parseDuration } from "../core/units.ts";
-import { UsageError } from "../core/errors.ts";
+import { type JobRole, jobStateDir, type StateDir } from "../adapters/state-dir.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -26,4 +32,18 @@ export function storeFor(cfg: Config, loc: Location): S3Store {
   const client = createS3Client({ ...s, maxSockets: Math.max(8, cfg.concurrency * 2), requestTimeoutMs: requestTimeoutFromEnv() });
   const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? "AWS S3";
   return new S3Store({ client, bucket: loc.bucket, endpoint });
+}
+
+/** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */
+export function baseStateDir(cfg: Config): string {
+  if (cfg.stateDir) return path.resolve(cfg.stateDir);
+  const sd = process.env.STATE_DIRECTORY?.split(":")[0];
+  if (sd) return sd;
+  const xdg = process.env.XDG_STATE_HOME;
+  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".local", "state"), "fansync");
+}
+
+/** A job's own state directory (see adapters/state-dir.ts for the layout). */
+export function jobState(cfg: Config, role: JobRole, identity: { docroot?: string; url?: string }): StateDir {
+  return jobStateDir(baseStateDir(cfg), role, identity);
 }

@@ -1,0 +1,154 @@
+/**
+ * The local state of every job, in one place: where each job's directory is, what each file in it
+ * is called, and the run lock. Nothing else names a state file.
+ *
+ * Layout under the base directory (--state-dir, $STATE_DIRECTORY, $XDG_STATE_HOME/fansync, or
+ * ~/.local/state/fansync), one directory per job:
+ *   push-<id>/       (push and watch: id of docroot + location)  index, remote cache, writer state
+ *   pull-<id>/       (pull: id of the docroot)                   held files, head, staging, reports
+ *   replicate-<id>/  (replicate: id of the primary)              region status files, writer state
+ *   rollback-<id>/   (rollback: id of the location)              writer state
+ * The generation writer's files (lease id, capability cache, orphan ledger) live in the directory of
+ * whichever job writes generations.
+ */
+import { createHash } from "node:crypto";
+import { readdir } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { LocalIoError, LockedError, UsageError } from "../core/errors.ts";
+import { readJson, writeFileAtomic } from "./state-files.ts";
+
+/** The jobs that keep state. */
+export type JobRole = "push" | "pull" | "replicate" | "rollback";
+
+function shortHash(s: string): string {
+  return createHash("sha256").update(s).digest("hex").slice(0, 12);
+}
+
+/**
+ * A job's own directory under `base`: one per role and identity (docroot and/or location), so one
+ * base serves several jobs. Never inside the docroot (it would be uploaded or served).
+ */
+export function jobStateDir(base: string, role: JobRole, identity: { docroot?: string; url?: string }): StateDir {
+  const docroot = identity.docroot === undefined ? undefined : path.resolve(identity.docroot);
+  const id = docroot === undefined ? shortHash(identity.url ?? "") : shortHash(`${docroot}\n${identity.url ?? ""}`);
+  const dir = path.join(base, `${role}-${id}`);
+  if (docroot !== undefined && (dir === docroot || dir.startsWith(docroot + path.sep))) {
+    throw new UsageError(`the state directory ${dir} is inside the docroot ${docroot}`, { hint: "put --state-dir outside the docroot" });
+  }
+  return new StateDir(dir);
+}
+
+/** Every state directory of one role under `base` (for `fansync status`). */
+export async function listJobStateDirs(base: string, role: JobRole): Promise<StateDir[]> {
+  const entries = await readdir(base, { withFileTypes: true }).catch(() => []);
+  return entries.filter((d) => d.isDirectory() && d.name.startsWith(`${role}-`)).map((d) => new StateDir(path.join(base, d.name)));
+}
+
+/** One job's state directory and the names of the files in it. */
+export class StateDir {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  private file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  // The uploader (push, watch).
+  /** path → [size, mtimeMs, inode, sha256] of files last hashed (a no-op push reads only this). */
+  get index(): string { return this.file("index.ndjson"); }
+  /** The bucket's head as last seen, and the manifest it names (saves a manifest GET per run). */
+  get remoteHead(): string { return this.file("remote-head.json"); }
+  get remoteManifest(): string { return this.file("remote-manifest.ndjson.gz"); }
+
+  // The generation writer (uploader, replicator, rollback).
+  /** The write lease's holder id, stable across restarts (a restarted writer takes its lease back). */
+  get writerId(): string { return this.file("writer-id.json"); }
+  /** What each server did with conditional writes, keyed by endpoint and bucket. */
+  get capabilities(): string { return this.file("capabilities.json"); }
+  /** Keys a commit to `url` may have left outside the manifest (see OrphanLedger). */
+  ledger(url: string): string { return this.file(`ledger-${shortHash(url)}.json`); }
+
+  // The puller.
+  get pullFiles(): string { return this.file("pull-files.ndjson"); }
+  get pullHead(): string { return this.file("pull-head.json"); }
+  get pullStaging(): string { return this.file("pull-staging.json"); }
+  get lagCheck(): string { return this.file("pull-lag-check.json"); }
+  get lastReport(): string { return this.file("report-last.json"); }
+  /** The last status when no --status-file is written (a failed cron run repeats what it knew). */
+  get lastStatus(): string { return this.file("last-status.json"); }
+
+  // The replicator.
+  /** One status file per region (`fansync status` lists them). */
+  regionStatus(regionUrl: string): string {
+    const bucket = /^s3:\/\/([^/]+)/.exec(regionUrl)?.[1] ?? "region";
+    return this.file(`region-${bucket}-${shortHash(regionUrl).slice(0, 8)}.json`);
+  }
+  /** Every region status file here. */
+  async listRegionStatus(): Promise<string[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    return names.filter((n) => /^region-.*-[0-9a-f]{8}\.json$/.test(n)).sort().map((n) => this.file(n));
+  }
+
+  /** The run lock of `role` in this directory (see {@link acquireRunLock}). */
+  lock(role: JobRole): Promise<RunLock> {
+    return acquireRunLock(this.file(`${role}.lock`));
+  }
+}
+
+/** A held run lock. */
+export interface RunLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Take the exclusive run lock `file` (a cron overlap exits with {@link LockedError}).
+ *
+ * The exclusion is a Linux abstract-namespace socket named after the lock file's path: binding it
+ * is atomic, only one process can hold the name, and the kernel releases it the moment its holder
+ * exits, however it exits (SIGKILL, OOM, a reboot). So a dead holder never blocks the next run, a
+ * reused PID means nothing, and there is no stale-lock takeover that could delete a lock another
+ * run has just taken. The file itself only tells a person who holds the lock (pid, since when).
+ * The name lives in the network namespace: processes sharing a state directory must share one.
+ */
+export async function acquireRunLock(file: string): Promise<RunLock> {
+  const abs = path.resolve(file);
+  const server = net.createServer();
+  const name = `\0fansync-lock:${createHash("sha256").update(abs).digest("hex")}`;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ path: name, exclusive: true }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      const holder = await readJson<{ pid?: number; since?: string }>(abs).catch(() => undefined);
+      const who = holder?.pid ? `pid ${holder.pid}${holder.since ? `, since ${holder.since}` : ""}` : "another process";
+      throw new LockedError(`another fansync run (${who}) holds ${abs}; exiting`);
+    }
+    throw err;
+  }
+  // The lock must never keep a finished process alive.
+  server.unref();
+  try {
+    await writeFileAtomic(abs, JSON.stringify({ pid: process.pid, since: new Date().toISOString() }) + "\n");
+  } catch (err) {
+    server.close();
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new LocalIoError(`cannot write the state directory ${path.dirname(abs)} (${code})`, { cause: err, hint: "make it writable by the user fansync runs as, or pass --state-dir" });
+  }
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,234 @@
+/**
+ * The one place a generation is committed. Every writer (the uploader, the replicator in each
+ * region, rollback) plans and produces its puts, and the writer does the rest, in this order:
+ *
+ *   hold()     take the write lease (renewed in the background until release())
+ *   sweep()    delete what an interrupted commit left outside the current manifest (orphan ledger)
+ *   prepare()  record the keys this commit may strand (new paths, deletions) before writing them
+ *   …          the engine's transfers (objects only; nothing names them yet)
+ *   commit()   the partial-failure rule → next file map → lease check → manifest, journal, head
+ *              (conditional) → deletions → ledger clean-up
+ *
+ * The rules, written once:
+ * - Partial failure. An `exact` commit (a replica of generation N, a rollback to generation N: its
+ *   content is defined elsewhere) publishes nothing when any transfer failed. Otherwise the puts
+ *   that succeeded are published, each failed path keeps its previous entry, and nothing is deleted
+ *   (rclone's rule: a run with errors deletes nothing). Either way the run ends in
+ *   {@link PartialFailureError} (exit 4) and the next commit retries.
+ * - Deletions run only after the head stopped naming the objects. A deletion that fails stays in
+ *   the ledger, and the next commit of this writer (or its sweep) deletes it.
+ * - The lease must still be ours right before the head is written; the head's own condition
+ *   (If-Match / If-None-Match) then makes a lost race an error, never a fork.
+ */
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import { errorMessage, PartialFailureError } from "../core/errors.ts";
+import { formatLocation, type Location } from "../core/location.ts";
+import type { Entry, FileMap } from "../core/manifest.ts";
+import { OrphanLedger } from "../adapters/orphan-ledger.ts";
+import type { S3Store } from "../adapters/s3-store.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
+import { readJson, writeJson } from "../adapters/state-files.ts";
+import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, takeLease } from "./head-store.ts";
+import type { JobDeps } from "./job-deps.ts";
+
+/** What the writer is given. */
+export interface GenerationWriterOptions {
+  readonly loc: Location;
+  readonly store: S3Store;
+  /** Where the lease id, the capability cache and the ledger live. */
+  readonly state: StateDir;
+  /** Manifests and journals of this many generations are kept. */
+  readonly retain: number;
+  /** Prefix of the writer id recorded in heads ("rollback:" lets readers tell a rollback). */
+  readonly label?: string;
+}
+
+/** One commit's inputs. */
+export interface CommitInput {
+  /** The head the plan was made against (undefined: nothing published yet) and its files. */
+  readonly base: HeadState | undefined;
+  readonly baseFiles: FileMap;
+  /** Entries of the objects written (or metadata-only changes) that the next generation names. */
+  readonly puts: readonly Entry[];
+  /** Paths the next generation no longer names. */
+  readonly deletes: readonly string[];
+  /** Transfers that failed (after their retries). */
+  readonly failed: readonly { readonly path: string; readonly error: string }[];
+  /** All or nothing (see the module comment). */
+  readonly exact: boolean;
+  /** The generation number to publish; default base + 1 (a replica passes the primary's). */
+  readonly generation?: number;
+  /** What the transfers were and how many, for the failure message ("transfers", 120). */
+  readonly what: string;
+  readonly total: number;
+  /** What to do about a failure, said in the message and as the hint (default hint: the next run retries). */
+  readonly retryHint?: string;
+}
+
+/** What a commit did. */
+export interface CommitResult {
+  readonly published: boolean;
+  readonly head: HeadState | undefined;
+  readonly files: FileMap;
+  /** The manifest as published (the uploader caches it). */
+  readonly manifestBytes: Buffer | undefined;
+  /** Objects deleted after the head moved. */
+  readonly deleted: number;
+}
+
+/** Commits generations to one location; one instance per location and process. */
+export class GenerationWriter {
+  /** Recorded as `writer` in every head this process publishes. */
+  readonly id: string;
+  private readonly o: GenerationWriterOptions;
+  private readonly d: JobDeps;
+  private conditional: boolean | undefined;
+  private leaseId: string | undefined;
+  private leaseHeld = false;
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: GenerationWriterOptions, deps: JobDeps) {
+    this.o = opts;
+    this.d = deps;
+    this.id = `${opts.label ?? ""}${newWriterId()}`;
+  }
+
+  private get url(): string {
+    return formatLocation(this.o.loc);
+  }
+
+  private get ledger(): OrphanLedger {
+    return new OrphanLedger(this.o.state.ledger(this.url));
+  }
+
+  /**
+   * Take or renew the write lease: one writer at a time prepares a generation, so a second one
+   * never overwrites the objects, manifest or journal the first is about to publish (the head's
+   * conditional write only detects that afterwards, and not at all where the server ignores
+   * If-Match). Held until {@link release}, renewed meanwhile.
+   */
+  async hold(): Promise<void> {
+    const conditional = await this.conditionalWrites();
+    // The lease id is stable per state directory, so a restarted writer (after a crash) takes its
+    // own lease back at once instead of waiting for it to expire.
+    this.leaseId ??= await loadLeaseId(this.o.state, this.o.label);
+    await takeLease(this.o.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, conditional);
+    this.leaseHeld = true;
+    this.leaseTimer ??= setInterval(() => {
+      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional).catch((err: unknown) => {
+        // The check before the next head write refuses to publish if the lease is really gone.
+        this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
+      });
+    }, LEASE_TTL_MS / 3).unref();
+  }
+
+  /** Give the write lease up, if held; never throws (an unreleased lease expires by itself). */
+  async release(): Promise<void> {
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    this.leaseTimer = undefined;
+    if (!this.leaseHeld || !this.leaseId) return;
+    this.leaseHeld = false;
+    await releaseLease(this.o.store, this.o.loc, this.leaseId).catch((err: unknown) => {
+      this.d.log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
+    });
+  }
+
+  /**
+   * Delete objects an interrupted commit left outside `current` (new paths written before their
+   * head, removed ones whose deletion never came); `except`: keys about to be written again.
+   */
+  async sweep(current: FileMap, except?: ReadonlySet<string>): Promise<void> {
+    await this.ledger.clean({ store: this.o.store, prefix: this.o.loc.prefix, current, ...(except ? { done: except } : {}), signal: this.d.signal, log: this.d.log, beforeDelete: () => this.hold() });
+  }
+
+  /** Record, before writing them, the paths whose objects may exist outside any manifest if this run dies. */
+  async prepare(paths: Iterable<string>): Promise<void> {
+    await this.ledger.record([...paths].map((p) => this.o.loc.prefix + p));
+  }
+
+  /** Commit one generation (see the module comment for the order and the rules). */
+  async commit(c: CommitInput): Promise<CommitResult> {
+    const { store, loc } = this.o;
+    const { log, signal } = this.d;
+    const failed = c.failed.length > 0;
+    const partial = () => new PartialFailureError(
+      `${c.failed.length} of ${c.total} ${c.what} failed; ${c.exact ? "no generation was published and " : ""}nothing was deleted${c.retryHint ? `; ${c.retryHint}` : ""} (first: ${c.failed[0]?.path}: ${c.failed[0]?.error})`,
+      c.failed,
+      c.retryHint,
+    );
+    if (failed && c.exact) throw partial();
+    const deletes = failed ? [] : c.deletes;
+    const next: FileMap = new Map(c.baseFiles);
+    for (const p of deletes) next.delete(p);
+    for (const e of c.puts) next.set(e.path, e);
+    let result: CommitResult = { published: false, head: c.base, files: c.baseFiles, manifestBytes: undefined, deleted: 0 };
+    if (c.puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {
+      if (!this.leaseHeld) await this.hold();
+      await this.prepare(deletes);
+      await checkLease(store, loc, this.leaseId as string);
+      const pub = await publishGeneration(store, loc, {
+        previous: c.base,
+        files: next,
+        puts: c.puts,
+        deletes,
+        writer: this.id,
+        retain: this.o.retain,
+        now: this.d.now,
+        conditional: await this.conditionalWrites(),
+        ...(c.generation !== undefined ? { generation: c.generation } : {}),
+      }, log);
+      result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
+    }
+    const done = new Set<string>();
+    if (result.published && deletes.length > 0) {
+      // Objects go only after the head stopped naming them: readers of the old generation may
+      // still fetch them a moment longer, and fail over to the next run if not.
+      const keys = deletes.map((p) => loc.prefix + p);
+      const notDeleted = await store.deleteMany(keys, signal);
+      const left = new Set(notDeleted.map((f) => f.key));
+      for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (kept in the ledger; the next commit deletes it)");
+      for (const k of keys) if (!left.has(k)) done.add(k);
+      result = { ...result, deleted: done.size };
+    }
+    await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, signal, log, beforeDelete: () => this.hold() });
+    if (failed) throw partial();
+    return result;
+  }
+
+  /** Whether the server enforces conditional writes, probed once per endpoint and bucket and cached. */
+  private async conditionalWrites(): Promise<boolean> {
+    this.conditional ??= await cachedCapability(this.o.state.capabilities, `${this.o.store.endpoint} ${this.o.store.bucket}`, async () => {
+      const enforced = await probeConditionalWrites(this.o.store, this.o.loc);
+      if (!enforced) {
+        this.d.log.warn({ endpoint: this.o.store.endpoint, bucket: this.o.store.bucket }, "this S3 server ignores conditional writes: run exactly one writer per location (a read-back check detects, but cannot prevent, a second writer)");
+      }
+      return enforced;
+    });
+    return this.conditional;
+  }
+}
+
+// Writers of one process share a capability file (the replicator's regions): one read-modify-write at a time.
+const capabilityTurns = new Map<string, Promise<unknown>>();
+
+async function cachedCapability(file: string, id: string, probe: () => Promise<boolean>): Promise<boolean> {
+  const turn = (capabilityTurns.get(file) ?? Promise.resolve()).then(async () => {
+    const known = (await readJson<Record<string, unknown>>(file)) ?? {};
+    const hit = known[id];
+    if (typeof hit === "boolean") return hit;
+    const value = await probe();
+    await writeJson(file, { ...known, [id]: value });
+    return value;
+  });
+  capabilityTurns.set(file, turn.catch(() => undefined));
+  return turn;
+}
+
+async function loadLeaseId(state: StateDir, label: string | undefined): Promise<string> {
+  const known = await readJson<{ id: string }>(state.writerId);
+  if (typeof known?.id === "string" && known.id !== "") return known.id;
+  const id = `${label ?? ""}${os.hostname()}:${randomBytes(4).toString("hex")}`;
+  await writeJson(state.writerId, { id });
+  return id;
+}

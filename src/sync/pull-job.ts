@@ -1,0 +1,192 @@
+/**
+ * The puller as a job: one run over the ordered sources (regional first, fallback after), the
+ * OK / STALE / ERROR rule, the status file a load balancer reads, and the daemon loop with its
+ * backoff and drain. `fansync pull` only wires it from the config.
+ */
+import os from "node:os";
+import { errorMessage, FansyncError, ObjectMoved, RemoteError, errorLine } from "../core/errors.ts";
+import { formatLocation } from "../core/location.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
+import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
+import { Drain } from "./drain.ts";
+import type { JobDeps } from "./job-deps.ts";
+import { pullOnce, type PullerDeps, type PullerOptions, type PullResult, type Source } from "./puller.ts";
+import { sleep } from "./sleep.ts";
+import { orderSources } from "./source-choice.ts";
+
+/** The status document written after every run (`--status-file`; `fansync status` reads it). */
+export interface PullStatus {
+  readonly status: "OK" | "STALE" | "ERROR";
+  readonly line: string;
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly lag: { readonly generations: number; readonly seconds: number };
+  readonly source: string;
+  readonly lastSuccess: string | null;
+  readonly lastAttempt: string;
+  readonly lastError: string | null;
+  readonly host: string;
+}
+
+/** What the job needs beyond one pull's options. */
+export interface PullJobOptions {
+  readonly puller: Omit<PullerOptions, "state">;
+  readonly state: StateDir;
+  readonly sources: readonly Source[];
+  /** `--status-file` (absolute), or undefined. */
+  readonly statusFile: string | undefined;
+  /** Keep the last status in the state directory even without a status file (for --report). */
+  readonly keepLastStatus: boolean;
+  readonly staleAfterMs: number;
+  readonly maxLag: number;
+  readonly intervalMs: number;
+}
+
+/** Collaborators: `signal` is the stop (SIGTERM); each settled run is told to `onSettled`. */
+export interface PullJobDeps extends JobDeps {
+  readonly events?: PullerDeps["events"];
+  readonly onSettled?: ((st: PullStatus, err: unknown) => Promise<void> | void) | undefined;
+}
+
+// The other sources' heads are looked at about every this many poll intervals (not every run).
+const LAG_CHECK_RUNS = 10;
+
+/** Runs pulls for one docroot: once (cron) or as a daemon. */
+export class PullJob {
+  private readonly o: PullJobOptions;
+  private readonly d: PullJobDeps;
+  private last: PullStatus | undefined;
+  private loaded = false;
+
+  constructor(opts: PullJobOptions, deps: PullJobDeps) {
+    this.o = opts;
+    this.d = deps;
+  }
+
+  /** Where the last status is kept across processes: the status file, else (with --report) the state dir. */
+  private get lastStatusFile(): string | undefined {
+    return this.o.statusFile ?? (this.o.keepLastStatus ? this.o.state.lastStatus : undefined);
+  }
+
+  /** One run; records its status either way and throws what failed. */
+  async runOnce(signal: AbortSignal = this.d.signal): Promise<PullResult> {
+    if (!this.loaded) {
+      // A failed run repeats what the last good one knew (generation, source, last success).
+      const file = this.lastStatusFile;
+      this.last = file ? await readJson<PullStatus>(file) : undefined;
+      this.loaded = true;
+    }
+    try {
+      const r = await this.fromSources(signal);
+      await this.settle(statusOk(r, this.o.staleAfterMs, this.d.now()), undefined);
+      return r;
+    } catch (err) {
+      await this.settle(statusFailed(this.last, err, this.o.staleAfterMs, this.d.now()), err);
+      throw err;
+    }
+  }
+
+  /**
+   * The daemon: a run every interval, backing off (doubling, capped) while runs fail. On stop, the
+   * run in flight drains, with its requests aborted once the drain deadline passes.
+   */
+  async daemon(): Promise<void> {
+    const { log } = this.d;
+    let backoff = 0;
+    while (!this.d.signal.aborted) {
+      const drain = new Drain(this.d.signal);
+      try {
+        await this.runOnce(drain.hard);
+        backoff = 0;
+      } catch (err) {
+        backoff = Math.min(60_000, Math.max(this.o.intervalMs, backoff * 2));
+        log.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "pull failed");
+      } finally {
+        drain.dispose();
+      }
+      await sleep(backoff || this.o.intervalMs, this.d.signal);
+    }
+  }
+
+  private async fromSources(signal: AbortSignal): Promise<PullResult> {
+    const { sources } = this.o;
+    const deps: PullerDeps = { log: this.d.log, signal, now: this.d.now, events: this.d.events };
+    // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
+    const lagRule = { state: this.o.state, maxLag: this.o.maxLag, checkEveryMs: LAG_CHECK_RUNS * this.o.intervalMs };
+    const ordered = (await orderSources(sources, lagRule, deps)).sources;
+    let lastErr: unknown;
+    for (const [i, s] of ordered.entries()) {
+      try {
+        const r = await pullOnce(s, { ...this.o.puller, state: this.o.state }, deps);
+        if (s !== sources[0]) this.d.log.warn({ source: formatLocation(s.loc), preferred: formatLocation((sources[0] as Source).loc) }, "served by a fallback source");
+        return r;
+      } catch (err) {
+        lastErr = err;
+        // Only an unreachable or failing source is skipped; bad data or a local problem is not
+        // something another source can fix, and the guard must never be bypassed by a fallback.
+        if (!(err instanceof RemoteError) || i === ordered.length - 1) throw err;
+        this.d.log.warn({ source: formatLocation(s.loc), err: errorMessage(err) }, "source unavailable; trying the next one");
+      }
+    }
+    throw lastErr;
+  }
+
+  private async settle(st: PullStatus, err: unknown): Promise<void> {
+    this.last = st;
+    if (this.o.statusFile) await writeStatus(this.o.statusFile, st);
+    else if (this.lastStatusFile) await writeFileAtomic(this.lastStatusFile, JSON.stringify(st) + "\n");
+    await this.d.onSettled?.(st, err);
+  }
+}
+
+/** The status after a successful run: OK, or STALE when behind the head for longer than `staleAfterMs`. */
+export function statusOk(r: PullResult, staleAfterMs: number, now: Date): PullStatus {
+  const behind = r.headGeneration - r.generation;
+  const lagSeconds = behind > 0 && r.headTime ? Math.max(0, (now.getTime() - Date.parse(r.headTime)) / 1000) : 0;
+  const stale = behind > 0 && lagSeconds * 1000 > staleAfterMs;
+  return {
+    status: stale ? "STALE" : "OK",
+    line: stale ? `STALE ${r.generation} behind ${r.headGeneration}` : `OK ${r.generation}`,
+    generation: r.generation,
+    headGeneration: r.headGeneration,
+    lag: { generations: behind, seconds: Math.round(lagSeconds) },
+    source: r.source,
+    lastSuccess: now.toISOString(),
+    lastAttempt: now.toISOString(),
+    lastError: null,
+    host: os.hostname(),
+  };
+}
+
+/**
+ * The status after a failed run. A node still serves its last generation: an object that moved
+ * (the master published again, replication arriving) shortly after a success is STALE, not ERROR,
+ * until `staleAfterMs` passes; a load balancer can choose which of the two words it accepts.
+ */
+export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAfterMs: number, now: Date): PullStatus {
+  const msg = errorLine(err);
+  const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
+  const status: PullStatus["status"] = err instanceof ObjectMoved && since <= staleAfterMs ? "STALE" : "ERROR";
+  return {
+    status,
+    line: `${status} ${prev?.generation ?? 0} ${msg}`,
+    generation: prev?.generation ?? 0,
+    headGeneration: prev?.headGeneration ?? 0,
+    lag: prev?.lag ?? { generations: 0, seconds: 0 },
+    source: prev?.source ?? "",
+    lastSuccess: prev?.lastSuccess ?? null,
+    lastAttempt: now.toISOString(),
+    lastError: msg,
+    host: os.hostname(),
+  };
+}
+
+/** The plain-text companion of the JSON status file (`status.json` → `status.txt`). */
+export function textPath(statusFile: string): string {
+  return statusFile.endsWith(".json") ? statusFile.slice(0, -5) + ".txt" : statusFile + ".txt";
+}
+
+async function writeStatus(file: string, s: PullStatus): Promise<void> {
+  await writeFileAtomic(file, JSON.stringify(s, null, 1) + "\n");
+  await writeFileAtomic(textPath(file), s.line + "\n");
+}

@@ -1,0 +1,175 @@
+/**
+ * Every content byte fansync moves goes through here: a local file up to the bucket (one PUT, or
+ * multipart above the threshold), an object from one bucket to another, an object down to a temp
+ * file. Each one hashes the bytes as they pass and checks them against what the manifest says
+ * (or, for an upload, what the file held when it was opened), so a wrong byte is never published
+ * or renamed into place. Retrying is the caller's, through {@link withRetry}: one policy.
+ */
+import { createWriteStream } from "node:fs";
+import { chmod, open, unlink, utimes } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
+import { type Entry, sha256Hex } from "../core/manifest.ts";
+import { hashingTap } from "../adapters/hashing-tap.ts";
+import { toLocal } from "../adapters/safe-write.ts";
+import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+
+/** What a content object's entry records about its bytes and file. */
+export interface FileFacts {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly sha256: string;
+}
+
+/** A file that was uploaded: its facts as sent, and where the bucket put them. */
+export type Uploaded = FileFacts & PutResult;
+
+/** How large objects are sent. */
+export interface PartTuning {
+  readonly multipartThreshold: number;
+  readonly partSize: number;
+}
+
+/** Which stored object a manifest entry names: by version where the bucket has them, else by ETag. */
+export function objectRef(e: { readonly versionId?: string | undefined; readonly etag: string }): { versionId: string } | { ifMatch: string } {
+  return e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag };
+}
+
+/**
+ * Upload the local file `abs` as `key`, exactly as it is now. Small files are read once into
+ * memory and the sha256 of those very bytes is published; large ones stream through multipart with
+ * the sha256 the caller expects (`expect`, required then) checked as they pass. A file that changes
+ * while it is read throws {@link FileChanging} (retryable); one that vanished gives undefined.
+ * `facts` fixes the mtime and mode to record (a rollback restores the old ones); by default they
+ * are the file's own.
+ */
+export async function uploadFile(store: S3Store, key: string, abs: string, o: PartTuning & {
+  readonly expect?: { readonly size: number; readonly sha256: string } | undefined;
+  readonly facts?: { readonly mtimeMs: number; readonly mode: number } | undefined;
+  readonly attrs: (f: FileFacts) => ObjectAttrs;
+  readonly signal: AbortSignal;
+}): Promise<Uploaded | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(abs, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw toLocal(err, abs);
+  }
+  try {
+    const st1 = await fh.stat();
+    const own = { mtimeMs: Math.floor(st1.mtimeMs), mode: st1.mode & 0o7777 };
+    const { mtimeMs, mode } = o.facts ?? own;
+    if (o.expect && o.expect.size !== st1.size) throw new FileChanging(`${abs} is ${st1.size} bytes, expected ${o.expect.size}`);
+    if (st1.size < o.multipartThreshold) {
+      const buf = await readExactly(fh, st1.size);
+      const st2 = await fh.stat();
+      if (!buf || st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${abs} changed while being read`);
+      const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
+      if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
+      return { ...facts, ...(await store.put(key, buf, o.attrs(facts), {}, o.signal)) };
+    }
+    if (!o.expect) throw new Error(`uploadFile: a multipart upload of ${abs} needs the expected sha256`);
+    const facts: FileFacts = { size: st1.size, mtimeMs, mode, sha256: o.expect.sha256 };
+    // Exactly st1.size bytes or an error: the upload declares that Content-Length, and a file
+    // truncated mid-read (rewritten in place) otherwise sent a short body the server waited on
+    // until the request timed out, attempt after attempt.
+    const tap = hashingTap(st1.size);
+    const stream = fh.createReadStream({ autoClose: false, start: 0, end: Math.max(0, st1.size - 1), highWaterMark: 1024 * 1024 });
+    pipeline(stream, tap.stream).catch(() => undefined);
+    let res: PutResult;
+    try {
+      res = await store.upload(key, tap.stream, o.attrs(facts), { size: st1.size, partSize: o.partSize, queueSize: 4, signal: o.signal });
+    } catch (err) {
+      if (tap.seen().short) throw new FileChanging(`${abs} shrank while being uploaded`);
+      throw err;
+    }
+    const seen = tap.seen();
+    const st2 = await fh.stat();
+    if (seen.sha256 !== o.expect.sha256 || seen.bytes !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${abs} changed while being uploaded`);
+    return { ...facts, ...res };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Bring object `e` from `src` (as the manifest names it: version or ETag) to `dstKey` in `dst`,
+ * streamed GET → PUT (multipart when large) with the stored headers kept; the bytes must be the
+ * manifest's. The source not being that object any more throws {@link ObjectMoved}.
+ */
+export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dstKey: string, e: Entry, o: PartTuning & { readonly signal: AbortSignal }): Promise<PutResult> {
+  const got = await src.getStream(srcKey, { ...objectRef(e), signal: o.signal });
+  if (got.status !== "ok") throw new ObjectMoved(`${e.path}: the source object is ${got.status}`, "the source published again during the copy; the next round converges");
+  if (e.size < o.multipartThreshold) {
+    // Small objects: verified in memory before they reach the destination.
+    const buf = await readAll(got.body);
+    if (buf.length !== e.size || sha256Hex(buf) !== e.sha256) throw corrupt(e, buf.length, sha256Hex(buf));
+    return dst.put(dstKey, buf, got.attrs, {}, o.signal);
+  }
+  // Large objects: hashed as they pass; a mismatch fails before any head names them.
+  const tap = hashingTap();
+  got.body.on("error", (err) => tap.stream.destroy(err));
+  const res = await dst.upload(dstKey, got.body.pipe(tap.stream), got.attrs, { size: e.size, partSize: o.partSize, queueSize: 4, signal: o.signal });
+  const seen = tap.seen();
+  if (seen.bytes !== e.size || seen.sha256 !== e.sha256) throw corrupt(e, seen.bytes, seen.sha256);
+  return res;
+}
+
+/**
+ * Download object `e` into the temp file `tmp` (created with its final permission bits), verify
+ * size and sha256, then set its mode and mtime: renaming it over the target is the caller's commit.
+ */
+export async function downloadTo(store: S3Store, key: string, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
+  const res = await store.getStream(key, { ...objectRef(e), signal });
+  if (res.status !== "ok") throw new ObjectMoved(`${e.path}: ${res.status}`);
+  const tap = hashingTap();
+  try {
+    await pipeline(res.body, tap.stream, createWriteStream(tmp, { mode: e.mode & 0o777 }), { signal });
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code && /^E[A-Z]+$/.test(code) && !["ECONNRESET", "EPIPE", "ETIMEDOUT"].includes(code)) throw toLocal(err, tmp);
+    throw err;
+  }
+  const seen = tap.seen();
+  if (seen.bytes !== e.size || seen.sha256 !== e.sha256) {
+    await unlink(tmp).catch(() => undefined);
+    throw corrupt(e, seen.bytes, seen.sha256);
+  }
+  if ((e.mode & 0o777 & ~UMASK) !== e.mode) await chmod(tmp, e.mode);
+  await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
+}
+
+// The process umask, read once: a file created with mode m gets m & ~umask.
+const UMASK = process.umask();
+
+/** Bytes that are not the manifest's: a short body (network) or a whole one with other bytes. */
+function corrupt(e: Entry, got: number, sha: string): TransferCorrupt {
+  return new TransferCorrupt(`${e.path}: got ${got} bytes with sha256 ${sha.slice(0, 12)}…, the manifest says ${e.size} bytes ${e.sha256.slice(0, 12)}…`, got !== e.size);
+}
+
+async function readAll(body: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Read exactly `size` bytes from the start of a file (one read for a small file, no extra fstat as
+ * FileHandle.readFile does); undefined when the file is shorter or longer than that now.
+ */
+async function readExactly(fh: FileHandle, size: number): Promise<Buffer | undefined> {
+  const buf = Buffer.allocUnsafe(size + 1);
+  let off = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+    if (bytesRead === 0) break;
+    off += bytesRead;
+    if (off > size) return undefined;
+  }
+  return off === size ? buf.subarray(0, size) : undefined;
+}
