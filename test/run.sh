@@ -9,7 +9,7 @@ what=${1:-all}
 conc=${TEST_CONCURRENCY:-2}
 status=0
 if [ "$what" = all ] || [ "$what" = unit ]; then
-  node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/infra/**/*.test.ts' || status=1
+  node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/local/**/*.test.ts' 'test/infra/**/*.test.ts' || status=1
 fi
 # `fansync demo` embeds its own S3 server, so it runs once, not once per server.
 if [ "$what" = all ] || [ "$what" = e2e ]; then

@@ -4,7 +4,7 @@
  * the S3 client's request observer, and by the daemon after each run.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Role, TransferEvents } from "../sync/transfer-events.ts";
+import type { Role, TransferEvents } from "../core/transfer-events.ts";
 import { requestObservers } from "./s3-client.ts";
 
 /** A daemon's metrics; one per process. */

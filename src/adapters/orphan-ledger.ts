@@ -5,6 +5,7 @@
  * not name. Used by the uploader (primary) and the replicator (each region).
  */
 import { rm } from "node:fs/promises";
+import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
 import type { S3Store } from "./s3-store.ts";
@@ -26,24 +27,26 @@ export class OrphanLedger {
   }
 
   /**
-   * Delete recorded keys under `prefix` that `current` does not name (`done`: already deleted),
-   * then forget the list; keys whose deletion failed stay recorded. `beforeDelete` runs first when
-   * something is to be deleted (the uploader re-checks its write lease there).
+   * Delete recorded keys under `prefix` that `current` does not name (`done`: already deleted;
+   * `later`: failed just now, kept for the next commit), then forget the rest; keys whose deletion
+   * fails stay recorded, and so does everything when the server cannot be reached. `beforeDelete`
+   * runs first when something is to be deleted (the writer re-checks its lease there).
    */
-  async clean(opts: { store: S3Store; prefix: string; current: FileMap; done?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
+  async clean(opts: { store: S3Store; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
     const known = (await readJson<{ keys: unknown[] }>(this.file))?.keys;
     if (!known) return;
-    const { prefix, current, done } = opts;
-    const stale = known.filter((k): k is string => typeof k === "string" && k.startsWith(prefix) && !done?.has(k) && !current.has(k.slice(prefix.length)));
+    const { prefix, current, done, later } = opts;
+    const keys = known.filter((k): k is string => typeof k === "string");
+    const kept = keys.filter((k) => later?.has(k) && !current.has(k.slice(prefix.length)));
+    const stale = keys.filter((k) => k.startsWith(prefix) && !done?.has(k) && !later?.has(k) && !current.has(k.slice(prefix.length)));
     if (stale.length > 0) {
       await opts.beforeDelete?.();
-      const failed = await opts.store.deleteMany(stale, opts.signal);
-      if (failed.length > 0) {
-        await writeJson(this.file, { keys: failed.map((f) => f.key) });
-        return;
-      }
-      opts.log.info({ objects: stale.length }, "removed objects an interrupted run left outside the manifest");
+      const failed = await opts.store.deleteMany(stale, opts.signal).catch((err: unknown) => stale.map((key) => ({ key, error: errorMessage(err) })));
+      kept.push(...failed.map((f) => f.key));
+      if (failed.length > 0) opts.log.warn({ objects: failed.length, error: failed[0]?.error }, "could not delete objects left outside the manifest; the next commit tries again");
+      if (failed.length < stale.length) opts.log.info({ objects: stale.length - failed.length }, "removed objects an interrupted run left outside the manifest");
     }
-    await rm(this.file, { force: true });
+    if (kept.length > 0) await writeJson(this.file, { keys: kept });
+    else await rm(this.file, { force: true });
   }
 }

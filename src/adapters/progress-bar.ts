@@ -11,7 +11,7 @@ import type { Config } from "../core/config.ts";
 import {
   etaSeconds, formatProgressLine, parseForeground, type ProgressCounts, sampleRate, SHOW_AFTER_MS, shouldShowProgress, type Smoothed, startRate, workOf,
 } from "../core/progress-format.ts";
-import type { Role, TransferEvents } from "../sync/transfer-events.ts";
+import type { Role, TransferEvents } from "../core/transfer-events.ts";
 import { setTransientLine } from "./logger.ts";
 
 const require = createRequire(import.meta.url);

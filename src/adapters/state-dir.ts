@@ -8,8 +8,8 @@
  *   pull-<id>/       (pull: id of the docroot)                   held files, head, staging, reports
  *   replicate-<id>/  (replicate: id of the primary)              region status files, writer state
  *   rollback-<id>/   (rollback: id of the location)              writer state
- * The generation writer's files (lease id, capability cache, orphan ledger) live in the directory of
- * whichever job writes generations.
+ *   location-<id>/   (every writer of one location: id of the location)  orphan ledger, capabilities
+ * A writer's lease id stays in its own job's directory: a rollback must never pass for the uploader.
  */
 import { createHash } from "node:crypto";
 import { readdir } from "node:fs/promises";
@@ -37,6 +37,15 @@ export function jobStateDir(base: string, role: JobRole, identity: { docroot?: s
     throw new UsageError(`the state directory ${dir} is inside the docroot ${docroot}`, { hint: "put --state-dir outside the docroot" });
   }
   return new StateDir(dir);
+}
+
+/**
+ * The state every writer of one location shares on this machine (the uploader, a rollback, the
+ * replicator writing a region): the orphan ledger and the capability cache, so whichever of them
+ * commits next deletes what another one's interrupted commit left behind.
+ */
+export function locationStateDir(base: string, url: string): StateDir {
+  return new StateDir(path.join(base, `location-${shortHash(url)}`));
 }
 
 /** Every state directory of one role under `base` (for `fansync status`). */
@@ -69,8 +78,8 @@ export class StateDir {
   get writerId(): string { return this.file("writer-id.json"); }
   /** What each server did with conditional writes, keyed by endpoint and bucket. */
   get capabilities(): string { return this.file("capabilities.json"); }
-  /** Keys a commit to `url` may have left outside the manifest (see OrphanLedger). */
-  ledger(url: string): string { return this.file(`ledger-${shortHash(url)}.json`); }
+  /** Keys a commit may have left outside the manifest (see OrphanLedger); in a location's directory. */
+  get ledger(): string { return this.file("ledger.json"); }
 
   // The puller.
   get pullFiles(): string { return this.file("pull-files.ndjson"); }

@@ -11,7 +11,7 @@ import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
-import { fanOutEvents } from "../sync/transfer-events.ts";
+import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Source } from "../sync/puller.ts";
 import { PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";

@@ -7,8 +7,8 @@ import { compileCacheControl, compileFilter, parseFilterFile } from "../core/fil
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
-import { jobState, storeFor } from "./wiring.ts";
-import type { TransferEvents } from "../sync/transfer-events.ts";
+import { jobState, locationState, storeFor } from "./wiring.ts";
+import type { TransferEvents } from "../core/transfer-events.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 
 /** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
@@ -32,6 +32,7 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
       docroot,
       loc: cfg.target,
       state,
+      shared: locationState(cfg, formatLocation(cfg.target)),
       ...writerTuning(cfg),
       filter: compileFilter({ exclude, include: cfg.include }),
       cacheControl: compileCacheControl(cfg.cacheControl),

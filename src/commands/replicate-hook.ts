@@ -1,6 +1,7 @@
 /** `watch --replicate-to`: replicate each published generation from inside the uploader. */
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
+import { Drain } from "../sync/drain.ts";
 
 /** Called after each published generation; `drain` stops replication after the rounds in flight. */
 export interface AfterPublish {
@@ -10,8 +11,6 @@ export interface AfterPublish {
 
 // Regions also poll on their own this often: a region that was down catches up without a new publish.
 const SAFETY_INTERVAL_MS = 60_000;
-// How long stopping waits for replication rounds in flight.
-const DRAIN_DEADLINE_MS = 30_000;
 
 /**
  * A callback run after each published generation; a no-op without --replicate-to. Replication runs
@@ -23,8 +22,8 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): A
   const primary = cfg.target;
   const stop = new AbortController();
   // Requests are aborted by the uploader's hard stop, or by ours once the drain deadline passed.
-  const hard = new AbortController();
-  const requests = AbortSignal.any([signal, hard.signal]);
+  const drainer = new Drain(stop.signal);
+  const requests = AbortSignal.any([signal, drainer.hard]);
   let kick: (() => void) | undefined;
   // The loops start with the uploader: a region left behind while it was down catches up at once.
   const running = import("./replicate.ts")
@@ -41,9 +40,8 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): A
   return Object.assign(after, {
     drain: async () => {
       stop.abort();
-      const deadline = setTimeout(() => hard.abort(new Error("drain deadline passed")), DRAIN_DEADLINE_MS);
       await running;
-      clearTimeout(deadline);
+      drainer.dispose();
     },
   });
 }

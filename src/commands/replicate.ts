@@ -7,7 +7,7 @@ import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, storeFor } from "./wiring.ts";
+import { jobState, locationState, storeFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
@@ -26,7 +26,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
         const s = settingsFor(cfg, loc);
         // Server-side copy needs one server that holds both buckets and one identity that may read
         // the primary and write the region; otherwise the bytes pass through this process.
-        return { url: formatLocation(loc), loc, store: storeFor(cfg, loc), serverSideCopy: s.endpointUrl === p.endpointUrl && s.profile === p.profile };
+        return { url: formatLocation(loc), loc, store: storeFor(cfg, loc), serverSideCopy: s.endpointUrl === p.endpointUrl && s.profile === p.profile, shared: locationState(cfg, formatLocation(loc)) };
       }),
       stateDir: jobState(cfg, "replicate", { url: primaryUrl }).dir,
       concurrency: cfg.concurrency,

@@ -10,7 +10,7 @@ import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, storeFor } from "./wiring.ts";
+import { jobState, locationState, storeFor } from "./wiring.ts";
 import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
@@ -42,6 +42,7 @@ export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions,
         to,
         fromDir: opts.from === undefined ? undefined : path.resolve(opts.from),
         state,
+        shared: locationState(cfg, url),
         ...writerTuning(cfg),
         cacheControl: compileCacheControl(cfg.cacheControl),
       },

@@ -11,7 +11,7 @@ import type { Location } from "../core/location.ts";
 import { parseDuration } from "../core/units.ts";
 import { createS3Client } from "../adapters/s3-client.ts";
 import { S3Store } from "../adapters/s3-store.ts";
-import { type JobRole, jobStateDir, type StateDir } from "../adapters/state-dir.ts";
+import { type JobRole, jobStateDir, locationStateDir, type StateDir } from "../adapters/state-dir.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -41,6 +41,11 @@ export function baseStateDir(cfg: Config): string {
   if (sd) return sd;
   const xdg = process.env.XDG_STATE_HOME;
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".local", "state"), "fansync");
+}
+
+/** The state every writer of the location `url` shares on this machine. */
+export function locationState(cfg: Config, url: string): StateDir {
+  return locationStateDir(baseStateDir(cfg), url);
 }
 
 /** A job's own state directory (see adapters/state-dir.ts for the layout). */

@@ -23,7 +23,7 @@
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import { errorMessage, PartialFailureError } from "../core/errors.ts";
-import { formatLocation, type Location } from "../core/location.ts";
+import type { Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -36,8 +36,10 @@ import type { JobDeps } from "./job-deps.ts";
 export interface GenerationWriterOptions {
   readonly loc: Location;
   readonly store: S3Store;
-  /** Where the lease id, the capability cache and the ledger live. */
+  /** The writing job's own directory (its lease id). */
   readonly state: StateDir;
+  /** The location's directory every writer of it shares (ledger, capability cache). */
+  readonly shared: StateDir;
   /** Manifests and journals of this many generations are kept. */
   readonly retain: number;
   /** Prefix of the writer id recorded in heads ("rollback:" lets readers tell a rollback). */
@@ -94,12 +96,8 @@ export class GenerationWriter {
     this.id = `${opts.label ?? ""}${newWriterId()}`;
   }
 
-  private get url(): string {
-    return formatLocation(this.o.loc);
-  }
-
   private get ledger(): OrphanLedger {
-    return new OrphanLedger(this.o.state.ledger(this.url));
+    return new OrphanLedger(this.o.shared.ledger);
   }
 
   /**
@@ -181,24 +179,28 @@ export class GenerationWriter {
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
     }
     const done = new Set<string>();
+    const left = new Set<string>();
     if (result.published && deletes.length > 0) {
       // Objects go only after the head stopped naming them: readers of the old generation may
-      // still fetch them a moment longer, and fail over to the next run if not.
+      // still fetch them a moment longer, and fail over to the next run if not. The generation is
+      // published either way: a deletion that fails leaves garbage outside every manifest, which
+      // stays in the ledger for the next commit (or sweep) to delete.
       const keys = deletes.map((p) => loc.prefix + p);
-      const notDeleted = await store.deleteMany(keys, signal);
-      const left = new Set(notDeleted.map((f) => f.key));
-      for (const f of notDeleted) log.warn({ key: f.key, error: f.error }, "delete failed (kept in the ledger; the next commit deletes it)");
+      const notDeleted = await store.deleteMany(keys, signal).catch((err: unknown) => keys.map((key) => ({ key, error: errorMessage(err) })));
+      for (const f of notDeleted) left.add(f.key);
+      if (notDeleted.length > 0) log.warn({ objects: notDeleted.length, key: notDeleted[0]?.key, error: notDeleted[0]?.error }, "delete failed (kept in the ledger; the next commit deletes it)");
       for (const k of keys) if (!left.has(k)) done.add(k);
       result = { ...result, deleted: done.size };
     }
-    await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, signal, log, beforeDelete: () => this.hold() });
+    signal.throwIfAborted();
+    await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, later: left, signal, log, beforeDelete: () => this.hold() });
     if (failed) throw partial();
     return result;
   }
 
   /** Whether the server enforces conditional writes, probed once per endpoint and bucket and cached. */
   private async conditionalWrites(): Promise<boolean> {
-    this.conditional ??= await cachedCapability(this.o.state.capabilities, `${this.o.store.endpoint} ${this.o.store.bucket}`, async () => {
+    this.conditional ??= await cachedCapability(this.o.shared.capabilities, `${this.o.store.endpoint} ${this.o.store.bucket}`, async () => {
       const enforced = await probeConditionalWrites(this.o.store, this.o.loc);
       if (!enforced) {
         this.d.log.warn({ endpoint: this.o.store.endpoint, bucket: this.o.store.bucket }, "this S3 server ignores conditional writes: run exactly one writer per location (a read-back check detects, but cannot prevent, a second writer)");

@@ -8,7 +8,7 @@ import { IntegrityError, RaceError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import {
-  type FileMap, type Head, HEAD_FORMAT, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseManifest,
+  type FileMap, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
   serializeHead, serializeJournal, serializeManifest, sha256Hex,
 } from "../core/manifest.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -28,11 +28,27 @@ export function newWriterId(): string {
 
 /** Read the head; undefined when the location has never been published. */
 export async function readHead(store: S3Store, loc: Location, signal?: AbortSignal): Promise<HeadState | undefined> {
+  const res = await readHeadIfChanged(store, loc, undefined, signal);
+  return res === "not-modified" ? undefined : res;
+}
+
+/**
+ * Read the head unless its ETag is still `etag` (one conditional GET: the no-op path of every
+ * reader): "not-modified", the head, or undefined when the location has never been published.
+ */
+export async function readHeadIfChanged(store: S3Store, loc: Location, etag: string | undefined, signal?: AbortSignal): Promise<HeadState | "not-modified" | undefined> {
   const meta = metaPrefix(loc);
-  const res = await store.get(metaKeys.head(meta), signal ? { signal } : {});
+  const res = await store.get(metaKeys.head(meta), { ...(etag ? { ifNoneMatch: etag } : {}), ...(signal ? { signal } : {}) });
+  if (res.status === "not-modified" && etag) return "not-modified";
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading head.json: ${res.status}`);
   return { head: parseHead(res.body, meta), etag: res.etag };
+}
+
+/** Read generation `gen`'s journal; undefined when it is not there (pruned, or never written). */
+export async function readJournal(store: S3Store, loc: Location, gen: number, signal?: AbortSignal): Promise<Journal | undefined> {
+  const res = await store.get(metaKeys.journal(metaPrefix(loc), gen), signal ? { signal } : {});
+  return res.status === "ok" ? parseJournal(res.body, gen) : undefined;
 }
 
 /** Read and verify the manifest a head names. */

@@ -14,7 +14,7 @@ import { startHttpServer, type HttpServer } from "../adapters/http-server.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
-import type { TransferEvents } from "./transfer-events.ts";
+import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** How the monitor is set up. */

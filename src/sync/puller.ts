@@ -8,11 +8,11 @@ import { randomBytes } from "node:crypto";
 import { chmod, lstat, readdir, realpath, rename, rm, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
-import type { TransferEvents } from "./transfer-events.ts";
+import type { TransferEvents } from "../core/transfer-events.ts";
 import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, TransferCorrupt } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
-import { applyJournal, type Entry, type FileMap, type Head, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
+import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
 import type { DeleteLimit } from "../core/units.ts";
@@ -23,7 +23,8 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
-import { readManifest } from "./head-store.ts";
+import { readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { downloadTo } from "./transfer.ts";
 
@@ -87,20 +88,18 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   const resume = await cleanStaging(o.state.pullStaging, log);
   const state = await readJson<PullHead>(o.state.pullHead);
   const url = formatLocation(source.loc);
-  const meta = metaPrefix(source.loc);
   const sameSource = state?.source === url;
   // The no-op path: one conditional GET of the head.
-  const headRes = await source.store.get(metaKeys.head(meta), state && sameSource && state.complete && !o.verify ? { ifNoneMatch: state.etag, signal } : { signal });
-  if (headRes.status === "not-modified") {
+  const hs = await readHeadIfChanged(source.store, source.loc, state && sameSource && state.complete && !o.verify ? state.etag : undefined, signal);
+  if (hs === "not-modified") {
     return { generation: state?.generation ?? 0, headGeneration: state?.generation ?? 0, headTime: state?.headTime ?? "", source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
-  if (headRes.status === "not-found") {
-    throw new IntegrityError(`no fansync head at ${url} (${metaKeys.head(meta)} does not exist)`, {
+  if (!hs) {
+    throw new IntegrityError(`no fansync head at ${url} (${metaKeys.head(metaPrefix(source.loc))} does not exist)`, {
       hint: "check the s3:// location (bucket and prefix), or run `fansync push` on the master first",
     });
   }
-  if (headRes.status !== "ok") throw new IntegrityError(`unexpected answer reading the head: ${headRes.status}`);
-  const head = parseHead(headRes.body, meta);
+  const { head } = hs;
   const have = state?.generation ?? 0;
   if (head.generation < have && !o.force) {
     throw new IntegrityError(`the head at ${url} went backwards: generation ${head.generation}, this node already has ${have}`, {
@@ -108,7 +107,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     });
   }
   if (state && sameSource && state.complete && head.generation === have && !o.verify) {
-    await writeJson(o.state.pullHead, { ...state, etag: headRes.etag });
+    await writeJson(o.state.pullHead, { ...state, etag: hs.etag });
     return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
 
@@ -142,7 +141,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
   if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
   await writeNdjsonMap(o.state.pullFiles, target);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: headRes.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
@@ -153,23 +152,10 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
 
 /** The target generation's files: journals on top of what we hold when close, else the manifest. */
 async function readTarget(source: Source, head: Head, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<FileMap> {
-  const have = state?.generation ?? 0;
-  const behind = head.generation - have;
-  if (state?.complete && sameSource && have > 0 && behind > 0 && behind <= o.maxJournals && head.oldestJournal <= have && !o.verify) {
-    const meta = metaPrefix(source.loc);
-    const gens = Array.from({ length: behind }, (_, i) => have + 1 + i);
-    const docs = await Promise.all(gens.map((g) => source.store.get(metaKeys.journal(meta, g), { signal: d.signal })));
-    if (docs.every((r) => r.status === "ok")) {
-      let files: FileMap = held;
-      docs.forEach((r, i) => {
-        if (r.status === "ok") files = applyJournal(files, parseJournal(r.body, gens[i] as number));
-      });
-      if (files.size === head.files) {
-        d.log.debug({ journals: gens.length }, "caught up through journals");
-        return files;
-      }
-      d.log.warn({ expected: head.files, got: files.size }, "journals do not add up to the head; reading the full manifest");
-    }
+  // Journals apply only on top of a docroot known to be at `have`, from this same source.
+  if (state?.complete && sameSource && !o.verify) {
+    const files = await catchUpThroughJournals(held, state.generation, head, o.maxJournals, (g) => readJournal(source.store, source.loc, g, d.signal), d.log);
+    if (files) return files;
   }
   return (await readManifest(source.store, head, d.signal)).files;
 }

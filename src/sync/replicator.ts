@@ -9,16 +9,17 @@
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/content-type.ts";
 import { ConditionFailed, errorMessage, FansyncError, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
-import { type Location, metaPrefix } from "../core/location.ts";
-import { type Entry, type FileMap, type Journal, metaKeys, parseHead, parseJournal } from "../core/manifest.ts";
-import { applyJournals, canUseJournals, planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
+import type { Location } from "../core/location.ts";
+import type { Entry, FileMap, Journal } from "../core/manifest.ts";
+import { planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
 import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { type HeadState, readHead, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { copyAcross, objectRef } from "./transfer.ts";
 
@@ -33,6 +34,8 @@ export interface Endpoint {
 export interface Region extends Endpoint {
   /** The region's server can read the primary's bucket itself (same endpoint and credentials): CopyObject. */
   readonly serverSideCopy: boolean;
+  /** The region location's state shared by every writer of it (ledger, capabilities). */
+  readonly shared: StateDir;
 }
 
 /** Resolved options. */
@@ -289,15 +292,8 @@ export class Replicator {
 
   /** The primary's files at its head: journals on top of the region's map when close, else its manifest. */
   private async targetFor(have: number, ph: HeadState["head"], regionFiles: FileMap, log: Logger): Promise<FileMap> {
-    if (canUseJournals(have, ph.generation, ph.oldestJournal, this.o.maxJournals)) {
-      const gens = Array.from({ length: ph.generation - have }, (_, i) => have + 1 + i);
-      const docs = await Promise.all(gens.map((g) => this.primaryJournal(g)));
-      if (docs.every((j): j is Journal => j !== undefined)) {
-        const files = applyJournals(regionFiles, docs);
-        if (files.size === ph.files) return files;
-        log.warn({ expected: ph.files, got: files.size }, "journals do not add up to the primary's head; reading its manifest");
-      }
-    }
+    const caught = await catchUpThroughJournals(regionFiles, have, ph, this.o.maxJournals, (g) => this.primaryJournal(g), log);
+    if (caught) return caught;
     if (this.primaryManifest?.generation !== ph.generation) {
       const files = readManifest(this.o.primary.store, ph, this.d.signal).then((m) => m.files);
       this.primaryManifest = { generation: ph.generation, files };
@@ -388,13 +384,10 @@ export class Replicator {
   private readPrimaryHead(): Promise<HeadState | undefined> {
     this.primaryHeadInFlight ??= (async () => {
       const { store, loc } = this.o.primary;
-      const meta = metaPrefix(loc);
       const cached = this.primaryHead;
-      const res = await store.get(metaKeys.head(meta), { ...(cached ? { ifNoneMatch: cached.etag } : {}), signal: this.d.signal });
-      if (res.status === "not-modified" && cached) return cached;
-      if (res.status === "not-found") return (this.primaryHead = undefined);
-      if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the primary's head: ${res.status}`);
-      return (this.primaryHead = { head: parseHead(res.body, meta), etag: res.etag });
+      const res = await readHeadIfChanged(store, loc, cached?.etag, this.d.signal);
+      if (res === "not-modified") return cached;
+      return (this.primaryHead = res);
     })().finally(() => {
       this.primaryHeadInFlight = undefined;
     });
@@ -405,7 +398,7 @@ export class Replicator {
     let j = this.journals.get(gen);
     if (!j) {
       const { store, loc } = this.o.primary;
-      j = store.get(metaKeys.journal(metaPrefix(loc), gen), { signal: this.d.signal }).then((res) => (res.status === "ok" ? parseJournal(res.body, gen) : undefined));
+      j = readJournal(store, loc, gen, this.d.signal);
       j.catch(() => this.journals.delete(gen));
       this.journals.set(gen, j);
       // Keep a bounded window: the newest generations are the ones regions still need.
@@ -417,7 +410,7 @@ export class Replicator {
   private stateOf(r: Region): RegionState {
     let st = this.states.get(r.url);
     if (!st) {
-      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, retain: this.o.retain }, this.d);
+      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, shared: r.shared, retain: this.o.retain }, this.d);
       st = { files: undefined, head: undefined, writer, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
       this.states.set(r.url, st);
     }

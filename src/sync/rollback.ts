@@ -36,6 +36,8 @@ export interface RollbackOptions extends WriterTuning {
   readonly fromDir: string | undefined;
   /** The rollback's own state directory (the writer's ledger, lease id, capabilities). */
   readonly state: StateDir;
+  /** The location's state shared by every writer of it (ledger, capabilities). */
+  readonly shared: StateDir;
   readonly cacheControl: (p: string) => string | undefined;
 }
 
@@ -116,7 +118,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, retain: o.retain, label: "rollback:" }, d);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: "rollback:" }, d);
   try {
     await writer.hold();
   } catch (err) {

@@ -5,7 +5,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
-import type { TransferEvents } from "./transfer-events.ts";
+import type { TransferEvents } from "../core/transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
 import { ConditionFailed, errorMessage, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
@@ -32,6 +32,8 @@ export interface UploaderOptions extends WriterTuning {
   readonly loc: Location;
   /** This docroot+location's own state directory. */
   readonly state: StateDir;
+  /** The location's state shared by every writer of it (ledger, capabilities). */
+  readonly shared: StateDir;
   readonly filter: PathFilter;
   readonly cacheControl: (p: string) => string | undefined;
 }
@@ -79,7 +81,7 @@ export class Uploader {
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
-    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, retain: opts.retain }, deps);
+    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
