@@ -26,20 +26,40 @@ export interface Skipped {
  * filter. Symlink policy: a symlink to a regular file inside the docroot is synced as a copy of its
  * target; a symlink to a directory, or one leading out of the docroot, is skipped and reported.
  */
-export async function scanTree(root: string, opts: { filter: PathFilter; under?: readonly string[]; excludeAbs?: readonly string[] }): Promise<{ files: ScannedFile[]; skipped: Skipped[] }> {
+export async function scanTree(root: string, opts: { filter: PathFilter; under?: readonly string[]; excludeAbs?: readonly string[] }): Promise<{ files: ScannedFile[]; skipped: Skipped[]; unreadable: string[] }> {
   const files: ScannedFile[] = [];
   const skipped: Skipped[] = [];
+  // Directories (or files) this process may not read: skipped and reported, never taken for deleted.
+  const unreadable: string[] = [];
   const realRoot = await realpath(root);
   const excludeAbs = (opts.excludeAbs ?? []).map((p) => path.resolve(p));
 
   const visitEntry = async (rel: string, isDirHint: boolean | undefined): Promise<void> => {
     const abs = path.join(root, rel);
     if (excludeAbs.some((x) => abs === x || abs.startsWith(x + path.sep))) return;
+    // Names are checked before they are used: one that is not valid UTF-8 came back from readdir
+    // with U+FFFD in it, a name that does not exist on disk (so lstat would say ENOENT).
+    if (rel !== "") {
+      if (rel.includes("\uFFFD")) {
+        skipped.push({ path: rel, reason: "name is not valid UTF-8 and cannot be an S3 key" });
+        return;
+      }
+      if (rel.split("/").some((s) => s.startsWith(TEMP_MARK))) {
+        skipped.push({ path: rel, reason: `uses the reserved ${TEMP_MARK} temp-file name` });
+        return;
+      }
+    }
     let st;
     try {
       st = await lstat(abs);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // vanished during the scan
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return; // vanished during the scan
+      if (code === "EACCES" || code === "EPERM") {
+        unreadable.push(rel);
+        skipped.push({ path: rel, reason: `could not be read (${code})` });
+        return;
+      }
       throw err;
     }
     if (st.isDirectory() || isDirHint === true) {
@@ -48,10 +68,9 @@ export async function scanTree(root: string, opts: { filter: PathFilter; under?:
       await walkDir(rel);
       return;
     }
-    if (rel.split("/").some((s) => s.startsWith(TEMP_MARK))) return;
     const why = checkRelativePath(rel);
-    if (why || rel.includes("\uFFFD")) {
-      skipped.push({ path: rel, reason: why ?? "name is not valid UTF-8 and cannot be an S3 key" });
+    if (why) {
+      skipped.push({ path: rel, reason: why });
       return;
     }
     if (!opts.filter.matches(rel)) return;
@@ -82,7 +101,16 @@ export async function scanTree(root: string, opts: { filter: PathFilter; under?:
   };
 
   const walkDir = async (rel: string): Promise<void> => {
-    const dir = await opendir(path.join(root, rel), { bufferSize: 256 });
+    let dir;
+    try {
+      dir = await opendir(path.join(root, rel), { bufferSize: 256 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (rel === "" || (code !== "EACCES" && code !== "EPERM")) throw err;
+      unreadable.push(rel);
+      skipped.push({ path: rel, reason: `directory could not be read (${code})` });
+      return;
+    }
     const children: { rel: string; isDir: boolean }[] = [];
     for await (const d of dir) children.push({ rel: rel === "" ? d.name : `${rel}/${d.name}`, isDir: d.isDirectory() });
     // Stat files of one directory concurrently; recurse into directories one at a time.
@@ -93,7 +121,7 @@ export async function scanTree(root: string, opts: { filter: PathFilter; under?:
   };
 
   for (const u of opts.under ?? [""]) await visitEntry(u, undefined);
-  return { files, skipped };
+  return { files, skipped, unreadable };
 }
 
 /** sha256 of a file, streamed. */

@@ -78,7 +78,7 @@ export class S3Store {
         { abortSignal: opts.signal },
       );
       const body = Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
-      return { status: "ok", body, etag: res.ETag ?? "", versionId: res.VersionId };
+      return { status: "ok", body, etag: res.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s) return { status: s };
@@ -124,6 +124,8 @@ export class S3Store {
         }),
         { abortSignal: opts.signal },
       );
+      // Some servers ignore If-Match on HEAD (fauxqs): the ETag is compared here as well.
+      if (!opts.versionId && opts.ifMatch && res.ETag && unquote(res.ETag) !== unquote(opts.ifMatch)) return undefined;
       return { contentType: res.ContentType ?? "application/octet-stream", cacheControl: res.CacheControl, ...(res.Metadata ? { metadata: res.Metadata } : {}) };
     } catch (err) {
       const s = this.classifyRead(err, key);
@@ -160,7 +162,7 @@ export class S3Store {
         }),
         { abortSignal: signal },
       );
-      return { etag: res.ETag ?? "", versionId: res.VersionId };
+      return { etag: res.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
       const status = httpStatus(err);
       if ((cond.ifMatch || cond.ifNoneMatch) && (status === 412 || status === 409 || errName(err) === "PreconditionFailed")) {
@@ -192,7 +194,7 @@ export class S3Store {
     });
     try {
       const res = await up.done();
-      return { etag: res.ETag ?? "", versionId: res.VersionId };
+      return { etag: res.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
       throw toRemoteError(err, `multipart upload of s3://${this.bucket}/${key}`, this.endpoint);
     }
@@ -222,7 +224,7 @@ export class S3Store {
         }),
         { abortSignal: signal },
       );
-      return { etag: res.CopyObjectResult?.ETag ?? "", versionId: res.VersionId };
+      return { etag: res.CopyObjectResult?.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
       const status = httpStatus(err);
       if (status === 412 || status === 404 || errName(err) === "NoSuchKey") {
@@ -273,6 +275,19 @@ export class S3Store {
     }
     return { keys, truncated: token !== undefined };
   }
+}
+
+/**
+ * A version id, or undefined. Unversioned and suspended buckets answer "null" (CompleteMultipartUpload
+ * does, some servers on every write): that is no version, and a reader that asked for
+ * `?versionId=null` would trust whatever the key holds instead of checking its ETag.
+ */
+export function realVersion(v: string | undefined): string | undefined {
+  return v === undefined || v === "" || v === "null" ? undefined : v;
+}
+
+function unquote(etag: string): string {
+  return etag.replace(/^(W\/)?"|"$/g, "");
 }
 
 function abortControllerFor(signal: AbortSignal): AbortController {

@@ -136,6 +136,7 @@ export function buildProgram(): Command {
 
   uploadOptions(common(program.command("push")))
     .description("upload a docroot to s3://bucket/prefix and publish a new generation (one-shot)")
+    .option("--verify", "check every object the head names (one HEAD each) and upload again any that holds other bytes")
     .argument("[docroot]", "local directory to publish")
     .argument("[target]", "s3://bucket/prefix")
     .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
@@ -264,6 +265,7 @@ function registerFanout(program: Command): void {
     .option("--multipart-threshold <size>", "streamed copies at least this big use multipart upload (default 8MiB)")
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
+    .option("--verify", "check every object each region's head names (one HEAD each) and copy again any that holds other bytes")
     .action(async (primary: string, regions: string[], _o: unknown, cmd: Command) => {
       await run(cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
         const { replicate } = await import("../commands/replicate.ts");

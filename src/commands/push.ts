@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type Config, writerTuning } from "../core/config.ts";
-import { UsageError } from "../core/errors.ts";
+import { PartialFailureError, UsageError } from "../core/errors.ts";
 import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -36,20 +36,36 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
       ...writerTuning(cfg),
       filter: compileFilter({ exclude, include: cfg.include }),
       cacheControl: compileCacheControl(cfg.cacheControl),
+      verify: cfg.verify,
     },
     { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );
 }
 
-/** Run one push. */
+/** Run one push: exit 4 when some paths could not be read or kept changing (the rest is published). */
 export async function push(cfg: Config, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
   const uploader = createUploader(cfg, log, signal, progressBarFor(cfg));
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");
+  let res: ReconcileResult;
   try {
-    return await uploader.reconcile();
+    res = await uploader.reconcile();
   } finally {
     await uploader.releaseLease();
     await lock.release();
   }
+  const left = [
+    ...res.unreadable.map((p) => ({ path: p, error: "could not be read" })),
+    ...res.deferred.map((p) => ({ path: p, error: "changed while being uploaded" })),
+  ];
+  if (left.length > 0) {
+    const shown = left.slice(0, 10).map((f) => `${f.path} (${f.error})`).join(", ");
+    const what = res.published ? `the rest was published as generation ${res.generation}` : `nothing else changed (generation ${res.generation})`;
+    throw new PartialFailureError(
+      `${left.length} path(s) were left out and keep their published version; ${what}: ${shown}${left.length > 10 ? ", …" : ""}`,
+      left,
+      res.unreadable.length > 0 ? "make those files readable by the user fansync runs as (or exclude them), then push again" : "push again once the files stop changing",
+    );
+  }
+  return res;
 }

@@ -34,6 +34,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       partSize: cfg.partSize,
       retain: cfg.retain,
       maxJournals: 20,
+      verify: cfg.verify,
     },
     { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus },
   );

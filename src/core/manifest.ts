@@ -39,7 +39,17 @@ export interface Head {
   readonly oldestJournal: number;
   readonly writer: string;
   readonly time: string;
+  /**
+   * Paths whose objects a commit that has not finished (or died) may have overwritten with other
+   * bytes than this generation's (path-keyed objects in a bucket without versioning). A writer
+   * verifies them before it publishes anything that names them; readers already refuse such an
+   * object (If-Match). Absent when clean; `["*"]` when too many to list (verify every object).
+   */
+  readonly dirty?: readonly string[];
 }
+
+/** More dirty paths than this are recorded as `["*"]`. */
+export const DIRTY_MAX = 10_000;
 
 /** `journal/<generation>`: the delta from generation - 1. */
 export interface Journal {
@@ -82,7 +92,7 @@ export function serializeManifest(generation: number, files: FileMap): Buffer {
 
 function compactEntry(e: Entry): Entry {
   const { path, size, mtimeMs, mode, sha256, etag, versionId } = e;
-  return versionId ? { path, size, mtimeMs, mode, sha256, etag, versionId } : { path, size, mtimeMs, mode, sha256, etag };
+  return versionId && versionId !== "null" ? { path, size, mtimeMs, mode, sha256, etag, versionId } : { path, size, mtimeMs, mode, sha256, etag };
 }
 
 /** Parse and fully validate stored manifest bytes against the sha256 the head names. */
@@ -180,7 +190,20 @@ export function parseHead(data: Uint8Array, meta: string): Head {
     oldestJournal: oldest as number,
     writer: typeof o.writer === "string" ? o.writer : "",
     time: typeof o.time === "string" ? o.time : "",
+    ...parseDirty(o.dirty, bad),
   };
+}
+
+function parseDirty(v: unknown, bad: (what: string) => never): { dirty?: readonly string[] } {
+  if (v === undefined) return {};
+  if (!Array.isArray(v) || v.length > DIRTY_MAX || !v.every((p) => typeof p === "string")) return bad("dirty is not a list of paths");
+  const paths = v as string[];
+  if (paths.length === 0) return {};
+  if (!(paths.length === 1 && paths[0] === "*")) {
+    const why = checkPathSet(paths);
+    if (why.length > 0) bad(`dirty: ${why[0]}`);
+  }
+  return { dirty: paths };
 }
 
 function parseJsonObject(text: string, what: string): Record<string, unknown> {
@@ -215,6 +238,7 @@ export function validateEntry(v: unknown, where: string): Entry {
     mode: o.mode as number,
     sha256: o.sha256 as string,
     etag: o.etag as string,
-    ...(typeof o.versionId === "string" ? { versionId: o.versionId } : {}),
+    // "null" is what unversioned buckets answer: no version (older manifests recorded it).
+    ...(typeof o.versionId === "string" && o.versionId !== "null" && o.versionId !== "" ? { versionId: o.versionId } : {}),
   };
 }

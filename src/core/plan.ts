@@ -33,11 +33,16 @@ export function isEmptyPlan(p: { uploads?: readonly unknown[]; downloads?: reado
   return (p.uploads?.length ?? 0) === 0 && (p.downloads?.length ?? 0) === 0 && (p.copies?.length ?? 0) === 0 && p.metaOnly.length === 0 && p.deletes.length === 0;
 }
 
-/** Plan a push of `local` over the bucket's current `remote` manifest. */
-export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { dedupMinSize?: number } = {}): PushPlan {
+/**
+ * Plan a push of `local` over the bucket's current `remote` manifest. `moved`: paths whose object
+ * no longer holds the manifest's bytes (an interrupted commit overwrote it): such a path is uploaded
+ * whatever its entry says, and its object is never the source of a server-side copy.
+ */
+export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { dedupMinSize?: number; moved?: ReadonlySet<string> } = {}): PushPlan {
   const dedupMinSize = opts.dedupMinSize ?? 1;
+  const moved = opts.moved ?? new Set<string>();
   const bySha = new Map<string, Entry>();
-  for (const e of remote.values()) if (e.size >= dedupMinSize && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+  for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
   const uploads: LocalFile[] = [];
   const copies: { file: LocalFile; from: Entry }[] = [];
   const metaOnly: { file: LocalFile; from: Entry }[] = [];
@@ -46,7 +51,7 @@ export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { d
   let uploadBytes = 0;
   for (const f of local) {
     seen.add(f.path);
-    const r = remote.get(f.path);
+    const r = moved.has(f.path) ? undefined : remote.get(f.path);
     if (r && r.sha256 === f.sha256 && r.size === f.size) {
       if (r.mtimeMs === f.mtimeMs && r.mode === f.mode) unchanged++;
       else metaOnly.push({ file: f, from: r });

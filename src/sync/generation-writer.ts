@@ -4,7 +4,8 @@
  *
  *   hold()     take the write lease (renewed in the background until release())
  *   sweep()    delete what an interrupted commit left outside the current manifest (orphan ledger)
- *   prepare()  record the keys this commit may strand (new paths, deletions) before writing them
+ *   prepare()  record the keys this commit may strand (new paths, deletions) before writing them,
+ *   setDirty() and, in the head itself, the paths whose objects it may overwrite
  *   …          the engine's transfers (objects only; nothing names them yet)
  *   commit()   the partial-failure rule → next file map → lease check → manifest, journal, head
  *              (conditional) → deletions → ledger clean-up
@@ -29,7 +30,7 @@ import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, takeLease } from "./head-store.ts";
+import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, setDirty, takeLease } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** What the writer is given. */
@@ -66,6 +67,8 @@ export interface CommitInput {
   readonly total: number;
   /** What to do about a failure, said in the message and as the hint (default hint: the next run retries). */
   readonly retryHint?: string;
+  /** Paths the new head still cannot vouch for (an object this commit may have overwritten without publishing it). */
+  readonly dirty?: readonly string[];
 }
 
 /** What a commit did. */
@@ -145,6 +148,17 @@ export class GenerationWriter {
     await this.ledger.record([...paths].map((p) => this.o.loc.prefix + p));
   }
 
+  /**
+   * Record in the head (same generation, nothing else changed) which of the objects it names may
+   * hold other bytes: before a commit overwrites them in a bucket without versioning, so that any
+   * later writer, on any machine and from any state, verifies them before it publishes; and to
+   * clear them once verified. Needs the lease.
+   */
+  async setDirty(base: HeadState, paths: readonly string[]): Promise<HeadState> {
+    if (!this.leaseHeld) await this.hold();
+    return setDirty(this.o.store, this.o.loc, base, paths, await this.conditionalWrites());
+  }
+
   /** Commit one generation (see the module comment for the order and the rules). */
   async commit(c: CommitInput): Promise<CommitResult> {
     const { store, loc } = this.o;
@@ -175,6 +189,7 @@ export class GenerationWriter {
         now: this.d.now,
         conditional: await this.conditionalWrites(),
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
+        ...(c.dirty ? { dirty: c.dirty } : {}),
       }, log);
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
     }
@@ -227,10 +242,21 @@ async function cachedCapability(file: string, id: string, probe: () => Promise<b
   return turn;
 }
 
-async function loadLeaseId(state: StateDir, label: string | undefined): Promise<string> {
-  const known = await readJson<{ id: string }>(state.writerId);
-  if (typeof known?.id === "string" && known.id !== "") return known.id;
-  const id = `${label ?? ""}${os.hostname()}:${randomBytes(4).toString("hex")}`;
-  await writeJson(state.writerId, { id });
+// One id per state directory even when several writers of one process ask at once (the regions).
+const leaseIds = new Map<string, Promise<string>>();
+
+function loadLeaseId(state: StateDir, label: string | undefined): Promise<string> {
+  let id = leaseIds.get(state.writerId);
+  if (!id) {
+    id = (async () => {
+      const known = await readJson<{ id: string }>(state.writerId);
+      if (typeof known?.id === "string" && known.id !== "") return known.id;
+      const fresh = `${label ?? ""}${os.hostname()}:${randomBytes(4).toString("hex")}`;
+      await writeJson(state.writerId, { id: fresh });
+      return fresh;
+    })();
+    id.catch(() => leaseIds.delete(state.writerId));
+    leaseIds.set(state.writerId, id);
+  }
   return id;
 }

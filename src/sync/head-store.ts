@@ -8,7 +8,7 @@ import { IntegrityError, RaceError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import {
-  type FileMap, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
+  DIRTY_MAX, type FileMap, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
   serializeHead, serializeJournal, serializeManifest, sha256Hex,
 } from "../core/manifest.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -79,6 +79,8 @@ export interface PublishInput {
   readonly now: () => Date;
   /** Whether the server enforces conditional writes (else: read-back check). */
   readonly conditional: boolean;
+  /** Paths the new head still cannot vouch for (see {@link Head.dirty}). */
+  readonly dirty?: readonly string[];
 }
 
 /** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
@@ -121,6 +123,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     oldestJournal: journalWritten && gen === prevGen + 1 ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
     writer: input.writer,
     time,
+    ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
   };
   let etag: string;
   try {
@@ -210,6 +213,32 @@ async function finishPublish(store: S3Store, loc: Location, input: PublishInput,
     if (failed.length) log.warn({ failed }, "could not prune old generation");
   }
   return { head, etag, manifestBytes };
+}
+
+function capDirty(paths: readonly string[]): readonly string[] {
+  return paths.length > DIRTY_MAX || paths.includes("*") ? ["*"] : [...new Set(paths)].sort();
+}
+
+/**
+ * Rewrite the head with another `dirty` list and nothing else changed (same generation, same
+ * manifest), conditional on the ETag we read. Marks, before a commit overwrites objects the head
+ * names, which ones it may overwrite; clears them once they are verified or republished.
+ */
+export async function setDirty(store: S3Store, loc: Location, hs: HeadState, dirty: readonly string[], conditional: boolean): Promise<HeadState> {
+  const { dirty: _old, ...rest } = hs.head;
+  const head: Head = dirty.length > 0 ? { ...rest, dirty: capDirty(dirty) } : rest;
+  const meta = metaPrefix(loc);
+  try {
+    const etag = (await store.put(metaKeys.head(meta), serializeHead(head), { contentType: "application/json", cacheControl: "no-store" }, conditional ? { ifMatch: hs.etag } : {})).etag;
+    return { head, etag };
+  } catch (err) {
+    if (err instanceof ConditionFailed) {
+      const back = await readHead(store, loc);
+      if (back && back.head.generation === head.generation && JSON.stringify(back.head.dirty ?? []) === JSON.stringify(head.dirty ?? [])) return back;
+      throw new RaceError(`the head of s3://${loc.bucket}/${loc.prefix} moved while this writer held the lease`, { cause: err });
+    }
+    throw err;
+  }
 }
 
 /** What a server does with conditional PUTs, header by header (some servers honour only one). */

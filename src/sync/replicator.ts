@@ -21,7 +21,7 @@ import { GenerationWriter } from "./generation-writer.ts";
 import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { copyAcross, objectRef } from "./transfer.ts";
+import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -50,6 +50,8 @@ export interface ReplicatorOptions {
   readonly retain: number;
   /** A region at most this many generations behind catches up through the primary's journals. */
   readonly maxJournals: number;
+  /** Check every object a region's head names (not only those it marks dirty) and copy again those that moved. */
+  readonly verify: boolean;
 }
 
 /** Injected collaborators; `signal` aborts requests in flight (the hard stop). */
@@ -240,12 +242,15 @@ export class Replicator {
       });
     }
     const regionFiles = async (): Promise<FileMap> => (!rh ? new Map() : st.files && st.head?.etag === rh.etag && st.head.head.generation === have ? st.files : (await readManifest(r.store, rh.head, signal)).files);
+    const check = this.o.verify ? ["*"] : (rh?.head.dirty ?? []);
     if (have === ph.generation) {
       st.behindSince = null;
-      // A run killed between this head and its deletions left objects only the ledger knows of.
       if (rh) {
         try {
-          await st.writer.sweep(await regionFiles());
+          const files = await regionFiles();
+          // A run killed between this head and its deletions left objects only the ledger knows of.
+          await st.writer.sweep(files);
+          if (check.length > 0) await this.repairInPlace(r, st, rh, ph, files, check, log);
         } finally {
           await st.writer.release();
         }
@@ -257,15 +262,24 @@ export class Replicator {
     log.info({ generation: have, primaryGeneration: ph.generation, lagGenerations: lag.generations, lagSeconds: lag.seconds }, "region behind; replicating");
     const files = await regionFiles();
     const target = await this.targetFor(have, ph, files, log);
-    const plan = planReplicate(target, files);
+    // Objects of the region that an interrupted round overwrote are planned as if absent: copied again.
+    const moved = await this.findMoved(r, files, check, log);
+    const plan = planReplicate(target, withoutPaths(files, moved));
+    const deletes = [...plan.deletes, ...[...moved].filter((p) => !target.has(p))];
     await st.writer.hold();
     try {
       // New paths land before the head names them and removed ones go after it: a kill in between
       // would strand them in the region (maybe a CDN origin), so they are recorded first.
-      await st.writer.prepare([...target.keys()].filter((p) => !files.has(p)).concat(plan.deletes));
+      await st.writer.prepare([...target.keys()].filter((p) => !files.has(p)).concat(deletes));
+      // And the region's head marks the objects it names that this round overwrites.
+      const written = [...plan.transfers, ...plan.regionCopies.map((c) => c.entry), ...plan.twins.map((t) => t.entry)].map((e) => e.path);
+      const overwritten = written.filter((p) => files.has(p) && !files.get(p)?.versionId);
+      const marked = [...new Set([...(rh?.head.dirty ?? []), ...overwritten])];
+      const base = rh && overwritten.length > 0 ? await st.writer.setDirty(rh, marked) : rh;
       const { puts, failed } = await this.copyObjects(r, plan);
+      const settled = new Set([...puts.map((e) => e.path), ...deletes]);
       // A region's generation N is the primary's generation N: all of it or nothing.
-      const c = await st.writer.commit({ base: rh, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes: plan.deletes, failed, exact: true, generation: ph.generation, what: "copies", total: plan.transfers.length + plan.regionCopies.length + plan.twins.length });
+      const c = await st.writer.commit({ base, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes, failed, exact: true, generation: ph.generation, what: "copies", total: written.length, dirty: marked.filter((p) => !settled.has(p)) });
       st.head = c.head;
       st.files = c.files;
     } finally {
@@ -288,6 +302,39 @@ export class Replicator {
     const { region: _r, ...fields } = res;
     log.info({ ...fields, unchanged: plan.unchanged, serverSideCopy: r.serverSideCopy }, "region at generation");
     return res;
+  }
+
+  private async findMoved(r: Region, files: FileMap, paths: readonly string[], log: Logger): Promise<Set<string>> {
+    const moved = await findMovedObjects(r.store, r.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal });
+    if (moved.size > 0) log.warn({ objects: moved.size, paths: [...moved].slice(0, 10) }, "objects the region's head names hold other bytes (an interrupted round): copying them again");
+    return moved;
+  }
+
+  /**
+   * The region is at the primary's generation but its head marks objects an interrupted round may
+   * have overwritten: verify them, copy the moved ones again from the primary, and clear the mark
+   * for every object that holds the bytes (and ETag) the region's manifest names.
+   */
+  private async repairInPlace(r: Region, st: RegionState, rh: HeadState, ph: HeadState["head"], files: FileMap, check: readonly string[], log: Logger): Promise<void> {
+    const moved = await this.findMoved(r, files, check, log);
+    const primaryFiles = moved.size > 0 ? await this.targetFor(ph.generation, ph, new Map(), log) : new Map<string, Entry>();
+    const still = new Set<string>();
+    await Promise.all([...moved].map(async (p) => {
+      const want = primaryFiles.get(p);
+      const named = files.get(p);
+      if (!want || !named) return still.add(p);
+      try {
+        const res = await withRetry(() => this.transfer(r, want), { signal: this.d.signal, unless: (err) => err instanceof ObjectMoved });
+        if (res.etag !== named.etag) still.add(p);
+      } catch (err) {
+        log.warn({ path: p, err: errorMessage(err) }, "could not copy a moved object again");
+        still.add(p);
+      }
+    }));
+    // Every path the head marked was among those checked: what is still moved is all that stays marked.
+    const left = [...still].sort();
+    if (still.size > 0) log.warn({ objects: still.size }, "objects could not be restored under the region's current manifest: the next generation from the primary repairs them");
+    if (JSON.stringify(left) !== JSON.stringify(rh.head.dirty ?? [])) st.head = await st.writer.setDirty(rh, left);
   }
 
   /** The primary's files at its head: journals on top of the region's map when close, else its manifest. */
@@ -458,6 +505,13 @@ export class Replicator {
     await writeJson(this.state.regionStatus(r.url), doc);
     st.written = { text, at: now.getTime() };
   }
+}
+
+function withoutPaths(files: FileMap, drop: ReadonlySet<string>): FileMap {
+  if (drop.size === 0) return files;
+  const out: FileMap = new Map(files);
+  for (const p of drop) out.delete(p);
+  return out;
 }
 
 function isPlainMd5(etag: string): boolean {

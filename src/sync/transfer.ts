@@ -10,11 +10,12 @@ import { chmod, open, unlink, utimes } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import pMap from "p-map";
 import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
-import { type Entry, sha256Hex } from "../core/manifest.ts";
+import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { toLocal } from "../adapters/safe-write.ts";
-import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+import { type ObjectAttrs, type PutResult, realVersion, type S3Store } from "../adapters/s3-store.ts";
 
 /** What a content object's entry records about its bytes and file. */
 export interface FileFacts {
@@ -35,7 +36,9 @@ export interface PartTuning {
 
 /** Which stored object a manifest entry names: by version where the bucket has them, else by ETag. */
 export function objectRef(e: { readonly versionId?: string | undefined; readonly etag: string }): { versionId: string } | { ifMatch: string } {
-  return e.versionId ? { versionId: e.versionId } : { ifMatch: e.etag };
+  // Manifests written before "null" was refused may still carry it: it is no version.
+  const v = realVersion(e.versionId);
+  return v ? { versionId: v } : { ifMatch: e.etag };
 }
 
 /**
@@ -146,6 +149,21 @@ export async function downloadTo(store: S3Store, key: string, e: Entry, tmp: str
 
 // The process umask, read once: a file created with mode m gets m & ~umask.
 const UMASK = process.umask();
+
+/**
+ * Which objects named by `files` no longer hold their entry's bytes: a HEAD with If-Match on the
+ * entry's ETag each (an entry with a version id names bytes that cannot change). `paths`: the
+ * head's dirty paths, or `["*"]` for every entry.
+ */
+export async function findMovedObjects(store: S3Store, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal }): Promise<Set<string>> {
+  const moved = new Set<string>();
+  if (paths.length === 0) return moved;
+  const check = paths.includes("*") ? [...files.values()] : paths.map((p) => files.get(p)).filter((e): e is Entry => e !== undefined);
+  await pMap(check.filter((e) => !realVersion(e.versionId)), async (e) => {
+    if (!(await store.headAttrs(prefix + e.path, { ifMatch: e.etag, signal: o.signal }))) moved.add(e.path);
+  }, { concurrency: o.concurrency });
+  return moved;
+}
 
 /** Bytes that are not the manifest's: a short body (network) or a whole one with other bytes. */
 function corrupt(e: Entry, got: number, sha: string): TransferCorrupt {

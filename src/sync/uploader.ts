@@ -24,7 +24,7 @@ import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } f
 import type { JobDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { uploadFile } from "./transfer.ts";
+import { findMovedObjects, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
@@ -36,6 +36,8 @@ export interface UploaderOptions extends WriterTuning {
   readonly shared: StateDir;
   readonly filter: PathFilter;
   readonly cacheControl: (p: string) => string | undefined;
+  /** Check every object the head names (not only the ones it marks dirty) and upload again those that moved. */
+  readonly verify: boolean;
 }
 
 /** Injected collaborators. */
@@ -58,6 +60,10 @@ export interface ReconcileResult {
   readonly skipped: number;
   /** Paths that were still being written and were left for a later batch (watch). */
   readonly deferred: readonly string[];
+  /** Files or directories that could not be read: skipped, their published version kept. */
+  readonly unreadable: readonly string[];
+  /** Objects the head named that held other bytes, uploaded again. */
+  readonly repaired: number;
 }
 
 /** Index entry: what a file looked like when it was last hashed. */
@@ -107,49 +113,78 @@ export class Uploader {
     const { log } = this.d;
     await this.checkDocroot();
     const remote = await this.loadRemote();
+    const dirty = remote.state?.head.dirty ?? [];
+    // A head with dirty paths is looked at whole: every path it names gets verified this time.
+    if (dirty.length > 0) scope = undefined;
     const index = await this.loadIndex();
     const under = scope ? minimalScope(scope) : undefined;
     const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.state.dir] });
     for (const s of scan.skipped) log.warn({ path: s.path, reason: s.reason }, "skipped");
-    if (!scope && scan.files.length === 0 && !this.o.force) {
+    if (!scope && scan.files.length === 0 && scan.unreadable.length === 0 && !this.o.force) {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
     }
-    const local = await this.hashAll(scan.files, index);
-    if (!scope && pruneIndex(index, local)) this.indexDirty = true;
+    const { local, unreadable: unhashed } = await this.hashAll(scan.files, index);
+    const unreadable = [...scan.unreadable, ...unhashed].sort();
+    for (const p of unhashed) log.warn({ path: p, reason: "could not be read" }, "skipped");
+    if (!scope && unreadable.length === 0 && pruneIndex(index, local)) this.indexDirty = true;
     // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed first.
     if (!this.o.dryRun) await this.writer.sweep(remote.files);
-    const scoped = under ? filterScope(remote.files, under) : remote.files;
-    const plan = planPush(local, scoped);
+    // What cannot be read keeps its published version: neither re-planned nor deleted.
+    const scoped = withoutUnder(under ? filterScope(remote.files, under) : remote.files, unreadable);
+    const moved = await this.findMoved(remote.files, this.o.verify ? ["*"] : dirty);
+    const plan = planPush(local, scoped, { moved });
     const added = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
     const remaining = remote.files.size - plan.deletes.length + added;
     // The guard applies to watch batches too: an `rm -rf` on the master must not wipe every node.
     checkDeleteGuard({ deletes: plan.deletes.length, held: remote.files.size, remaining, limit: this.o.maxDelete, force: this.o.force, what: `bucket s3://${this.o.loc.bucket}/${this.o.loc.prefix}` });
     const gen = remote.state?.head.generation ?? 0;
-    const summary = { uploads: plan.uploads.length, copies: plan.copies.length, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, uploadBytes: plan.uploadBytes, unchanged: plan.unchanged, skipped: scan.skipped.length };
+    const summary = { uploads: plan.uploads.length, copies: plan.copies.length, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, uploadBytes: plan.uploadBytes, unchanged: plan.unchanged, skipped: scan.skipped.length, unreadable, repaired: moved.size };
     if (this.o.dryRun) {
       logPlan(log, plan);
-      log.info({ ...summary, generation: gen, bytes: formatBytes(plan.uploadBytes) }, "dry run: nothing changed");
+      log.info({ ...summary, unreadable: unreadable.length, generation: gen, bytes: formatBytes(plan.uploadBytes) }, "dry run: nothing changed");
       await this.saveIndex(index);
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
     if (isEmptyPlan(plan)) {
       await this.saveIndex(index);
+      if (dirty.length > 0 && remote.state) {
+        // Every object the head marked dirty holds its bytes after all (the interrupted commit
+        // never reached it): the mark goes, so readers and the next writer need not look again.
+        const hs = await this.writer.setDirty(remote.state, []);
+        this.remote = { state: hs, files: remote.files };
+        await this.saveRemoteCache(hs.head, hs.etag, undefined);
+        log.info({ generation: gen, verified: dirty.length }, "objects an interrupted commit may have touched are intact");
+      }
       log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
-    return this.execute(remote, plan, summary, index);
+    return this.execute(remote, plan, summary, index, dirty);
   }
 
-  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>): Promise<ReconcileResult> {
+  /** Which objects the head names hold other bytes (`paths`: its dirty paths, or `["*"]`), logged. */
+  private async findMoved(files: FileMap, paths: readonly string[]): Promise<Set<string>> {
+    const moved = await findMovedObjects(this.d.store, this.o.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal });
+    if (moved.size > 0) this.d.log.warn({ objects: moved.size, paths: [...moved].slice(0, 10) }, "objects the head names hold other bytes (an interrupted commit): uploading them again");
+    return moved;
+  }
+
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[]): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
     const puts: Entry[] = [];
     const failed: { path: string; error: string }[] = [];
     const deferred: string[] = [];
     const vanished: string[] = [];
     await this.writer.hold();
+    const written = [...plan.uploads, ...plan.copies.map((c) => c.file)];
     // Before any object is written: the paths that may exist outside a manifest if this run dies
     // (new paths before their head, removed paths between the head and their deletion).
-    await this.writer.prepare([...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).map((f) => f.path).concat(plan.deletes));
+    await this.writer.prepare(written.filter((f) => !remote.files.has(f.path)).map((f) => f.path).concat(plan.deletes));
+    // And, in the head itself, the objects it names that this run overwrites (path-keyed, no
+    // version to fall back on): whoever writes next, from wherever, verifies them first.
+    const overwritten = written.filter((f) => remote.files.has(f.path) && !remote.files.get(f.path)?.versionId).map((f) => f.path);
+    const marked = [...new Set([...dirty, ...overwritten])];
+    let base = remote.state;
+    if (base && overwritten.length > 0) base = await this.writer.setDirty(base, marked);
     const ev = this.d.events;
     const run = async (p: string, op: "upload" | "copy", size: number, fn: () => Promise<Entry | undefined>): Promise<void> => {
       try {
@@ -196,20 +231,26 @@ export class Uploader {
         this.indexDirty = true;
       }
     }
+    const deletes = [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))];
+    // What the new head still cannot vouch for: marked objects neither published anew nor deleted.
+    const settled = new Set([...puts.map((e) => e.path), ...(failed.length === 0 ? deletes : [])]);
     try {
       const c = await this.writer.commit({
-        base: remote.state,
+        base,
         baseFiles: remote.files,
         puts,
-        deletes: [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))],
+        deletes,
         failed,
         exact: false,
         what: "transfers",
         total: jobs.length,
+        dirty: marked.filter((p) => !settled.has(p)),
       });
       if (c.published && c.head && c.manifestBytes) {
         this.remote = { state: c.head, files: c.files };
         await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
+      } else if (base && base !== remote.state) {
+        this.remote = { state: base, files: remote.files };
       }
       return { ...summary, generation: c.head?.head.generation ?? 0, published: c.published, deferred };
     } finally {
@@ -266,8 +307,9 @@ export class Uploader {
     return (this.remote = { state: hs, files });
   }
 
-  private async saveRemoteCache(head: { generation: number; manifestSha256: string }, etag: string, bytes: Buffer): Promise<void> {
-    await writeFileAtomic(this.o.state.remoteManifest, bytes);
+  /** Remember the head (and, when it changed, its manifest) so the next run needs no manifest GET. */
+  private async saveRemoteCache(head: { generation: number; manifestSha256: string }, etag: string, bytes: Buffer | undefined): Promise<void> {
+    if (bytes) await writeFileAtomic(this.o.state.remoteManifest, bytes);
     await writeJson(this.o.state.remoteHead, { generation: head.generation, manifestSha256: head.manifestSha256, etag });
   }
 
@@ -283,8 +325,9 @@ export class Uploader {
   }
 
   /** Hash files whose size/mtime/inode changed since the index saw them. */
-  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>): Promise<LocalFile[]> {
+  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>): Promise<{ local: LocalFile[]; unreadable: string[] }> {
     const out: LocalFile[] = [];
+    const unreadable: string[] = [];
     const dirty: ScannedFile[] = [];
     // Files the index knows unchanged (size, mtime, inode) are not read at all: a no-op push hashes nothing.
     for (const f of files) {
@@ -298,7 +341,13 @@ export class Uploader {
       try {
         sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") return;
+        // One file the uploader may not read must not stop the site from being published.
+        if (code === "EACCES" || code === "EPERM") {
+          unreadable.push(f.path);
+          return;
+        }
         throw err;
       }
       hashed++;
@@ -307,7 +356,7 @@ export class Uploader {
       out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
     }, { concurrency: 4 });
     if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
-    return out;
+    return { local: out, unreadable };
   }
 }
 
@@ -340,6 +389,15 @@ function minimalScope(scope: readonly string[]): string[] {
   const sorted = [...new Set(scope)].sort();
   const out: string[] = [];
   for (const p of sorted) if (!out.some((a) => p.startsWith(a + "/"))) out.push(p);
+  return out;
+}
+
+/** `files` without the paths at or under any of `paths`. */
+function withoutUnder(files: FileMap, paths: readonly string[]): FileMap {
+  if (paths.length === 0) return files;
+  const drop = filterScope(files, paths);
+  const out: FileMap = new Map();
+  for (const [p, e] of files) if (!drop.has(p)) out.set(p, e);
   return out;
 }
 

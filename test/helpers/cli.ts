@@ -24,14 +24,18 @@ export function parseLogs(stdout: string): Record<string, unknown>[] {
 }
 
 /** Run `fansync <args>` to completion. */
-export async function runCli(args: readonly string[], opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runCli(args: readonly string[], opts: { env?: Record<string, string | undefined>; timeoutMs?: number; wrap?: readonly string[] } = {}): Promise<CliResult> {
   const child = startCli(args, opts);
   return waitCli(child, opts.timeoutMs ?? 120_000);
 }
 
-/** Start `fansync <args>` (a daemon, or a run to kill) and return the child. */
-export function startCli(args: readonly string[], opts: { env?: Record<string, string | undefined> } = {}): ChildProcess & { out: { stdout: string; stderr: string } } {
-  const child = spawn(process.execPath, [FANSYNC_BIN, ...args], {
+/**
+ * Start `fansync <args>` (a daemon, or a run to kill) and return the child; `wrap` is a command
+ * line it runs under (e.g. setpriv dropping capabilities).
+ */
+export function startCli(args: readonly string[], opts: { env?: Record<string, string | undefined>; wrap?: readonly string[] } = {}): ChildProcess & { out: { stdout: string; stderr: string } } {
+  const argv = [...(opts.wrap ?? []), process.execPath, FANSYNC_BIN, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), {
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   }) as ChildProcess & { out: { stdout: string; stderr: string } };

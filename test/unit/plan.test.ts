@@ -55,3 +55,13 @@ test("pull plan: downloads, metadata-only, deletes of held files, extraneous onl
   assert.equal(plan.downloadBytes, 1004);
   assert.deepEqual(planPull(target, held).deletes, ["removed"]);
 });
+
+test("planPush: a moved object is uploaded again even when its entry matches, and is never a copy source", () => {
+  const e = (p: string, sha: string): Entry => ({ path: p, size: 3, mtimeMs: 1, mode: 0o644, sha256: sha, etag: `"${sha}"` });
+  const remote: FileMap = new Map([["a", e("a", "s1")], ["b", e("b", "s2")]]);
+  const local = [{ path: "a", size: 3, mtimeMs: 1, mode: 0o644, sha256: "s1" }, { path: "c", size: 3, mtimeMs: 1, mode: 0o644, sha256: "s1" }, { path: "b", size: 3, mtimeMs: 1, mode: 0o644, sha256: "s2" }];
+  const plan = planPush(local, remote, { moved: new Set(["a"]) });
+  assert.deepEqual(plan.uploads.map((f) => f.path).sort(), ["a", "c"]);
+  assert.equal(plan.copies.length, 0);
+  assert.equal(plan.unchanged, 1);
+});
