@@ -310,6 +310,10 @@ export type DataFacts =
       readonly time: string;
       readonly lease: { readonly writer: string; readonly expires: string } | undefined;
       readonly nowMs: number;
+      /** How many paths the head marks as possibly overwritten by an unfinished commit. */
+      readonly dirty?: number;
+      /** Of those, the objects that do hold other bytes than the manifest names. */
+      readonly moved?: readonly string[];
     }
   | { readonly kind: "failed"; readonly failure: Failure };
 
@@ -333,9 +337,15 @@ export function dataCheck(f: DataFacts): Check {
   const action = leaseLive ? `an uploader is publishing here now: another uploader is refused until the lease expires; pullers bring nodes to generation ${f.generation}`
     : f.lease ? `an uploader stopped without releasing its lease: the next uploader takes it over; pullers bring nodes to generation ${f.generation}`
     : `pullers bring nodes to generation ${f.generation}; the next push publishes generation ${f.generation + 1}`;
-  return check("fansync-data", "OK", found, action, {
-    data: { generation: f.generation, files: f.files, bytes: f.bytes, writer: f.writer, time: f.time, lease: f.lease ? { ...f.lease, held: leaseLive } : null },
-  });
+  const data = { generation: f.generation, files: f.files, bytes: f.bytes, writer: f.writer, time: f.time, lease: f.lease ? { ...f.lease, held: leaseLive } : null, dirty: f.dirty ?? 0, moved: f.moved ?? [] };
+  const moved = f.moved ?? [];
+  if (moved.length > 0) {
+    const shown = moved.slice(0, 5).join(", ") + (moved.length > 5 ? ", …" : "");
+    return check("fansync-data", "WARN", `${found}; ${moved.length} object(s) the head names hold other bytes (an interrupted commit overwrote them): ${shown}`,
+      `nodes skip those files (exit 4, STALE) until a writer repairs them: run \`fansync push --verify\` on the master (or let the uploader run), or \`fansync replicate --verify\` for a region`, { data });
+  }
+  const marked = f.dirty ? `; ${f.dirty} object(s) marked by a commit in progress or interrupted hold the manifest's bytes` : "";
+  return check("fansync-data", "OK", found + marked, action, { data });
 }
 
 /** Put checks in report order; a check never reported is listed as skipped. */

@@ -14,7 +14,8 @@ import { metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
 import { deleteAllVersions, getWithChecksum, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
-import { probeConditionalSupport, readHead, readLease } from "./head-store.ts";
+import { probeConditionalSupport, readHead, readLease, readManifest } from "./head-store.ts";
+import { findMovedObjects } from "./transfer.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** What the checks run against; `now` is this host's clock (the clock check compares it). */
@@ -235,9 +236,22 @@ async function checkData(d: DoctorDeps): Promise<Check> {
   const lease = await attempt(d, `read lease.json of ${formatLocation(d.loc)}`, () => readLease(d.store, d.loc));
   if (!lease.ok) return dataCheck({ kind: "failed", failure: lease.failure });
   const h = head.value.head;
+  // Objects an unfinished commit marked in the head: verified against the manifest (a HEAD each).
+  let moved: string[] = [];
+  if (h.dirty && h.dirty.length > 0) {
+    const dirty = h.dirty;
+    const found = await attempt(d, `verify the objects head.json marks`, async () => {
+      const { files } = await readManifest(d.store, h, d.signal);
+      return findMovedObjects(d.store, d.loc.prefix, files, dirty, { concurrency: 8, signal: d.signal });
+    });
+    if (!found.ok) return dataCheck({ kind: "failed", failure: found.failure });
+    moved = [...found.value].sort();
+  }
   return dataCheck({
     kind: "head", generation: h.generation, files: h.files, bytes: h.bytes, writer: h.writer, time: h.time,
     lease: lease.value ? { writer: lease.value.writer, expires: lease.value.expires } : undefined,
     nowMs: d.now().getTime(),
+    dirty: h.dirty?.length ?? 0,
+    moved,
   });
 }

@@ -11,7 +11,7 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { startCli, waitCli, runCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
-import { checkHeadComplete, readGeneration, useFigures } from "../helpers/faults.ts";
+import { checkBucketEqualsTree, checkHeadComplete, readGeneration, useFigures } from "../helpers/faults.ts";
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { getBytes } from "../helpers/s3.ts";
 import { seededBytes, writeTree } from "../helpers/tree.ts";
@@ -47,6 +47,12 @@ describe(`availability (${server})`, () => {
         fig.killPoints++;
         assert.ok(proxy.requests.some((q) => q.method === "PUT" && q.url.includes("/site/index.html")), "the killed push had written the object");
         proxy.fault = () => pass;
+        // doctor sees it: the head names an object that holds other bytes.
+        const doc = await ctx.cli(["doctor", url, "--no-write", "--json", "--endpoint-url", proxy.url]);
+        const report = doc.stdout.split("\n").find((l) => l.startsWith("[")) ?? "[]";
+        const data = (JSON.parse(report) as { name: string; status: string; data?: { moved?: string[] } }[]).find((c) => c.name === "fansync-data");
+        assert.equal(data?.status, "WARN", doc.stdout);
+        assert.deepEqual(data?.data?.moved, ["index.html"]);
         await writeFile(path.join(master, "index.html"), v0);
         let st = state;
         if (fresh) {
@@ -159,6 +165,34 @@ describe(`availability (${server})`, () => {
     } finally {
       await chmod(path.join(master, "secret.html"), 0o644);
       await chmod(path.join(master, "locked"), 0o755);
+    }
+  });
+
+  test("a file that keeps changing while it is uploaded is named and counted: push exits 4, the next push converges", async () => {
+    const bucket = await ctx.server.bucket("av-changing");
+    const proxy = await startProxy(ctx.server.endpoint);
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    const flags = ["--endpoint-url", proxy.url, "--state-dir", ctx.tmp("st"), "--log-format", "json", "--multipart-threshold", "5MiB", "--part-size", "5MiB"];
+    try {
+      await writeTree(master, { "index.html": "<p>home</p>\n", "video.bin": seededBytes(3, 6 * 1024 * 1024) });
+      const partPut = (q: { method: string; url: string }) => q.method === "PUT" && q.url.includes("partNumber=");
+      proxy.fault = (q) => (partPut(q) ? { kind: "delay", ms: 1500 } : pass);
+      const child = startCli(["push", master, url, ...flags]);
+      await proxy.waitFor(partPut);
+      await writeFile(path.join(master, "video.bin"), seededBytes(4, 6 * 1024 * 1024 + 100));
+      const r = await waitCli(child);
+      fig.faults += proxy.injected;
+      expectCode(r, 4);
+      assert.match(r.stderr, /video\.bin \(changed while being uploaded\)/);
+      assert.match(r.stderr, /the rest was published as generation 1/);
+      proxy.fault = () => pass;
+      expectCode(await ctx.cli(["push", master, url, ...flags]), 0);
+      const eq = await checkBucketEqualsTree(ctx.server.client, bucket, "site/", master);
+      fig.verified(eq);
+      assert.deepEqual(eq.problems, []);
+    } finally {
+      await proxy.close();
     }
   });
 

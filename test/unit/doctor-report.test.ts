@@ -140,6 +140,13 @@ test("fansync data: nothing yet, a head with a live/expired/no lease, a damaged 
   assert.match(held.detail, /write lease held by web1:43:def until/);
   assert.deepEqual((held.data?.lease as { held: boolean }).held, true);
   assert.match(dataCheck({ ...head, lease: { writer: "w", expires: new Date(T0 - 1).toISOString() } }).detail, /expired at/);
+  const moved = dataCheck({ ...head, lease: undefined, dirty: 2, moved: ["index.html"] });
+  assert.equal(moved.status, "WARN");
+  assert.match(moved.detail, /1 object\(s\) the head names hold other bytes \(an interrupted commit overwrote them\): index\.html/);
+  assert.match(moved.action, /fansync push --verify/);
+  const intact = dataCheck({ ...head, lease: undefined, dirty: 2, moved: [] });
+  assert.equal(intact.status, "OK");
+  assert.match(intact.detail, /2 object\(s\) marked by a commit in progress or interrupted hold the manifest's bytes/);
   const bad = dataCheck({ kind: "failed", failure: { message: "head.json: generation is not a positive integer", hint: "damaged", exitCode: ExitCode.integrity, denied: false } });
   assert.deepEqual([bad.status, bad.exitCode], ["FAIL", ExitCode.integrity]);
   assert.match(bad.detail, /^head\.json is damaged: head\.json: generation is not a positive integer/);
