@@ -130,15 +130,16 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     const cond = input.previous ? { ifMatch: input.previous.etag } : { ifNoneMatch: "*" };
     etag = (await store.put(metaKeys.head(meta), serializeHead(head), ctl, cond)).etag;
   } catch (err) {
+    // The answer to our own write can be lost (a reset after the server stored the head): the SDK
+    // then retries with the same condition, which our own write now fails, or gives up with a
+    // network error. A head that is ours, for this generation and manifest, is a success, not a
+    // lost race nor a failed run: read it back and tell.
+    const back = await readHead(store, loc).catch(() => undefined);
+    if (back && back.head.writer === input.writer && back.head.generation === gen && back.head.manifestSha256 === head.manifestSha256) {
+      log.info({ generation: gen }, "the answer to the head write was lost; reading it back shows it was stored");
+      return finishPublish(store, loc, input, head, back.etag, manifestBytes, log);
+    }
     if (err instanceof ConditionFailed) {
-      // The answer to our own write can be lost (a reset after the server stored the head): the
-      // SDK then retries with the same condition, which our own write now fails. A head that is
-      // ours, for this generation and manifest, is a success, not a lost race.
-      const back = await readHead(store, loc);
-      if (back && back.head.writer === input.writer && back.head.generation === gen && back.head.manifestSha256 === head.manifestSha256) {
-        etag = back.etag;
-        return finishPublish(store, loc, input, head, etag, manifestBytes, log);
-      }
       throw new RaceError(`lost the race for generation ${gen}: another writer moved the head of s3://${loc.bucket}/${loc.prefix} first`, { cause: err });
     }
     throw err;
@@ -232,11 +233,10 @@ export async function setDirty(store: S3Store, loc: Location, hs: HeadState, dir
     const etag = (await store.put(metaKeys.head(meta), serializeHead(head), { contentType: "application/json", cacheControl: "no-store" }, conditional ? { ifMatch: hs.etag } : {})).etag;
     return { head, etag };
   } catch (err) {
-    if (err instanceof ConditionFailed) {
-      const back = await readHead(store, loc);
-      if (back && back.head.generation === head.generation && JSON.stringify(back.head.dirty ?? []) === JSON.stringify(head.dirty ?? [])) return back;
-      throw new RaceError(`the head of s3://${loc.bucket}/${loc.prefix} moved while this writer held the lease`, { cause: err });
-    }
+    // A lost answer to our own write (as in publishGeneration): the head read back tells.
+    const back = await readHead(store, loc).catch(() => undefined);
+    if (back && back.head.generation === head.generation && back.head.manifestSha256 === head.manifestSha256 && JSON.stringify(back.head.dirty ?? []) === JSON.stringify(head.dirty ?? [])) return back;
+    if (err instanceof ConditionFailed) throw new RaceError(`the head of s3://${loc.bucket}/${loc.prefix} moved while this writer held the lease`, { cause: err });
     throw err;
   }
 }

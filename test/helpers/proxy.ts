@@ -17,6 +17,8 @@ export type Fault =
   | { kind: "delay"; ms: number }
   | { kind: "status"; status: number; code: string }
   | { kind: "reset-mid-body" }
+  /** Forward the request, let the server do the work, and drop its whole answer (the connection dies). */
+  | { kind: "drop-answer" }
   | { kind: "truncate" }
   | { kind: "stall" }
   /** Forward the request only once `until` settles (a barrier: two writers meet at the head PUT). */
@@ -105,6 +107,11 @@ export async function startProxy(target: string): Promise<Proxy> {
         { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers, agent },
         (ur) => {
           record(ur.statusCode ?? 0);
+          if (f.kind === "drop-answer") {
+            ur.resume();
+            res.socket?.destroy();
+            return;
+          }
           if (f.kind === "reset-mid-body" || f.kind === "truncate") {
             const len = Number(ur.headers["content-length"] ?? 0);
             res.writeHead(ur.statusCode ?? 502, ur.headers);

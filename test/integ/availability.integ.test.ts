@@ -196,6 +196,28 @@ describe(`availability (${server})`, () => {
     }
   });
 
+  test("a push whose head PUT answers are all lost: it reads the head back, sees it stored, and exits 0", async () => {
+    const bucket = await ctx.server.bucket("av-lost-head");
+    const proxy = await startProxy(ctx.server.endpoint);
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    const flags = ["--endpoint-url", proxy.url, "--state-dir", ctx.tmp("st"), "--log-format", "json"];
+    try {
+      await writeTree(master, { "index.html": "<p>one</p>\n" });
+      expectCode(await ctx.cli(["push", master, url, ...flags]), 0);
+      await writeFile(path.join(master, "index.html"), "<p>two</p>\n");
+      proxy.fault = (q) => (q.method === "PUT" && q.url.includes("/.fansync/head.json") ? { kind: "drop-answer" } : pass);
+      const r = await ctx.cli(["push", master, url, ...flags], { FANSYNC_REQUEST_TIMEOUT: "2s" });
+      fig.faults += proxy.injected;
+      assert.ok(proxy.injected >= 1, "the head PUT's answer was dropped");
+      expectCode(r, 0);
+      assert.ok(r.logs.some((l) => /reading it back shows it was stored/.test(String(l.msg))), r.stdout.slice(-2000));
+      assert.equal((await readGeneration(ctx.server.client, bucket, "site/"))?.generation, 2);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("names that cannot be keys and temp-looking names are skipped with a warning naming them", async () => {
     const bucket = await ctx.server.bucket("av-names");
     const master = ctx.tmp("master");
