@@ -10,6 +10,7 @@ import { progressBarFor } from "../adapters/progress-bar.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import { Drain } from "../sync/drain.ts";
 import { runWatchDaemon } from "../sync/watch-daemon.ts";
+import { ROLLBACK_WRITER } from "../sync/rollback.ts";
 import { createUploader } from "./push.ts";
 import { formatLocation } from "../core/location.ts";
 import { startMonitor } from "./monitor-setup.ts";
@@ -35,6 +36,12 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
       // An unreachable server at start is retried by the batches (which take the lease too).
       if (err instanceof RaceError) throw err;
     });
+    // A rollback published the head: this daemon is about to publish the docroot over it.
+    const head = await uploader.currentHead().catch(() => undefined);
+    if (head?.writer.startsWith(ROLLBACK_WRITER)) {
+      log.warn({ generation: head.generation, writer: head.writer },
+        `generation ${head.generation} was published by a rollback: this uploader publishes the docroot over it at its first change or rescan (now, if the docroot differs); stop it and restore the docroot first if the rollback must stay`);
+    }
     await runWatchDaemon(
       { docroot: path.resolve(cfg.docroot as string), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.rescanInterval },
       {

@@ -5,7 +5,7 @@
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, readdir, realpath, rename, rm, unlink, utimes } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
@@ -113,9 +113,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
 
   const held = await readNdjsonMap<Entry>(o.state.pullFiles);
   const target = await readTarget(source, head, state, sameSource, held, o, d);
-  const root = await realpath(o.docroot).catch((err: unknown) => {
-    throw new LocalIoError(`docroot ${o.docroot} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code})`, { hint: "create it (an empty directory is fine)" });
-  });
+  const root = await openDocroot(o.docroot, o.dryRun, log);
   const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
   // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
   let heldForPlan: ReadonlyMap<string, HeldFile> = held;
@@ -267,6 +265,33 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
     }
     await pruneEmptyDirs(root, p);
+  }
+}
+
+/**
+ * The docroot's real path. rsync's rule for one that does not exist: create it when its parent
+ * exists (a new node's first pull), refuse when the parent is missing too, which usually means a
+ * volume that is not mounted: filling the mount point would hide the site behind it once it is.
+ */
+async function openDocroot(docroot: string, dryRun: boolean, log: Logger): Promise<string> {
+  const abs = path.resolve(docroot);
+  try {
+    return await realpath(abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const parent = path.dirname(abs);
+    const parentIsDir = (await stat(parent).catch(() => undefined))?.isDirectory() ?? false;
+    if (code !== "ENOENT" || !parentIsDir) {
+      throw new LocalIoError(`docroot ${docroot} does not exist or cannot be read (${code}${code === "ENOENT" ? `, nor does its parent ${parent}` : ""})`, {
+        hint: code === "ENOENT" ? `is the volume mounted? create ${parent} (or the docroot itself) if this is a new node` : "check the path and its permissions",
+      });
+    }
+    if (dryRun) throw new LocalIoError(`docroot ${docroot} does not exist: a real run creates it (its parent ${parent} exists)`, { hint: "run without --dry-run to create it and download the site" });
+    await mkdir(abs, { mode: 0o755 }).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw toLocal(e, abs);
+    });
+    log.info({ docroot: abs }, "created the docroot (its parent exists)");
+    return realpath(abs);
   }
 }
 

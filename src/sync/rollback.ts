@@ -68,6 +68,9 @@ export interface RollbackResult {
   readonly summary: RollbackSummary;
 }
 
+/** How a rollback's heads (and lease) name their writer: readers can tell a rollback by it. */
+export const ROLLBACK_WRITER = "rollback:";
+
 /** The hint for a rollback that meets a live write lease. */
 export const STOP_UPLOADER_HINT = "stop the uploader (systemctl stop fansync-watch, or the running fansync push/watch) first, then run the rollback again";
 
@@ -118,7 +121,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: "rollback:" }, d);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER }, d);
   try {
     await writer.hold();
   } catch (err) {

@@ -105,6 +105,11 @@ export class Uploader {
     return this.writer.release();
   }
 
+  /** The head this uploader would publish over (undefined before the first publish). */
+  async currentHead(): Promise<HeadState["head"] | undefined> {
+    return (await this.loadRemote()).state?.head;
+  }
+
   /**
    * Make the bucket equal the docroot. `scope` limits the scan to some relative paths (files or
    * directories, from watcher events); without it the whole docroot is reconciled.

@@ -106,3 +106,14 @@ test("config: --http address forms, node id and health lag", () => {
   assert.equal(c({ staleAfter: "2m" }).healthMaxLag, 120_000);
   assert.equal(c({ reportTo: "s3://bucket/p/" }).report, true, "--report-to implies --report");
 });
+
+test("SILENT: a node is silent only once its newest report is older than both --stale-after and three of its own periods", () => {
+  const statusOf = (ageS: number, everyMs: number, silentAfterMs: number) =>
+    planFleetView(head, [{ report: rep("n", { time: ago(ageS), everyMs }), from: "s3://p/" }], NOW, silentAfterMs).nodes[0]?.status;
+  // A cron node reporting every 5 minutes is not silent after 6 minutes, although --stale-after is 5m.
+  assert.equal(statusOf(360, 300_000, 300_000), "OK");
+  assert.equal(statusOf(901, 300_000, 300_000), "SILENT");
+  // A daemon reporting every minute: --stale-after is the longer of the two.
+  assert.equal(statusOf(240, 60_000, 300_000), "OK");
+  assert.equal(statusOf(301, 60_000, 300_000), "SILENT");
+});
