@@ -6,7 +6,7 @@
 import { Command, Option } from "commander";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { ExitCode, FansyncError, type ExitCodeValue } from "../core/errors.ts";
-import type { Config } from "../core/config.ts";
+import type { CommandName, ConfigFor } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 
 
@@ -41,7 +41,8 @@ function uploadOptions(cmd: Command): Command {
     .option("--multipart-threshold <size>", "files at least this big use multipart upload (default 8MiB)")
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
-    .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion)")
+    .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion); nodes then accept those deletions too")
+    .option("--approve-deletes", "approve this run's deletions for every node (their --max-delete does not count them); with nothing to publish, approve the current generation's deletions")
     .option("--dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
     .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)");
@@ -66,8 +67,11 @@ function flagsOf(cmd: Command): Flags {
   return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}) };
 }
 
-/** Run a command body with config, logger and a signal that SIGTERM/SIGINT abort. */
-async function run(cmd: Command, flags: Flags, body: (cfg: Config, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
+/**
+ * Run a command body with its config (checked against the command's schema), a logger and a
+ * signal that SIGTERM/SIGINT abort.
+ */
+async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags, body: (cfg: ConfigFor<C>, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
   let log: Logger | undefined;
   let code: number = ExitCode.ok;
   const ac = new AbortController();
@@ -79,9 +83,14 @@ async function run(cmd: Command, flags: Flags, body: (cfg: Config, log: Logger, 
   process.once("SIGINT", onSignal);
   try {
     const { resolveConfig } = await import("./settings.ts");
-    const cfg = await resolveConfig(cmd.opts().config as string | undefined, flags);
+    const { cfg, unused } = await resolveConfig(command, cmd.opts().config as string | undefined, flags);
     const { createLogger } = await import("../adapters/logger.ts");
     log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
+    if (unused.length > 0) {
+      const { commandsReading } = await import("../core/config.ts");
+      const where = unused.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
+      log.warn({ command, keys: unused }, `config keys not used by \`${command}\`, ignored: ${where}`);
+    }
     code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;
   } catch (err) {
     code = report(err, log, ac.signal.aborted);
@@ -140,7 +149,7 @@ export function buildProgram(): Command {
     .argument("[docroot]", "local directory to publish")
     .argument("[target]", "s3://bucket/prefix")
     .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
-      await run(cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
+      await run("push", cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
         const { push } = await import("../commands/push.ts");
         await push(cfg, log, signal);
       });
@@ -155,7 +164,7 @@ export function buildProgram(): Command {
     .option("--rescan-interval <duration>", "full reconcile period, catches missed events (default 1h)")
     .option("--replicate-to <s3url>", "also replicate each generation to this location (repeatable)", collect)
     .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
-      await run(cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
+      await run("watch", cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
         const { watch } = await import("../commands/watch.ts");
         await watch(cfg, log, signal);
       });
@@ -184,7 +193,7 @@ export function buildProgram(): Command {
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;
-      await run(cmd, { ...flagsOf(cmd), docroot, sources }, async (cfg, log, signal) => {
+      await run("pull", cmd, { ...flagsOf(cmd), docroot, sources }, async (cfg, log, signal) => {
         const { pull } = await import("../commands/pull.ts");
         await pull(cfg, log, signal);
       });
@@ -247,7 +256,7 @@ function registerDoctor(program: Command): void {
     .option("--no-write", "skip the checks that write probe objects (for read-only credentials)")
     .action(async (target: string | undefined, _o: unknown, cmd: Command) => {
       const { json, write, ...flags } = flagsOf(cmd);
-      await run(cmd, { ...flags, target }, async (cfg, log, signal) => {
+      await run("doctor", cmd, { ...flags, target }, async (cfg, log, signal) => {
         const { doctor } = await import("../commands/doctor.ts");
         return doctor(cfg, log, signal, { json: json === true, write: write !== false });
       });
@@ -267,7 +276,7 @@ function registerFanout(program: Command): void {
     .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
     .option("--verify", "check every object each region's head names (one HEAD each) and copy again any that holds other bytes")
     .action(async (primary: string, regions: string[], _o: unknown, cmd: Command) => {
-      await run(cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
+      await run("replicate", cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
         const { replicate } = await import("../commands/replicate.ts");
         await replicate(cfg, log, signal);
       });
@@ -282,7 +291,7 @@ function registerFanout(program: Command): void {
     .addHelpText("after", "\nExit status: 0 all well; 4 a location is unreadable or a node reports ERROR or is SILENT.")
     .action(async (locations: string[], _o: unknown, cmd: Command) => {
       const { json, ...flags } = flagsOf(cmd);
-      await run(cmd, { ...flags, ...(locations.length ? { targets: locations } : {}) }, async (cfg, _log, signal) => {
+      await run("status", cmd, { ...flags, ...(locations.length ? { targets: locations } : {}) }, async (cfg, _log, signal) => {
         const { status, fleetStatus } = await import("../commands/status.ts");
         return cfg.targets.length ? fleetStatus(cfg, cfg.targets, { json: json === true }, signal) : status(cfg, { json: json === true });
       });
@@ -301,7 +310,7 @@ function registerFanout(program: Command): void {
         process.stderr.write(`fansync: --http-port ${String(httpPort)} is not a port number (1-65535)\n`);
         process.exit(ExitCode.usage);
       }
-      await run(cmd, flags, async (_cfg, _log, signal) => {
+      await run("demo", cmd, flags, async (_cfg, _log, signal) => {
         const { demo } = await import("../commands/demo.ts");
         return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true, httpPort: port }, signal);
       });
@@ -318,7 +327,7 @@ function registerHistory(program: Command): void {
     .option("--limit <n>", "show only the newest n generations")
     .action(async (location: string | undefined, _o: unknown, cmd: Command) => {
       const { json, verbose, limit, ...flags } = flagsOf(cmd);
-      await run(cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
+      await run("log", cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
         const { showLog } = await import("../commands/log.ts");
         await showLog(cfg, { json: json === true, verbose: verbose === true, limit: limit as string | undefined }, signal);
       });
@@ -347,7 +356,7 @@ on its next change or rescan, undoing the rollback: keep it stopped, or restore 
 docroot to the same generation before starting it again.`)
     .action(async (location: string | undefined, _o: unknown, cmd: Command) => {
       const { to, from, ...flags } = flagsOf(cmd);
-      await run(cmd, { ...flags, target: location }, async (cfg, log, signal) => {
+      await run("rollback", cmd, { ...flags, target: location }, async (cfg, log, signal) => {
         const { rollbackCommand } = await import("../commands/rollback.ts");
         await rollbackCommand(cfg, { to: to as string | undefined, from: from as string | undefined }, log, signal);
       });

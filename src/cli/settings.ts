@@ -1,7 +1,7 @@
 /** From command line + YAML file to a validated {@link Config}, and the per-job helpers built on it. */
 import { readFileSync } from "node:fs";
 import { ConfigError, ExitCode, UsageError } from "../core/errors.ts";
-import { type Config, validateConfig } from "../core/config.ts";
+import { checkCommand, type CommandName, type ConfigFor, validateConfig } from "../core/config.ts";
 
 /** Read a YAML config file into raw settings (not yet validated). */
 export async function readConfigFile(file: string): Promise<Record<string, unknown>> {
@@ -28,7 +28,7 @@ export async function readConfigFile(file: string): Promise<Record<string, unkno
  * Merge the config file (if any) with flags (flags win; undefined means "not given") and validate
  * everything in one pass.
  */
-export async function resolveConfig(configFile: string | undefined, flags: Readonly<Record<string, unknown>>): Promise<Config> {
+export async function resolveConfig<C extends CommandName>(command: C, configFile: string | undefined, flags: Readonly<Record<string, unknown>>): Promise<{ cfg: ConfigFor<C>; unused: string[] }> {
   const fromFile = configFile ? await readConfigFile(configFile) : {};
   const merged: Record<string, unknown> = { ...fromFile };
   for (const [k, v] of Object.entries(flags)) {
@@ -37,5 +37,6 @@ export async function resolveConfig(configFile: string | undefined, flags: Reado
     merged[k] = v;
   }
   // Without a file every problem is in the command line: a usage error (2), not a config error (3).
-  return configFile ? validateConfig(merged, `configuration (${configFile} + flags)`) : validateConfig(merged, "options", ExitCode.usage);
+  const cfg = configFile ? validateConfig(merged, `configuration (${configFile} + flags)`) : validateConfig(merged, "options", ExitCode.usage);
+  return checkCommand(cfg, command, Object.keys(fromFile));
 }

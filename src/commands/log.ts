@@ -3,7 +3,7 @@
  * location, newest first, with what each changed. Read-only: it lists the meta prefix and reads
  * manifests and journals, and never writes.
  */
-import type { Config } from "../core/config.ts";
+import type { ConfigFor } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { formatHistory } from "../core/history.ts";
 import { formatLocation } from "../core/location.ts";
@@ -20,9 +20,8 @@ export interface LogOptions {
 }
 
 /** Print the history of the configured target location. */
-export async function showLog(cfg: Config, opts: LogOptions, signal: AbortSignal): Promise<void> {
+export async function showLog(cfg: ConfigFor<"log">, opts: LogOptions, signal: AbortSignal): Promise<void> {
   const loc = cfg.target;
-  if (!loc) throw new UsageError("no location given", { hint: "fansync log s3://bucket/prefix" });
   let limit = Number.MAX_SAFE_INTEGER;
   if (opts.limit !== undefined) {
     if (!/^\d+$/.test(opts.limit) || Number(opts.limit) < 1) throw new UsageError(`--limit ${JSON.stringify(opts.limit)} is not a positive integer`);

@@ -5,8 +5,7 @@
  */
 import os from "node:os";
 import path from "node:path";
-import type { Config } from "../core/config.ts";
-import { UsageError } from "../core/errors.ts";
+import type { Config, ConfigFor } from "../core/config.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
@@ -22,9 +21,7 @@ import { FANSYNC_VERSION } from "../adapters/version.ts";
 export type { PullStatus } from "../sync/pull-job.ts";
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
-export async function pull(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
-  if (cfg.sources.length === 0) throw new UsageError("no source location given", { hint: "fansync pull s3://bucket/prefix <docroot>" });
-  if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync pull s3://bucket/prefix <docroot>" });
+export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot);
   const state = jobState(cfg, "pull", { docroot });
   const plog = log.child({ component: "puller" });

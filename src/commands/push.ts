@@ -1,7 +1,7 @@
 /** `fansync push <docroot> s3://bucket/prefix`: one-shot reconcile of a docroot into a bucket. */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { type Config, writerTuning } from "../core/config.ts";
+import { type ConfigFor, writerTuning } from "../core/config.ts";
 import { PartialFailureError, UsageError } from "../core/errors.ts";
 import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
@@ -12,9 +12,7 @@ import type { TransferEvents } from "../core/transfer-events.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 
 /** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
-export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
-  if (!cfg.docroot) throw new UsageError("no docroot given", { hint: "fansync push <docroot> s3://bucket/prefix" });
-  if (!cfg.target) throw new UsageError("no target location given", { hint: "fansync push <docroot> s3://bucket/prefix" });
+export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
   const docroot = path.resolve(cfg.docroot);
   let exclude = [...cfg.exclude];
   if (cfg.excludeFrom) {
@@ -37,13 +35,14 @@ export function createUploader(cfg: Config, log: Logger, signal: AbortSignal, ev
       filter: compileFilter({ exclude, include: cfg.include }),
       cacheControl: compileCacheControl(cfg.cacheControl),
       verify: cfg.verify,
+      approveDeletes: cfg.approveDeletes,
     },
     { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );
 }
 
 /** Run one push: exit 4 when some paths could not be read or kept changing (the rest is published). */
-export async function push(cfg: Config, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
+export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
   const uploader = createUploader(cfg, log, signal, progressBarFor(cfg));
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");

@@ -2,7 +2,7 @@
  * `fansync replicate s3://primary/prefix s3://region-a/prefix [...]`: bring regional locations to the
  * primary's generation, once (exit non-zero if any region failed) or as a daemon (--watch).
  */
-import type { Config } from "../core/config.ts";
+import type { Config, ConfigFor } from "../core/config.ts";
 import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -41,9 +41,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
 }
 
 /** Run `replicate`, once or (with --watch) until `signal` aborts. */
-export async function replicate(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
-  if (!cfg.source) throw new UsageError("no primary location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
-  if (cfg.targets.length === 0) throw new UsageError("no region location given", { hint: "fansync replicate s3://primary/prefix s3://region/prefix [...]" });
+export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal: AbortSignal): Promise<void> {
   // Rounds in flight when SIGTERM comes drain; their requests are aborted after the deadline.
   const drain = new Drain(signal);
   const monitor = await startMonitor(cfg, log, signal, {

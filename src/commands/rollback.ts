@@ -4,7 +4,7 @@
  * running uploader re-publishes the master's docroot on its next change or rescan.
  */
 import path from "node:path";
-import { type Config, writerTuning } from "../core/config.ts";
+import { type ConfigFor, writerTuning } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
@@ -20,9 +20,8 @@ export interface RollbackCommandOptions {
 }
 
 /** Run one rollback; prints a one-line summary (and the uploader warning after a real one). */
-export async function rollbackCommand(cfg: Config, opts: RollbackCommandOptions, log: Logger, signal: AbortSignal): Promise<RollbackResult> {
+export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: RollbackCommandOptions, log: Logger, signal: AbortSignal): Promise<RollbackResult> {
   const loc = cfg.target;
-  if (!loc) throw new UsageError("no location given", { hint: "fansync rollback s3://bucket/prefix --to <generation>" });
   const hint = `fansync log ${formatLocation(loc)} lists the retained generations`;
   if (opts.to === undefined) throw new UsageError("no --to <generation> given: which generation's content to publish again", { hint });
   if (!/^\d+$/.test(opts.to) || Number(opts.to) < 1 || !Number.isSafeInteger(Number(opts.to))) {

@@ -3,7 +3,7 @@
  * chokidar events into batches (a quiet window plus a cap, like lsyncd), one generation per batch.
  */
 import path from "node:path";
-import type { Config } from "../core/config.ts";
+import type { ConfigFor } from "../core/config.ts";
 import { RaceError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
@@ -16,11 +16,11 @@ import { formatLocation } from "../core/location.ts";
 import { startMonitor } from "./monitor-setup.ts";
 
 /** Run the uploader daemon until `signal` aborts; resolves after draining. */
-export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Promise<void> {
+export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortSignal): Promise<void> {
   // The batch in flight when SIGTERM comes drains; its requests are aborted after the deadline.
   const drain = new Drain(signal);
-  const target = cfg.target ? formatLocation(cfg.target) : "";
-  const monitor = cfg.target ? await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot ?? ".")} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] }) : undefined;
+  const target = formatLocation(cfg.target);
+  const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot)} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] });
   // One bar per batch, and only while the daemon runs in the foreground of a terminal.
   const uploader = createUploader(cfg, log, drain.hard, fanOutEvents(progressBarFor(cfg), monitor?.events()));
   const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
@@ -43,7 +43,7 @@ export async function watch(cfg: Config, log: Logger, signal: AbortSignal): Prom
         `generation ${head.generation} was published by a rollback: this uploader publishes the docroot over it at its first change or rescan (now, if the docroot differs); stop it and restore the docroot first if the rollback must stay`);
     }
     await runWatchDaemon(
-      { docroot: path.resolve(cfg.docroot as string), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.rescanInterval },
+      { docroot: path.resolve(cfg.docroot), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.rescanInterval },
       {
         uploader,
         log: log.child({ component: "watch" }),

@@ -37,6 +37,8 @@ export interface Config {
   readonly partSize: number;
   readonly maxDelete: DeleteLimit;
   readonly force: boolean;
+  /** The uploader approves its deletions for every node (recorded in the generation). */
+  readonly approveDeletes: boolean;
   readonly dryRun: boolean;
   readonly retain: number;
   readonly delay: number;
@@ -79,12 +81,96 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   stateDir: "string", concurrency: "int",
   docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
   cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
-  force: "bool", dryRun: "bool", retain: "int", delay: "duration", maxDelay: "duration", rescanInterval: "duration",
+  force: "bool", approveDeletes: "bool", dryRun: "bool", retain: "int", delay: "duration", maxDelay: "duration", rescanInterval: "duration",
   replicateTo: "s3list", sources: "s3list", statusFile: "string", watch: "bool", interval: "duration",
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
 };
+
+/** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
+export type CommandName = "push" | "watch" | "pull" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo";
+
+/** One command's schema. */
+export interface CommandSchema {
+  /** Keys this command reads; a config file's other keys are reported as not used by it. */
+  readonly keys: readonly string[];
+  /** What it cannot run without (from an argument or the config file), with the message when missing. */
+  readonly required: readonly { readonly key: "docroot" | "target" | "sources" | "source" | "targets"; readonly missing: string }[];
+  /** The command line to show when something required is missing. */
+  readonly usage: string;
+}
+
+const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "stateDir", "concurrency", "locations"];
+const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress"];
+const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
+const needs = {
+  docroot: { key: "docroot", missing: "no docroot given" },
+  target: { key: "target", missing: "no target location given" },
+  location: { key: "target", missing: "no location given" },
+  sources: { key: "sources", missing: "no source location given" },
+  primary: { key: "source", missing: "no primary location given" },
+  regions: { key: "targets", missing: "no region location given" },
+} as const;
+
+/** Every command's schema (a YAML file written for one role may hold keys of another: reported, not refused). */
+export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
+  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, "verify"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
+  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
+  pull: {
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress"],
+    required: [needs.sources, needs.docroot],
+    usage: "fansync pull s3://bucket/prefix <docroot>",
+  },
+  replicate: {
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "source", "targets", "watch", "interval", "multipartThreshold", "partSize", "retain", "verify"],
+    required: [needs.primary, needs.regions],
+    usage: "fansync replicate s3://primary/prefix s3://region/prefix [...]",
+  },
+  status: { keys: [...COMMON_KEYS, "targets", "statusFile", "staleAfter"], required: [], usage: "fansync status [s3://bucket/prefix ...]" },
+  doctor: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
+  log: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync log s3://bucket/prefix" },
+  rollback: { keys: [...COMMON_KEYS, "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
+  demo: { keys: COMMON_KEYS, required: [], usage: "fansync demo" },
+};
+
+/** What each command is sure to have once its schema passed. */
+interface Needs {
+  push: { readonly docroot: string; readonly target: Location };
+  watch: { readonly docroot: string; readonly target: Location };
+  pull: { readonly docroot: string };
+  replicate: { readonly source: Location };
+  status: object;
+  doctor: { readonly target: Location };
+  log: { readonly target: Location };
+  rollback: { readonly target: Location };
+  demo: object;
+}
+
+/** The resolved configuration of one command: {@link Config} with what its schema requires. */
+export type ConfigFor<C extends CommandName> = Config & Needs[C];
+
+/**
+ * Check a resolved config against one command's schema: what it requires must be there (a usage
+ * error naming it otherwise, as an argument or a config key); `fileKeys` (the keys the config file
+ * set) that this command does not read are returned, for a warning.
+ */
+export function checkCommand<C extends CommandName>(cfg: Config, command: C, fileKeys: readonly string[]): { cfg: ConfigFor<C>; unused: string[] } {
+  const schema = COMMAND_SCHEMAS[command];
+  for (const r of schema.required) {
+    const v = cfg[r.key];
+    if (v === undefined || (Array.isArray(v) && v.length === 0)) {
+      throw new UsageError(`${r.missing} (an argument, or \`${r.key}\` in the config file)`, { hint: schema.usage });
+    }
+  }
+  const unused = fileKeys.filter((k) => !schema.keys.includes(k) && k in CONFIG_KEYS);
+  return { cfg: cfg as ConfigFor<C>, unused };
+}
+
+/** The commands that read a key (for "not used by push; a setting of watch, pull"). */
+export function commandsReading(key: string): CommandName[] {
+  return (Object.keys(COMMAND_SCHEMAS) as CommandName[]).filter((c) => COMMAND_SCHEMAS[c].keys.includes(key));
+}
 
 // Keys that look like secrets are refused outright: credentials come from the AWS chain only.
 const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
@@ -138,6 +224,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     partSize: n("partSize", 8 * 1024 * 1024),
     maxDelete: (out.maxDelete as DeleteLimit | undefined) ?? DEFAULT_DELETE_LIMIT,
     force: (out.force as boolean | undefined) ?? false,
+    approveDeletes: (out.approveDeletes as boolean | undefined) ?? false,
     dryRun: (out.dryRun as boolean | undefined) ?? false,
     retain: n("retain", 50),
     delay: n("delay", 500),

@@ -71,8 +71,8 @@ export class PartialFailureError extends FansyncError {
 /** The delete guard refused a plan. */
 export class GuardError extends FansyncError {
   override name = "GuardError";
-  constructor(message: string, hint = "check the source, then rerun with --force if the deletions are intended") {
-    super(message, ExitCode.guard, { hint });
+  constructor(message: string, hint?: string) {
+    super(message, ExitCode.guard, { hint: hint ?? "check the source, then rerun with --force if the deletions are intended" });
   }
 }
 

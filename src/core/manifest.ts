@@ -46,6 +46,12 @@ export interface Head {
    * object (If-Match). Absent when clean; `["*"]` when too many to list (verify every object).
    */
   readonly dirty?: readonly string[];
+  /**
+   * How many of this generation's deletions its writer approved (push --force past its own guard,
+   * or --approve-deletes): a node's delete guard does not count them, so one decision on the master
+   * goes for the whole fleet. Absent: none approved.
+   */
+  readonly approvedDeletes?: number;
 }
 
 /** More dirty paths than this are recorded as `["*"]`. */
@@ -60,6 +66,8 @@ export interface Journal {
   readonly time: string;
   /** Who published the generation (the head's writer); absent in journals written before it was recorded. */
   readonly writer?: string | undefined;
+  /** Deletions of this generation its writer approved (see {@link Head.approvedDeletes}). */
+  readonly approvedDeletes?: number | undefined;
 }
 
 /** A manifest held in memory: entries keyed by path. */
@@ -149,6 +157,7 @@ export function parseJournal(data: Uint8Array, expectGeneration: number): Journa
   return {
     format: JOURNAL_FORMAT, generation: expectGeneration, puts, deletes, time: typeof o.time === "string" ? o.time : "",
     ...(typeof o.writer === "string" ? { writer: o.writer } : {}),
+    ...approval(o.approvedDeletes, deletes.length),
   };
 }
 
@@ -191,7 +200,13 @@ export function parseHead(data: Uint8Array, meta: string): Head {
     writer: typeof o.writer === "string" ? o.writer : "",
     time: typeof o.time === "string" ? o.time : "",
     ...parseDirty(o.dirty, bad),
+    ...approval(o.approvedDeletes, Number.MAX_SAFE_INTEGER),
   };
+}
+
+/** A count of approved deletions, at most `max` (the deletions there are); anything else is none. */
+function approval(v: unknown, max: number): { approvedDeletes?: number } {
+  return Number.isSafeInteger(v) && (v as number) > 0 ? { approvedDeletes: Math.min(v as number, max) } : {};
 }
 
 function parseDirty(v: unknown, bad: (what: string) => never): { dirty?: readonly string[] } {

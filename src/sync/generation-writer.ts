@@ -30,7 +30,7 @@ import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, setDirty, takeLease } from "./head-store.ts";
+import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** What the writer is given. */
@@ -69,6 +69,8 @@ export interface CommitInput {
   readonly retryHint?: string;
   /** Paths the new head still cannot vouch for (an object this commit may have overwritten without publishing it). */
   readonly dirty?: readonly string[];
+  /** The writer approves this commit's deletions for every node (they do not count against a node's guard). */
+  readonly approveDeletes?: boolean;
 }
 
 /** What a commit did. */
@@ -156,7 +158,13 @@ export class GenerationWriter {
    */
   async setDirty(base: HeadState, paths: readonly string[]): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
-    return setDirty(this.o.store, this.o.loc, base, paths, await this.conditionalWrites());
+    return rewriteHead(this.o.store, this.o.loc, base, { dirty: paths }, await this.conditionalWrites());
+  }
+
+  /** Record, after the fact, that the writer approves `count` deletions of the head's generation. Needs the lease. */
+  async approveDeletes(base: HeadState, count: number): Promise<HeadState> {
+    if (!this.leaseHeld) await this.hold();
+    return rewriteHead(this.o.store, this.o.loc, base, { approvedDeletes: count }, await this.conditionalWrites());
   }
 
   /** Commit one generation (see the module comment for the order and the rules). */
@@ -190,6 +198,7 @@ export class GenerationWriter {
         conditional: await this.conditionalWrites(),
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
         ...(c.dirty ? { dirty: c.dirty } : {}),
+        ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : {}),
       }, log);
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
     }

@@ -81,6 +81,8 @@ export interface PublishInput {
   readonly conditional: boolean;
   /** Paths the new head still cannot vouch for (see {@link Head.dirty}). */
   readonly dirty?: readonly string[];
+  /** Deletions of this generation its writer approved (see {@link Head.approvedDeletes}). */
+  readonly approvedDeletes?: number | undefined;
 }
 
 /** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
@@ -107,7 +109,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   // servers take in one PUT. It is not written, and the head says journals start after it.
   const journalWritten = input.puts.length + input.deletes.length <= JOURNAL_MAX_CHANGES;
   if (journalWritten) {
-    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time, writer: input.writer }), ctl, input.conditional);
+    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time, writer: input.writer, ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}) }), ctl, input.conditional);
   }
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
@@ -124,6 +126,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     writer: input.writer,
     time,
     ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
+    ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}),
   };
   let etag: string;
   try {
@@ -221,13 +224,16 @@ function capDirty(paths: readonly string[]): readonly string[] {
 }
 
 /**
- * Rewrite the head with another `dirty` list and nothing else changed (same generation, same
- * manifest), conditional on the ETag we read. Marks, before a commit overwrites objects the head
- * names, which ones it may overwrite; clears them once they are verified or republished.
+ * Rewrite the head with another `dirty` list (or approval) and nothing else changed (same
+ * generation, same manifest), conditional on the ETag we read. Marks, before a commit overwrites
+ * objects the head names, which ones it may overwrite, and clears them once they are verified or
+ * republished; records a master's approval of the generation's deletions after the fact.
  */
-export async function setDirty(store: S3Store, loc: Location, hs: HeadState, dirty: readonly string[], conditional: boolean): Promise<HeadState> {
-  const { dirty: _old, ...rest } = hs.head;
-  const head: Head = dirty.length > 0 ? { ...rest, dirty: capDirty(dirty) } : rest;
+export async function rewriteHead(store: S3Store, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number }, conditional: boolean): Promise<HeadState> {
+  const { dirty: oldDirty, approvedDeletes: oldApproval, ...rest } = hs.head;
+  const dirty = patch.dirty ?? oldDirty ?? [];
+  const approvedDeletes = patch.approvedDeletes ?? oldApproval ?? 0;
+  const head: Head = { ...rest, ...(dirty.length > 0 ? { dirty: capDirty(dirty) } : {}), ...(approvedDeletes > 0 ? { approvedDeletes } : {}) };
   const meta = metaPrefix(loc);
   try {
     const etag = (await store.put(metaKeys.head(meta), serializeHead(head), { contentType: "application/json", cacheControl: "no-store" }, conditional ? { ifMatch: hs.etag } : {})).etag;
@@ -235,7 +241,7 @@ export async function setDirty(store: S3Store, loc: Location, hs: HeadState, dir
   } catch (err) {
     // A lost answer to our own write (as in publishGeneration): the head read back tells.
     const back = await readHead(store, loc).catch(() => undefined);
-    if (back && back.head.generation === head.generation && back.head.manifestSha256 === head.manifestSha256 && JSON.stringify(back.head.dirty ?? []) === JSON.stringify(head.dirty ?? [])) return back;
+    if (back && back.head.generation === head.generation && back.head.manifestSha256 === head.manifestSha256 && JSON.stringify(back.head.dirty ?? []) === JSON.stringify(head.dirty ?? []) && back.head.approvedDeletes === head.approvedDeletes) return back;
     if (err instanceof ConditionFailed) throw new RaceError(`the head of s3://${loc.bucket}/${loc.prefix} moved while this writer held the lease`, { cause: err });
     throw err;
   }

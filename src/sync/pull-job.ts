@@ -4,7 +4,7 @@
  * backoff and drain. `fansync pull` only wires it from the config.
  */
 import os from "node:os";
-import { errorMessage, FansyncError, ObjectMoved, RemoteError, errorLine } from "../core/errors.ts";
+import { errorMessage, FansyncError, GuardError, ObjectMoved, RemoteError, errorLine } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
@@ -164,7 +164,8 @@ export function statusOk(r: PullResult, staleAfterMs: number, now: Date): PullSt
  * until `staleAfterMs` passes; a load balancer can choose which of the two words it accepts.
  */
 export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAfterMs: number, now: Date): PullStatus {
-  const msg = errorLine(err);
+  // A node its guard stopped says in the status line itself what to run.
+  const msg = err instanceof GuardError && err.hint ? `${errorLine(err)} -- ${err.hint}` : errorLine(err);
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
   const status: PullStatus["status"] = err instanceof ObjectMoved && since <= staleAfterMs ? "STALE" : "ERROR";
   return {

@@ -82,6 +82,9 @@ interface PullHead {
 }
 
 
+/** What a node refused by its delete guard says to do (also in its status line). */
+export const APPROVE_HINT = "if the master meant these deletions: run `fansync push --approve-deletes` there (every node then accepts them); for this node alone: pull --force";
+
 /** Pull `source` into the docroot once. */
 export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps): Promise<PullResult> {
   const { log, signal } = d;
@@ -112,7 +115,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
 
   const held = await readNdjsonMap<Entry>(o.state.pullFiles);
-  const target = await readTarget(source, head, state, sameSource, held, o, d);
+  const { files: target, approvedDeletes } = await readTarget(source, head, state, sameSource, held, o, d);
   const root = await openDocroot(o.docroot, o.dryRun, log);
   const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
   // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
@@ -124,11 +127,19 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     heldForPlan = checked;
     if (drift > 0) log.warn({ drift }, "docroot differs from the manifest; repairing");
   }
-  const extraneous = o.deleteExtraneous ? (await listDisk(root)).filter((p) => !keep.has(p) && !target.has(p)) : [];
+  const disk = o.deleteExtraneous ? await listDisk(root) : [];
+  const extraneous = disk.filter((p) => !keep.has(p) && !target.has(p));
   if (o.verify) for (const p of held.keys()) if (!target.has(p)) extraneous.push(p);
   const plan = planPull(target, heldForPlan, extraneous);
-  const holds = o.deleteExtraneous ? Math.max(held.size, (await listDisk(root)).length) : held.size;
-  checkDeleteGuard({ deletes: plan.deletes.length, held: holds, remaining: target.size, limit: o.maxDelete, force: o.force, what: `docroot ${o.docroot}` });
+  // The guard counts what the site holds once this generation is down (a first pull with
+  // --delete-extraneous into a docroot with a stray file is not a "mass delete of 1 of 1 files").
+  const holds = o.deleteExtraneous ? new Set([...disk, ...held.keys(), ...target.keys()]).size : held.size;
+  checkDeleteGuard({
+    deletes: plan.deletes.length, held: holds, remaining: target.size, limit: o.maxDelete, force: o.force, what: `docroot ${o.docroot}`,
+    // Only what the writers deleted can be approved; --delete-extraneous and --verify's own deletions are judged whole.
+    approved: Math.min(approvedDeletes, plan.deletes.length - extraneous.length),
+    hint: APPROVE_HINT,
+  });
   const base = { headGeneration: head.generation, headTime: head.time, source: url, downloads: plan.downloads.length, downloadBytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift };
   if (o.dryRun) {
     for (const e of plan.downloads) log.info({ op: "get", path: e.path, bytes: e.size }, "would download");
@@ -149,13 +160,15 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
 }
 
 /** The target generation's files: journals on top of what we hold when close, else the manifest. */
-async function readTarget(source: Source, head: Head, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<FileMap> {
+/** The target generation's files, and how many of the deletions up to it its writers approved. */
+async function readTarget(source: Source, head: Head, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
   // Journals apply only on top of a docroot known to be at `have`, from this same source.
   if (state?.complete && sameSource && !o.verify) {
-    const files = await catchUpThroughJournals(held, state.generation, head, o.maxJournals, (g) => readJournal(source.store, source.loc, g, d.signal), d.log);
-    if (files) return files;
+    const caught = await catchUpThroughJournals(held, state.generation, head, o.maxJournals, (g) => readJournal(source.store, source.loc, g, d.signal), d.log);
+    if (caught) return caught;
   }
-  return (await readManifest(source.store, head, d.signal)).files;
+  // From the manifest only the head's own approval is known (a node far behind judges the rest itself).
+  return { files: (await readManifest(source.store, head, d.signal)).files, approvedDeletes: head.approvedDeletes ?? 0 };
 }
 
 async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, o: PullerOptions, d: PullerDeps): Promise<void> {

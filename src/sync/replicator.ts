@@ -340,7 +340,7 @@ export class Replicator {
   /** The primary's files at its head: journals on top of the region's map when close, else its manifest. */
   private async targetFor(have: number, ph: HeadState["head"], regionFiles: FileMap, log: Logger): Promise<FileMap> {
     const caught = await catchUpThroughJournals(regionFiles, have, ph, this.o.maxJournals, (g) => this.primaryJournal(g), log);
-    if (caught) return caught;
+    if (caught) return caught.files;
     if (this.primaryManifest?.generation !== ph.generation) {
       const files = readManifest(this.o.primary.store, ph, this.d.signal).then((m) => m.files);
       this.primaryManifest = { generation: ph.generation, files };

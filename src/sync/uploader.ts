@@ -10,7 +10,7 @@ import { contentAttrs } from "./object-attrs.ts";
 import { ConditionFailed, errorMessage, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
-import { checkDeleteGuard } from "../core/guard.ts";
+import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
 import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
@@ -22,7 +22,7 @@ import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { type HeadState, readHead, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { findMovedObjects, uploadFile } from "./transfer.ts";
 
@@ -38,6 +38,12 @@ export interface UploaderOptions extends WriterTuning {
   readonly cacheControl: (p: string) => string | undefined;
   /** Check every object the head names (not only the ones it marks dirty) and upload again those that moved. */
   readonly verify: boolean;
+  /**
+   * Approve this run's deletions for the whole fleet (recorded in the generation; nodes' guards do
+   * not count them). Also implied when --force lets deletions past this uploader's own guard. With
+   * nothing to publish, the head's generation gets the approval for its deletions after the fact.
+   */
+  readonly approveDeletes: boolean;
 }
 
 /** Injected collaborators. */
@@ -141,7 +147,10 @@ export class Uploader {
     const added = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
     const remaining = remote.files.size - plan.deletes.length + added;
     // The guard applies to watch batches too: an `rm -rf` on the master must not wipe every node.
-    checkDeleteGuard({ deletes: plan.deletes.length, held: remote.files.size, remaining, limit: this.o.maxDelete, force: this.o.force, what: `bucket s3://${this.o.loc.bucket}/${this.o.loc.prefix}` });
+    const guard = { deletes: plan.deletes.length, held: remote.files.size, remaining, limit: this.o.maxDelete };
+    checkDeleteGuard({ ...guard, force: this.o.force || this.o.approveDeletes, what: `bucket s3://${this.o.loc.bucket}/${this.o.loc.prefix}` });
+    // The master's decision travels with the generation: nodes accept what it approved.
+    const approve = plan.deletes.length > 0 && (this.o.approveDeletes || (this.o.force && guardRefuses(guard)));
     const gen = remote.state?.head.generation ?? 0;
     const summary = { uploads: plan.uploads.length, copies: plan.copies.length, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, uploadBytes: plan.uploadBytes, unchanged: plan.unchanged, skipped: scan.skipped.length, unreadable, repaired: moved.size };
     if (this.o.dryRun) {
@@ -152,7 +161,8 @@ export class Uploader {
     }
     if (isEmptyPlan(plan)) {
       await this.saveIndex(index);
-      if (dirty.length > 0 && remote.state) {
+      if (this.o.approveDeletes && remote.state) await this.approveAfterTheFact(remote.state);
+      else if (dirty.length > 0 && remote.state) {
         // Every object the head marked dirty holds its bytes after all (the interrupted commit
         // never reached it): the mark goes, so readers and the next writer need not look again.
         const hs = await this.writer.setDirty(remote.state, []);
@@ -163,7 +173,24 @@ export class Uploader {
       log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
-    return this.execute(remote, plan, summary, index, dirty);
+    return this.execute(remote, plan, summary, index, dirty, approve);
+  }
+
+  /**
+   * `push --approve-deletes` with nothing to publish: the deletions of the head's generation (its
+   * journal says how many) are approved for every node, by rewriting the head with the approval.
+   */
+  private async approveAfterTheFact(hs: HeadState): Promise<void> {
+    const journal = await readJournal(this.d.store, this.o.loc, hs.head.generation, this.d.signal);
+    const count = journal?.deletes.length ?? 0;
+    if (count === 0 || (hs.head.approvedDeletes ?? 0) >= count) {
+      this.d.log.info({ generation: hs.head.generation, deletes: count }, count === 0 ? "nothing to approve: the head's generation deleted nothing (or its journal is gone)" : "the head's deletions are approved already");
+      return;
+    }
+    const next = await this.writer.approveDeletes(hs, count);
+    this.remote = { state: next, files: this.remote?.files ?? new Map() };
+    await this.saveRemoteCache(next.head, next.etag, undefined);
+    this.d.log.info({ generation: hs.head.generation, approvedDeletes: count }, "approved the head generation's deletions for every node");
   }
 
   /** Which objects the head names hold other bytes (`paths`: its dirty paths, or `["*"]`), logged. */
@@ -173,7 +200,7 @@ export class Uploader {
     return moved;
   }
 
-  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[]): Promise<ReconcileResult> {
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
     const puts: Entry[] = [];
     const failed: { path: string; error: string }[] = [];
@@ -250,6 +277,7 @@ export class Uploader {
         what: "transfers",
         total: jobs.length,
         dirty: marked.filter((p) => !settled.has(p)),
+        approveDeletes,
       });
       if (c.published && c.head && c.manifestBytes) {
         this.remote = { state: c.head, files: c.files };

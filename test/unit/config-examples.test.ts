@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { test } from "node:test";
-import { validateConfig } from "../../src/core/config.ts";
+import { checkCommand, type CommandName, validateConfig } from "../../src/core/config.ts";
 import { readConfigFile } from "../../src/cli/settings.ts";
 
 const dir = new URL("../../infra/config/", import.meta.url);
@@ -19,5 +19,11 @@ for (const f of files) {
     if (f.startsWith("node-")) assert.ok(cfg.sources.length >= 2 && cfg.docroot && cfg.statusFile, "a node names sources (regional, then primary), docroot and status file");
     if (f === "replicator.yaml") assert.ok(cfg.source && cfg.targets.length >= 1, "a replicator names its source and targets");
     assert.ok(!Object.keys(raw).some((k) => /secret|accesskey|password/i.test(k)), "no credentials in examples");
+    // Every key it sets is read by the command it is written for (push reads the master's too).
+    const roles: CommandName[] = f === "master.yaml" ? ["watch", "push"] : f === "replicator.yaml" ? ["replicate"] : ["pull"];
+    for (const role of roles) {
+      const { unused } = checkCommand(cfg, role, Object.keys(raw));
+      assert.deepEqual(unused.filter((k) => role === "watch" || !["delay", "maxDelay", "rescanInterval", "http", "fleet", "healthMaxLag"].includes(k)), [], `${f} for ${role}`);
+    }
   });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { validateConfig } from "../../src/core/config.ts";
-import { ConfigError } from "../../src/core/errors.ts";
+import { checkCommand, commandsReading, validateConfig } from "../../src/core/config.ts";
+import { ConfigError, UsageError } from "../../src/core/errors.ts";
 import { parseLocation } from "../../src/core/location.ts";
 import { parseDeleteLimit, parseDuration, parseSize } from "../../src/core/units.ts";
 
@@ -54,4 +54,17 @@ test("sizes, durations and delete limits", () => {
   assert.deepEqual(parseDeleteLimit("25%"), { kind: "percent", value: 25 });
   assert.deepEqual(parseDeleteLimit("100"), { kind: "count", value: 100 });
   assert.equal(parseDeleteLimit("-1"), undefined);
+});
+
+test("each command has its own schema: required locations named with where they come from; keys of other commands reported, not refused", () => {
+  const cfg = validateConfig({ docroot: "/srv/www", target: "s3://bucket/site", delay: "1s", sources: "s3://bucket-b/x" });
+  assert.throws(() => checkCommand(validateConfig({ docroot: "/srv/www" }), "push", []), (e: unknown) =>
+    e instanceof UsageError && /^no target location given \(an argument, or `target` in the config file\)$/.test(e.message) && e.hint === "fansync push <docroot> s3://bucket/prefix");
+  assert.throws(() => checkCommand(validateConfig({ sources: ["s3://bucket-b/x"] }), "pull", []), /no docroot given/);
+  assert.throws(() => checkCommand(validateConfig({}), "replicate", []), /no primary location given/);
+  assert.throws(() => checkCommand(validateConfig({ source: "s3://bucket-p/x" }), "replicate", []), /no region location given/);
+  const { unused } = checkCommand(cfg, "push", ["docroot", "target", "delay", "sources"]);
+  assert.deepEqual(unused, ["delay", "sources"]);
+  assert.deepEqual(commandsReading("delay"), ["watch"]);
+  assert.deepEqual(checkCommand(cfg, "watch", ["docroot", "target", "delay"]).unused, []);
 });

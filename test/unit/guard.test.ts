@@ -23,3 +23,15 @@ test("an empty source never empties a non-empty side, whatever the limit", () =>
 test("--force lets everything through", () => {
   assert.doesNotThrow(() => checkDeleteGuard({ ...base, force: true, deletes: 10, held: 10, remaining: 0 }));
 });
+
+test("deletions the master approved do not count against a node's limit; the rest still does", () => {
+  const two = { ...base, limit: { kind: "count" as const, value: 2 } };
+  assert.throws(() => checkDeleteGuard({ ...two, deletes: 3, held: 40, remaining: 37 }), /refusing to delete 3 of 40/);
+  assert.doesNotThrow(() => checkDeleteGuard({ ...two, deletes: 3, held: 40, remaining: 37, approved: 3 }));
+  assert.doesNotThrow(() => checkDeleteGuard({ ...two, deletes: 5, held: 40, remaining: 35, approved: 3 }));
+  assert.throws(() => checkDeleteGuard({ ...two, deletes: 6, held: 40, remaining: 34, approved: 3, hint: "do X" }),
+    (e: unknown) => e instanceof GuardError && /\(3 of them approved by the master\)/.test(e.message) && e.hint === "do X");
+  // An unapproved wipe (a wrong or empty prefix) is refused whatever else was approved.
+  assert.throws(() => checkDeleteGuard({ ...two, deletes: 40, held: 40, remaining: 0, approved: 1 }), /source is empty/);
+  assert.doesNotThrow(() => checkDeleteGuard({ ...two, deletes: 40, held: 40, remaining: 0, approved: 40 }));
+});
