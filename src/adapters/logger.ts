@@ -2,6 +2,7 @@
 import { createRequire } from "node:module";
 import pino, { type Logger } from "pino";
 import type PinoPretty from "pino-pretty";
+import { formatBytes } from "../core/units.ts";
 
 export type { Logger } from "pino";
 
@@ -24,17 +25,26 @@ export function setTransientLine(line: TransientLine | undefined): void {
   transient = line;
 }
 
+/** Whether logs are pretty: asked for, or by default on a terminal (a --log-file is JSON unless asked). */
+export function isPretty(format: "json" | "pretty" | undefined, file?: string): boolean {
+  return (format ?? (file === undefined && process.stdout.isTTY ? "pretty" : "json")) === "pretty";
+}
+
+// Byte counts in pretty lines, as the progress bar shows them; JSON keeps them exact.
+const BYTE_FIELDS = ["bytes", "uploadBytes", "downloadBytes", "transferBytes"];
+
 /** Create the process logger. Sync writes so nothing is lost when the entry file exits. */
-export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; name?: string }): Logger {
-  const format = opts.format ?? (process.stdout.isTTY ? "pretty" : "json");
+export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string }): Logger {
   const base = { level: opts.level, name: opts.name ?? "fansync", base: { pid: process.pid } };
-  if (format === "pretty") {
+  const out = opts.file ? pino.destination({ dest: opts.file, append: true, sync: true, mkdir: true }) : pino.destination({ fd: 1, sync: true });
+  if (isPretty(opts.format, opts.file)) {
     // Formatted on this thread rather than in a pino transport's worker, so each line is written at
     // a known moment: the progress bar is erased just before it and redrawn just after, where a
     // worker's write would land in the middle of the bar. Loaded only here: JSON runs (cron) skip it.
     const { prettyFactory } = require("pino-pretty") as typeof PinoPretty;
-    const pretty = prettyFactory({ ignore: "pid,hostname,name" });
-    const out = pino.destination({ fd: 1, sync: true });
+    const human = (v: unknown) => (typeof v === "number" ? formatBytes(v) : String(v));
+    // One line per event: the fields follow the message on the same line.
+    const pretty = prettyFactory({ ignore: "pid,hostname,name", singleLine: true, colorize: !opts.file && process.stdout.isTTY === true, customPrettifiers: Object.fromEntries(BYTE_FIELDS.map((k) => [k, human])) });
     return pino(base, {
       write(line: string) {
         transient?.clear();
@@ -43,7 +53,7 @@ export function createLogger(opts: { level: string; format: "json" | "pretty" | 
       },
     });
   }
-  return pino(base, pino.destination({ fd: 1, sync: true }));
+  return pino(base, out);
 }
 
 /** A logger that discards everything (library use and tests). */

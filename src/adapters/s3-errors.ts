@@ -1,5 +1,5 @@
 /** Classification of AWS SDK / network errors by name and HTTP status (never by message text). */
-import { FansyncError, RemoteError } from "../core/errors.ts";
+import { CredentialsMissing, FansyncError, RemoteError } from "../core/errors.ts";
 
 interface SdkLikeError {
   name?: string;
@@ -20,7 +20,7 @@ export function errName(err: unknown): string {
 }
 
 const NETWORK = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "TimeoutError", "RequestTimeout", "AbortError"]);
-const CREDENTIALS = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "CredentialsProviderError", "ExpiredToken", "InvalidToken", "UnrecognizedClientException"]);
+const CREDENTIALS = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "UnrecognizedClientException"]);
 
 function networkCode(err: unknown): string | undefined {
   let e: unknown = err;
@@ -53,8 +53,17 @@ export function isRetryable(err: unknown): boolean {
 }
 
 /** Turn an SDK/network error into a {@link RemoteError} that says what to do. */
-export function toRemoteError(err: unknown, what: string, endpoint: string): RemoteError {
-  if (err instanceof RemoteError) return err;
+export function toRemoteError(err: unknown, what: string, endpoint: string, profile?: string): FansyncError {
+  if (err instanceof FansyncError) return err;
+  if (errName(err) === "CredentialsProviderError") {
+    // The SDK's own words name the profile it looked for ("Profile x could not be found …").
+    const detail = err instanceof Error && err.message ? err.message.split("\n")[0] : "";
+    const named = profile ?? process.env.AWS_PROFILE;
+    return new CredentialsMissing(`${what}: no AWS credentials found${named ? ` for profile ${JSON.stringify(named)}` : ""}: ${detail}`, {
+      cause: err,
+      hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --profile / AWS_PROFILE naming a profile in ~/.aws/config, or run where an instance role is attached; `fansync doctor` checks the chain",
+    });
+  }
   const name = errName(err);
   const status = httpStatus(err);
   const net = networkCode(err);

@@ -57,11 +57,14 @@ export class S3Store {
   readonly bucket: string;
   /** For messages: where this store points. */
   readonly endpoint: string;
+  /** For messages: the AWS profile its credentials come from, if one was named. */
+  readonly profile: string | undefined;
 
-  constructor(opts: { client: S3Client; bucket: string; endpoint: string }) {
+  constructor(opts: { client: S3Client; bucket: string; endpoint: string; profile?: string | undefined }) {
     this.client = opts.client;
     this.bucket = opts.bucket;
     this.endpoint = opts.endpoint;
+    this.profile = opts.profile;
   }
 
   /** GET a small object into memory, optionally conditional (If-None-Match / If-Match) or by version. */
@@ -82,7 +85,7 @@ export class S3Store {
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s) return { status: s };
-      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint);
+      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
 
@@ -109,7 +112,7 @@ export class S3Store {
       // Without s3:ListBucket (the puller's least-privilege policy) S3 answers 403, not 404, for a
       // key that does not exist yet: a content object is then "not there yet", and the run retries.
       if (httpStatus(err) === 403 && errName(err) === "AccessDenied") return { status: "not-found" };
-      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint);
+      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
 
@@ -130,7 +133,7 @@ export class S3Store {
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s === "not-found" || s === "precondition-failed") return undefined;
-      throw toRemoteError(err, `HEAD s3://${this.bucket}/${key}`, this.endpoint);
+      throw toRemoteError(err, `HEAD s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
 
@@ -168,7 +171,7 @@ export class S3Store {
       if ((cond.ifMatch || cond.ifNoneMatch) && (status === 412 || status === 409 || errName(err) === "PreconditionFailed")) {
         throw new ConditionFailed(`conditional write of ${key} failed (HTTP ${status})`, { cause: err });
       }
-      throw toRemoteError(err, `PUT s3://${this.bucket}/${key}`, this.endpoint);
+      throw toRemoteError(err, `PUT s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
 
@@ -196,7 +199,7 @@ export class S3Store {
       const res = await up.done();
       return { etag: res.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
-      throw toRemoteError(err, `multipart upload of s3://${this.bucket}/${key}`, this.endpoint);
+      throw toRemoteError(err, `multipart upload of s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
 
@@ -230,7 +233,7 @@ export class S3Store {
       if (status === 412 || status === 404 || errName(err) === "NoSuchKey") {
         throw new ConditionFailed(`copy source ${from.key} changed or vanished (HTTP ${status})`, { cause: err });
       }
-      throw toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint);
+      throw toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
 
@@ -246,7 +249,7 @@ export class S3Store {
         );
         for (const e of res.Errors ?? []) failed.push({ key: e.Key ?? "?", error: e.Code ?? "error" });
       } catch (err) {
-        throw toRemoteError(err, `DELETE ${batch.length} objects in s3://${this.bucket}`, this.endpoint);
+        throw toRemoteError(err, `DELETE ${batch.length} objects in s3://${this.bucket}`, this.endpoint, this.profile);
       }
     }
     return failed;
@@ -271,7 +274,7 @@ export class S3Store {
         token = res.IsTruncated ? res.NextContinuationToken : undefined;
       } while (token && keys.length < max);
     } catch (err) {
-      throw toRemoteError(err, `LIST s3://${this.bucket}/${prefix}`, this.endpoint);
+      throw toRemoteError(err, `LIST s3://${this.bucket}/${prefix}`, this.endpoint, this.profile);
     }
     return { keys, truncated: token !== undefined };
   }

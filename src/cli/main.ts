@@ -27,8 +27,12 @@ function common(cmd: Command): Command {
     .option("--profile <name>", "AWS profile (credentials and region come from the AWS chain only)")
     .option("--state-dir <dir>", "base directory for local state (default: $STATE_DIRECTORY, $XDG_STATE_HOME/fansync or ~/.local/state/fansync)")
     .option("--concurrency <n>", "transfers in flight (default 16)")
+    .option("--timeout <duration>", "give up on a request silent for this long, then retry it (default 60s)")
     .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
     .addOption(new Option("--log-format <format>", "log format (default: pretty on a TTY, else json)").choices(["json", "pretty"]))
+    .option("--log-file <file>", "append the log to this file instead of stdout (JSON unless --log-format pretty)")
+    .addOption(new Option("-v, --verbose", "more log lines (--log-level debug)").conflicts("quiet"))
+    .option("-q, --quiet", "only warnings and errors (--log-level warn)")
     .optionsGroup("Options:");
 }
 
@@ -43,7 +47,7 @@ function uploadOptions(cmd: Command): Command {
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
     .option("--force", "allow what the delete guard refuses (empty docroot, mass deletion); nodes then accept those deletions too")
     .option("--approve-deletes", "approve this run's deletions for every node (their --max-delete does not count them); with nothing to publish, approve the current generation's deletions")
-    .option("--dry-run", "print the plan and change nothing")
+    .option("-n, --dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
     .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)");
 }
@@ -62,9 +66,11 @@ function flagsOf(cmd: Command): Flags {
     const i = s.lastIndexOf("=");
     return i > 0 ? { glob: s.slice(0, i), value: s.slice(i + 1) } : { glob: s, value: "" };
   });
-  const { config: _c, cacheControl: _cc, source: _s, replicateTo, progress, ...rest } = o;
+  const { config: _c, cacheControl: _cc, source: _s, replicateTo, progress, verbose, quiet, ...rest } = o;
+  // -v / -q are shorthands for --log-level (which wins when both are given).
+  const level = rest.logLevel ?? (verbose === true ? "debug" : quiet === true ? "warn" : undefined);
   // --no-progress only: commander's implied `progress: true` must not override a config file.
-  return { ...rest, ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}) };
+  return { ...rest, ...(level ? { logLevel: level } : {}), ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}) };
 }
 
 /**
@@ -73,6 +79,7 @@ function flagsOf(cmd: Command): Flags {
  */
 async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags, body: (cfg: ConfigFor<C>, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
   let log: Logger | undefined;
+  let pretty = false;
   let code: number = ExitCode.ok;
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
@@ -84,8 +91,9 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
   try {
     const { resolveConfig } = await import("./settings.ts");
     const { cfg, unused } = await resolveConfig(command, cmd.opts().config as string | undefined, flags);
-    const { createLogger } = await import("../adapters/logger.ts");
-    log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
+    const { createLogger, isPretty } = await import("../adapters/logger.ts");
+    log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    pretty = isPretty(cfg.logFormat, cfg.logFile);
     if (unused.length > 0) {
       const { commandsReading } = await import("../core/config.ts");
       const where = unused.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
@@ -93,7 +101,7 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
     }
     code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;
   } catch (err) {
-    code = report(err, log, ac.signal.aborted);
+    code = report(err, pretty ? undefined : log, ac.signal.aborted);
   }
   process.exit(code);
 }
@@ -109,11 +117,12 @@ function report(err: unknown, log: Logger | undefined, aborted: boolean): ExitCo
       log?.info({ exitCode: err.exitCode }, err.message);
       return err.exitCode;
     }
-    log?.error({ err: { type: err.name, message: err.message, cause: causeOf(err) }, hint: err.hint, exitCode: err.exitCode }, err.message);
+    // Once for a machine (the JSON log), once for a person (stderr); a terminal's pretty log skips it.
+    log?.error({ error: { type: err.name, message: err.message, code: err.exitCode, hint: err.hint, cause: causeOf(err) } }, err.message);
     process.stderr.write(`fansync: ${err.message}\n${err.hint ? `  what to do: ${err.hint}\n` : ""}`);
     return err.exitCode;
   }
-  log?.fatal({ err }, "unexpected error");
+  log?.fatal({ error: { type: (err as Error | undefined)?.name ?? typeof err, message: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined, code: ExitCode.fatal } }, "unexpected error");
   process.stderr.write(`fansync: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return ExitCode.fatal;
 }
@@ -137,7 +146,8 @@ export function buildProgram(): Command {
   const program = new Command("fansync")
     .description("Keep the docroot of many web servers in sync through S3-compatible object storage")
     .version(FANSYNC_VERSION, "-V, --version")
-    .showHelpAfterError()
+    // A mistyped flag: the error and commander's "did you mean", then one line, not the whole help.
+    .showHelpAfterError("(run the command with --help for its options)")
     .exitOverride((e) => {
       // commander's own errors are usage errors (exit 2); help and version exit 0.
       process.exit(e.exitCode === 0 ? 0 : ExitCode.usage);
@@ -177,7 +187,7 @@ export function buildProgram(): Command {
     .option("--source <s3url>", "a source location; repeat for fallbacks, first preferred", collect)
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the files held (default 50%)")
     .option("--force", "allow what the delete guard refuses, or a head whose generation went backwards")
-    .option("--dry-run", "print the plan and change nothing")
+    .option("-n, --dry-run", "print the plan and change nothing")
     .option("--status-file <file>", "write a JSON status here (and a one-line OK/STALE/ERROR companion .txt)")
     .option("--watch", "keep running, polling the head")
     .option("--interval <duration>", "poll interval with --watch (default 2s)")
@@ -322,11 +332,12 @@ function registerHistory(program: Command): void {
   common(program.command("log"))
     .description("list the retained generations of a location, newest first, with what each changed (read-only)")
     .argument("[location]", "s3://bucket/prefix")
-    .option("-v, --verbose", "also list the changed paths of each generation (up to 20 each)")
     .option("--json", "print JSON (one line)")
     .option("--limit <n>", "show only the newest n generations")
     .action(async (location: string | undefined, _o: unknown, cmd: Command) => {
-      const { json, verbose, limit, ...flags } = flagsOf(cmd);
+      // -v (every command's "more log lines") also lists each generation's changed paths here.
+      const verbose = cmd.opts().verbose === true;
+      const { json, limit, ...flags } = flagsOf(cmd);
       await run("log", cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
         const { showLog } = await import("../commands/log.ts");
         await showLog(cfg, { json: json === true, verbose: verbose === true, limit: limit as string | undefined }, signal);
@@ -343,7 +354,7 @@ function registerHistory(program: Command): void {
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the published files (default 50%)")
     .option("--force", "allow what the delete guard refuses")
-    .option("--dry-run", "print the plan and change nothing")
+    .option("-n, --dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50; use the uploader's)")
     .addHelpText("after", `
 Where the old bytes come from, in order: the old object version (versioned bucket), an object

@@ -29,9 +29,9 @@ function requestTimeoutFromEnv(): number | undefined {
 /** An S3 store for `loc` with its own connection settings. */
 export function storeFor(cfg: Config, loc: Location): S3Store {
   const s = settingsFor(cfg, loc);
-  const client = createS3Client({ ...s, maxSockets: Math.max(8, cfg.concurrency * 2), requestTimeoutMs: requestTimeoutFromEnv() });
+  const client = createS3Client({ ...s, maxSockets: Math.max(8, cfg.concurrency * 2), requestTimeoutMs: cfg.timeout ?? requestTimeoutFromEnv() });
   const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? "AWS S3";
-  return new S3Store({ client, bucket: loc.bucket, endpoint });
+  return new S3Store({ client, bucket: loc.bucket, endpoint, profile: s.profile });
 }
 
 /** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */

@@ -23,6 +23,10 @@ export interface Config {
   readonly profile: string | undefined;
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   readonly logFormat: "json" | "pretty" | undefined;
+  /** Append the log to this file instead of stdout. */
+  readonly logFile: string | undefined;
+  /** A request silent this long fails and is retried (ms); undefined: FANSYNC_REQUEST_TIMEOUT, else 60 s. */
+  readonly timeout: number | undefined;
   /** Progress bar on a TTY (push, pull, watch); false after `--no-progress`. */
   readonly progress: boolean;
   readonly stateDir: string | undefined;
@@ -77,7 +81,7 @@ type Kind =
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
-  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", progress: "bool",
+  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", logFile: "string", timeout: "duration", progress: "bool",
   stateDir: "string", concurrency: "int",
   docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
   cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
@@ -101,7 +105,7 @@ export interface CommandSchema {
   readonly usage: string;
 }
 
-const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "stateDir", "concurrency", "locations"];
+const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "logFile", "timeout", "stateDir", "concurrency", "locations"];
 const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress"];
 const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
 const needs = {
@@ -211,6 +215,8 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     profile: out.profile as string | undefined,
     logLevel: (out.logLevel as Config["logLevel"] | undefined) ?? "info",
     logFormat: out.logFormat as Config["logFormat"],
+    logFile: out.logFile as string | undefined,
+    timeout: out.timeout as number | undefined,
     progress: (out.progress as boolean | undefined) ?? true,
     stateDir: out.stateDir as string | undefined,
     concurrency: n("concurrency", 16),
@@ -258,6 +264,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
   if (cfg.maxDelay < cfg.delay) problems.push("maxDelay: must be at least delay");
   if (cfg.retain < 2) problems.push("retain: keep at least 2 generations");
   if (cfg.interval < 50) problems.push("interval: poll at most every 50ms");
+  if (cfg.timeout !== undefined && cfg.timeout < 100) problems.push("timeout: at least 100ms");
   if (problems.length > 0) throw new ConfigError(problems, source, exitCode);
   return deepFreeze(cfg);
 }

@@ -129,6 +129,17 @@ export class TransferCorrupt extends FansyncError {
   }
 }
 
+/**
+ * No credentials could be found at all (none in the environment, no such profile, no instance
+ * role): a setup problem of this host, exit 3, not a refusal by the server (exit 7).
+ */
+export class CredentialsMissing extends FansyncError {
+  override name = "CredentialsMissing";
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.config, opts);
+  }
+}
+
 /** Remote data failed validation: corrupt or hostile manifest/journal/head, checksum mismatch. */
 export class IntegrityError extends FansyncError {
   override name = "IntegrityError";

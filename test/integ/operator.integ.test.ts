@@ -3,15 +3,17 @@
  * exit code, for the cases that sent operators the wrong way.
  */
 import assert from "node:assert/strict";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { startCli, waitCli } from "../helpers/cli.ts";
+import { runCli, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+// Root writes anywhere: an unwritable directory is only unwritable without these capabilities.
+const NO_DAC = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"] : [];
 
 describe(`operator experience (${server})`, () => {
   test("pull into a docroot that does not exist: created when its parent exists (rsync's rule), refused with exit 9 when the parent is missing too", async () => {
@@ -74,6 +76,119 @@ describe(`operator experience (${server})`, () => {
     expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(ctx.tmp("ns")), "--delete-extraneous"]), 0);
     assert.equal(await readFile(path.join(node, "index.html"), "utf8"), "hi\n");
     await assert.rejects(readFile(path.join(node, "stray.html")));
+  });
+
+  test("an error is printed once: on a terminal's pretty log only as the two stderr lines; in JSON once as a real error object", async () => {
+    const bucket = await ctx.server.bucket("op-once");
+    const missing = ctx.tmp("gone") + "/nope";
+    const pretty = await ctx.cli(["push", missing, `s3://${bucket}/site/`, "--endpoint-url", ctx.server.endpoint, "--state-dir", ctx.tmp("st"), "--log-format", "pretty"]);
+    expectCode(pretty, 9);
+    assert.doesNotMatch(pretty.stdout, /does not exist/, "no pino block on the terminal");
+    assert.equal(pretty.stderr.match(/^fansync: /gm)?.length, 1);
+    assert.match(pretty.stderr, /^ {2}what to do: check the path$/m);
+    const json = await ctx.cli(["push", missing, `s3://${bucket}/site/`, ...ctx.flags(ctx.tmp("st"))]);
+    expectCode(json, 9);
+    const errs = json.logs.filter((l) => l.level === 50);
+    assert.equal(errs.length, 1);
+    for (const k of ["type", "message", "code", "hint"]) assert.ok(k in (errs[0]?.error as object), `error.${k} in ${json.stdout}`);
+    assert.equal((errs[0]?.error as { type: string; code: number }).type, "LocalIoError");
+    assert.equal((errs[0]?.error as { code: number }).code, 9);
+    assert.doesNotMatch(json.stdout, /"type":"Object"/);
+  });
+
+  test("a mistyped flag: the error, commander's suggestion and one line pointing to --help, not the whole help (exit 2)", async () => {
+    const r = await ctx.cli(["push", "/tmp", "s3://some-bucket/x", "--dry-rn"]);
+    expectCode(r, 2);
+    assert.match(r.stderr, /unknown option '--dry-rn'/);
+    assert.match(r.stderr, /Did you mean --dry-run\?/);
+    assert.match(r.stderr, /\(run the command with --help for its options\)/);
+    assert.ok(r.stderr.trim().split("\n").length <= 4, r.stderr);
+  });
+
+  test("rsync and rclone habits: -n is a dry run, -q keeps only warnings, -v adds debug lines, --log-file takes the log; pretty lines are one per event with sizes for people", async () => {
+    const bucket = await ctx.server.bucket("op-habits");
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, { "index.html": "x".repeat(3000), "a.css": "a" });
+    const st = ctx.tmp("st");
+    const base = ["--endpoint-url", ctx.server.endpoint, "--state-dir", st];
+    const dry = await ctx.cli(["push", master, url, ...base, "--log-format", "json", "-n"]);
+    expectCode(dry, 0);
+    assert.equal(dry.logs.filter((l) => l.msg === "would upload").length, 2);
+    assert.ok(dry.logs.some((l) => l.msg === "dry run: nothing changed"));
+    const quiet = await ctx.cli(["push", master, url, ...base, "--log-format", "json", "-q"]);
+    expectCode(quiet, 0);
+    assert.equal(quiet.logs.filter((l) => (l.level as number) < 40).length, 0, quiet.stdout);
+    const file = path.join(ctx.tmp("logs"), "sub", "fansync.log");
+    await writeTree(master, { "a.css": "changed" });
+    const verbose = await ctx.cli(["push", master, url, ...base, "-v", "--log-file", file]);
+    expectCode(verbose, 0);
+    assert.equal(verbose.stdout, "", "the log went to the file");
+    const lines = (await readFile(file, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { level: number; msg: string });
+    assert.ok(lines.some((l) => l.level === 20), "debug lines with -v");
+    await writeTree(master, { "index.html": "y".repeat(3000) });
+    const pretty = await ctx.cli(["push", master, url, ...base, "--log-format", "pretty"]);
+    expectCode(pretty, 0);
+    const published = pretty.stdout.split("\n").filter((l) => l.includes("published generation"));
+    assert.equal(published.length, 1, pretty.stdout);
+    assert.match(published[0] as string, /generation.*2/);
+    assert.match(published[0] as string, /bytes.*(KiB|B)/);
+    assert.ok(!pretty.stdout.split("\n").some((l) => /^\s+\w+: /.test(l)), "no field on a line of its own");
+  });
+
+  test("no credentials at all, or a --profile that does not exist: exit 3 naming the profile; a server that accepts and never answers: --timeout gives up well within a cron interval", async () => {
+    const noCreds = { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_SESSION_TOKEN: undefined, AWS_PROFILE: undefined, AWS_CONFIG_FILE: path.join(ctx.tmp("aws"), "config"), AWS_SHARED_CREDENTIALS_FILE: path.join(ctx.tmp("aws"), "credentials"), AWS_EC2_METADATA_DISABLED: "true" };
+    const r = await ctx.cli(["pull", "s3://some-bucket/site/", ctx.tmp("node"), ...ctx.flags(ctx.tmp("st")), "--profile", "nosuchprofile"], noCreds);
+    expectCode(r, 3);
+    assert.match(r.stderr, /no AWS credentials found/);
+    assert.match(r.stderr, /nosuchprofile/);
+    // A TCP server that accepts every connection and never says a word.
+    const net = await import("node:net");
+    const sockets: import("node:net").Socket[] = [];
+    const mute = net.createServer((s) => sockets.push(s));
+    await new Promise<void>((res) => mute.listen(0, "127.0.0.1", () => res()));
+    try {
+      const port = (mute.address() as { port: number }).port;
+      const t0 = Date.now();
+      const hung = await ctx.cli(["pull", "s3://some-bucket/site/", ctx.tmp("node"), "--endpoint-url", `http://127.0.0.1:${port}`, "--state-dir", ctx.tmp("st"), "--log-format", "json", "--timeout", "1s"]);
+      expectCode(hung, 7);
+      assert.ok(Date.now() - t0 < 30_000, `gave up after ${Date.now() - t0} ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      mute.close();
+    }
+  });
+
+  test("config keys another command reads are reported, not refused; a key no command knows is refused with a suggestion", async () => {
+    const bucket = await ctx.server.bucket("op-keys");
+    const master = ctx.tmp("master");
+    await writeTree(master, { "index.html": "k\n" });
+    const cfgFile = path.join(ctx.tmp("cfg"), "master.yaml");
+    await writeFile(cfgFile, `docroot: ${master}\ntarget: s3://${bucket}/site/\ndelay: 1s\n`);
+    const ok = await ctx.cli(["push", "--config", cfgFile, ...ctx.flags(ctx.tmp("st"))]);
+    expectCode(ok, 0);
+    assert.ok(ok.logs.some((l) => l.level === 40 && String(l.msg).includes("config keys not used by `push`, ignored: delay (watch)")), ok.stdout);
+    await writeFile(cfgFile, `docroot: ${master}\ntarget: s3://${bucket}/site/\ndelai: 1s\n`);
+    const bad = await ctx.cli(["push", "--config", cfgFile, ...ctx.flags(ctx.tmp("st"))]);
+    expectCode(bad, 3);
+    assert.match(bad.stderr, /delai: unknown key \(did you mean "delay"\?\)/);
+  });
+
+  test("an unwritable state directory: exit 9 saying which and what to do, not a stack trace", async () => {
+    const bucket = await ctx.server.bucket("op-state");
+    const master = ctx.tmp("master");
+    await writeTree(master, { "index.html": "s\n" });
+    const st = ctx.tmp("st");
+    await chmod(st, 0o500);
+    try {
+      const r = await runCli(["push", master, `s3://${bucket}/site/`, ...ctx.flags(st)], { wrap: NO_DAC });
+      expectCode(r, 9);
+      assert.match(r.stderr, /cannot write the state directory .* \(EACCES\)/);
+      assert.match(r.stderr, /what to do: make it writable by the user fansync runs as, or pass --state-dir/);
+      assert.doesNotMatch(r.stderr, /^\s+at /m);
+    } finally {
+      await chmod(st, 0o700);
+    }
   });
 
   test("watch started on a head a rollback published warns, naming the generation, before it publishes over it", async () => {
