@@ -202,7 +202,7 @@ async function finishPublish(store: S3Store, loc: Location, input: PublishInput,
       throw new RaceError(`head of s3://${loc.bucket}/${loc.prefix} was overwritten by writer ${back?.head.writer ?? "?"} (server has no conditional writes)`);
     }
   }
-  log.info({ generation: gen, files: head.files, bytes, puts: input.puts.length, deletes: input.deletes.length }, "published generation");
+  log.info({ generation: gen, files: head.files, bytes, puts: input.puts.length, deletes: input.deletes.length, changed: changedPaths(input.puts.map((e) => e.path), input.deletes) }, "published generation");
   // Prune what fell out of retention; a failure here only leaves garbage, never breaks the chain.
   // A jump drops every generation it skipped past (bounded: a huge gap leaves the rest as garbage).
   const oldKeys: string[] = [];
@@ -217,6 +217,12 @@ async function finishPublish(store: S3Store, loc: Location, input: PublishInput,
     if (failed.length) log.warn({ failed }, "could not prune old generation");
   }
   return { head, etag, manifestBytes };
+}
+
+/** What a small change changed, for the info line: up to 10 paths, "+N more" after. */
+export function changedPaths(puts: readonly string[], deletes: readonly string[]): string[] {
+  const all = [...puts, ...deletes.map((p) => `-${p}`)];
+  return all.length <= 10 ? all : [...all.slice(0, 10), `+${all.length - 10} more`];
 }
 
 function capDirty(paths: readonly string[]): readonly string[] {

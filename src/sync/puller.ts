@@ -23,7 +23,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
-import { readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { downloadTo } from "./transfer.ts";
@@ -154,7 +154,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
-  log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift }, "docroot at generation");
+  log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift, changed: changedPaths(plan.downloads.map((e) => e.path), plan.deletes) }, "docroot at generation");
   signal.throwIfAborted();
   return { ...base, generation: head.generation, noop: false };
 }

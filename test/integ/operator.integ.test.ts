@@ -133,6 +133,7 @@ describe(`operator experience (${server})`, () => {
     assert.equal(published.length, 1, pretty.stdout);
     assert.match(published[0] as string, /generation.*2/);
     assert.match(published[0] as string, /bytes.*(KiB|B)/);
+    assert.match(published[0] as string, /changed.*index\.html/, "the info line names what changed");
     assert.ok(!pretty.stdout.split("\n").some((l) => /^\s+\w+: /.test(l)), "no field on a line of its own");
   });
 
