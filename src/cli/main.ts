@@ -312,9 +312,10 @@ function registerFanout(program: Command): void {
     .description("run a primary, three regions, the uploader, the replicator and three pullers on an embedded S3 server, make edits and time them")
     .option("--dir <dir>", "where the demo's docroots, state and logs go (default: a temp directory, removed after a clean run)")
     .option("--keep-running", "leave everything running after the edits (Ctrl-C stops it)")
+    .option("--keep", "keep the demo's folder (docroots, state, logs) after a clean run")
     .option("--http-port <port>", "port of the fleet status page on 127.0.0.1 (default: a free one)")
     .action(async (_o: unknown, cmd: Command) => {
-      const { dir, keepRunning, httpPort, ...flags } = cmd.opts();
+      const { dir, keepRunning, keep, httpPort, ...flags } = cmd.opts();
       const port = httpPort === undefined ? undefined : Number(httpPort);
       if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
         process.stderr.write(`fansync: --http-port ${String(httpPort)} is not a port number (1-65535)\n`);
@@ -322,7 +323,7 @@ function registerFanout(program: Command): void {
       }
       await run("demo", cmd, flags, async (_cfg, _log, signal) => {
         const { demo } = await import("../commands/demo.ts");
-        return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true, httpPort: port }, signal);
+        return demo({ dir: dir as string | undefined, keepRunning: keepRunning === true, keep: keep === true, httpPort: port }, signal);
       });
     });
 }

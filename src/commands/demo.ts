@@ -39,6 +39,8 @@ function freePort(): Promise<number> {
 export interface DemoOptions {
   readonly dir: string | undefined;
   readonly keepRunning: boolean;
+  /** Keep the demo's folder (docroots, state, logs) after a clean run. */
+  readonly keep?: boolean | undefined;
   /** Port of the uploader's status page (default: a free one). */
   readonly httpPort?: number | undefined;
 }
@@ -219,8 +221,11 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     await stopAll(children);
     process.removeListener("exit", killAll);
     await server.stop();
-    if (own && code === ExitCode.ok && !o.keepRunning) rmSync(dir, { recursive: true, force: true });
-    else if (code !== ExitCode.ok) process.stderr.write(`fansync demo: files and logs kept in ${dir}\n`);
+    if (own && code === ExitCode.ok && !o.keepRunning && !o.keep) {
+      rmSync(dir, { recursive: true, force: true });
+      out(`\nThe demo's docroots, state and logs were removed: --keep keeps them, --keep-running keeps everything running to explore.`);
+    } else if (code !== ExitCode.ok) process.stderr.write(`fansync demo: files and logs kept in ${dir}\n`);
+    else out(`\nKept in ${dir}: the master's docroot in ${path.join(dir, "master")}, each web node's in ${path.join(dir, "nodes", "<region>", "www")}, logs in ${path.join(dir, "logs")}.`);
   }
   return code;
 }
@@ -288,7 +293,11 @@ class Monitor {
   async untilAll(gen: number, what: string, t0: number, names?: readonly string[]): Promise<void> {
     const which = this.nodes.filter((n) => !names || names.includes(n.name));
     while (!which.every((n) => n.gen >= gen)) await this.tick(t0, what);
-    if (!names) this.out(`  ✓ generation ${gen} on all ${which.length} nodes in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    if (!names) {
+      // Buckets are locations, pullers are nodes: say which is which.
+      const web = which.filter((n) => n.name.startsWith("web-")).length;
+      this.out(`  ✓ generation ${gen} in all ${which.length - web} locations and on all ${web} web nodes in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+    }
   }
 
   /** --keep-running: keep printing until interrupted. */

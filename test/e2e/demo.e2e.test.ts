@@ -16,6 +16,9 @@ test("fansync demo converges every node and exits 0", { timeout: 150_000 }, asyn
     const r = await runCli(["demo", "--dir", t.dir], { timeoutMs: 140_000 });
     assert.equal(r.code, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
     assert.match(r.stdout, /✓ all 3 web docroots equal the master byte for byte \(1011 files/);
+    // Buckets are counted as locations, pullers as web nodes; the end says where everything is.
+    assert.match(r.stdout, /✓ generation \d+ in all 4 locations and on all 3 web nodes in /);
+    assert.match(r.stdout, new RegExp(`Kept in ${t.dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: the master's docroot in .*, logs in `));
     const summary = r.stdout.slice(r.stdout.indexOf("Summary:"));
     for (const row of ["initial site", "add blog/post-4.html", "modify css/site.css", "delete about.html", "rename img/hero.png", "burst of 1,000 files"]) {
       const line = summary.split("\n").find((l) => l.startsWith(row));
