@@ -15,7 +15,6 @@ import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
-import { formatBytes } from "../core/units.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
@@ -110,7 +109,7 @@ export async function rollback(o: RollbackOptions, d: RollbackDeps): Promise<Rol
   }
   if (o.dryRun) {
     logPlan(log, plan);
-    log.info({ ...summary, generation: cur + 1, to: o.to, bytes: formatBytes(plan.uploadBytes) }, "dry run: nothing changed");
+    log.info({ ...summary, generation: cur + 1, to: o.to, bytes: plan.uploadBytes }, "dry run: nothing changed");
     return { generation: cur + 1, previous: cur, to: o.to, published: false, summary };
   }
   return execute(o, d, hs, current, plan, summary);

@@ -14,7 +14,6 @@ import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
 import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
-import { formatBytes } from "../core/units.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
@@ -155,7 +154,7 @@ export class Uploader {
     const summary = { uploads: plan.uploads.length, copies: plan.copies.length, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, uploadBytes: plan.uploadBytes, unchanged: plan.unchanged, skipped: scan.skipped.length, unreadable, repaired: moved.size };
     if (this.o.dryRun) {
       logPlan(log, plan);
-      log.info({ ...summary, unreadable: unreadable.length, generation: gen, bytes: formatBytes(plan.uploadBytes) }, "dry run: nothing changed");
+      log.info({ ...summary, unreadable: unreadable.length, generation: gen, bytes: plan.uploadBytes }, "dry run: nothing changed");
       await this.saveIndex(index);
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
