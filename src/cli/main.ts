@@ -375,4 +375,6 @@ docroot to the same generation before starting it again.`)
     });
 }
 
-await buildProgram().parseAsync(process.argv);
+// Not a top-level await: the release bundles this file as CommonJS (a Node single executable runs
+// CommonJS only), where top-level await does not exist. run() exits the process itself.
+void buildProgram().parseAsync(process.argv);
