@@ -277,15 +277,17 @@ function registerDoctor(program: Command): void {
 function registerFanout(program: Command): void {
   httpOptions(common(program.command("replicate")))
     .description("copy each new generation of the primary location to regional locations (objects first, head last)")
-    .argument("<primary>", "s3://bucket/prefix of the primary (the uploader's target)")
-    .argument("<regions...>", "s3://bucket/prefix of each region")
+    // Optional here: a config file may hold them (source, targets), so a unit runs only `--config`.
+    .argument("[primary]", "s3://bucket/prefix of the primary (the uploader's target; config: source)")
+    .argument("[regions...]", "s3://bucket/prefix of each region (config: targets)")
     .option("--watch", "keep running, polling the primary's head")
+    .option("--no-watch", "run once even when the config file says watch: true")
     .option("--interval <duration>", "poll interval with --watch (default 2s)")
     .option("--multipart-threshold <size>", "streamed copies at least this big use multipart upload (default 8MiB)")
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
     .option("--verify", "check every object each region's head names (one HEAD each) and copy again any that holds other bytes")
-    .action(async (primary: string, regions: string[], _o: unknown, cmd: Command) => {
+    .action(async (primary: string | undefined, regions: string[], _o: unknown, cmd: Command) => {
       await run("replicate", cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
         const { replicate } = await import("../commands/replicate.ts");
         await replicate(cfg, log, signal);
