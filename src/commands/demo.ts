@@ -12,7 +12,7 @@ import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ExitCode } from "../core/errors.ts";
+import { ExitCode, UsageError } from "../core/errors.ts";
 import { parseLocation } from "../core/location.ts";
 import { type FileMap, sha256Hex } from "../core/manifest.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
@@ -73,6 +73,8 @@ interface Change {
 
 /** Run the demo; returns the exit code. */
 export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number> {
+  // Before anything is created: a release without the server says so and leaves nothing behind.
+  const { startFauxqs } = await loadDemoServer();
   const out = (s: string) => process.stdout.write(s + "\n");
   const own = o.dir === undefined;
   const dir = own ? mkdtempSync(path.join(os.tmpdir(), "fansync-demo-")) : path.resolve(o.dir as string);
@@ -83,7 +85,6 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
   mkdirSync(master, { recursive: true });
   mkdirSync(logs, { recursive: true });
 
-  const { startFauxqs } = await import("fauxqs");
   const server = await startFauxqs({ host: "127.0.0.1", port: 0, logger: false });
   const endpoint = `http://127.0.0.1:${server.port}`;
   // The uploader serves the fleet's status page; a free port is taken now (a port in use would stop the demo).
@@ -228,6 +229,19 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     else out(`\nKept in ${dir}: the master's docroot in ${path.join(dir, "master")}, each web node's in ${path.join(dir, "nodes", "<region>", "www")}, logs in ${path.join(dir, "logs")}.`);
   }
   return code;
+}
+
+/**
+ * The demo's embedded S3 server. It is a development dependency: the npm tarball does not install
+ * it and the single executable leaves it out of its bundle, so a release says how to get the demo.
+ */
+async function loadDemoServer(): Promise<typeof import("fauxqs")> {
+  try {
+    return await import("fauxqs");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw err;
+    throw new UsageError("the demo's embedded S3 server (the fauxqs package) is not part of a release: run `npm ci && npx fansync demo` in a clone of fansync's repository", { cause: err });
+  }
 }
 
 /** Path to the launcher (bin/fansync.js): the children are the real CLI. */
