@@ -13,7 +13,7 @@ test("the cron file runs fansync pull every minute as fansync, with no flock", a
   assert.equal(jobs.length, 1);
   const fields = (jobs[0] as string).split(/\s+/);
   assert.deepEqual(fields.slice(0, 6), ["*", "*", "*", "*", "*", "fansync"]);
-  assert.deepEqual(fields.slice(6, 10), ["/usr/local/bin/fansync", "pull", "--config", "/etc/fansync/node.yaml"]);
+  assert.deepEqual(fields.slice(6, 10), ["/usr/bin/fansync", "pull", "--config", "/etc/fansync/node.yaml"]);
   assert.doesNotMatch(jobs[0] as string, /flock/);
   // The comment must say why overlapping runs are safe.
   assert.match(text, /exits 75/);
@@ -27,7 +27,7 @@ const HTTP = ["http", "healthMaxLag", "fleet"];
 const KEYS: Record<string, string[]> = {
   "master.yaml": [...COMMON, "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "delay", "maxDelay", "rescanInterval", "replicateTo", ...HTTP],
   "node-us.yaml": [...COMMON, "sources", "docroot", "maxDelete", "statusFile", "interval", "staleAfter", "deleteExtraneous", "maxLag", "locations", "report", "reportTo", "nodeId", ...HTTP],
-  "replicator.yaml": [...COMMON, "source", "targets", "interval", "locations", ...HTTP],
+  "replicator.yaml": [...COMMON, "source", "targets", "watch", "interval", "locations", ...HTTP],
 };
 
 for (const [file, allowed] of Object.entries(KEYS)) {
@@ -54,4 +54,6 @@ test("the master and replicator configs point at the primary", async () => {
   const replicator = parse(await readFile(join(INFRA, "config", "replicator.yaml"), "utf8")) as Record<string, unknown>;
   assert.equal(replicator.source, "s3://fansync-primary/site/");
   assert.deepEqual(replicator.targets, ["s3://fansync-us/site/", "s3://fansync-jp/site/", "s3://fansync-uk/site/"]);
+  // The unit runs `fansync replicate --config …` only: the file makes it a daemon.
+  assert.equal(replicator.watch, true);
 });

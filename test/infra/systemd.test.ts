@@ -1,6 +1,6 @@
 // The systemd units pass `systemd-analyze verify` (strict: no diagnostics at all) and carry the
 // promised hardening. verify runs with --root on a temp tree holding the units, Debian's system
-// units and a stub /usr/local/bin/fansync, so it checks the real files, ExecStart path included.
+// units and a stub /usr/bin/fansync, so it checks the real files, ExecStart path included.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { access, chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -31,9 +31,9 @@ async function makeRoot(): Promise<string> {
   await mkdir(join(dir, "usr/lib/systemd"), { recursive: true });
   // Debian's targets (sysinit.target, network-online.target, ...) the units' default dependencies need.
   await cp(systemUnits as string, join(dir, "usr/lib/systemd/system"), { recursive: true, verbatimSymlinks: true });
-  await mkdir(join(dir, "usr/local/bin"), { recursive: true });
-  await writeFile(join(dir, "usr/local/bin/fansync"), "#!/bin/sh\nexit 0\n");
-  await chmod(join(dir, "usr/local/bin/fansync"), 0o755);
+  await mkdir(join(dir, "usr/bin"), { recursive: true });
+  await writeFile(join(dir, "usr/bin/fansync"), "#!/bin/sh\nexit 0\n");
+  await chmod(join(dir, "usr/bin/fansync"), 0o755);
   return dir;
 }
 
@@ -70,7 +70,7 @@ describe("systemd-analyze verify", { skip }, () => {
       const cases: [string, string][] = [
         ["typo-key.service", watch.replace("ProtectSystem=strict", "ProtectSytem=strict")],
         ["bad-value.service", watch.replace("Restart=on-failure", "Restart=sometimes")],
-        ["bad-binary.service", watch.replace("/usr/local/bin/fansync", "/usr/local/bin/fansnyc")],
+        ["bad-binary.service", watch.replace("/usr/bin/fansync", "/usr/bin/fansnyc")],
         ["bad-schedule.timer", (await readFile(join(UNIT_DIR, "fansync-pull.timer"), "utf8")).replace("OnCalendar=*-*-* *:*:00", "OnCalendar=every minute")],
       ];
       for (const [name, text] of cases) {
@@ -116,9 +116,10 @@ async function unit(name: string): Promise<(section: string, key: string) => str
 
 describe("unit contents", () => {
   const services: [string, string, string][] = [
-    ["fansync-watch.service", "/usr/local/bin/fansync watch --config /etc/fansync/master.yaml", "/var/lib/fansync"],
-    ["fansync-replicate.service", "/usr/local/bin/fansync replicate --watch --config /etc/fansync/replicator.yaml", "/var/lib/fansync"],
-    ["fansync-pull.service", "/usr/local/bin/fansync pull --config /etc/fansync/node.yaml", "/var/www/html /var/lib/fansync"],
+    // Only `--config`: the role's file holds the locations (and the replicator's watch: true).
+    ["fansync-watch.service", "/usr/bin/fansync watch --config /etc/fansync/master.yaml", "/var/lib/fansync"],
+    ["fansync-replicate.service", "/usr/bin/fansync replicate --config /etc/fansync/replicator.yaml", "/var/lib/fansync"],
+    ["fansync-pull.service", "/usr/bin/fansync pull --config /etc/fansync/node.yaml", "/var/www/html /var/lib/fansync"],
   ];
   for (const [name, exec, writable] of services) {
     test(`${name} runs the right command as user fansync, hardened`, async () => {
