@@ -4,7 +4,23 @@
 // RSS with under 100 MB live; 8 MB semi-spaces cost no measurable time and cap that (bench/RESULTS.md).
 // The compile cache keeps V8's bytecode on disk, so a cron-driven no-op pull does not re-parse the
 // AWS SDK every minute (Node >= 22.1; silently unavailable elsewhere).
+//
+// This file must parse and run on any Node a host may have (the units and cron find whatever `node`
+// is on PATH), so it checks the version before it loads anything that needs Node >= 22: an older
+// Node gets one clear line and exit 2 (usage: the wrong runtime), not a half-working run.
 import module from "node:module";
+
+/** The oldest Node major fansync supports (package.json "engines"; a unit test keeps them equal). */
+const MIN_NODE_MAJOR = 22;
+
+const major = Number(process.versions.node.split(".")[0]);
+if (!(major >= MIN_NODE_MAJOR)) {
+  process.stderr.write(
+    `fansync: Node.js ${process.versions.node} (${process.execPath}) is too old: fansync needs Node.js ${MIN_NODE_MAJOR} or newer.\n` +
+      "  what to do: install Node.js 22 or 24 first on PATH, or use the release's single executable (or .deb), which carries its own Node.js\n",
+  );
+  process.exit(2);
+}
 
 module.enableCompileCache?.();
 await import("../dist/cli/main.js");
