@@ -1,0 +1,104 @@
+/**
+ * The CLI as one CommonJS file for Node's single-executable support (which runs CommonJS only):
+ * esbuild bundles src/cli/main.ts with every runtime dependency except the demo's S3 server.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { build, type Plugin } from "esbuild";
+
+/** What {@link bundleCli} produced. */
+export interface BundleResult {
+  readonly file: string;
+  readonly bytes: number;
+  /** Every source file in the bundle, relative to the repository (esbuild's metafile inputs). */
+  readonly inputs: readonly string[];
+}
+
+/** Packages that must never be in the bundle: the demo's embedded S3 server and its HTTP stack. */
+export const EXCLUDED_PACKAGES = ["fauxqs", "fastify"] as const;
+
+// In a CommonJS bundle `import.meta` is empty: give it the executable's own file URL, as a module
+// loaded from there would see. (In a single executable __filename is the executable's path.)
+const META_URL = "__fansyncImportMetaUrl";
+const BANNER = `"use strict";\nconst ${META_URL} = require("node:url").pathToFileURL(__filename).href;`;
+
+// logger.ts and progress-bar.ts load pino-pretty and cli-progress lazily through
+// createRequire(import.meta.url). A bundler cannot follow that require, and the executable has no
+// node_modules to find them in, so in the bundle the line goes and the bundler's own require takes
+// over: the modules are bundled and still evaluated only on first use.
+const LAZY_REQUIRE_LINE = "const require = createRequire(import.meta.url);";
+
+/** src/adapters/version.ts reads package.json at run time; the executable has none, so it gets the version now. */
+function versionPlugin(root: string, version: string): Plugin {
+  const file = path.join(root, "src", "adapters", "version.ts");
+  return {
+    name: "fansync-version",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]src[\\/]adapters[\\/]version\.ts$/ }, (args) => {
+        if (args.path !== file) return undefined;
+        return { contents: `/** Set by the release build. */\nexport const FANSYNC_VERSION: string = ${JSON.stringify(version)};\n`, loader: "ts" };
+      });
+    },
+  };
+}
+
+function lazyRequirePlugin(): Plugin {
+  return {
+    name: "fansync-lazy-require",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, async (args) => {
+        const text = await readFile(args.path, "utf8");
+        if (!text.includes(LAZY_REQUIRE_LINE)) return undefined;
+        return { contents: text.replace(LAZY_REQUIRE_LINE, `// (release bundle: ${LAZY_REQUIRE_LINE} removed, see release/bundle.ts)`), loader: "ts" };
+      });
+    },
+  };
+}
+
+/**
+ * `import("fauxqs")` resolves to a module that fails like a missing package, so the demo's
+ * "not part of a release" message appears and the executable never looks for a node_modules
+ * next to itself.
+ */
+function noDemoServerPlugin(): Plugin {
+  return {
+    name: "fansync-no-demo-server",
+    setup(b) {
+      b.onResolve({ filter: /^fauxqs$/ }, () => ({ path: "fauxqs", namespace: "fansync-excluded" }));
+      b.onLoad({ filter: /.*/, namespace: "fansync-excluded" }, () => ({
+        contents: 'const e = new Error("the fauxqs package is not in this single executable"); e.code = "ERR_MODULE_NOT_FOUND"; throw e;',
+        loader: "js",
+      }));
+    },
+  };
+}
+
+/** Bundle the CLI into `outFile`; fails if an excluded package or the lazy-require line's target slipped. */
+export async function bundleCli(opts: { root: string; version: string; outFile: string }): Promise<BundleResult> {
+  const result = await build({
+    absWorkingDir: opts.root,
+    entryPoints: [path.join(opts.root, "src", "cli", "main.ts")],
+    outfile: opts.outFile,
+    bundle: true,
+    platform: "node",
+    target: "node24",
+    format: "cjs",
+    // Readable stack traces in operators' logs matter more than a smaller file.
+    minify: false,
+    sourcemap: false,
+    legalComments: "inline",
+    metafile: true,
+    logLevel: "warning",
+    define: { "import.meta.url": META_URL },
+    banner: { js: BANNER },
+    plugins: [versionPlugin(opts.root, opts.version), lazyRequirePlugin(), noDemoServerPlugin()],
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  const leaked = inputs.filter((i) => EXCLUDED_PACKAGES.some((p) => i.includes(`node_modules/${p}/`)));
+  if (leaked.length > 0) throw new Error(`the bundle must not contain the demo's server, but holds ${leaked.slice(0, 5).join(", ")}`);
+  for (const lazy of ["pino-pretty", "cli-progress"]) {
+    if (!inputs.some((i) => i.includes(`node_modules/${lazy}/`))) throw new Error(`${lazy} is missing from the bundle (was ${LAZY_REQUIRE_LINE} changed?)`);
+  }
+  const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+  return { file: opts.outFile, bytes, inputs };
+}
