@@ -7,6 +7,7 @@ import { access, chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { parseUnit, unitValue } from "../helpers/unit-file.ts";
 
 const UNIT_DIR = join(import.meta.dirname, "..", "..", "infra", "systemd");
 const UNITS = ["fansync-watch.service", "fansync-replicate.service", "fansync-pull.service", "fansync-pull.timer"];
@@ -88,30 +89,9 @@ describe("systemd-analyze verify", { skip }, () => {
   });
 });
 
-/** Parse a unit file into section → key → values (repeated keys accumulate). */
-function parseUnit(text: string): Map<string, Map<string, string[]>> {
-  const sections = new Map<string, Map<string, string[]>>();
-  let current: Map<string, string[]> | undefined;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      current = new Map();
-      sections.set(header[1] as string, current);
-      continue;
-    }
-    const eq = line.indexOf("=");
-    assert.ok(current && eq > 0, `not a key=value line in a section: ${line}`);
-    const key = line.slice(0, eq);
-    current.set(key, [...(current.get(key) ?? []), line.slice(eq + 1)]);
-  }
-  return sections;
-}
-
 async function unit(name: string): Promise<(section: string, key: string) => string | undefined> {
   const parsed = parseUnit(await readFile(join(UNIT_DIR, name), "utf8"));
-  return (section, key) => parsed.get(section)?.get(key)?.at(-1);
+  return (section, key) => unitValue(parsed, section, key);
 }
 
 describe("unit contents", () => {
