@@ -19,18 +19,18 @@ export function releaseCacheDir(): string {
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), ".cache"), "fansync-release");
 }
 
-/** The cached node binary for `p` and its licence file, fetched on first use. */
-export async function nodeRuntime(p: Platform): Promise<{ bin: string; license: string }> {
-  const dir = path.join(releaseCacheDir(), `node-v${NODE_VERSION}-linux-${p.arch}`);
+/** The cached node binary for `p` (of `version`, by default the one the release carries) and its licence file, fetched on first use. */
+export async function nodeRuntime(p: Platform, version = NODE_VERSION): Promise<{ bin: string; license: string }> {
+  const dir = path.join(releaseCacheDir(), `node-v${version}-linux-${p.arch}`);
   const found = { bin: path.join(dir, "bin", "node"), license: path.join(dir, "LICENSE") };
   if (await access(found.bin).then(() => true, () => false)) return found;
   await mkdir(releaseCacheDir(), { recursive: true });
   const tmp = await mkdtemp(path.join(releaseCacheDir(), `.fetch-${p.arch}-`));
   try {
     // npm pack checks the tarball against the registry's integrity hash.
-    const { stdout } = await run("npm", ["pack", `${p.nodePackage}@${NODE_VERSION}`, "--json", "--pack-destination", tmp], { cwd: tmp, maxBuffer: 16 << 20 });
+    const { stdout } = await run("npm", ["pack", `${p.nodePackage}@${version}`, "--json", "--pack-destination", tmp], { cwd: tmp, maxBuffer: 16 << 20 });
     const [packed] = JSON.parse(stdout) as { filename: string }[];
-    if (!packed) throw new Error(`npm pack ${p.nodePackage}@${NODE_VERSION} returned nothing`);
+    if (!packed) throw new Error(`npm pack ${p.nodePackage}@${version} returned nothing`);
     await run("tar", ["-xzf", path.join(tmp, packed.filename), "-C", tmp, "package/bin/node", "package/LICENSE"]);
     // Renamed into place whole: a crash mid-download never leaves a truncated binary in the cache.
     await rename(path.join(tmp, "package"), dir);
