@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command (README: `npm test`): build, unit tests, then the integration suite on both local
-# S3 servers (moto and fauxqs), each started and stopped by the harness itself. `test/run.sh integ`
-# runs only the integration suite; with S3_ENDPOINT set it runs once against that endpoint.
+# The test command (README: `npm test`): build, unit tests, the release tests, then the integration
+# suite on both local S3 servers (moto and fauxqs), each started and stopped by the harness itself.
+# `test/run.sh integ` runs only the integration suite (`release`, `unit`, `e2e` likewise); with
+# S3_ENDPOINT set it runs once against that endpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json
@@ -10,6 +11,13 @@ conc=${TEST_CONCURRENCY:-2}
 status=0
 if [ "$what" = all ] || [ "$what" = unit ]; then
   node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/local/**/*.test.ts' 'test/infra/**/*.test.ts' || status=1
+fi
+# The release (issue 15): the single executables, .debs and npm tarball are built when the sources
+# changed since the last build (out/release/manifest.json); the tests then install the .deb into a
+# fresh Debian root and run its units (as root), smoke-test the executable and the npm tarball.
+if [ "$what" = all ] || [ "$what" = release ]; then
+  node release/build.ts --if-stale || status=1
+  node --test --test-concurrency="$conc" 'test/release/**/*.release.test.ts' || status=1
 fi
 # `fansync demo` embeds its own S3 server, so it runs once, not once per server.
 if [ "$what" = all ] || [ "$what" = e2e ]; then
