@@ -36,6 +36,8 @@ export interface ReleaseManifest {
   readonly nodeVersion: string;
   readonly sourceHash: string;
   readonly bundleBytes: number;
+  /** dpkg-deb's compressor (xz unless FANSYNC_DEB_COMPRESSION said otherwise). */
+  readonly debCompression: string;
   readonly artifacts: readonly Artifact[];
 }
 
@@ -45,7 +47,6 @@ const SOURCES = ["src", "bin", "release", "infra/systemd", "infra/config", "infr
 /** sha256 over the paths and contents of everything the artifacts are built from. */
 export async function sourceHash(root = ROOT): Promise<string> {
   const h = createHash("sha256");
-  h.update(`deb compression ${process.env.FANSYNC_DEB_COMPRESSION ?? "xz"}\n`);
   const files: string[] = [];
   const walk = async (rel: string): Promise<void> => {
     const st = await stat(path.join(root, rel)).catch(() => undefined);
@@ -145,7 +146,7 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   });
   if (tgz !== artifactNames.npm(version)) throw new Error(`npm pack wrote ${tgz}, expected ${artifactNames.npm(version)}`);
   artifacts.push({ kind: "npm", arch: "any", file: tgz, bytes: await size(tgz) });
-  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, artifacts };
+  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts };
   await writeFile(path.join(OUT_DIR, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   return manifest;
 }
@@ -153,7 +154,7 @@ export async function buildRelease(): Promise<ReleaseManifest> {
 /** True when the last build's manifest matches the sources and its files are all there. */
 async function upToDate(): Promise<ReleaseManifest | undefined> {
   const m = await readReleaseManifest();
-  if (!m || m.sourceHash !== (await sourceHash())) return undefined;
+  if (!m || m.sourceHash !== (await sourceHash()) || m.debCompression !== (process.env.FANSYNC_DEB_COMPRESSION ?? "xz")) return undefined;
   for (const a of m.artifacts) if (!(await stat(path.join(OUT_DIR, a.file)).catch(() => undefined))) return undefined;
   return m;
 }
