@@ -261,7 +261,8 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
     try {
       await runStep("web-node-cron");
       await writeFile(path.join(masterDocroot, "css/print.css"), "@media print { nav { display: none } }\n");
-      await until("generation 4 in the US region", async () => ((await generationOf("fansync-us")) === 4 ? true : undefined), 60_000, daemons.get("fansync-replicate.service"));
+      // Every region, not only the node's: the check step below shows them all in step.
+      for (const r of REGIONS) await until(`${r} at generation 4`, async () => ((await generationOf(r)) === 4 ? true : undefined), 60_000, daemons.get("fansync-replicate.service"));
       const r = await root.runCronJob("etc/cron.d/fansync-pull", { env: CREDENTIALS });
       assert.equal(r.command, "/usr/bin/fansync pull --config /etc/fansync/node.yaml 2>&1 | logger -t fansync-pull");
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
