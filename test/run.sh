@@ -16,6 +16,7 @@ fi
 # changed since the last build (out/release/manifest.json); the tests then install the .deb into a
 # fresh Debian root and run its units (as root), smoke-test the executable and the npm tarball.
 if [ "$what" = all ] || [ "$what" = release ]; then
+  npx tsc -p release/tsconfig.json || status=1
   node release/build.ts --if-stale || status=1
   node --test --test-concurrency="$conc" 'test/release/**/*.release.test.ts' || status=1
 fi
