@@ -9,7 +9,7 @@ import { pullerPolicy } from "../../infra/src/policies.ts";
 import { type CliResult, runCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { listKeys, putBytes } from "../helpers/s3.ts";
-import { freePort } from "../helpers/s3-server.ts";
+import { freePort, serverLabel } from "../helpers/s3-server.ts";
 import { writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
@@ -111,7 +111,7 @@ async function motoAuth(endpoint: string, on: boolean): Promise<void> {
   assert.equal(r.status, 200, "moto reset-auth");
 }
 
-describe(`doctor (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`doctor (${serverLabel()})`, () => {
   test("a fresh bucket: exit 0, one line per check with what was found, and nothing left behind", async () => {
     const bucket = await ctx.server.bucket("doctor-fresh");
     const other = await ctx.server.bucket("doctor-probe");

@@ -10,6 +10,7 @@ import { startProxy } from "../helpers/proxy.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { getBytes, headObject, listKeys, readHeadDoc } from "../helpers/s3.ts";
 import { type FileSnap, seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 
@@ -77,7 +78,7 @@ async function assertGen1Bytes(node: string): Promise<void> {
 const ops = (logs: readonly Record<string, unknown>[]) =>
   Object.fromEntries(logs.filter((l) => l.msg === "restored").map((l) => [l.path as string, l.from === undefined ? String(l.op) : `${String(l.op)} ${String(l.from)}`]));
 
-describe(`history and rollback (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`history and rollback (${serverLabel()})`, () => {
   test("log shows the generations; rollback without a source refuses and changes nothing; with --from it publishes generation 4 and nodes get generation 1 back", async () => {
     const bucket = await ctx.server.bucket("hist");
     const site = await threeGenerations(bucket);

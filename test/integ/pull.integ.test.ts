@@ -11,6 +11,7 @@ import { startProxy } from "../helpers/proxy.ts";
 import { putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
@@ -31,7 +32,7 @@ async function setup(tag: string, files: Record<string, string | Buffer>) {
   return { bucket, master, node, nstate, url, push, pull };
 }
 
-describe(`pull (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`pull (${serverLabel()})`, () => {
   test("first pull reproduces the pushed tree byte for byte, with mtimes and modes; edits converge", async () => {
     const s = await setup("pull-first", {
       "index.html": "<h1>home</h1>",

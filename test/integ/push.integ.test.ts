@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { getBytes, headObject, listKeys, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -24,7 +25,7 @@ async function site(root: string): Promise<void> {
   await chmod(path.join(root, "a/b/c/deep.txt"), 0o600);
 }
 
-describe(`push (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`push (${serverLabel()})`, () => {
   test("a generated tree lands byte-identical with a correct manifest; a second push is a no-op", async () => {
     const bucket = await ctx.server.bucket("push-tree");
     const root = ctx.tmp("master");
