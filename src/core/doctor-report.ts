@@ -213,15 +213,28 @@ export function withCleanup(c: Check, f: CleanupFacts): Check {
   return { ...c, detail: `${c.detail}; no probe object left${versions}`, data };
 }
 
-/** What the conditional-write probe found, per header. */
-export type ConditionalFacts = { readonly ifNoneMatch: boolean; readonly ifMatch: boolean } | { readonly failure: Failure };
+/**
+ * What the conditional-write probe found, per header; and whether `If-None-Match: *` is written on a
+ * key just deleted (a delete marker on a versioned bucket): undefined when not asked (the header is
+ * ignored anyway, or an older report).
+ */
+export type ConditionalFacts =
+  | { readonly ifNoneMatch: boolean; readonly ifMatch: boolean; readonly overDeleteMarker?: boolean | undefined }
+  | { readonly failure: Failure };
 
 /** Check 5: whether If-None-Match: * and If-Match are enforced on PUT. */
 export function conditionalCheck(f: ConditionalFacts): Check {
   if ("failure" in f) return failed("conditional-writes", { ...f.failure, message: `the conditional-write probe failed: ${f.failure.message}` });
-  const data = { ifNoneMatch: f.ifNoneMatch, ifMatch: f.ifMatch, honoured: f.ifNoneMatch && f.ifMatch };
+  const data = { ifNoneMatch: f.ifNoneMatch, ifMatch: f.ifMatch, honoured: f.ifNoneMatch && f.ifMatch, ifNoneMatchOverDeleteMarker: f.overDeleteMarker ?? null };
   const said = (refused: boolean) => (refused ? "refused (412)" : "overwrote the object");
   const found = `If-None-Match: * on an existing key ${said(f.ifNoneMatch)}; If-Match with a wrong ETag ${said(f.ifMatch)}`;
+  if (data.honoured && f.overDeleteMarker === false) {
+    // versitygw on a versioned bucket (issue 13); AWS writes the object there.
+    return check("conditional-writes", "WARN",
+      `honoured, except over a delete marker: ${found}; If-None-Match: * on a key whose current version is a delete marker refused (412), where AWS writes the object`,
+      "fansync releases its write lease by overwriting it, so pushes work here; a location whose head.json was deleted cannot be published again (its first head is written with If-None-Match: *): to start one over, delete head.json's old versions too, or use a new prefix",
+      { data });
+  }
   if (data.honoured) {
     return check("conditional-writes", "OK", `honoured: ${found}`, "fansync writes head.json conditionally: two uploaders can never interleave generations", { data });
   }

@@ -8,12 +8,12 @@ import {
   bucketCheck, type Check, type CheckName, CHECK_NAMES, checksumCheck, type CleanupFacts, clockCheck, conditionalCheck, credentialsCheck,
   dataCheck, type Failure, multipartCheck, orderChecks, readWriteCheck, skippedCheck, versioningCheck, withCleanup, WRITE_CHECKS,
 } from "../core/doctor-report.ts";
-import { ExitCode, FansyncError, errorMessage } from "../core/errors.ts";
+import { ExitCode, FansyncError, RemoteError, errorMessage } from "../core/errors.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
 import { deleteAllVersions, getWithChecksum, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
 import { probeConditionalSupport, readHead, readLease } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
 
@@ -181,7 +181,30 @@ async function checkReadWrite(d: DoctorDeps, probes: ProbeKeys): Promise<{ check
 async function checkConditional(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {
   const key = probes.key("conditional");
   const r = await attempt(d, `conditional PUT s3://${d.store.bucket}/${key}`, () => probeConditionalSupport(d.store, key, d.signal));
-  return conditionalCheck(r.ok ? r.value : { failure: r.failure });
+  if (!r.ok) return conditionalCheck({ failure: r.failure });
+  if (!r.value.ifNoneMatch) return conditionalCheck(r.value);
+  const again = probes.key("conditional-deleted");
+  const dm = await attempt(d, `conditional PUT s3://${d.store.bucket}/${again} after a delete`, () => createsOverDeleted(d.store, again, d.signal));
+  return conditionalCheck(dm.ok ? { ...r.value, overDeleteMarker: dm.value } : { failure: dm.failure });
+}
+
+/**
+ * Write `key`, delete it, then write it with `If-None-Match: *`: true when that is accepted, as on
+ * AWS. On a versioned bucket the delete leaves a delete marker, over which versitygw refuses the
+ * write (412): a lease.json or head.json deleted there could never be created again (issue 13).
+ */
+async function createsOverDeleted(store: S3Store, key: string, signal: AbortSignal): Promise<boolean> {
+  const attrs = { contentType: "text/plain" };
+  await store.put(key, Buffer.from("probe"), attrs, {}, signal);
+  const failed = await store.deleteMany([key], signal);
+  if (failed.length > 0) throw new RemoteError(`the server refused to delete the probe ${key} (${failed[0]?.error})`);
+  try {
+    await store.put(key, Buffer.from("probe again"), attrs, { ifNoneMatch: "*" }, signal);
+    return true;
+  } catch (err) {
+    if (err instanceof ConditionFailed) return false;
+    throw err;
+  }
 }
 
 async function checkMultipart(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {

@@ -88,10 +88,21 @@ test("conditional writes: honoured only when both headers are refused; else the 
     assert.equal(c.status, "WARN");
     assert.match(c.detail, /^ignored/);
     assert.equal(c.action, "fansync falls back to a read-back check after writing head.json; run a single uploader per location");
-    assert.deepEqual(c.data, { ...f, honoured: false });
+    assert.deepEqual(c.data, { ...f, honoured: false, ifNoneMatchOverDeleteMarker: null });
   }
   assert.match(conditionalCheck({ ifNoneMatch: true, ifMatch: false }).detail, /If-None-Match: \* on an existing key refused \(412\); If-Match with a wrong ETag overwrote the object/);
   assert.equal(conditionalCheck({ failure: unreachable }).status, "FAIL");
+});
+
+test("conditional writes: If-None-Match refused over a delete marker (versitygw, versioned) is a WARN that says what still works", () => {
+  const ok = conditionalCheck({ ifNoneMatch: true, ifMatch: true, overDeleteMarker: true });
+  assert.equal(ok.status, "OK");
+  assert.equal(ok.data?.ifNoneMatchOverDeleteMarker, true);
+  const dm = conditionalCheck({ ifNoneMatch: true, ifMatch: true, overDeleteMarker: false });
+  assert.equal(dm.status, "WARN");
+  assert.match(dm.detail, /^honoured, except over a delete marker: .*a delete marker refused \(412\), where AWS writes the object$/);
+  assert.match(dm.action, /^fansync releases its write lease by overwriting it, so pushes work here; a location whose head\.json was deleted cannot be published again/);
+  assert.deepEqual(dm.data, { ifNoneMatch: true, ifMatch: true, honoured: true, ifNoneMatchOverDeleteMarker: false });
 });
 
 test("versioning: Enabled OK; off/Suspended WARN with the rollback advice; Enabled without VersionIds is caught", () => {
