@@ -184,6 +184,38 @@ describe(`pull (${serverLabel()})`, () => {
     assert.ok(typeof st.lastSuccess === "string");
   });
 
+  test("a 404 that is not 'no such key' is a credentials or configuration error (exit 7), never 'nothing published' (exit 8)", async (t) => {
+    const s = await setup("pull-404", { "a.html": "a" });
+    expectCode(await s.pull(), 0);
+    const status = path.join(s.node, "status.json");
+    // Injected: the head's GET answered 404 with another code than NoSuchKey (versitygw's answer to
+    // an unknown access key, and one no server is known to send).
+    const proxy = await startProxy(ctx.server.endpoint);
+    try {
+      for (const [code, said] of [["XAdminUserNotFound", /: the credentials were rejected \(XAdminUserNotFound\)$/m], ["UnexpectedNotFound", /: the server answered 404 UnexpectedNotFound, which is not "no such key"/]] as const) {
+        proxy.fault = (q) => (q.method === "GET" && q.url.includes("head.json") ? { kind: "status", status: 404, code } : { kind: "none" });
+        const r = await ctx.cli(["pull", s.url, s.node, "--endpoint-url", proxy.url, "--state-dir", s.nstate, "--status-file", status, "--log-format", "json"]);
+        expectCode(r, 7);
+        assert.match(r.stderr, said);
+        assert.doesNotMatch(r.stderr, /no fansync head|fansync push/);
+        assert.match(r.stderr, /what to do: check AWS_ACCESS_KEY_ID/);
+      }
+    } finally {
+      await proxy.close();
+    }
+    assert.deepEqual(await snapshot(s.node, notStatus), await snapshot(s.master), "the docroot was left alone");
+    // The server itself, with an access key it does not know (where it checks keys at all).
+    const unknown = { AWS_ACCESS_KEY_ID: "FANSYNCUNKNOWNKEY0001", AWS_SECRET_ACCESS_KEY: "not-the-secret" };
+    const r = await ctx.cli(["pull", s.url, s.node, ...ctx.flags(s.nstate), "--status-file", status], unknown);
+    if (r.code === 0) {
+      t.diagnostic(`${ctx.server.label} accepts an unknown access key: only the injected answers were checked`);
+      return;
+    }
+    expectCode(r, 7);
+    assert.match(r.stderr, /: the credentials were rejected \((InvalidAccessKeyId|SignatureDoesNotMatch|XAdminUserNotFound)\)$/m);
+    assert.doesNotMatch(r.stderr, /no fansync head|fansync push/);
+  });
+
   test("--verify repairs a hand edit and a deleted file; --dry-run only reports", async () => {
     const s = await setup("pull-verify", { "a.html": "aaaa", "b.html": "bbbb", "c/d.css": "dddd" });
     expectCode(await s.pull(), 0);
