@@ -12,7 +12,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { Readable } from "node:stream";
-import { errName, httpStatus, toRemoteError } from "./s3-errors.ts";
+import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
 
 /** Result of a GET that may be conditional. */
 export type GetResult =
@@ -138,7 +138,9 @@ export class S3Store {
     const name = errName(err);
     if (status === 304 || name === "NotModified") return "not-modified";
     if (name === "NoSuchBucket") return undefined;
-    if (status === 404 || name === "NoSuchKey" || name === "NoSuchVersion" || name === "NotFound") return "not-found";
+    // Only NoSuchKey / NoSuchVersion / a bodiless 404 (HEAD): versitygw answers an unknown access
+    // key with 404 XAdminUserNotFound, which read as "not found" made pull say "push first".
+    if (isAbsent(err)) return "not-found";
     // A version id the server does not know is answered 400 InvalidArgument by some servers.
     if (status === 412 || name === "PreconditionFailed") return "precondition-failed";
     return undefined;
@@ -226,7 +228,7 @@ export class S3Store {
       return { etag: res.CopyObjectResult?.ETag ?? "", versionId: res.VersionId };
     } catch (err) {
       const status = httpStatus(err);
-      if (status === 412 || status === 404 || errName(err) === "NoSuchKey") {
+      if (status === 412 || isAbsent(err)) {
         throw new ConditionFailed(`copy source ${from.key} changed or vanished (HTTP ${status})`, { cause: err });
       }
       throw toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint);
