@@ -13,7 +13,7 @@ import pRetry from "p-retry";
 import type { WriterTuning } from "../core/config.ts";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { errorMessage, PartialFailureError, RaceError, UsageError } from "../core/errors.ts";
+import { errorMessage, type FailedTransfer, PartialFailureError, RaceError, UsageError } from "../core/errors.ts";
 import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -156,14 +156,14 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     await ledger.record([...newKeys, ...plan.deletes.map(key)]);
 
     const puts: Entry[] = [];
-    const failed: { path: string; error: string }[] = [];
+    const failed: FailedTransfer[] = [];
     const attempt = async (e: Entry, op: string, from: Record<string, unknown>, fn: () => Promise<PutResult>): Promise<void> => {
       try {
         const r = await pRetry(fn, { retries: 3, minTimeout: 200, signal, shouldRetry: ({ error }) => isRetryable(error) });
         puts.push({ path: e.path, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, sha256: e.sha256, etag: r.etag, versionId: r.versionId });
         log.info({ op, path: e.path, ...from, bytes: e.size }, "restored");
       } catch (err) {
-        failed.push({ path: e.path, error: errorMessage(err) });
+        failed.push({ path: e.path, error: errorMessage(err), retryable: isRetryable(err) });
         log.error({ op, path: e.path, err }, "restore failed");
       }
     };
