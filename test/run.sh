@@ -1,16 +1,43 @@
 #!/usr/bin/env bash
 # The test command (README: `npm test`): build, unit tests, the release tests, then the integration
-# suite on both local S3 servers (moto and fauxqs), each started and stopped by the harness itself.
-# `test/run.sh integ` runs only the integration suite (`release`, `unit`, `e2e` likewise); with
-# S3_ENDPOINT set it runs once against that endpoint.
+# suite on each local S3 server in turn (moto, LocalStack, versitygw, fauxqs), each started and
+# stopped by the harness, with the counts and time per server at the end. `test/run.sh integ` runs
+# only the integration suite (`unit`, `release`, `e2e` likewise); with S3_ENDPOINT set it runs once
+# against that endpoint.
+#   FANSYNC_TEST_SERVERS="moto versitygw:versioned"  choose servers; ":versioned" versions every bucket
+#   TEST_CONCURRENCY=2                                 test files run at once (default 2)
+# Arguments after the first are options for node's test runner, e.g. --test-name-pattern=rollback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json
 what=${1:-all}
+shift || true
+extra=("$@")
 conc=${TEST_CONCURRENCY:-2}
 status=0
+logs=$(mktemp -d "${TMPDIR:-/tmp}/fansync-test-logs.XXXXXX")
+trap 'rm -rf "$logs"' EXIT
+summary=()
+total_pass=0 total_fail=0 total_skip=0
+
+# Run a node --test command, its output also kept in a log; add its counts to the summary.
+run_tests() {
+  local name=$1
+  shift
+  local log="$logs/$(echo "$name" | tr -c 'a-z0-9\n' '-').log" start=$SECONDS rc=0
+  "$@" 2>&1 | tee "$log" || rc=1
+  [ $rc -eq 0 ] || status=1
+  local n pass fail skip
+  count() { sed -n "s/^ℹ $1 \([0-9]*\)$/\1/p" "$log" | tail -n 1; }
+  n=$(count tests) pass=$(count pass) fail=$(count fail) skip=$(count skipped)
+  total_pass=$((total_pass + ${pass:-0})) total_fail=$((total_fail + ${fail:-0})) total_skip=$((total_skip + ${skip:-0}))
+  # A run that died before its summary (a server that did not start) counts as a failure.
+  [ -n "$n" ] || { total_fail=$((total_fail + 1)); fail="? (no summary: exit $rc)"; }
+  summary+=("$(printf '%-34s %4s tests, %4s pass, %4s fail, %3s skipped  %4d s' "$name" "${n:-?}" "${pass:-?}" "${fail:-?}" "${skip:-?}" $((SECONDS - start)))")
+}
+
 if [ "$what" = all ] || [ "$what" = unit ]; then
-  node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/local/**/*.test.ts' 'test/infra/**/*.test.ts' || status=1
+  run_tests "unit + local + infra" node --test --test-concurrency="$conc" 'test/unit/**/*.test.ts' 'test/local/**/*.test.ts' 'test/infra/**/*.test.ts'
 fi
 # The release (issue 15): the single executables, .debs and npm tarball are built when the sources
 # changed since the last build (out/release/manifest.json); the tests then install the .deb into a
@@ -18,27 +45,43 @@ fi
 if [ "$what" = all ] || [ "$what" = release ]; then
   npx tsc -p release/tsconfig.json || status=1
   node release/build.ts --if-stale || status=1
-  node --test --test-concurrency="$conc" 'test/release/**/*.release.test.ts' || status=1
+  run_tests "release" node --test --test-concurrency="$conc" 'test/release/**/*.release.test.ts'
 fi
 # `fansync demo` embeds its own S3 server, so it runs once, not once per server.
 if [ "$what" = all ] || [ "$what" = e2e ]; then
-  node --test 'test/e2e/**/*.test.ts' || status=1
+  run_tests "e2e (demo)" node --test 'test/e2e/**/*.test.ts'
 fi
 if [ "$what" = all ] || [ "$what" = integ ]; then
   # The fault suite (test/integ/faults-*) appends its figures here; the totals are printed at the end.
-  export FANSYNC_FIGURES="${TMPDIR:-/tmp}/fansync-figures-$$.ndjson"
-  rm -f "$FANSYNC_FIGURES"
+  export FANSYNC_FIGURES="$logs/figures.ndjson"
   # One seed for the whole run, printed with the figures: FANSYNC_SEED=<n> replays it.
   export FANSYNC_SEED="${FANSYNC_SEED:-$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))}"
+  integ=(node --test --test-concurrency="$conc" "${extra[@]}" 'test/integ/**/*.integ.test.ts')
   if [ -n "${S3_ENDPOINT:-}" ]; then
-    node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1
+    echo "=== integration suite on ${FANSYNC_TEST_SERVER:-external} at $S3_ENDPOINT ==="
+    run_tests "${FANSYNC_TEST_SERVER:-external} at $S3_ENDPOINT" "${integ[@]}"
   else
-    for server in ${FANSYNC_TEST_SERVERS:-moto fauxqs}; do
-      echo "=== integration suite on $server ==="
-      FANSYNC_TEST_SERVER=$server node --test --test-concurrency="$conc" 'test/integ/**/*.integ.test.ts' || status=1
+    for spec in ${FANSYNC_TEST_SERVERS:-moto localstack:versioned versitygw:versioned fauxqs}; do
+      server=${spec%%:*}
+      versioning=""
+      [ "$spec" = "$server:versioned" ] && versioning=all
+      echo "=== integration suite on $server${versioning:+ (every bucket versioned)} ==="
+      case $server in
+        # Installed (built) once, before test files start servers two at a time.
+        localstack | versitygw) bash "$server/install.sh" >/dev/null ;;
+      esac
+      if [ "$server" = localstack ]; then
+        # One LocalStack for the whole run (it takes seconds to start), reached as S3_ENDPOINT.
+        FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" node test/helpers/with-server.ts localstack -- "${integ[@]}"
+      else
+        FANSYNC_TEST_SERVER=$server FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" "${integ[@]}"
+      fi
     done
   fi
   node test/helpers/figures-report.ts "$FANSYNC_FIGURES"
-  rm -f "$FANSYNC_FIGURES"
 fi
+echo
+echo "=== summary ==="
+printf '%s\n' "${summary[@]}"
+echo "all: $total_pass passed, $total_fail failed, $total_skip skipped"
 exit $status

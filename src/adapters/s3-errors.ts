@@ -20,7 +20,16 @@ export function errName(err: unknown): string {
 }
 
 const NETWORK = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "TimeoutError", "RequestTimeout", "AbortError"]);
-const CREDENTIALS = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "UnrecognizedClientException"]);
+// XAdminUserNotFound: versitygw's answer (HTTP 404) to an access key it does not know.
+const CREDENTIALS = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "UnrecognizedClientException", "XAdminUserNotFound"]);
+// The only answers that mean "this key (or version) does not exist". NotFound is how the SDK names a
+// 404 without a body: every 404 to a HEAD. Any other 404 code is not an absent object (issue 13).
+const ABSENT = new Set(["NoSuchKey", "NoSuchVersion", "NotFound"]);
+
+/** Whether the server said the object (or the version) does not exist; a 404 with another code does not. */
+export function isAbsent(err: unknown): boolean {
+  return ABSENT.has(errName(err));
+}
 
 function networkCode(err: unknown): string | undefined {
   let e: unknown = err;
@@ -88,6 +97,12 @@ export function toRemoteError(err: unknown, what: string, endpoint: string, prof
   }
   if (name === "NoSuchBucket") {
     return new RemoteError(`${what}: the bucket does not exist`, { cause: err, hint: "check the bucket name in the s3:// location, or create the bucket" });
+  }
+  if (status === 404 && !isAbsent(err)) {
+    return new RemoteError(`${what}: the server answered 404 ${name}, which is not "no such key": a credentials or configuration problem`, {
+      cause: err,
+      hint: "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (some servers answer an unknown key with 404), --endpoint-url and path style; `fansync doctor` tells which",
+    });
   }
   const detail = err instanceof Error && err.message && err.message !== name ? `: ${err.message.split("\n")[0]}` : "";
   return new RemoteError(`${what}: ${name}${status ? ` (HTTP ${status})` : ""}${detail}`, { cause: err, retryable: isRetryable(err) });

@@ -111,6 +111,21 @@ export async function getWithChecksum(store: S3Store, key: string, signal?: Abor
   return { body, checksum: res.ChecksumSHA256 };
 }
 
+/** Every key under `prefix` as ListObjectsV2 pages it, `pageSize` keys a page; also how many pages. */
+export async function listAllPaged(store: S3Store, prefix: string, pageSize: number, signal?: AbortSignal): Promise<{ keys: string[]; pages: number }> {
+  const keys: string[] = [];
+  let pages = 0;
+  let token: string | undefined;
+  do {
+    const res = await store.client.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix, MaxKeys: pageSize, ...(token ? { ContinuationToken: token } : {}) }), { abortSignal: signal });
+    pages++;
+    for (const o of res.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key);
+    token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    // A server whose continuation never ends: stop well past what was written.
+  } while (token && pages < 100);
+  return { keys, pages };
+}
+
 /**
  * Delete every version and delete marker under `prefix` (doctor's own probe prefix only): on a
  * versioned bucket a plain delete leaves the probes' bytes behind as noncurrent versions. Returns

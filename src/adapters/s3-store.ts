@@ -13,7 +13,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { Readable } from "node:stream";
 import { ConditionFailed } from "../core/errors.ts";
-import { errName, httpStatus, toRemoteError } from "./s3-errors.ts";
+import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
 
 export { ConditionFailed };
 
@@ -142,7 +142,9 @@ export class S3Store {
     const name = errName(err);
     if (status === 304 || name === "NotModified") return "not-modified";
     if (name === "NoSuchBucket") return undefined;
-    if (status === 404 || name === "NoSuchKey" || name === "NoSuchVersion" || name === "NotFound") return "not-found";
+    // Only NoSuchKey / NoSuchVersion / a bodiless 404 (HEAD): versitygw answers an unknown access
+    // key with 404 XAdminUserNotFound, which read as "not found" made pull say "push first".
+    if (isAbsent(err)) return "not-found";
     // A version id the server does not know is answered 400 InvalidArgument by some servers.
     if (status === 412 || name === "PreconditionFailed") return "precondition-failed";
     return undefined;
@@ -205,36 +207,55 @@ export class S3Store {
 
   /**
    * Server-side copy within this bucket (or from another bucket on the same endpoint), guarded by
-   * the source ETag. Without `attrs` the source's headers and metadata are kept (a replica).
+   * the source ETag. Without `attrs` the source's headers and metadata are kept (a replica, or an
+   * old version restored onto its own key).
    */
   async copy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs | undefined, signal?: AbortSignal): Promise<PutResult> {
-    const src = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}${from.versionId ? `?versionId=${encodeURIComponent(from.versionId)}` : ""}`;
     try {
-      const res = await this.client.send(
-        new CopyObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          CopySource: src,
-          ...(from.etag ? { CopySourceIfMatch: from.etag } : {}),
-          ...(attrs
-            ? {
-                MetadataDirective: "REPLACE" as const,
-                ContentType: attrs.contentType,
-                ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
-                ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
-              }
-            : { MetadataDirective: "COPY" as const }),
-        }),
-        { abortSignal: signal },
-      );
-      return { etag: res.CopyObjectResult?.ETag ?? "", versionId: realVersion(res.VersionId) };
+      return await this.sendCopy(key, from, attrs, signal);
     } catch (err) {
-      const status = httpStatus(err);
-      if (status === 412 || status === 404 || errName(err) === "NoSuchKey") {
-        throw new ConditionFailed(`copy source ${from.key} changed or vanished (HTTP ${status})`, { cause: err });
+      const onto = from.bucket === this.bucket && from.key === key && from.versionId !== undefined;
+      if (!(attrs === undefined && onto && httpStatus(err) === 400 && errName(err) === "InvalidRequest")) throw this.copyError(err, key, from);
+      // An old version copied onto its own key with its metadata kept: AWS accepts it, LocalStack
+      // refuses it every time (400 "copy an object to itself", issue 13). The same copy with
+      // MetadataDirective REPLACE and the version's own headers works on every server tried.
+      const own = await this.headAttrs(key, { versionId: from.versionId, ...(signal ? { signal } : {}) });
+      if (own === undefined) throw new ConditionFailed(`copy source ${from.key} version ${from.versionId} vanished`, { cause: err });
+      try {
+        return await this.sendCopy(key, from, own, signal);
+      } catch (err2) {
+        throw this.copyError(err2, key, from);
       }
-      throw toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
+  }
+
+  private async sendCopy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs | undefined, signal: AbortSignal | undefined): Promise<PutResult> {
+    const src = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}${from.versionId ? `?versionId=${encodeURIComponent(from.versionId)}` : ""}`;
+    const res = await this.client.send(
+      new CopyObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        CopySource: src,
+        ...(from.etag ? { CopySourceIfMatch: from.etag } : {}),
+        ...(attrs
+          ? {
+              MetadataDirective: "REPLACE" as const,
+              ContentType: attrs.contentType,
+              ...(attrs.cacheControl ? { CacheControl: attrs.cacheControl } : {}),
+              ...(attrs.metadata ? { Metadata: { ...attrs.metadata } } : {}),
+            }
+          : { MetadataDirective: "COPY" as const }),
+      }),
+      { abortSignal: signal },
+    );
+    return { etag: res.CopyObjectResult?.ETag ?? "", versionId: realVersion(res.VersionId) };
+  }
+
+  private copyError(err: unknown, key: string, from: { key: string }): Error {
+    if (httpStatus(err) === 412 || isAbsent(err)) {
+      return new ConditionFailed(`copy source ${from.key} changed or vanished (HTTP ${httpStatus(err)})`, { cause: err });
+    }
+    return toRemoteError(err, `COPY to s3://${this.bucket}/${key}`, this.endpoint, this.profile);
   }
 
   /** Delete keys in batches of 1000; returns the keys the server failed to delete. */

@@ -11,14 +11,14 @@ export type CheckStatus = "OK" | "WARN" | "FAIL" | "SKIP";
 
 /** The checks, in the order they are printed. */
 export const CHECK_NAMES = [
-  "credentials", "bucket", "read-write", "clock", "conditional-writes", "versioning", "multipart-etag", "checksums", "fansync-data",
+  "credentials", "bucket", "read-write", "clock", "conditional-writes", "versioning", "multipart-etag", "checksums", "listing-order", "fansync-data",
 ] as const;
 
 /** One of {@link CHECK_NAMES}. */
 export type CheckName = (typeof CHECK_NAMES)[number];
 
 /** The checks that write probe objects (skipped by --no-write). */
-export const WRITE_CHECKS: readonly CheckName[] = ["read-write", "conditional-writes", "multipart-etag", "checksums"];
+export const WRITE_CHECKS: readonly CheckName[] = ["read-write", "conditional-writes", "multipart-etag", "checksums", "listing-order"];
 
 /** One line of the report. */
 export interface Check {
@@ -213,15 +213,28 @@ export function withCleanup(c: Check, f: CleanupFacts): Check {
   return { ...c, detail: `${c.detail}; no probe object left${versions}`, data };
 }
 
-/** What the conditional-write probe found, per header. */
-export type ConditionalFacts = { readonly ifNoneMatch: boolean; readonly ifMatch: boolean } | { readonly failure: Failure };
+/**
+ * What the conditional-write probe found, per header; and whether `If-None-Match: *` is written on a
+ * key just deleted (a delete marker on a versioned bucket): undefined when not asked (the header is
+ * ignored anyway, or an older report).
+ */
+export type ConditionalFacts =
+  | { readonly ifNoneMatch: boolean; readonly ifMatch: boolean; readonly overDeleteMarker?: boolean | undefined }
+  | { readonly failure: Failure };
 
 /** Check 5: whether If-None-Match: * and If-Match are enforced on PUT. */
 export function conditionalCheck(f: ConditionalFacts): Check {
   if ("failure" in f) return failed("conditional-writes", { ...f.failure, message: `the conditional-write probe failed: ${f.failure.message}` });
-  const data = { ifNoneMatch: f.ifNoneMatch, ifMatch: f.ifMatch, honoured: f.ifNoneMatch && f.ifMatch };
+  const data = { ifNoneMatch: f.ifNoneMatch, ifMatch: f.ifMatch, honoured: f.ifNoneMatch && f.ifMatch, ifNoneMatchOverDeleteMarker: f.overDeleteMarker ?? null };
   const said = (refused: boolean) => (refused ? "refused (412)" : "overwrote the object");
   const found = `If-None-Match: * on an existing key ${said(f.ifNoneMatch)}; If-Match with a wrong ETag ${said(f.ifMatch)}`;
+  if (data.honoured && f.overDeleteMarker === false) {
+    // versitygw on a versioned bucket (issue 13); AWS writes the object there.
+    return check("conditional-writes", "WARN",
+      `honoured, except over a delete marker: ${found}; If-None-Match: * on a key whose current version is a delete marker refused (412), where AWS writes the object`,
+      "fansync releases its write lease by overwriting it, so pushes work here; a location whose head.json was deleted cannot be published again (its first head is written with If-None-Match: *): to start one over, delete head.json's old versions too, or use a new prefix",
+      { data });
+  }
   if (data.honoured) {
     return check("conditional-writes", "OK", `honoured: ${found}`, "fansync writes head.json conditionally: two uploaders can never interleave generations", { data });
   }
@@ -298,6 +311,44 @@ export function checksumCheck(f: ChecksumFacts): Check {
   return check("checksums", "OK", "the server stores x-amz-checksum-sha256 and returns it (matches the bytes)", CHECKSUM_ACTION, { data });
 }
 
+/** What listing the probe keys found: the keys written (in UTF-8 byte order) and what the pages gave. */
+export type ListingFacts =
+  | { readonly written: readonly string[]; readonly listed: readonly string[]; readonly pages: number; readonly pageSize: number }
+  | { readonly failure: Failure };
+
+// fansync itself lists only its own ASCII keys under .fansync/, and only in operator commands.
+const LISTING_SCOPE = "pullers and uploaders never list; status, log and rollback list only fansync's own ASCII keys under .fansync/";
+
+/**
+ * Check 9: ListObjectsV2, paged, over keys whose UTF-8 byte order differs from UTF-16 and locale
+ * order (NFC and NFD twins among them): S3 lists in byte order, and some servers do not (fauxqs
+ * sorts with localeCompare and then pages with dropped or repeated keys; shared/S3-SERVERS.md).
+ */
+export function listingCheck(f: ListingFacts): Check {
+  if ("failure" in f) {
+    return check("listing-order", "WARN", `a paged listing of keys with non-ASCII names failed: ${f.failure.message}`,
+      `${LISTING_SCOPE}; tools that sync by listing (aws s3 sync, rclone) may fail on such keys here`);
+  }
+  const written = new Set(f.written);
+  const seen = new Set<string>();
+  let repeated = 0;
+  for (const k of f.listed) {
+    if (seen.has(k)) repeated++;
+    seen.add(k);
+  }
+  const missing = f.written.filter((k) => !seen.has(k)).length;
+  const foreign = f.listed.filter((k) => !written.has(k)).length;
+  const ordered = f.listed.every((k, i) => i === 0 || Buffer.compare(Buffer.from(f.listed[i - 1] as string), Buffer.from(k)) < 0);
+  const data = { keys: f.written.length, listed: f.listed.length, pages: f.pages, byteOrder: ordered, missing, repeated };
+  const what = `${f.written.length} keys with non-ASCII names (NFC and NFD twins among them), listed ${f.pageSize} per page in ${f.pages} page(s)`;
+  if (ordered && missing === 0 && repeated === 0 && foreign === 0) {
+    return check("listing-order", "OK", `${what}: complete and in UTF-8 byte order, as S3 lists`, `${LISTING_SCOPE}; listings are reliable here either way`, { data });
+  }
+  const wrong = [...(ordered ? [] : ["out of UTF-8 byte order"]), ...(missing ? [`${missing} missing`] : []), ...(repeated ? [`${repeated} repeated`] : []), ...(foreign ? [`${foreign} not written`] : [])];
+  return check("listing-order", "WARN", `${what}: ${wrong.join(", ")}`,
+    `${LISTING_SCOPE}, so syncing is not affected; tools that sync by listing (aws s3 sync, rclone) would re-transfer or miss keys here`, { data });
+}
+
 /** What the location holds: nothing yet, a head (with the lease, if any), or an unreadable head. */
 export type DataFacts =
   | { readonly kind: "empty" }
@@ -317,7 +368,7 @@ export type DataFacts =
     }
   | { readonly kind: "failed"; readonly failure: Failure };
 
-/** Check 9: the location's head.json and write lease (reads only). */
+/** Check 10: the location's head.json and write lease (reads only). */
 export function dataCheck(f: DataFacts): Check {
   if (f.kind === "empty") {
     return check("fansync-data", "OK", "nothing published yet (no head.json)", "the first `fansync push <docroot> <location>` publishes generation 1; pullers wait until then",

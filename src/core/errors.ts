@@ -58,12 +58,26 @@ export class ConfigError extends FansyncError {
   }
 }
 
+/** One failed transfer; `retryable: false` when the server refused it (a 4xx a rerun meets again). */
+export interface FailedTransfer {
+  readonly path: string;
+  readonly error: string;
+  readonly retryable?: boolean;
+}
+
 /** Some transfers failed; nothing was deleted and the generation was not (fully) applied. */
 export class PartialFailureError extends FansyncError {
   override name = "PartialFailureError";
-  readonly failed: readonly { path: string; error: string }[];
-  constructor(message: string, failed: readonly { path: string; error: string }[], hint = "the next run retries the failed files") {
-    super(message, ExitCode.partial, { hint, retryable: true });
+  readonly failed: readonly FailedTransfer[];
+  constructor(message: string, failed: readonly FailedTransfer[], hint?: string) {
+    // Only a glitch (network, 5xx, throttling, a source that moved on) goes away by itself; a refusal
+    // must not be promised a retry that meets it again (issue 13: LocalStack's 400 on every run).
+    const refused = failed.filter((f) => f.retryable === false).length;
+    const auto = refused === 0
+      ? "the next run retries the failed files"
+      : `${refused} of the failures ${refused === 1 ? "is a refusal" : "are refusals"} by the server (HTTP 4xx), which a rerun meets again: fix ${refused === 1 ? "its" : "their"} cause first (see the error logged per file)${refused < failed.length ? "; the others are retried by the next run" : ""}`;
+    // Retryable when anything in it may go away by itself: a daemon backs off and tries again.
+    super(message, ExitCode.partial, { hint: refused === 0 && hint !== undefined ? hint : auto, retryable: refused < failed.length || failed.length === 0 });
     this.failed = failed;
   }
 }

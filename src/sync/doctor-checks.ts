@@ -6,14 +6,14 @@
 import { randomBytes, createHash } from "node:crypto";
 import {
   bucketCheck, type Check, type CheckName, CHECK_NAMES, checksumCheck, type CleanupFacts, clockCheck, conditionalCheck, credentialsCheck,
-  dataCheck, type Failure, multipartCheck, orderChecks, readWriteCheck, skippedCheck, versioningCheck, withCleanup, WRITE_CHECKS,
+  dataCheck, type Failure, listingCheck, multipartCheck, orderChecks, readWriteCheck, skippedCheck, versioningCheck, withCleanup, WRITE_CHECKS,
 } from "../core/doctor-report.ts";
-import { ExitCode, FansyncError, errorMessage } from "../core/errors.ts";
+import { ExitCode, FansyncError, RemoteError, errorMessage } from "../core/errors.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
-import { deleteAllVersions, getWithChecksum, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import { deleteAllVersions, getWithChecksum, listAllPaged, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
+import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
 import { probeConditionalSupport, readHead, readLease, readManifest } from "./head-store.ts";
 import { findMovedObjects } from "./transfer.ts";
 import type { JobDeps } from "./job-deps.ts";
@@ -77,6 +77,7 @@ export async function runDoctor(d: DoctorDeps, opts: DoctorOptions): Promise<Che
         set(await checkConditional(d, probes));
         set(await checkMultipart(d, probes));
         set(await checkChecksums(d, probes));
+        set(await checkListing(d, probes));
       }
     } finally {
       const cleanup = await removeProbes(d, probes, versioning.ok ? versioning.value : "unknown");
@@ -182,7 +183,30 @@ async function checkReadWrite(d: DoctorDeps, probes: ProbeKeys): Promise<{ check
 async function checkConditional(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {
   const key = probes.key("conditional");
   const r = await attempt(d, `conditional PUT s3://${d.store.bucket}/${key}`, () => probeConditionalSupport(d.store, key, d.signal));
-  return conditionalCheck(r.ok ? r.value : { failure: r.failure });
+  if (!r.ok) return conditionalCheck({ failure: r.failure });
+  if (!r.value.ifNoneMatch) return conditionalCheck(r.value);
+  const again = probes.key("conditional-deleted");
+  const dm = await attempt(d, `conditional PUT s3://${d.store.bucket}/${again} after a delete`, () => createsOverDeleted(d.store, again, d.signal));
+  return conditionalCheck(dm.ok ? { ...r.value, overDeleteMarker: dm.value } : { failure: dm.failure });
+}
+
+/**
+ * Write `key`, delete it, then write it with `If-None-Match: *`: true when that is accepted, as on
+ * AWS. On a versioned bucket the delete leaves a delete marker, over which versitygw refuses the
+ * write (412): a lease.json or head.json deleted there could never be created again (issue 13).
+ */
+async function createsOverDeleted(store: S3Store, key: string, signal: AbortSignal): Promise<boolean> {
+  const attrs = { contentType: "text/plain" };
+  await store.put(key, Buffer.from("probe"), attrs, {}, signal);
+  const failed = await store.deleteMany([key], signal);
+  if (failed.length > 0) throw new RemoteError(`the server refused to delete the probe ${key} (${failed[0]?.error})`);
+  try {
+    await store.put(key, Buffer.from("probe again"), attrs, { ifNoneMatch: "*" }, signal);
+    return true;
+  } catch (err) {
+    if (err instanceof ConditionFailed) return false;
+    throw err;
+  }
 }
 
 async function checkMultipart(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {
@@ -203,6 +227,24 @@ async function checkChecksums(d: DoctorDeps, probes: ProbeKeys): Promise<Check> 
   const got = await attempt(d, `GET s3://${d.store.bucket}/${key} with ChecksumMode`, () => getWithChecksum(d.store, key, d.signal));
   if (!got.ok) return checksumCheck({ failure: got.failure });
   return checksumCheck({ sent, putEcho: put.value.checksum, getEcho: got.value.checksum, bytesEqual: got.value.body.equals(body) });
+}
+
+// Names whose UTF-8 byte order differs from UTF-16 order (U+FF21 before U+1F600 in bytes, after it
+// in UTF-16) and from locale order ("B" before "a"); "café" as NFC and as NFD are twins.
+const LISTING_NAMES = ["B", "a", "caf\u00e9", "cafe\u0301", "\uff21", "\u{1F600}", "z\u00df", "zz"];
+const LISTING_PAGE = 3;
+
+async function checkListing(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {
+  const dir = `${probes.prefix}list/`;
+  const written = LISTING_NAMES.map((n) => dir + n).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  for (const key of written) {
+    probes.key(key.slice(probes.prefix.length));
+    const put = await attempt(d, `PUT s3://${d.store.bucket}/${key}`, () => d.store.put(key, Buffer.from("listing probe"), { contentType: "text/plain" }, {}, d.signal), (err) => probes.refused(key, err));
+    if (!put.ok) return listingCheck({ failure: put.failure });
+  }
+  const r = await attempt(d, `LIST s3://${d.store.bucket}/${dir}, ${LISTING_PAGE} keys a page`, () => listAllPaged(d.store, dir, LISTING_PAGE, d.signal));
+  if (!r.ok) return listingCheck({ failure: r.failure });
+  return listingCheck({ written, listed: r.value.keys, pages: r.value.pages, pageSize: LISTING_PAGE });
 }
 
 /**

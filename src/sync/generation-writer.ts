@@ -23,7 +23,7 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { errorMessage, PartialFailureError } from "../core/errors.ts";
+import { errorMessage, type FailedTransfer, PartialFailureError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
@@ -57,7 +57,7 @@ export interface CommitInput {
   /** Paths the next generation no longer names. */
   readonly deletes: readonly string[];
   /** Transfers that failed (after their retries). */
-  readonly failed: readonly { readonly path: string; readonly error: string }[];
+  readonly failed: readonly FailedTransfer[];
   /** All or nothing (see the module comment). */
   readonly exact: boolean;
   /** The generation number to publish; default base + 1 (a replica passes the primary's). */

@@ -309,12 +309,20 @@ export const LEASE_TTL_MS = 60_000;
 const LEASE_SETTLE_MS = 1000;
 const LEASE_FORMAT = "fansync-lease/1";
 
-/** `lease.json`: who may publish to a location on a server without conditional writes, and until when. */
+/**
+ * `lease.json`: who may publish to a location, and until when. It is never deleted: a writer that
+ * is done overwrites it as `released` (expired at that moment, for readers that predate the field),
+ * so the next writer takes it with If-Match. Deleting it left a delete marker on a versioned bucket,
+ * and versitygw refuses `If-None-Match: *` over a delete marker (issue 13): every push after the
+ * first failed there.
+ */
 export interface LeaseDoc {
   readonly format: typeof LEASE_FORMAT;
   readonly writer: string;
   readonly expires: string;
   readonly time: string;
+  /** Given up by `writer`: free for anyone, whatever the clocks say. */
+  readonly released?: boolean;
 }
 
 function parseLease(body: Uint8Array): LeaseDoc | undefined {
@@ -327,9 +335,10 @@ function parseLease(body: Uint8Array): LeaseDoc | undefined {
   }
 }
 
-/** Read the write lease of a location; undefined when there is none (or it is damaged). */
+/** Read the write lease of a location; undefined when there is none, it is damaged or it was released. */
 export async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
-  return (await readLeaseState(store, loc))?.doc;
+  const doc = (await readLeaseState(store, loc))?.doc;
+  return doc?.released ? undefined : doc;
 }
 
 async function readLeaseState(store: S3Store, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
@@ -337,50 +346,81 @@ async function readLeaseState(store: S3Store, loc: Location): Promise<{ doc: Lea
   return res.status === "ok" ? { doc: parseLease(res.body), etag: res.etag } : undefined;
 }
 
-function leaseRace(loc: Location, l: LeaseDoc, why: string): RaceError {
-  return new RaceError(`${why}: uploader ${l.writer} holds the write lease of s3://${loc.bucket}/${loc.prefix} until ${l.expires} (this server has no conditional writes, so one uploader at a time holds the lease)`);
+function leaseRace(loc: Location, l: LeaseDoc, why: string, conditional: boolean): RaceError {
+  const how = conditional ? "" : " (this server has no conditional writes, so one uploader at a time holds the lease)";
+  return new RaceError(`${why}: uploader ${l.writer} holds the write lease of s3://${loc.bucket}/${loc.prefix} until ${l.expires}${how}`);
 }
 
 /**
  * Take or renew the single-writer lease. A live lease of another writer refuses with
  * {@link RaceError}; so does a lease we held and lost. Where the server enforces conditions the
- * lease is written with If-None-Match / If-Match, so two writers cannot both take it; elsewhere a
- * fresh lease is read back after a pause, so two writers starting together cannot both go on.
+ * lease is written with If-Match on the one there (If-None-Match: * only for a location's very
+ * first lease), so two writers cannot both take it; elsewhere a fresh lease is read back after a
+ * pause, so two writers starting together cannot both go on.
  */
 export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean): Promise<void> {
   const st = await readLeaseState(store, loc);
-  const cur = st?.doc;
+  const cur = st?.doc?.released ? undefined : st?.doc;
   if (cur && cur.writer !== writer && (held || Date.parse(cur.expires) > now().getTime())) {
-    throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here");
+    throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here", conditional);
   }
   const t = now();
   const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: new Date(t.getTime() + LEASE_TTL_MS).toISOString(), time: t.toISOString() };
-  const cond = !conditional ? {} : st ? { ifMatch: st.etag } : { ifNoneMatch: "*" };
+  const key = metaKeys.lease(metaPrefix(loc));
+  const attrs = { contentType: "application/json", cacheControl: "no-store" };
+  let settle = !conditional;
   try {
-    await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" }, cond);
+    await store.put(key, Buffer.from(JSON.stringify(doc)), attrs, !conditional ? {} : st ? { ifMatch: st.etag } : { ifNoneMatch: "*" });
   } catch (err) {
     if (!(err instanceof ConditionFailed)) throw err;
     // Ours anyway when the answer to our own write was lost and the SDK's retry hit the condition.
-    const back = await readLease(store, loc);
-    if (back?.writer === writer) return;
-    throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");
+    const back = await readLeaseState(store, loc);
+    if (back?.doc?.writer === writer && !back.doc.released) return;
+    if (back) {
+      const other = back.doc && !back.doc.released ? back.doc : undefined;
+      if (other) throw leaseRace(loc, other, "another uploader took the write lease at the same moment", conditional);
+      throw new RaceError(`another uploader took and released the write lease of s3://${loc.bucket}/${loc.prefix} while this one was taking it`, { hint: "run again; if it keeps happening, another uploader writes to this location: run a single uploader per prefix" });
+    }
+    // Refused although there is no lease at all: the key's current version is a delete marker (a
+    // lease.json deleted by an older fansync, or by hand) and the server refuses If-None-Match: *
+    // over it (versitygw does; AWS does not). Write it unconditionally and settle as on a server
+    // without conditional writes: of two writers doing this, exactly one reads its own id back.
+    // From then on lease.json exists, and is taken with If-Match.
+    await store.put(key, Buffer.from(JSON.stringify(doc)), attrs);
+    settle = true;
   }
-  if (conditional || (held && cur?.writer === writer)) return;
+  if (!settle || (held && cur?.writer === writer)) return;
   await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
   const back = await readLease(store, loc);
-  if (back?.writer !== writer) throw leaseRace(loc, back ?? doc, "another uploader took the write lease at the same moment");
+  if (back?.writer !== writer) {
+    if (back) throw leaseRace(loc, back, "another uploader took the write lease at the same moment", conditional);
+    throw new RaceError(`the write lease of s3://${loc.bucket}/${loc.prefix} was written but is not there when read back (lease.json ${(await readLeaseState(store, loc)) ? "was released" : "is gone"})`, { hint: "another uploader may be starting at the same moment: run again; run a single uploader per prefix" });
+  }
 }
 
 /** Before a head is written: the lease must still name us (whoever took it over publishes instead). */
 export async function checkLease(store: S3Store, loc: Location, writer: string): Promise<void> {
   const cur = await readLease(store, loc);
   if (cur?.writer !== writer) {
-    throw cur ? leaseRace(loc, cur, "lost the write lease before publishing") : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix} before publishing (lease.json is gone)`);
+    throw cur
+      ? leaseRace(loc, cur, "lost the write lease before publishing", true)
+      : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix} before publishing (lease.json is gone or was released)`);
   }
 }
 
-/** Give the lease up (end of a push, watch stopping); only ours is removed. */
-export async function releaseLease(store: S3Store, loc: Location, writer: string): Promise<void> {
-  const cur = await readLease(store, loc);
-  if (cur?.writer === writer) await store.deleteMany([metaKeys.lease(metaPrefix(loc))]);
+/**
+ * Give the lease up (end of a push, watch stopping): overwrite ours as released, with If-Match, so
+ * a writer that took it over in the meantime keeps it. Never a delete (see {@link LeaseDoc}).
+ */
+export async function releaseLease(store: S3Store, loc: Location, writer: string, now: () => Date = () => new Date()): Promise<void> {
+  const st = await readLeaseState(store, loc);
+  if (!st?.doc || st.doc.writer !== writer || st.doc.released) return;
+  const t = now().toISOString();
+  const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: t, time: t, released: true };
+  try {
+    await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" }, { ifMatch: st.etag });
+  } catch (err) {
+    if (!(err instanceof ConditionFailed)) throw err;
+    // Someone else holds it now: nothing of ours to give up.
+  }
 }

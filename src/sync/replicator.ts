@@ -8,12 +8,13 @@
  */
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/content-type.ts";
-import { ConditionFailed, errorMessage, FansyncError, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, FansyncError, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, Journal } from "../core/manifest.ts";
 import { planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
 import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
@@ -357,10 +358,10 @@ export class Replicator {
    * a failed copy but a reason to start the round again: it is thrown once everything settled, so
    * no copy of this round is still running when the next starts.
    */
-  private async copyObjects(r: Region, plan: ReplicatePlan): Promise<{ puts: Entry[]; failed: { path: string; error: string }[] }> {
+  private async copyObjects(r: Region, plan: ReplicatePlan): Promise<{ puts: Entry[]; failed: FailedTransfer[] }> {
     const limit = pLimit(this.o.concurrency);
     const puts: Entry[] = [];
-    const failed: { path: string; error: string }[] = [];
+    const failed: FailedTransfer[] = [];
     let moved: ObjectMoved | undefined;
     const landed = new Map<string, Entry>();
     const one = (e: Entry, fn: () => Promise<PutResult>) =>
@@ -373,7 +374,7 @@ export class Replicator {
           landed.set(e.path, entry);
         } catch (err) {
           if (err instanceof ObjectMoved) moved ??= err;
-          else failed.push({ path: e.path, error: errorMessage(err) });
+          else failed.push({ path: e.path, error: errorMessage(err), retryable: isRetryable(err) });
         }
       });
     await Promise.all([

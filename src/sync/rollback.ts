@@ -9,7 +9,7 @@ import path from "node:path";
 import pMap from "p-map";
 import type { WriterTuning } from "../core/config.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { errorMessage, FileChanging, RaceError, UsageError } from "../core/errors.ts";
+import { errorMessage, type FailedTransfer, FileChanging, RaceError, UsageError } from "../core/errors.ts";
 import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -18,6 +18,7 @@ import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { type HeadState, readHead, readManifest } from "./head-store.ts";
@@ -141,14 +142,14 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     await writer.prepare([...newPaths, ...plan.deletes]);
 
     const puts: Entry[] = [];
-    const failed: { path: string; error: string }[] = [];
+    const failed: FailedTransfer[] = [];
     const attempt = async (e: Entry, op: string, from: Record<string, unknown>, fn: () => Promise<PutResult>): Promise<void> => {
       try {
         const r = await withRetry(fn, { signal });
         puts.push({ path: e.path, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, sha256: e.sha256, etag: r.etag, versionId: r.versionId });
         log.info({ op, path: e.path, ...from, bytes: e.size }, "restored");
       } catch (err) {
-        failed.push({ path: e.path, error: errorMessage(err) });
+        failed.push({ path: e.path, error: errorMessage(err), retryable: isRetryable(err) });
         log.error({ op, path: e.path, err }, "restore failed");
       }
     };

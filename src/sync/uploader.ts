@@ -7,7 +7,7 @@ import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { ConditionFailed, errorMessage, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
@@ -17,6 +17,7 @@ import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/pl
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
@@ -202,7 +203,7 @@ export class Uploader {
   private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
     const puts: Entry[] = [];
-    const failed: { path: string; error: string }[] = [];
+    const failed: FailedTransfer[] = [];
     const deferred: string[] = [];
     const vanished: string[] = [];
     await this.writer.hold();
@@ -226,7 +227,7 @@ export class Uploader {
       } catch (err) {
         if (err instanceof FileChanging) deferred.push(p);
         else {
-          failed.push({ path: p, error: errorMessage(err) });
+          failed.push({ path: p, error: errorMessage(err), retryable: isRetryable(err) });
           ev?.failed?.({ role: "push", errorClass: (err as Error).name ?? "Error" });
           log.error({ path: p, err }, "upload failed");
         }

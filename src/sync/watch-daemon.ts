@@ -6,7 +6,7 @@
  */
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, GuardError, RaceError } from "../core/errors.ts";
+import { errorMessage, GuardError, PartialFailureError, RaceError } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { Drain } from "./drain.ts";
@@ -135,7 +135,8 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
         log.error({ err: { message: err.message }, hint: err.hint }, "batch refused by the delete guard; waiting for the docroot to change");
         return;
       }
-      if (isRetryable(err)) {
+      // A partly failed batch is tried again later whatever failed (a refusal may be fixed meanwhile).
+      if (err instanceof PartialFailureError || isRetryable(err)) {
         backoff = Math.min(MAX_BACKOFF_MS, Math.max(1000, backoff * 2));
         log.warn({ err: { message: errorMessage(err) }, retryInMs: backoff }, "batch failed; retrying");
         if (doFull) full = true;

@@ -16,6 +16,7 @@ import type { Ctx } from "./ctx.ts";
 import { type Fault, startProxy } from "./proxy.ts";
 import { getBytes, listKeys } from "./s3.ts";
 import { snapshot } from "./tree.ts";
+import { serverLabel } from "./s3-server.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -69,7 +70,7 @@ export function useFigures(file: string): Figures {
     },
   };
   after(() => {
-    const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+    const server = serverLabel();
     const { faults, killPoints, hostile, filesVerified, bytesLost } = f;
     const line = JSON.stringify({ file, server, seed: SEED, faults, killPoints, hostile, filesVerified, bytesLost });
     const out = process.env.FANSYNC_FIGURES ?? path.join(os.tmpdir(), `fansync-figures-${process.ppid}.ndjson`);

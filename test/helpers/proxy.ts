@@ -38,8 +38,8 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-/** Start a proxy forwarding to `target` (http://127.0.0.1:port). */
-export async function startProxy(target: string): Promise<Proxy> {
+/** Start a proxy forwarding to `target` (http://127.0.0.1:port), on `opts.port` (default: a free one). */
+export async function startProxy(target: string, opts: { port?: number } = {}): Promise<Proxy> {
   const t = new URL(target);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const sockets = new Set<import("node:net").Socket>();
@@ -157,7 +157,10 @@ export async function startProxy(target: string): Promise<Proxy> {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, "127.0.0.1", () => resolve());
+  });
   (proxy as { url: string }).url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   return proxy;
 }

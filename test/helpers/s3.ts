@@ -41,3 +41,14 @@ export async function readManifestDoc(client: S3Client, bucket: string, prefix: 
   const lines = gunzipSync(await getBytes(client, bucket, head.manifestKey as string)).toString("utf8").split("\n").filter(Boolean);
   return { header: JSON.parse(lines[0] as string) as Record<string, unknown>, entries: lines.slice(1).map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
+
+/**
+ * Compare a Content-Type by media type, as servers differ in parameters (some add `;charset=utf-8`,
+ * some drop the one sent); a charset, where there is one, must still be UTF-8.
+ */
+export function assertMediaType(contentType: string | undefined, want: string, what = "Content-Type"): void {
+  const [type, ...params] = (contentType ?? "").split(";").map((p) => p.trim().toLowerCase());
+  if (type !== want) throw new Error(`${what}: media type ${JSON.stringify(type)}, expected ${JSON.stringify(want)} (Content-Type ${JSON.stringify(contentType)})`);
+  const charset = params.find((p) => p.startsWith("charset="));
+  if (charset !== undefined && charset.replace(/"/g, "") !== "charset=utf-8") throw new Error(`${what}: ${charset}, expected UTF-8 (Content-Type ${JSON.stringify(contentType)})`);
+}

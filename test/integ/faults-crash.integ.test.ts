@@ -15,10 +15,11 @@ import {
   checkBucketEqualsTree, checkDocrootEqualsTree, checkHeadComplete, count, Generations, proxiedSite, rng, sampleDocroot, SEED, sleep, useFigures,
 } from "../helpers/faults.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-crash");
-const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const server = serverLabel();
 
 async function setup(tag: string) {
   const site = await proxiedSite(ctx, tag);

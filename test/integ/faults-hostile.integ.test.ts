@@ -17,10 +17,11 @@ import { checkDocrootEqualsTree, checkHeadComplete, rng, SEED, sleep, useFigures
 import { startProxy } from "../helpers/proxy.ts";
 import { getBytes, putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-hostile");
-const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const server = serverLabel();
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 const pad = (g: number) => String(g).padStart(12, "0");
 

@@ -14,10 +14,11 @@ import {
 } from "../helpers/faults.ts";
 import type { Fault } from "../helpers/proxy.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-network");
-const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const server = serverLabel();
 
 async function setup(tag: string) {
   const site = await proxiedSite(ctx, tag);

@@ -13,10 +13,11 @@ import { checkBucketEqualsTree, checkHeadComplete, count, readGeneration, rng, S
 import { startProxy } from "../helpers/proxy.ts";
 import { getBytes } from "../helpers/s3.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-race");
-const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const server = serverLabel();
 
 /** Walk journals 1..N: each exists and says its generation, and applying them gives the head's manifest. */
 async function checkChain(bucket: string, prefix: string): Promise<number> {

@@ -10,10 +10,11 @@ import { expectCode, useServer } from "../helpers/ctx.ts";
 import { checkBucketEqualsTree, checkHeadComplete, count, randomFaults, rng, SEED, sleep, useFigures } from "../helpers/faults.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-replicate");
-const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const server = serverLabel();
 
 async function setup(tag: string) {
   const [primary, ra, rb] = await Promise.all([

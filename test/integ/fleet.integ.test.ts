@@ -10,9 +10,10 @@ import { type CliResult, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { listKeys, putBytes } from "../helpers/s3.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
-const kind = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const kind = serverLabel();
 
 async function site(tag: string) {
   const bucket = await ctx.server.bucket(tag);

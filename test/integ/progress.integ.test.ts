@@ -9,6 +9,7 @@ import { describe, test } from "node:test";
 import { FANSYNC_BIN, parseLogs, runCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const haveScript = spawnSync("script", ["--version"]).status === 0;
@@ -98,7 +99,7 @@ function assertJsonOnly(out: string, what: string): void {
   for (const l of lines) assert.doesNotThrow(() => JSON.parse(l), `${what}: not a JSON line: ${l}`);
 }
 
-describe(`progress bar (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, { skip }, () => {
+describe(`progress bar (${serverLabel()})`, { skip }, () => {
   test("on a terminal: push and pull draw a bar, clear it before the summary, and land the exact tree", async () => {
     const bucket = await ctx.server.bucket("progress-tty");
     const src = ctx.tmp("src");

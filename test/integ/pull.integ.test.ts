@@ -11,6 +11,7 @@ import { startProxy } from "../helpers/proxy.ts";
 import { putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
@@ -31,7 +32,7 @@ async function setup(tag: string, files: Record<string, string | Buffer>) {
   return { bucket, master, node, nstate, url, push, pull };
 }
 
-describe(`pull (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`pull (${serverLabel()})`, () => {
   test("first pull reproduces the pushed tree byte for byte, with mtimes and modes; edits converge", async () => {
     const s = await setup("pull-first", {
       "index.html": "<h1>home</h1>",
@@ -181,6 +182,38 @@ describe(`pull (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
     const st = JSON.parse(await readFile(path.join(s.node, "status.json"), "utf8")) as Record<string, unknown>;
     assert.equal(st.generation, 1);
     assert.ok(typeof st.lastSuccess === "string");
+  });
+
+  test("a 404 that is not 'no such key' is a credentials or configuration error (exit 7), never 'nothing published' (exit 8)", async (t) => {
+    const s = await setup("pull-404", { "a.html": "a" });
+    expectCode(await s.pull(), 0);
+    const status = path.join(s.node, "status.json");
+    // Injected: the head's GET answered 404 with another code than NoSuchKey (versitygw's answer to
+    // an unknown access key, and one no server is known to send).
+    const proxy = await startProxy(ctx.server.endpoint);
+    try {
+      for (const [code, said] of [["XAdminUserNotFound", /: the credentials were rejected \(XAdminUserNotFound\)$/m], ["UnexpectedNotFound", /: the server answered 404 UnexpectedNotFound, which is not "no such key"/]] as const) {
+        proxy.fault = (q) => (q.method === "GET" && q.url.includes("head.json") ? { kind: "status", status: 404, code } : { kind: "none" });
+        const r = await ctx.cli(["pull", s.url, s.node, "--endpoint-url", proxy.url, "--state-dir", s.nstate, "--status-file", status, "--log-format", "json"]);
+        expectCode(r, 7);
+        assert.match(r.stderr, said);
+        assert.doesNotMatch(r.stderr, /no fansync head|fansync push/);
+        assert.match(r.stderr, /what to do: check AWS_ACCESS_KEY_ID/);
+      }
+    } finally {
+      await proxy.close();
+    }
+    assert.deepEqual(await snapshot(s.node, notStatus), await snapshot(s.master), "the docroot was left alone");
+    // The server itself, with an access key it does not know (where it checks keys at all).
+    const unknown = { AWS_ACCESS_KEY_ID: "FANSYNCUNKNOWNKEY0001", AWS_SECRET_ACCESS_KEY: "not-the-secret" };
+    const r = await ctx.cli(["pull", s.url, s.node, ...ctx.flags(s.nstate), "--status-file", status], unknown);
+    if (r.code === 0) {
+      t.diagnostic(`${ctx.server.label} accepts an unknown access key: only the injected answers were checked`);
+      return;
+    }
+    expectCode(r, 7);
+    assert.match(r.stderr, /: the credentials were rejected \((InvalidAccessKeyId|SignatureDoesNotMatch|XAdminUserNotFound)\)$/m);
+    assert.doesNotMatch(r.stderr, /no fansync head|fansync push/);
   });
 
   test("--verify repairs a hand edit and a deleted file; --dry-run only reports", async () => {

@@ -4,8 +4,10 @@ import { chmod, rename, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { expectCode, useServer } from "../helpers/ctx.ts";
-import { getBytes, headObject, listKeys, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
+import { DeleteObjectCommand, ListObjectVersionsCommand } from "@aws-sdk/client-s3";
+import { assertMediaType, getBytes, headObject, listKeys, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel, versioningSupport } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -24,7 +26,7 @@ async function site(root: string): Promise<void> {
   await chmod(path.join(root, "a/b/c/deep.txt"), 0o600);
 }
 
-describe(`push (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`push (${serverLabel()})`, () => {
   test("a generated tree lands byte-identical with a correct manifest; a second push is a no-op", async () => {
     const bucket = await ctx.server.bucket("push-tree");
     const root = ctx.tmp("master");
@@ -45,7 +47,7 @@ describe(`push (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
       assert.equal(sha(body), s.sha256, `object bytes of ${String(e.path)}`);
     }
     const html = await headObject(ctx.server.client, bucket, "www/index.html");
-    assert.equal(html.ContentType, "text/html; charset=utf-8");
+    assertMediaType(html.ContentType, "text/html");
     assert.equal(html.Metadata?.sha256, snap.get("index.html")?.sha256);
     const big = await headObject(ctx.server.client, bucket, "www/big/video.bin");
     assert.match(big.ETag ?? "", /-\d+"$/, "30 MB file went multipart");
@@ -131,6 +133,44 @@ describe(`push (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
     const inside = await ctx.cli(["push", root, `s3://${bucket}/`, ...ctx.flags(path.join(root, "state"))]);
     expectCode(inside, 2);
     assert.match(inside.stderr, /inside the docroot/);
+  });
+
+  test("the write lease is released by overwriting it, never deleted: no delete marker, and push after push works on a versioned bucket", async (t) => {
+    const bucket = await ctx.server.bucket("push-lease", { versioning: true });
+    const versioned = await versioningSupport(ctx.server.client, bucket);
+    if (versioned !== undefined) t.diagnostic(`${ctx.server.label}: ${versioned}; the lease is checked on an unversioned bucket`);
+    const root = ctx.tmp("master");
+    const state = ctx.tmp("state");
+    const lease = "l/.fansync/lease.json";
+    for (let i = 1; i <= 3; i++) {
+      await writeTree(root, { "index.html": `<h1>${i}</h1>` });
+      expectCode(await ctx.cli(["push", root, `s3://${bucket}/l`, ...ctx.flags(state)]), 0);
+      assert.equal((await readHeadDoc(ctx.server.client, bucket, "l/")).generation, i);
+      const doc = JSON.parse((await getBytes(ctx.server.client, bucket, lease)).toString()) as { writer: string; released?: boolean; expires: string };
+      assert.equal(doc.released, true, `after push ${i} lease.json is there and says released`);
+      assert.ok(Date.parse(doc.expires) <= Date.now(), "a released lease has expired for readers that predate `released`");
+    }
+    if (versioned === undefined) {
+      const v = await ctx.server.client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: lease }));
+      assert.deepEqual(v.DeleteMarkers ?? [], [], "no delete marker on lease.json");
+    }
+  });
+
+  test("a lease.json an older fansync deleted (a delete marker on a versioned bucket) does not stop the next push", async (t) => {
+    const bucket = await ctx.server.bucket("push-oldlease", { versioning: true });
+    const versioned = await versioningSupport(ctx.server.client, bucket);
+    if (versioned !== undefined) return t.skip(`${ctx.server.label}: ${versioned}`);
+    const root = ctx.tmp("master");
+    const state = ctx.tmp("state");
+    await writeTree(root, { "index.html": "<h1>one</h1>" });
+    expectCode(await ctx.cli(["push", root, `s3://${bucket}/o`, ...ctx.flags(state)]), 0);
+    // What fansync up to this change did at the end of each push: delete lease.json.
+    await ctx.server.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: "o/.fansync/lease.json" }));
+    await writeTree(root, { "index.html": "<h1>two</h1>" });
+    const r = await ctx.cli(["push", root, `s3://${bucket}/o`, ...ctx.flags(state)]);
+    expectCode(r, 0);
+    assert.equal((await readHeadDoc(ctx.server.client, bucket, "o/")).generation, 2);
+    assert.equal((await getBytes(ctx.server.client, bucket, "o/index.html")).toString(), "<h1>two</h1>");
   });
 
   test("usage and remote errors: malformed URL, unreachable endpoint, missing bucket", async () => {

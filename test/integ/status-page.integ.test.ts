@@ -14,9 +14,10 @@ import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { putBytes } from "../helpers/s3.ts";
 import { writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
-const kind = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const kind = serverLabel();
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 describe(`status page in chromium (${kind})`, () => {

@@ -6,6 +6,7 @@ import { startCli, waitCli } from "../helpers/cli.ts";
 import { useServer } from "../helpers/ctx.ts";
 import { readManifestDoc } from "../helpers/s3.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
 
@@ -28,7 +29,7 @@ async function converged(bucket: string, root: string, timeoutMs = 20_000): Prom
   }
 }
 
-describe(`watch (${process.env.FANSYNC_TEST_SERVER ?? "moto"})`, () => {
+describe(`watch (${serverLabel()})`, () => {
   test("picks up create, modify, delete and rename; an event storm becomes a few generations; SIGTERM exits 0", async () => {
     const bucket = await ctx.server.bucket("watch");
     const root = ctx.tmp("master");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   bucketCheck, type Check, CHECK_NAMES, type CheckName, checksumCheck, clockCheck, conditionalCheck, credentialsCheck, dataCheck, exitCodeOf,
-  type Failure, multipartCheck, orderChecks, readWriteCheck, renderFailures, renderJson, renderText, skippedCheck, versioningCheck, withCleanup,
+  type Failure, listingCheck, multipartCheck, orderChecks, readWriteCheck, renderFailures, renderJson, renderText, skippedCheck, versioningCheck, withCleanup,
 } from "../../src/core/doctor-report.ts";
 import { ExitCode } from "../../src/core/errors.ts";
 
@@ -88,10 +88,21 @@ test("conditional writes: honoured only when both headers are refused; else the 
     assert.equal(c.status, "WARN");
     assert.match(c.detail, /^ignored/);
     assert.equal(c.action, "fansync falls back to a read-back check after writing head.json; run a single uploader per location");
-    assert.deepEqual(c.data, { ...f, honoured: false });
+    assert.deepEqual(c.data, { ...f, honoured: false, ifNoneMatchOverDeleteMarker: null });
   }
   assert.match(conditionalCheck({ ifNoneMatch: true, ifMatch: false }).detail, /If-None-Match: \* on an existing key refused \(412\); If-Match with a wrong ETag overwrote the object/);
   assert.equal(conditionalCheck({ failure: unreachable }).status, "FAIL");
+});
+
+test("conditional writes: If-None-Match refused over a delete marker (versitygw, versioned) is a WARN that says what still works", () => {
+  const ok = conditionalCheck({ ifNoneMatch: true, ifMatch: true, overDeleteMarker: true });
+  assert.equal(ok.status, "OK");
+  assert.equal(ok.data?.ifNoneMatchOverDeleteMarker, true);
+  const dm = conditionalCheck({ ifNoneMatch: true, ifMatch: true, overDeleteMarker: false });
+  assert.equal(dm.status, "WARN");
+  assert.match(dm.detail, /^honoured, except over a delete marker: .*a delete marker refused \(412\), where AWS writes the object$/);
+  assert.match(dm.action, /^fansync releases its write lease by overwriting it, so pushes work here; a location whose head\.json was deleted cannot be published again/);
+  assert.deepEqual(dm.data, { ifNoneMatch: true, ifMatch: true, honoured: true, ifNoneMatchOverDeleteMarker: false });
 });
 
 test("versioning: Enabled OK; off/Suspended WARN with the rollback advice; Enabled without VersionIds is caught", () => {
@@ -153,6 +164,23 @@ test("fansync data: nothing yet, a head with a live/expired/no lease, a damaged 
   assert.match(bad.action, /exit 8/);
 });
 
+test("listing order: complete and in UTF-8 byte order is OK; out of order, dropped or repeated keys a WARN (fauxqs); a failed listing a WARN", () => {
+  const bytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const written = ["B", "a", "caf\u00e9", "cafe\u0301", "\uff21", "\u{1F600}"].map((k) => `p/${k}`).sort(bytes);
+  const ok = listingCheck({ written, listed: written, pages: 2, pageSize: 3 });
+  assert.equal(ok.status, "OK");
+  assert.equal(ok.detail, "6 keys with non-ASCII names (NFC and NFD twins among them), listed 3 per page in 2 page(s): complete and in UTF-8 byte order, as S3 lists");
+  assert.deepEqual(ok.data, { keys: 6, listed: 6, pages: 2, byteOrder: true, missing: 0, repeated: 0 });
+  // What fauxqs does: localeCompare order, and paging that drops one key and repeats another.
+  const locale = [...written].sort((a, b) => a.localeCompare(b));
+  const bad = listingCheck({ written, listed: [...locale.slice(0, 4), locale[3] as string, locale[5] as string], pages: 2, pageSize: 3 });
+  assert.equal(bad.status, "WARN");
+  assert.match(bad.detail, /: out of UTF-8 byte order, 1 missing, 1 repeated$/);
+  assert.match(bad.action, /^pullers and uploaders never list; .*, so syncing is not affected; tools that sync by listing/);
+  const failedList = listingCheck({ failure: { message: "LIST s3://b/p/: InternalError (HTTP 500)", hint: undefined, exitCode: ExitCode.remote, denied: false } });
+  assert.deepEqual([failedList.status, failedList.detail], ["WARN", "a paged listing of keys with non-ASCII names failed: LIST s3://b/p/: InternalError (HTTP 500)"]);
+});
+
 const all = (status: Check["status"]): Map<CheckName, Check> => new Map(CHECK_NAMES.map((n) => [n, { name: n, status, detail: `${n} found`, action: `${n} action` }]));
 
 test("rendering: one text line per check in order, one JSON document, FAIL lines for stderr", () => {
@@ -165,7 +193,7 @@ test("rendering: one text line per check in order, one JSON document, FAIL lines
   const text = renderText(checks, where).split("\n");
   assert.equal(text[0], "fansync doctor: s3://site/www/ at http://127.0.0.1:9000");
   assert.equal(text[6], "versioning         WARN  off -> enable it");
-  assert.equal(text[10], "7 OK, 1 WARN, 0 FAIL, 1 skipped: fansync can run here; read the WARN lines");
+  assert.equal(text[11], "8 OK, 1 WARN, 0 FAIL, 1 skipped: fansync can run here; read the WARN lines");
   const json = JSON.parse(renderJson(checks)) as { name: string; status: string; data?: unknown }[];
   assert.deepEqual(json.map((c) => c.name), [...CHECK_NAMES]);
   assert.deepEqual(json[5], { name: "versioning", status: "WARN", detail: "off", action: "enable it", data: { status: "off" } });
