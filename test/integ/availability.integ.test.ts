@@ -26,7 +26,7 @@ const NO_DAC = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_overr
 describe(`availability (${server})`, () => {
   for (const fresh of [false, true]) {
     test(`a push killed after its objects, then a revert: the next push ${fresh ? "from a fresh state dir " : ""}repairs what the head names; a new node converges`, async () => {
-      const bucket = await ctx.server.bucket(`av-revert${fresh ? "-fresh" : ""}`);
+      const bucket = await ctx.server.bucket(`av-revert${fresh ? "-fresh" : ""}`, { versioning: false });
       const proxy = await startProxy(ctx.server.endpoint);
       const master = ctx.tmp("master");
       const [state, state2, node, nstate] = [ctx.tmp("state"), ctx.tmp("state2"), ctx.tmp("node"), ctx.tmp("nstate")];
@@ -75,8 +75,8 @@ describe(`availability (${server})`, () => {
   }
 
   test("a replicate round killed after its copies, then a revert on the master: the next round repairs the region; a regional node converges", async () => {
-    const bucket = await ctx.server.bucket("av-rep-p");
-    const region = await ctx.server.bucket("av-rep-r");
+    const bucket = await ctx.server.bucket("av-rep-p", { versioning: false });
+    const region = await ctx.server.bucket("av-rep-r", { versioning: false });
     const proxy = await startProxy(ctx.server.endpoint);
     const master = ctx.tmp("master");
     const [mstate, rstate, node, nstate] = [ctx.tmp("ms"), ctx.tmp("rs"), ctx.tmp("node"), ctx.tmp("ns")];
@@ -112,7 +112,7 @@ describe(`availability (${server})`, () => {
   });
 
   test("multipart uploads on an unversioned bucket record no version id; a node reads them by ETag", async () => {
-    const bucket = await ctx.server.bucket("av-mpu");
+    const bucket = await ctx.server.bucket("av-mpu", { versioning: false });
     const master = ctx.tmp("master");
     const node = ctx.tmp("node");
     const url = `s3://${bucket}/site/`;
