@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { IntegrityError } from "./errors.ts";
 import { checkPathSet, compareUtf8, showPath } from "./paths.ts";
+import { type HeadSignature, parseHeadSignature } from "./signing.ts";
 
 /** Format tags written into every control object. */
 export const HEAD_FORMAT = "fansync-head/1";
@@ -52,6 +53,10 @@ export interface Head {
    * goes for the whole fleet. Absent: none approved.
    */
   readonly approvedDeletes?: number;
+  /** The writer's ed25519 signature (core/signing.ts); absent in an unsigned head. */
+  readonly signature?: HeadSignature | undefined;
+  /** Set when read: why the head's `signature` member is malformed (then `signature` is undefined). Never written. */
+  readonly signatureProblem?: string | undefined;
 }
 
 /** More dirty paths than this are recorded as `["*"]`. */
@@ -172,7 +177,8 @@ export function applyJournal(files: FileMap, j: Journal): FileMap {
 
 /** Serialise a head document. */
 export function serializeHead(h: Head): Buffer {
-  return Buffer.from(JSON.stringify(h, null, 1));
+  const { signatureProblem: _p, signature, ...rest } = h;
+  return Buffer.from(JSON.stringify(signature ? { ...rest, signature } : rest, null, 1));
 }
 
 /** Parse and validate `head.json`; `meta` is the meta prefix its keys must live under. */
@@ -189,6 +195,9 @@ export function parseHead(data: Uint8Array, meta: string): Head {
   if (typeof o.manifestSha256 !== "string" || !/^[0-9a-f]{64}$/.test(o.manifestSha256)) bad("manifestSha256 is not a sha256");
   const oldest = o.oldestJournal;
   if (!Number.isSafeInteger(oldest) || (oldest as number) < 0 || (oldest as number) > gen) bad("oldestJournal is out of range");
+  // A malformed signature does not make the head unreadable (a node without trusted keys ignores
+  // it); a node that checks signatures refuses it, saying why.
+  const sig = o.signature === undefined ? undefined : parseHeadSignature(o.signature);
   return {
     format: HEAD_FORMAT,
     generation: gen,
@@ -201,6 +210,7 @@ export function parseHead(data: Uint8Array, meta: string): Head {
     time: typeof o.time === "string" ? o.time : "",
     ...parseDirty(o.dirty, bad),
     ...approval(o.approvedDeletes, Number.MAX_SAFE_INTEGER),
+    ...(typeof sig === "object" ? { signature: sig } : typeof sig === "string" ? { signatureProblem: sig } : {}),
   };
 }
 
