@@ -26,6 +26,7 @@ import os from "node:os";
 import { errorMessage, PartialFailureError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
+import type { GenerationSigning, HeadSignature, SigningKey } from "../core/signing.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -45,6 +46,8 @@ export interface GenerationWriterOptions {
   readonly retain: number;
   /** Prefix of the writer id recorded in heads ("rollback:" lets readers tell a rollback). */
   readonly label?: string;
+  /** Sign every head this writer publishes with this key, for this site (core/signing.ts). */
+  readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
 }
 
 /** One commit's inputs. */
@@ -71,6 +74,11 @@ export interface CommitInput {
   readonly dirty?: readonly string[];
   /** The writer approves this commit's deletions for every node (they do not count against a node's guard). */
   readonly approveDeletes?: boolean;
+  /**
+   * A signature made by another writer, carried unchanged (a region's copy of a primary generation:
+   * the replicator holds no key). It must fit the published files; it wins over this writer's signer.
+   */
+  readonly signature?: HeadSignature | undefined;
 }
 
 /** What a commit did. */
@@ -185,6 +193,9 @@ export class GenerationWriter {
     let result: CommitResult = { published: false, head: c.base, files: c.baseFiles, manifestBytes: undefined, deleted: 0 };
     if (c.puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {
       if (!this.leaseHeld) await this.hold();
+      if (c.base?.head.signature && !this.signingFor(c)) {
+        log.warn({ generation: c.base.head.generation, keyId: c.base.head.signature.keyId }, "publishing an unsigned generation over a signed one: nodes with --trusted-key refuse it (give --signing-key)");
+      }
       await this.prepare(deletes);
       await checkLease(store, loc, this.leaseId as string);
       const pub = await publishGeneration(store, loc, {
@@ -196,6 +207,7 @@ export class GenerationWriter {
         retain: this.o.retain,
         now: this.d.now,
         conditional: await this.conditionalWrites(),
+        signing: this.signingFor(c),
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
         ...(c.dirty ? { dirty: c.dirty } : {}),
         ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : {}),
@@ -220,6 +232,17 @@ export class GenerationWriter {
     await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, later: left, signal, log, beforeDelete: () => this.hold() });
     if (failed) throw partial();
     return result;
+  }
+
+  /** The key id and site this writer signs with, if it signs. */
+  get signs(): { readonly keyId: string; readonly site: string } | undefined {
+    const s = this.o.signer;
+    return s && { keyId: s.key.keyId, site: s.site };
+  }
+
+  private signingFor(c: CommitInput): GenerationSigning | undefined {
+    if (c.signature) return { kind: "carry", signature: c.signature };
+    return this.o.signer && { kind: "sign", key: this.o.signer.key, site: this.o.signer.site };
   }
 
   /** Whether the server enforces conditional writes, probed once per endpoint and bucket and cached. */

@@ -14,6 +14,7 @@ import {
 import type { Logger } from "../adapters/logger.ts";
 import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
+import { type GenerationSigning, signatureFor } from "../core/signing.ts";
 
 /** The head as read, with the ETag needed for the next conditional write. */
 export interface HeadState {
@@ -83,6 +84,8 @@ export interface PublishInput {
   readonly dirty?: readonly string[];
   /** Deletions of this generation its writer approved (see {@link Head.approvedDeletes}). */
   readonly approvedDeletes?: number | undefined;
+  /** Sign the head with the writer's key, or carry a signature made elsewhere (a region's copy of the primary's). */
+  readonly signing?: GenerationSigning | undefined;
 }
 
 /** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
@@ -127,6 +130,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     time,
     ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
     ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}),
+    ...signatureFor(input.signing, gen, input.files, time),
   };
   let etag: string;
   try {

@@ -4,7 +4,7 @@
  * backoff and drain. `fansync pull` only wires it from the config.
  */
 import os from "node:os";
-import { errorMessage, FansyncError, GuardError, ObjectMoved, RemoteError, errorLine } from "../core/errors.ts";
+import { errorMessage, FansyncError, GuardError, ObjectMoved, RemoteError, StaleHead, errorLine } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
@@ -167,7 +167,8 @@ export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAf
   // A node its guard stopped says in the status line itself what to run.
   const msg = err instanceof GuardError && err.hint ? `${errorLine(err)} -- ${err.hint}` : errorLine(err);
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
-  const status: PullStatus["status"] = err instanceof ObjectMoved && since <= staleAfterMs ? "STALE" : "ERROR";
+  // A head older than --max-age is STALE by definition: the node serves its last generation.
+  const status: PullStatus["status"] = err instanceof StaleHead || (err instanceof ObjectMoved && since <= staleAfterMs) ? "STALE" : "ERROR";
   return {
     status,
     line: `${status} ${prev?.generation ?? 0} ${msg}`,

@@ -9,13 +9,14 @@ import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat, unlink, utime
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
-import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, TransferCorrupt } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, StaleHead, TransferCorrupt, UntrustedHead } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
-import type { DeleteLimit } from "../core/units.ts";
+import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyHeadSignature } from "../core/signing.ts";
+import { type DeleteLimit, formatAge } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -43,6 +44,10 @@ export interface PullerOptions {
   readonly keep: readonly string[];
   /** Journals are fetched when at most this many generations behind; else the full manifest. */
   readonly maxJournals: number;
+  /** Signed generations: the keys and site this node accepts; undefined: heads are not checked. */
+  readonly trust: TrustPolicy | undefined;
+  /** STALE, nothing applied, when the head was signed (unsigned: written) longer ago than this. */
+  readonly maxAgeMs: number | undefined;
 }
 
 /** One source to pull from. */
@@ -79,6 +84,11 @@ interface PullHead {
   headTime: string;
   /** False when the docroot may not equal `generation` (then journals are not applied on top). */
   complete: boolean;
+  /** filesDigest of the generation applied (core/signing.ts): the same number with other content is refused. */
+  filesSha256?: string;
+  /** Of the signature verified when it was applied: the site (pinned) and when it was signed (--max-age). */
+  site?: string;
+  signedTime?: string;
 }
 
 
@@ -95,6 +105,8 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   // The no-op path: one conditional GET of the head.
   const hs = await readHeadIfChanged(source.store, source.loc, state && sameSource && state.complete && !o.verify ? state.etag : undefined, signal);
   if (hs === "not-modified") {
+    // A source that stopped updating keeps answering 304: --max-age measures from the head applied.
+    checkAge(state?.signedTime ?? state?.headTime, state?.generation ?? 0, url, o, d);
     return { generation: state?.generation ?? 0, headGeneration: state?.generation ?? 0, headTime: state?.headTime ?? "", source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
   if (!hs) {
@@ -104,18 +116,26 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
   const { head } = hs;
   const have = state?.generation ?? 0;
+  // Signed generations: a head this node does not trust is refused before anything else is read.
+  const sig = o.trust ? verifyHeadSignature(head, o.trust.keys, o.trust.site ?? state?.site, url) : undefined;
   if (head.generation < have && !o.force) {
     throw new IntegrityError(`the head at ${url} went backwards: generation ${head.generation}, this node already has ${have}`, {
-      hint: "if the bucket was deliberately reset, rerun with --force; otherwise the source is not the one this node follows",
+      hint: "if the bucket was deliberately reset, rerun with --force; otherwise the source is not the one this node follows (an old head replayed?)",
     });
   }
+  checkAge(sig?.time ?? head.time, head.generation, url, o, d);
+  if (sig && state?.complete && head.generation === have && state.filesSha256 !== undefined && state.filesSha256 !== sig.filesSha256 && !o.force) {
+    // Without this check the node said "up to date" and silently differed from every fresh node.
+    throw new UntrustedHead(`the head at ${url} is generation ${have} with other content than the generation ${have} this node applied (signed digest ${sig.filesSha256.slice(0, 12)}…, applied ${state.filesSha256.slice(0, 12)}…)`);
+  }
+  const signedFields = sig ? { site: sig.site, signedTime: sig.time } : {};
   if (state && sameSource && state.complete && head.generation === have && !o.verify) {
-    await writeJson(o.state.pullHead, { ...state, etag: hs.etag });
+    await writeJson(o.state.pullHead, { ...state, ...signedFields, etag: hs.etag });
     return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
 
   const held = await readNdjsonMap<Entry>(o.state.pullFiles);
-  const { files: target, approvedDeletes } = await readTarget(source, head, state, sameSource, held, o, d);
+  const { files: target, approvedDeletes } = await readTarget(source, head, sig, state, sameSource, held, o, d);
   const root = await openDocroot(o.docroot, o.dryRun, log);
   const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
   // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
@@ -150,7 +170,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
   if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
   await writeNdjsonMap(o.state.pullFiles, target);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(target.values()), ...signedFields } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
@@ -159,16 +179,34 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   return { ...base, generation: head.generation, noop: false };
 }
 
-/** The target generation's files: journals on top of what we hold when close, else the manifest. */
-/** The target generation's files, and how many of the deletions up to it its writers approved. */
-async function readTarget(source: Source, head: Head, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
+/**
+ * The target generation's files, and how many of the deletions up to it its writers approved:
+ * journals on top of what we hold when close, else the manifest. A signed head's files must be the
+ * ones signed: journals that do not add up to them are set aside for the manifest, and a manifest
+ * that does not (swapped for another generation's, or edited) is refused.
+ */
+async function readTarget(source: Source, head: Head, sig: HeadSignature | undefined, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
   // Journals apply only on top of a docroot known to be at `have`, from this same source.
   if (state?.complete && sameSource && !o.verify) {
     const caught = await catchUpThroughJournals(held, state.generation, head, o.maxJournals, (g) => readJournal(source.store, source.loc, g, d.signal), d.log);
-    if (caught) return caught;
+    if (caught && (!sig || filesMatchSignature(sig, caught.files.values()))) return caught;
+    if (caught) d.log.warn({ generation: head.generation }, "journals do not add up to the signed generation; reading the full manifest");
+  }
+  const { files } = await readManifest(source.store, head, d.signal);
+  if (sig && !filesMatchSignature(sig, files.values())) {
+    throw new UntrustedHead(`the manifest of generation ${head.generation} at ${formatLocation(source.loc)} does not match the signed generation (it was swapped for another one, or edited)`);
   }
   // From the manifest only the head's own approval is known (a node far behind judges the rest itself).
-  return { files: (await readManifest(source.store, head, d.signal)).files, approvedDeletes: head.approvedDeletes ?? 0 };
+  return { files, approvedDeletes: head.approvedDeletes ?? 0 };
+}
+
+/** --max-age: a head older than that means its source stopped updating (a freeze): STALE, nothing applied. */
+function checkAge(time: string | undefined, generation: number, url: string, o: PullerOptions, d: PullerDeps): void {
+  if (o.maxAgeMs === undefined || !time) return;
+  const age = d.now().getTime() - Date.parse(time);
+  if (age > o.maxAgeMs) {
+    throw new StaleHead(`the head of ${url} (generation ${generation}) was ${o.trust ? "signed" : "written"} ${formatAge(age / 1000)} ago, longer than --max-age ${formatAge(o.maxAgeMs / 1000)}: the source stopped updating`);
+  }
 }
 
 async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, o: PullerOptions, d: PullerDeps): Promise<void> {

@@ -278,8 +278,9 @@ export class Replicator {
       const base = rh && overwritten.length > 0 ? await st.writer.setDirty(rh, marked) : rh;
       const { puts, failed } = await this.copyObjects(r, plan);
       const settled = new Set([...puts.map((e) => e.path), ...deletes]);
-      // A region's generation N is the primary's generation N: all of it or nothing.
-      const c = await st.writer.commit({ base, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes, failed, exact: true, generation: ph.generation, what: "copies", total: written.length, dirty: marked.filter((p) => !settled.has(p)) });
+      // A region's generation N is the primary's generation N: all of it or nothing, under the
+      // primary's signature (the replicator holds no key; the signature covers no ETag).
+      const c = await st.writer.commit({ base, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes, failed, exact: true, generation: ph.generation, signature: ph.signature, what: "copies", total: written.length, dirty: marked.filter((p) => !settled.has(p)) });
       st.head = c.head;
       st.files = c.files;
     } finally {
