@@ -61,7 +61,8 @@ export async function readManifest(store: S3Store, head: Head, signal?: AbortSig
     });
   }
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading ${head.manifestKey}: ${res.status}`);
-  return { files: parseManifest(res.body, head.manifestSha256, head.generation), bytes: res.body };
+  // The head's file count bounds what the manifest may inflate to (a gzip bomb stops early).
+  return { files: await parseManifest(res.body, head.manifestSha256, head.generation, head.files), bytes: res.body };
 }
 
 /** What one publish changed. */

@@ -370,7 +370,7 @@ export class Uploader {
     if (cached && cached.generation === hs.head.generation && cached.manifestSha256 === hs.head.manifestSha256) {
       try {
         const bytes = await readFile(this.o.state.remoteManifest);
-        return (this.remote = { state: hs, files: parseManifest(bytes, hs.head.manifestSha256, hs.head.generation) });
+        return (this.remote = { state: hs, files: await parseManifest(bytes, hs.head.manifestSha256, hs.head.generation, hs.head.files) });
       } catch {
         // A damaged cache is simply ignored: fetch the manifest instead.
       }

