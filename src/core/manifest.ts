@@ -240,7 +240,9 @@ export function parseJournal(data: Uint8Array, expectGeneration: number): Journa
     if (typeof p !== "string") throw new IntegrityError(`journal ${expectGeneration} has a non-string delete`);
     return p;
   });
-  const problems = checkPathSet([...puts.map((e) => e.path), ...deletes]);
+  // Puts and deletes are checked apart: a directory that became a file puts "d" and deletes "d/f",
+  // which is no clash (the result of applying the journal is checked as a whole).
+  const problems = [...checkPathSet(puts.map((e) => e.path)), ...checkPathSet(deletes)];
   if (problems.length > 0) throw new IntegrityError(`journal ${expectGeneration} has invalid paths: ${problems.slice(0, 5).join("; ")}`);
   return {
     format: JOURNAL_FORMAT, generation: expectGeneration, puts, deletes, time: typeof o.time === "string" ? o.time : "",

@@ -5,7 +5,7 @@
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat, unlink, utimes } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
@@ -13,7 +13,7 @@ import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, 
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
-import { TEMP_MARK } from "../core/paths.ts";
+import { showPath, TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
 import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyHeadSignature } from "../core/signing.ts";
 import { type DeleteLimit, formatAge } from "../core/units.ts";
@@ -222,6 +222,24 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     else downloads.push(e);
   }
   const plan: PullPlan = { ...planned, downloads, metaOnly };
+  const deleting = new Set(plan.deletes);
+  // Before any temp file exists: a directory where the generation has a file would fail the
+  // rename half way through the commit (issue 18: a generation half applied, and fifty temp files
+  // left on every run). One holding only files this plan deletes (a directory that became a file)
+  // is emptied before the renames; any other refuses the generation now.
+  const clearFirst: { dir: string; files: string[]; dirs: string[] }[] = [];
+  for (const e of plan.downloads) {
+    const st = await lstat(path.join(root, e.path)).catch(() => undefined);
+    if (!st?.isDirectory()) continue;
+    const inside = await listUnder(root, e.path);
+    const foreign = inside.files.find((p) => !deleting.has(p));
+    if (foreign !== undefined) {
+      throw new LocalIoError(`${showPath(e.path)} is a directory in the docroot ${root}, where the generation has a file, and it holds files fansync did not write (first: ${showPath(foreign)}); nothing was changed`, {
+        hint: "move or remove that directory (or rerun with --delete-extraneous), then run again",
+      });
+    }
+    clearFirst.push({ dir: e.path, ...inside });
+  }
   const runId = randomBytes(3).toString("hex");
   const staged: { entry: Entry; tmp: string }[] = [];
   const tmps: string[] = [];
@@ -232,7 +250,6 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   const failed: { path: string; error: string }[] = [];
   const corrupt: string[] = [];
   const moved: string[] = [];
-  const deleting = new Set(plan.deletes);
   const stagingFile = o.state.pullStaging;
   const verifiedDirs = new Set<string>([""]);
   // A local failure (disk full, unwritable docroot) ends the run, but only after every transfer in
@@ -291,11 +308,18 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
   // Commit: renames, then metadata, then deletions. Each rename is atomic; a crash here leaves
   // complete files only, and the staging list lets the next run clean up and resume.
-  for (const { entry, tmp } of staged) {
+  for (const c of clearFirst) {
+    for (const p of c.files) await unlink(path.join(root, p)).catch(() => undefined);
+    for (const p of [...c.dirs, c.dir].sort((a, b) => b.length - a.length)) await rmdir(path.join(root, p)).catch(() => undefined);
+  }
+  for (const [i, { entry, tmp }] of staged.entries()) {
     if (tmp === "") continue;
     try {
       await rename(tmp, path.join(root, entry.path));
     } catch (err) {
+      // What did not land is removed now, not left for a later run (the staging record goes too).
+      await removeAll(staged.slice(i).map((x) => x.tmp).filter((t) => t !== ""));
+      await rm(stagingFile, { force: true });
       throw toLocal(err, path.join(root, entry.path));
     }
   }
@@ -369,6 +393,18 @@ async function listDisk(root: string): Promise<string[]> {
   const { scanTree } = await import("../adapters/local-tree.ts");
   const { files } = await scanTree(root, { filter: { matches: () => true, prunesDir: () => false } });
   return files.map((f) => f.path);
+}
+
+/** The files and directories under the docroot's directory `rel` (relative paths, not following symlinks). */
+async function listUnder(root: string, rel: string): Promise<{ files: string[]; dirs: string[] }> {
+  const entries = await readdir(path.join(root, rel), { recursive: true, withFileTypes: true });
+  const files: string[] = [];
+  const dirs: string[] = [];
+  for (const d of entries) {
+    const p = path.relative(root, path.join(d.parentPath, d.name)).split(path.sep).join("/");
+    (d.isDirectory() ? dirs : files).push(p);
+  }
+  return { files, dirs };
 }
 
 async function removeAll(files: readonly string[]): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
@@ -91,5 +91,37 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
       assert.deepEqual(await snapshot(s.node), before, `${what}: the docroot changed`);
       fig.hostile++;
     }
+  });
+
+  test("a local directory where the generation has a file: refused before anything is written, no temp file left; a directory that became a file converges", async () => {
+    const s = await setup("node-dir-in-the-way");
+    const files: Record<string, string> = { "x.html": "x" };
+    for (let i = 0; i < 50; i++) files[`new/f${String(i).padStart(2, "0")}.html`] = `file ${i}`;
+    await writeTree(s.master, files);
+    await s.push();
+    // On the node, someone made a directory of that name, holding a file fansync never wrote.
+    await writeTree(s.node, { "x.html/keep.txt": "not fansync's" });
+    const before = await snapshot(s.node);
+    const r = await s.pull();
+    assert.deepEqual(await tempFiles(s.node), [], "no temp file left");
+    assert.deepEqual(await snapshot(s.node), before, "the docroot is as it was (no half-applied generation)");
+    assert.equal(r.code, 9, r.stderr);
+    assert.match(r.stderr, /"x\.html" is a directory .*nothing was changed/);
+    assert.equal((await s.status()).status, "ERROR");
+    assert.match((await s.status()).lastError ?? "", /x\.html/);
+    fig.hostile++;
+    // Again: still refused, still nothing left behind (the finding: 50 more temp files every run).
+    expectCode(await s.pull(), 9);
+    assert.deepEqual(await tempFiles(s.node), []);
+    await rm(path.join(s.node, "x.html"), { recursive: true });
+    expectCode(await s.pull(), 0);
+    assert.deepEqual(await snapshot(s.node), await snapshot(s.master));
+    // A directory of fansync's own files that the next generation turns into a file.
+    await rm(path.join(s.master, "sub"), { recursive: true });
+    await writeTree(s.master, { sub: "now a file" });
+    await s.push();
+    expectCode(await s.pull(), 0);
+    assert.deepEqual(await snapshot(s.node), await snapshot(s.master));
+    assert.deepEqual(await tempFiles(s.node), []);
   });
 });

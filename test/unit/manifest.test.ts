@@ -68,6 +68,11 @@ test("journals apply puts and deletes without mutating the input", () => {
   assert.equal(base.size, 2);
   assert.throws(() => parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 3, puts: [], deletes: [], time: "" }), 2), /says generation 3/);
   assert.throws(() => parseJournal(Buffer.from("{not json"), 2), /not valid JSON/);
+  // A directory that became a file: put "d", delete "d/f". Only the result may not clash.
+  const dirToFile = parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 2, puts: [e("d")], deletes: ["d/f"], time: "" }), 2);
+  assert.deepEqual([...applyJournal(new Map([["d/f", e("d/f")]]), dirToFile).keys()], ["d"]);
+  assert.throws(() => applyJournal(new Map([["d/f", e("d/f")], ["d/g", e("d/g")]]), dirToFile), /both a file and a directory/);
+  assert.throws(() => parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 2, puts: [e("d"), e("d/f")], deletes: [], time: "" }), 2), /both a file and a directory/);
 });
 
 test("a head must name its own generation's manifest under the meta prefix", () => {
