@@ -9,7 +9,7 @@ import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
-import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, StaleHead, TransferCorrupt, UntrustedHead } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
@@ -351,8 +351,14 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
 async function openDocroot(docroot: string, dryRun: boolean, log: Logger): Promise<string> {
   const abs = path.resolve(docroot);
   try {
-    return await realpath(abs);
+    const root = await realpath(abs);
+    // A puller owns what it writes under its docroot (with --delete-extraneous, everything there).
+    if (root === path.parse(root).root) {
+      throw new UsageError(`refusing to pull into ${root}${abs !== root ? ` (${docroot})` : ""}, the filesystem root`, { hint: "give the web server's docroot, a directory of its own" });
+    }
+    return root;
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const parent = path.dirname(abs);
     const parentIsDir = (await stat(parent).catch(() => undefined))?.isDirectory() ?? false;

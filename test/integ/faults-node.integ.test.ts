@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm, symlink } from "node:fs/promises";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
@@ -123,5 +123,18 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     expectCode(await s.pull(), 0);
     assert.deepEqual(await snapshot(s.node), await snapshot(s.master));
     assert.deepEqual(await tempFiles(s.node), []);
+  });
+
+  test("a pull into / (or a symlink to it) is refused (exit 2), nothing written", async () => {
+    const s = await setup("node-root");
+    const link = path.join(ctx.tmp("link"), "www");
+    await symlink("/", link);
+    // --dry-run: were it not refused, a dry run writes nothing (this test must never write to /).
+    for (const docroot of ["/", link]) {
+      const r = await ctx.cli(["pull", s.url, docroot, ...ctx.flags(ctx.tmp("rootstate")), "--dry-run"]);
+      assert.equal(r.code, 2, `${docroot}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stderr, /refusing to pull into \/.*the filesystem root/, docroot);
+      fig.hostile++;
+    }
   });
 });
