@@ -133,7 +133,30 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     for (const docroot of ["/", link]) {
       const r = await ctx.cli(["pull", s.url, docroot, ...ctx.flags(ctx.tmp("rootstate")), "--dry-run"]);
       assert.equal(r.code, 2, `${docroot}: exit ${r.code}\n${r.stderr}`);
-      assert.match(r.stderr, /refusing to pull into \/.*the filesystem root/, docroot);
+      assert.match(r.stderr, /refusing to (pull into|use) \/.*the filesystem root/, docroot);
+      fig.hostile++;
+    }
+  });
+
+  test("a state directory inside the docroot is refused when the docroot is a symlink, or the state directory one", async () => {
+    const s = await setup("node-state-in-docroot");
+    const real = ctx.tmp("real-www");
+    const links = ctx.tmp("links");
+    const docLink = path.join(links, "www");
+    await symlink(real, docLink);
+    const stateLink = path.join(links, "state");
+    await symlink(path.join(real, "sub"), stateLink);
+    const cases: [string, string[]][] = [
+      ["pull into a symlinked docroot, the state under its target", ["pull", s.url, docLink, "--state-dir", path.join(real, ".state")]],
+      ["pull with a state directory that is a symlink into the docroot", ["pull", s.url, real, "--state-dir", stateLink]],
+      ["push from a symlinked docroot, the state under its target", ["push", docLink, s.url, "--state-dir", path.join(real, ".state")]],
+    ];
+    await writeTree(real, { "index.html": "i", "sub/keep.txt": "k" });
+    for (const [what, args] of cases) {
+      const r = await ctx.cli([...args, "--endpoint-url", ctx.server.endpoint, "--log-format", "json"]);
+      assert.equal(r.code, 2, `${what}: exit ${r.code}\n${r.stderr}`);
+      assert.match(r.stderr, /state directory .* is inside the docroot/, what);
+      assert.deepEqual((await readdir(real, { recursive: true })).sort(), ["index.html", "sub", "sub/keep.txt"], `${what}: nothing was written in the docroot`);
       fig.hostile++;
     }
   });
