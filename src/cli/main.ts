@@ -206,6 +206,7 @@ export function buildProgram(): Command {
     .option("--trusted-key <key|file>", "accept only generations signed by this public key (ed25519:… or a .pub file; repeatable, for key rotation)", collect)
     .option("--site <id>", "with --trusted-key: the site whose generations to accept (default: the first one verified, pinned)")
     .option("--max-age <duration>", "report STALE and apply nothing when the head was signed longer ago than this (a frozen mirror)")
+    .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;

@@ -51,6 +51,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         maxJournals: 20,
         trust,
         maxAgeMs: cfg.maxAge,
+        allowSetuid: cfg.allowSetuid,
       },
       state,
       sources,

@@ -84,6 +84,8 @@ export interface Config {
   readonly maxAge: number | undefined;
   /** With a signing key: publish an unchanged generation when the head is older than this (watch, push). */
   readonly heartbeat: number | undefined;
+  /** Apply setuid/setgid bits from the bucket (default: stripped). */
+  readonly allowSetuid: boolean;
 }
 
 type Kind =
@@ -101,7 +103,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
-  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration",
+  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool",
 };
 
 /** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
@@ -276,6 +278,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     trustedKeys: (out.trustedKeys as string[] | undefined) ?? [],
     maxAge: out.maxAge as number | undefined,
     heartbeat: out.heartbeat as number | undefined,
+    allowSetuid: (out.allowSetuid as boolean | undefined) ?? false,
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);

@@ -48,6 +48,8 @@ export interface PullerOptions {
   readonly trust: TrustPolicy | undefined;
   /** STALE, nothing applied, when the head was signed (unsigned: written) longer ago than this. */
   readonly maxAgeMs: number | undefined;
+  /** Apply setuid/setgid bits from the bucket; by default they are stripped. */
+  readonly allowSetuid: boolean;
 }
 
 /** One source to pull from. */
@@ -135,11 +137,14 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
 
   const held = await readNdjsonMap<Entry>(o.state.pullFiles);
-  const { files: target, approvedDeletes } = await readTarget(source, head, sig, state, sameSource, held, o, d);
+  const { files: signed, approvedDeletes } = await readTarget(source, head, sig, state, sameSource, held, o, d);
+  // What is planned and applied is without setuid/setgid bits; what is recorded as held is the
+  // generation as published (journals apply on top of it, and its digest is the signed one).
+  const target = o.allowSetuid ? signed : withoutSetuid(signed, log);
   const root = await openDocroot(o.docroot, o.dryRun, log);
   const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
   // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
-  let heldForPlan: ReadonlyMap<string, HeldFile> = held;
+  let heldForPlan: ReadonlyMap<string, HeldFile> = o.allowSetuid ? held : withoutSetuid(held);
   let drift = 0;
   if (o.verify) {
     const checked = await checkDisk(root, target, o.checksum);
@@ -169,8 +174,8 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     return { ...base, generation: have, noop: false };
   }
   if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
-  await writeNdjsonMap(o.state.pullFiles, target);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(target.values()), ...signedFields } satisfies PullHead);
+  await writeNdjsonMap(o.state.pullFiles, signed);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), ...signedFields } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
@@ -198,6 +203,21 @@ async function readTarget(source: Source, head: Head, sig: HeadSignature | undef
   }
   // From the manifest only the head's own approval is known (a node far behind judges the rest itself).
   return { files, approvedDeletes: head.approvedDeletes ?? 0 };
+}
+
+/**
+ * Setuid and setgid bits from the bucket are not applied (a root puller would install a setuid
+ * program chosen by whoever can write the bucket) unless the config allows them.
+ */
+function withoutSetuid(files: FileMap, log?: Logger): FileMap {
+  let out: FileMap | undefined;
+  for (const [p, e] of files) {
+    if ((e.mode & 0o6000) === 0) continue;
+    out ??= new Map(files);
+    out.set(p, { ...e, mode: e.mode & ~0o6000 });
+    log?.warn({ path: p, mode: e.mode.toString(8) }, "setuid/setgid bits stripped (allowSetuid is off)");
+  }
+  return out ?? files;
 }
 
 /** --max-age: a head older than that means its source stopped updating (a freeze): STALE, nothing applied. */

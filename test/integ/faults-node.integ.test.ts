@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readdir, readFile, rm, symlink } from "node:fs/promises";
+import { chmod, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
@@ -159,5 +159,35 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
       assert.deepEqual((await readdir(real, { recursive: true })).sort(), ["index.html", "sub", "sub/keep.txt"], `${what}: nothing was written in the docroot`);
       fig.hostile++;
     }
+  });
+
+  test("setuid/setgid bits from the bucket are stripped unless the config allows them", async () => {
+    const s = await setup("node-setuid");
+    await writeTree(s.master, { "bin/tool": "#!/bin/sh\n", "bin/group": "#!/bin/sh\n" });
+    await chmod(path.join(s.master, "bin/tool"), 0o4755);
+    await chmod(path.join(s.master, "bin/group"), 0o2775);
+    await s.push();
+    const r = await s.pull();
+    expectCode(r, 0);
+    const mode = async (root: string, p: string) => (await stat(path.join(root, p))).mode & 0o7777;
+    assert.equal(await mode(s.node, "bin/tool"), 0o755, "setuid stripped");
+    assert.equal(await mode(s.node, "bin/group"), 0o775, "setgid stripped");
+    assert.ok(r.logs.some((l) => l.msg === "setuid/setgid bits stripped (allowSetuid is off)" && l.path === "bin/tool"), "each stripped path is reported");
+    fig.hostile++;
+    // The next generation (through the journal) does not touch them again: no chmod, no download.
+    await writeTree(s.master, { "other.html": "o" });
+    await s.push();
+    const again = await s.pull();
+    expectCode(again, 0);
+    const done = again.logs.find((l) => l.msg === "docroot at generation");
+    assert.deepEqual([done?.downloads, done?.metaOnly], [1, 0], "only the new file");
+    assert.equal(await mode(s.node, "bin/tool"), 0o755);
+    // With the config allowing them, a fresh node keeps them.
+    const cfg = path.join(ctx.tmp("cfg"), "fansync.yaml");
+    await writeFile(cfg, "allowSetuid: true\n");
+    const node2 = ctx.tmp("node2");
+    expectCode(await ctx.cli(["pull", s.url, node2, "-c", cfg, ...ctx.flags(ctx.tmp("nstate2"))]), 0);
+    assert.equal(await mode(node2, "bin/tool"), 0o4755);
+    assert.equal(await mode(node2, "bin/group"), 0o2775);
   });
 });
