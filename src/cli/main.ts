@@ -207,6 +207,7 @@ export function buildProgram(): Command {
     .option("--site <id>", "with --trusted-key: the site whose generations to accept (default: the first one verified, pinned)")
     .option("--max-age <duration>", "report STALE and apply nothing when the head was signed longer ago than this (a frozen mirror)")
     .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
+    .option("--run-timeout <duration>", "stop a run that takes longer than this plus 4s per MiB it downloads, changing nothing (exit 4; default: 10 x --interval, at least 10m; 0: none)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;

@@ -60,6 +60,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,
+      runTimeoutMs: cfg.runTimeout,
     },
     {
       log: plog,

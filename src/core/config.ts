@@ -86,6 +86,8 @@ export interface Config {
   readonly heartbeat: number | undefined;
   /** Apply setuid/setgid bits from the bucket (default: stripped). */
   readonly allowSetuid: boolean;
+  /** A pull run ends (exit 4) when not done after this long plus time for its bytes; 0: no deadline. */
+  readonly runTimeout: number;
 }
 
 type Kind =
@@ -103,7 +105,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
-  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool",
+  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", runTimeout: "duration",
 };
 
 /** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
@@ -198,6 +200,8 @@ export function commandsReading(key: string): CommandName[] {
 const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
 
 const MIN_PART = 5 * 1024 * 1024;
+/** The least default deadline of a pull run (config runTimeout; README, pull). */
+const DEFAULT_RUN_TIMEOUT = 10 * 60_000;
 
 /** The tuning fields every writer (uploader, rollback) takes as the config has them. */
 export type WriterTuning = Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain">;
@@ -279,6 +283,9 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     maxAge: out.maxAge as number | undefined,
     heartbeat: out.heartbeat as number | undefined,
     allowSetuid: (out.allowSetuid as boolean | undefined) ?? false,
+    // A run should not outlive a few of its periods (cron: set interval to the cron period); the
+    // puller adds time for the bytes it plans, so a large first pull is not cut short.
+    runTimeout: n("runTimeout", Math.max(DEFAULT_RUN_TIMEOUT, 10 * n("interval", 2000))),
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);

@@ -173,6 +173,14 @@ export class StaleHead extends IntegrityError {
   }
 }
 
+/** A run did not finish within its deadline (`--run-timeout`): nothing was changed, the next run retries. */
+export class RunTimeout extends FansyncError {
+  override name = "RunTimeout";
+  constructor(message: string) {
+    super(message, ExitCode.partial, { retryable: true, hint: "a source is too slow or a body trickles; the next run retries (a first pull of a very large site over a slow link may need a longer --run-timeout)" });
+  }
+}
+
 /** A local filesystem problem: disk full, unwritable docroot, missing docroot. */
 export class LocalIoError extends FansyncError {
   override name = "LocalIoError";

@@ -11,6 +11,7 @@ import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
 import { Drain } from "./drain.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerDeps, type PullerOptions, type PullResult, type Source } from "./puller.ts";
+import { RunDeadline } from "./run-deadline.ts";
 import { sleep } from "./sleep.ts";
 import { orderSources } from "./source-choice.ts";
 
@@ -40,6 +41,8 @@ export interface PullJobOptions {
   readonly staleAfterMs: number;
   readonly maxLag: number;
   readonly intervalMs: number;
+  /** Each run's deadline before time for its bytes is added (run-deadline.ts); 0: none. */
+  readonly runTimeoutMs: number;
 }
 
 /** Collaborators: `signal` is the stop (SIGTERM); each settled run is told to `onSettled`. */
@@ -76,13 +79,18 @@ export class PullJob {
       this.last = file ? await readJson<PullStatus>(file) : undefined;
       this.loaded = true;
     }
+    const deadline = new RunDeadline(this.o.runTimeoutMs, signal);
     try {
-      const r = await this.fromSources(signal);
+      const r = await this.fromSources(deadline.signal, deadline);
       await this.settle(statusOk(r, this.o.staleAfterMs, this.d.now()), undefined);
       return r;
-    } catch (err) {
+    } catch (caught) {
+      // Whatever a request cut short by the deadline threw, the run failed for the deadline.
+      const err = deadline.expired ? deadline.error() : caught;
       await this.settle(statusFailed(this.last, err, this.o.staleAfterMs, this.d.now()), err);
       throw err;
+    } finally {
+      deadline.dispose();
     }
   }
 
@@ -108,9 +116,9 @@ export class PullJob {
     }
   }
 
-  private async fromSources(signal: AbortSignal): Promise<PullResult> {
+  private async fromSources(signal: AbortSignal, deadline: RunDeadline): Promise<PullResult> {
     const { sources } = this.o;
-    const deps: PullerDeps = { log: this.d.log, signal, now: this.d.now, events: this.d.events };
+    const deps: PullerDeps = { log: this.d.log, signal, now: this.d.now, events: this.d.events, deadline };
     // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
     const lagRule = { state: this.o.state, maxLag: this.o.maxLag, checkEveryMs: LAG_CHECK_RUNS * this.o.intervalMs };
     const ordered = (await orderSources(sources, lagRule, deps)).sources;

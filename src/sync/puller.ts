@@ -62,6 +62,8 @@ export interface Source {
 export interface PullerDeps extends JobDeps {
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;
+  /** The run's deadline, told how many bytes the plan downloads (it allows time for them). */
+  readonly deadline?: { allow(bytes: number): void } | undefined;
 }
 
 /** What one pull did. */
@@ -166,6 +168,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     hint: APPROVE_HINT,
   });
   const base = { headGeneration: head.generation, headTime: head.time, source: url, downloads: plan.downloads.length, downloadBytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift };
+  d.deadline?.allow(plan.downloadBytes);
   if (o.dryRun) {
     for (const e of plan.downloads) log.info({ op: "get", path: e.path, bytes: e.size }, "would download");
     for (const e of plan.metaOnly) log.info({ op: "meta", path: e.path }, "would update mtime/mode");

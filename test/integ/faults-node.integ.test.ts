@@ -11,6 +11,7 @@ import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
+import { startProxy } from "../helpers/proxy.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { SEED, useFigures } from "../helpers/faults.ts";
 import { putBytes, readHeadDoc } from "../helpers/s3.ts";
@@ -189,5 +190,40 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     expectCode(await ctx.cli(["pull", s.url, node2, "-c", cfg, ...ctx.flags(ctx.tmp("nstate2"))]), 0);
     assert.equal(await mode(node2, "bin/tool"), 0o4755);
     assert.equal(await mode(node2, "bin/group"), 0o2775);
+  });
+
+  test("a body that trickles or stalls: the run ends at its deadline (--run-timeout), changing nothing; the next run converges", async () => {
+    const s = await setup("node-deadline");
+    await writeTree(s.master, { "a.html": "a".repeat(2000), "new.html": "n" });
+    await s.push();
+    const before = await snapshot(s.node);
+    const proxy = await startProxy(ctx.server.endpoint);
+    try {
+      const content = (q: { method: string; url: string }) => q.method === "GET" && !/(\/|%2F)\.fansync(\/|%2F)/.test(q.url);
+      const args = s.pullArgs("--run-timeout", "2s").map((a) => (a === ctx.server.endpoint ? proxy.url : a));
+      // A byte every 100 ms never trips the 1 s inactivity timeout of a request; a stall does, but
+      // is retried for minutes. Either way only the run's deadline ends the run.
+      for (const fault of [{ kind: "trickle", everyMs: 100 }, { kind: "stall" }] as const) {
+        proxy.fault = (q) => (content(q) ? fault : { kind: "none" });
+        const t0 = Date.now();
+        const r = await ctx.cli(args, { FANSYNC_REQUEST_TIMEOUT: "1s" });
+        const took = Date.now() - t0;
+        assert.equal(r.code, 4, `${fault.kind}: exit ${r.code}\n${r.stderr}`);
+        assert.ok(took < 15_000, `${fault.kind}: the run ended after ${took} ms`);
+        assert.match(r.stderr, /the run was stopped after 2s.*--run-timeout.*left as it was/, fault.kind);
+        assert.deepEqual(await snapshot(s.node), before, fault.kind);
+        assert.deepEqual(await tempFiles(s.node), [], fault.kind);
+        const st = await s.status();
+        assert.equal(st.status, "ERROR");
+        assert.match(st.lastError ?? "", /RunTimeout/);
+        fig.hostile++;
+      }
+      fig.faults += proxy.injected;
+      proxy.fault = () => ({ kind: "none" });
+      expectCode(await ctx.cli(args), 0);
+      assert.deepEqual(await snapshot(s.node), await snapshot(s.master));
+    } finally {
+      await proxy.close();
+    }
   });
 });
