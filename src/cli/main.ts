@@ -189,7 +189,7 @@ export function buildProgram(): Command {
     .argument("[docroot]", "local directory to write")
     .option("--source <s3url>", "a source location; repeat for fallbacks, first preferred", collect)
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the files held (default 50%)")
-    .option("--force", "allow what the delete guard refuses, or a head whose generation went backwards")
+    .option("--force", "allow what the delete guard refuses, or a head whose generation went backwards (or, with --trusted-key, came again with other content)")
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--status-file <file>", "write a JSON status here (and a one-line OK/STALE/ERROR companion .txt)")
     .option("--watch", "keep running, polling the head")
