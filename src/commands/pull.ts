@@ -17,12 +17,15 @@ import { writeNodeReport } from "../sync/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { jobState, storeFor } from "./wiring.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { readTrustedKeys } from "../adapters/keys.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot);
+  // Signed generations: read the trusted keys before anything runs (a bad key is a usage error).
+  const trust = cfg.trustedKeys.length > 0 ? { keys: readTrustedKeys(cfg.trustedKeys), site: cfg.site } : undefined;
   const state = jobState(cfg, "pull", { docroot });
   const plog = log.child({ component: "puller" });
   const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
@@ -46,6 +49,9 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         checksum: cfg.checksum,
         keep: statusFile ? [statusFile, textPath(statusFile)] : [],
         maxJournals: 20,
+        trust,
+        maxAgeMs: cfg.maxAge,
+        allowSetuid: cfg.allowSetuid,
       },
       state,
       sources,
@@ -54,6 +60,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,
+      runTimeoutMs: cfg.runTimeout,
     },
     {
       log: plog,

@@ -26,6 +26,7 @@ import os from "node:os";
 import { errorMessage, type FailedTransfer, PartialFailureError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
+import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -45,6 +46,8 @@ export interface GenerationWriterOptions {
   readonly retain: number;
   /** Prefix of the writer id recorded in heads ("rollback:" lets readers tell a rollback). */
   readonly label?: string;
+  /** Sign every head this writer publishes with this key, for this site (core/signing.ts). */
+  readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
 }
 
 /** One commit's inputs. */
@@ -71,6 +74,13 @@ export interface CommitInput {
   readonly dirty?: readonly string[];
   /** The writer approves this commit's deletions for every node (they do not count against a node's guard). */
   readonly approveDeletes?: boolean;
+  /** An approval made by the writer of the generation this one copies (a region of the primary's). */
+  readonly approvedDeletes?: number | undefined;
+  /**
+   * A signature made by another writer, carried unchanged (a region's copy of a primary generation:
+   * the replicator holds no key). It must fit the published files; it wins over this writer's signer.
+   */
+  readonly signature?: HeadSignature | undefined;
 }
 
 /** What a commit did. */
@@ -162,9 +172,21 @@ export class GenerationWriter {
   }
 
   /** Record, after the fact, that the writer approves `count` deletions of the head's generation. Needs the lease. */
-  async approveDeletes(base: HeadState, count: number): Promise<HeadState> {
+  async approveDeletes(base: HeadState, count: number, files: FileMap): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
-    return rewriteHead(this.o.store, this.o.loc, base, { approvedDeletes: count }, await this.conditionalWrites());
+    // A signing writer signs its approval too (nodes that check signatures take it from there).
+    const s = this.o.signer;
+    const signature = s ? signGeneration(s.key, s.site, base.head.generation, files.values(), this.d.now().toISOString(), count) : undefined;
+    return rewriteHead(this.o.store, this.o.loc, base, { approvedDeletes: count, ...(signature ? { signature } : {}) }, await this.conditionalWrites());
+  }
+
+  /**
+   * Carry, into this location's head (same generation), an approval and a signature made by the
+   * writer of the generation it copies (a region following the primary's rewritten head). Needs the lease.
+   */
+  async carry(base: HeadState, fields: { readonly approvedDeletes: number; readonly signature?: HeadSignature }): Promise<HeadState> {
+    if (!this.leaseHeld) await this.hold();
+    return rewriteHead(this.o.store, this.o.loc, base, fields, await this.conditionalWrites());
   }
 
   /** Commit one generation (see the module comment for the order and the rules). */
@@ -185,6 +207,9 @@ export class GenerationWriter {
     let result: CommitResult = { published: false, head: c.base, files: c.baseFiles, manifestBytes: undefined, deleted: 0 };
     if (c.puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {
       if (!this.leaseHeld) await this.hold();
+      if (c.base?.head.signature && !this.signingFor(c)) {
+        log.warn({ generation: c.base.head.generation, keyId: c.base.head.signature.keyId }, "publishing an unsigned generation over a signed one: nodes with --trusted-key refuse it (give --signing-key)");
+      }
       await this.prepare(deletes);
       await checkLease(store, loc, this.leaseId as string);
       const pub = await publishGeneration(store, loc, {
@@ -196,9 +221,10 @@ export class GenerationWriter {
         retain: this.o.retain,
         now: this.d.now,
         conditional: await this.conditionalWrites(),
+        signing: this.signingFor(c),
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
         ...(c.dirty ? { dirty: c.dirty } : {}),
-        ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : {}),
+        ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : c.approvedDeletes ? { approvedDeletes: c.approvedDeletes } : {}),
       }, log);
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
     }
@@ -220,6 +246,17 @@ export class GenerationWriter {
     await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, later: left, signal, log, beforeDelete: () => this.hold() });
     if (failed) throw partial();
     return result;
+  }
+
+  /** The key id and site this writer signs with, if it signs. */
+  get signs(): { readonly keyId: string; readonly site: string } | undefined {
+    const s = this.o.signer;
+    return s && { keyId: s.key.keyId, site: s.site };
+  }
+
+  private signingFor(c: CommitInput): GenerationSigning | undefined {
+    if (c.signature) return { kind: "carry", signature: c.signature };
+    return this.o.signer && { kind: "sign", key: this.o.signer.key, site: this.o.signer.site };
   }
 
   /** Whether the server enforces conditional writes, probed once per endpoint and bucket and cached. */

@@ -14,6 +14,7 @@ import {
 import type { Logger } from "../adapters/logger.ts";
 import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
+import { type GenerationSigning, type HeadSignature, signatureFor } from "../core/signing.ts";
 
 /** The head as read, with the ETag needed for the next conditional write. */
 export interface HeadState {
@@ -60,7 +61,8 @@ export async function readManifest(store: S3Store, head: Head, signal?: AbortSig
     });
   }
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading ${head.manifestKey}: ${res.status}`);
-  return { files: parseManifest(res.body, head.manifestSha256, head.generation), bytes: res.body };
+  // The head's file count bounds what the manifest may inflate to (a gzip bomb stops early).
+  return { files: await parseManifest(res.body, head.manifestSha256, head.generation, head.files), bytes: res.body };
 }
 
 /** What one publish changed. */
@@ -83,6 +85,8 @@ export interface PublishInput {
   readonly dirty?: readonly string[];
   /** Deletions of this generation its writer approved (see {@link Head.approvedDeletes}). */
   readonly approvedDeletes?: number | undefined;
+  /** Sign the head with the writer's key, or carry a signature made elsewhere (a region's copy of the primary's). */
+  readonly signing?: GenerationSigning | undefined;
 }
 
 /** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
@@ -127,6 +131,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     time,
     ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
     ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}),
+    ...signatureFor(input.signing, gen, input.files, time, input.approvedDeletes ?? 0),
   };
   let etag: string;
   try {
@@ -235,11 +240,12 @@ function capDirty(paths: readonly string[]): readonly string[] {
  * objects the head names, which ones it may overwrite, and clears them once they are verified or
  * republished; records a master's approval of the generation's deletions after the fact.
  */
-export async function rewriteHead(store: S3Store, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number }, conditional: boolean): Promise<HeadState> {
-  const { dirty: oldDirty, approvedDeletes: oldApproval, ...rest } = hs.head;
+export async function rewriteHead(store: S3Store, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number; readonly signature?: HeadSignature }, conditional: boolean): Promise<HeadState> {
+  const { dirty: oldDirty, approvedDeletes: oldApproval, signature: oldSignature, signatureProblem: _p, ...rest } = hs.head;
   const dirty = patch.dirty ?? oldDirty ?? [];
   const approvedDeletes = patch.approvedDeletes ?? oldApproval ?? 0;
-  const head: Head = { ...rest, ...(dirty.length > 0 ? { dirty: capDirty(dirty) } : {}), ...(approvedDeletes > 0 ? { approvedDeletes } : {}) };
+  const signature = patch.signature ?? oldSignature;
+  const head: Head = { ...rest, ...(dirty.length > 0 ? { dirty: capDirty(dirty) } : {}), ...(approvedDeletes > 0 ? { approvedDeletes } : {}), ...(signature ? { signature } : {}) };
   const meta = metaPrefix(loc);
   try {
     const etag = (await store.put(metaKeys.head(meta), serializeHead(head), { contentType: "application/json", cacheControl: "no-store" }, conditional ? { ifMatch: hs.etag } : {})).etag;
