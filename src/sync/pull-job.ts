@@ -191,6 +191,34 @@ export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAf
   };
 }
 
+/**
+ * A run that could not start because another holds the lock: when the status file's last attempt
+ * is older than `staleAfterMs` (the holder is stuck, or something else holds the lock), it says so:
+ * STALE, with the generation still served and why nothing runs. Never throws.
+ */
+export async function noteLocked(file: string, err: Error, staleAfterMs: number, log: JobDeps["log"], now = new Date()): Promise<void> {
+  try {
+    const prev = await readJson<PullStatus>(file);
+    const last = prev?.lastAttempt ? Date.parse(prev.lastAttempt) : NaN;
+    if (Number.isFinite(last) && now.getTime() - last <= staleAfterMs) return;
+    const why = `could not run: ${err.message}`;
+    await writeStatus(file, {
+      status: "STALE",
+      line: `STALE ${prev?.generation ?? 0} ${why}`.slice(0, 300),
+      generation: prev?.generation ?? 0,
+      headGeneration: prev?.headGeneration ?? 0,
+      lag: prev?.lag ?? { generations: 0, seconds: 0 },
+      source: prev?.source ?? "",
+      lastSuccess: prev?.lastSuccess ?? null,
+      lastAttempt: now.toISOString(),
+      lastError: why.slice(0, 300),
+      host: os.hostname(),
+    });
+  } catch (e) {
+    log.warn({ err: errorMessage(e) }, "could not write the status file");
+  }
+}
+
 /** The plain-text companion of the JSON status file (`status.json` → `status.txt`). */
 export function textPath(statusFile: string): string {
   return statusFile.endsWith(".json") ? statusFile.slice(0, -5) + ".txt" : statusFile + ".txt";
