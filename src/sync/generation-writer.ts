@@ -23,7 +23,7 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { errorMessage, type FailedTransfer, PartialFailureError } from "../core/errors.ts";
+import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
@@ -31,7 +31,7 @@ import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
+import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** What the writer is given. */
@@ -76,6 +76,8 @@ export interface CommitInput {
   readonly approveDeletes?: boolean;
   /** An approval made by the writer of the generation this one copies (a region of the primary's). */
   readonly approvedDeletes?: number | undefined;
+  /** `baseFiles` are not the base generation's files (its manifest was unreadable): journals do not chain across this one. */
+  readonly rebuilt?: boolean | undefined;
   /**
    * A signature made by another writer, carried unchanged (a region's copy of a primary generation:
    * the replicator holds no key). It must fit the published files; it wins over this writer's signer.
@@ -129,7 +131,7 @@ export class GenerationWriter {
     await takeLease(this.o.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, conditional);
     this.leaseHeld = true;
     this.leaseTimer ??= setInterval(() => {
-      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional).catch((err: unknown) => {
+      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional, true).catch((err: unknown) => {
         // The check before the next head write refuses to publish if the lease is really gone.
         this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
       });
@@ -168,7 +170,7 @@ export class GenerationWriter {
    */
   async setDirty(base: HeadState, paths: readonly string[]): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
-    return rewriteHead(this.o.store, this.o.loc, base, { dirty: paths }, await this.conditionalWrites());
+    return this.rewrite(base, { dirty: paths });
   }
 
   /** Record, after the fact, that the writer approves `count` deletions of the head's generation. Needs the lease. */
@@ -177,7 +179,7 @@ export class GenerationWriter {
     // A signing writer signs its approval too (nodes that check signatures take it from there).
     const s = this.o.signer;
     const signature = s ? signGeneration(s.key, s.site, base.head.generation, files.values(), this.d.now().toISOString(), count) : undefined;
-    return rewriteHead(this.o.store, this.o.loc, base, { approvedDeletes: count, ...(signature ? { signature } : {}) }, await this.conditionalWrites());
+    return this.rewrite(base, { approvedDeletes: count, ...(signature ? { signature } : {}) });
   }
 
   /**
@@ -186,7 +188,21 @@ export class GenerationWriter {
    */
   async carry(base: HeadState, fields: { readonly approvedDeletes: number; readonly signature?: HeadSignature }): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
-    return rewriteHead(this.o.store, this.o.loc, base, fields, await this.conditionalWrites());
+    return this.rewrite(base, fields);
+  }
+
+  /**
+   * Rewrite the head in place. Where the server ignores conditions, the lease and the head are
+   * checked right before (a writer that stalled must not put back a head older than the one there).
+   */
+  private async rewrite(base: HeadState, patch: Parameters<typeof rewriteHead>[3]): Promise<HeadState> {
+    const conditional = await this.conditionalWrites();
+    if (!conditional) {
+      await checkLease(this.o.store, this.o.loc, this.leaseId as string);
+      const now = await readHead(this.o.store, this.o.loc, this.d.signal);
+      if (now?.etag !== base.etag) throw new RaceError(`the head of s3://${this.o.loc.bucket}/${this.o.loc.prefix} moved while this writer held the lease (generation ${now?.head.generation ?? "?"})`);
+    }
+    return rewriteHead(this.o.store, this.o.loc, base, patch, conditional);
   }
 
   /** Commit one generation (see the module comment for the order and the rules). */
@@ -224,9 +240,25 @@ export class GenerationWriter {
         signing: this.signingFor(c),
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
         ...(c.dirty ? { dirty: c.dirty } : {}),
+        ...(c.rebuilt ? { rebuilt: true } : {}),
         ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : c.approvedDeletes ? { approvedDeletes: c.approvedDeletes } : {}),
       }, log);
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
+      if (!(await this.conditionalWrites())) {
+        // No conditional writes: a writer stalled between its lease check and its head write (a
+        // frozen VM, SIGSTOP) may have overwritten the head of a writer that took the lease over
+        // meanwhile. The chain may have forked: say so (exit 6). That writer's next commit plans
+        // against this head and publishes the next generation; nodes re-check a generation that
+        // comes again with another manifest.
+        // (A lease released meanwhile was taken and given up by another writer as well.)
+        const lease = await readLease(store, loc);
+        if (lease?.writer !== this.leaseId) {
+          this.leaseHeld = false;
+          throw new RaceError(`published generation ${pub.head.generation} of s3://${loc.bucket}/${loc.prefix}, but the write lease had passed to ${lease?.writer ?? "another writer, who released it again"} while this writer was stalled (this server has no conditional writes): that writer may have published generation ${pub.head.generation} too, and this one replaced it`, {
+            hint: "run one writer per location; the other writer's next commit publishes the next generation over this one, and nodes converge to it",
+          });
+        }
+      }
     }
     const done = new Set<string>();
     const left = new Set<string>();

@@ -93,6 +93,8 @@ interface PullHead {
   /** Of the signature verified when it was applied: the site (pinned) and when it was signed (--max-age). */
   site?: string;
   signedTime?: string;
+  /** The manifest of the generation applied: the same number with another manifest is looked at again. */
+  manifestSha256?: string;
 }
 
 
@@ -133,7 +135,13 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     throw new UntrustedHead(`the head at ${url} is generation ${have} with other content than the generation ${have} this node applied (signed digest ${sig.filesSha256.slice(0, 12)}…, applied ${state.filesSha256.slice(0, 12)}…)`);
   }
   const signedFields = sig ? { site: sig.site, signedTime: sig.time } : {};
-  if (state && sameSource && state.complete && head.generation === have && !o.verify) {
+  // The same generation with another manifest (two writers forked it on a server without
+  // conditional writes, and the later head won): not "up to date", the docroot follows this head.
+  const sameManifest = state?.manifestSha256 === undefined || state.manifestSha256 === head.manifestSha256;
+  if (state && sameSource && state.complete && head.generation === have && !sameManifest && !o.verify) {
+    log.warn({ generation: have }, "the head names this generation with another manifest than the one applied: applying it");
+  }
+  if (state && sameSource && state.complete && head.generation === have && sameManifest && !o.verify) {
     await writeJson(o.state.pullHead, { ...state, ...signedFields, etag: hs.etag });
     return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
@@ -178,7 +186,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
   if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
   await writeNdjsonMap(o.state.pullFiles, signed);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), ...signedFields } satisfies PullHead);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });

@@ -7,7 +7,7 @@ import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, IntegrityError, LocalIoError } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
@@ -84,6 +84,8 @@ type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
 interface Remote {
   state: HeadState | undefined;
   files: FileMap;
+  /** The head's manifest could not be used: `files` is empty, and the next generation is the docroot whole. */
+  rebuilt?: boolean;
 }
 
 /** The uploader: one instance per docroot → location, reused across watch batches. */
@@ -319,6 +321,7 @@ export class Uploader {
         total: jobs.length,
         dirty: marked.filter((p) => !settled.has(p)),
         approveDeletes,
+        rebuilt: remote.rebuilt,
       });
       if (c.published && c.head && c.manifestBytes) {
         this.remote = { state: c.head, files: c.files };
@@ -376,9 +379,20 @@ export class Uploader {
         // A damaged cache is simply ignored: fetch the manifest instead.
       }
     }
-    const { files, bytes } = await readManifest(this.d.store, hs.head, this.d.signal);
-    await this.saveRemoteCache(hs.head, hs.etag, bytes);
-    return (this.remote = { state: hs, files });
+    let manifest;
+    try {
+      manifest = await readManifest(this.d.store, hs.head, this.d.signal);
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
+      // The head names a manifest that is not there or does not match it (two writers raced on a
+      // server without conditional writes, or the bucket was damaged): nodes stop at it (exit 8)
+      // until a writer repairs it. The master's docroot is the truth: it is published whole as
+      // the next generation (objects it does not name are left as garbage, never deleted blindly).
+      this.d.log.error({ generation: hs.head.generation, err: errorMessage(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
+      return (this.remote = { state: hs, files: new Map(), rebuilt: true });
+    }
+    await this.saveRemoteCache(hs.head, hs.etag, manifest.bytes);
+    return (this.remote = { state: hs, files: manifest.files });
   }
 
   /** Remember the head (and, when it changed, its manifest) so the next run needs no manifest GET. */
