@@ -12,6 +12,7 @@
  * A writer's lease id stays in its own job's directory: a rollback must never pass for the uploader.
  */
 import { createHash } from "node:crypto";
+import { realpathSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
@@ -33,10 +34,36 @@ export function jobStateDir(base: string, role: JobRole, identity: { docroot?: s
   const docroot = identity.docroot === undefined ? undefined : path.resolve(identity.docroot);
   const id = docroot === undefined ? shortHash(identity.url ?? "") : shortHash(`${docroot}\n${identity.url ?? ""}`);
   const dir = path.join(base, `${role}-${id}`);
-  if (docroot !== undefined && (dir === docroot || dir.startsWith(docroot + path.sep))) {
-    throw new UsageError(`the state directory ${dir} is inside the docroot ${docroot}`, { hint: "put --state-dir outside the docroot" });
+  if (docroot !== undefined) {
+    // Compared as written and through symlinks: a symlinked docroot (or state directory) hid a
+    // state directory inside the docroot, where it would be uploaded or served (issue 18).
+    const realDocroot = resolveExisting(docroot);
+    if (realDocroot === path.parse(realDocroot).root) {
+      throw new UsageError(`refusing to use ${realDocroot}${realDocroot !== docroot ? ` (${docroot})` : ""} as a docroot: it is the filesystem root`, { hint: "give the web server's docroot, a directory of its own" });
+    }
+    if (isInside(dir, docroot) || isInside(resolveExisting(dir), realDocroot)) {
+      throw new UsageError(`the state directory ${dir} is inside the docroot ${docroot}${realDocroot !== docroot ? ` (${realDocroot})` : ""}`, { hint: "put --state-dir outside the docroot" });
+    }
   }
   return new StateDir(dir);
+}
+
+/** `p` with its longest existing ancestor resolved through symlinks, the rest as written. */
+function resolveExisting(p: string): string {
+  const rest: string[] = [];
+  for (let cur = path.resolve(p); ; cur = path.dirname(cur)) {
+    try {
+      return path.join(realpathSync(cur), ...rest.reverse());
+    } catch {
+      if (path.dirname(cur) === cur) return path.resolve(p);
+      rest.push(path.basename(cur));
+    }
+  }
+}
+
+function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 /**

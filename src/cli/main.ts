@@ -49,7 +49,10 @@ function uploadOptions(cmd: Command): Command {
     .option("--approve-deletes", "approve this run's deletions for every node (their --max-delete does not count them); with nothing to publish, approve the current generation's deletions")
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
-    .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)");
+    .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)")
+    .option("--signing-key <file>", "sign every generation with this private key (fansync keygen); nodes check it with --trusted-key")
+    .option("--site <id>", "with --signing-key: the site id signatures are bound to (default: the target's s3:// URL)")
+    .option("--heartbeat <duration>", "with --signing-key: publish an unchanged generation when the head is older than this (keeps nodes' --max-age from going STALE on a quiet site)");
 }
 
 /** The daemons' status page, /metrics and /healthz. */
@@ -66,11 +69,11 @@ function flagsOf(cmd: Command): Flags {
     const i = s.lastIndexOf("=");
     return i > 0 ? { glob: s.slice(0, i), value: s.slice(i + 1) } : { glob: s, value: "" };
   });
-  const { config: _c, cacheControl: _cc, source: _s, replicateTo, progress, verbose, quiet, ...rest } = o;
+  const { config: _c, cacheControl: _cc, source: _s, replicateTo, progress, verbose, quiet, trustedKey, ...rest } = o;
   // -v / -q are shorthands for --log-level (which wins when both are given).
   const level = rest.logLevel ?? (verbose === true ? "debug" : quiet === true ? "warn" : undefined);
   // --no-progress only: commander's implied `progress: true` must not override a config file.
-  return { ...rest, ...(level ? { logLevel: level } : {}), ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}) };
+  return { ...rest, ...(level ? { logLevel: level } : {}), ...(cc ? { cacheControl: cc } : {}), ...(replicateTo ? { replicateTo } : {}), ...(progress === false ? { progress } : {}), ...(trustedKey ? { trustedKeys: trustedKey } : {}) };
 }
 
 /**
@@ -186,7 +189,7 @@ export function buildProgram(): Command {
     .argument("[docroot]", "local directory to write")
     .option("--source <s3url>", "a source location; repeat for fallbacks, first preferred", collect)
     .option("--max-delete <n|pct>", "refuse to delete more than this many files or this share of the files held (default 50%)")
-    .option("--force", "allow what the delete guard refuses, or a head whose generation went backwards")
+    .option("--force", "allow what the delete guard refuses, or a head whose generation went backwards (or, with --trusted-key, came again with other content)")
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--status-file <file>", "write a JSON status here (and a one-line OK/STALE/ERROR companion .txt)")
     .option("--watch", "keep running, polling the head")
@@ -200,12 +203,27 @@ export function buildProgram(): Command {
     .option("--report-to <s3url>", "write the node report to this location instead (implies --report)")
     .option("--node-id <name>", "this node's name in reports (default: the host name)")
     .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a download lasts over 0.5s)")
+    .option("--trusted-key <key|file>", "accept only generations signed by this public key (ed25519:… or a .pub file; repeatable, for key rotation)", collect)
+    .option("--site <id>", "with --trusted-key: the site whose generations to accept (default: the first one verified, pinned)")
+    .option("--max-age <duration>", "report STALE and apply nothing when the head was signed longer ago than this (a frozen mirror)")
+    .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
+    .option("--run-timeout <duration>", "stop a run that takes longer than this plus 4s per MiB it downloads, changing nothing (exit 4; default: 10 x --interval, at least 10m; 0: none)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
       const sources = source ? [source, ...extra] : extra.length ? extra : undefined;
       await run("pull", cmd, { ...flagsOf(cmd), docroot, sources }, async (cfg, log, signal) => {
         const { pull } = await import("../commands/pull.ts");
         await pull(cfg, log, signal);
+      });
+    });
+
+  program.command("keygen")
+    .description("make an ed25519 key pair for signed generations: the private key for the master, the public key for the nodes")
+    .argument("<keyfile>", "where to write the private key (mode 0600); the public key goes to <keyfile>.pub")
+    .action(async (keyfile: string, _o: unknown, cmd: Command) => {
+      await run("keygen", cmd, {}, async () => {
+        const { keygen } = await import("../commands/keygen.ts");
+        await keygen(keyfile);
       });
     });
 
@@ -223,7 +241,7 @@ const COMMAND_GROUPS: Readonly<Record<string, string>> = {
   push: "On the master:", watch: "On the master:",
   pull: "On each web node:",
   replicate: "Between regions:",
-  status: "Operating:", doctor: "Operating:", log: "Operating:", rollback: "Operating:",
+  status: "Operating:", doctor: "Operating:", log: "Operating:", rollback: "Operating:", keygen: "Operating:",
   demo: "Trying it out:",
 };
 
@@ -359,6 +377,8 @@ function registerHistory(program: Command): void {
     .option("--force", "allow what the delete guard refuses")
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50; use the uploader's)")
+    .option("--signing-key <file>", "sign the new generation with this private key (the uploader's)")
+    .option("--site <id>", "with --signing-key: the site id (default: the location's s3:// URL; use the uploader's)")
     .addHelpText("after", `
 Where the old bytes come from, in order: the old object version (versioned bucket), an object
 now in the bucket with the same sha256 (server-side copy), a file with the same sha256 under

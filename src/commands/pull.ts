@@ -12,26 +12,33 @@ import { progressBarFor } from "../adapters/progress-bar.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Source } from "../sync/puller.ts";
-import { PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
+import { noteLocked, PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
+import { LockedError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { jobState, storeFor } from "./wiring.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { readTrustedKeys } from "../adapters/keys.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot);
+  // Signed generations: read the trusted keys before anything runs (a bad key is a usage error).
+  const trust = cfg.trustedKeys.length > 0 ? { keys: readTrustedKeys(cfg.trustedKeys), site: cfg.site } : undefined;
   const state = jobState(cfg, "pull", { docroot });
   const plog = log.child({ component: "puller" });
   const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
+  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
   const lock = await state.lock("pull").catch(async (err: unknown) => {
     await monitor?.stop();
+    // A run that cannot even start says so where the load balancer looks, once the last word there
+    // is older than --stale-after (the holder is not getting anywhere); a cron overlap stays quiet.
+    if (err instanceof LockedError && statusFile) await noteLocked(statusFile, err, cfg.staleAfter, plog);
     throw err;
   });
   const sources: Source[] = cfg.sources.map((loc) => ({ loc, store: storeFor(cfg, loc) }));
-  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
   const reporter = cfg.report ? nodeReporter(cfg, sources, state, plog) : undefined;
   const job = new PullJob(
     {
@@ -46,6 +53,9 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         checksum: cfg.checksum,
         keep: statusFile ? [statusFile, textPath(statusFile)] : [],
         maxJournals: 20,
+        trust,
+        maxAgeMs: cfg.maxAge,
+        allowSetuid: cfg.allowSetuid,
       },
       state,
       sources,
@@ -54,6 +64,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,
+      runTimeoutMs: cfg.runTimeout,
     },
     {
       log: plog,

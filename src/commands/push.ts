@@ -7,7 +7,7 @@ import { compileCacheControl, compileFilter, parseFilterFile } from "../core/fil
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
-import { jobState, locationState, storeFor } from "./wiring.ts";
+import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 
@@ -36,6 +36,8 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, si
       cacheControl: compileCacheControl(cfg.cacheControl),
       verify: cfg.verify,
       approveDeletes: cfg.approveDeletes,
+      signer: signerFor(cfg, cfg.target),
+      heartbeatMs: cfg.heartbeat,
     },
     { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );

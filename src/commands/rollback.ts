@@ -10,7 +10,7 @@ import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, storeFor } from "./wiring.ts";
+import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
 import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
@@ -32,6 +32,8 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
   // Its own state directory per location: the orphan ledger of a killed rollback is found again by
   // the next rollback of the same location (the uploader's state is keyed by its docroot too).
   const state = jobState(cfg, "rollback", { url });
+  // A rollback publishes a new generation: signed like the uploader's, or nodes refuse it.
+  const signer = signerFor(cfg, loc);
   const lock = await state.lock("rollback");
   let res: RollbackResult;
   try {
@@ -44,6 +46,7 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
         shared: locationState(cfg, url),
         ...writerTuning(cfg),
         cacheControl: compileCacheControl(cfg.cacheControl),
+        signer,
       },
       { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date() },
     );

@@ -43,7 +43,8 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
         `generation ${head.generation} was published by a rollback: this uploader publishes the docroot over it at its first change or rescan (now, if the docroot differs); stop it and restore the docroot first if the rollback must stay`);
     }
     await runWatchDaemon(
-      { docroot: path.resolve(cfg.docroot), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.rescanInterval },
+      // A heartbeat is published by a full rescan that finds nothing changed: rescan often enough.
+      { docroot: path.resolve(cfg.docroot), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.signingKey && cfg.heartbeat ? Math.min(cfg.rescanInterval, cfg.heartbeat / 2) : cfg.rescanInterval },
       {
         uploader,
         log: log.child({ component: "watch" }),

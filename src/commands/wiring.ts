@@ -12,6 +12,9 @@ import { parseDuration } from "../core/units.ts";
 import { createS3Client } from "../adapters/s3-client.ts";
 import { S3Store } from "../adapters/s3-store.ts";
 import { type JobRole, jobStateDir, locationStateDir, type StateDir } from "../adapters/state-dir.ts";
+import { readSigningKey } from "../adapters/keys.ts";
+import { formatLocation } from "../core/location.ts";
+import { checkSite, type SigningKey } from "../core/signing.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -51,4 +54,16 @@ export function locationState(cfg: Config, url: string): StateDir {
 /** A job's own state directory (see adapters/state-dir.ts for the layout). */
 export function jobState(cfg: Config, role: JobRole, identity: { docroot?: string; url?: string }): StateDir {
   return jobStateDir(baseStateDir(cfg), role, identity);
+}
+
+/**
+ * The writer's signing key and site for `loc` (signed generations), or undefined without
+ * `signingKey`. The site defaults to the location's s3:// URL: nodes that follow it pin it.
+ */
+export function signerFor(cfg: Config, loc: Location): { key: SigningKey; site: string } | undefined {
+  if (!cfg.signingKey) return undefined;
+  const site = cfg.site ?? formatLocation(loc);
+  const why = checkSite(site);
+  if (why) throw new UsageError(`${site} cannot be the site id of signed generations: ${why}`, { hint: "set --site (config site) to a plain name, e.g. www.example.com" });
+  return { key: readSigningKey(cfg.signingKey), site };
 }

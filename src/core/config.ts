@@ -5,6 +5,7 @@
 import { ConfigError, ExitCode, type ExitCodeValue, UsageError } from "./errors.ts";
 import { DEFAULT_DELETE_LIMIT } from "./guard.ts";
 import { type Location, parseLocation } from "./location.ts";
+import { checkSite } from "./signing.ts";
 import { type DeleteLimit, parseDeleteLimit, parseDuration, parseSize } from "./units.ts";
 
 /** Per-location connection settings: regions may live on different endpoints and accounts. */
@@ -73,11 +74,25 @@ export interface Config {
   readonly fleet: readonly Location[];
   /** /healthz answers 503 when this far behind the head (default: staleAfter). */
   readonly healthMaxLag: number;
+  /** Signed generations (core/signing.ts): the writer's private key file (push, watch, rollback). */
+  readonly signingKey: string | undefined;
+  /** The site id signatures are bound to (writers: default the target's s3:// URL; nodes: default pinned on first use). */
+  readonly site: string | undefined;
+  /** Public keys (ed25519:… or .pub files) a node accepts heads from; empty: heads are not checked. */
+  readonly trustedKeys: readonly string[];
+  /** A node reports STALE and applies nothing when the head was signed (or written) longer ago than this. */
+  readonly maxAge: number | undefined;
+  /** With a signing key: publish an unchanged generation when the head is older than this (watch, push). */
+  readonly heartbeat: number | undefined;
+  /** Apply setuid/setgid bits from the bucket (default: stripped). */
+  readonly allowSetuid: boolean;
+  /** A pull run ends (exit 4) when not done after this long plus time for its bytes; 0: no deadline. */
+  readonly runTimeout: number;
 }
 
 type Kind =
   | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
-  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen";
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site";
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
@@ -90,10 +105,11 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
+  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", runTimeout: "duration",
 };
 
 /** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
-export type CommandName = "push" | "watch" | "pull" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo";
+export type CommandName = "push" | "watch" | "pull" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen";
 
 /** One command's schema. */
 export interface CommandSchema {
@@ -108,6 +124,8 @@ export interface CommandSchema {
 const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "logFile", "timeout", "stateDir", "concurrency", "locations"];
 const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress"];
 const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
+// Signed generations: every writer that publishes a generation of its own (not the replicator).
+const SIGNER_KEYS = ["signingKey", "site"];
 const needs = {
   docroot: { key: "docroot", missing: "no docroot given" },
   target: { key: "target", missing: "no target location given" },
@@ -119,10 +137,10 @@ const needs = {
 
 /** Every command's schema (a YAML file written for one role may hold keys of another: reported, not refused). */
 export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
-  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, "verify"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
-  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
+  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, "heartbeat", "verify"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
+  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "heartbeat", "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge"],
     required: [needs.sources, needs.docroot],
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
@@ -134,8 +152,9 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
   status: { keys: [...COMMON_KEYS, "targets", "statusFile", "staleAfter"], required: [], usage: "fansync status [s3://bucket/prefix ...]" },
   doctor: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
   log: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync log s3://bucket/prefix" },
-  rollback: { keys: [...COMMON_KEYS, "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
+  rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
   demo: { keys: COMMON_KEYS, required: [], usage: "fansync demo" },
+  keygen: { keys: [], required: [], usage: "fansync keygen <keyfile>" },
 };
 
 /** What each command is sure to have once its schema passed. */
@@ -149,6 +168,7 @@ interface Needs {
   log: { readonly target: Location };
   rollback: { readonly target: Location };
   demo: object;
+  keygen: object;
 }
 
 /** The resolved configuration of one command: {@link Config} with what its schema requires. */
@@ -180,6 +200,8 @@ export function commandsReading(key: string): CommandName[] {
 const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
 
 const MIN_PART = 5 * 1024 * 1024;
+/** The least default deadline of a pull run (config runTimeout; README, pull). */
+const DEFAULT_RUN_TIMEOUT = 10 * 60_000;
 
 /** The tuning fields every writer (uploader, rollback) takes as the config has them. */
 export type WriterTuning = Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain">;
@@ -255,6 +277,15 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     http: out.http as Config["http"],
     fleet: (out.fleet as Location[] | undefined) ?? [],
     healthMaxLag: n("healthMaxLag", n("staleAfter", 300_000)),
+    signingKey: out.signingKey as string | undefined,
+    site: out.site as string | undefined,
+    trustedKeys: (out.trustedKeys as string[] | undefined) ?? [],
+    maxAge: out.maxAge as number | undefined,
+    heartbeat: out.heartbeat as number | undefined,
+    allowSetuid: (out.allowSetuid as boolean | undefined) ?? false,
+    // A run should not outlive a few of its periods (cron: set interval to the cron period); the
+    // puller adds time for the bytes it plans, so a large first pull is not cut short.
+    runTimeout: n("runTimeout", Math.max(DEFAULT_RUN_TIMEOUT, 10 * n("interval", 2000))),
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);
@@ -265,6 +296,9 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
   if (cfg.retain < 2) problems.push("retain: keep at least 2 generations");
   if (cfg.interval < 50) problems.push("interval: poll at most every 50ms");
   if (cfg.timeout !== undefined && cfg.timeout < 100) problems.push("timeout: at least 100ms");
+  if (cfg.maxAge !== undefined && cfg.maxAge < 1000) problems.push("maxAge: at least 1s");
+  if (cfg.heartbeat !== undefined && cfg.heartbeat < 1000) problems.push("heartbeat: at least 1s");
+  if (cfg.maxAge !== undefined && cfg.heartbeat !== undefined && cfg.heartbeat >= cfg.maxAge) problems.push("heartbeat: must be shorter than maxAge (a quiet site would go STALE)");
   if (problems.length > 0) throw new ConfigError(problems, source, exitCode);
   return deepFreeze(cfg);
 }
@@ -298,6 +332,10 @@ function convert(kind: Kind, v: unknown, key: string, problems: string[]): unkno
       return ["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(v as string) ? v : fail("one of trace, debug, info, warn, error, fatal, silent");
     case "logFormat":
       return v === "json" || v === "pretty" ? v : fail("json or pretty");
+    case "site": {
+      const why = typeof v === "string" ? checkSite(v) : "not a string";
+      return why === undefined ? v : fail(`a site id (${why})`);
+    }
     case "nodeId":
       // It becomes part of an object key and an IAM resource: a plain name only.
       return typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v) ? v : fail("a node name of letters, digits, '.', '_' or '-' (at most 64)");

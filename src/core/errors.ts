@@ -162,6 +162,39 @@ export class IntegrityError extends FansyncError {
   }
 }
 
+/**
+ * A head a node with trusted keys refuses (docs/guarantees.md, signed generations): unsigned, signed
+ * by a key it does not trust, forged, for another site, or the generation it applied with other
+ * content. Nothing was written.
+ */
+export class UntrustedHead extends IntegrityError {
+  override name = "UntrustedHead";
+  constructor(message: string) {
+    super(message, {
+      hint: "nothing was changed: someone other than the master may have written this bucket; if the master's key changed, add its new public key with --trusted-key (fansync keygen prints it)",
+    });
+  }
+}
+
+/**
+ * The head is older than `--max-age`: its source stopped updating (a frozen mirror, or a master
+ * that publishes nothing). Nothing was written; the status is STALE.
+ */
+export class StaleHead extends IntegrityError {
+  override name = "StaleHead";
+  constructor(message: string) {
+    super(message, { hint: "check that the master publishes (watch --heartbeat keeps a quiet site's head fresh) and that the replicator runs; another source may be fresher" });
+  }
+}
+
+/** A run did not finish within its deadline (`--run-timeout`): nothing was changed, the next run retries. */
+export class RunTimeout extends FansyncError {
+  override name = "RunTimeout";
+  constructor(message: string) {
+    super(message, ExitCode.partial, { retryable: true, hint: "a source is too slow or a body trickles; the next run retries (a first pull of a very large site over a slow link may need a longer --run-timeout)" });
+  }
+}
+
 /** A local filesystem problem: disk full, unwritable docroot, missing docroot. */
 export class LocalIoError extends FansyncError {
   override name = "LocalIoError";

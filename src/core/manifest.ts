@@ -1,12 +1,15 @@
 /**
  * The bucket format: head, manifest and journal documents, their keys, serialisation and parsing.
  * docs/bucket-format.md describes the same format for readers in other languages.
- * Pure: gzip and sha256 are computation, not I/O.
+ * Pure: gzip and sha256 are computation, not I/O (inflation runs as a stream so that it can be bounded).
  */
 import { createHash } from "node:crypto";
-import { gunzipSync, gzipSync } from "node:zlib";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip, gzipSync } from "node:zlib";
 import { IntegrityError } from "./errors.ts";
 import { checkPathSet, compareUtf8, showPath } from "./paths.ts";
+import { type HeadSignature, parseHeadSignature } from "./signing.ts";
 
 /** Format tags written into every control object. */
 export const HEAD_FORMAT = "fansync-head/1";
@@ -52,6 +55,10 @@ export interface Head {
    * goes for the whole fleet. Absent: none approved.
    */
   readonly approvedDeletes?: number;
+  /** The writer's ed25519 signature (core/signing.ts); absent in an unsigned head. */
+  readonly signature?: HeadSignature | undefined;
+  /** Set when read: why the head's `signature` member is malformed (then `signature` is undefined). Never written. */
+  readonly signatureProblem?: string | undefined;
 }
 
 /** More dirty paths than this are recorded as `["*"]`. */
@@ -103,27 +110,108 @@ function compactEntry(e: Entry): Entry {
   return versionId && versionId !== "null" ? { path, size, mtimeMs, mode, sha256, etag, versionId } : { path, size, mtimeMs, mode, sha256, etag };
 }
 
-/** Parse and fully validate stored manifest bytes against the sha256 the head names. */
-export function parseManifest(data: Uint8Array, expectSha256: string, expectGeneration: number): FileMap {
+/**
+ * Longest manifest line a reader accepts. A valid entry is at most about 3.2 KiB (a 960-byte path
+ * with every byte escaped, a version id of 1 KiB, the numbers and hashes); a line beyond this is no
+ * manifest fansync wrote.
+ */
+export const MAX_MANIFEST_LINE = 8192;
+// The compressed bytes are fed to the inflater in slices of this size.
+const INFLATE_SLICE = 64 * 1024;
+
+/**
+ * Parse and fully validate stored manifest bytes against the sha256 the head names. Inflation is
+ * streamed and bounded (issue 18: a 1 MB gzip bomb made a puller peak at 3 GB): no more than
+ * `declaredFiles` (the head's `files`; else the header's) entry lines of at most
+ * {@link MAX_MANIFEST_LINE} bytes are read, an empty line or a duplicate path ends it at once, and
+ * only one slice of inflated bytes is held at a time.
+ */
+export async function parseManifest(data: Uint8Array, expectSha256: string, expectGeneration: number, declaredFiles?: number): Promise<FileMap> {
   const got = sha256Hex(data);
   if (got !== expectSha256) {
     throw new IntegrityError(`manifest for generation ${expectGeneration} has sha256 ${got}, head says ${expectSha256} (corrupt or truncated)`);
   }
-  let text: string;
+  const lines = new ManifestLines(expectGeneration, declaredFiles);
+  const slices = function* () {
+    for (let i = 0; i < data.length; i += INFLATE_SLICE) yield Buffer.from(data.buffer, data.byteOffset + i, Math.min(INFLATE_SLICE, data.length - i));
+  };
   try {
-    text = gunzipSync(data).toString("utf8");
+    await pipeline(Readable.from(slices()), createGunzip(), async (inflated: AsyncIterable<Buffer>) => {
+      for await (const chunk of inflated) lines.push(chunk);
+    });
   } catch (err) {
+    if (err instanceof IntegrityError) throw err;
     throw new IntegrityError(`manifest for generation ${expectGeneration} is not valid gzip`, { cause: err });
   }
-  const lines = text.split("\n").filter((l) => l !== "");
-  const header = parseJsonObject(lines[0] ?? "", "manifest header");
-  if (header.format !== MANIFEST_FORMAT) throw new IntegrityError(`manifest has unknown format ${showPath(header.format)}`);
-  if (header.generation !== expectGeneration) {
-    throw new IntegrityError(`manifest says generation ${String(header.generation)}, head says ${expectGeneration}`);
+  return lines.end();
+}
+
+/** The manifest's lines as they are inflated: header first, then entries, each checked on arrival. */
+class ManifestLines {
+  private readonly generation: number;
+  private readonly declared: number | undefined;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private line = 0;
+  private announced: number | undefined;
+  private readonly files: FileMap = new Map();
+
+  constructor(generation: number, declared: number | undefined) {
+    this.generation = generation;
+    this.declared = declared;
   }
-  if (header.files !== lines.length - 1) throw new IntegrityError(`manifest header announces ${String(header.files)} files, body has ${lines.length - 1}`);
-  const entries = lines.slice(1).map((l, i) => validateEntry(parseJsonObject(l, `manifest line ${i + 2}`), `manifest line ${i + 2}`));
-  return toFileMap(entries, "manifest");
+
+  push(chunk: Buffer): void {
+    let start = 0;
+    for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
+      this.take(chunk.subarray(start, nl));
+      const whole = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.onLine(whole);
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.take(Buffer.from(chunk.subarray(start)));
+  }
+
+  /** The map once every byte arrived: the count must be the announced one, the path set valid. */
+  end(): FileMap {
+    if (this.pendingBytes > 0 || this.line === 0) this.onLine(Buffer.concat(this.pending, this.pendingBytes));
+    const count = this.line - 1;
+    if (this.announced !== count) throw new IntegrityError(`manifest header announces ${String(this.announced)} files, body has ${count}`);
+    return toFileMap([...this.files.values()], "manifest");
+  }
+
+  private take(part: Buffer): void {
+    this.pendingBytes += part.length;
+    if (this.pendingBytes > MAX_MANIFEST_LINE) throw new IntegrityError(`manifest line ${this.line + 1} is longer than ${MAX_MANIFEST_LINE} bytes (no manifest fansync wrote; a gzip bomb?)`);
+    if (part.length > 0) this.pending.push(part);
+  }
+
+  private onLine(bytes: Buffer): void {
+    const n = ++this.line;
+    if (n === 1) {
+      this.header(bytes);
+      return;
+    }
+    if (bytes.length === 0) throw new IntegrityError(`manifest line ${n} is empty`);
+    if (n - 1 > (this.announced as number)) throw new IntegrityError(`manifest has more than the ${String(this.announced)} entries its header announces`);
+    const e = validateEntry(parseJsonObject(bytes.toString("utf8"), `manifest line ${n}`), `manifest line ${n}`);
+    if (this.files.has(e.path)) throw new IntegrityError(`manifest has 1 invalid path(s): ${showPath(e.path)}: duplicate path`);
+    this.files.set(e.path, e);
+  }
+
+  private header(bytes: Buffer): void {
+    const header = parseJsonObject(bytes.toString("utf8"), "manifest header");
+    if (header.format !== MANIFEST_FORMAT) throw new IntegrityError(`manifest has unknown format ${showPath(header.format)}`);
+    if (header.generation !== this.generation) {
+      throw new IntegrityError(`manifest says generation ${String(header.generation)}, head says ${this.generation}`);
+    }
+    const files = header.files;
+    if (!Number.isSafeInteger(files) || (files as number) < 0) throw new IntegrityError(`manifest header announces ${String(files)} files`);
+    if (this.declared !== undefined && files !== this.declared) throw new IntegrityError(`manifest header announces ${String(files)} files, the head ${this.declared}`);
+    this.announced = files as number;
+  }
 }
 
 /** Build a {@link FileMap} from entries after checking the path set (duplicates, file/dir clashes, hostile names). */
@@ -152,7 +240,9 @@ export function parseJournal(data: Uint8Array, expectGeneration: number): Journa
     if (typeof p !== "string") throw new IntegrityError(`journal ${expectGeneration} has a non-string delete`);
     return p;
   });
-  const problems = checkPathSet([...puts.map((e) => e.path), ...deletes]);
+  // Puts and deletes are checked apart: a directory that became a file puts "d" and deletes "d/f",
+  // which is no clash (the result of applying the journal is checked as a whole).
+  const problems = [...checkPathSet(puts.map((e) => e.path)), ...checkPathSet(deletes)];
   if (problems.length > 0) throw new IntegrityError(`journal ${expectGeneration} has invalid paths: ${problems.slice(0, 5).join("; ")}`);
   return {
     format: JOURNAL_FORMAT, generation: expectGeneration, puts, deletes, time: typeof o.time === "string" ? o.time : "",
@@ -172,7 +262,8 @@ export function applyJournal(files: FileMap, j: Journal): FileMap {
 
 /** Serialise a head document. */
 export function serializeHead(h: Head): Buffer {
-  return Buffer.from(JSON.stringify(h, null, 1));
+  const { signatureProblem: _p, signature, ...rest } = h;
+  return Buffer.from(JSON.stringify(signature ? { ...rest, signature } : rest, null, 1));
 }
 
 /** Parse and validate `head.json`; `meta` is the meta prefix its keys must live under. */
@@ -189,6 +280,9 @@ export function parseHead(data: Uint8Array, meta: string): Head {
   if (typeof o.manifestSha256 !== "string" || !/^[0-9a-f]{64}$/.test(o.manifestSha256)) bad("manifestSha256 is not a sha256");
   const oldest = o.oldestJournal;
   if (!Number.isSafeInteger(oldest) || (oldest as number) < 0 || (oldest as number) > gen) bad("oldestJournal is out of range");
+  // A malformed signature does not make the head unreadable (a node without trusted keys ignores
+  // it); a node that checks signatures refuses it, saying why.
+  const sig = o.signature === undefined ? undefined : parseHeadSignature(o.signature);
   return {
     format: HEAD_FORMAT,
     generation: gen,
@@ -201,6 +295,7 @@ export function parseHead(data: Uint8Array, meta: string): Head {
     time: typeof o.time === "string" ? o.time : "",
     ...parseDirty(o.dirty, bad),
     ...approval(o.approvedDeletes, Number.MAX_SAFE_INTEGER),
+    ...(typeof sig === "object" ? { signature: sig } : typeof sig === "string" ? { signatureProblem: sig } : {}),
   };
 }
 

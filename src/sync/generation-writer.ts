@@ -23,14 +23,15 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { errorMessage, type FailedTransfer, PartialFailureError } from "../core/errors.ts";
+import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
+import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
+import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** What the writer is given. */
@@ -45,6 +46,8 @@ export interface GenerationWriterOptions {
   readonly retain: number;
   /** Prefix of the writer id recorded in heads ("rollback:" lets readers tell a rollback). */
   readonly label?: string;
+  /** Sign every head this writer publishes with this key, for this site (core/signing.ts). */
+  readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
 }
 
 /** One commit's inputs. */
@@ -71,6 +74,15 @@ export interface CommitInput {
   readonly dirty?: readonly string[];
   /** The writer approves this commit's deletions for every node (they do not count against a node's guard). */
   readonly approveDeletes?: boolean;
+  /** An approval made by the writer of the generation this one copies (a region of the primary's). */
+  readonly approvedDeletes?: number | undefined;
+  /** `baseFiles` are not the base generation's files (its manifest was unreadable): journals do not chain across this one. */
+  readonly rebuilt?: boolean | undefined;
+  /**
+   * A signature made by another writer, carried unchanged (a region's copy of a primary generation:
+   * the replicator holds no key). It must fit the published files; it wins over this writer's signer.
+   */
+  readonly signature?: HeadSignature | undefined;
 }
 
 /** What a commit did. */
@@ -119,7 +131,7 @@ export class GenerationWriter {
     await takeLease(this.o.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, conditional);
     this.leaseHeld = true;
     this.leaseTimer ??= setInterval(() => {
-      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional).catch((err: unknown) => {
+      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional, true).catch((err: unknown) => {
         // The check before the next head write refuses to publish if the lease is really gone.
         this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
       });
@@ -158,13 +170,39 @@ export class GenerationWriter {
    */
   async setDirty(base: HeadState, paths: readonly string[]): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
-    return rewriteHead(this.o.store, this.o.loc, base, { dirty: paths }, await this.conditionalWrites());
+    return this.rewrite(base, { dirty: paths });
   }
 
   /** Record, after the fact, that the writer approves `count` deletions of the head's generation. Needs the lease. */
-  async approveDeletes(base: HeadState, count: number): Promise<HeadState> {
+  async approveDeletes(base: HeadState, count: number, files: FileMap): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
-    return rewriteHead(this.o.store, this.o.loc, base, { approvedDeletes: count }, await this.conditionalWrites());
+    // A signing writer signs its approval too (nodes that check signatures take it from there).
+    const s = this.o.signer;
+    const signature = s ? signGeneration(s.key, s.site, base.head.generation, files.values(), this.d.now().toISOString(), count) : undefined;
+    return this.rewrite(base, { approvedDeletes: count, ...(signature ? { signature } : {}) });
+  }
+
+  /**
+   * Carry, into this location's head (same generation), an approval and a signature made by the
+   * writer of the generation it copies (a region following the primary's rewritten head). Needs the lease.
+   */
+  async carry(base: HeadState, fields: { readonly approvedDeletes: number; readonly signature?: HeadSignature }): Promise<HeadState> {
+    if (!this.leaseHeld) await this.hold();
+    return this.rewrite(base, fields);
+  }
+
+  /**
+   * Rewrite the head in place. Where the server ignores conditions, the lease and the head are
+   * checked right before (a writer that stalled must not put back a head older than the one there).
+   */
+  private async rewrite(base: HeadState, patch: Parameters<typeof rewriteHead>[3]): Promise<HeadState> {
+    const conditional = await this.conditionalWrites();
+    if (!conditional) {
+      await checkLease(this.o.store, this.o.loc, this.leaseId as string);
+      const now = await readHead(this.o.store, this.o.loc, this.d.signal);
+      if (now?.etag !== base.etag) throw new RaceError(`the head of s3://${this.o.loc.bucket}/${this.o.loc.prefix} moved while this writer held the lease (generation ${now?.head.generation ?? "?"})`);
+    }
+    return rewriteHead(this.o.store, this.o.loc, base, patch, conditional);
   }
 
   /** Commit one generation (see the module comment for the order and the rules). */
@@ -185,6 +223,9 @@ export class GenerationWriter {
     let result: CommitResult = { published: false, head: c.base, files: c.baseFiles, manifestBytes: undefined, deleted: 0 };
     if (c.puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {
       if (!this.leaseHeld) await this.hold();
+      if (c.base?.head.signature && !this.signingFor(c)) {
+        log.warn({ generation: c.base.head.generation, keyId: c.base.head.signature.keyId }, "publishing an unsigned generation over a signed one: nodes with --trusted-key refuse it (give --signing-key)");
+      }
       await this.prepare(deletes);
       await checkLease(store, loc, this.leaseId as string);
       const pub = await publishGeneration(store, loc, {
@@ -196,11 +237,28 @@ export class GenerationWriter {
         retain: this.o.retain,
         now: this.d.now,
         conditional: await this.conditionalWrites(),
+        signing: this.signingFor(c),
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
         ...(c.dirty ? { dirty: c.dirty } : {}),
-        ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : {}),
+        ...(c.rebuilt ? { rebuilt: true } : {}),
+        ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : c.approvedDeletes ? { approvedDeletes: c.approvedDeletes } : {}),
       }, log);
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
+      if (!(await this.conditionalWrites())) {
+        // No conditional writes: a writer stalled between its lease check and its head write (a
+        // frozen VM, SIGSTOP) may have overwritten the head of a writer that took the lease over
+        // meanwhile. The chain may have forked: say so (exit 6). That writer's next commit plans
+        // against this head and publishes the next generation; nodes re-check a generation that
+        // comes again with another manifest.
+        // (A lease released meanwhile was taken and given up by another writer as well.)
+        const lease = await readLease(store, loc);
+        if (lease?.writer !== this.leaseId) {
+          this.leaseHeld = false;
+          throw new RaceError(`published generation ${pub.head.generation} of s3://${loc.bucket}/${loc.prefix}, but the write lease had passed to ${lease?.writer ?? "another writer, who released it again"} while this writer was stalled (this server has no conditional writes): that writer may have published generation ${pub.head.generation} too, and this one replaced it`, {
+            hint: "run one writer per location; the other writer's next commit publishes the next generation over this one, and nodes converge to it",
+          });
+        }
+      }
     }
     const done = new Set<string>();
     const left = new Set<string>();
@@ -220,6 +278,17 @@ export class GenerationWriter {
     await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, later: left, signal, log, beforeDelete: () => this.hold() });
     if (failed) throw partial();
     return result;
+  }
+
+  /** The key id and site this writer signs with, if it signs. */
+  get signs(): { readonly keyId: string; readonly site: string } | undefined {
+    const s = this.o.signer;
+    return s && { keyId: s.key.keyId, site: s.site };
+  }
+
+  private signingFor(c: CommitInput): GenerationSigning | undefined {
+    if (c.signature) return { kind: "carry", signature: c.signature };
+    return this.o.signer && { kind: "sign", key: this.o.signer.key, site: this.o.signer.site };
   }
 
   /** Whether the server enforces conditional writes, probed once per endpoint and bucket and cached. */

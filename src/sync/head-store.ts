@@ -5,6 +5,7 @@
 import os from "node:os";
 import { randomBytes } from "node:crypto";
 import { IntegrityError, RaceError } from "../core/errors.ts";
+import { parseDuration } from "../core/units.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import {
@@ -14,6 +15,7 @@ import {
 import type { Logger } from "../adapters/logger.ts";
 import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
+import { type GenerationSigning, type HeadSignature, signatureFor } from "../core/signing.ts";
 
 /** The head as read, with the ETag needed for the next conditional write. */
 export interface HeadState {
@@ -60,7 +62,8 @@ export async function readManifest(store: S3Store, head: Head, signal?: AbortSig
     });
   }
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading ${head.manifestKey}: ${res.status}`);
-  return { files: parseManifest(res.body, head.manifestSha256, head.generation), bytes: res.body };
+  // The head's file count bounds what the manifest may inflate to (a gzip bomb stops early).
+  return { files: await parseManifest(res.body, head.manifestSha256, head.generation, head.files), bytes: res.body };
 }
 
 /** What one publish changed. */
@@ -83,6 +86,10 @@ export interface PublishInput {
   readonly dirty?: readonly string[];
   /** Deletions of this generation its writer approved (see {@link Head.approvedDeletes}). */
   readonly approvedDeletes?: number | undefined;
+  /** Sign the head with the writer's key, or carry a signature made elsewhere (a region's copy of the primary's). */
+  readonly signing?: GenerationSigning | undefined;
+  /** The files were not planned from the previous generation (it was unreadable): no journal chains across. */
+  readonly rebuilt?: boolean | undefined;
 }
 
 /** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
@@ -122,11 +129,12 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     bytes,
     // Journals exist for (oldestJournal..gen]. A jump writes one journal holding the net delta from
     // prevGen, which is not the delta from gen - 1: no reader may chain journals across it.
-    oldestJournal: journalWritten && gen === prevGen + 1 ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
+    oldestJournal: journalWritten && gen === prevGen + 1 && !input.rebuilt ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
     writer: input.writer,
     time,
     ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
     ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}),
+    ...signatureFor(input.signing, gen, input.files, time, input.approvedDeletes ?? 0),
   };
   let etag: string;
   try {
@@ -235,11 +243,12 @@ function capDirty(paths: readonly string[]): readonly string[] {
  * objects the head names, which ones it may overwrite, and clears them once they are verified or
  * republished; records a master's approval of the generation's deletions after the fact.
  */
-export async function rewriteHead(store: S3Store, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number }, conditional: boolean): Promise<HeadState> {
-  const { dirty: oldDirty, approvedDeletes: oldApproval, ...rest } = hs.head;
+export async function rewriteHead(store: S3Store, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number; readonly signature?: HeadSignature }, conditional: boolean): Promise<HeadState> {
+  const { dirty: oldDirty, approvedDeletes: oldApproval, signature: oldSignature, signatureProblem: _p, ...rest } = hs.head;
   const dirty = patch.dirty ?? oldDirty ?? [];
   const approvedDeletes = patch.approvedDeletes ?? oldApproval ?? 0;
-  const head: Head = { ...rest, ...(dirty.length > 0 ? { dirty: capDirty(dirty) } : {}), ...(approvedDeletes > 0 ? { approvedDeletes } : {}) };
+  const signature = patch.signature ?? oldSignature;
+  const head: Head = { ...rest, ...(dirty.length > 0 ? { dirty: capDirty(dirty) } : {}), ...(approvedDeletes > 0 ? { approvedDeletes } : {}), ...(signature ? { signature } : {}) };
   const meta = metaPrefix(loc);
   try {
     const etag = (await store.put(metaKeys.head(meta), serializeHead(head), { contentType: "application/json", cacheControl: "no-store" }, conditional ? { ifMatch: hs.etag } : {})).etag;
@@ -303,7 +312,16 @@ export async function probeConditionalWrites(store: S3Store, loc: Location): Pro
 }
 
 /** How long a write lease lives without renewal; its holder renews it every third of that. */
-export const LEASE_TTL_MS = 60_000;
+export const LEASE_TTL_MS = leaseTtlFromEnv();
+
+/**
+ * FANSYNC_LEASE_TTL (a duration, at least 1s) shortens the 60 s lease, for tests of writers that
+ * stall past it; anything else keeps the default.
+ */
+function leaseTtlFromEnv(): number {
+  const ms = parseDuration(process.env.FANSYNC_LEASE_TTL ?? "");
+  return ms !== undefined && ms >= 1000 ? ms : 60_000;
+}
 // A new lease is read back after this pause: two writers that both saw no lease have then both
 // written theirs, the last write won, and exactly one of them reads its own id back.
 const LEASE_SETTLE_MS = 1000;
@@ -358,9 +376,14 @@ function leaseRace(loc: Location, l: LeaseDoc, why: string, conditional: boolean
  * first lease), so two writers cannot both take it; elsewhere a fresh lease is read back after a
  * pause, so two writers starting together cannot both go on.
  */
-export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean): Promise<void> {
+export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean, renew = false): Promise<void> {
   const st = await readLeaseState(store, loc);
   const cur = st?.doc?.released ? undefined : st?.doc;
+  // A renewal only extends a lease that is still ours: one released or gone meanwhile was taken
+  // over (and given up) by another writer while this one was stalled; writing it again would hide that.
+  if (renew && cur?.writer !== writer) {
+    throw cur ? leaseRace(loc, cur, "lost the write lease", conditional) : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix}: it was released or removed while this writer held it`);
+  }
   if (cur && cur.writer !== writer && (held || Date.parse(cur.expires) > now().getTime())) {
     throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here", conditional);
   }

@@ -4,13 +4,14 @@
  * backoff and drain. `fansync pull` only wires it from the config.
  */
 import os from "node:os";
-import { errorMessage, FansyncError, GuardError, ObjectMoved, RemoteError, errorLine } from "../core/errors.ts";
+import { errorMessage, FansyncError, GuardError, ObjectMoved, RemoteError, StaleHead, errorLine } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
 import { Drain } from "./drain.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerDeps, type PullerOptions, type PullResult, type Source } from "./puller.ts";
+import { RunDeadline } from "./run-deadline.ts";
 import { sleep } from "./sleep.ts";
 import { orderSources } from "./source-choice.ts";
 
@@ -40,6 +41,8 @@ export interface PullJobOptions {
   readonly staleAfterMs: number;
   readonly maxLag: number;
   readonly intervalMs: number;
+  /** Each run's deadline before time for its bytes is added (run-deadline.ts); 0: none. */
+  readonly runTimeoutMs: number;
 }
 
 /** Collaborators: `signal` is the stop (SIGTERM); each settled run is told to `onSettled`. */
@@ -76,13 +79,18 @@ export class PullJob {
       this.last = file ? await readJson<PullStatus>(file) : undefined;
       this.loaded = true;
     }
+    const deadline = new RunDeadline(this.o.runTimeoutMs, signal);
     try {
-      const r = await this.fromSources(signal);
+      const r = await this.fromSources(deadline.signal, deadline);
       await this.settle(statusOk(r, this.o.staleAfterMs, this.d.now()), undefined);
       return r;
-    } catch (err) {
+    } catch (caught) {
+      // Whatever a request cut short by the deadline threw, the run failed for the deadline.
+      const err = deadline.expired ? deadline.error() : caught;
       await this.settle(statusFailed(this.last, err, this.o.staleAfterMs, this.d.now()), err);
       throw err;
+    } finally {
+      deadline.dispose();
     }
   }
 
@@ -108,9 +116,9 @@ export class PullJob {
     }
   }
 
-  private async fromSources(signal: AbortSignal): Promise<PullResult> {
+  private async fromSources(signal: AbortSignal, deadline: RunDeadline): Promise<PullResult> {
     const { sources } = this.o;
-    const deps: PullerDeps = { log: this.d.log, signal, now: this.d.now, events: this.d.events };
+    const deps: PullerDeps = { log: this.d.log, signal, now: this.d.now, events: this.d.events, deadline };
     // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
     const lagRule = { state: this.o.state, maxLag: this.o.maxLag, checkEveryMs: LAG_CHECK_RUNS * this.o.intervalMs };
     const ordered = (await orderSources(sources, lagRule, deps)).sources;
@@ -167,7 +175,8 @@ export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAf
   // A node its guard stopped says in the status line itself what to run.
   const msg = err instanceof GuardError && err.hint ? `${errorLine(err)} -- ${err.hint}` : errorLine(err);
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
-  const status: PullStatus["status"] = err instanceof ObjectMoved && since <= staleAfterMs ? "STALE" : "ERROR";
+  // A head older than --max-age is STALE by definition: the node serves its last generation.
+  const status: PullStatus["status"] = err instanceof StaleHead || (err instanceof ObjectMoved && since <= staleAfterMs) ? "STALE" : "ERROR";
   return {
     status,
     line: `${status} ${prev?.generation ?? 0} ${msg}`,
@@ -180,6 +189,34 @@ export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAf
     lastError: msg,
     host: os.hostname(),
   };
+}
+
+/**
+ * A run that could not start because another holds the lock: when the status file's last attempt
+ * is older than `staleAfterMs` (the holder is stuck, or something else holds the lock), it says so:
+ * STALE, with the generation still served and why nothing runs. Never throws.
+ */
+export async function noteLocked(file: string, err: Error, staleAfterMs: number, log: JobDeps["log"], now = new Date()): Promise<void> {
+  try {
+    const prev = await readJson<PullStatus>(file);
+    const last = prev?.lastAttempt ? Date.parse(prev.lastAttempt) : NaN;
+    if (Number.isFinite(last) && now.getTime() - last <= staleAfterMs) return;
+    const why = `could not run: ${err.message}`;
+    await writeStatus(file, {
+      status: "STALE",
+      line: `STALE ${prev?.generation ?? 0} ${why}`.slice(0, 300),
+      generation: prev?.generation ?? 0,
+      headGeneration: prev?.headGeneration ?? 0,
+      lag: prev?.lag ?? { generations: 0, seconds: 0 },
+      source: prev?.source ?? "",
+      lastSuccess: prev?.lastSuccess ?? null,
+      lastAttempt: now.toISOString(),
+      lastError: why.slice(0, 300),
+      host: os.hostname(),
+    });
+  } catch (e) {
+    log.warn({ err: errorMessage(e) }, "could not write the status file");
+  }
 }
 
 /** The plain-text companion of the JSON status file (`status.json` → `status.txt`). */

@@ -5,17 +5,18 @@
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, readdir, realpath, rename, rm, stat, unlink, utimes } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
-import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, TransferCorrupt } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
-import { TEMP_MARK } from "../core/paths.ts";
+import { showPath, TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
-import type { DeleteLimit } from "../core/units.ts";
+import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyHeadSignature } from "../core/signing.ts";
+import { type DeleteLimit, formatAge } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -43,6 +44,12 @@ export interface PullerOptions {
   readonly keep: readonly string[];
   /** Journals are fetched when at most this many generations behind; else the full manifest. */
   readonly maxJournals: number;
+  /** Signed generations: the keys and site this node accepts; undefined: heads are not checked. */
+  readonly trust: TrustPolicy | undefined;
+  /** STALE, nothing applied, when the head was signed (unsigned: written) longer ago than this. */
+  readonly maxAgeMs: number | undefined;
+  /** Apply setuid/setgid bits from the bucket; by default they are stripped. */
+  readonly allowSetuid: boolean;
 }
 
 /** One source to pull from. */
@@ -55,6 +62,8 @@ export interface Source {
 export interface PullerDeps extends JobDeps {
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;
+  /** The run's deadline, told how many bytes the plan downloads (it allows time for them). */
+  readonly deadline?: { allow(bytes: number): void } | undefined;
 }
 
 /** What one pull did. */
@@ -79,6 +88,13 @@ interface PullHead {
   headTime: string;
   /** False when the docroot may not equal `generation` (then journals are not applied on top). */
   complete: boolean;
+  /** filesDigest of the generation applied (core/signing.ts): the same number with other content is refused. */
+  filesSha256?: string;
+  /** Of the signature verified when it was applied: the site (pinned) and when it was signed (--max-age). */
+  site?: string;
+  signedTime?: string;
+  /** The manifest of the generation applied: the same number with another manifest is looked at again. */
+  manifestSha256?: string;
 }
 
 
@@ -95,6 +111,8 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   // The no-op path: one conditional GET of the head.
   const hs = await readHeadIfChanged(source.store, source.loc, state && sameSource && state.complete && !o.verify ? state.etag : undefined, signal);
   if (hs === "not-modified") {
+    // A source that stopped updating keeps answering 304: --max-age measures from the head applied.
+    checkAge(state?.signedTime ?? state?.headTime, state?.generation ?? 0, url, o, d);
     return { generation: state?.generation ?? 0, headGeneration: state?.generation ?? 0, headTime: state?.headTime ?? "", source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
   if (!hs) {
@@ -104,22 +122,39 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
   const { head } = hs;
   const have = state?.generation ?? 0;
+  // Signed generations: a head this node does not trust is refused before anything else is read.
+  const sig = o.trust ? verifyHeadSignature(head, o.trust.keys, o.trust.site ?? state?.site, url) : undefined;
   if (head.generation < have && !o.force) {
     throw new IntegrityError(`the head at ${url} went backwards: generation ${head.generation}, this node already has ${have}`, {
-      hint: "if the bucket was deliberately reset, rerun with --force; otherwise the source is not the one this node follows",
+      hint: "if the bucket was deliberately reset, rerun with --force; otherwise the source is not the one this node follows (an old head replayed?)",
     });
   }
-  if (state && sameSource && state.complete && head.generation === have && !o.verify) {
-    await writeJson(o.state.pullHead, { ...state, etag: hs.etag });
+  checkAge(sig?.time ?? head.time, head.generation, url, o, d);
+  if (sig && state?.complete && head.generation === have && state.filesSha256 !== undefined && state.filesSha256 !== sig.filesSha256 && !o.force) {
+    // Without this check the node said "up to date" and silently differed from every fresh node.
+    throw new UntrustedHead(`the head at ${url} is generation ${have} with other content than the generation ${have} this node applied (signed digest ${sig.filesSha256.slice(0, 12)}…, applied ${state.filesSha256.slice(0, 12)}…)`);
+  }
+  const signedFields = sig ? { site: sig.site, signedTime: sig.time } : {};
+  // The same generation with another manifest (two writers forked it on a server without
+  // conditional writes, and the later head won): not "up to date", the docroot follows this head.
+  const sameManifest = state?.manifestSha256 === undefined || state.manifestSha256 === head.manifestSha256;
+  if (state && sameSource && state.complete && head.generation === have && !sameManifest && !o.verify) {
+    log.warn({ generation: have }, "the head names this generation with another manifest than the one applied: applying it");
+  }
+  if (state && sameSource && state.complete && head.generation === have && sameManifest && !o.verify) {
+    await writeJson(o.state.pullHead, { ...state, ...signedFields, etag: hs.etag });
     return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
   }
 
   const held = await readNdjsonMap<Entry>(o.state.pullFiles);
-  const { files: target, approvedDeletes } = await readTarget(source, head, state, sameSource, held, o, d);
+  const { files: signed, approvedDeletes } = await readTarget(source, head, sig, state, sameSource, held, o, d);
+  // What is planned and applied is without setuid/setgid bits; what is recorded as held is the
+  // generation as published (journals apply on top of it, and its digest is the signed one).
+  const target = o.allowSetuid ? signed : withoutSetuid(signed, log);
   const root = await openDocroot(o.docroot, o.dryRun, log);
   const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
   // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
-  let heldForPlan: ReadonlyMap<string, HeldFile> = held;
+  let heldForPlan: ReadonlyMap<string, HeldFile> = o.allowSetuid ? held : withoutSetuid(held);
   let drift = 0;
   if (o.verify) {
     const checked = await checkDisk(root, target, o.checksum);
@@ -141,6 +176,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     hint: APPROVE_HINT,
   });
   const base = { headGeneration: head.generation, headTime: head.time, source: url, downloads: plan.downloads.length, downloadBytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift };
+  d.deadline?.allow(plan.downloadBytes);
   if (o.dryRun) {
     for (const e of plan.downloads) log.info({ op: "get", path: e.path, bytes: e.size }, "would download");
     for (const e of plan.metaOnly) log.info({ op: "meta", path: e.path }, "would update mtime/mode");
@@ -149,8 +185,8 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     return { ...base, generation: have, noop: false };
   }
   if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
-  await writeNdjsonMap(o.state.pullFiles, target);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true } satisfies PullHead);
+  await writeNdjsonMap(o.state.pullFiles, signed);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
@@ -159,16 +195,50 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   return { ...base, generation: head.generation, noop: false };
 }
 
-/** The target generation's files: journals on top of what we hold when close, else the manifest. */
-/** The target generation's files, and how many of the deletions up to it its writers approved. */
-async function readTarget(source: Source, head: Head, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
+/**
+ * The target generation's files, and how many of the deletions up to it its writers approved:
+ * journals on top of what we hold when close, else the manifest. A signed head's files must be the
+ * ones signed: journals that do not add up to them are set aside for the manifest, and a manifest
+ * that does not (swapped for another generation's, or edited) is refused.
+ */
+async function readTarget(source: Source, head: Head, sig: HeadSignature | undefined, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
   // Journals apply only on top of a docroot known to be at `have`, from this same source.
   if (state?.complete && sameSource && !o.verify) {
     const caught = await catchUpThroughJournals(held, state.generation, head, o.maxJournals, (g) => readJournal(source.store, source.loc, g, d.signal), d.log);
-    if (caught) return caught;
+    // Under signatures only the signed approval counts (journals are not signed).
+    if (caught && (!sig || filesMatchSignature(sig, caught.files.values()))) return sig ? { files: caught.files, approvedDeletes: sig.approvedDeletes ?? 0 } : caught;
+    if (caught) d.log.warn({ generation: head.generation }, "journals do not add up to the signed generation; reading the full manifest");
+  }
+  const { files } = await readManifest(source.store, head, d.signal);
+  if (sig && !filesMatchSignature(sig, files.values())) {
+    throw new UntrustedHead(`the manifest of generation ${head.generation} at ${formatLocation(source.loc)} does not match the signed generation (it was swapped for another one, or edited)`);
   }
   // From the manifest only the head's own approval is known (a node far behind judges the rest itself).
-  return { files: (await readManifest(source.store, head, d.signal)).files, approvedDeletes: head.approvedDeletes ?? 0 };
+  return { files, approvedDeletes: sig ? (sig.approvedDeletes ?? 0) : (head.approvedDeletes ?? 0) };
+}
+
+/**
+ * Setuid and setgid bits from the bucket are not applied (a root puller would install a setuid
+ * program chosen by whoever can write the bucket) unless the config allows them.
+ */
+function withoutSetuid(files: FileMap, log?: Logger): FileMap {
+  let out: FileMap | undefined;
+  for (const [p, e] of files) {
+    if ((e.mode & 0o6000) === 0) continue;
+    out ??= new Map(files);
+    out.set(p, { ...e, mode: e.mode & ~0o6000 });
+    log?.warn({ path: p, mode: e.mode.toString(8) }, "setuid/setgid bits stripped (allowSetuid is off)");
+  }
+  return out ?? files;
+}
+
+/** --max-age: a head older than that means its source stopped updating (a freeze): STALE, nothing applied. */
+function checkAge(time: string | undefined, generation: number, url: string, o: PullerOptions, d: PullerDeps): void {
+  if (o.maxAgeMs === undefined || !time) return;
+  const age = d.now().getTime() - Date.parse(time);
+  if (age > o.maxAgeMs) {
+    throw new StaleHead(`the head of ${url} (generation ${generation}) was ${o.trust ? "signed" : "written"} ${formatAge(age / 1000)} ago, longer than --max-age ${formatAge(o.maxAgeMs / 1000)}: the source stopped updating`);
+  }
 }
 
 async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, o: PullerOptions, d: PullerDeps): Promise<void> {
@@ -184,6 +254,24 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     else downloads.push(e);
   }
   const plan: PullPlan = { ...planned, downloads, metaOnly };
+  const deleting = new Set(plan.deletes);
+  // Before any temp file exists: a directory where the generation has a file would fail the
+  // rename half way through the commit (issue 18: a generation half applied, and fifty temp files
+  // left on every run). One holding only files this plan deletes (a directory that became a file)
+  // is emptied before the renames; any other refuses the generation now.
+  const clearFirst: { dir: string; files: string[]; dirs: string[] }[] = [];
+  for (const e of plan.downloads) {
+    const st = await lstat(path.join(root, e.path)).catch(() => undefined);
+    if (!st?.isDirectory()) continue;
+    const inside = await listUnder(root, e.path);
+    const foreign = inside.files.find((p) => !deleting.has(p));
+    if (foreign !== undefined) {
+      throw new LocalIoError(`${showPath(e.path)} is a directory in the docroot ${root}, where the generation has a file, and it holds files fansync did not write (first: ${showPath(foreign)}); nothing was changed`, {
+        hint: "move or remove that directory (or rerun with --delete-extraneous), then run again",
+      });
+    }
+    clearFirst.push({ dir: e.path, ...inside });
+  }
   const runId = randomBytes(3).toString("hex");
   const staged: { entry: Entry; tmp: string }[] = [];
   const tmps: string[] = [];
@@ -194,7 +282,6 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   const failed: { path: string; error: string }[] = [];
   const corrupt: string[] = [];
   const moved: string[] = [];
-  const deleting = new Set(plan.deletes);
   const stagingFile = o.state.pullStaging;
   const verifiedDirs = new Set<string>([""]);
   // A local failure (disk full, unwritable docroot) ends the run, but only after every transfer in
@@ -253,11 +340,18 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
   // Commit: renames, then metadata, then deletions. Each rename is atomic; a crash here leaves
   // complete files only, and the staging list lets the next run clean up and resume.
-  for (const { entry, tmp } of staged) {
+  for (const c of clearFirst) {
+    for (const p of c.files) await unlink(path.join(root, p)).catch(() => undefined);
+    for (const p of [...c.dirs, c.dir].sort((a, b) => b.length - a.length)) await rmdir(path.join(root, p)).catch(() => undefined);
+  }
+  for (const [i, { entry, tmp }] of staged.entries()) {
     if (tmp === "") continue;
     try {
       await rename(tmp, path.join(root, entry.path));
     } catch (err) {
+      // What did not land is removed now, not left for a later run (the staging record goes too).
+      await removeAll(staged.slice(i).map((x) => x.tmp).filter((t) => t !== ""));
+      await rm(stagingFile, { force: true });
       throw toLocal(err, path.join(root, entry.path));
     }
   }
@@ -289,8 +383,14 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
 async function openDocroot(docroot: string, dryRun: boolean, log: Logger): Promise<string> {
   const abs = path.resolve(docroot);
   try {
-    return await realpath(abs);
+    const root = await realpath(abs);
+    // A puller owns what it writes under its docroot (with --delete-extraneous, everything there).
+    if (root === path.parse(root).root) {
+      throw new UsageError(`refusing to pull into ${root}${abs !== root ? ` (${docroot})` : ""}, the filesystem root`, { hint: "give the web server's docroot, a directory of its own" });
+    }
+    return root;
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const parent = path.dirname(abs);
     const parentIsDir = (await stat(parent).catch(() => undefined))?.isDirectory() ?? false;
@@ -331,6 +431,18 @@ async function listDisk(root: string): Promise<string[]> {
   const { scanTree } = await import("../adapters/local-tree.ts");
   const { files } = await scanTree(root, { filter: { matches: () => true, prunesDir: () => false } });
   return files.map((f) => f.path);
+}
+
+/** The files and directories under the docroot's directory `rel` (relative paths, not following symlinks). */
+async function listUnder(root: string, rel: string): Promise<{ files: string[]; dirs: string[] }> {
+  const entries = await readdir(path.join(root, rel), { recursive: true, withFileTypes: true });
+  const files: string[] = [];
+  const dirs: string[] = [];
+  for (const d of entries) {
+    const p = path.relative(root, path.join(d.parentPath, d.name)).split(path.sep).join("/");
+    (d.isDirectory() ? dirs : files).push(p);
+  }
+  return { files, dirs };
 }
 
 async function removeAll(files: readonly string[]): Promise<void> {

@@ -251,7 +251,14 @@ export class Replicator {
           const files = await regionFiles();
           // A run killed between this head and its deletions left objects only the ledger knows of.
           await st.writer.sweep(files);
-          if (check.length > 0) await this.repairInPlace(r, st, rh, ph, files, check, log);
+          let cur = check.length > 0 ? await this.repairInPlace(r, st, rh, ph, files, check, log) : rh;
+          // The primary's head was rewritten in place (an approval of its deletions, re-signed):
+          // the region's head carries the same approval and signature.
+          if ((ph.approvedDeletes ?? 0) !== (cur.head.approvedDeletes ?? 0) || (ph.signature?.value ?? "") !== (cur.head.signature?.value ?? "")) {
+            cur = await st.writer.carry(cur, { approvedDeletes: ph.approvedDeletes ?? 0, ...(ph.signature ? { signature: ph.signature } : {}) });
+            st.head = cur;
+            log.info({ generation: have, approvedDeletes: ph.approvedDeletes ?? 0 }, "region's head now carries the primary's approval and signature");
+          }
         } finally {
           await st.writer.release();
         }
@@ -279,8 +286,9 @@ export class Replicator {
       const base = rh && overwritten.length > 0 ? await st.writer.setDirty(rh, marked) : rh;
       const { puts, failed } = await this.copyObjects(r, plan);
       const settled = new Set([...puts.map((e) => e.path), ...deletes]);
-      // A region's generation N is the primary's generation N: all of it or nothing.
-      const c = await st.writer.commit({ base, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes, failed, exact: true, generation: ph.generation, what: "copies", total: written.length, dirty: marked.filter((p) => !settled.has(p)) });
+      // A region's generation N is the primary's generation N: all of it or nothing, under the
+      // primary's signature (the replicator holds no key; the signature covers no ETag).
+      const c = await st.writer.commit({ base, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes, failed, exact: true, generation: ph.generation, signature: ph.signature, what: "copies", total: written.length, dirty: marked.filter((p) => !settled.has(p)), approvedDeletes: have === ph.generation - 1 ? ph.approvedDeletes : undefined });
       st.head = c.head;
       st.files = c.files;
     } finally {
@@ -316,7 +324,7 @@ export class Replicator {
    * have overwritten: verify them, copy the moved ones again from the primary, and clear the mark
    * for every object that holds the bytes (and ETag) the region's manifest names.
    */
-  private async repairInPlace(r: Region, st: RegionState, rh: HeadState, ph: HeadState["head"], files: FileMap, check: readonly string[], log: Logger): Promise<void> {
+  private async repairInPlace(r: Region, st: RegionState, rh: HeadState, ph: HeadState["head"], files: FileMap, check: readonly string[], log: Logger): Promise<HeadState> {
     const moved = await this.findMoved(r, files, check, log);
     const primaryFiles = moved.size > 0 ? await this.targetFor(ph.generation, ph, new Map(), log) : new Map<string, Entry>();
     const still = new Set<string>();
@@ -335,7 +343,9 @@ export class Replicator {
     // Every path the head marked was among those checked: what is still moved is all that stays marked.
     const left = [...still].sort();
     if (still.size > 0) log.warn({ objects: still.size }, "objects could not be restored under the region's current manifest: the next generation from the primary repairs them");
-    if (JSON.stringify(left) !== JSON.stringify(rh.head.dirty ?? [])) st.head = await st.writer.setDirty(rh, left);
+    if (JSON.stringify(left) === JSON.stringify(rh.head.dirty ?? [])) return rh;
+    st.head = await st.writer.setDirty(rh, left);
+    return st.head;
   }
 
   /** The primary's files at its head: journals on top of the region's map when close, else its manifest. */

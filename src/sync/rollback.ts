@@ -14,6 +14,7 @@ import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
+import type { SigningKey } from "../core/signing.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -39,6 +40,8 @@ export interface RollbackOptions extends WriterTuning {
   /** The location's state shared by every writer of it (ledger, capabilities). */
   readonly shared: StateDir;
   readonly cacheControl: (p: string) => string | undefined;
+  /** Sign the new generation (signed generations): the uploader's key and site. */
+  readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
 }
 
 /** Injected collaborators. */
@@ -121,7 +124,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER }, d);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, signer: o.signer }, d);
   try {
     await writer.hold();
   } catch (err) {

@@ -7,13 +7,15 @@ import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, LocalIoError } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, IntegrityError, LocalIoError } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
 import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
+import { formatAge } from "../core/units.ts";
+import type { SigningKey } from "../core/signing.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
@@ -44,6 +46,10 @@ export interface UploaderOptions extends WriterTuning {
    * nothing to publish, the head's generation gets the approval for its deletions after the fact.
    */
   readonly approveDeletes: boolean;
+  /** Sign every generation with this key, for this site (signed generations). */
+  readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /** With a signer: publish an unchanged generation when the head was signed longer ago than this. */
+  readonly heartbeatMs?: number | undefined;
 }
 
 /** Injected collaborators. */
@@ -78,6 +84,8 @@ type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
 interface Remote {
   state: HeadState | undefined;
   files: FileMap;
+  /** The head's manifest could not be used: `files` is empty, and the next generation is the docroot whole. */
+  rebuilt?: boolean;
 }
 
 /** The uploader: one instance per docroot → location, reused across watch batches. */
@@ -93,7 +101,7 @@ export class Uploader {
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
-    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain }, deps);
+    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, signer: opts.signer }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
@@ -170,6 +178,10 @@ export class Uploader {
         await this.saveRemoteCache(hs.head, hs.etag, undefined);
         log.info({ generation: gen, verified: dirty.length }, "objects an interrupted commit may have touched are intact");
       }
+      // Nothing to upload, yet a signing writer may owe the nodes a new signature (see resignReason).
+      const current = this.remote ?? remote;
+      const why = scope ? undefined : this.resignReason(current);
+      if (why) return { ...summary, ...(await this.resign(current, why)), deferred: [] };
       log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
@@ -187,7 +199,7 @@ export class Uploader {
       this.d.log.info({ generation: hs.head.generation, deletes: count }, count === 0 ? "nothing to approve: the head's generation deleted nothing (or its journal is gone)" : "the head's deletions are approved already");
       return;
     }
-    const next = await this.writer.approveDeletes(hs, count);
+    const next = await this.writer.approveDeletes(hs, count, this.remote?.files ?? new Map());
     this.remote = { state: next, files: this.remote?.files ?? new Map() };
     await this.saveRemoteCache(next.head, next.etag, undefined);
     this.d.log.info({ generation: hs.head.generation, approvedDeletes: count }, "approved the head generation's deletions for every node");
@@ -198,6 +210,37 @@ export class Uploader {
     const moved = await findMovedObjects(this.d.store, this.o.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal });
     if (moved.size > 0) this.d.log.warn({ objects: moved.size, paths: [...moved].slice(0, 10) }, "objects the head names hold other bytes (an interrupted commit): uploading them again");
     return moved;
+  }
+
+  /**
+   * Why the current head needs a new signed generation although nothing changed: it is unsigned or
+   * signed with another key or site (signing was just turned on, or the key rotated: nodes that
+   * trust only the new key would refuse it), or older than the heartbeat (nodes with --max-age
+   * would call a quiet site frozen). Undefined when it does not, or when this writer does not sign.
+   */
+  private resignReason(remote: Remote): string | undefined {
+    const signs = this.writer.signs;
+    const head = remote.state?.head;
+    if (!signs || !head) return undefined;
+    const sig = head.signature;
+    if (!sig) return "the head is not signed";
+    if (sig.keyId !== signs.keyId) return `the head is signed with another key (${sig.keyId})`;
+    if (sig.site !== signs.site) return `the head is signed for another site (${sig.site})`;
+    const age = this.d.now().getTime() - Date.parse(sig.time);
+    if (this.o.heartbeatMs !== undefined && age >= this.o.heartbeatMs) return `heartbeat: the head was signed ${formatAge(age / 1000)} ago`;
+    return undefined;
+  }
+
+  /** Publish the current files again as the next generation, signed with this writer's key. */
+  private async resign(remote: Remote, why: string): Promise<{ generation: number; published: boolean }> {
+    const base = remote.state as HeadState;
+    const c = await this.writer.commit({ base, baseFiles: remote.files, puts: [], deletes: [], failed: [], exact: false, generation: base.head.generation + 1, what: "transfers", total: 0 });
+    if (c.published && c.head && c.manifestBytes) {
+      this.remote = { state: c.head, files: c.files };
+      await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
+    }
+    this.d.log.info({ generation: c.head?.head.generation, reason: why }, "nothing changed: published an unchanged, signed generation");
+    return { generation: c.head?.head.generation ?? 0, published: c.published };
   }
 
   private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean): Promise<ReconcileResult> {
@@ -278,6 +321,7 @@ export class Uploader {
         total: jobs.length,
         dirty: marked.filter((p) => !settled.has(p)),
         approveDeletes,
+        rebuilt: remote.rebuilt,
       });
       if (c.published && c.head && c.manifestBytes) {
         this.remote = { state: c.head, files: c.files };
@@ -330,14 +374,25 @@ export class Uploader {
     if (cached && cached.generation === hs.head.generation && cached.manifestSha256 === hs.head.manifestSha256) {
       try {
         const bytes = await readFile(this.o.state.remoteManifest);
-        return (this.remote = { state: hs, files: parseManifest(bytes, hs.head.manifestSha256, hs.head.generation) });
+        return (this.remote = { state: hs, files: await parseManifest(bytes, hs.head.manifestSha256, hs.head.generation, hs.head.files) });
       } catch {
         // A damaged cache is simply ignored: fetch the manifest instead.
       }
     }
-    const { files, bytes } = await readManifest(this.d.store, hs.head, this.d.signal);
-    await this.saveRemoteCache(hs.head, hs.etag, bytes);
-    return (this.remote = { state: hs, files });
+    let manifest;
+    try {
+      manifest = await readManifest(this.d.store, hs.head, this.d.signal);
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
+      // The head names a manifest that is not there or does not match it (two writers raced on a
+      // server without conditional writes, or the bucket was damaged): nodes stop at it (exit 8)
+      // until a writer repairs it. The master's docroot is the truth: it is published whole as
+      // the next generation (objects it does not name are left as garbage, never deleted blindly).
+      this.d.log.error({ generation: hs.head.generation, err: errorMessage(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
+      return (this.remote = { state: hs, files: new Map(), rebuilt: true });
+    }
+    await this.saveRemoteCache(hs.head, hs.etag, manifest.bytes);
+    return (this.remote = { state: hs, files: manifest.files });
   }
 
   /** Remember the head (and, when it changed, its manifest) so the next run needs no manifest GET. */

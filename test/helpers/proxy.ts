@@ -1,6 +1,7 @@
 /**
  * A small HTTP proxy on 127.0.0.1 in front of the S3 server: counts every request fansync sends
- * and can inject faults (latency, error statuses, resets mid-body, truncated bodies, stalls, holds).
+ * and can inject faults (latency, error statuses, resets mid-body, truncated bodies, stalls,
+ * trickling bodies, holds).
  */
 import http from "node:http";
 
@@ -21,6 +22,8 @@ export type Fault =
   | { kind: "drop-answer" }
   | { kind: "truncate" }
   | { kind: "stall" }
+  /** Pass the answer through one byte every `everyMs` (a body that trickles: no inactivity timeout fires). */
+  | { kind: "trickle"; everyMs: number }
   /** Forward the request only once `until` settles (a barrier: two writers meet at the head PUT). */
   | { kind: "hold"; until: Promise<unknown> };
 
@@ -137,6 +140,19 @@ export async function startProxy(target: string, opts: { port?: number } = {}): 
             return;
           }
           res.writeHead(ur.statusCode ?? 502, ur.headers);
+          if (f.kind === "trickle") {
+            void (async () => {
+              for await (const c of ur as AsyncIterable<Buffer>) {
+                for (const b of c) {
+                  if (res.destroyed) return;
+                  res.write(Buffer.of(b));
+                  await new Promise((r) => setTimeout(r, f.everyMs));
+                }
+              }
+              res.end();
+            })().catch(() => res.destroy());
+            return;
+          }
           ur.pipe(res);
         },
       );

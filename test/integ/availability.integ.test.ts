@@ -8,7 +8,10 @@
 import assert from "node:assert/strict";
 import { chmod, readFile, writeFile, mkdir, copyFile, readdir } from "node:fs/promises";
 import path from "node:path";
+import { spawn } from "node:child_process";
 import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { jobStateDir } from "../../src/adapters/state-dir.ts";
 import { startCli, waitCli, runCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { checkBucketEqualsTree, checkHeadComplete, readGeneration, useFigures } from "../helpers/faults.ts";
@@ -20,6 +23,7 @@ const ctx = useServer();
 const fig = useFigures("availability");
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
 const pass: Fault = { kind: "none" };
+const STATE_DIR_MODULE = fileURLToPath(new URL("../../src/adapters/state-dir.ts", import.meta.url));
 // Root reads any file: unreadable files are only unreadable without these capabilities.
 const NO_DAC = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"] : [];
 
@@ -216,6 +220,36 @@ describe(`availability (${server})`, () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  test("a node that cannot run because its lock is held says so in its status file once the last run is older than --stale-after; a cron overlap stays quiet", async () => {
+    const bucket = await ctx.server.bucket("av-locked");
+    const master = ctx.tmp("master");
+    const node = ctx.tmp("node");
+    const nstate = ctx.tmp("ns");
+    const url = `s3://${bucket}/site/`;
+    const status = path.join(ctx.tmp("st"), "status.json");
+    await writeTree(master, { "index.html": "hi\n" });
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(ctx.tmp("ms"))]), 0);
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate), "--status-file", status]), 0);
+    // Another process holds the node's run lock (a stuck run).
+    const lockFile = path.join(jobStateDir(nstate, "pull", { docroot: node }).dir, "pull.lock");
+    const holder = spawn(process.execPath, ["--input-type=module", "-e", `const { acquireRunLock } = await import(${JSON.stringify(STATE_DIR_MODULE)}); await acquireRunLock(${JSON.stringify(lockFile)}); process.stdout.write("held\\n"); setInterval(() => {}, 1000);`], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      await new Promise<void>((res) => holder.stdout.once("data", () => res()));
+      const overlap = await ctx.cli(["pull", url, node, ...ctx.flags(nstate), "--status-file", status]);
+      expectCode(overlap, 75);
+      assert.match(await readFile(status.replace(/\.json$/, ".txt"), "utf8"), /^OK 1/, "a cron overlap leaves the status alone");
+      await new Promise((res) => setTimeout(res, 1200));
+      const stuck = await ctx.cli(["pull", url, node, ...ctx.flags(nstate), "--status-file", status, "--stale-after", "1s"]);
+      expectCode(stuck, 75);
+      assert.match(await readFile(status.replace(/\.json$/, ".txt"), "utf8"), /^STALE 1 could not run: another fansync run \(pid \d+/);
+    } finally {
+      holder.kill("SIGKILL");
+    }
+    // The holder is gone (the kernel released its lock): the next run runs and says OK again.
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate), "--status-file", status]), 0);
+    assert.match(await readFile(status.replace(/\.json$/, ".txt"), "utf8"), /^OK 1/);
   });
 
   test("names that cannot be keys and temp-looking names are skipped with a warning naming them", async () => {

@@ -13,6 +13,7 @@ import { checkBucketEqualsTree, checkHeadComplete, count, readGeneration, rng, S
 import { startProxy } from "../helpers/proxy.ts";
 import { getBytes } from "../helpers/s3.ts";
 import { editSite, writeSite } from "../helpers/site.ts";
+import { snapshot, writeTree } from "../helpers/tree.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 
 const ctx = useServer();
@@ -143,5 +144,62 @@ describe(`racing writers (${server}, seed ${SEED})`, () => {
       await proxy.close();
     }
   });
-});
 
+  test("without conditional writes, a writer frozen past its lease while another publishes: it exits 6 saying the chain may have forked; the other's next push and every node converge", async (t) => {
+    if (ctx.server.features.conditionalWrites) {
+      t.skip("this server refuses the stalled writer's head by its condition (the test above)");
+      return;
+    }
+    const bucket = await ctx.server.bucket("race-frozen");
+    const proxy = await startProxy(ctx.server.endpoint);
+    const r = rng(SEED + 29);
+    const a = { root: ctx.tmp("ma"), state: ctx.tmp("sa") };
+    const b = { root: ctx.tmp("mb"), state: ctx.tmp("sb") };
+    const node = ctx.tmp("node");
+    const nstate = ctx.tmp("ns");
+    const url = `s3://${bucket}/site`;
+    const env = { FANSYNC_LEASE_TTL: "2s" };
+    try {
+      // A's files are paths B never has: A overwrites no object B's head names (no dirty mark to write).
+      await writeTree(a.root, { "from-a/one.html": "a1\n", "from-a/two.html": "a2\n" });
+      await writeSite(b.root, r, 6);
+      expectCode(await ctx.cli(["push", b.root, url, ...ctx.flags(b.state)], env), 0);
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      // A reaches its head write through the proxy, which holds it; then A is frozen (SIGSTOP).
+      let release!: () => void;
+      const held = new Promise<void>((res) => (release = res));
+      const headPut = (q: { method: string; url: string }) => q.method === "PUT" && q.url.includes("/.fansync/head.json");
+      proxy.fault = (q) => (headPut(q) ? { kind: "hold", until: held } : { kind: "none" });
+      const frozen = startCli(["push", a.root, url, "--endpoint-url", proxy.url, "--state-dir", a.state, "--log-format", "json", "--force"], { env });
+      await proxy.waitFor(headPut);
+      frozen.kill("SIGSTOP");
+      await sleep(2500);
+      // B takes the expired lease over and publishes; a node applies B's generation.
+      await editSite(b.root, r);
+      expectCode(await ctx.cli(["push", b.root, url, ...ctx.flags(b.state)], env), 0);
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      frozen.kill("SIGCONT");
+      release();
+      const res = await waitCli(frozen);
+      fig.faults += 1;
+      expectCode(res, 6);
+      assert.match(res.stderr, /the write lease had passed to .* while this writer was stalled/);
+      // B's next push publishes over the fork; the node, which applied B's generation 3 and then
+      // saw A's generation 3, converges to B's tree.
+      await editSite(b.root, r);
+      const repair = await ctx.cli(["push", b.root, url, ...ctx.flags(b.state)], env);
+      expectCode(repair, 0);
+      const head = JSON.parse((await getBytes(ctx.server.client, bucket, "site/.fansync/head.json")).toString("utf8")) as { generation: number; oldestJournal: number };
+      assert.equal(head.generation, 3);
+      assert.equal(head.oldestJournal, 3, "no journal chains across the repaired fork");
+      const eq = await checkBucketEqualsTree(ctx.server.client, bucket, "site/", b.root);
+      // The repaired generation names B's tree exactly; what the lost generation wrote under other
+      // names is left behind (no manifest says what it was), never deleted blindly.
+      assert.deepEqual(eq.problems.filter((p) => !p.endsWith("object left behind, in no manifest")), []);
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      assert.deepEqual([...(await snapshot(node))].map(([p, f]) => [p, f.sha256]).sort(), [...(await snapshot(b.root))].map(([p, f]) => [p, f.sha256]).sort());
+    } finally {
+      await proxy.close();
+    }
+  });
+});

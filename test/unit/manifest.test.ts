@@ -7,33 +7,56 @@ import { applyJournal, type Entry, JOURNAL_FORMAT, MANIFEST_FORMAT, metaKeys, pa
 
 const e = (path: string, n = 1): Entry => ({ path, size: n, mtimeMs: 1700000000000, mode: 0o644, sha256: sha256Hex(path), etag: `"${n}"` });
 
-test("a manifest round-trips and is verified against the head's sha256", () => {
+test("a manifest round-trips and is verified against the head's sha256", async () => {
   const files = new Map([e("b.html"), e("a/x.css", 2), e("caf\u00e9", 3), e("cafe\u0301", 4)].map((x) => [x.path, x]));
   const bytes = serializeManifest(7, files);
-  const back = parseManifest(bytes, sha256Hex(bytes), 7);
+  const back = await parseManifest(bytes, sha256Hex(bytes), 7);
   const byPath = (a: Entry, b: Entry) => compareUtf8(a.path, b.path);
   assert.deepEqual([...back.values()].sort(byPath), [...files.values()].sort(byPath));
   assert.equal(back.size, 4, "NFC and NFD twins both survive");
-  assert.throws(() => parseManifest(bytes, "0".repeat(64), 7), /corrupt or truncated/);
-  assert.throws(() => parseManifest(bytes, sha256Hex(bytes), 8), /says generation 7/);
+  assert.deepEqual([...(await parseManifest(bytes, sha256Hex(bytes), 7, 4)).keys()], [...back.keys()], "with the head's count");
+  await assert.rejects(parseManifest(bytes, "0".repeat(64), 7), /corrupt or truncated/);
+  await assert.rejects(parseManifest(bytes, sha256Hex(bytes), 8), /says generation 7/);
+  await assert.rejects(parseManifest(bytes, sha256Hex(bytes), 7, 3), /announces 4 files, the head 3/);
   const truncated = bytes.subarray(0, bytes.length - 10);
-  assert.throws(() => parseManifest(truncated, sha256Hex(truncated), 7), IntegrityError);
+  await assert.rejects(parseManifest(truncated, sha256Hex(truncated), 7), IntegrityError);
 });
 
-test("hostile manifests are rejected with the offending path", () => {
-  const mk = (entries: object[]) => {
-    const text = [JSON.stringify({ format: MANIFEST_FORMAT, generation: 1, files: entries.length }), ...entries.map((x) => JSON.stringify(x))].join("\n");
+test("hostile manifests are rejected with the offending path", async () => {
+  const mk = (entries: object[], announced = entries.length) => {
+    const text = [JSON.stringify({ format: MANIFEST_FORMAT, generation: 1, files: announced }), ...entries.map((x) => JSON.stringify(x))].join("\n");
     const b = gzipSync(text);
-    return () => parseManifest(b, sha256Hex(b), 1);
+    return parseManifest(b, sha256Hex(b), 1);
   };
-  assert.throws(mk([{ ...e("ok"), path: "../../etc/passwd" }]), /"\.\."/);
-  assert.throws(mk([{ ...e("ok"), path: "/etc/passwd" }]), /absolute/);
-  assert.throws(mk([{ ...e("ok"), path: "a\u0000b" }]), /NUL/);
-  assert.throws(mk([e("dup"), e("dup")]), /duplicate/);
-  assert.throws(mk([e("d"), e("d/f")]), /both a file and a directory/);
-  assert.throws(mk([{ ...e("x"), sha256: "nothex" }]), /sha256/);
-  assert.throws(mk([{ ...e("x"), size: -1 }]), /size/);
-  assert.throws(mk([{ ...e("x"), mode: 0o100000 }]), /mode/);
+  await assert.rejects(mk([{ ...e("ok"), path: "../../etc/passwd" }]), /"\.\."/);
+  await assert.rejects(mk([{ ...e("ok"), path: "/etc/passwd" }]), /absolute/);
+  await assert.rejects(mk([{ ...e("ok"), path: "a\u0000b" }]), /NUL/);
+  await assert.rejects(mk([e("dup"), e("dup")]), /duplicate/);
+  await assert.rejects(mk([e("d"), e("d/f")]), /both a file and a directory/);
+  await assert.rejects(mk([{ ...e("x"), sha256: "nothex" }]), /sha256/);
+  await assert.rejects(mk([{ ...e("x"), size: -1 }]), /size/);
+  await assert.rejects(mk([{ ...e("x"), mode: 0o100000 }]), /mode/);
+  await assert.rejects(mk([e("a"), e("b")], 1), /more than the 1 entries its header announces/);
+  await assert.rejects(mk([e("a")], 2), /announces 2 files, body has 1/);
+});
+
+test("a gzip bomb stops at the first line that no manifest has, whatever it inflates to", async () => {
+  const header = gzipSync(JSON.stringify({ format: MANIFEST_FORMAT, generation: 1, files: 2 }) + "\n");
+  const bomb = (unit: Buffer, times: number) => {
+    const member = gzipSync(unit, { level: 9 });
+    return Buffer.concat([header, ...Array.from({ length: times }, () => member)]);
+  };
+  // 256 MiB each once inflated; each fails within its first chunks.
+  const cases: [string, Buffer, RegExp][] = [
+    ["an endless line", bomb(Buffer.alloc(1 << 20, 0x41), 256), /line 2 is longer than 8192 bytes/],
+    ["endless empty lines", bomb(Buffer.alloc(1 << 20, 0x0a), 256), /line 2 is empty/],
+    ["the same entry over and over", bomb(Buffer.from((JSON.stringify(e("x")) + "\n").repeat(5000)), 256), /duplicate path/],
+  ];
+  for (const [what, b, re] of cases) {
+    const t = Date.now();
+    await assert.rejects(parseManifest(b, sha256Hex(b), 1, 2), re, what);
+    assert.ok(Date.now() - t < 2000, `${what}: stopped early`);
+  }
 });
 
 test("journals apply puts and deletes without mutating the input", () => {
@@ -45,6 +68,11 @@ test("journals apply puts and deletes without mutating the input", () => {
   assert.equal(base.size, 2);
   assert.throws(() => parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 3, puts: [], deletes: [], time: "" }), 2), /says generation 3/);
   assert.throws(() => parseJournal(Buffer.from("{not json"), 2), /not valid JSON/);
+  // A directory that became a file: put "d", delete "d/f". Only the result may not clash.
+  const dirToFile = parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 2, puts: [e("d")], deletes: ["d/f"], time: "" }), 2);
+  assert.deepEqual([...applyJournal(new Map([["d/f", e("d/f")]]), dirToFile).keys()], ["d"]);
+  assert.throws(() => applyJournal(new Map([["d/f", e("d/f")], ["d/g", e("d/g")]]), dirToFile), /both a file and a directory/);
+  assert.throws(() => parseJournal(serializeJournal({ format: JOURNAL_FORMAT, generation: 2, puts: [e("d"), e("d/f")], deletes: [], time: "" }), 2), /both a file and a directory/);
 });
 
 test("a head must name its own generation's manifest under the meta prefix", () => {
