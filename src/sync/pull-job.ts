@@ -177,16 +177,21 @@ export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAf
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
   // A head older than --max-age is STALE by definition: the node serves its last generation.
   const status: PullStatus["status"] = err instanceof StaleHead || (err instanceof ObjectMoved && since <= staleAfterMs) ? "STALE" : "ERROR";
+  return unsuccessful(prev, status, msg, now);
+}
+
+/** A status that repeats what the last good run knew, with this attempt's word and reason. */
+function unsuccessful(prev: PullStatus | undefined, status: "STALE" | "ERROR", reason: string, now: Date): PullStatus {
   return {
     status,
-    line: `${status} ${prev?.generation ?? 0} ${msg}`,
+    line: `${status} ${prev?.generation ?? 0} ${reason}`.slice(0, 300),
     generation: prev?.generation ?? 0,
     headGeneration: prev?.headGeneration ?? 0,
     lag: prev?.lag ?? { generations: 0, seconds: 0 },
     source: prev?.source ?? "",
     lastSuccess: prev?.lastSuccess ?? null,
     lastAttempt: now.toISOString(),
-    lastError: msg,
+    lastError: reason.slice(0, 300),
     host: os.hostname(),
   };
 }
@@ -201,19 +206,7 @@ export async function noteLocked(file: string, err: Error, staleAfterMs: number,
     const prev = await readJson<PullStatus>(file);
     const last = prev?.lastAttempt ? Date.parse(prev.lastAttempt) : NaN;
     if (Number.isFinite(last) && now.getTime() - last <= staleAfterMs) return;
-    const why = `could not run: ${err.message}`;
-    await writeStatus(file, {
-      status: "STALE",
-      line: `STALE ${prev?.generation ?? 0} ${why}`.slice(0, 300),
-      generation: prev?.generation ?? 0,
-      headGeneration: prev?.headGeneration ?? 0,
-      lag: prev?.lag ?? { generations: 0, seconds: 0 },
-      source: prev?.source ?? "",
-      lastSuccess: prev?.lastSuccess ?? null,
-      lastAttempt: now.toISOString(),
-      lastError: why.slice(0, 300),
-      host: os.hostname(),
-    });
+    await writeStatus(file, unsuccessful(prev, "STALE", `could not run: ${err.message}`, now));
   } catch (e) {
     log.warn({ err: errorMessage(e) }, "could not write the status file");
   }
