@@ -93,7 +93,7 @@ export function filesDigest(files: Iterable<SignedFacts>): string {
   return h.digest("hex");
 }
 
-/** The bytes an ed25519 signature covers: six LF-terminated lines (docs/bucket-format.md). */
+/** The bytes an ed25519 signature covers: six LF-terminated lines, seven with an approval (docs/bucket-format.md). */
 export function signedPayload(s: { readonly site: string; readonly generation: number; readonly files: number; readonly filesSha256: string; readonly time: string; readonly approvedDeletes?: number | undefined }): Buffer {
   const lines = [SIGNED_FORMAT, `site ${s.site}`, `generation ${s.generation}`, `files ${s.files}`, `filesSha256 ${s.filesSha256}`, `time ${s.time}`];
   // Only when there is one: a generation without approvals signs exactly as before.
