@@ -165,7 +165,8 @@ test("an unreachable region does not stall the other and catches up when it is b
     await until(async () => (await statusB()).status === "OK", 10_000, "region b's status says OK");
 
     daemon.kill("SIGTERM");
-    const res = await waitCli(daemon, 20_000);
+    // The drain deadline is 30 s: a loaded machine may use some of it, never more.
+    const res = await waitCli(daemon, 45_000);
     daemon = undefined;
     assert.equal(res.code, 0, res.stderr);
   } finally {
