@@ -15,8 +15,6 @@ import type { Readable } from "node:stream";
 import { ConditionFailed } from "../core/errors.ts";
 import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
 
-export { ConditionFailed };
-
 /** Result of a GET that may be conditional. */
 export type GetResult =
   | { readonly status: "ok"; readonly body: Buffer; readonly etag: string; readonly versionId: string | undefined }

@@ -10,7 +10,7 @@ import { progressBarFor } from "../adapters/progress-bar.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import { Drain } from "../sync/drain.ts";
 import { runWatchDaemon } from "../sync/watch-daemon.ts";
-import { ROLLBACK_WRITER } from "../sync/rollback.ts";
+import { ROLLBACK_WRITER } from "../core/history.ts";
 import { createUploader } from "./push.ts";
 import { formatLocation } from "../core/location.ts";
 import { startMonitor } from "./monitor-setup.ts";

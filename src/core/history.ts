@@ -6,6 +6,9 @@ import type { FileMap, Journal } from "./manifest.ts";
 import { compareUtf8 } from "./paths.ts";
 import { formatBytes } from "./units.ts";
 
+/** How a rollback's heads (and lease) name their writer: readers tell a rollback by this prefix. */
+export const ROLLBACK_WRITER = "rollback:";
+
 /** What one generation changed relative to the one before it. */
 export interface Changes {
   readonly added: readonly string[];

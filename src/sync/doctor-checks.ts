@@ -8,12 +8,12 @@ import {
   bucketCheck, type Check, type CheckName, CHECK_NAMES, checksumCheck, type CleanupFacts, clockCheck, conditionalCheck, credentialsCheck,
   dataCheck, type Failure, listingCheck, multipartCheck, orderChecks, readWriteCheck, skippedCheck, versioningCheck, withCleanup, WRITE_CHECKS,
 } from "../core/doctor-report.ts";
-import { ExitCode, FansyncError, RemoteError, errorMessage } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, ExitCode, FansyncError, RemoteError } from "../core/errors.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
 import { deleteAllVersions, getWithChecksum, listAllPaged, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
-import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
+import type { S3Store } from "../adapters/s3-store.ts";
 import { probeConditionalSupport, readHead, readLease, readManifest } from "./head-store.ts";
 import { findMovedObjects } from "./transfer.ts";
 import type { JobDeps } from "./job-deps.ts";

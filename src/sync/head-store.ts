@@ -4,7 +4,7 @@
  */
 import os from "node:os";
 import { randomBytes } from "node:crypto";
-import { IntegrityError, RaceError } from "../core/errors.ts";
+import { ConditionFailed, IntegrityError, RaceError } from "../core/errors.ts";
 import { parseDuration } from "../core/units.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
@@ -13,7 +13,7 @@ import {
   serializeHead, serializeJournal, serializeManifest, sha256Hex,
 } from "../core/manifest.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { ConditionFailed, type S3Store } from "../adapters/s3-store.ts";
+import type { S3Store } from "../adapters/s3-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
 import { type GenerationSigning, type HeadSignature, signatureFor } from "../core/signing.ts";
 

@@ -12,6 +12,7 @@ import { contentAttrs } from "./object-attrs.ts";
 import { errorMessage, type FailedTransfer, FileChanging, RaceError, UsageError } from "../core/errors.ts";
 import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
+import { ROLLBACK_WRITER } from "../core/history.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import type { SigningKey } from "../core/signing.ts";
@@ -70,9 +71,6 @@ export interface RollbackResult {
   readonly published: boolean;
   readonly summary: RollbackSummary;
 }
-
-/** How a rollback's heads (and lease) name their writer: readers can tell a rollback by it. */
-export const ROLLBACK_WRITER = "rollback:";
 
 /** The hint for a rollback that meets a live write lease. */
 export const STOP_UPLOADER_HINT = "stop the uploader (systemctl stop fansync-watch, or the running fansync push/watch) first, then run the rollback again";
