@@ -7,6 +7,7 @@
 # LocalStack checks no credentials at all: any access key, secret or clock is accepted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../test/helpers/serve.sh"
 python=$("$here/install.sh" | tail -n 1)
 port=${1:-$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 dir=${2:-}
@@ -23,35 +24,14 @@ SERVICES=s3 EAGER_SERVICE_LOADING=1 PERSISTENCE=0 \
   DNS_ADDRESS=0 FILESYSTEM_ROOT="$dir" LOCALSTACK_VOLUME_DIR="$dir/volume" \
   DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
   "$python" -m localstack.runtime.main > "$dir/localstack.log" 2>&1 &
-pid=$!
-stop() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  [ -z "$own_dir" ] || rm -rf "$own_dir"
-}
-trap stop EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
+# Ready once its health endpoint says S3 is available; 60 s at most.
 health="http://127.0.0.1:$port/_localstack/health"
-for _ in $(seq 1 120); do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "LocalStack exited at start:" >&2
-    tail -n 30 "$dir/localstack.log" >&2
-    exit 1
-  fi
-  if "$python" - "$health" <<'PY' 2>/dev/null
+s3_up() {
+  "$python" - "$health" <<'PY' 2>/dev/null
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
     s3 = json.load(r).get("services", {}).get("s3")
 sys.exit(0 if s3 in ("available", "running") else 1)
 PY
-  then
-    echo "ready http://127.0.0.1:$port"
-    wait "$pid"
-    exit $?
-  fi
-  sleep 0.5
-done
-echo "LocalStack's S3 was not up on 127.0.0.1:$port within 60 s" >&2
-tail -n 30 "$dir/localstack.log" >&2
-exit 1
+}
+serve_until_ready LocalStack $! "$dir/localstack.log" "$port" 120 0.5 s3_up

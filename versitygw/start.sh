@@ -8,6 +8,7 @@
 # Prints "ready http://127.0.0.1:PORT" once the server answers; TERM/INT stop it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../test/helpers/serve.sh"
 bin=$("$here/install.sh" | tail -n 1)
 port=${1:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 dir=${2:-}
@@ -21,28 +22,6 @@ mkdir -p "$dir/root" "$dir/versions"
 ROOT_ACCESS_KEY_ID="${ROOT_ACCESS_KEY_ID:-test}" ROOT_SECRET_ACCESS_KEY="${ROOT_SECRET_ACCESS_KEY:-test}" \
   "$bin" --port "127.0.0.1:$port" --quiet --keep-alive posix --versioning-dir "$dir/versions" "$dir/root" \
   > "$dir/versitygw.log" 2>&1 &
-pid=$!
-stop() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  [ -z "$own_dir" ] || rm -rf "$own_dir"
-}
-trap stop EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-for _ in $(seq 1 100); do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "versitygw exited at start:" >&2
-    tail -n 20 "$dir/versitygw.log" >&2
-    exit 1
-  fi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "ready http://127.0.0.1:$port"
-    wait "$pid"
-    exit $?
-  fi
-  sleep 0.1
-done
-echo "versitygw did not listen on 127.0.0.1:$port within 10 s" >&2
-tail -n 20 "$dir/versitygw.log" >&2
-exit 1
+# Ready once it accepts a TCP connection (0.3 s here); 10 s at most.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+serve_until_ready versitygw $! "$dir/versitygw.log" "$port" 100 0.1 listening
