@@ -20,6 +20,8 @@ export class Metrics {
   private readonly lastSuccess: Gauge<"role">;
   private readonly batch: Histogram<"role">;
   private readonly requests: Counter<"command">;
+  private readonly kept: Counter<"reason">;
+  private readonly conflicts: Counter;
   private readonly detach: () => void;
 
   constructor(version: string) {
@@ -34,6 +36,8 @@ export class Metrics {
     this.lastSuccess = new Gauge({ name: "fansync_last_success_timestamp_seconds", help: "Unix time of the last successful run", labelNames: ["role"], registers: r });
     this.batch = new Histogram({ name: "fansync_batch_files", help: "Files transferred per batch", labelNames: ["role"], buckets: [1, 10, 100, 1000, 10_000, 100_000], registers: r });
     this.requests = new Counter({ name: "fansync_s3_requests_total", help: "S3 requests sent, retries included, by command", labelNames: ["command"], registers: r });
+    this.kept = new Counter({ name: "fansync_sync_kept_versions_total", help: "Versions a two-way node kept outside the docroot (reason: conflict, not-owned, older-than-base)", labelNames: ["reason"], registers: r });
+    this.conflicts = new Counter({ name: "fansync_sync_conflicts_total", help: "Paths a two-way node found changed both here and in the bucket", registers: r });
     new Gauge({ name: "fansync_build_info", help: "fansync version", labelNames: ["version"], registers: r }).set({ version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: "fansync_process_" });
     const count = (command: string) => this.requests.inc({ command: command.replace(/Command$/, "") });
@@ -64,6 +68,16 @@ export class Metrics {
     this.lag.set({ role }, r.lagSeconds);
     if (r.ok) this.lastSuccess.set({ role }, Math.floor(r.at.getTime() / 1000));
     else this.errors.inc({ role, class: r.errorClass ?? "Error" });
+  }
+
+  /** A two-way node kept a losing version. */
+  recordKept(reason: string): void {
+    this.kept.inc({ reason });
+  }
+
+  /** A two-way node settled `n` conflicts. */
+  recordConflicts(n: number): void {
+    this.conflicts.inc(n);
   }
 
   /** Prometheus text exposition. */

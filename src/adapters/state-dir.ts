@@ -8,6 +8,7 @@
  *   pull-<id>/       (pull: id of the docroot)                   held files, head, staging, reports
  *   replicate-<id>/  (replicate: id of the primary)              region status files, writer state
  *   rollback-<id>/   (rollback: id of the location)              writer state
+ *   sync-<id>/       (sync: id of docroot + location)            base, puller + uploader state, kept conflict versions
  *   location-<id>/   (every writer of one location: id of the location)  orphan ledger, capabilities
  * A writer's lease id stays in its own job's directory: a rollback must never pass for the uploader.
  */
@@ -20,7 +21,7 @@ import { LocalIoError, LockedError, UsageError } from "../core/errors.ts";
 import { readJson, writeFileAtomic } from "./state-files.ts";
 
 /** The jobs that keep state. */
-export type JobRole = "push" | "pull" | "replicate" | "rollback";
+export type JobRole = "push" | "pull" | "replicate" | "rollback" | "sync";
 
 function shortHash(s: string): string {
   return createHash("sha256").update(s).digest("hex").slice(0, 12);

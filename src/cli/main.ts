@@ -217,6 +217,34 @@ export function buildProgram(): Command {
       });
     });
 
+  httpOptions(common(program.command("sync")))
+    .description("two-way daemon for every node that may write: publish this docroot's changes and apply everyone else's (one ordered history, conflicts kept)")
+    .argument("[docroot]", "local directory to keep in sync")
+    .argument("[target]", "s3://bucket/prefix")
+    .option("--owns <glob>", "publish only paths matching the glob (repeatable; default: everything); other local changes are reported, kept and undone", collect)
+    .addOption(new Option("--conflict <rule>", "who wins a path changed here and elsewhere (default newer: the newer mtime; delete vs modify keeps the modification)").choices(["newer", "remote", "local"]))
+    .option("--conflicts-dir <dir>", "where losing versions are kept, outside the docroot (default: <state dir>/sync-<id>/conflicts)")
+    .option("--node-id <name>", "this node's name in conflict copies and the status (default: the host name)")
+    .option("--status-file <file>", "also write the JSON status here (and a one-line OK/ERROR companion .txt)")
+    .option("--exclude <glob>", "neither publish nor apply paths matching the glob (repeatable)", collect)
+    .option("--exclude-from <file>", "read exclude globs from a file, one per line")
+    .option("--include <glob>", "re-include paths an exclude matched (repeatable)", collect)
+    .option("--cache-control <glob=value>", "Cache-Control for paths matching the glob (repeatable; first match wins)", collect)
+    .option("--max-delete <n|pct>", "refuse to publish or apply more deletions than this (default 50%)")
+    .option("--force", "allow what the delete guard refuses")
+    .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
+    .option("--delay <duration>", "quiet window after a local change before a round (default 500ms)")
+    .option("--max-delay <duration>", "longest a change waits during continuous activity (default 5s)")
+    .option("--interval <duration>", "poll the head this often (default 2s)")
+    .option("--signing-key <file>", "sign every generation this node publishes with this private key")
+    .option("--site <id>", "with --signing-key: the site id signatures are bound to")
+    .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
+      await run("sync", cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
+        const { sync } = await import("../commands/sync.ts");
+        await sync(cfg, log, signal);
+      });
+    });
+
   program.command("keygen")
     .description("make an ed25519 key pair for signed generations: the private key for the master, the public key for the nodes")
     .argument("<keyfile>", "where to write the private key (mode 0600); the public key goes to <keyfile>.pub")
@@ -240,6 +268,7 @@ export function buildProgram(): Command {
 const COMMAND_GROUPS: Readonly<Record<string, string>> = {
   push: "On the master:", watch: "On the master:",
   pull: "On each web node:",
+  sync: "On every node that may write (two-way):",
   replicate: "Between regions:",
   status: "Operating:", doctor: "Operating:", log: "Operating:", rollback: "Operating:", keygen: "Operating:",
   demo: "Trying it out:",
@@ -259,6 +288,7 @@ Examples:
   fansync push  /var/www/html s3://site-primary/www   publish once (like rsync -a --delete, or rclone sync, to a bucket)
   fansync watch /var/www/html s3://site-primary/www   keep publishing as files change (like lsyncd)
   fansync pull  s3://site-jp/www /var/www/html --source s3://site-primary/www --status-file /var/www/html/status.json
+  fansync sync  /var/www/html s3://site-primary/www --owns 'uploads/**'   two-way: an app server publishing user uploads
   fansync status s3://site-primary/www s3://site-jp/www
 
 Coming from rsync or rclone:

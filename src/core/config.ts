@@ -6,6 +6,7 @@ import { ConfigError, ExitCode, type ExitCodeValue, UsageError } from "./errors.
 import { DEFAULT_DELETE_LIMIT } from "./guard.ts";
 import { type Location, parseLocation } from "./location.ts";
 import { checkSite } from "./signing.ts";
+import { CONFLICT_RULES, type ConflictRule } from "./sync-plan.ts";
 import { type DeleteLimit, parseDeleteLimit, parseDuration, parseSize } from "./units.ts";
 
 /** Per-location connection settings: regions may live on different endpoints and accounts. */
@@ -88,11 +89,17 @@ export interface Config {
   readonly allowSetuid: boolean;
   /** A pull run ends (exit 4) when not done after this long plus time for its bytes; 0: no deadline. */
   readonly runTimeout: number;
+  /** sync: globs of the paths this node may publish (empty: everything). */
+  readonly owns: readonly string[];
+  /** sync: how a path changed on two nodes is settled. */
+  readonly conflict: ConflictRule;
+  /** sync: where losing versions are kept (default: the node's state directory). */
+  readonly conflictsDir: string | undefined;
 }
 
 type Kind =
   | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
-  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site";
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict";
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
@@ -106,10 +113,11 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
   signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", runTimeout: "duration",
+  owns: "strlist", conflict: "conflict", conflictsDir: "string",
 };
 
 /** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
-export type CommandName = "push" | "watch" | "pull" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen";
+export type CommandName = "push" | "watch" | "pull" | "sync" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen";
 
 /** One command's schema. */
 export interface CommandSchema {
@@ -144,6 +152,11 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
     required: [needs.sources, needs.docroot],
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
+  sync: {
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "retain", "progress", "delay", "maxDelay", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir"],
+    required: [needs.docroot, needs.target],
+    usage: "fansync sync <docroot> s3://bucket/prefix",
+  },
   replicate: {
     keys: [...COMMON_KEYS, ...DAEMON_KEYS, "source", "targets", "watch", "interval", "multipartThreshold", "partSize", "retain", "verify"],
     required: [needs.primary, needs.regions],
@@ -162,6 +175,7 @@ interface Needs {
   push: { readonly docroot: string; readonly target: Location };
   watch: { readonly docroot: string; readonly target: Location };
   pull: { readonly docroot: string };
+  sync: { readonly docroot: string; readonly target: Location };
   replicate: { readonly source: Location };
   status: object;
   doctor: { readonly target: Location };
@@ -286,6 +300,9 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     // A run should not outlive a few of its periods (cron: set interval to the cron period); the
     // puller adds time for the bytes it plans, so a large first pull is not cut short.
     runTimeout: n("runTimeout", Math.max(DEFAULT_RUN_TIMEOUT, 10 * n("interval", 2000))),
+    owns: (out.owns as string[] | undefined) ?? [],
+    conflict: (out.conflict as ConflictRule | undefined) ?? "newer",
+    conflictsDir: out.conflictsDir as string | undefined,
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);
@@ -336,6 +353,8 @@ function convert(kind: Kind, v: unknown, key: string, problems: string[]): unkno
       const why = typeof v === "string" ? checkSite(v) : "not a string";
       return why === undefined ? v : fail(`a site id (${why})`);
     }
+    case "conflict":
+      return CONFLICT_RULES.includes(v as ConflictRule) ? v : fail(`one of ${CONFLICT_RULES.join(", ")}`);
     case "nodeId":
       // It becomes part of an object key and an IAM resource: a plain name only.
       return typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v) ? v : fail("a node name of letters, digits, '.', '_' or '-' (at most 64)");

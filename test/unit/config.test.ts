@@ -65,6 +65,15 @@ test("each command has its own schema: required locations named with where they 
   assert.throws(() => checkCommand(validateConfig({ source: "s3://bucket-p/x" }), "replicate", []), /no region location given/);
   const { unused } = checkCommand(cfg, "push", ["docroot", "target", "delay", "sources"]);
   assert.deepEqual(unused, ["delay", "sources"]);
-  assert.deepEqual(commandsReading("delay"), ["watch"]);
+  assert.deepEqual(commandsReading("delay"), ["watch", "sync"]);
   assert.deepEqual(checkCommand(cfg, "watch", ["docroot", "target", "delay"]).unused, []);
+});
+
+test("sync: --owns, --conflict and --conflicts-dir are checked and defaulted", () => {
+  const cfg = checkCommand(validateConfig({ docroot: "/srv/www", target: "s3://bucket/site", owns: "uploads/**" }), "sync", []).cfg;
+  assert.deepEqual(cfg.owns, ["uploads/**"]);
+  assert.equal(cfg.conflict, "newer");
+  assert.equal(cfg.conflictsDir, undefined);
+  assert.throws(() => validateConfig({ conflict: "mine" }), /conflict: expected one of newer, remote, local, got "mine"/);
+  assert.throws(() => checkCommand(validateConfig({ docroot: "/srv/www" }), "sync", []), /no target location given/);
 });

@@ -1,0 +1,170 @@
+/**
+ * `fansync sync <docroot> s3://bucket/prefix`: the two-way daemon, on every node that may write.
+ * Publishes the node's own changes and applies everyone else's, on the bucket format push and pull
+ * use. Needs a server that enforces conditional writes: on one that does not, it refuses to start.
+ */
+import { readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import picomatch from "picomatch";
+import { type ConfigFor, writerTuning } from "../core/config.ts";
+import { errorLine, LocalIoError, UsageError } from "../core/errors.ts";
+import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
+import { formatLocation } from "../core/location.ts";
+import { fanOutEvents } from "../core/transfer-events.ts";
+import type { Logger } from "../adapters/logger.ts";
+import { writeFileAtomic } from "../adapters/state-files.ts";
+import { probeConditionalWrites } from "../sync/head-store.ts";
+import { runSyncDaemon } from "../sync/sync-daemon.ts";
+import { type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
+import { Uploader } from "../sync/uploader.ts";
+import { startMonitor } from "./monitor-setup.ts";
+import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
+
+/** The status a sync node writes after every round (`<state>/sync-status.json`, and `--status-file`). */
+export interface SyncStatus {
+  readonly kind: "fansync-sync-status/1";
+  readonly status: "OK" | "ERROR";
+  readonly line: string;
+  readonly docroot: string;
+  readonly target: string;
+  readonly node: string;
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly lastSuccess: string | null;
+  readonly lastAttempt: string;
+  readonly lastError: string | null;
+  /** Versions kept outside the docroot since this node started keeping them (conflict losers, not-owned changes). */
+  readonly keptTotal: number;
+  readonly conflictsTotal: number;
+  /** Where they are. */
+  readonly conflictsDir: string;
+  /** The most recent ones. */
+  readonly kept: readonly KeptRecord[];
+  /** Paths changed here that this node does not own (last round). */
+  readonly notOwned: readonly string[];
+  readonly host: string;
+}
+
+/** Run the two-way daemon until `signal` aborts. */
+export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSignal): Promise<void> {
+  const docroot = path.resolve(cfg.docroot);
+  const url = formatLocation(cfg.target);
+  const state = jobState(cfg, "sync", { docroot, url });
+  const conflictsDir = path.resolve(cfg.conflictsDir ?? path.join(state.dir, "conflicts"));
+  const rel = path.relative(docroot, conflictsDir);
+  if (rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel))) {
+    throw new UsageError(`--conflicts-dir ${conflictsDir} is inside the docroot ${docroot}: losing versions would be served`, { hint: "give a directory outside the docroot (default: the node's state directory)" });
+  }
+  // rsync's rule, as pull: a missing docroot is created when its parent exists (a new node).
+  await mkdir(docroot).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new LocalIoError(`docroot ${docroot} does not exist and cannot be created (${(err as NodeJS.ErrnoException).code})`, { cause: err, hint: "is the volume mounted? create its parent first if this is a new node" });
+  });
+  const store = storeFor(cfg, cfg.target);
+  // Several writers serialise through the lease and the head's If-Match: without conditional
+  // writes two nodes could both publish generation N and one node's changes would vanish.
+  const conditional = await probeConditionalWrites(store, cfg.target);
+  if (!conditional) {
+    throw new UsageError(`refusing to sync with ${url}: the server at ${store.endpoint} ignores conditional writes (If-Match / If-None-Match), so two writers could overwrite each other's generations`, {
+      hint: "use a server that enforces conditional writes (AWS S3, MinIO, versitygw, LocalStack, moto), or run one writer (`fansync watch`) and pull elsewhere",
+    });
+  }
+  let exclude = [...cfg.exclude];
+  if (cfg.excludeFrom) {
+    try {
+      exclude = [...exclude, ...parseFilterFile(readFileSync(cfg.excludeFrom, "utf8"))];
+    } catch (err) {
+      throw new UsageError(`cannot read --exclude-from ${cfg.excludeFrom}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  }
+  const filter = compileFilter({ exclude, include: cfg.include });
+  const owned = cfg.owns.map((g) => picomatch(g.replace(/^\//, ""), { dot: true }));
+  const owns = owned.length === 0 ? () => true : (p: string) => owned.some((m) => m(p));
+  const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node");
+  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
+  const events = fanOutEvents(monitor?.events());
+  const lock = await state.lock("sync").catch(async (err: unknown) => {
+    await monitor?.stop();
+    throw err;
+  });
+  const uploader = new Uploader(
+    {
+      docroot,
+      loc: cfg.target,
+      state,
+      shared: locationState(cfg, url),
+      ...writerTuning(cfg),
+      dryRun: false,
+      filter,
+      cacheControl: compileCacheControl(cfg.cacheControl),
+      verify: false,
+      approveDeletes: false,
+      signer: signerFor(cfg, cfg.target),
+    },
+    { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
+  );
+  const two = new TwoWayNode(
+    {
+      docroot,
+      loc: cfg.target,
+      state,
+      conflictsDir,
+      filter,
+      owns,
+      rule: cfg.conflict,
+      nodeId: node,
+      settleMs: cfg.delay,
+      puller: {
+        docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
+        keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust: undefined, maxAgeMs: undefined, allowSetuid: false,
+      },
+    },
+    { store, publisher: uploader, log: log.child({ component: "sync" }), signal, now: () => new Date(), events },
+  );
+  let keptTotal = 0;
+  let conflictsTotal = 0;
+  let recent: KeptRecord[] = [];
+  let last: RoundResult | undefined;
+  let lastSuccess: string | null = null;
+  const writeStatus = async (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => {
+    const at = new Date().toISOString();
+    if (r.ok) {
+      last = r.result;
+      lastSuccess = at;
+      keptTotal += r.result.kept.length;
+      conflictsTotal += r.result.conflicts.length;
+      recent = [...recent, ...r.result.kept].slice(-50);
+      for (const k of r.result.kept) monitor?.metrics.recordKept(k.reason);
+      if (r.result.conflicts.length > 0) monitor?.metrics.recordConflicts(r.result.conflicts.length);
+    }
+    const generation = last?.generation ?? 0;
+    const st: SyncStatus = {
+      kind: "fansync-sync-status/1",
+      status: r.ok ? "OK" : "ERROR",
+      line: r.ok ? `OK ${generation}${keptTotal > 0 ? ` (${keptTotal} kept version(s) in ${conflictsDir})` : ""}` : `ERROR ${generation} ${errorLine(r.error)}`.slice(0, 300),
+      docroot, target: url, node, generation, headGeneration: last?.headGeneration ?? 0,
+      lastSuccess, lastAttempt: at, lastError: r.ok ? null : errorLine(r.error).slice(0, 300),
+      keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], host: os.hostname(),
+    };
+    const body = JSON.stringify(st, null, 1) + "\n";
+    await writeFileAtomic(path.join(state.dir, "sync-status.json"), body);
+    if (statusFile) {
+      await writeFileAtomic(statusFile, body);
+      await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");
+    }
+    monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
+  };
+  try {
+    log.info({ docroot, target: url, node, owns: cfg.owns, conflict: cfg.conflict, conflictsDir }, "two-way sync");
+    await runSyncDaemon(
+      { docroot, ignoreDirs: [state.dir, conflictsDir], delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, intervalMs: cfg.interval },
+      { node: two, log: log.child({ component: "sync" }), signal, now: () => new Date(), onRound: writeStatus },
+    );
+  } finally {
+    await uploader.releaseLease();
+    await monitor?.stop();
+    await lock.release();
+  }
+}

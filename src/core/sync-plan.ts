@@ -1,0 +1,176 @@
+/**
+ * Two-way sync planning (pure): given the generation a node last converged to (its base), what its
+ * docroot holds now and what the bucket's head holds now, decide per path who wins, what the node
+ * publishes on top of the head (the rebase), what it takes from the head, and which losing versions
+ * it keeps. Every node applies the same rule, and the chain of generations is one: whichever node
+ * publishes a path last after seeing the other version decides, and every node ends identical.
+ *
+ * Decision table, per path (b = base, l = local, r = remote; "changed" = differs from b):
+ *
+ *   l changed | r changed | outcome
+ *   no        | no/yes    | take r (nothing of the node's own)
+ *   yes       | no        | publish l (if the node owns the path; else take r, keep l)
+ *   yes       | yes, = l  | nothing: both sides made the same change
+ *   yes       | yes, ≠ l  | conflict:
+ *                              l deleted, r modified  → r wins (a modification beats a deletion)
+ *                              l modified, r deleted  → l wins (published again)
+ *                              both modified          → by the rule: newer mtime wins (ties: the
+ *                                                       larger sha256, then the larger mode), or
+ *                                                       always remote / always local
+ *                           the loser's bytes are kept outside the docroot (never lost)
+ *
+ * Joining (the first round of a node that starts with a docroot and a recorded base, e.g. restored
+ * from an old snapshot): a local file that differs from the base counts as a local change only when
+ * it is newer than the base's entry; an older one takes the remote version (and is kept).
+ * A path the node does not own is never published: a local change there is kept and the published
+ * version restored.
+ */
+import type { Entry } from "./manifest.ts";
+import { compareUtf8 } from "./paths.ts";
+import type { HeldFile } from "./plan.ts";
+
+/** How a path changed on both sides is settled (delete vs modify always keeps the modification). */
+export type ConflictRule = "newer" | "remote" | "local";
+
+/** The conflict rules `--conflict` accepts. */
+export const CONFLICT_RULES: readonly ConflictRule[] = ["newer", "remote", "local"];
+
+/** A file's content facts (base, local or remote). */
+export type FileFacts = HeldFile;
+
+/** Why a version was kept instead of applied. */
+export type KeepReason = "conflict" | "not-owned" | "older-than-base";
+
+/** A version that lost and is kept outside the docroot. */
+export interface KeptVersion {
+  readonly path: string;
+  /** Which version to keep: the docroot's file, or the head's object. */
+  readonly from: "local" | "remote";
+  readonly reason: KeepReason;
+}
+
+/** A path changed on both sides. */
+export interface SyncConflict {
+  readonly path: string;
+  readonly winner: "local" | "remote";
+  /** "both-modified", "local-deleted" (remote modified), "remote-deleted" (local modified). */
+  readonly kind: "both-modified" | "local-deleted" | "remote-deleted";
+}
+
+/** What one round does. */
+export interface SyncPlan {
+  /** Paths whose local state (the file, or its absence) goes into the next generation. */
+  readonly publish: readonly string[];
+  /** Paths whose local state is replaced by the head's (conflicts lost, not owned, older than base). */
+  readonly restore: readonly string[];
+  readonly conflicts: readonly SyncConflict[];
+  /** Local changes to paths this node does not own (not published). */
+  readonly notOwned: readonly string[];
+  /** Versions to keep before anything is overwritten. */
+  readonly keep: readonly KeptVersion[];
+}
+
+/** Inputs of {@link planSync}. */
+export interface SyncPlanInput {
+  /** What the node holds as the generation it last converged to. */
+  readonly base: ReadonlyMap<string, FileFacts>;
+  /** The docroot now. */
+  readonly local: ReadonlyMap<string, FileFacts>;
+  /** The head now. */
+  readonly remote: ReadonlyMap<string, FileFacts>;
+  /** Whether this node may publish a path. */
+  readonly owns: (path: string) => boolean;
+  readonly rule: ConflictRule;
+  /** First round after start: local differences older than the base are not local changes. */
+  readonly joining: boolean;
+}
+
+/** Same content and mode (mtime alone is not a change: a `touch` publishes nothing). */
+export function sameFile(a: FileFacts | undefined, b: FileFacts | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.sha256 === b.sha256 && a.size === b.size && a.mode === b.mode;
+}
+
+/** The paths whose local state differs from the base (cheap: the daemon's "anything to do?"). */
+export function localChanges(base: ReadonlyMap<string, FileFacts>, local: ReadonlyMap<string, FileFacts>): string[] {
+  const out: string[] = [];
+  for (const [p, l] of local) if (!sameFile(l, base.get(p))) out.push(p);
+  for (const p of base.keys()) if (!local.has(p)) out.push(p);
+  return out.sort(compareUtf8);
+}
+
+/**
+ * Which of two different versions of a path wins under `rule`: true when the local one does.
+ * Symmetric: every node compares the same two versions the same way, whichever side it is on.
+ */
+export function localWins(l: FileFacts, r: FileFacts, rule: ConflictRule): boolean {
+  if (rule === "local") return true;
+  if (rule === "remote") return false;
+  if (l.mtimeMs !== r.mtimeMs) return l.mtimeMs > r.mtimeMs;
+  if (l.sha256 !== r.sha256) return l.sha256 > r.sha256;
+  return l.mode > r.mode;
+}
+
+/** Plan one round (see the module comment for the table). */
+export function planSync(i: SyncPlanInput): SyncPlan {
+  const publish: string[] = [];
+  const restore: string[] = [];
+  const conflicts: SyncConflict[] = [];
+  const notOwned: string[] = [];
+  const keep: KeptVersion[] = [];
+  for (const p of localChanges(i.base, i.local)) {
+    const b = i.base.get(p);
+    const l = i.local.get(p);
+    const r = i.remote.get(p);
+    if (sameFile(l, r)) continue; // both sides made the same change, or the head already has it
+    if (i.joining && l && b && l.mtimeMs <= b.mtimeMs) {
+      // Restored from an older copy: not an edit made here. The head's version is taken; this one kept.
+      restore.push(p);
+      keep.push({ path: p, from: "local", reason: "older-than-base" });
+      continue;
+    }
+    const remoteChanged = !sameFile(r, b);
+    let wins: boolean;
+    if (!remoteChanged) wins = true;
+    else {
+      const kind = !l ? "local-deleted" : !r ? "remote-deleted" : "both-modified";
+      wins = kind === "remote-deleted" ? true : kind === "local-deleted" ? false : localWins(l as FileFacts, r as FileFacts, i.rule);
+      if (!i.owns(p)) wins = false;
+      conflicts.push({ path: p, winner: wins ? "local" : "remote", kind });
+      // The loser's bytes (a deletion has none to keep).
+      if (wins && r) keep.push({ path: p, from: "remote", reason: "conflict" });
+      if (!wins && l) keep.push({ path: p, from: "local", reason: "conflict" });
+      if (!wins) {
+        restore.push(p);
+        continue;
+      }
+    }
+    if (!i.owns(p)) {
+      notOwned.push(p);
+      restore.push(p);
+      if (l && !remoteChanged) keep.push({ path: p, from: "local", reason: "not-owned" });
+      continue;
+    }
+    publish.push(p);
+  }
+  return { publish, restore, conflicts, notOwned, keep };
+}
+
+/**
+ * What the puller is told the docroot holds before it applies the head: the base, except that a
+ * path being published holds the head's version as far as the puller knows (it must not touch it)
+ * and a path being restored holds something unknown (it must fetch, or delete, the head's version).
+ */
+export function heldForApply(base: ReadonlyMap<string, Entry>, remote: ReadonlyMap<string, Entry>, plan: SyncPlan): Map<string, Entry> {
+  const held = new Map(base);
+  for (const p of plan.publish) {
+    const r = remote.get(p);
+    if (r) held.set(p, r);
+    else held.delete(p);
+  }
+  for (const p of plan.restore) held.set(p, { ...(remote.get(p) ?? base.get(p) ?? { path: p, size: 0, mtimeMs: 0, mode: 0o644, etag: "" }), path: p, sha256: UNKNOWN_SHA256 });
+  return held;
+}
+
+/** A content hash no file has: the puller replaces whatever is there. */
+export const UNKNOWN_SHA256 = "0".repeat(64);

@@ -1,0 +1,121 @@
+/**
+ * The two-way daemon's loop: a round (sync/two-way.ts) when the docroot changed (chokidar events,
+ * a quiet window plus a cap, as in `watch`: a rename or a burst of thousands of files is one round),
+ * and every poll interval otherwise (one conditional GET of the head when nothing moved). Rounds
+ * never overlap; a failing round backs off; lost races and configuration errors end the daemon.
+ */
+import path from "node:path";
+import { errorMessage, FansyncError, GuardError, IntegrityError, PartialFailureError, RaceError } from "../core/errors.ts";
+import { TEMP_MARK } from "../core/paths.ts";
+import { isRetryable } from "../adapters/s3-errors.ts";
+import type { JobDeps } from "./job-deps.ts";
+import { sleep } from "./sleep.ts";
+import type { RoundResult } from "./two-way.ts";
+
+// The longest pause between attempts of a failing round.
+const MAX_BACKOFF_MS = 30_000;
+
+/** What the loop drives. */
+export interface RoundRunner {
+  round(opts: { joining: boolean }): Promise<RoundResult>;
+}
+
+/** Timing and what to watch. */
+export interface SyncDaemonOptions {
+  readonly docroot: string;
+  /** Never watched (the state and conflicts directories). */
+  readonly ignoreDirs: readonly string[];
+  readonly delayMs: number;
+  readonly maxDelayMs: number;
+  /** A round at least this often (the head is polled). */
+  readonly intervalMs: number;
+}
+
+/** Collaborators; `onRound` hears every round's outcome (status file, metrics). */
+export interface SyncDaemonDeps extends JobDeps {
+  readonly node: RoundRunner;
+  readonly onRound?: (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => Promise<void> | void;
+}
+
+/** Run until `signal` aborts; the round in flight finishes first. */
+export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Promise<void> {
+  const { log } = d;
+  let wake: (() => void) | undefined;
+  let firstEvent = 0;
+  let quiet: NodeJS.Timeout | undefined;
+  const kick = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const { watch: chokidarWatch } = await import("chokidar");
+  const ignore = o.ignoreDirs.map((x) => path.resolve(x));
+  const watcher = chokidarWatch(o.docroot, {
+    ignoreInitial: true,
+    persistent: true,
+    atomic: true,
+    ignored: (p: string) => ignore.some((x) => p === x || p.startsWith(x + path.sep)) || path.basename(p).startsWith(TEMP_MARK),
+  });
+  const ready = new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+  watcher.on("all", () => {
+    const now = Date.now();
+    if (!quiet) firstEvent = now;
+    if (quiet) clearTimeout(quiet);
+    // A quiet window after the last event, but never longer than maxDelay after the first.
+    quiet = setTimeout(() => {
+      quiet = undefined;
+      kick();
+    }, Math.max(0, Math.min(o.delayMs, o.maxDelayMs - (now - firstEvent))));
+  });
+  watcher.on("error", (err: unknown) => log.error({ err }, "watcher error"));
+  await ready;
+  log.info({ docroot: o.docroot, delayMs: o.delayMs, intervalMs: o.intervalMs }, "syncing");
+  const onAbort = () => kick();
+  d.signal.addEventListener("abort", onAbort, { once: true });
+  let joining = true;
+  let backoff = 0;
+  let fatal: unknown;
+  try {
+    while (!d.signal.aborted) {
+      try {
+        const r = await d.node.round({ joining });
+        joining = false;
+        backoff = 0;
+        if (r.published) log.info({ generation: r.generation, changes: r.localChanges, conflicts: r.conflicts.length }, "published");
+        await d.onRound?.({ ok: true, result: r });
+        // Something was left for later (still being written): come back soon.
+        if (r.deferred > 0) backoff = o.delayMs;
+      } catch (err) {
+        if (d.signal.aborted) break;
+        await d.onRound?.({ ok: false, error: err });
+        if (!recoverable(err)) {
+          fatal = err;
+          break;
+        }
+        backoff = Math.min(MAX_BACKOFF_MS, Math.max(500, backoff * 2));
+        log.warn({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "round failed; retrying");
+      }
+      if (d.signal.aborted) break;
+      // Sleep until the poll interval, an event's quiet window, or the stop, whichever is first.
+      const woke = new Promise<void>((resolve) => (wake = resolve));
+      const wait = backoff || o.intervalMs;
+      await Promise.race([woke, sleep(wait, d.signal)]);
+      wake = undefined;
+    }
+  } finally {
+    d.signal.removeEventListener("abort", onAbort);
+    if (quiet) clearTimeout(quiet);
+    await watcher.close();
+  }
+  if (fatal) throw fatal;
+  log.info("stopped");
+}
+
+/**
+ * What a later round may fix: transfers and requests that failed, a refusal by a delete guard (the
+ * docroot or the bucket may change), a lost race (the next round rebases), a generation that is
+ * not all there yet. Local configuration and usage errors end the daemon.
+ */
+function recoverable(err: unknown): boolean {
+  return err instanceof PartialFailureError || err instanceof GuardError || err instanceof RaceError || err instanceof IntegrityError || isRetryable(err);
+}

@@ -1,0 +1,337 @@
+/**
+ * The two-way node (`fansync sync`): one round brings the docroot and the bucket together.
+ *
+ *   scan the docroot → local changes since the node's base (the generation it last converged to)
+ *   none: apply the head like a puller (journals, one conditional GET when nothing moved)
+ *   some: take the write lease (waiting with jitter while another writer holds it), read the head,
+ *         plan (core/sync-plan.ts: rebase + conflict rule + ownership), keep every losing version
+ *         outside the docroot, apply the head to the docroot through the puller (paths being
+ *         published are left alone), publish the node's own changes through the uploader (scoped
+ *         to those paths: the generation writer's lease, transfers, manifest + journal, head with
+ *         If-Match), adopt the new generation as the base, release the lease.
+ *
+ * The base lives in the node's state directory (`sync-base.ndjson`, `sync-base.json`), written
+ * only after the docroot reached it: a round killed half way is planned again from the old base,
+ * and what it had applied already then equals the head and is no change of this node's.
+ * Echo suppression follows: a file the puller wrote equals the base, so it is never published again.
+ */
+import { randomBytes } from "node:crypto";
+import { appendFile, copyFile, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import path from "node:path";
+import { errorMessage, RaceError } from "../core/errors.ts";
+import type { PathFilter } from "../core/filters.ts";
+import type { TransferEvents } from "../core/transfer-events.ts";
+import { formatLocation, type Location } from "../core/location.ts";
+import type { Entry, FileMap } from "../core/manifest.ts";
+import { filesDigest } from "../core/signing.ts";
+import { type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planSync, type SyncConflict } from "../core/sync-plan.ts";
+import { hashFile, scanTree } from "../adapters/local-tree.ts";
+import type { S3Store } from "../adapters/s3-store.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
+import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
+import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
+import type { JobDeps } from "./job-deps.ts";
+import { pullOnce, type PullerOptions } from "./puller.ts";
+import { sleep } from "./sleep.ts";
+import { downloadTo } from "./transfer.ts";
+import type { ReconcileResult } from "./uploader.ts";
+
+/** What the node publishes with (the uploader, scoped to the paths it wins). */
+export interface Publisher {
+  holdLease(): Promise<void>;
+  releaseLease(): Promise<void>;
+  reconcile(scope?: readonly string[]): Promise<ReconcileResult>;
+}
+
+/** A node's settings. */
+export interface TwoWayOptions {
+  readonly docroot: string;
+  readonly loc: Location;
+  /** The node's own state directory (base, puller and uploader state, conflict list). */
+  readonly state: StateDir;
+  /** Where losing versions are kept (outside the docroot). */
+  readonly conflictsDir: string;
+  readonly filter: PathFilter;
+  readonly owns: (p: string) => boolean;
+  readonly rule: ConflictRule;
+  /** This node's name in conflict copies' names. */
+  readonly nodeId: string;
+  /** The puller's options (its state is `state`). */
+  readonly puller: PullerOptions;
+  /** Files modified less than this long ago are left for a later round (still being written). */
+  readonly settleMs: number;
+}
+
+/** Collaborators. */
+export interface TwoWayDeps extends JobDeps {
+  readonly store: S3Store;
+  readonly publisher: Publisher;
+  readonly events?: TransferEvents | undefined;
+}
+
+/** One kept version, as listed in `conflicts.ndjson` and the status. */
+export interface KeptRecord {
+  readonly time: string;
+  readonly path: string;
+  readonly reason: KeptVersion["reason"];
+  /** Whose version this is: the node's own ("local") or the head's ("remote"). */
+  readonly version: "local" | "remote";
+  /** Where it was kept, relative to the conflicts directory. */
+  readonly kept: string;
+  readonly size: number;
+  readonly sha256: string;
+  /** The generation the round planned against. */
+  readonly generation: number;
+}
+
+/** What one round did. */
+export interface RoundResult {
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly published: boolean;
+  readonly localChanges: number;
+  readonly conflicts: readonly SyncConflict[];
+  readonly notOwned: readonly string[];
+  readonly kept: readonly KeptRecord[];
+  /** Paths left for a later round (still being written). */
+  readonly deferred: number;
+}
+
+/** The base as recorded. */
+interface BaseDoc {
+  readonly generation: number;
+}
+
+type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
+
+// While another writer holds the lease: wait between this and twice this, up to this many times per round.
+const LEASE_WAIT_MS = 300;
+const LEASE_TRIES = 400;
+
+/** One two-way node: a docroot and a location. */
+export class TwoWayNode {
+  private readonly o: TwoWayOptions;
+  private readonly d: TwoWayDeps;
+  private readonly index = new Map<string, IndexEntry>();
+  private readonly url: string;
+
+  constructor(o: TwoWayOptions, d: TwoWayDeps) {
+    this.o = o;
+    this.d = d;
+    this.url = formatLocation(o.loc);
+  }
+
+  private get baseFiles(): string {
+    return path.join(this.o.state.dir, "sync-base.ndjson");
+  }
+
+  private get baseDoc(): string {
+    return path.join(this.o.state.dir, "sync-base.json");
+  }
+
+  /** The list of kept versions. */
+  get keptList(): string {
+    return path.join(this.o.state.dir, "conflicts.ndjson");
+  }
+
+  /** One round (see the module comment). `joining`: the first round of this process. */
+  async round(opts: { joining: boolean }): Promise<RoundResult> {
+    const { log } = this.d;
+    const doc = await readJson<BaseDoc>(this.baseDoc);
+    const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
+    const generation = doc?.generation ?? 0;
+    let scan = await this.scanLocal(base);
+    let changes = localChanges(base, scan.local);
+    if (changes.length === 0) {
+      // Nothing of our own: a plain pull (the no-op is one conditional GET).
+      const hs = doc ? undefined : await readHead(this.d.store, this.o.loc, this.d.signal);
+      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred };
+      if (!doc) await this.preparePull(new Map(), 0);
+      const r = await pullOnce({ loc: this.o.loc, store: this.d.store }, this.o.puller, this.pullDeps());
+      if (!r.noop || !doc) await this.adoptPulled(r.generation);
+      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred };
+    }
+    await this.takeLease();
+    try {
+      // Under the lease no other writer moves the head: what is read now is what we publish over.
+      const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
+      const remote: FileMap = !hs ? new Map() : hs.head.generation === generation && doc ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+      // The docroot may have moved while we waited for the lease.
+      scan = await this.scanLocal(base);
+      changes = localChanges(base, scan.local);
+      const plan = planSync({ base, local: scan.local, remote, owns: this.o.owns, rule: this.o.rule, joining: opts.joining });
+      for (const c of plan.conflicts) log.warn({ path: c.path, kind: c.kind, winner: c.winner, generation: hs?.head.generation ?? 0 }, "conflict");
+      for (const p of plan.notOwned) log.warn({ path: p }, "changed here but not owned by this node (--owns): not published; the published version is restored");
+      const kept = await this.keepVersions(plan.keep, scan.local, remote, hs?.head.generation ?? 0);
+      if (hs && (hs.head.generation !== generation || plan.restore.length > 0)) {
+        // The head's changes come in first (paths we publish are left alone), so the docroot is the
+        // head plus our own changes before anything is published: whatever the uploader scans is ours.
+        await this.preparePull(heldForApply(base, remote, plan), generation);
+        const r = await pullOnce({ loc: this.o.loc, store: this.d.store }, this.o.puller, this.pullDeps());
+        await this.adoptPulled(r.generation);
+      }
+      let published = false;
+      let now = hs?.head.generation ?? 0;
+      let deferred = scan.deferred;
+      if (plan.publish.length > 0) {
+        const res = await this.d.publisher.reconcile(plan.publish);
+        deferred += res.deferred.length;
+        if (res.published) {
+          await this.adoptPublished(res.generation);
+          published = true;
+          now = res.generation;
+        }
+      }
+      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred };
+    } finally {
+      await this.d.publisher.releaseLease();
+    }
+  }
+
+  private pullDeps(): Parameters<typeof pullOnce>[2] {
+    return { log: this.d.log, signal: this.d.signal, now: this.d.now, ...(this.d.events ? { events: this.d.events } : {}) };
+  }
+
+  /** Take the write lease, waiting with jitter while another writer holds it. */
+  private async takeLease(): Promise<void> {
+    for (let i = 0; ; i++) {
+      try {
+        await this.d.publisher.holdLease();
+        return;
+      } catch (err) {
+        if (!(err instanceof RaceError) || i >= LEASE_TRIES) throw err;
+        this.d.signal.throwIfAborted();
+        if (i % 20 === 0) this.d.log.info({ err: { message: errorMessage(err) } }, "another writer holds the lease: waiting");
+        await sleep(LEASE_WAIT_MS + Math.floor(Math.random() * LEASE_WAIT_MS), this.d.signal);
+      }
+    }
+  }
+
+  /**
+   * The docroot as files (path → content facts). A file whose size and mtime equal the base's is
+   * not read; others are hashed once per (size, mtime, inode). Files younger than `settleMs` are
+   * left as the base has them, for a later round.
+   */
+  private async scanLocal(base: FileMap): Promise<{ local: Map<string, FileFacts>; deferred: number }> {
+    const s = await scanTree(this.o.docroot, { filter: this.o.filter, excludeAbs: [this.o.state.dir, this.o.conflictsDir] });
+    const local = new Map<string, FileFacts>();
+    const now = this.d.now().getTime();
+    let deferred = 0;
+    const seen = new Set<string>();
+    // What cannot be read is neither published nor taken for deleted.
+    for (const p of s.unreadable) {
+      for (const [bp, e] of base) if (bp === p || bp.startsWith(p + "/")) local.set(bp, e);
+    }
+    for (const f of s.files) {
+      seen.add(f.path);
+      const b = base.get(f.path);
+      if (b && b.size === f.size && b.mtimeMs === f.mtimeMs && b.mode === f.mode) {
+        local.set(f.path, b);
+        continue;
+      }
+      if (now - f.mtimeMs < this.o.settleMs) {
+        deferred++;
+        if (b) local.set(f.path, b);
+        continue;
+      }
+      const known = this.index.get(f.path);
+      let sha = known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino ? known[3] : undefined;
+      if (sha === undefined) {
+        try {
+          sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+          if (b) local.set(f.path, b);
+          continue;
+        }
+        this.index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
+      }
+      local.set(f.path, { size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
+    }
+    for (const p of this.index.keys()) if (!seen.has(p)) this.index.delete(p);
+    return { local, deferred };
+  }
+
+  /**
+   * Keep each losing version under the conflicts directory, as
+   * `<dir>/<name>.sync-conflict-<UTC time>-<node>[-<local|remote>]<.ext>`, and list it.
+   */
+  private async keepVersions(keep: readonly KeptVersion[], local: ReadonlyMap<string, FileFacts>, remote: FileMap, generation: number): Promise<KeptRecord[]> {
+    const out: KeptRecord[] = [];
+    const t = this.d.now();
+    const stamp = t.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "").replace("T", "-");
+    for (const k of keep) {
+      const ext = path.posix.extname(k.path);
+      const stem = ext && ext !== k.path ? k.path.slice(0, -ext.length) : k.path;
+      const rel = `${stem}.sync-conflict-${stamp}-${this.o.nodeId}-${k.from}-${randomBytes(2).toString("hex")}${ext}`;
+      const abs = path.join(this.o.conflictsDir, ...rel.split("/"));
+      await mkdir(path.dirname(abs), { recursive: true });
+      const tmp = `${abs}.partial`;
+      let facts: FileFacts | undefined;
+      if (k.from === "local") {
+        const src = path.join(this.o.docroot, k.path);
+        try {
+          await copyFile(src, tmp);
+          const st = await stat(src);
+          await utimes(tmp, st.atime, st.mtime);
+        } catch (err) {
+          await unlink(tmp).catch(() => undefined);
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // gone meanwhile: nothing left to keep
+          throw err;
+        }
+        facts = local.get(k.path);
+      } else {
+        const e = remote.get(k.path);
+        if (!e) continue;
+        await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal);
+        facts = e;
+      }
+      await rename(tmp, abs);
+      const rec: KeptRecord = { time: t.toISOString(), path: k.path, reason: k.reason, version: k.from, kept: rel, size: facts?.size ?? 0, sha256: facts?.sha256 ?? "", generation };
+      await appendFile(this.keptList, JSON.stringify(rec) + "\n");
+      this.d.log.warn({ path: k.path, reason: k.reason, version: k.from, kept: abs }, "kept the losing version outside the docroot");
+      out.push(rec);
+    }
+    return out;
+  }
+
+  /** Tell the puller what the docroot holds (its plan then touches only what must change). */
+  private async preparePull(held: FileMap, generation: number): Promise<void> {
+    const st = this.o.state;
+    await writeNdjsonMap(st.pullFiles, held);
+    // Not "complete": the puller reads the head's manifest and plans against `held` (never journals on top of it).
+    await writeJson(st.pullHead, { generation, etag: "", source: this.url, headTime: "", complete: false });
+  }
+
+  /** The puller brought the docroot to `generation`: that is the new base. */
+  private async adoptPulled(generation: number): Promise<void> {
+    const files = await readNdjsonMap<Entry>(this.o.state.pullFiles);
+    await writeNdjsonMap(this.baseFiles, files);
+    await writeJson(this.baseDoc, { generation } satisfies BaseDoc);
+  }
+
+  /**
+   * This node published `generation` over the base it had just applied: the new base is that plus
+   * the generation's journal (or its manifest), and the puller is told so (no download of our own files).
+   */
+  private async adoptPublished(generation: number): Promise<void> {
+    const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
+    if (!hs || hs.head.generation !== generation) throw new RaceError(`published generation ${generation}, but the head of ${this.url} is ${hs?.head.generation ?? "gone"}`);
+    const journal = await readJournal(this.d.store, this.o.loc, generation, this.d.signal);
+    let files: FileMap;
+    if (journal) {
+      files = await readNdjsonMap<Entry>(this.baseFiles);
+      for (const p of journal.deletes) files.delete(p);
+      for (const e of journal.puts) files.set(e.path, e);
+    } else files = (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+    await this.savePulled(hs, files);
+    await writeNdjsonMap(this.baseFiles, files);
+    await writeJson(this.baseDoc, { generation } satisfies BaseDoc);
+  }
+
+  private async savePulled(hs: HeadState, files: FileMap): Promise<void> {
+    const st = this.o.state;
+    await writeNdjsonMap(st.pullFiles, files);
+    await writeJson(st.pullHead, { generation: hs.head.generation, etag: hs.etag, source: this.url, headTime: hs.head.time, complete: true, filesSha256: filesDigest(files.values()), manifestSha256: hs.head.manifestSha256 });
+  }
+}

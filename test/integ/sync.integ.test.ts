@@ -1,0 +1,234 @@
+/**
+ * `fansync sync`: several writers on one location, each a real daemon (child process) on its own
+ * docroot and state directory, against a real S3 server over HTTP. What is asserted: bytes on
+ * disk, the objects and generations in the bucket, the kept losing versions, exit codes and text.
+ */
+import assert from "node:assert/strict";
+import { readFile, rm, utimes, writeFile, mkdir, readdir } from "node:fs/promises";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
+import { expectCode, useServer } from "../helpers/ctx.ts";
+import { readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
+import { snapshot, writeTree } from "../helpers/tree.ts";
+
+const ctx = useServer();
+
+interface Node {
+  name: string;
+  root: string;
+  state: string;
+  child: CapturedChild | undefined;
+}
+
+function node(name: string): Node {
+  return { name, root: path.join(ctx.tmp(`sync-${name}`), "www"), state: ctx.tmp(`sync-${name}-state`), child: undefined };
+}
+
+function start(n: Node, url: string, extra: readonly string[] = []): void {
+  n.child = startCli(["sync", n.root, url, ...ctx.flags(n.state), "--node-id", n.name, "--delay", "150ms", "--max-delay", "1s", "--interval", "300ms", ...extra]);
+}
+
+async function stop(n: Node): Promise<void> {
+  const c = n.child;
+  if (!c) return;
+  n.child = undefined;
+  c.kill("SIGTERM");
+  const r = await waitCli(c, 40_000);
+  expectCode(r, 0);
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, nodes: readonly Node[] = []): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      const logs = nodes.map((n) => `--- ${n.name}\n${n.child?.out.stdout.slice(-4000) ?? ""}\n${n.child?.out.stderr.slice(-2000) ?? ""}`).join("\n");
+      throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ""}\n${logs}`);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+const text = (n: Node, p: string) => readFile(path.join(n.root, p), "utf8").catch(() => undefined);
+
+/** Every docroot equals the head's manifest, path → sha256; returns the generation. */
+async function allEqualHead(bucket: string, nodes: readonly Node[]): Promise<number | undefined> {
+  const { header, entries } = await readManifestDoc(ctx.server.client, bucket, "w/");
+  const want = JSON.stringify(entries.map((e) => [e.path, e.sha256]).sort());
+  for (const n of nodes) {
+    const snap = await snapshot(n.root);
+    if (JSON.stringify([...snap].map(([p, s]) => [p, s.sha256]).sort()) !== want) return undefined;
+  }
+  return header.generation as number;
+}
+
+async function generation(bucket: string): Promise<number> {
+  return (await readHeadDoc(ctx.server.client, bucket, "w/")).generation as number;
+}
+
+async function listKept(n: Node): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, rel: string) => {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory()) await walk(path.join(dir, e.name), rel ? `${rel}/${e.name}` : e.name);
+      else out.push(rel ? `${rel}/${e.name}` : e.name);
+    }
+  };
+  const top = (await readdir(n.state)).find((d) => d.startsWith("sync-"));
+  if (top) await walk(path.join(n.state, top, "conflicts"), "");
+  return out.sort();
+}
+
+async function syncStatus(n: Node): Promise<Record<string, unknown>> {
+  const top = (await readdir(n.state)).find((d) => d.startsWith("sync-")) as string;
+  return JSON.parse(await readFile(path.join(n.state, top, "sync-status.json"), "utf8")) as Record<string, unknown>;
+}
+
+describe(`sync (${serverLabel()})`, () => {
+  test("a server without conditional writes: sync refuses to start, says why, exit 2", async (t) => {
+    if (ctx.server.features.conditionalWrites) {
+      t.skip(`${ctx.server.kind} enforces conditional writes (this is fauxqs' test)`);
+      return;
+    }
+    const bucket = await ctx.server.bucket("sync-refuse");
+    const a = node("a");
+    await mkdir(a.root, { recursive: true });
+    await writeTree(a.root, { "index.html": "home" });
+    const r = await ctx.cli(["sync", a.root, `s3://${bucket}/w`, ...ctx.flags(a.state)]);
+    expectCode(r, 2);
+    assert.match(r.stderr, /refusing to sync .* ignores conditional writes/);
+    assert.equal(await text(a, "index.html"), "home", "the docroot is untouched");
+  });
+
+  test("two writers: disjoint edits meet, renames and deletes travel, nothing echoes back", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-two");
+    const url = `s3://${bucket}/w`;
+    const a = node("a");
+    const b = node("b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "index.html": "home", "css/site.css": "body{}" });
+    start(a, url);
+    start(b, url);
+    try {
+      await until("b to receive a's site", async () => (await text(b, "index.html")) === "home" && (await text(b, "css/site.css")) === "body{}", 30_000, nodes);
+      await writeTree(b.root, { "b.html": "from b" });
+      await writeTree(a.root, { "a.html": "from a" });
+      await until("both edits everywhere", async () => (await text(a, "b.html")) === "from b" && (await text(b, "a.html")) === "from a", 30_000, nodes);
+      await rm(path.join(a.root, "b.html"));
+      await mkdir(path.join(b.root, "moved"), { recursive: true });
+      const { rename } = await import("node:fs/promises");
+      await rename(path.join(b.root, "css"), path.join(b.root, "moved", "css"));
+      const g = await until("deletes and renames everywhere", async () => {
+        if ((await text(b, "b.html")) !== undefined || (await text(a, "moved/css/site.css")) !== "body{}" || (await text(a, "css/site.css")) !== undefined) return undefined;
+        return allEqualHead(bucket, nodes);
+      }, 30_000, nodes);
+      // Echo suppression: what a node applied is never published again; with nothing changing the head stays.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(await generation(bucket), g, "no generation after convergence (applied changes do not echo)");
+      const published = (n: Node) => n.child?.out.stdout.split("\n").filter((l) => l.includes('"msg":"published"')).length ?? 0;
+      assert.ok(published(a) + published(b) <= g, `each generation published once (${published(a)} + ${published(b)} ≤ ${g})`);
+    } finally {
+      await stop(a);
+      await stop(b);
+    }
+  });
+
+  test("the same path edited on two nodes in the same second: the newer wins everywhere, the other is kept and listed", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-conflict");
+    const url = `s3://${bucket}/w`;
+    const a = node("a");
+    const b = node("b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "page.html": "v1", "keep.html": "k1", "gone.html": "g1" }, new Date(Date.now() - 3_600_000));
+    start(a, url);
+    start(b, url);
+    try {
+      await until("b in step", async () => (await text(b, "gone.html")) === "g1" && (await allEqualHead(bucket, nodes)), 30_000, nodes);
+      await stop(b);
+      // While b is down: a edits page.html at T+0.7s, b's copy gets T+0.3s (the same second, older).
+      // And delete vs modify both ways: a modifies keep.html, b deletes it; a deletes gone.html, b modifies it.
+      const T = Math.floor(Date.now() / 1000) * 1000 - 1000;
+      await writeFile(path.join(a.root, "page.html"), "a's edit");
+      await utimes(path.join(a.root, "page.html"), new Date(T + 700), new Date(T + 700));
+      await writeFile(path.join(a.root, "keep.html"), "a modified");
+      await rm(path.join(a.root, "gone.html"));
+      await until("a's edits published", async () => {
+        const { entries } = await readManifestDoc(ctx.server.client, bucket, "w/");
+        return entries.some((e) => e.path === "keep.html" && e.size === 10) && !entries.some((e) => e.path === "gone.html");
+      }, 30_000, nodes);
+      await writeFile(path.join(b.root, "page.html"), "b's edit");
+      await utimes(path.join(b.root, "page.html"), new Date(T + 300), new Date(T + 300));
+      await rm(path.join(b.root, "keep.html"));
+      await writeFile(path.join(b.root, "gone.html"), "b modified");
+      start(b, url);
+      await until("the same files everywhere", async () => {
+        if ((await text(b, "page.html")) !== "a's edit") return undefined;
+        if ((await text(a, "gone.html")) !== "b modified") return undefined;
+        return allEqualHead(bucket, nodes);
+      }, 30_000, nodes);
+      assert.equal(await text(b, "keep.html"), "a modified", "delete vs modify: the modification stays (b's deletion lost)");
+      assert.equal(await text(a, "gone.html"), "b modified", "delete vs modify: the modification comes back (a's deletion lost)");
+      // b's version of page.html lost: kept outside the docroot, listed, and nothing of it served.
+      const kept = await listKept(b);
+      const mine = kept.filter((k) => k.startsWith("page.sync-conflict-") && k.includes("-b-local-") && k.endsWith(".html"));
+      assert.equal(mine.length, 1, `b kept its losing version (${kept.join(", ")})`);
+      const top = (await readdir(b.state)).find((d) => d.startsWith("sync-")) as string;
+      assert.equal(await readFile(path.join(b.state, top, "conflicts", mine[0] as string), "utf8"), "b's edit");
+      const st = await until("b's status lists the kept version", async () => {
+        const s = await syncStatus(b);
+        return (s.keptTotal as number) >= 1 ? s : undefined;
+      }, 10_000, nodes);
+      assert.ok((st.kept as { path: string; reason: string }[]).some((k) => k.path === "page.html" && k.reason === "conflict"));
+      assert.ok(b.child?.out.stdout.includes('"msg":"conflict"'), "the conflict is logged");
+      for (const n of nodes) assert.ok(!(await snapshot(n.root)).has(mine[0] as string), "no conflict copy in a docroot");
+    } finally {
+      await stop(a);
+      await stop(b);
+    }
+  });
+
+  test("an app server owning uploads/**: its uploads reach the master and a plain pull node; its other edits are undone and kept", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-owns");
+    const url = `s3://${bucket}/w`;
+    const master = node("master");
+    const app = node("app");
+    const nodes = [master, app];
+    await writeTree(master.root, { "index.html": "home" });
+    start(master, url);
+    start(app, url, ["--owns", "uploads/**"]);
+    const web = node("web");
+    try {
+      await until("the app server in step", async () => (await text(app, "index.html")) === "home", 30_000, nodes);
+      await writeTree(app.root, { "uploads/2026/cat.jpg": "meow", "index.html": "defaced" });
+      await until("the upload on the master", async () => (await text(master, "uploads/2026/cat.jpg")) === "meow", 30_000, nodes);
+      await until("the app server's unowned edit undone", async () => (await text(app, "index.html")) === "home", 30_000, nodes);
+      assert.equal(await text(master, "index.html"), "home");
+      const kept = await listKept(app);
+      assert.ok(kept.some((k) => k.startsWith("index.sync-conflict-") && k.includes("-app-local-")), `kept: ${kept.join(", ")}`);
+      const st = await syncStatus(app);
+      assert.ok((st.kept as { path: string; reason: string }[]).some((k) => k.path === "index.html" && k.reason === "not-owned"));
+      // A plain pull node reads the same bucket format.
+      const r = await ctx.cli(["pull", url, web.root, ...ctx.flags(web.state)]);
+      expectCode(r, 0);
+      assert.equal(await text(web, "uploads/2026/cat.jpg"), "meow");
+      assert.equal(await text(web, "index.html"), "home");
+      // The master edits what it owns; the app server applies it.
+      await writeTree(master.root, { "index.html": "new home" });
+      await until("the master's edit on the app server", async () => (await text(app, "index.html")) === "new home", 30_000, nodes);
+    } finally {
+      await stop(master);
+      await stop(app);
+    }
+  });
+});
