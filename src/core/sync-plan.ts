@@ -39,7 +39,7 @@ export const CONFLICT_RULES: readonly ConflictRule[] = ["newer", "remote", "loca
 export type FileFacts = HeldFile;
 
 /** Why a version was kept instead of applied. */
-export type KeepReason = "conflict" | "not-owned" | "older-than-base";
+export type KeepReason = "conflict" | "not-owned" | "older-than-base" | "changed-during-apply";
 
 /** A version that lost and is kept outside the docroot. */
 export interface KeptVersion {

@@ -64,6 +64,11 @@ export interface PullerDeps extends JobDeps {
   readonly events?: TransferEvents | undefined;
   /** The run's deadline, told how many bytes the plan downloads (it allows time for them). */
   readonly deadline?: { allow(bytes: number): void } | undefined;
+  /**
+   * Two-way sync: called right before a path of the docroot is replaced or deleted, so that a file
+   * written there since the node last looked is kept first (sync/two-way.ts). Pull never sets it.
+   */
+  readonly beforeReplace?: ((path: string) => Promise<void>) | undefined;
 }
 
 /** What one pull did. */
@@ -347,6 +352,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   for (const [i, { entry, tmp }] of staged.entries()) {
     if (tmp === "") continue;
     try {
+      await d.beforeReplace?.(entry.path);
       await rename(tmp, path.join(root, entry.path));
     } catch (err) {
       // What did not land is removed now, not left for a later run (the staging record goes too).
@@ -367,6 +373,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await ensureParentDirs(root, p, () => false);
       const st = await lstat(abs);
       if (st.isDirectory()) continue;
+      await d.beforeReplace?.(p);
       await unlink(abs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");

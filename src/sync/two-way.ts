@@ -16,7 +16,7 @@
  * Echo suppression follows: a file the puller wrote equals the base, so it is never published again.
  */
 import { randomBytes } from "node:crypto";
-import { appendFile, copyFile, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import { appendFile, copyFile, lstat, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import { errorMessage, RaceError } from "../core/errors.ts";
 import type { PathFilter } from "../core/filters.ts";
@@ -114,6 +114,10 @@ export class TwoWayNode {
   private readonly d: TwoWayDeps;
   private readonly index = new Map<string, IndexEntry>();
   private readonly url: string;
+  /** The docroot as this round planned with it: a file that differs when the puller replaces it is kept first. */
+  private expected: ReadonlyMap<string, FileFacts> = new Map();
+  private keptDuringApply: KeptRecord[] = [];
+  private roundGeneration = 0;
 
   constructor(o: TwoWayOptions, d: TwoWayDeps) {
     this.o = o;
@@ -146,10 +150,13 @@ export class TwoWayNode {
       // Nothing of our own: a plain pull (the no-op is one conditional GET).
       const hs = doc ? undefined : await readHead(this.d.store, this.o.loc, this.d.signal);
       if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred };
-      if (!doc) await this.preparePull(new Map(), 0);
-      const r = await pullOnce({ loc: this.o.loc, store: this.d.store }, this.o.puller, this.pullDeps());
+      // The puller plans against its own record: it must say what the base says (a round killed
+      // after it prepared the puller left another record behind).
+      const ph = await readJson<{ complete?: boolean }>(this.o.state.pullHead);
+      if (!doc || !ph?.complete) await this.preparePull(base, generation);
+      const r = await this.pull(scan.local);
       if (!r.noop || !doc) await this.adoptPulled(r.generation);
-      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred };
+      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred };
     }
     await this.takeLease();
     try {
@@ -162,13 +169,16 @@ export class TwoWayNode {
       const plan = planSync({ base, local: scan.local, remote, owns: this.o.owns, rule: this.o.rule, joining: opts.joining });
       for (const c of plan.conflicts) log.warn({ path: c.path, kind: c.kind, winner: c.winner, generation: hs?.head.generation ?? 0 }, "conflict");
       for (const p of plan.notOwned) log.warn({ path: p }, "changed here but not owned by this node (--owns): not published; the published version is restored");
-      const kept = await this.keepVersions(plan.keep, scan.local, remote, hs?.head.generation ?? 0);
+      this.roundGeneration = hs?.head.generation ?? 0;
+      const kept = await this.keepVersions(plan.keep, scan.local, remote, this.roundGeneration);
       if (hs && (hs.head.generation !== generation || plan.restore.length > 0)) {
         // The head's changes come in first (paths we publish are left alone), so the docroot is the
         // head plus our own changes before anything is published: whatever the uploader scans is ours.
         await this.preparePull(heldForApply(base, remote, plan), generation);
-        const r = await pullOnce({ loc: this.o.loc, store: this.d.store }, this.o.puller, this.pullDeps());
+        this.roundGeneration = hs.head.generation;
+        const r = await this.pull(scan.local);
         await this.adoptPulled(r.generation);
+        kept.push(...this.takeKeptDuringApply());
       }
       let published = false;
       let now = hs?.head.generation ?? 0;
@@ -188,8 +198,35 @@ export class TwoWayNode {
     }
   }
 
-  private pullDeps(): Parameters<typeof pullOnce>[2] {
-    return { log: this.d.log, signal: this.d.signal, now: this.d.now, ...(this.d.events ? { events: this.d.events } : {}) };
+  /** Apply the head through the puller; `local` is the docroot as planned (see {@link keepIfChanged}). */
+  private async pull(local: ReadonlyMap<string, FileFacts>): Promise<Awaited<ReturnType<typeof pullOnce>>> {
+    this.expected = local;
+    try {
+      return await pullOnce({ loc: this.o.loc, store: this.d.store }, this.o.puller, {
+        log: this.d.log, signal: this.d.signal, now: this.d.now, ...(this.d.events ? { events: this.d.events } : {}),
+        beforeReplace: (p) => this.keepIfChanged(p),
+      });
+    } finally {
+      this.expected = new Map();
+    }
+  }
+
+  /**
+   * Right before the puller replaces or deletes `p`: a file written there after the round looked
+   * (an edit racing the apply) is kept, never silently overwritten.
+   */
+  private async keepIfChanged(p: string): Promise<void> {
+    const st = await lstat(path.join(this.o.docroot, p)).catch(() => undefined);
+    if (!st?.isFile()) return;
+    const e = this.expected.get(p);
+    if (e && e.size === st.size && e.mtimeMs === Math.floor(st.mtimeMs)) return;
+    this.keptDuringApply.push(...(await this.keepVersions([{ path: p, from: "local", reason: "changed-during-apply" }], new Map(), new Map(), this.roundGeneration)));
+  }
+
+  private takeKeptDuringApply(): KeptRecord[] {
+    const k = this.keptDuringApply;
+    this.keptDuringApply = [];
+    return k;
   }
 
   /** Take the write lease, waiting with jitter while another writer holds it. */
@@ -274,12 +311,12 @@ export class TwoWayNode {
           await copyFile(src, tmp);
           const st = await stat(src);
           await utimes(tmp, st.atime, st.mtime);
+          facts = local.get(k.path) ?? { size: st.size, mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777, sha256: await hashFile(tmp, st.size) };
         } catch (err) {
           await unlink(tmp).catch(() => undefined);
           if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // gone meanwhile: nothing left to keep
           throw err;
         }
-        facts = local.get(k.path);
       } else {
         const e = remote.get(k.path);
         if (!e) continue;
