@@ -41,8 +41,17 @@ export function isEmptyPlan(p: { uploads?: readonly unknown[]; downloads?: reado
 export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { dedupMinSize?: number; moved?: ReadonlySet<string> } = {}): PushPlan {
   const dedupMinSize = opts.dedupMinSize ?? 1;
   const moved = opts.moved ?? new Set<string>();
+  // An object this plan overwrites (a path whose content changes) is no copy source unless it is
+  // read by version: copies and uploads run concurrently, and a server that ignores
+  // CopySourceIfMatch (moto) copied the new bytes under the old sha256 (a rename plus a new file
+  // under the old name, in one batch).
+  const overwritten = new Set<string>();
+  for (const f of local) {
+    const r = remote.get(f.path);
+    if (r && !r.versionId && (r.sha256 !== f.sha256 || r.size !== f.size)) overwritten.add(f.path);
+  }
   const bySha = new Map<string, Entry>();
-  for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+  for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !overwritten.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
   const uploads: LocalFile[] = [];
   const copies: { file: LocalFile; from: Entry }[] = [];
   const metaOnly: { file: LocalFile; from: Entry }[] = [];

@@ -65,3 +65,16 @@ test("planPush: a moved object is uploaded again even when its entry matches, an
   assert.equal(plan.copies.length, 0);
   assert.equal(plan.unchanged, 1);
 });
+
+test("planPush: an object this plan overwrites is never a copy source, unless read by version (a rename and a new file under the old name in one batch)", () => {
+  // Found by the two-way convergence test on moto (which ignores CopySourceIfMatch): the copy ran
+  // after the upload of the new index.html and published its bytes under the old content's sha256.
+  const remote = map(entry("index.html", "a"));
+  const plan = planPush([local("moved/index.html", "a"), local("index.html", "b")], remote);
+  assert.equal(plan.copies.length, 0);
+  assert.deepEqual(plan.uploads.map((f) => f.path).sort(), ["index.html", "moved/index.html"]);
+  // With a version id the copy reads the old bytes whatever happens to the key meanwhile.
+  const versioned = map({ ...entry("index.html", "a"), versionId: "v1" });
+  const p2 = planPush([local("moved/index.html", "a"), local("index.html", "b")], versioned);
+  assert.deepEqual(p2.copies.map((c) => [c.file.path, c.from.path]), [["moved/index.html", "index.html"]]);
+});
