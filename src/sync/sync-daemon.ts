@@ -5,9 +5,8 @@
  * never overlap; a failing round backs off; lost races and configuration errors end the daemon.
  */
 import path from "node:path";
-import { errorMessage, FansyncError, GuardError, IntegrityError, PartialFailureError, RaceError } from "../core/errors.ts";
+import { ConfigError, errorMessage, FansyncError, LockedError, UsageError } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
-import { isRetryable } from "../adapters/s3-errors.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
 import type { RoundResult } from "./two-way.ts";
@@ -112,10 +111,12 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
 }
 
 /**
- * What a later round may fix: transfers and requests that failed, a refusal by a delete guard (the
- * docroot or the bucket may change), a lost race (the next round rebases), a generation that is
- * not all there yet. Local configuration and usage errors end the daemon.
+ * What a later round may fix: everything but a wrong configuration or usage, and a lock another
+ * process holds. Failed transfers, a delete guard's refusal (the docroot or the bucket may change),
+ * a lost race (the next round rebases), a generation not all there yet, and local errors (a file or
+ * directory someone removed while a round wrote next to it: sync shares its docroot with editors)
+ * are retried with backoff, like `pull --watch`.
  */
 function recoverable(err: unknown): boolean {
-  return err instanceof PartialFailureError || err instanceof GuardError || err instanceof RaceError || err instanceof IntegrityError || isRetryable(err);
+  return !(err instanceof UsageError || err instanceof ConfigError || err instanceof LockedError);
 }
