@@ -16,11 +16,14 @@ import { listJobStateDirs } from "../adapters/state-dir.ts";
 import { baseStateDir } from "./wiring.ts";
 import type { PullStatus } from "./pull.ts";
 import type { RegionStatus } from "../sync/replicator.ts";
+import type { SyncStatus } from "./sync.ts";
 
 /** Everything `status` found. */
 export interface StatusReport {
   readonly puller: (PullStatus & { readonly file: string }) | null;
   readonly regions: readonly (RegionStatus & { readonly file: string })[];
+  /** Two-way nodes on this machine (`fansync sync`), with the versions they kept. */
+  readonly syncs: readonly (SyncStatus & { readonly file: string })[];
 }
 
 /**
@@ -61,7 +64,7 @@ function renderFleet(st: FleetStatus): string {
 /** Print the report; exit code 4 (partial) when anything reports ERROR, so it can back a health check. */
 export async function status(cfg: Config, opts: { json: boolean }): Promise<number> {
   const report = await readStatus(cfg);
-  if (!report.puller && report.regions.length === 0) {
+  if (!report.puller && report.regions.length === 0 && report.syncs.length === 0) {
     throw new UsageError(`no status found (state directory ${baseStateDir(cfg)}${cfg.statusFile ? `, status file ${cfg.statusFile}` : ""})`, {
       hint: "pass --status-file of a puller (pull --status-file) or the --state-dir a replicator uses",
     });
@@ -69,15 +72,24 @@ export async function status(cfg: Config, opts: { json: boolean }): Promise<numb
   // One line: easy to pipe into jq, and to tell apart from log lines.
   if (opts.json) process.stdout.write(JSON.stringify(report) + "\n");
   else process.stdout.write(render(report));
-  const bad = report.puller?.status === "ERROR" || report.regions.some((r) => r.status === "ERROR");
+  const bad = report.puller?.status === "ERROR" || report.regions.some((r) => r.status === "ERROR") || report.syncs.some((s) => s.status === "ERROR");
   return bad ? ExitCode.partial : ExitCode.ok;
 }
 
 /** Read the puller's status file (if given) and every replicator region status under the state dir. */
 export async function readStatus(cfg: Config): Promise<StatusReport> {
   const file = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
-  const pull = file ? await readJson<PullStatus>(file) : undefined;
+  const given = file ? await readJson<PullStatus | SyncStatus>(file) : undefined;
+  // A sync node's --status-file is a sync status, not a puller's.
+  const pull = given && !("kind" in given) ? given : undefined;
   const base = baseStateDir(cfg);
+  const syncs: (SyncStatus & { file: string })[] = [];
+  if (given && "kind" in given && given.kind === "fansync-sync-status/1" && file) syncs.push({ ...given, file });
+  for (const dir of await listJobStateDirs(base, "sync")) {
+    const f = path.join(dir.dir, "sync-status.json");
+    const s = await readJson<SyncStatus>(f);
+    if (s?.kind === "fansync-sync-status/1" && !syncs.some((x) => x.docroot === s.docroot && x.target === s.target)) syncs.push({ ...s, file: f });
+  }
   const regions: (RegionStatus & { file: string })[] = [];
   for (const dir of await listJobStateDirs(base, "replicate")) {
     for (const f of await dir.listRegionStatus()) {
@@ -85,7 +97,7 @@ export async function readStatus(cfg: Config): Promise<StatusReport> {
       if (s?.kind === "fansync-region-status/1") regions.push({ ...s, file: f });
     }
   }
-  return { puller: pull && file ? { ...pull, file } : null, regions };
+  return { puller: pull && file ? { ...pull, file } : null, regions, syncs };
 }
 
 function render(r: StatusReport): string {
@@ -99,6 +111,15 @@ function render(r: StatusReport): string {
   for (const g of r.regions) {
     lines.push(`region  ${g.status.padEnd(5)} ${g.region} generation ${g.generation} of ${g.primaryGeneration} (lag ${g.lag.generations} gen, ${g.lag.seconds}s)  primary ${g.primary}`);
     lines.push(`        last success ${ago(g.lastSuccess)}, last attempt ${ago(g.lastAttempt)}${g.lastError ? `, ${g.failures} failure(s), last error: ${g.lastError}` : ""}`);
+  }
+  for (const s of r.syncs) {
+    lines.push(`sync    ${s.status.padEnd(5)} generation ${s.generation}  ${s.docroot} ⇄ ${s.target}  node ${s.node}`);
+    lines.push(`        last success ${ago(s.lastSuccess)}, last attempt ${ago(s.lastAttempt)}${s.lastError ? `, last error: ${s.lastError}` : ""}`);
+    if (s.notOwned.length > 0) lines.push(`        changed here but not owned (not published, restored): ${s.notOwned.slice(0, 5).join(", ")}${s.notOwned.length > 5 ? ", …" : ""}`);
+    if (s.keptTotal > 0) {
+      lines.push(`        ${s.keptTotal} losing version(s) kept (${s.conflictsTotal} conflict(s)) in ${s.conflictsDir}:`);
+      for (const k of s.kept.slice(-10)) lines.push(`          ${k.time}  ${k.path}  ${k.reason}, ${k.version} version → ${k.kept}`);
+    }
   }
   return lines.join("\n") + "\n";
 }

@@ -4,7 +4,7 @@
  * use. Needs a server that enforces conditional writes: on one that does not, it refuses to start.
  */
 import { readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import picomatch from "picomatch";
@@ -35,8 +35,9 @@ export interface SyncStatus {
   readonly lastSuccess: string | null;
   readonly lastAttempt: string;
   readonly lastError: string | null;
-  /** Versions kept outside the docroot since this node started keeping them (conflict losers, not-owned changes). */
+  /** Versions kept outside the docroot (conflict losers, not-owned changes), as listed in the state directory's conflicts.ndjson. */
   readonly keptTotal: number;
+  /** Conflicts settled since this process started. */
   readonly conflictsTotal: number;
   /** Where they are. */
   readonly conflictsDir: string;
@@ -123,9 +124,17 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     },
     { store, publisher: uploader, log: log.child({ component: "sync" }), signal, now: () => new Date(), events },
   );
-  let keptTotal = 0;
-  let conflictsTotal = 0;
-  let recent: KeptRecord[] = [];
+  // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).
+  const before = (await readFile(two.keptList, "utf8").catch(() => "")).split("\n").filter(Boolean).flatMap((l) => {
+    try {
+      return [JSON.parse(l) as KeptRecord];
+    } catch {
+      return [];
+    }
+  });
+  let keptTotal = before.length;
+  let conflictsTotal = before.filter((k) => k.reason === "conflict").length;
+  let recent: KeptRecord[] = before.slice(-50);
   let last: RoundResult | undefined;
   let lastSuccess: string | null = null;
   const writeStatus = async (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => {

@@ -190,6 +190,10 @@ describe(`sync (${serverLabel()})`, () => {
       }, 10_000, nodes);
       assert.ok((st.kept as { path: string; reason: string }[]).some((k) => k.path === "page.html" && k.reason === "conflict"));
       assert.ok(b.child?.out.stdout.includes('"msg":"conflict"'), "the conflict is logged");
+      const shown = await ctx.cli(["status", "--state-dir", b.state]);
+      expectCode(shown, 0);
+      assert.match(shown.stdout, /sync +OK +generation \d+ .* node b/);
+      assert.match(shown.stdout, /page\.html +conflict, local version → page\.sync-conflict-/);
       for (const n of nodes) assert.ok(!(await snapshot(n.root)).has(mine[0] as string), "no conflict copy in a docroot");
     } finally {
       await stop(a);
