@@ -79,11 +79,14 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       throw new UsageError(`cannot read --exclude-from ${cfg.excludeFrom}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
   }
-  const filter = compileFilter({ exclude, include: cfg.include });
+  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  // A status file inside the docroot is this node's own: never published (each node's differs).
+  const own = statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"].map((f) => path.relative(docroot, f).split(path.sep).join("/")) : [];
+  const filtered = compileFilter({ exclude, include: cfg.include });
+  const filter = { matches: (p: string) => !own.includes(p) && filtered.matches(p), prunesDir: (d: string) => filtered.prunesDir(d) };
   const owned = cfg.owns.map((g) => picomatch(g.replace(/^\//, ""), { dot: true }));
   const owns = owned.length === 0 ? () => true : (p: string) => owned.some((m) => m(p));
   const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node");
-  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
   const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
   const events = fanOutEvents(monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
