@@ -108,6 +108,27 @@ describe(`sync (${serverLabel()})`, () => {
     assert.equal(await text(a, "index.html"), "home", "the docroot is untouched");
   });
 
+  test("from --config: a wrong conflict rule is a config error (exit 3) naming the key; a good file runs the daemon", async (t) => {
+    const bucket = await ctx.server.bucket("sync-config");
+    const a = node("a");
+    await mkdir(a.root, { recursive: true });
+    await writeTree(a.root, { "index.html": "home" });
+    const file = path.join(a.state, "sync.yaml");
+    await writeFile(file, `docroot: ${a.root}\ntarget: s3://${bucket}/w\nowns: ["uploads/**"]\nconflict: mine\n`);
+    const bad = await ctx.cli(["sync", "--config", file, ...ctx.flags(a.state)]);
+    expectCode(bad, 3);
+    assert.match(bad.stderr, /conflict: expected one of newer, remote, local, got "mine"/);
+    if (!ctx.server.features.conditionalWrites) return;
+    await writeFile(file, `docroot: ${a.root}\ntarget: s3://${bucket}/w\nconflict: remote\ninterval: 300ms\ndelay: 150ms\n`);
+    a.child = startCli(["sync", "--config", file, ...ctx.flags(a.state)]);
+    try {
+      await until("the docroot published from the config's settings", async () => (await readManifestDoc(ctx.server.client, bucket, "w/")).entries.some((e) => e.path === "index.html"), 30_000, [a]);
+      assert.match(a.child.out.stdout, /"conflict":"remote"/);
+    } finally {
+      await stop(a);
+    }
+  });
+
   test("two writers: disjoint edits meet, renames and deletes travel, nothing echoes back", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-two");
