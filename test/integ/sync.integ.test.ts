@@ -191,7 +191,7 @@ describe(`sync (${serverLabel()})`, () => {
       await utimes(path.join(b.root, "page.html"), new Date(T + 300), new Date(T + 300));
       await rm(path.join(b.root, "keep.html"));
       await writeFile(path.join(b.root, "gone.html"), "b modified");
-      start(b, url);
+      start(b, url, ["--http", "127.0.0.1:0"]);
       await until("the same files everywhere", async () => {
         if ((await text(b, "page.html")) !== "a's edit") return undefined;
         if ((await text(a, "gone.html")) !== "b modified") return undefined;
@@ -211,6 +211,11 @@ describe(`sync (${serverLabel()})`, () => {
       }, 10_000, nodes);
       assert.ok((st.kept as { path: string; reason: string }[]).some((k) => k.path === "page.html" && k.reason === "conflict"));
       assert.ok(b.child?.out.stdout.includes('"msg":"conflict"'), "the conflict is logged");
+      const page = /"url":"(http:[^"]+)"[^\n]*"msg":"status page listening"/.exec(b.child?.out.stdout ?? "")?.[1];
+      assert.ok(page, "the status page listens");
+      const metrics = await (await fetch(new URL("/metrics", page))).text();
+      assert.match(metrics, /fansync_sync_kept_versions_total\{reason="conflict"\} 1/);
+      assert.match(metrics, /fansync_sync_conflicts_total [1-9]/);
       const shown = await ctx.cli(["status", "--state-dir", b.state]);
       expectCode(shown, 0);
       assert.match(shown.stdout, /sync +OK +generation \d+ .* node b/);
