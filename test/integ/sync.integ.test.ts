@@ -227,6 +227,46 @@ describe(`sync (${serverLabel()})`, () => {
     }
   });
 
+  test("a docroot restored from an old snapshot: older files take the head's version (kept), newer ones and new files are published", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-restore");
+    const url = `s3://${bucket}/w`;
+    const a = node("a");
+    const b = node("b");
+    const nodes = [a, b];
+    const old = new Date(Date.now() - 7_200_000);
+    await writeTree(a.root, { "x.html": "x1", "y.html": "y1" }, old);
+    start(a, url);
+    start(b, url);
+    try {
+      await until("b in step", async () => (await text(b, "y.html")) === "y1" && (await allEqualHead(bucket, nodes)), 30_000, nodes);
+      await writeTree(a.root, { "x.html": "x2" }, new Date(Date.now() - 60_000));
+      await until("b has x2", async () => (await text(b, "x.html")) === "x2", 30_000, nodes);
+      await stop(b);
+      // b's docroot comes back from last night's backup (its state directory is current): x.html is
+      // the old x1 (older than what b last applied); y.html was edited since; z.html is new.
+      await rm(b.root, { recursive: true });
+      await writeTree(b.root, { "x.html": "x1", "y.html": "y1" }, old);
+      await writeTree(b.root, { "y.html": "y edited on b", "z.html": "new on b" });
+      start(b, url);
+      await until("a and b agree", async () => {
+        if ((await text(a, "z.html")) !== "new on b" || (await text(a, "y.html")) !== "y edited on b") return undefined;
+        return allEqualHead(bucket, nodes);
+      }, 30_000, nodes);
+      assert.equal(await text(b, "x.html"), "x2", "the restored older x.html took the head's version");
+      const st = await until("the old x.html listed as kept", async () => {
+        const s = await syncStatus(b);
+        return (s.kept as { path: string; reason: string }[]).some((k) => k.path === "x.html" && k.reason === "older-than-base") ? s : undefined;
+      }, 10_000, nodes);
+      const rec = (st.kept as { path: string; kept: string }[]).find((k) => k.path === "x.html") as { kept: string };
+      const top = (await readdir(b.state)).find((d) => d.startsWith("sync-")) as string;
+      assert.equal(await readFile(path.join(b.state, top, "conflicts", rec.kept), "utf8"), "x1");
+    } finally {
+      await stop(a);
+      await stop(b);
+    }
+  });
+
   test("an app server owning uploads/**: its uploads reach the master and a plain pull node; its other edits are undone and kept", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-owns");
