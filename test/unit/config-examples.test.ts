@@ -20,7 +20,8 @@ for (const f of files) {
     if (f === "replicator.yaml") assert.ok(cfg.source && cfg.targets.length >= 1, "a replicator names its source and targets");
     assert.ok(!Object.keys(raw).some((k) => /secret|accesskey|password/i.test(k)), "no credentials in examples");
     // Every key it sets is read by the command it is written for (push reads the master's too).
-    const roles: CommandName[] = f === "master.yaml" ? ["watch", "push"] : f === "replicator.yaml" ? ["replicate"] : ["pull"];
+    if (f.startsWith("sync-")) assert.ok(cfg.target && cfg.docroot && cfg.owns.length > 0, "a two-way node names its docroot, target and what it owns");
+    const roles: CommandName[] = f === "master.yaml" ? ["watch", "push"] : f === "replicator.yaml" ? ["replicate"] : f.startsWith("sync-") ? ["sync"] : ["pull"];
     for (const role of roles) {
       const { unused } = checkCommand(cfg, role, Object.keys(raw));
       assert.deepEqual(unused.filter((k) => role === "watch" || !["delay", "maxDelay", "rescanInterval", "http", "fleet", "healthMaxLag"].includes(k)), [], `${f} for ${role}`);
