@@ -236,6 +236,7 @@ export function buildProgram(): Command {
     .option("--delay <duration>", "quiet window after a local change before a round (default 500ms)")
     .option("--max-delay <duration>", "longest a change waits during continuous activity (default 5s)")
     .option("--interval <duration>", "poll the head this often (default 2s)")
+    .option("--rescan-interval <duration>", "scan the whole docroot at least this often, catching events the watcher missed (default 1h)")
     .option("--signing-key <file>", "sign every generation this node publishes with this private key")
     .option("--site <id>", "with --signing-key: the site id signatures are bound to")
     .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {

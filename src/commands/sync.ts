@@ -171,7 +171,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   try {
     log.info({ docroot, target: url, node, owns: cfg.owns, conflict: cfg.conflict, conflictsDir }, "two-way sync");
     await runSyncDaemon(
-      { docroot, ignoreDirs: [state.dir, conflictsDir], delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, intervalMs: cfg.interval },
+      { docroot, ignoreDirs: [state.dir, conflictsDir], delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, intervalMs: cfg.interval, rescanIntervalMs: cfg.rescanInterval },
       { node: two, log: log.child({ component: "sync" }), signal, now: () => new Date(), onRound: writeStatus },
     );
   } finally {

@@ -16,7 +16,7 @@ const MAX_BACKOFF_MS = 30_000;
 
 /** What the loop drives. */
 export interface RoundRunner {
-  round(opts: { joining: boolean }): Promise<RoundResult>;
+  round(opts: { joining: boolean; scan: boolean }): Promise<RoundResult>;
 }
 
 /** Timing and what to watch. */
@@ -28,6 +28,8 @@ export interface SyncDaemonOptions {
   readonly maxDelayMs: number;
   /** A round at least this often (the head is polled). */
   readonly intervalMs: number;
+  /** A round scans the docroot when the watcher saw something, and at least this often (events the kernel dropped). */
+  readonly rescanIntervalMs: number;
 }
 
 /** Collaborators; `onRound` hears every round's outcome (status file, metrics). */
@@ -56,7 +58,12 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
     ignored: (p: string) => ignore.some((x) => p === x || p.startsWith(x + path.sep)) || path.basename(p).startsWith(TEMP_MARK),
   });
   const ready = new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+  // Whether the docroot may have changed since the last scan (the puller's own writes set it too:
+  // the next round scans, finds the base, and publishes nothing).
+  let changed = true;
+  let lastScan = 0;
   watcher.on("all", () => {
+    changed = true;
     const now = Date.now();
     if (!quiet) firstEvent = now;
     if (quiet) clearTimeout(quiet);
@@ -77,16 +84,25 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
   try {
     while (!d.signal.aborted) {
       try {
-        const r = await d.node.round({ joining });
+        const scan = joining || changed || Date.now() - lastScan >= o.rescanIntervalMs;
+        if (scan) {
+          changed = false;
+          lastScan = Date.now();
+        }
+        const r = await d.node.round({ joining, scan });
         joining = false;
         backoff = 0;
         if (r.published) log.info({ generation: r.generation, changes: r.localChanges, conflicts: r.conflicts.length }, "published");
         await d.onRound?.({ ok: true, result: r });
         // Something was left for later (still being written): come back soon.
-        if (r.deferred > 0) backoff = o.delayMs;
+        if (r.deferred > 0) {
+          backoff = o.delayMs;
+          changed = true;
+        }
       } catch (err) {
         if (d.signal.aborted) break;
         await d.onRound?.({ ok: false, error: err });
+        changed = true; // the next round looks again
         if (!recoverable(err)) {
           fatal = err;
           break;

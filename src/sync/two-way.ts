@@ -138,13 +138,18 @@ export class TwoWayNode {
     return path.join(this.o.state.dir, "conflicts.ndjson");
   }
 
-  /** One round (see the module comment). `joining`: the first round of this process. */
-  async round(opts: { joining: boolean }): Promise<RoundResult> {
+  /**
+   * One round (see the module comment). `joining`: the first round of this process. `scan: false`
+   * (nothing changed in the docroot since the last scan, as far as the watcher knows): the docroot
+   * is taken to be the base, and the round is a pull (a file the puller would replace that differs
+   * from the base is still kept first).
+   */
+  async round(opts: { joining: boolean; scan?: boolean }): Promise<RoundResult> {
     const { log } = this.d;
     const doc = await readJson<BaseDoc>(this.baseDoc);
     const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
     const generation = doc?.generation ?? 0;
-    let scan = await this.scanLocal(base);
+    let scan = opts.scan === false && doc ? { local: new Map<string, FileFacts>(base), deferred: 0 } : await this.scanLocal(base);
     let changes = localChanges(base, scan.local);
     if (changes.length === 0) {
       // Nothing of our own: a plain pull (the no-op is one conditional GET).

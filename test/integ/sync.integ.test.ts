@@ -286,8 +286,11 @@ describe(`sync (${serverLabel()})`, () => {
       assert.equal(await text(master, "index.html"), "home");
       const kept = await listKept(app);
       assert.ok(kept.some((k) => k.startsWith("index.sync-conflict-") && k.includes("-app-local-")), `kept: ${kept.join(", ")}`);
-      const st = await syncStatus(app);
-      assert.ok((st.kept as { path: string; reason: string }[]).some((k) => k.path === "index.html" && k.reason === "not-owned"));
+      // The status is written when the round ends, a moment after the restore.
+      await until("the app server's status lists the kept edit", async () => {
+        const st = await syncStatus(app);
+        return (st.kept as { path: string; reason: string }[]).some((k) => k.path === "index.html" && k.reason === "not-owned");
+      }, 10_000, nodes);
       // A plain pull node reads the same bucket format.
       const r = await ctx.cli(["pull", url, web.root, ...ctx.flags(web.state)]);
       expectCode(r, 0);
