@@ -168,7 +168,7 @@ describe(`operator experience (${server})`, () => {
     await writeFile(cfgFile, `docroot: ${master}\ntarget: s3://${bucket}/site/\ndelay: 1s\n`);
     const ok = await ctx.cli(["push", "--config", cfgFile, ...ctx.flags(ctx.tmp("st"))]);
     expectCode(ok, 0);
-    assert.ok(ok.logs.some((l) => l.level === 40 && String(l.msg).includes("config keys not used by `push`, ignored: delay (watch)")), ok.stdout);
+    assert.ok(ok.logs.some((l) => l.level === 40 && String(l.msg).includes("config keys not used by `push`, ignored: delay (watch, sync)")), ok.stdout);
     await writeFile(cfgFile, `docroot: ${master}\ntarget: s3://${bucket}/site/\ndelai: 1s\n`);
     const bad = await ctx.cli(["push", "--config", cfgFile, ...ctx.flags(ctx.tmp("st"))]);
     expectCode(bad, 3);
