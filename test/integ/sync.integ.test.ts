@@ -227,6 +227,41 @@ describe(`sync (${serverLabel()})`, () => {
     }
   });
 
+  test("three writers edit one path in the same second (and a file each): the newest wins on every node, both others are kept", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-three");
+    const url = `s3://${bucket}/w`;
+    const nodes = [node("a"), node("b"), node("c")];
+    const [a, b, c] = nodes as [Node, Node, Node];
+    await writeTree(a.root, { "shared.html": "v0" }, new Date(Date.now() - 3_600_000));
+    for (const n of nodes) start(n, url);
+    try {
+      await until("all three in step", async () => (await text(c, "shared.html")) === "v0" && (await text(b, "shared.html")) === "v0" && (await allEqualHead(bucket, nodes)), 30_000, nodes);
+      // Frozen together, so that none sees another's edit before making its own.
+      for (const n of nodes) n.child?.kill("SIGSTOP");
+      const T = Math.floor(Date.now() / 1000) * 1000 - 2000;
+      for (const [i, n] of nodes.entries()) {
+        await writeTree(n.root, { "shared.html": `edit by ${n.name}`, [`${n.name}.html`]: `only ${n.name}` }, new Date(T + 100 * (i + 1)));
+      }
+      for (const n of nodes) n.child?.kill("SIGCONT");
+      await until("one version everywhere", async () => {
+        for (const n of nodes) for (const o of nodes) if ((await text(n, `${o.name}.html`)) !== `only ${o.name}`) return undefined;
+        return allEqualHead(bucket, nodes);
+      }, 30_000, nodes);
+      for (const n of nodes) assert.equal(await text(n, "shared.html"), "edit by c", `${n.name}: the newest mtime (c's) won`);
+      // a's and b's versions were each kept by some node (their own, or the one that beat them).
+      const keptBytes: string[] = [];
+      for (const n of nodes) {
+        const top = (await readdir(n.state)).find((d) => d.startsWith("sync-")) as string;
+        for (const k of await listKept(n)) keptBytes.push(await readFile(path.join(n.state, top, "conflicts", k), "utf8"));
+      }
+      assert.ok(keptBytes.includes("edit by a") && keptBytes.includes("edit by b"), `kept: ${JSON.stringify(keptBytes)}`);
+    } finally {
+      for (const n of nodes) n.child?.kill("SIGCONT");
+      for (const n of nodes) await stop(n);
+    }
+  });
+
   test("a docroot restored from an old snapshot: older files take the head's version (kept), newer ones and new files are published", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-restore");
