@@ -29,12 +29,14 @@ interface Write {
   sha256: string;
   size: number;
   seq: number;
+  at: number;
 }
 
 interface Op {
   node: string;
   path: string;
   seq: number;
+  at: number;
 }
 
 describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`, () => {
@@ -75,8 +77,8 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
       await mkdir(path.dirname(path.join(n.root, p)), { recursive: true });
       await rename(tmp, path.join(n.root, p));
       const s = ++seq;
-      writes.push({ node: n.name, path: p, sha256: sha(body), size: body.length, seq: s });
-      ops.push({ node: n.name, path: p, seq: s });
+      writes.push({ node: n.name, path: p, sha256: sha(body), size: body.length, seq: s, at: Date.now() });
+      ops.push({ node: n.name, path: p, seq: s, at: Date.now() });
     };
     const body = (n: string) => {
       const big = r.next() < 0.1;
@@ -127,7 +129,7 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
         } else if (roll < 0.85) {
           const p = r.pick(have);
           await rm(path.join(n.root, p), { force: true });
-          ops.push({ node: n.name, path: p, seq: ++seq });
+          ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
         } else {
           const from = r.pick(have);
           const to = r.pick(pool.filter((p) => !present.has(p)).concat(["moved/" + path.posix.basename(from)]));
@@ -137,10 +139,10 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
             // The daemon may have replaced or removed `from` meanwhile: only a rename that happened counts.
             const moved = await rename(path.join(n.root, from), path.join(n.root, to)).then(() => true, () => false);
             if (moved) {
-              ops.push({ node: n.name, path: from, seq: ++seq });
+              ops.push({ node: n.name, path: from, seq: ++seq, at: Date.now() });
               const s = ++seq;
-              writes.push({ node: n.name, path: to, sha256: sha(buf), size: buf.length, seq: s });
-              ops.push({ node: n.name, path: to, seq: s });
+              writes.push({ node: n.name, path: to, sha256: sha(buf), size: buf.length, seq: s, at: Date.now() });
+              ops.push({ node: n.name, path: to, seq: s, at: Date.now() });
             }
           }
         }
@@ -232,11 +234,18 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
       const finalByPath = new Map(final.entries.map((e) => [e.path, e.sha256]));
       const lost: Write[] = [];
       const tally = { final: 0, publishedThenSuperseded: 0, kept: 0, overwrittenLocally: 0 };
+      // How long a write stood before its own node overwrote it unpublished (the category is only
+      // believable when that is about the batching window, or a node was down or waiting).
+      let longestUnpublished = 0;
       for (const w of writes) {
         if (finalByPath.get(w.path) === w.sha256) tally.final++;
         else if (published.get(w.path)?.has(w.sha256)) tally.publishedThenSuperseded++;
         else if (kept.has(w.sha256)) tally.kept++;
-        else if (ops.some((o) => o.node === w.node && o.path === w.path && o.seq > w.seq)) tally.overwrittenLocally++;
+        else if (ops.some((o) => o.node === w.node && o.path === w.path && o.seq > w.seq)) {
+          tally.overwrittenLocally++;
+          const next = ops.find((o) => o.node === w.node && o.path === w.path && o.seq > w.seq) as Op;
+          longestUnpublished = Math.max(longestUnpublished, next.at - w.at);
+        }
         else lost.push(w);
       }
       const bytesLost = lost.reduce((s, w) => s + w.size, 0);
@@ -244,7 +253,7 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
       fig.faults += proxy.injected;
       fig.killPoints += kills;
       const conflicts = nodes.reduce((s, n) => s + n.out.split("\n").filter((l) => l.includes('"msg":"conflict"')).length, 0);
-      process.stdout.write(`# figures sync convergence (${serverLabel()}, seed ${SEED}): writes ${writes.length} (final ${tally.final}, published then superseded ${tally.publishedThenSuperseded}, kept ${tally.kept}, overwritten locally before publishing ${tally.overwrittenLocally}), ops ${ops.length}, generations ${final.generation}, conflicts ${conflicts}, kept versions ${keptCount}, kills ${kills}, faults injected ${proxy.injected}, docroot samples ${samples}, bytes lost ${bytesLost}\n`);
+      process.stdout.write(`# figures sync convergence (${serverLabel()}, seed ${SEED}): writes ${writes.length} (final ${tally.final}, published then superseded ${tally.publishedThenSuperseded}, kept ${tally.kept}, overwritten locally before publishing ${tally.overwrittenLocally}, the longest after ${longestUnpublished} ms), ops ${ops.length}, generations ${final.generation}, conflicts ${conflicts}, kept versions ${keptCount}, kills ${kills}, faults injected ${proxy.injected}, docroot samples ${samples}, bytes lost ${bytesLost}\n`);
       assert.deepEqual(violations.slice(0, 5), [], "no docroot ever showed bytes nobody wrote");
       assert.deepEqual(lost.slice(0, 5), [], `every write accounted for (${lost.length} lost)`);
       assert.equal(bytesLost, 0);
