@@ -262,6 +262,31 @@ describe(`sync (${serverLabel()})`, () => {
     }
   });
 
+  test("the delete guard holds a node's mass deletion: nothing published, the other node keeps its files, the status says why", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-guard");
+    const url = `s3://${bucket}/w`;
+    const a = node("a");
+    const b = node("b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "1.html": "1", "2.html": "2", "3.html": "3", "4.html": "4" });
+    start(a, url);
+    start(b, url);
+    try {
+      const g = await until("b in step", async () => (await text(b, "4.html")) === "4" && (await allEqualHead(bucket, nodes)), 30_000, nodes);
+      for (const f of ["1.html", "2.html", "3.html"]) await rm(path.join(b.root, f));
+      await until("b's status says the guard refused", async () => {
+        const s = await syncStatus(b);
+        return s.status === "ERROR" && /refusing to delete 3 of 4/.test(String(s.lastError));
+      }, 20_000, nodes);
+      assert.equal(await generation(bucket), g, "nothing published");
+      for (const f of ["1.html", "2.html", "3.html"]) assert.equal(await text(a, f), f.slice(0, 1), `a still has ${f}`);
+    } finally {
+      await stop(a);
+      await stop(b);
+    }
+  });
+
   test("a docroot restored from an old snapshot: older files take the head's version (kept), newer ones and new files are published", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-restore");
