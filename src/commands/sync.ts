@@ -109,6 +109,17 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     },
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );
+  // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).
+  const before = (await readFile(path.join(state.dir, "conflicts.ndjson"), "utf8").catch(() => "")).split("\n").filter(Boolean).flatMap((l) => {
+    try {
+      return [JSON.parse(l) as KeptRecord];
+    } catch {
+      return [];
+    }
+  });
+  let keptTotal = before.length;
+  let conflictsTotal = before.filter((k) => k.reason === "conflict").length;
+  let recent: KeptRecord[] = before.slice(-50);
   const two = new TwoWayNode(
     {
       docroot,
@@ -125,19 +136,15 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
         keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust: undefined, maxAgeMs: undefined, allowSetuid: false,
       },
     },
-    { store, publisher: uploader, log: log.child({ component: "sync" }), signal, now: () => new Date(), events },
+    {
+      store, publisher: uploader, log: log.child({ component: "sync" }), signal, now: () => new Date(), events,
+      onKept: (k) => {
+        keptTotal++;
+        recent = [...recent, k].slice(-50);
+        monitor?.metrics.recordKept(k.reason);
+      },
+    },
   );
-  // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).
-  const before = (await readFile(two.keptList, "utf8").catch(() => "")).split("\n").filter(Boolean).flatMap((l) => {
-    try {
-      return [JSON.parse(l) as KeptRecord];
-    } catch {
-      return [];
-    }
-  });
-  let keptTotal = before.length;
-  let conflictsTotal = before.filter((k) => k.reason === "conflict").length;
-  let recent: KeptRecord[] = before.slice(-50);
   let last: RoundResult | undefined;
   let lastSuccess: string | null = null;
   const writeStatus = async (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => {
@@ -145,10 +152,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     if (r.ok) {
       last = r.result;
       lastSuccess = at;
-      keptTotal += r.result.kept.length;
       conflictsTotal += r.result.conflicts.length;
-      recent = [...recent, ...r.result.kept].slice(-50);
-      for (const k of r.result.kept) monitor?.metrics.recordKept(k.reason);
       if (r.result.conflicts.length > 0) monitor?.metrics.recordConflicts(r.result.conflicts.length);
     }
     const generation = last?.generation ?? 0;

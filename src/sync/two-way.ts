@@ -67,6 +67,8 @@ export interface TwoWayDeps extends JobDeps {
   readonly store: S3Store;
   readonly publisher: Publisher;
   readonly events?: TransferEvents | undefined;
+  /** Told each version as soon as it is kept (a round that fails later still reports it). */
+  readonly onKept?: ((r: KeptRecord) => void) | undefined;
 }
 
 /** One kept version, as listed in `conflicts.ndjson` and the status. */
@@ -332,6 +334,7 @@ export class TwoWayNode {
       const rec: KeptRecord = { time: t.toISOString(), path: k.path, reason: k.reason, version: k.from, kept: rel, size: facts?.size ?? 0, sha256: facts?.sha256 ?? "", generation };
       await appendFile(this.keptList, JSON.stringify(rec) + "\n");
       this.d.log.warn({ path: k.path, reason: k.reason, version: k.from, kept: abs }, "kept the losing version outside the docroot");
+      this.d.onKept?.(rec);
       out.push(rec);
     }
     return out;
