@@ -43,6 +43,8 @@ const resultsMd = resolve(process.env.BENCH_OUT_MD ?? join(benchDir, "RESULTS.md
 // The chart goes beside the report: results.png for RESULTS.md, <name>.png for BENCH_OUT_MD=<name>.md.
 const chartPng = process.env.BENCH_OUT_MD ? resultsMd.replace(/\.md$/, "") + ".png" : join(benchDir, "results.png");
 const outDir = join(benchDir, "out");
+// Raw figures beside the report's name: out/results.json for RESULTS.md, <name>.json for BENCH_OUT_MD.
+const resultsJson = process.env.BENCH_OUT_MD ? resultsMd.replace(/\.md$/, "") + ".json" : join(outDir, "results.json");
 const BUCKET = "fansync-bench";
 const PREFIX = "site";
 
@@ -485,7 +487,7 @@ async function main(): Promise<void> {
     ...(fleet !== undefined ? { fleet } : {}),
   };
   const merged = mergeInto(report);
-  writeFileSync(join(outDir, "results.json"), JSON.stringify(merged, null, 2));
+  writeFileSync(resultsJson, JSON.stringify(merged, null, 2));
   await writeOutputs(merged);
 }
 
@@ -528,7 +530,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 if (process.argv.includes("--render")) {
   // Re-render from the last run's raw figures, without measuring anything.
-  await writeOutputs(JSON.parse(readFileSync(join(outDir, "results.json"), "utf8")) as BenchReport);
+  await writeOutputs(JSON.parse(readFileSync(resultsJson, "utf8")) as BenchReport);
 } else {
   await main();
 }

@@ -4,7 +4,8 @@
 //   parent → worker: { type: "expect", change, rel, size }  a published file to wait for on every node
 //                    { type: "stop" }                       stop the pullers (SIGTERM's drain path)
 //   worker → parent: { type: "ready" }                      every node holds the base tree
-//                    { type: "arrived", change, node, t }[] (batched, as { type: "arrivals", list })
+//                    { type: "arrivals", list: [{ change, node, t }], probeMs }  batched; probeMs is the
+//                      time spent probing so far (synchronous stats: CPU the parent takes off the pullers')
 //                    { type: "stopped", failed }            pullers stopped; how many ended in error
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -26,7 +27,7 @@ export type WorkerInit = {
 /** Messages a worker sends. */
 export type WorkerMessage =
   | { type: "ready" }
-  | { type: "arrivals"; list: { change: number; node: number; t: number }[] }
+  | { type: "arrivals"; list: { change: number; node: number; t: number }[]; probeMs: number }
   | { type: "stopped"; failed: number; errors: string[] };
 
 /** Messages a worker receives. */
@@ -90,8 +91,10 @@ const readyTimer = setInterval(() => {
 // Published files being waited for, with the nodes that do not have them yet. A rename puts a
 // complete file in place, so the right size at the final path means it is on disk.
 const pending: { change: number; rel: string; size: number; left: Set<number> }[] = [];
+let probeMs = 0;
 const pollTimer = setInterval(() => {
   if (pending.length === 0) return;
+  const started = performance.now();
   const list: { change: number; node: number; t: number }[] = [];
   const t = Date.now();
   for (const p of pending) {
@@ -103,7 +106,8 @@ const pollTimer = setInterval(() => {
     }
   }
   for (let i = pending.length - 1; i >= 0; i--) if (pending[i]?.left.size === 0) pending.splice(i, 1);
-  if (list.length > 0) send({ type: "arrivals", list });
+  probeMs += performance.now() - started;
+  if (list.length > 0) send({ type: "arrivals", list, probeMs });
 }, 10);
 
 process.on("message", (m: ParentMessage) => {

@@ -157,6 +157,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const children: ChildProcess[] = [];
   const workers: ChildProcess[] = [];
   const arrivals = new Map<number, Map<number, number>>();
+  const probeMs = new Map<number, number>();
   try {
     const first = await runMeasured({ cmd: bin, args: ["push", master, url, "--endpoint-url", masterProxy.endpoint, "--state-dir", join(o.workDir, "master-state"), "--log-level", "warn"], env: o.env }, o.logPath, 300_000);
     if (first.exitCode !== 0) throw new Error(`initial push failed (exit ${first.exitCode}): ${first.tail.slice(-200)}`);
@@ -195,6 +196,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
           child.on("message", (m: WorkerMessage) => {
             if (m.type === "ready") ready++;
             else if (m.type === "arrivals") {
+              probeMs.set(w, m.probeMs);
               for (const a of m.list) {
                 const byNode = arrivals.get(a.change) ?? new Map<number, number>();
                 byNode.set(a.node, a.t);
@@ -247,7 +249,10 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     measuring = false;
     result.bytesDown = fleetProxy.snapshot().bytesDown - bytes0;
     result.serverCpuS = cpu(server.pid) - serverCpu0;
-    result.pullersCpuS = workers.reduce((a, w) => a + cpu(w.pid), 0) - workersCpu0;
+    // The workers' arrival probes are the bench's work, not the pullers': taken off (their stats are
+    // synchronous, so their wall time is CPU time).
+    result.probeCpuS = [...probeMs.values()].reduce((a, b) => a + b, 0) / 1000;
+    result.pullersCpuS = workers.reduce((a, w) => a + cpu(w.pid), 0) - workersCpu0 - result.probeCpuS;
     const self = process.cpuUsage(self0);
     result.proxyCpuS = (self.user + self.system) / 1e6;
     result.workerRssKb = workers.map((w) => (w.pid === undefined ? 0 : (readPeakRssKb(w.pid) ?? 0)));
@@ -267,7 +272,9 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     if (heads !== writes.length) result.note = `${heads} head PUTs for ${writes.length} changes written (watch batched or split some)`;
 
     for (const w of workers) w.send({ type: "stop" } satisfies ParentMessage);
-    const outcomes = await Promise.race([Promise.all(stopped), sleep(60_000).then(() => undefined)]);
+    let giveUp: NodeJS.Timeout | undefined;
+    const outcomes = await Promise.race([Promise.all(stopped), new Promise<undefined>((r) => (giveUp = setTimeout(() => r(undefined), 60_000)))]);
+    clearTimeout(giveUp);
     const failed = outcomes?.reduce((a, x) => a + x.failed, 0) ?? 0;
     if (outcomes === undefined) result.note = [result.note, "workers did not stop within 60 s"].filter(Boolean).join("; ");
     if (failed > 0) {

@@ -312,8 +312,8 @@ export function cpuTable(report: BenchReport): string {
   return formatTable(["scenario", "tool", "requests", "time s", "client CPU s / 1k req", "server CPU s / 1k req", "proxy CPU s / 1k req"], body, ["l", "l", "r", "r", "r", "r", "r"]);
 }
 
-const usd = (x: number): string => (x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(2)}`);
-const kilo = (x: number): string => (x >= 1e6 ? `${formatNumber(x / 1e6)}M` : x >= 1e3 ? `${formatNumber(x / 1e3)}k` : formatNumber(x));
+const usd = (x: number): string => (x >= 100 ? `$${formatCount(x)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(2)}`);
+const kilo = (x: number): string => (x >= 1e9 ? `${formatNumber(x / 1e9)}B` : x >= 1e6 ? `${formatNumber(x / 1e6)}M` : x >= 1e3 ? `${formatNumber(x / 1e3)}k` : formatNumber(x));
 
 /** The simulated fleet's section: what it ran and what each node cost. */
 export function fleetSection(f: FleetResult | undefined): string {
@@ -340,7 +340,7 @@ export function fleetSection(f: FleetResult | undefined): string {
           `${f.missed} of ${formatCount(f.publishes * f.nodes)}`,
           formatNumber(u.serverCpuPerNodeHour),
           formatNumber(u.serverCpuPer1kReq),
-          formatNumber(u.pullerCpuPerNodeHour),
+          `${formatNumber(u.pullerCpuPerNodeHour)}${f.probeCpuS ? ` (bench probes, ${formatNumber(f.probeCpuS)} s, taken off)` : ""}`,
           f.workerRssKb.map((k) => formatNumber(k / 1024)).join(" / "),
         ],
       ],
@@ -403,9 +403,9 @@ export function costSection(f: FleetResult | undefined): string {
     [10000, 10, 2, 20],
   ].map(([n, i, ttl, e]) => {
     const c = cdnHeadMonth(n as number, i as number, ttl as number, e as number);
-    return [formatCount(n as number), `${i} s`, `${ttl} s`, String(e), `${kilo(c.cdnRequests)} → ${usd(c.directUsd)}`, `${kilo(c.originGets)} ${usd(c.originUsd)} + CDN ${usd(c.cdnUsd)}`, `+${ttl} s`];
+    return [formatCount(n as number), `${i} s`, `${ttl} s`, String(e), `${kilo(c.cdnRequests)} GETs: ${usd(c.directUsd)}`, `${kilo(c.originGets)} origin GETs (${usd(c.originUsd)}) + ${kilo(c.cdnRequests)} CDN requests (${usd(c.cdnUsd)})`, `+${ttl} s`];
   });
-  lines.push(formatTable(["nodes", "interval", "TTL", "edge caches asking the origin", "head GETs a month straight to S3", "through the CDN: origin GETs + CDN requests", "added delay, worst case"], cdnRows, ["r", "r", "r", "r", "r", "r", "r"]));
+  lines.push(formatTable(["nodes", "interval", "TTL", "edge caches asking the origin", "head polls a month, straight to S3", "the same through the CDN", "added delay, worst case"], cdnRows, ["r", "r", "r", "r", "r", "r", "r"]));
   lines.push("");
   lines.push(`**S3's per-prefix rate** (${formatCount(PRICES.prefixGetPerS)} GET/HEAD per second per partitioned prefix): every node polls the same key, so the head's prefix carries nodes ÷ interval requests a second; during a change, each node also reads a journal under the same meta prefix and the changed file (one key read by every node) within about one interval. S3 answers 503 SlowDown above the rate (fansync's SDK retries with backoff), and partitions a busy prefix only gradually.`);
   lines.push("");

@@ -101,8 +101,10 @@ export type FleetResult = {
   missed: number;
   serverCpuS: number;
   proxyCpuS: number;
-  /** CPU of the worker processes hosting the pullers (all nodes together). */
+  /** CPU of the worker processes hosting the pullers (all nodes together), the bench's probes taken off. */
   pullersCpuS: number;
+  /** Time the workers spent probing the docroots for arrived files (synchronous stats: CPU). */
+  probeCpuS?: number;
   /** Peak RSS of each worker process, KiB (each hosts nodes / workers pullers). */
   workerRssKb: number[];
   server: string;
