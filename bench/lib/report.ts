@@ -479,6 +479,12 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     lines.push("> **Small-scale figures** (2k and 5k trees, a small fleet): they show that the bench works and how the report reads, not how fansync compares at the sizes the goals name. Quote only a full run (`npm run bench`).");
     lines.push("");
   }
+  lines.push("## Paired ratios and goals");
+  lines.push("");
+  lines.push("fansync's time ÷ the peer's, computed within each round (each round runs every tool once, in an order rotated by one place per round, against a fresh server), then the median and range over the rounds: a busier machine in one round weighs on both sides of that round's ratio. Goals (issue 14): initial push ≤ 0.7× rclone; initial pull ≤ 1.0× at 10k and ≤ 0.7× at 100k; peak RSS ≤ 200 MiB at 100k.");
+  lines.push("");
+  lines.push(pairedSummary(report));
+  lines.push("");
   lines.push("## Machine and versions");
   lines.push("");
   const info: string[][] = [
@@ -490,7 +496,7 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     ...Object.entries(report.versions).map(([k, v]) => [k, v]),
     ["S3 server", report.settings.server],
     ["runs per figure", `${report.settings.runs} (huge trees: ${report.settings.hugeRuns})`],
-    ["concurrency given to each tool", `${report.settings.concurrency} (s3cmd has no parallelism; SDK loop fixed at 32)`],
+    ["concurrency given to each tool", `${report.settings.concurrency} (s3cmd has no parallelism; the SDK and node:http loops keep 32 in flight)`],
     ["seed", String(report.settings.seed)],
     ["NFC/NFD twin names in trees", report.settings.unicode ? "yes (rclone runs with --no-unicode-normalization)" : "no"],
     ["peak RSS measured with", report.settings.rssMethod],
@@ -510,12 +516,6 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   lines.push("Each figure is the median of the runs with (min–max). Requests are counted by the proxy every tool goes through (LIST = GET on a bucket root). Ratios are fansync's median divided by the tool's median: below 1 fansync is faster / lighter.");
   lines.push("");
   lines.push(`![fansync/peer ratios](${chartFile})`);
-  lines.push("");
-  lines.push("## Paired ratios and goals");
-  lines.push("");
-  lines.push("fansync's time ÷ the peer's, computed within each round (each round runs every tool once, in an order rotated by one place per round, against a fresh server), then the median and range over the rounds: a busier machine in one round weighs on both sides of that round's ratio. Goals (issue 14): initial push ≤ 0.7× rclone; initial pull ≤ 1.0× at 10k and ≤ 0.7× at 100k; peak RSS ≤ 200 MiB at 100k.");
-  lines.push("");
-  lines.push(pairedSummary(report));
   lines.push("");
   lines.push("## Where fansync loses and why");
   lines.push("");
