@@ -222,7 +222,7 @@ export function cpuExplanation(fan: Row, peer: Row, scenarioRows: readonly Row[]
   // Were the cores saturated? All CPU of the run (client, server, proxy) against wall × cores.
   const wall = medianSeconds(fan);
   const all = (medianCpu(fan, "cpuS") ?? 0) + (medianCpu(fan, "serverCpuS") ?? 0) + (medianCpu(fan, "proxyCpuS") ?? 0);
-  if (wall !== undefined && wall > 0 && all > 0) text += ` (client + server + proxy used ${formatNumber(all)} CPU s in ${formatNumber(wall)} s on ${nproc} cores: ${formatNumber((100 * all) / (wall * nproc))}% of the machine, before the other work on it)`;
+  if (wall !== undefined && wall > 0 && all > 0) text += ` (client + server + proxy used ${formatNumber(all)} CPU s in ${formatNumber(wall)} s on ${nproc} cores: ${formatNumber((100 * all) / (wall * nproc))}% of what the machine could give; the rest went to other processes or was not used — see the load average)`;
   return text;
 }
 
@@ -300,7 +300,7 @@ export function cpuTable(report: BenchReport): string {
       body.push([
         key,
         r.tool,
-        formatNumber(medianRequests(r) ?? 0),
+        formatCount(medianRequests(r) ?? 0),
         optNum(medianSeconds(r)),
         optNum(cpuPer1k(r, "cpuS")),
         optNum(cpuPer1k(r, "serverCpuS")),
@@ -360,7 +360,7 @@ export function fleetSection(f: FleetResult | undefined): string {
   );
   lines.push("");
   lines.push(
-    `A poll is one conditional GET of the head (${formatNumber(u.headPerNodeHour)} per node per hour: one every ${formatNumber(u.pollPeriodS)} s, the interval plus each run's own time); a change adds ${formatNumber(u.perChangeTotal)} requests per node and ${formatCount(u.bytesPerChange)} body bytes (head, journal, the file). The master sent ${formatNumber(u.masterPutsPerChange)} PUTs and ${formatNumber(u.masterGetsPerChange)} GETs per change, whatever the fleet's size. Delays are measured per node and change from the head's PUT being answered to the file at its final path (polled every 10 ms); the second figure adds the master's quiet delay and upload.${f.note ? ` Note: ${f.note}.` : ""}`,
+    `A poll is one conditional GET of the head (${formatCount(u.headPerNodeHour)} per node per hour: one every ${formatNumber(u.pollPeriodS)} s, the interval plus each run's own time); a change adds ${formatNumber(u.perChangeTotal)} requests per node and ${formatCount(u.bytesPerChange)} body bytes (head, journal, the file). The master sent ${formatNumber(u.masterPutsPerChange)} PUTs and ${formatNumber(u.masterGetsPerChange)} GETs per change, whatever the fleet's size. Delays are measured per node and change from the head's PUT being answered to the file at its final path (polled every 10 ms); the second figure adds the master's quiet delay and upload.${f.note ? ` Note: ${f.note}.` : ""}`,
   );
   return lines.join("\n");
 }
@@ -403,7 +403,7 @@ export function costSection(f: FleetResult | undefined): string {
     [10000, 10, 2, 20],
   ].map(([n, i, ttl, e]) => {
     const c = cdnHeadMonth(n as number, i as number, ttl as number, e as number);
-    return [formatCount(n as number), `${i} s`, `${ttl} s`, String(e), `${kilo(c.cdnRequests)} GETs: ${usd(c.directUsd)}`, `${kilo(c.originGets)} origin GETs (${usd(c.originUsd)}) + ${kilo(c.cdnRequests)} CDN requests (${usd(c.cdnUsd)})`, `+${ttl} s`];
+    return [formatCount(n as number), `${i} s`, `${ttl} s`, e === 1 ? "1 (an origin shield)" : `${e} (regional caches, no shield)`, `${kilo(c.cdnRequests)} GETs: ${usd(c.directUsd)}`, `${kilo(c.originGets)} origin GETs (${usd(c.originUsd)}) + ${kilo(c.cdnRequests)} CDN requests (${usd(c.cdnUsd)})`, `+${ttl} s`];
   });
   lines.push(formatTable(["nodes", "interval", "TTL", "edge caches asking the origin", "head polls a month, straight to S3", "the same through the CDN", "added delay, worst case"], cdnRows, ["r", "r", "r", "r", "r", "r", "r"]));
   lines.push("");
