@@ -347,6 +347,13 @@ export function fleetSection(f: FleetResult | undefined): string {
       ["r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
     ),
   );
+  // A poll period well past the interval means each run took long: the machine, not fansync's
+  // design, then sets the delays (2 cores shared by the server, the master and every puller).
+  const runS = u.pollPeriodS - f.intervalMs / 1000;
+  if (u.pollPeriodS > 1.25 * (f.intervalMs / 1000)) {
+    lines.push("");
+    lines.push(`**Saturated**: each run took ${formatNumber(runS)} s on average, so nodes polled every ${formatNumber(u.pollPeriodS)} s instead of every ${formatNumber(f.intervalMs / 1000)} s; the delays measure this machine's load (see the load average above) as much as fansync. The per-poll and per-change request figures, and the cost model built on them, do not depend on it. Rerun with fewer nodes (FLEET_NODES) or a longer interval (FLEET_INTERVAL_MS) for delays that are fansync's own.`);
+  }
   lines.push("");
   lines.push("Requests per node, by type (method, object, status):");
   lines.push("");
@@ -360,7 +367,7 @@ export function fleetSection(f: FleetResult | undefined): string {
   );
   lines.push("");
   lines.push(
-    `A poll is one conditional GET of the head (${formatCount(u.headPerNodeHour)} per node per hour: one every ${formatNumber(u.pollPeriodS)} s, the interval plus each run's own time); a change adds ${formatNumber(u.perChangeTotal)} requests per node and ${formatCount(u.bytesPerChange)} body bytes (head, journal, the file). The master sent ${formatNumber(u.masterPutsPerChange)} PUTs and ${formatNumber(u.masterGetsPerChange)} GETs per change, whatever the fleet's size. Delays are measured per node and change from the head's PUT being answered to the file at its final path (polled every 10 ms); the second figure adds the master's quiet delay and upload.${f.note ? ` Note: ${f.note}.` : ""}`,
+    `A poll is one conditional GET of the head (${formatCount(u.headPerNodeHour)} per node per hour: one every ${formatNumber(u.pollPeriodS)} s, the interval plus each run's own time); a change adds ${formatNumber(u.perChangeTotal)} requests per node and ${formatCount(u.bytesPerChange)} body bytes (head, journal, the file). The master sent ${formatNumber(u.masterPutsPerChange)} PUTs and ${formatNumber(u.masterGetsPerChange)} GETs per change, whatever the fleet's size. Delays are measured per node and change from the head's PUT being answered to the file at its final path (probed every 25 ms); the second figure adds the master's quiet delay and upload.${f.note ? ` Note: ${f.note}.` : ""}`,
   );
   return lines.join("\n");
 }
