@@ -1,0 +1,163 @@
+/**
+ * Pack objects (issue 14) against a real S3 server: a first pull takes small files from a few large
+ * GETs and converges byte for byte; incremental pulls and path-keyed (CDN) reads are unchanged; a
+ * corrupt or missing pack and a hostile pack index fall back to path-keyed objects; regions get the
+ * packs from the replicator.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { readdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { gzipSync } from "node:zlib";
+import { DeleteObjectCommand } from "@aws-sdk/client-s3";
+import { describe, test } from "node:test";
+import { expectCode, useServer } from "../helpers/ctx.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { getBytes, headObject, listKeys, putBytes } from "../helpers/s3.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
+import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
+
+const ctx = useServer();
+const notStatus = (rel: string) => rel.startsWith("status.");
+
+/** A site of `n` small files (0..6 KiB) and one file too big to pack. */
+function site(n: number, seed = 1): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (let i = 0; i < n; i++) out[`d${i % 5}/f${i}.html`] = seededBytes(seed * 100_000 + i, (i * 37) % 6000);
+  out["media/big.bin"] = seededBytes(seed, 300 * 1024);
+  return out;
+}
+
+/** A master with a pushed site, and a way to pull it into fresh nodes through a counting proxy. */
+async function setup(tag: string, n = 300) {
+  const bucket = await ctx.server.bucket(tag);
+  const master = ctx.tmp("master");
+  const mstate = ctx.tmp("mstate");
+  await writeTree(master, site(n));
+  const url = `s3://${bucket}/site/`;
+  const push = async (...extra: string[]) => {
+    const r = await ctx.cli(["push", master, url, "--packs", ...ctx.flags(mstate), ...extra]);
+    expectCode(r, 0);
+    return r;
+  };
+  /** Pull `from` into `node` (default: a fresh one) through a proxy; the GETs it sent. */
+  const pull = async (opts: { node?: string; nstate?: string; from?: string; code?: number } = {}) => {
+    const proxy = await startProxy(ctx.server.endpoint);
+    const node = opts.node ?? ctx.tmp("node");
+    const nstate = opts.nstate ?? ctx.tmp("nstate");
+    try {
+      const r = await ctx.cli(["pull", opts.from ?? url, node, "--endpoint-url", proxy.url, "--state-dir", nstate, "--log-format", "json", "--status-file", path.join(node, "status.json")]);
+      expectCode(r, opts.code ?? 0);
+      const gets = proxy.requests.filter((q) => q.method === "GET");
+      return { r, node, nstate, gets: gets.length, packGets: gets.filter((q) => /\.fansync\/packs\/[0-9a-f]{64}\.pack/.test(q.url)).length, indexGets: gets.filter((q) => q.url.includes(".fansync/packs/index.json.gz")).length };
+    } finally {
+      await proxy.close();
+    }
+  };
+  await push();
+  return { bucket, master, mstate, url, push, pull };
+}
+
+const packKeysOf = async (bucket: string, prefix = "site/") => (await listKeys(ctx.server.client, bucket, `${prefix}.fansync/packs/`)).filter((k) => k.endsWith(".pack"));
+
+describe(`packs (${serverLabel()})`, () => {
+  test("a fresh pull with packs is byte-identical and sends a few GETs instead of one per file; path-keyed objects stay", async () => {
+    const s = await setup("packs-first");
+    const packs = await packKeysOf(s.bucket);
+    assert.equal(packs.length, 1, "301 files of ~3 KiB: one pack");
+    const p = await s.pull();
+    assert.deepEqual(await snapshot(p.node, notStatus), await snapshot(s.master));
+    assert.equal(p.packGets, 1);
+    assert.equal(p.indexGets, 1);
+    // head, manifest, index, pack, the big file (and nothing per small file).
+    assert.ok(p.gets <= 8, `a first pull of 301 files sent ${p.gets} GETs`);
+    assert.ok(p.r.logs.some((l) => l.msg === "files taken from packs" && l.files === 300), "300 small files came from the pack");
+    // The bucket still serves every file path-keyed (a CDN origin), with its metadata.
+    const b = await getBytes(ctx.server.client, s.bucket, "site/d3/f8.html");
+    assert.deepEqual(b, site(300)["d3/f8.html"]);
+    assert.ok((await headObject(ctx.server.client, s.bucket, "site/d3/f8.html")).Metadata?.sha256);
+  });
+
+  test("incremental pulls are unchanged: a small change rewrites no pack and comes path-keyed", async () => {
+    const s = await setup("packs-incr");
+    const first = await s.pull();
+    const indexBefore = (await headObject(ctx.server.client, s.bucket, "site/.fansync/packs/index.json.gz")).ETag;
+    await writeTree(s.master, { "d1/f1.html": "changed\n", "d2/new.html": "new\n" });
+    const r = await s.push();
+    assert.ok(!r.logs.some((l) => l.msg === "packs written"), "two changed files: the index stays");
+    assert.equal((await headObject(ctx.server.client, s.bucket, "site/.fansync/packs/index.json.gz")).ETag, indexBefore);
+    const p = await s.pull({ node: first.node, nstate: first.nstate });
+    assert.deepEqual(await snapshot(p.node, notStatus), await snapshot(s.master));
+    assert.equal(p.indexGets + p.packGets, 0, "an incremental pull reads no pack index");
+    // A fresh node now: the pack gives the unchanged files, the two changed ones come path-keyed.
+    const fresh = await s.pull();
+    assert.deepEqual(await snapshot(fresh.node, notStatus), await snapshot(s.master));
+    assert.equal(fresh.packGets, 1);
+    assert.ok(fresh.gets <= 10, `${fresh.gets} GETs`);
+  });
+
+  test("a corrupt pack, then a missing one: files come path-keyed and the pull converges", async () => {
+    const s = await setup("packs-corrupt");
+    const [key] = await packKeysOf(s.bucket);
+    const bytes = await getBytes(ctx.server.client, s.bucket, key as string);
+    const bad = Buffer.from(bytes);
+    bad[Math.floor(bad.length / 2)] ^= 0xff;
+    await putBytes(ctx.server.client, s.bucket, key as string, bad);
+    const p1 = await s.pull();
+    assert.deepEqual(await snapshot(p1.node, notStatus), await snapshot(s.master));
+    assert.ok(p1.r.logs.some((l) => l.msg === "a pack's bytes are not the manifest's: fetching the file path-keyed"));
+    assert.ok(p1.gets < 20, `one file fell back (${p1.gets} GETs)`);
+    await ctx.server.client.send(new DeleteObjectCommand({ Bucket: s.bucket, Key: key }));
+    const p2 = await s.pull();
+    assert.deepEqual(await snapshot(p2.node, notStatus), await snapshot(s.master));
+    assert.ok(p2.gets > 300, "every small file came path-keyed");
+    // The next push that repacks heals it.
+    const r = await s.push("--repack");
+    assert.ok(r.logs.some((l) => l.msg === "packs written" && l.reason === "repack"));
+    const p3 = await s.pull();
+    assert.deepEqual(await snapshot(p3.node, notStatus), await snapshot(s.master));
+    assert.equal(p3.packGets, 1);
+  });
+
+  test("a hostile pack index is refused with a clear error; nothing lands outside the docroot and the pull converges", async () => {
+    const s = await setup("packs-hostile");
+    const [key] = await packKeysOf(s.bucket);
+    const id = path.basename(key as string, ".pack");
+    const sha = "a".repeat(64);
+    const hostile = [
+      [["../escape.html", 0, 10, sha]],
+      [["d0/f0.html", 0, 100, sha], ["d0/f5.html", 50, 100, sha]],
+      [["d0/f0.html", 0, 2 ** 40, sha]],
+    ];
+    const parent = ctx.tmp("parent");
+    for (const files of hostile) {
+      await putBytes(ctx.server.client, s.bucket, "site/.fansync/packs/index.json.gz", gzipSync(JSON.stringify({ format: "fansync-packs/1", generation: 1, time: "", packs: [{ id, size: 10_000_000, files }], retiring: [] })));
+      const node = path.join(parent, "www");
+      const p = await s.pull({ node, nstate: ctx.tmp("ns") });
+      const refused = p.r.logs.find((l) => l.msg === "pack index refused: fetching every file path-keyed");
+      assert.ok(refused, "the refusal is logged");
+      assert.equal(refused.level, 50, "as an error");
+      assert.deepEqual(await snapshot(node, notStatus), await snapshot(s.master));
+      assert.deepEqual(await readdir(parent), ["www"], "nothing outside the docroot");
+      assert.ok(!existsSync(path.join(parent, "escape.html")));
+      await rm(node, { recursive: true });
+    }
+  });
+
+  test("replicate carries packs and index to a region; a fresh node pulls from the region with a few GETs", async () => {
+    const s = await setup("packs-primary");
+    const region = await ctx.server.bucket("packs-region");
+    const rurl = `s3://${region}/www/`;
+    const rep = await ctx.cli(["replicate", s.url, rurl, ...ctx.flags(ctx.tmp("rstate"))]);
+    expectCode(rep, 0);
+    assert.ok(rep.logs.some((l) => l.msg === "region's packs follow the primary's" && l.copied === 1));
+    assert.deepEqual((await packKeysOf(region, "www/")).map((k) => path.basename(k)), (await packKeysOf(s.bucket)).map((k) => path.basename(k)));
+    const p = await s.pull({ from: rurl });
+    assert.deepEqual(await snapshot(p.node, notStatus), await snapshot(s.master));
+    assert.equal(p.packGets, 1);
+    assert.ok(p.gets <= 8, `${p.gets} GETs from the region`);
+    // A second round with nothing new reads the primary's index once more at most (a 304).
+    const again = await ctx.cli(["replicate", s.url, rurl, ...ctx.flags(ctx.tmp("rstate2"))]);
+    expectCode(again, 0);
+  });
+});
