@@ -13,7 +13,7 @@ import { readFile, unlink, utimes, chmod, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import pMap from "p-map";
-import { errorMessage } from "../core/errors.ts";
+import { errorMessage, IntegrityError } from "../core/errors.ts";
 import { type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
 import { DEFAULT_PACK_FETCH, maxPackIndexBytes, type Pack, PACK_INDEX_FORMAT, type PackFetchTuning, type PackIndex, packKeys, type PackTuning, parsePackIndex, planPackFetch, planPacks, serializePackIndex } from "../core/pack-format.ts";
@@ -46,10 +46,23 @@ export interface ReadIndex {
  * count) bounds its inflated size. A malformed or hostile index throws an IntegrityError.
  */
 export async function readPackIndex(site: PackSite, files: number, signal: AbortSignal, ifNoneMatch?: string): Promise<ReadIndex | "not-modified" | undefined> {
-  const res = await withRetry(() => site.store.get(packKeys.index(metaPrefix(site.loc)), { ...(ifNoneMatch ? { ifNoneMatch } : {}), signal }), { signal });
+  const key = packKeys.index(metaPrefix(site.loc));
+  const max = maxPackIndexBytes(files);
+  if (!ifNoneMatch) {
+    // Streamed and capped (a hostile object of gigabytes is not buffered); a puller without
+    // s3:ListBucket gets 403 for a site that has no packs, which getStream calls not found.
+    const res = await withRetry(async () => {
+      const got = await site.store.getStream(key, { signal });
+      return got.status === "ok" ? { etag: got.etag, body: await readCapped(got.body, max, false) } : undefined;
+    }, { signal });
+    if (!res) return undefined;
+    if (!res.body) throw new IntegrityError(`pack index is larger than ${max} bytes (no index fansync wrote for this site)`);
+    return { index: parsePackIndex(res.body, max), etag: res.etag, bytes: res.body };
+  }
+  const res = await withRetry(() => site.store.get(key, { ifNoneMatch, signal }), { signal });
   if (res.status === "not-modified") return "not-modified";
   if (res.status !== "ok") return undefined;
-  return { index: parsePackIndex(res.body, maxPackIndexBytes(files)), etag: res.etag, bytes: res.body };
+  return { index: parsePackIndex(res.body, max), etag: res.etag, bytes: res.body };
 }
 
 /** What one pack write did (the figures the README's cost paragraph comes from). */
@@ -317,7 +330,8 @@ async function fetchPack(store: S3Store, key: string, size: number, signal: Abor
   return readCapped(res.body, size);
 }
 
-async function readCapped(body: Readable, size: number): Promise<Buffer | undefined> {
+/** A body of exactly `size` bytes (`exact`), or of at most that many; undefined otherwise (reading stops at once). */
+async function readCapped(body: Readable, size: number, exact = true): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of body) {
@@ -328,7 +342,7 @@ async function readCapped(body: Readable, size: number): Promise<Buffer | undefi
     }
     chunks.push(c as Buffer);
   }
-  return n === size ? Buffer.concat(chunks, n) : undefined;
+  return n === size || !exact ? Buffer.concat(chunks, n) : undefined;
 }
 
 /** Per region, what the replicator knows of the packs it carried (the primary index's ETag, when it last looked). */

@@ -7,18 +7,21 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import path from "node:path";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { describe, test } from "node:test";
+import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { startProxy } from "../helpers/proxy.ts";
-import { getBytes, headObject, listKeys, putBytes } from "../helpers/s3.ts";
+import { getBytes, headObject, listKeys, putBytes, readManifestDoc } from "../helpers/s3.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
 const notStatus = (rel: string) => rel.startsWith("status.");
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 /** A site of `n` small files (0..6 KiB) and one file too big to pack. */
 function site(n: number, seed = 1): Record<string, Buffer> {
@@ -142,6 +145,61 @@ describe(`packs (${serverLabel()})`, () => {
       assert.ok(!existsSync(path.join(parent, "escape.html")));
       await rm(node, { recursive: true });
     }
+  });
+
+  test("signed generations: a pack holding other bytes than the signed manifest is never applied, whatever its index claims", async () => {
+    const keyFile = path.join(ctx.tmp("key"), "signing.key");
+    expectCode(await ctx.cli(["keygen", keyFile]), 0);
+    const s = await setup("packs-signed");
+    await s.push("--signing-key", keyFile);
+    // Someone who can write the bucket (not the key) plants a pack of their own bytes, and an
+    // index whose entries carry the signed manifest's sizes and sha256s so a node would pick them.
+    const { entries } = await readManifestDoc(ctx.server.client, s.bucket, "site/");
+    const victims = entries.filter((x) => (x.size as number) > 0).slice(0, 20);
+    const evil = Buffer.concat(victims.map((x) => Buffer.alloc(x.size as number, "!")));
+    const id = sha256(evil);
+    let offset = 0;
+    const files = victims.map((x) => {
+      const f = [x.path, offset, x.size, x.sha256];
+      offset += x.size as number;
+      return f;
+    });
+    await putBytes(ctx.server.client, s.bucket, `site/.fansync/packs/${id}.pack`, evil);
+    await putBytes(ctx.server.client, s.bucket, "site/.fansync/packs/index.json.gz", gzipSync(JSON.stringify({ format: "fansync-packs/1", generation: 2, time: "", packs: [{ id, size: evil.length, files }], retiring: [] })));
+    const node = ctx.tmp("node");
+    const r = await ctx.cli(["pull", s.url, node, ...ctx.flags(ctx.tmp("ns")), "--trusted-key", `${keyFile}.pub`]);
+    expectCode(r, 0);
+    assert.deepEqual(await snapshot(node), await snapshot(s.master), "every file is the signed one");
+    assert.equal(r.logs.filter((l) => l.msg === "a pack's bytes are not the manifest's: fetching the file path-keyed").length, victims.length);
+  });
+
+  test("watch --packs writes packs after its generations: 1,000 new small files become a new pack", async () => {
+    const bucket = await ctx.server.bucket("packs-watch");
+    const master = ctx.tmp("master");
+    await writeTree(master, site(50));
+    const child = startCli(["watch", master, `s3://${bucket}/site/`, "--packs", ...ctx.flags(ctx.tmp("wstate")), "--delay", "200ms", "--max-delay", "2s"]);
+    const packsNamed = async () => {
+      const bytes = await getBytes(ctx.server.client, bucket, "site/.fansync/packs/index.json.gz").catch(() => undefined);
+      return bytes ? (JSON.parse(gunzipSync(bytes).toString("utf8")) as { packs: { files: unknown[] }[] }).packs : [];
+    };
+    const until = async (what: string, ok: () => Promise<boolean>) => {
+      for (const deadline = Date.now() + 30_000; !(await ok()); await new Promise((r) => setTimeout(r, 200))) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${child.out.stdout.slice(-2000)}`);
+      }
+    };
+    try {
+      await until("the first pack", async () => (await packsNamed()).length === 1);
+      const more: Record<string, Buffer> = {};
+      for (let i = 0; i < 1200; i++) more[`new/n${i}.txt`] = seededBytes(7000 + i, 200);
+      await writeTree(master, more);
+      await until("a second pack", async () => (await packsNamed()).length >= 2);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expectCode(await waitCli(child), 0);
+    const node = ctx.tmp("node");
+    expectCode(await ctx.cli(["pull", `s3://${bucket}/site/`, node, ...ctx.flags(ctx.tmp("ns"))]), 0);
+    assert.deepEqual(await snapshot(node), await snapshot(master));
   });
 
   test("replicate carries packs and index to a region; a fresh node pulls from the region with a few GETs", async () => {
