@@ -20,6 +20,7 @@ import { DEFAULT_PACK_FETCH, maxPackIndexBytes, type Pack, PACK_INDEX_FORMAT, ty
 import { withRetry } from "../adapters/retry.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { ensureParentDirs, tempPathFor } from "../adapters/safe-write.ts";
+import { readJson, writeJson } from "../adapters/state-files.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
 
@@ -380,4 +381,43 @@ export async function carryPacks(primary: PackSite, region: PackSite, files: num
   st.etag = got.etag;
   log.info({ copied: missing.length, packs: got.index.packs.length, deleted: gone.deleted }, "region's packs follow the primary's");
   return { copied: missing.length, deleted: gone.deleted };
+}
+
+/**
+ * The replicator's side: carries the primary's packs to each region after the region's generation
+ * and, at the primary's generation, looks again at most every {@link PACK_CARRY_RECHECK_MS} (the
+ * index is written just after the head). The primary index's ETag last carried is kept beside the
+ * region's status file, so a one-shot run that finds nothing new sends one conditional GET. A
+ * failure is only logged: the region's nodes fetch path-keyed objects meanwhile.
+ */
+export class PackCarrier {
+  private readonly primary: PackSite;
+  private readonly o: { readonly multipartThreshold: number; readonly partSize: number };
+  private readonly statusFile: (regionUrl: string) => string;
+  private readonly d: JobDeps;
+  private readonly states = new Map<string, PackCarryState>();
+
+  constructor(primary: PackSite, o: { readonly multipartThreshold: number; readonly partSize: number }, statusFile: (regionUrl: string) => string, d: JobDeps) {
+    this.primary = primary;
+    this.o = o;
+    this.statusFile = statusFile;
+    this.d = d;
+  }
+
+  /** Bring `region`'s packs in step (`replicated`: a generation was just published there). Never throws but for an abort. */
+  async carry(region: PackSite & { readonly url: string }, files: number, replicated: boolean, log: JobDeps["log"]): Promise<void> {
+    const status = this.statusFile(region.url);
+    const file = path.join(path.dirname(status), `packs-${path.basename(status)}`);
+    let st = this.states.get(region.url);
+    if (!st) this.states.set(region.url, (st = { etag: (await readJson<PackCarryState>(file))?.etag }));
+    const now = this.d.now().getTime();
+    if (!replicated && st.checkedAt !== undefined && now - st.checkedAt < PACK_CARRY_RECHECK_MS) return;
+    st.checkedAt = now;
+    const before = st.etag;
+    await carryPacks(this.primary, region, files, this.o, st, { ...this.d, log }).catch((err: unknown) => {
+      this.d.signal.throwIfAborted();
+      log.warn({ err: errorMessage(err) }, "could not carry packs to the region: its nodes fetch path-keyed objects meanwhile");
+    });
+    if (st.etag !== before) await writeJson(file, { etag: st.etag });
+  }
 }

@@ -23,7 +23,7 @@ import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest 
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
-import { carryPacks, PACK_CARRY_RECHECK_MS, type PackCarryState } from "./packs.ts";
+import { PackCarrier } from "./packs.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -139,12 +139,14 @@ export class Replicator {
   private primaryHeadInFlight: Promise<HeadState | undefined> | undefined;
   private primaryManifest: { generation: number; files: Promise<FileMap> } | undefined;
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
-  private readonly packCarry = new Map<string, PackCarryState>();
+  /** Packs (issue 14): carried to each region after its generation (sync/packs.ts). */
+  private readonly packs: PackCarrier;
 
   constructor(opts: ReplicatorOptions, deps: ReplicatorDeps) {
     this.o = opts;
     this.d = deps;
     this.state = new StateDir(opts.stateDir);
+    this.packs = new PackCarrier(opts.primary, opts, (url) => this.state.regionStatus(url), deps);
   }
 
   /** One round in every region at once, each retried with backoff on retryable errors; never throws. */
@@ -264,7 +266,7 @@ export class Replicator {
         } finally {
           await st.writer.release();
         }
-        await this.carryPacks(r, ph.files, false, log);
+        await this.packs.carry(r, ph.files, false, log);
       }
       return noop(have);
     }
@@ -299,7 +301,7 @@ export class Replicator {
     }
     st.generation = ph.generation;
     st.behindSince = null;
-    await this.carryPacks(r, ph.files, true, log);
+    await this.packs.carry(r, ph.files, true, log);
     const res: RegionResult = {
       region: r.url,
       from: have,
@@ -315,23 +317,6 @@ export class Replicator {
     const { region: _r, ...fields } = res;
     log.info({ ...fields, unchanged: plan.unchanged, serverSideCopy: r.serverSideCopy }, "region at generation");
     return res;
-  }
-
-  /**
-   * Packs (issue 14): the region gets the primary's packs and index after its generation (and, at
-   * the primary's generation, looks again now and then: the index is written after the head). A
-   * failure is only logged: the region's pullers fetch path-keyed objects meanwhile.
-   */
-  private async carryPacks(r: Region, files: number, replicated: boolean, log: Logger): Promise<void> {
-    let st = this.packCarry.get(r.url);
-    if (!st) this.packCarry.set(r.url, (st = {}));
-    const now = this.d.now().getTime();
-    if (!replicated && st.checkedAt !== undefined && now - st.checkedAt < PACK_CARRY_RECHECK_MS) return;
-    st.checkedAt = now;
-    await carryPacks(this.o.primary, r, files, this.o, st, { ...this.d, log }).catch((err: unknown) => {
-      this.d.signal.throwIfAborted();
-      log.warn({ err: errorMessage(err) }, "could not carry packs to the region: its nodes fetch path-keyed objects meanwhile");
-    });
   }
 
   private async findMoved(r: Region, files: FileMap, paths: readonly string[], log: Logger): Promise<Set<string>> {
