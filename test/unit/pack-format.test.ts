@@ -114,3 +114,13 @@ test("a puller takes from a pack only files whose size and sha256 are the manife
   assert.deepEqual(fetches[0]?.files.map((f) => f.offset).slice(0, 3), [0, 100, 200]);
   assert.equal(planPackFetch(idx, files.slice(0, 4), DEFAULT_PACK_FETCH).fetches.length, 0, "fewer than minFilesPerPack");
 });
+
+test("config: packs is off by default, read by push and watch only; repack needs packs", async () => {
+  const { commandsReading, validateConfig } = await import("../../src/core/config.ts");
+  assert.equal(validateConfig({}).packs, false);
+  assert.equal(validateConfig({ packs: "true" }).packs, true);
+  assert.deepEqual(commandsReading("packs").sort(), ["push", "watch"]);
+  assert.deepEqual(commandsReading("repack"), ["push"]);
+  assert.throws(() => validateConfig({ repack: true }), /repack: needs packs/);
+  assert.throws(() => validateConfig({ packs: "yes" }), /packs: expected true or false/);
+});
