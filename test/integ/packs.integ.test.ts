@@ -99,6 +99,29 @@ describe(`packs (${serverLabel()})`, () => {
     assert.ok(fresh.gets <= 10, `${fresh.gets} GETs`);
   });
 
+  test("a pull killed after its pack stage leaves no file under a final name; the next run cleans up and converges", async () => {
+    const s = await setup("packs-kill");
+    const proxy = await startProxy(ctx.server.endpoint);
+    const node = ctx.tmp("node");
+    const nstate = ctx.tmp("nstate");
+    const args = ["pull", s.url, node, "--state-dir", nstate, "--log-format", "json"];
+    try {
+      // The pack is staged; the one path-keyed download (too big to pack) never answers.
+      proxy.fault = (q) => (q.url.includes("media/big.bin") ? { kind: "hold", until: new Promise(() => {}) } : { kind: "none" });
+      const child = startCli([...args, "--endpoint-url", proxy.url]);
+      await proxy.waitFor((q) => q.url.includes("media/big.bin"));
+      child.kill("SIGKILL");
+      await waitCli(child);
+      const left = [...(await snapshot(node)).keys()];
+      assert.ok(left.length >= 300, `the pack's files were staged (${left.length})`);
+      assert.deepEqual(left.filter((p) => !path.basename(p).startsWith(".fansync-tmp-")), [], "only temp files, nothing under a final name");
+    } finally {
+      await proxy.close();
+    }
+    expectCode(await ctx.cli([...args, "--endpoint-url", ctx.server.endpoint]), 0);
+    assert.deepEqual(await snapshot(node), await snapshot(s.master), "converged, temp files gone");
+  });
+
   test("a corrupt pack, then a missing one: files come path-keyed and the pull converges", async () => {
     const s = await setup("packs-corrupt");
     const [key] = await packKeysOf(s.bucket);
