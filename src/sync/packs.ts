@@ -303,9 +303,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
       const tmp = tempPathFor(c.root, e.path, c.runId);
       try {
         await ensureParentDirs(c.root, e.path, c.removable, c.verifiedDirs);
-        await writeFile(tmp, slice, { mode: e.mode & 0o777, flag: "wx" });
-        if ((e.mode & 0o777 & ~UMASK) !== e.mode) await chmod(tmp, e.mode);
-        await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
+        await writeStagedFile(tmp, slice, e);
       } catch {
         // Whatever went wrong locally happens again on the path-keyed way, which reports it.
         await unlink(tmp).catch(() => undefined);
@@ -319,6 +317,16 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
   if (fellBack > 0) log.warn({ files: fellBack }, "files that packs could not give come path-keyed");
   log.info({ packs: packsFetched, files: staged.length, bytes: staged.reduce((n, s) => n + s.entry.size, 0) }, "files taken from packs");
   return { staged, packsFetched, fellBack };
+}
+
+/**
+ * Write verified bytes as the temp file `tmp` with the entry's mode and mtime: what
+ * transfer.downloadTo leaves behind for a path-keyed object (renaming it is the caller's commit).
+ */
+async function writeStagedFile(tmp: string, bytes: Uint8Array, e: Entry): Promise<void> {
+  await writeFile(tmp, bytes, { mode: e.mode & 0o777, flag: "wx" });
+  if ((e.mode & 0o777 & ~UMASK) !== e.mode) await chmod(tmp, e.mode);
+  await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
 }
 
 // The process umask, read once: a file created with mode m gets m & ~umask.

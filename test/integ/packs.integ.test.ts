@@ -99,6 +99,20 @@ describe(`packs (${serverLabel()})`, () => {
     assert.ok(fresh.gets <= 10, `${fresh.gets} GETs`);
   });
 
+  test("a node behind by many files takes them from the new pack: 1,200 changed files, a few GETs", async () => {
+    const s = await setup("packs-behind");
+    const first = await s.pull();
+    const changed: Record<string, Buffer> = {};
+    for (let i = 0; i < 1200; i++) changed[`new/n${i}.txt`] = seededBytes(9000 + i, 300);
+    await writeTree(s.master, changed);
+    const r = await s.push();
+    assert.ok(r.logs.some((l) => l.msg === "packs written" && l.packsWritten === 1), "1,200 files in no pack: a new pack");
+    const p = await s.pull({ node: first.node, nstate: first.nstate });
+    assert.deepEqual(await snapshot(p.node, notStatus), await snapshot(s.master));
+    assert.equal(p.packGets, 1, "only the new pack: the old one holds nothing this node lacks");
+    assert.ok(p.gets <= 8, `${p.gets} GETs for 1,200 new files`);
+  });
+
   test("a pull killed after its pack stage leaves no file under a final name; the next run cleans up and converges", async () => {
     const s = await setup("packs-kill");
     const proxy = await startProxy(ctx.server.endpoint);
