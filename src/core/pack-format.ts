@@ -241,8 +241,9 @@ export interface PackFetch {
 
 /** When a puller uses packs (tuned so that a pack never costs more than fetching its files one by one would). */
 export interface PackFetchTuning {
-  /** Fewer downloads of small files than this: no pack index is read at all (an incremental pull). */
+  /** Fewer downloads than this, or than this share of the generation's files, and no pack index is read at all (an incremental pull). */
   readonly minDownloads: number;
+  readonly minDownloadShare: number;
   /** A pack is fetched only for at least this many of its files… */
   readonly minFilesPerPack: number;
   /** …and when they are at least this share of its bytes (otherwise the files come path-keyed). */
@@ -250,7 +251,16 @@ export interface PackFetchTuning {
 }
 
 /** The puller's defaults. */
-export const DEFAULT_PACK_FETCH: PackFetchTuning = Object.freeze({ minDownloads: 64, minFilesPerPack: 8, minWantedShare: 0.25 });
+export const DEFAULT_PACK_FETCH: PackFetchTuning = Object.freeze({ minDownloads: 64, minDownloadShare: 0.01, minFilesPerPack: 8, minWantedShare: 0.25 });
+
+/**
+ * Whether a pull of `downloads` files of a generation of `files` reads the pack index at all. The
+ * index costs about 50 bytes per file of the site: read it when the plan is big enough for packs to
+ * pay (a new node, one far behind), not for an everyday change of a large site.
+ */
+export function pullUsesPacks(downloads: number, files: number, t: PackFetchTuning = DEFAULT_PACK_FETCH): boolean {
+  return downloads >= Math.max(t.minDownloads, files * t.minDownloadShare);
+}
 
 /**
  * Which packs to fetch for `downloads` (the entries the plan downloads, from the signed manifest):

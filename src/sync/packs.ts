@@ -16,7 +16,7 @@ import pMap from "p-map";
 import { errorMessage, IntegrityError } from "../core/errors.ts";
 import { type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
-import { DEFAULT_PACK_FETCH, maxPackIndexBytes, type Pack, PACK_INDEX_FORMAT, type PackFetchTuning, type PackIndex, packKeys, type PackTuning, parsePackIndex, planPackFetch, planPacks, serializePackIndex } from "../core/pack-format.ts";
+import { DEFAULT_PACK_FETCH, maxPackIndexBytes, type Pack, PACK_INDEX_FORMAT, type PackFetchTuning, type PackIndex, packKeys, type PackTuning, parsePackIndex, planPackFetch, planPacks, pullUsesPacks, serializePackIndex } from "../core/pack-format.ts";
 import { withRetry } from "../adapters/retry.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { ensureParentDirs, tempPathFor } from "../adapters/safe-write.ts";
@@ -263,7 +263,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
   const { log, signal } = d;
   const none: PackStageResult = { staged: [], packsFetched: 0, fellBack: 0 };
   const t = c.tuning ?? DEFAULT_PACK_FETCH;
-  if (downloads.length < t.minDownloads) return none;
+  if (!pullUsesPacks(downloads.length, c.files, t)) return none;
   let idx: PackIndex;
   try {
     const got = await readPackIndex(source, c.files, signal);

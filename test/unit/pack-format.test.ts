@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { type Entry, type FileMap, sha256Hex } from "../../src/core/manifest.ts";
-import { DEFAULT_PACK_FETCH, type Pack, PACK_INDEX_FORMAT, type PackIndex, type PackTuning, parsePackIndex, planPackFetch, planPacks, serializePackIndex } from "../../src/core/pack-format.ts";
+import { DEFAULT_PACK_FETCH, type Pack, PACK_INDEX_FORMAT, type PackIndex, type PackTuning, parsePackIndex, planPackFetch, planPacks, pullUsesPacks, serializePackIndex } from "../../src/core/pack-format.ts";
 
 const e = (path: string, size = 100, tag = ""): Entry => ({ path, size, mtimeMs: 1700000000000, mode: 0o644, sha256: sha256Hex(path + tag), etag: '"x"' });
 const map = (entries: Entry[]): FileMap => new Map(entries.map((x) => [x.path, x]));
@@ -123,4 +123,12 @@ test("config: packs is off by default, read by push and watch only; repack needs
   assert.deepEqual(commandsReading("repack"), ["push"]);
   assert.throws(() => validateConfig({ repack: true }), /repack: needs packs/);
   assert.throws(() => validateConfig({ packs: "yes" }), /packs: expected true or false/);
+});
+
+test("a pull reads the pack index only when packs can pay: 64 downloads and 1% of the site", () => {
+  assert.equal(pullUsesPacks(10_000, 10_000), true, "a new node");
+  assert.equal(pullUsesPacks(63, 300), false, "a small change of a small site");
+  assert.equal(pullUsesPacks(64, 300), true);
+  assert.equal(pullUsesPacks(500, 100_000), false, "an everyday change of a large site: 64 GETs beat a 5 MB index");
+  assert.equal(pullUsesPacks(1000, 100_000), true);
 });
