@@ -15,7 +15,7 @@ import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { startProxy } from "../helpers/proxy.ts";
-import { getBytes, headObject, listKeys, putBytes, readManifestDoc } from "../helpers/s3.ts";
+import { getBytes, headObject, listKeys, putBytes, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 
@@ -230,6 +230,9 @@ describe(`packs (${serverLabel()})`, () => {
       for (let i = 0; i < 1200; i++) more[`new/n${i}.txt`] = seededBytes(7000 + i, 200);
       await writeTree(master, more);
       await until("a second pack", async () => (await packsNamed()).length >= 2);
+      // The last batch may still be on its way: stop the daemon once every file is published.
+      const total = Object.keys(site(50)).length + 1200;
+      await until(`${total} files published`, async () => Number((await readHeadDoc(ctx.server.client, bucket, "site/").catch(() => ({ files: 0 }))).files) === total);
     } finally {
       child.kill("SIGTERM");
     }
