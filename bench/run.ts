@@ -4,13 +4,14 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { diffCounts, startCountingProxy } from "./lib/counting-proxy.ts";
-import { GNU_TIME, killActiveRuns, runMeasured, type CommandSpec } from "./lib/measure.ts";
-import { awsTool, baseEnv, fansyncTool, rcloneTool, s3cmdTool, sdkLoopTool, type Tool, type ToolContext } from "./lib/peers.ts";
+import { GNU_TIME, killActiveRuns, readCpuSeconds, runMeasured, type CommandSpec } from "./lib/measure.ts";
+import { awsTool, baseEnv, fansyncTool, httpLoopTool, rcloneTool, s3cmdTool, sdkLoopTool, type Tool, type ToolContext } from "./lib/peers.ts";
+import { fleetSettingsFromEnv, runFleet } from "./lib/fleet.ts";
 import { runPropagation } from "./lib/propagation.ts";
-import type { BenchReport, Propagation, Row, RunRecord } from "./lib/results.ts";
+import type { BenchReport, FleetResult, Propagation, Row, RunRecord } from "./lib/results.ts";
 import { renderReport } from "./lib/report.ts";
 import { writeChart } from "./lib/chart.ts";
 import { serverVersion, startS3Server, type ServerKind } from "./lib/server.ts";
@@ -37,9 +38,13 @@ const startupRuns = Math.max(1, Number(process.env.BENCH_STARTUP_RUNS ?? 10) || 
 const onlyTools = process.env.BENCH_TOOLS?.split(",").filter((s) => s !== "");
 const onlyScenarios = process.env.BENCH_SCENARIOS?.split(",").filter((s) => s !== "");
 const onlyTrees = process.env.BENCH_TREES?.split(",").filter((s) => s !== "");
-const resultsMd = join(benchDir, "RESULTS.md");
-const chartPng = join(benchDir, "results.png");
+// BENCH_OUT_MD: write the report elsewhere (a small-scale sample must not replace the full RESULTS.md).
+const resultsMd = resolve(process.env.BENCH_OUT_MD ?? join(benchDir, "RESULTS.md"));
+// The chart goes beside the report: results.png for RESULTS.md, <name>.png for BENCH_OUT_MD=<name>.md.
+const chartPng = process.env.BENCH_OUT_MD ? resultsMd.replace(/\.md$/, "") + ".png" : join(benchDir, "results.png");
 const outDir = join(benchDir, "out");
+// Raw figures beside the report's name: out/results.json for RESULTS.md, <name>.json for BENCH_OUT_MD.
+const resultsJson = process.env.BENCH_OUT_MD ? resultsMd.replace(/\.md$/, "") + ".json" : join(outDir, "results.json");
 const BUCKET = "fansync-bench";
 const PREFIX = "site";
 
@@ -115,6 +120,7 @@ function prepareTree(plan: TreePlan): PreparedTree {
 // ---- rows -----------------------------------------------------------------------------------
 
 const rows = new Map<string, Row>();
+const benchStartedAt = new Date().toISOString();
 const rowId = (key: string, toolId: string): string => `${key}\u0000${toolId}`;
 
 function humanBytes(n: number): string {
@@ -150,7 +156,7 @@ function createRows(trees: readonly PreparedTree[], tools: readonly Tool[]): voi
       for (const tool of tools) {
         if (t.plan.fansyncOnly && tool.id !== "fansync") continue;
         if (!tool.incremental && step !== "upload" && step !== "download") continue;
-        rows.set(rowId(key, tool.id), { key, scenario: scenarioTitle(step, t), toolId: tool.id, tool: tool.label, status: "ok", runs: [] });
+        rows.set(rowId(key, tool.id), { key, scenario: scenarioTitle(step, t), toolId: tool.id, tool: tool.label, status: "ok", measuredAt: benchStartedAt, runs: [] });
       }
     }
   }
@@ -164,8 +170,11 @@ function changedEntry(t: PreparedTree): TreeEntry {
   return small[hash32(`change/${seed}`) % small.length] as TreeEntry;
 }
 
-/** One tool through a tree's steps against a fresh server, once. Failures mark the row and stop the run. */
-async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number): Promise<void> {
+/**
+ * One tool through a tree's steps against a fresh server, once. Failures mark the row and stop the
+ * run. `order` is the tool's position in this round (the order rotates between rounds).
+ */
+async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number, order: number): Promise<void> {
   const runDir = join(workDir, "runs", `${tool.id}-${t.plan.spec.name}-${runIndex}`);
   rmSync(runDir, { recursive: true, force: true });
   const scratch = join(runDir, "scratch");
@@ -195,10 +204,17 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number): Promi
       const spec: CommandSpec | undefined = isPush ? tool.push(ctx, t.root) : tool.pull(ctx, nodeDir);
       if (spec === undefined) continue;
       const before = proxy.snapshot();
+      const serverCpu0 = readCpuSeconds(server.pid);
+      const selfCpu0 = process.cpuUsage();
       const out = await runMeasured(spec, logPath, stepTimeoutMs);
+      const selfCpu = process.cpuUsage(selfCpu0);
+      const serverCpu1 = readCpuSeconds(server.pid);
       const counts = diffCounts(proxy.snapshot(), before);
-      const record: RunRecord = { wallMs: out.wallMs, requests: counts.requests, bytesUp: counts.bytesUp, bytesDown: counts.bytesDown };
+      const record: RunRecord = { wallMs: out.wallMs, requests: counts.requests, bytesUp: counts.bytesUp, bytesDown: counts.bytesDown, run: runIndex, order };
       if (out.rssKb !== undefined) record.rssKb = out.rssKb;
+      if (out.cpuS !== undefined) record.cpuS = out.cpuS;
+      if (serverCpu0 !== undefined && serverCpu1 !== undefined) record.serverCpuS = serverCpu1 - serverCpu0;
+      record.proxyCpuS = (selfCpu.user + selfCpu.system) / 1e6;
       const total = Object.values(counts.requests).reduce((a, b) => a + b, 0);
       if (out.timedOut || out.exitCode !== 0) {
         row.status = "failed";
@@ -227,7 +243,8 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number): Promi
         if (check !== "" && row.note === undefined) row.note = check;
         note = [note, check].filter((n) => n !== "").join(", ");
       }
-      log(`${key} ${tool.id} run ${runIndex + 1}: ${(out.wallMs / 1000).toFixed(2)} s, ${total} requests, ${out.rssKb === undefined ? "?" : Math.round(out.rssKb / 1024)} MiB${note ? `, ${note}` : ""}`);
+      const cpu = `CPU ${out.cpuS?.toFixed(2) ?? "?"} s client, ${record.serverCpuS?.toFixed(2) ?? "?"} s server, ${record.proxyCpuS.toFixed(2)} s proxy`;
+      log(`${key} ${tool.id} run ${runIndex + 1}: ${(out.wallMs / 1000).toFixed(2)} s, ${total} requests, ${out.rssKb === undefined ? "?" : Math.round(out.rssKb / 1024)} MiB, ${cpu}${note ? `, ${note}` : ""}`);
     }
   } finally {
     await proxy.close();
@@ -275,7 +292,7 @@ async function runStartup(tools: readonly Tool[], fansyncOk: boolean): Promise<v
     if (c.id !== "node" && onlyTools !== undefined && !onlyTools.includes(c.id)) continue;
     const peer = tools.find((t) => t.id === c.id);
     const avail = peer?.check();
-    const row: Row = { key: "startup", scenario: "Start-up alone (wall time and peak RSS of one trivial invocation)", toolId: c.id, tool: c.label, status: "ok", runs: [] };
+    const row: Row = { key: "startup", scenario: "Start-up alone (wall time and peak RSS of one trivial invocation)", toolId: c.id, tool: c.label, status: "ok", measuredAt: benchStartedAt, runs: [] };
     rows.set(rowId("startup", c.id), row);
     if (c.spec === undefined || (avail !== undefined && !avail.ok)) {
       row.status = c.id === "fansync" ? "not built" : "missing";
@@ -289,8 +306,9 @@ async function runStartup(tools: readonly Tool[], fansyncOk: boolean): Promise<v
         row.note = `exit ${out.exitCode}`;
         break;
       }
-      const r: RunRecord = { wallMs: out.wallMs, requests: {}, bytesUp: 0, bytesDown: 0 };
+      const r: RunRecord = { wallMs: out.wallMs, requests: {}, bytesUp: 0, bytesDown: 0, run: i };
       if (out.rssKb !== undefined) r.rssKb = out.rssKb;
+      if (out.cpuS !== undefined) r.cpuS = out.cpuS;
       row.runs.push(r);
     }
     log(`startup ${c.label}: ${row.runs.length} runs`);
@@ -340,7 +358,7 @@ function gitRev(dir: string): string {
 }
 
 async function main(): Promise<void> {
-  const startedAt = new Date().toISOString();
+  const startedAt = benchStartedAt;
   const loadAvgStart = loadavg();
   mkdirSync(outDir, { recursive: true });
   mkdirSync(workDir, { recursive: true });
@@ -353,15 +371,17 @@ async function main(): Promise<void> {
     rcloneTool(true),
     awsTool(),
     s3cmdTool(),
-    sdkLoopTool(join(benchDir, "lib/sdk-loop.ts"), sdkVersion()),
+    sdkLoopTool(join(benchDir, "lib/sdk-loop.ts"), sdkVersion(), true),
+    sdkLoopTool(join(benchDir, "lib/sdk-loop.ts"), sdkVersion(), false),
+    httpLoopTool(join(benchDir, "lib/http-loop.ts")),
   ];
   const tools = onlyTools === undefined ? allTools : allTools.filter((t) => onlyTools.includes(t.id));
   const availability = new Map(tools.map((t) => [t.id, t.check()] as const));
   const versions: Record<string, string> = { node: process.version };
   for (const t of allTools) {
     const a = availability.get(t.id) ?? t.check();
-    if (t.id === "rclone-fast-list") continue;
-    versions[t.id === "sdk-loop" ? "SDK loop" : t.label] = a.ok ? a.version : `${t.id === "fansync" ? "not built" : "missing"}: ${a.reason}`;
+    if (t.id === "rclone-fast-list" || t.id === "sdk-loop-nocrc") continue;
+    versions[t.id === "sdk-loop" ? "SDK loop" : t.id === "http-loop" ? "node:http loop" : t.label] = a.ok ? a.version : `${t.id === "fansync" ? "not built" : "missing"}: ${a.reason}`;
   }
   versions["fansync repo"] = `${fansyncRepo} @ ${gitRev(fansyncRepo)}`;
 
@@ -384,13 +404,17 @@ async function main(): Promise<void> {
     }
   }
 
-  for (const t of trees) {
-    for (const tool of tools) {
-      if (t.plan.fansyncOnly && tool.id !== "fansync") continue;
-      if (!availability.get(tool.id)?.ok) continue;
-      for (let i = 0; i < t.plan.runs; i++) {
-        log(`== ${tool.id} on ${t.plan.spec.name}, run ${i + 1}/${t.plan.runs}`);
-        await runPipeline(tool, t, i);
+  // Round by round: every tool once per round, in an order rotated by one place each round (and
+  // per tree), so no tool always runs first or last on a machine that warms up or gets busier;
+  // the records of one round are paired for the ratios at the top of the report.
+  for (const [ti, t] of trees.entries()) {
+    const runnable = tools.filter((tool) => (!t.plan.fansyncOnly || tool.id === "fansync") && availability.get(tool.id)?.ok === true);
+    for (let i = 0; i < t.plan.runs; i++) {
+      const shift = runnable.length === 0 ? 0 : (i + ti) % runnable.length;
+      const order = [...runnable.slice(shift), ...runnable.slice(0, shift)];
+      for (const [pos, tool] of order.entries()) {
+        log(`== ${tool.id} on ${t.plan.spec.name}, run ${i + 1}/${t.plan.runs} (position ${pos + 1} of ${order.length})`);
+        await runPipeline(tool, t, i, pos);
       }
     }
   }
@@ -417,6 +441,23 @@ async function main(): Promise<void> {
     }
   }
   if (onlyScenarios === undefined || onlyScenarios.includes("startup")) await runStartup(tools, fansyncOk);
+  let fleet: FleetResult | undefined;
+  if (onlyScenarios === undefined || onlyScenarios.includes("fleet")) {
+    fleet = await runFleet({
+      ...fleetSettingsFromEnv(scale),
+      repo: fansyncRepo,
+      workDir: join(workDir, "runs", "fleet"),
+      serverKind,
+      serverLabel: serverVersion(serverKind, benchRepo),
+      bucket: BUCKET,
+      prefix: PREFIX,
+      seed,
+      env: baseEnv(),
+      logPath: join(outDir, "logs", "fleet.log"),
+      log,
+      fansyncOk,
+    });
+  }
 
   const report: BenchReport = {
     scale,
@@ -443,9 +484,10 @@ async function main(): Promise<void> {
     trees: trees.map((t) => ({ name: t.plan.spec.name, files: t.entries.length, bytes: t.bytes, twins: t.twins })),
     rows: [...rows.values()],
     propagation,
+    ...(fleet !== undefined ? { fleet } : {}),
   };
   const merged = mergeInto(report);
-  writeFileSync(join(outDir, "results.json"), JSON.stringify(merged, null, 2));
+  writeFileSync(resultsJson, JSON.stringify(merged, null, 2));
   await writeOutputs(merged);
 }
 
@@ -462,14 +504,19 @@ function mergeInto(report: BenchReport): BenchReport {
   const fresh = new Map(report.rows.map((r) => [id(r), r]));
   const rows = earlier.rows.map((r) => fresh.get(id(r)) ?? r);
   for (const r of report.rows) if (!earlier.rows.some((e) => id(e) === id(r))) rows.push(r);
+  // Rows of the earlier run keep their own start time, so the paired ratios know what ran together.
+  for (const r of rows) r.measuredAt ??= earlier.startedAt.split(" ")[0];
   log(`merged ${report.rows.length} rows into ${base}`);
-  return { ...earlier, rows, finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
+  const fleet = report.fleet ?? earlier.fleet;
+  // A propagation run that was not selected this time keeps the earlier figures.
+  const propagation = report.propagation.status === "n/a" ? earlier.propagation : report.propagation;
+  return { ...earlier, rows, propagation, ...(fleet !== undefined ? { fleet } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */
 async function writeOutputs(report: BenchReport): Promise<void> {
   await writeChart(report, chartPng, join(outDir, "results.svg"));
-  writeFileSync(resultsMd, renderReport(report, "results.png"));
+  writeFileSync(resultsMd, renderReport(report, basename(chartPng)));
   log(`wrote ${resultsMd} and ${chartPng}`);
 }
 
@@ -483,7 +530,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 if (process.argv.includes("--render")) {
   // Re-render from the last run's raw figures, without measuring anything.
-  await writeOutputs(JSON.parse(readFileSync(join(outDir, "results.json"), "utf8")) as BenchReport);
+  await writeOutputs(JSON.parse(readFileSync(resultsJson, "utf8")) as BenchReport);
 } else {
   await main();
 }

@@ -14,6 +14,8 @@ const COLORS: Record<string, string> = {
   aws: "#f58518",
   s3cmd: "#54a24b",
   "sdk-loop": "#9d755d",
+  "sdk-loop-nocrc": "#b279a2",
+  "http-loop": "#bab0ac",
   fansync: "#e45756",
 };
 

@@ -52,8 +52,15 @@ export function requestKind(method: string, url: string): string {
 // 100-continue to the client and streams the body upstream straight away.
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect"]);
 
-/** Starts a streaming, keep-alive proxy on 127.0.0.1 forwarding to `upstream` (http://host:port). */
-export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+/** One answered request, as an observer sees it once the response has been sent in full. */
+export type ProxiedRequest = { method: string; url: string; status: number; endMs: number };
+
+/**
+ * Starts a streaming, keep-alive proxy on 127.0.0.1 forwarding to `upstream` (http://host:port).
+ * `observe`, when given, is told of every request once its response is complete (the simulated
+ * fleet classifies requests by key and status, and times the head's publication with it).
+ */
+export async function startCountingProxy(upstream: string, observe?: (r: ProxiedRequest) => void): Promise<CountingProxy> {
   const target = new URL(upstream);
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const counts: ProxyCounts = { requests: {}, bytesUp: 0, bytesDown: 0 };
@@ -80,6 +87,9 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
         });
         upRes.pipe(res);
         upRes.on("error", () => res.destroy());
+        if (observe !== undefined) {
+          upRes.on("end", () => observe({ method, url: req.url ?? "/", status: upRes.statusCode ?? 0, endMs: Date.now() }));
+        }
       },
     );
     up.on("error", (err) => {

@@ -223,22 +223,38 @@ export function s3cmdTool(): Tool {
   };
 }
 
-/** Bare SDK PutObject/GetObject loop, 32 in flight: the ceiling of a Node + SDK client on this server. */
-export function sdkLoopTool(scriptPath: string, sdkVersion: string): Tool {
+/**
+ * Bare SDK PutObject/GetObject loop, 32 in flight: the ceiling of a Node + SDK client on this server.
+ * `checksums` true keeps the SDK's defaults (a CRC32 on every PutObject, validated GETs), which
+ * fansync does not send; false sets WHEN_REQUIRED, as fansync's client does.
+ */
+export function sdkLoopTool(scriptPath: string, sdkVersion: string, checksums: boolean): Tool {
+  const env = (ctx: ToolContext): Record<string, string> => ({
+    ...ctx.env,
+    BENCH_ENDPOINT: ctx.endpoint,
+    ...(checksums ? {} : { BENCH_SDK_CHECKSUMS: "WHEN_REQUIRED" }),
+  });
   return {
-    id: "sdk-loop",
-    label: "SDK loop (32 in flight)",
+    id: checksums ? "sdk-loop" : "sdk-loop-nocrc",
+    label: checksums ? "SDK loop, CRC32 checksums (32 in flight)" : "SDK loop, no checksums (32 in flight)",
     incremental: false,
     check: () => ({ ok: true, version: `@aws-sdk/client-s3 ${sdkVersion}` }),
-    push: (ctx, dir) => ({
-      cmd: process.execPath,
-      args: [scriptPath, "put", dir, ctx.bucket, ctx.prefix, ctx.keysFile],
-      env: { ...ctx.env, BENCH_ENDPOINT: ctx.endpoint },
-    }),
-    pull: (ctx, dir) => ({
-      cmd: process.execPath,
-      args: [scriptPath, "get", ctx.bucket, ctx.prefix, dir, ctx.keysFile],
-      env: { ...ctx.env, BENCH_ENDPOINT: ctx.endpoint },
-    }),
+    push: (ctx, dir) => ({ cmd: process.execPath, args: [scriptPath, "put", dir, ctx.bucket, ctx.prefix, ctx.keysFile], env: env(ctx) }),
+    pull: (ctx, dir) => ({ cmd: process.execPath, args: [scriptPath, "get", ctx.bucket, ctx.prefix, dir, ctx.keysFile], env: env(ctx) }),
+  };
+}
+
+/**
+ * Bare `node:http` loop, 32 in flight, the same PutObject/GetObject requests signed with the SDK's
+ * SignatureV4 and no other SDK code: the ceiling of Node itself on this server (lib/http-loop.ts).
+ */
+export function httpLoopTool(scriptPath: string): Tool {
+  return {
+    id: "http-loop",
+    label: "node:http loop, SigV4 (32 in flight)",
+    incremental: false,
+    check: () => ({ ok: true, version: `node:http ${process.version} + @smithy/signature-v4` }),
+    push: (ctx, dir) => ({ cmd: process.execPath, args: [scriptPath, "put", dir, ctx.bucket, ctx.prefix, ctx.keysFile], env: { ...ctx.env, BENCH_ENDPOINT: ctx.endpoint } }),
+    pull: (ctx, dir) => ({ cmd: process.execPath, args: [scriptPath, "get", ctx.bucket, ctx.prefix, dir, ctx.keysFile], env: { ...ctx.env, BENCH_ENDPOINT: ctx.endpoint } }),
   };
 }

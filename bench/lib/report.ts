@@ -1,7 +1,8 @@
 // Renders a BenchReport as markdown. Pure: strings in, string out.
 import { summarize, ratio, median } from "./stats.ts";
-import type { BenchReport, Row, RunRecord } from "./results.ts";
+import type { BenchReport, FleetResult, Row, RunRecord } from "./results.ts";
 import { percentile } from "./stats.ts";
+import { cdnHeadMonth, fleetUnits, MONTH_S, NOT_MODIFIED_BYTES, nodeMonth, PRICES, prefixLimitNodes } from "./cost.ts";
 
 /** Escapes a table cell: pipes would split the cell, newlines would end the row. */
 function cell(s: string): string {
@@ -78,6 +79,27 @@ export function medianRssMiB(row: Row | undefined): number | undefined {
   return xs.length === 0 ? undefined : median(xs);
 }
 
+/** Total requests of one run. */
+const totalOf = (r: RunRecord): number => Object.values(r.requests).reduce((a, b) => a + b, 0);
+
+/** Median CPU seconds of one side ("cpuS" client, "serverCpuS", "proxyCpuS") over the runs that have it. */
+export function medianCpu(row: Row | undefined, side: "cpuS" | "serverCpuS" | "proxyCpuS"): number | undefined {
+  if (row === undefined || row.status !== "ok") return undefined;
+  const xs = row.runs.flatMap((r) => (r[side] === undefined ? [] : [r[side]]));
+  return xs.length === 0 ? undefined : median(xs);
+}
+
+/** Median CPU seconds per 1,000 requests of one side, run by run (undefined without CPU data or requests). */
+export function cpuPer1k(row: Row | undefined, side: "cpuS" | "serverCpuS" | "proxyCpuS"): number | undefined {
+  if (row === undefined || row.status !== "ok") return undefined;
+  const xs = row.runs.flatMap((r) => {
+    const v = r[side];
+    const n = totalOf(r);
+    return v === undefined || n === 0 ? [] : [(1000 * v) / n];
+  });
+  return xs.length === 0 ? undefined : median(xs);
+}
+
 /** Rows grouped by scenario key, in first-seen order. */
 export function groupByKey(rows: readonly Row[]): Map<string, Row[]> {
   const m = new Map<string, Row[]>();
@@ -88,6 +110,9 @@ export function groupByKey(rows: readonly Row[]): Map<string, Row[]> {
   }
   return m;
 }
+
+/** A number, or "—" when there is none. */
+const optNum = (x: number | undefined): string => (x === undefined ? "—" : formatNumber(x));
 
 /** The table of one scenario: one row per tool, ratios against the fansync row. */
 export function scenarioTable(rows: readonly Row[]): string {
@@ -107,13 +132,15 @@ export function scenarioTable(rows: readonly Row[]): string {
       isFan ? "" : formatRatio(ratio(fT, medianSeconds(r))),
       isFan ? "" : formatRatio(ratio(fQ, medianRequests(r))),
       isFan ? "" : formatRatio(ratio(fM, medianRssMiB(r))),
+      ok ? `${optNum(medianCpu(r, "cpuS"))} / ${optNum(medianCpu(r, "serverCpuS"))}` : "—",
+      ok ? `${optNum(cpuPer1k(r, "cpuS"))} / ${optNum(cpuPer1k(r, "serverCpuS"))}` : "—",
       status,
     ];
   });
   return formatTable(
-    ["tool", "time s, median (min–max)", "requests (median)", "peak RSS MiB", "fansync/tool time", "fansync/tool requests", "fansync/tool RSS", "note"],
+    ["tool", "time s, median (min–max)", "requests (median)", "peak RSS MiB", "fansync/tool time", "fansync/tool requests", "fansync/tool RSS", "CPU s client / server", "CPU s per 1k req client / server", "note"],
     body,
-    ["l", "r", "r", "r", "r", "r", "r", "l"],
+    ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
   );
 }
 
@@ -139,13 +166,11 @@ export function losses(report: BenchReport): string[] {
       const mr = ratio(medianRssMiB(fan), medianRssMiB(r));
       const why: string[] = [];
       if (tr !== undefined && tr > 1.1) {
-        const ceiling = r.toolId === "sdk-loop" ? " (the SDK loop is the ceiling of a Node + SDK client: no listing, no comparison, no state)" : "";
+        const ceiling = r.toolId.startsWith("sdk-loop") || r.toolId === "http-loop" ? " (a bare loop: no listing, no comparison, no state)" : "";
         why.push(`takes ${formatNumber(tr)}× the time (${formatNumber(fT)} s vs ${formatNumber(t ?? 0)} s)${ceiling}`);
-        if (qr !== undefined && qr <= 1) {
-          why.push(`while sending ${formatNumber(qr)}× the requests, so the gap is local work (scanning, hashing, state) or process start-up, not the server`);
-        } else if (qr !== undefined) {
-          why.push(`and sends ${formatNumber(qr)}× the requests (${formatRequests(fan.runs)} vs ${formatRequests(r.runs)})`);
-        }
+        if (qr !== undefined) why.push(`sends ${formatNumber(qr)}× the requests (${formatRequests(fan.runs)} vs ${formatRequests(r.runs)})`);
+        const cpu = cpuExplanation(fan, r, rows, report.machine.nproc);
+        if (cpu !== undefined) why.push(cpu);
         if (startupS !== undefined && fT > 0) {
           why.push(`start-up alone (\`fansync --version\`) is ${formatNumber(startupS)} s, ${formatNumber((100 * startupS) / fT)}% of this run`);
         }
@@ -160,6 +185,250 @@ export function losses(report: BenchReport): string[] {
     }
   }
   return out;
+}
+
+/**
+ * Where the time of a slower fansync run goes, from the measured CPU seconds per 1,000 requests
+ * (client, server) rather than asserted: whether fansync's client spends more CPU per request than
+ * the peer, how much of that the bare SDK loop (no checksums, as fansync) and the bare node:http
+ * loop of the same scenario spend too, and how busy the machine's cores were. Undefined without
+ * CPU figures (results recorded before they were measured).
+ */
+export function cpuExplanation(fan: Row, peer: Row, scenarioRows: readonly Row[], nproc: number): string | undefined {
+  const cF = cpuPer1k(fan, "cpuS");
+  const cP = cpuPer1k(peer, "cpuS");
+  if (cF === undefined || cP === undefined) return undefined;
+  const parts: string[] = [`client CPU ${formatNumber(cF)} s per 1,000 requests vs ${formatNumber(cP)} s`];
+  const sF = cpuPer1k(fan, "serverCpuS");
+  const sP = cpuPer1k(peer, "serverCpuS");
+  if (sF !== undefined && sP !== undefined) parts.push(`server ${formatNumber(sF)} vs ${formatNumber(sP)}`);
+  let text = parts.join(", ");
+  const cr = cF / cP;
+  if (cr > 1.2) {
+    text += `: the client spends ${formatNumber(cr)}× the CPU per request`;
+    const sdk = scenarioRows.find((x) => x.toolId === "sdk-loop-nocrc");
+    const raw = scenarioRows.find((x) => x.toolId === "http-loop");
+    const cS = cpuPer1k(sdk, "cpuS");
+    const cR = cpuPer1k(raw, "cpuS");
+    const peerIsLoop = peer.toolId.startsWith("sdk-loop") || peer.toolId === "http-loop";
+    if (cS !== undefined && cR !== undefined && !peerIsLoop) {
+      text += `; a bare SDK loop without checksums spends ${formatNumber(cS)} and a bare node:http loop with the same signed requests ${formatNumber(cR)}, so about ${formatNumber(Math.max(0, cS - cR))} s per 1,000 requests is the SDK's per-call cost and ${formatNumber(Math.max(0, cF - cS))} s is fansync's own work above a bare SDK loop`;
+    }
+  } else if (cr < 0.83) {
+    text += ": the client spends less CPU per request than the peer, so the gap is waiting (concurrency, latency) or the server, not the client's CPU";
+  } else {
+    text += ": about the same client CPU per request, so the gap is not the client's CPU";
+  }
+  // Were the cores saturated? All CPU of the run (client, server, proxy) against wall × cores.
+  const wall = medianSeconds(fan);
+  const all = (medianCpu(fan, "cpuS") ?? 0) + (medianCpu(fan, "serverCpuS") ?? 0) + (medianCpu(fan, "proxyCpuS") ?? 0);
+  if (wall !== undefined && wall > 0 && all > 0) text += ` (client + server + proxy used ${formatNumber(all)} CPU s in ${formatNumber(wall)} s on ${nproc} cores: ${formatNumber((100 * all) / (wall * nproc))}% of what the machine could give; the rest went to other processes or was not used — see the load average)`;
+  return text;
+}
+
+/**
+ * The paired ratios at the top: fansync's time ÷ a peer's, computed within each round (records with
+ * the same run index, measured by the same bench invocation, in rotated order), then median and
+ * range over the rounds. Rows measured by different invocations (merged) are not paired: the ratio
+ * of medians is given and says so.
+ */
+export function pairedRatios(fan: Row | undefined, peer: Row | undefined): { median: number; min: number; max: number; n: number; paired: boolean } | undefined {
+  if (fan === undefined || peer === undefined || fan.status !== "ok" || peer.status !== "ok") return undefined;
+  const sameRun = fan.measuredAt !== undefined && fan.measuredAt === peer.measuredAt;
+  const xs: number[] = [];
+  if (sameRun) {
+    for (const f of fan.runs) {
+      const p = f.run === undefined ? undefined : peer.runs.find((x) => x.run === f.run);
+      if (p !== undefined && p.wallMs > 0) xs.push(f.wallMs / p.wallMs);
+    }
+  }
+  if (xs.length > 0) {
+    const sm = summarize(xs);
+    return { median: sm.median, min: sm.min, max: sm.max, n: xs.length, paired: true };
+  }
+  const r = ratio(medianSeconds(fan), medianSeconds(peer));
+  return r === undefined ? undefined : { median: r, min: r, max: r, n: 0, paired: false };
+}
+
+/** The goals of issue 14 (fansync ÷ rclone time; peak RSS), by scenario key. */
+const GOALS: Record<string, number> = { "upload/10k": 0.7, "upload/100k": 0.7, "download/10k": 1.0, "download/100k": 0.7 };
+const RSS_GOAL_MIB = 200;
+
+/** The summary table: initial push and pull, fansync ÷ rclone per round, against the goals. */
+export function pairedSummary(report: BenchReport): string {
+  const body: string[][] = [];
+  const siteTrees = report.trees.filter((t) => report.rows.some((r) => r.key === `upload/${t.name}` && r.toolId === "rclone"));
+  for (const step of ["upload", "download"] as const) {
+    for (const t of siteTrees) {
+      const key = `${step}/${t.name}`;
+      const fan = report.rows.find((r) => r.key === key && r.toolId === "fansync");
+      for (const peerId of ["rclone", "rclone-fast-list"]) {
+        const peer = report.rows.find((r) => r.key === key && r.toolId === peerId);
+        if (peer === undefined) continue;
+        const p = pairedRatios(fan, peer);
+        const goal = peerId === "rclone" ? GOALS[key] : undefined;
+        const fig = p === undefined ? `— (${fan?.status ?? "not run"} / ${peer.status})` : p.paired ? `${formatSummary(p.n > 1 ? [p.min, p.median, p.max] : [p.median])}× (${p.n} paired)` : `${formatNumber(p.median)}× (ratio of medians: rows from different runs)`;
+        body.push([
+          `${step === "upload" ? "initial push" : "initial pull"}, ${t.name}`,
+          peer.tool,
+          fig,
+          goal === undefined ? "" : `≤ ${formatNumber(goal)}×`,
+          goal === undefined || p === undefined ? "" : p.median <= goal ? "met" : `not met (${formatNumber(p.median / goal)}× the goal)`,
+        ]);
+      }
+    }
+  }
+  const rssRows: string[][] = [];
+  for (const t of report.trees) {
+    if (t.name !== "100k") continue;
+    for (const step of ["upload", "download"] as const) {
+      const m = medianRssMiB(report.rows.find((r) => r.key === `${step}/${t.name}` && r.toolId === "fansync"));
+      rssRows.push([`peak RSS, ${step === "upload" ? "initial push" : "initial pull"}, ${t.name}`, "—", m === undefined ? "—" : `${formatNumber(m)} MiB`, `≤ ${RSS_GOAL_MIB} MiB`, m === undefined ? "" : m <= RSS_GOAL_MIB ? "met" : `not met (${formatNumber(m / RSS_GOAL_MIB)}× the goal)`]);
+    }
+  }
+  if (body.length === 0 && rssRows.length === 0) return "_No initial push or pull measured with rclone in this run._";
+  return formatTable(["what", "vs", "fansync ÷ peer time, median (min–max) over rounds", "goal", "status"], [...body, ...rssRows], ["l", "l", "r", "r", "l"]);
+}
+
+/** Bulk transfers: CPU seconds per 1,000 requests of every tool, client and server (and the proxy). */
+export function cpuTable(report: BenchReport): string {
+  const body: string[][] = [];
+  for (const [key, rows] of groupByKey(report.rows)) {
+    if (!/^(upload|download)\//.test(key)) continue;
+    for (const r of rows) {
+      if (r.status !== "ok" || cpuPer1k(r, "cpuS") === undefined) continue;
+      body.push([
+        key,
+        r.tool,
+        formatCount(medianRequests(r) ?? 0),
+        optNum(medianSeconds(r)),
+        optNum(cpuPer1k(r, "cpuS")),
+        optNum(cpuPer1k(r, "serverCpuS")),
+        optNum(cpuPer1k(r, "proxyCpuS")),
+      ]);
+    }
+  }
+  if (body.length === 0) return "_No CPU figures in these results (recorded before CPU was measured)._";
+  return formatTable(["scenario", "tool", "requests", "time s", "client CPU s / 1k req", "server CPU s / 1k req", "proxy CPU s / 1k req"], body, ["l", "l", "r", "r", "r", "r", "r"]);
+}
+
+const usd = (x: number): string => (x >= 100 ? `$${formatCount(x)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toPrecision(2)}`);
+const kilo = (x: number): string => (x >= 1e9 ? `${formatNumber(x / 1e9)}B` : x >= 1e6 ? `${formatNumber(x / 1e6)}M` : x >= 1e3 ? `${formatNumber(x / 1e3)}k` : formatNumber(x));
+
+/** The simulated fleet's section: what it ran and what each node cost. */
+export function fleetSection(f: FleetResult | undefined): string {
+  if (f === undefined) return "_Not run (BENCH_SCENARIOS without `fleet`)._";
+  if (f.status !== "ok") return `_${f.status}${f.note ? `: ${f.note}` : ""}_`;
+  const u = fleetUnits(f);
+  if (u === undefined) return "_No measured window._";
+  const lines: string[] = [];
+  const p = (xs: number[], q: number): string => (xs.length === 0 ? "—" : formatCount(percentile(xs, q)));
+  lines.push(
+    `${formatCount(f.nodes)} pullers (\`pull --watch --interval ${f.intervalMs}ms\`, the real command in ${f.workers} processes, each node with its own ${f.baseFiles}-file docroot, state and S3 client) against ${f.server} through the counting proxy; the master (\`watch --delay 100ms\`, its own proxy) published one new 2–8 KB file every ${formatNumber(f.publishEveryMs / 1000)} s: ${f.publishes} changes in ${formatNumber(f.durationMs / 1000)} s of measurement, which started once every node held the base tree.`,
+  );
+  lines.push("");
+  lines.push(
+    formatTable(
+      ["nodes", "head GET req/s (all nodes)", "requests / node / hour", "propagation p50 / p95 / max ms (head PUT → on disk)", "from the master's write, p50 / p95 ms", "missed", "server CPU s / node / hour", "server CPU s / 1k req", "pullers' CPU s / node / hour", "worker peak RSS MiB"],
+      [
+        [
+          formatCount(f.nodes),
+          formatNumber(u.headPerS),
+          formatCount(u.totalRequests / u.nodeHours),
+          `${p(f.delaysMs, 50)} / ${p(f.delaysMs, 95)} / ${f.delaysMs.length ? formatCount(Math.max(...f.delaysMs)) : "—"}`,
+          `${p(f.endToEndMs, 50)} / ${p(f.endToEndMs, 95)}`,
+          `${f.missed} of ${formatCount(f.publishes * f.nodes)}`,
+          formatNumber(u.serverCpuPerNodeHour),
+          formatNumber(u.serverCpuPer1kReq),
+          `${formatNumber(u.pullerCpuPerNodeHour)}${f.probeCpuS ? ` (bench probes, ${formatNumber(f.probeCpuS)} s, taken off)` : ""}`,
+          f.workerRssKb.map((k) => formatNumber(k / 1024)).join(" / "),
+        ],
+      ],
+      ["r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+    ),
+  );
+  // A poll period well past the interval means each run took long: the machine, not fansync's
+  // design, then sets the delays (2 cores shared by the server, the master and every puller).
+  const runS = u.pollPeriodS - f.intervalMs / 1000;
+  if (u.pollPeriodS > 1.25 * (f.intervalMs / 1000)) {
+    lines.push("");
+    lines.push(`**Saturated**: each run took ${formatNumber(runS)} s on average, so nodes polled every ${formatNumber(u.pollPeriodS)} s instead of every ${formatNumber(f.intervalMs / 1000)} s; the delays measure this machine's load (see the load average above) as much as fansync. The per-poll and per-change request figures, and the cost model built on them, do not depend on it. Rerun with fewer nodes (FLEET_NODES) or a longer interval (FLEET_INTERVAL_MS) for delays that are fansync's own.`);
+  }
+  lines.push("");
+  lines.push("Requests per node, by type (method, object, status):");
+  lines.push("");
+  const kinds = Object.keys(f.requests).sort((a, b) => (f.requests[b] ?? 0) - (f.requests[a] ?? 0));
+  lines.push(
+    formatTable(
+      ["type", "per node per hour", "per node per change", "all nodes, in the window"],
+      kinds.map((k) => [k, formatNumber(u.perNodeHour[k] ?? 0), k in u.perChange ? formatNumber(u.perChange[k] ?? 0) : "(a poll)", formatCount(f.requests[k] ?? 0)]),
+      ["l", "r", "r", "r"],
+    ),
+  );
+  lines.push("");
+  lines.push(
+    `A poll is one conditional GET of the head (${formatCount(u.headPerNodeHour)} per node per hour: one every ${formatNumber(u.pollPeriodS)} s, the interval plus each run's own time); a change adds ${formatNumber(u.perChangeTotal)} requests per node and ${formatCount(u.bytesPerChange)} body bytes (head, journal, the file). The master sent ${formatNumber(u.masterPutsPerChange)} PUTs and ${formatNumber(u.masterGetsPerChange)} GETs per change, whatever the fleet's size. Delays are measured per node and change from the head's PUT being answered to the file at its final path (probed every 25 ms); the second figure adds the master's quiet delay and upload.${f.note ? ` Note: ${f.note}.` : ""}`,
+  );
+  return lines.join("\n");
+}
+
+/** The cost model, from the fleet's per-poll and per-change figures. */
+export function costSection(f: FleetResult | undefined): string {
+  const u = f === undefined || f.status !== "ok" ? undefined : fleetUnits(f);
+  if (f === undefined || u === undefined) return "_Needs a fleet run (BENCH_SCENARIOS=fleet)._";
+  const lines: string[] = [];
+  lines.push(
+    `Prices: S3 Standard, ${PRICES.region}, list prices as used on ${PRICES.asOf}: GET $${PRICES.s3GetPer1k} per 1,000, PUT $${PRICES.s3PutPer1k} per 1,000, storage $${PRICES.s3StoragePerGbMonth} per GB-month, data transfer out to the internet $${PRICES.s3TransferOutPerGb} per GB (first 10 TB). A month is 30 days. Per node: one head GET per poll plus ${formatNumber(u.perChangeTotal)} requests and ${formatCount(u.bytesPerChange)} bytes per change (measured above; the changed files were 2–8 KB, so add the size of real changes), and an estimated ${NOT_MODIFIED_BYTES} bytes of headers per 304 answer. Transfer is $0 for nodes inside the bucket's region (EC2 in ${PRICES.region}), so the transfer column is the worst case.`,
+  );
+  lines.push("");
+  const intervals = [2, 10, 30, 60, 300];
+  const rates = [1, 12, 60];
+  lines.push(
+    formatTable(
+      ["poll interval", ...rates.map((r) => `${r} change${r === 1 ? "" : "s"}/hour: requests, $ GET + $ transfer per node-month`)],
+      intervals.map((i) => [
+        `${i} s${i === 2 ? " (default)" : i === 60 ? " (cron, every minute)" : ""}`,
+        ...rates.map((r) => {
+          const m = nodeMonth(u, i, r);
+          return `${kilo(m.requests)}, ${usd(m.getUsd)} + ${usd(m.transferUsd)} = ${usd(m.totalUsd)}`;
+        }),
+      ]),
+      ["l", "r", "r", "r"],
+    ),
+  );
+  lines.push("");
+  const m2 = nodeMonth(u, 2, 12);
+  lines.push(
+    `For a fleet, multiply by the node count: 1,000 nodes at the default 2 s with 12 changes an hour cost about ${usd(m2.totalUsd * 1000)} a month, almost all of it head polls (${kilo(MONTH_S / 2)} GETs per node). The poll interval is the lever: requests scale with 1/interval, changes add little. The master's side does not grow with the fleet: ${formatNumber(u.masterPutsPerChange)} PUTs per change, ${usd((u.masterPutsPerChange * 12 * 720 * PRICES.s3PutPer1k) / 1000)} a month at 12 changes an hour; storage is the site's size × $${PRICES.s3StoragePerGbMonth}/GB-month (plus retained manifests and journals), once, not per node.`,
+  );
+  lines.push("");
+  lines.push("**A CDN in front of the head** (e.g. CloudFront, the head's URL cached with a short TTL, conditional GETs answered at the edge): the origin then sees at most one head request per edge cache per TTL, whatever the number of nodes — with an origin shield, one per TTL in all. But the CDN bills every node's request instead, at its own price (CloudFront HTTPS, US/Europe: $0.0100 per 10,000, i.e. 2.5× an S3 GET; data out $0.085/GB; figures as understood on the date above, check before use), and a change can take one TTL longer to be seen. So a CDN does not make polling cheaper; it bounds the origin's request rate (the per-prefix limit below) and takes the nodes' load off the bucket:");
+  lines.push("");
+  const cdnRows = [
+    [1000, 2, 1, 1],
+    [1000, 2, 1, 20],
+    [10000, 10, 2, 20],
+  ].map(([n, i, ttl, e]) => {
+    const c = cdnHeadMonth(n as number, i as number, ttl as number, e as number);
+    return [formatCount(n as number), `${i} s`, `${ttl} s`, e === 1 ? "1 (an origin shield)" : `${e} (regional caches, no shield)`, `${kilo(c.cdnRequests)} GETs: ${usd(c.directUsd)}`, `${kilo(c.originGets)} origin GETs (${usd(c.originUsd)}) + ${kilo(c.cdnRequests)} CDN requests (${usd(c.cdnUsd)})`, `+${ttl} s`];
+  });
+  lines.push(formatTable(["nodes", "interval", "TTL", "edge caches asking the origin", "head polls a month, straight to S3", "the same through the CDN", "added delay, worst case"], cdnRows, ["r", "r", "r", "r", "r", "r", "r"]));
+  lines.push("");
+  lines.push(`**S3's per-prefix rate** (${formatCount(PRICES.prefixGetPerS)} GET/HEAD per second per partitioned prefix): every node polls the same key, so the head's prefix carries nodes ÷ interval requests a second; during a change, each node also reads a journal under the same meta prefix and the changed file (one key read by every node) within about one interval. S3 answers 503 SlowDown above the rate (fansync's SDK retries with backoff), and partitions a busy prefix only gradually.`);
+  lines.push("");
+  lines.push(
+    formatTable(
+      ["poll interval", "nodes before the head alone reaches the limit", "nodes before a change's burst (head + journal on the meta prefix) does", "head req/s per 1,000 nodes"],
+      intervals.map((i) => {
+        const l = prefixLimitNodes(u, i);
+        return [`${i} s`, formatCount(l.steady), formatCount(l.burst), formatNumber(1000 / i)];
+      }),
+      ["l", "r", "r", "r"],
+    ),
+  );
+  lines.push("");
+  lines.push(`Measured here: ${formatNumber(u.headPerS)} head requests a second from ${formatCount(f.nodes)} nodes at ${f.intervalMs} ms, i.e. ${formatNumber((u.headPerS * 1000) / f.nodes)} per 1,000 nodes. Beyond the limits above, put the head behind a CDN (or raise the interval); regional buckets (\`replicate\`) also split the fleet's requests by region.`);
+  return lines.join("\n");
 }
 
 /** Scenario 6: peak RSS of push and pull by tree size, fansync beside the peers, in MiB. */
@@ -213,6 +482,16 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   lines.push("");
   lines.push(`Generated by \`bench/run.ts\` on ${report.finishedAt} (started ${report.startedAt}). Do not edit by hand: rerun \`npm run bench\` (full) or \`npm run bench:quick\` (small).`);
   lines.push("");
+  if (report.scale !== "full") {
+    lines.push("> **Small-scale figures** (2k and 5k trees, a small fleet): they show that the bench works and how the report reads, not how fansync compares at the sizes the goals name. Quote only a full run (`npm run bench`).");
+    lines.push("");
+  }
+  lines.push("## Paired ratios and goals");
+  lines.push("");
+  lines.push("fansync's time ÷ the peer's, computed within each round (each round runs every tool once, in an order rotated by one place per round, against a fresh server), then the median and range over the rounds: a busier machine in one round weighs on both sides of that round's ratio. Goals (issue 14): initial push ≤ 0.7× rclone; initial pull ≤ 1.0× at 10k and ≤ 0.7× at 100k; peak RSS ≤ 200 MiB at 100k.");
+  lines.push("");
+  lines.push(pairedSummary(report));
+  lines.push("");
   lines.push("## Machine and versions");
   lines.push("");
   const info: string[][] = [
@@ -224,7 +503,7 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     ...Object.entries(report.versions).map(([k, v]) => [k, v]),
     ["S3 server", report.settings.server],
     ["runs per figure", `${report.settings.runs} (huge trees: ${report.settings.hugeRuns})`],
-    ["concurrency given to each tool", `${report.settings.concurrency} (s3cmd has no parallelism; SDK loop fixed at 32)`],
+    ["concurrency given to each tool", `${report.settings.concurrency} (s3cmd has no parallelism; the SDK and node:http loops keep 32 in flight)`],
     ["seed", String(report.settings.seed)],
     ["NFC/NFD twin names in trees", report.settings.unicode ? "yes (rclone runs with --no-unicode-normalization)" : "no"],
     ["peak RSS measured with", report.settings.rssMethod],
@@ -256,6 +535,12 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     const l = losses(report);
     lines.push(l.length > 0 ? l.join("\n") : "_fansync was within 10% of or better than every peer on time, requests and memory in this run._");
   }
+  lines.push("");
+  lines.push("## CPU per 1,000 requests (initial transfers)");
+  lines.push("");
+  lines.push("Client CPU is the tool process and its children (GNU time %U + %S); server CPU is the S3 server process over the same invocation (/proc/PID/stat utime + stime); proxy CPU is the bench process meanwhile, which is almost only the counting proxy. The fansync rows above read their explanation from these figures. The SDK loops and the node:http loop send the same requests with no listing or state: the CRC32 row keeps the SDK's default checksums, which fansync does not send; the no-checksum row is configured as fansync's client is.");
+  lines.push("");
+  lines.push(cpuTable(report));
   lines.push("");
   lines.push("## Caveats seen in this run");
   lines.push("");
@@ -309,6 +594,14 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     );
     if (p.note) lines.push(`\n${p.note}`);
   }
+  lines.push("");
+  lines.push("## Simulated fleet: many pullers, one server, a master publishing");
+  lines.push("");
+  lines.push(fleetSection(report.fleet));
+  lines.push("");
+  lines.push("## Cost model: requests and dollars per node per month");
+  lines.push("");
+  lines.push(costSection(report.fleet));
   lines.push("");
   return lines.join("\n");
 }

@@ -9,6 +9,16 @@ export type RunRecord = {
   requests: Record<string, number>;
   bytesUp: number;
   bytesDown: number;
+  /** User + system CPU seconds of the tool process and its children (GNU time %U + %S). */
+  cpuS?: number;
+  /** CPU seconds the S3 server process used during this invocation (/proc/PID/stat). */
+  serverCpuS?: number;
+  /** CPU seconds of the bench process itself meanwhile: almost all of it the counting proxy. */
+  proxyCpuS?: number;
+  /** Which run (0-based) this was: records with the same index ran in the same round, for paired ratios. */
+  run?: number;
+  /** Position of the tool in that round's rotated order (0 = first). */
+  order?: number;
 };
 
 /** Why a row has no (or no trustworthy) figures. */
@@ -23,6 +33,8 @@ export type Row = {
   toolId: string;
   tool: string;
   status: RowStatus;
+  /** Start time of the bench invocation that measured this row (rows merged from several runs differ). */
+  measuredAt?: string;
   /** Reason for a non-ok status, or a caveat such as an incomplete download. */
   note?: string;
   runs: RunRecord[];
@@ -55,4 +67,45 @@ export type BenchReport = {
   trees: { name: string; files: number; bytes: number; twins: number }[];
   rows: Row[];
   propagation: Propagation;
+  /** The simulated fleet (lib/fleet.ts), when run. */
+  fleet?: FleetResult;
+};
+
+/** Per-node request figures of the simulated fleet, by request type. */
+export type FleetRequestKinds = Record<string, number>;
+
+/** What the simulated fleet measured (lib/fleet.ts): many pullers, one server, a master publishing. */
+export type FleetResult = {
+  status: RowStatus;
+  note?: string;
+  nodes: number;
+  workers: number;
+  intervalMs: number;
+  publishEveryMs: number;
+  /** Wall time of the measured window (after every node held the base tree). */
+  durationMs: number;
+  /** Generations published in the window, and the files each node held (base tree). */
+  publishes: number;
+  baseFiles: number;
+  /** Requests in the window by type (e.g. "GET head 304"), all nodes and the master together. */
+  requests: FleetRequestKinds;
+  /** Response body bytes the fleet's proxy sent to the nodes in the window (304s have none). */
+  bytesDown: number;
+  /** The master's share (PUTs, its own head reads) by type, to subtract from the fleet's. */
+  masterRequests: FleetRequestKinds;
+  /** Propagation delay samples, ms: head PUT answered → file complete on a node (one per node per change). */
+  delaysMs: number[];
+  /** Same, from the file's close() on the master (adds watch's quiet delay and the upload). */
+  endToEndMs: number[];
+  /** Changes that some node never received within the window. */
+  missed: number;
+  serverCpuS: number;
+  proxyCpuS: number;
+  /** CPU of the worker processes hosting the pullers (all nodes together), the bench's probes taken off. */
+  pullersCpuS: number;
+  /** Time the workers spent probing the docroots for arrived files (synchronous stats: CPU). */
+  probeCpuS?: number;
+  /** Peak RSS of each worker process, KiB (each hosts nodes / workers pullers). */
+  workerRssKb: number[];
+  server: string;
 };

@@ -1,5 +1,7 @@
 // The ceiling of a Node + @aws-sdk/client-s3 client on this server: a bare loop with 32 requests
-// in flight, no listing, no comparison, no state. Run as a child process like every other tool:
+// in flight, no listing, no comparison, no state. Run as a child process like every other tool.
+// BENCH_SDK_CHECKSUMS=WHEN_REQUIRED sends no request checksums and validates none, as fansync's
+// client does; otherwise the SDK's defaults apply (CRC32 on every PutObject, validated GETs).
 //   node sdk-loop.ts put <dir> <bucket> <prefix> <keys-file>
 //   node sdk-loop.ts get <bucket> <prefix> <dir> <keys-file>
 // The keys file lists relative paths, one per line (the generator's listing, so no LIST is needed).
@@ -25,7 +27,13 @@ if (!endpoint) {
   process.exit(2);
 }
 const paths = readFileSync(keysFile, "utf8").split("\n").filter((l) => l !== "");
-const client = new S3Client({ endpoint, region: process.env.AWS_REGION ?? "us-east-1", forcePathStyle: true });
+const whenRequired = process.env.BENCH_SDK_CHECKSUMS === "WHEN_REQUIRED";
+const client = new S3Client({
+  endpoint,
+  region: process.env.AWS_REGION ?? "us-east-1",
+  forcePathStyle: true,
+  ...(whenRequired ? { requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" } : {}),
+});
 
 const keyOf = (prefix: string, p: string): string => (prefix === "" ? p : `${prefix.replace(/\/$/, "")}/${p}`);
 

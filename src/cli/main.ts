@@ -52,7 +52,8 @@ function uploadOptions(cmd: Command): Command {
     .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)")
     .option("--signing-key <file>", "sign every generation with this private key (fansync keygen); nodes check it with --trusted-key")
     .option("--site <id>", "with --signing-key: the site id signatures are bound to (default: the target's s3:// URL)")
-    .option("--heartbeat <duration>", "with --signing-key: publish an unchanged generation when the head is older than this (keeps nodes' --max-age from going STALE on a quiet site)");
+    .option("--heartbeat <duration>", "with --signing-key: publish an unchanged generation when the head is older than this (keeps nodes' --max-age from going STALE on a quiet site)")
+    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)");
 }
 
 /** The daemons' status page, /metrics and /healthz. */
@@ -159,6 +160,7 @@ export function buildProgram(): Command {
   uploadOptions(common(program.command("push")))
     .description("upload a docroot to s3://bucket/prefix and publish a new generation (one-shot)")
     .option("--verify", "check every object the head names (one HEAD each) and upload again any that holds other bytes")
+    .option("--repack", "with --packs: rebuild every pack now")
     .argument("[docroot]", "local directory to publish")
     .argument("[target]", "s3://bucket/prefix")
     .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {

@@ -10,6 +10,7 @@ import { progressBarFor } from "../adapters/progress-bar.ts";
 import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
+import { packsAfter } from "./packs-hook.ts";
 
 /** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
 export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
@@ -51,6 +52,7 @@ export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSig
   let res: ReconcileResult;
   try {
     res = await uploader.reconcile();
+    await packsAfter(cfg, uploader, log, signal)?.(cfg.repack);
   } finally {
     await uploader.releaseLease();
     await lock.release();

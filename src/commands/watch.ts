@@ -14,6 +14,7 @@ import { ROLLBACK_WRITER } from "../core/history.ts";
 import { createUploader } from "./push.ts";
 import { formatLocation } from "../core/location.ts";
 import { startMonitor } from "./monitor-setup.ts";
+import { packsAfter, withPacks } from "./packs-hook.ts";
 
 /** Run the uploader daemon until `signal` aborts; resolves after draining. */
 export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortSignal): Promise<void> {
@@ -46,7 +47,7 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
       // A heartbeat is published by a full rescan that finds nothing changed: rescan often enough.
       { docroot: path.resolve(cfg.docroot), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.signingKey && cfg.heartbeat ? Math.min(cfg.rescanInterval, cfg.heartbeat / 2) : cfg.rescanInterval },
       {
-        uploader,
+        uploader: withPacks(uploader, packsAfter(cfg, uploader, log, drain.hard)),
         log: log.child({ component: "watch" }),
         signal,
         now: () => new Date(),

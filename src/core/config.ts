@@ -87,6 +87,10 @@ export interface Config {
   readonly heartbeat: number | undefined;
   /** Apply setuid/setgid bits from the bucket (default: stripped). */
   readonly allowSetuid: boolean;
+  /** Also keep pack objects of small files for first pulls (push, watch; sync/packs.ts). Off by default: it costs storage and PUTs. */
+  readonly packs: boolean;
+  /** With packs: rebuild every pack now (push --repack). */
+  readonly repack: boolean;
   /** A pull run ends (exit 4) when not done after this long plus time for its bytes; 0: no deadline. */
   readonly runTimeout: number;
   /** sync: globs of the paths this node may publish (empty: everything). */
@@ -112,7 +116,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
-  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", runTimeout: "duration",
+  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", packs: "bool", repack: "bool", runTimeout: "duration",
   owns: "strlist", conflict: "conflict", conflictsDir: "string",
 };
 
@@ -145,8 +149,8 @@ const needs = {
 
 /** Every command's schema (a YAML file written for one role may hold keys of another: reported, not refused). */
 export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
-  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, "heartbeat", "verify"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
-  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "heartbeat", "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
+  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, "heartbeat", "verify", "packs", "repack"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
+  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
     keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge"],
     required: [needs.sources, needs.docroot],
@@ -297,6 +301,8 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     maxAge: out.maxAge as number | undefined,
     heartbeat: out.heartbeat as number | undefined,
     allowSetuid: (out.allowSetuid as boolean | undefined) ?? false,
+    packs: (out.packs as boolean | undefined) ?? false,
+    repack: (out.repack as boolean | undefined) ?? false,
     // A run should not outlive a few of its periods (cron: set interval to the cron period); the
     // puller adds time for the bytes it plans, so a large first pull is not cut short.
     runTimeout: n("runTimeout", Math.max(DEFAULT_RUN_TIMEOUT, 10 * n("interval", 2000))),
@@ -316,6 +322,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
   if (cfg.maxAge !== undefined && cfg.maxAge < 1000) problems.push("maxAge: at least 1s");
   if (cfg.heartbeat !== undefined && cfg.heartbeat < 1000) problems.push("heartbeat: at least 1s");
   if (cfg.maxAge !== undefined && cfg.heartbeat !== undefined && cfg.heartbeat >= cfg.maxAge) problems.push("heartbeat: must be shorter than maxAge (a quiet site would go STALE)");
+  if (cfg.repack && !cfg.packs) problems.push("repack: needs packs (--packs, or packs: true)");
   if (problems.length > 0) throw new ConfigError(problems, source, exitCode);
   return deepFreeze(cfg);
 }

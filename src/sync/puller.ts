@@ -28,6 +28,7 @@ import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./he
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { downloadTo } from "./transfer.ts";
+import { stagePackedFiles } from "./packs.ts";
 
 /** Resolved options of a puller. */
 export interface PullerOptions {
@@ -294,8 +295,16 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   let fatal: unknown;
   const ev = d.events;
   ev?.start?.({ role: "pull", files: plan.downloads.length, bytes: plan.downloadBytes });
+  // Packs (issue 14): a node far behind takes small files from a few large GETs, verified against
+  // the manifest; whatever they cannot give comes path-keyed below.
+  const packed = await stagePackedFiles(source, plan.downloads, { root, runId, removable: (p) => deleting.has(p) || held.has(p), verifiedDirs, concurrency: o.concurrency, files: plan.downloads.length + plan.metaOnly.length + plan.unchanged, events: ev }, d);
+  for (const s of packed.staged) {
+    staged.push(s);
+    tmps.push(s.tmp);
+  }
+  const fromPacks = new Set(packed.staged.map((s) => s.entry.path));
   // p-map starts each download only when a slot frees: no 100k pending promises at once.
-  await pMap(plan.downloads, async (e) => {
+  await pMap(plan.downloads.filter((e) => !fromPacks.has(e.path)), async (e) => {
     if (signal.aborted || failed.length > 0 || fatal !== undefined) return;
     try {
       // Resuming an interrupted run: a file it already renamed into place (right size, mtime

@@ -23,6 +23,7 @@ import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest 
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
+import { PackCarrier } from "./packs.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -138,11 +139,14 @@ export class Replicator {
   private primaryHeadInFlight: Promise<HeadState | undefined> | undefined;
   private primaryManifest: { generation: number; files: Promise<FileMap> } | undefined;
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
+  /** Packs (issue 14): carried to each region after its generation (sync/packs.ts). */
+  private readonly packs: PackCarrier;
 
   constructor(opts: ReplicatorOptions, deps: ReplicatorDeps) {
     this.o = opts;
     this.d = deps;
     this.state = new StateDir(opts.stateDir);
+    this.packs = new PackCarrier(opts.primary, opts, (url) => this.state.regionStatus(url), deps);
   }
 
   /** One round in every region at once, each retried with backoff on retryable errors; never throws. */
@@ -262,6 +266,7 @@ export class Replicator {
         } finally {
           await st.writer.release();
         }
+        await this.packs.carry(r, ph.files, false, log);
       }
       return noop(have);
     }
@@ -296,6 +301,7 @@ export class Replicator {
     }
     st.generation = ph.generation;
     st.behindSince = null;
+    await this.packs.carry(r, ph.files, true, log);
     const res: RegionResult = {
       region: r.url,
       from: have,

@@ -119,6 +119,11 @@ export class Uploader {
     return this.writer.release();
   }
 
+  /** The generation this uploader last read or published and its files (the pack writer builds from them). */
+  get published(): { readonly generation: number; readonly files: FileMap } | undefined {
+    return this.remote?.state ? { generation: this.remote.state.head.generation, files: this.remote.files } : undefined;
+  }
+
   /** The head this uploader would publish over (undefined before the first publish). */
   async currentHead(): Promise<HeadState["head"] | undefined> {
     return (await this.loadRemote()).state?.head;
