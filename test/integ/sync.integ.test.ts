@@ -163,6 +163,33 @@ describe(`sync (${serverLabel()})`, () => {
     }
   });
 
+  test("a burst of 1,000 files on one node is a few generations, and the other node applies them without publishing any", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-burst");
+    const url = `s3://${bucket}/w`;
+    const a = node("a");
+    const b = node("b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "index.html": "home" });
+    start(a, url);
+    start(b, url);
+    try {
+      const g0 = await until("b in step", async () => (await text(b, "index.html")) === "home" && (await allEqualHead(bucket, nodes)), 30_000, nodes);
+      for (let d = 0; d < 10; d++) {
+        await mkdir(path.join(a.root, "burst", `d${d}`), { recursive: true });
+        await Promise.all(Array.from({ length: 100 }, (_, i) => writeFile(path.join(a.root, "burst", `d${d}`, `f${i}.txt`), `burst ${d}/${i}`)));
+      }
+      const g1 = await until("the burst everywhere", async () => ((await snapshot(b.root)).size === 1001 ? allEqualHead(bucket, nodes) : undefined), 120_000, nodes);
+      assert.ok(g1 - g0 <= 5, `1,000 files became ${g1 - g0} generations`);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(await generation(bucket), g1, "b applied the burst and published nothing of it");
+      assert.ok(!(b.child?.out.stdout ?? "").includes('"msg":"published"'), "b never published");
+    } finally {
+      await stop(a);
+      await stop(b);
+    }
+  });
+
   test("the same path edited on two nodes in the same second: the newer wins everywhere, the other is kept and listed", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-conflict");
