@@ -11,8 +11,9 @@ import type { JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
 import type { RoundResult } from "./two-way.ts";
 
-// The longest pause between attempts of a failing round.
-const MAX_BACKOFF_MS = 30_000;
+// The longest pause between attempts of a failing round: short, since a node that cannot finish a
+// round neither publishes its users' edits nor applies anyone else's (pull --watch waits up to 60 s).
+const MAX_BACKOFF_MS = 10_000;
 
 /** What the loop drives. */
 export interface RoundRunner {
