@@ -4,7 +4,10 @@
  * child processes: the uploader (watch), the replicator (--watch) and three pullers (each its region
  * first, the primary as fallback). The demo edits the master docroot, shows each node's generation
  * live, times every change to every node, and exits 0 once all docroots equal the master byte for
- * byte (compared by sha256).
+ * byte (compared by sha256). Its last act is two-way: the master and the US web node switch to
+ * `fansync sync` (the web node owning uploads/** only) and a user upload on the web node reaches the
+ * master and every other node. fauxqs ignores conditional writes, which sync needs: every client
+ * goes through the demo's conditional-write gate (demo-gate.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
@@ -22,6 +25,7 @@ import { readHead, readManifest } from "../sync/head-store.ts";
 import { burstFile, initialSite, type SiteFiles } from "./demo-site.ts";
 import { sleep } from "../sync/sleep.ts";
 import { createServer } from "node:net";
+import { startDemoGate } from "./demo-gate.ts";
 
 /** A TCP port free on 127.0.0.1 right now. */
 function freePort(): Promise<number> {
@@ -86,12 +90,17 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
   mkdirSync(logs, { recursive: true });
 
   const server = await startFauxqs({ host: "127.0.0.1", port: 0, logger: false });
-  const endpoint = `http://127.0.0.1:${server.port}`;
+  // Every client reaches fauxqs through the conditional-write gate, so the two-way act's writers
+  // serialise as they would on S3 (fauxqs alone ignores If-Match and If-None-Match).
+  const gate = await startDemoGate(server.port);
+  const endpoint = gate.endpoint;
   // The uploader serves the fleet's status page; a free port is taken now (a port in use would stop the demo).
   const httpPort = o.httpPort ?? (await freePort());
   for (const url of [PRIMARY, ...REGIONS.map(regionUrl)]) server.createBucket(parseLocation(url).bucket);
 
   const children = new Map<string, ChildProcess>();
+  // Children the demo stops on purpose (the two-way act swaps the uploader and one puller for sync).
+  const retired = new Set<string>();
   const killAll = () => {
     for (const c of children.values()) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   };
@@ -138,8 +147,14 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
       closeSync(fd);
       children.set(name, child);
       child.once("exit", (c, s) => {
-        if (!stopping) failure ??= `${name} exited unexpectedly (${s ?? `code ${c}`}); see ${path.join(logs, `${name}.log`)}`;
+        if (!stopping && !retired.has(name)) failure ??= `${name} exited unexpectedly (${s ?? `code ${c}`}); see ${path.join(logs, `${name}.log`)}`;
       });
+    };
+    // Stop one child on purpose (SIGTERM: it drains) and wait until it has exited.
+    const retire = async (name: string) => {
+      retired.add(name);
+      const c = children.get(name);
+      if (c) await stopAll(new Map([[name, c]]));
     };
     const monitor = new Monitor(nodes, out, () => failure, signal);
     const changes: { change: Change; gen: number; t0: number }[] = [];
@@ -189,6 +204,33 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
       await track(change, t);
     }
 
+    // The two-way act: the master and the US web node become `sync` writers on the primary (the web
+    // node owns uploads/** only, as an application server taking user uploads would), and a file
+    // uploaded on the web node reaches the master's docroot, every region and the other web nodes.
+    monitor.section("two-way: the master and web-us switch to `fansync sync` (web-us owns uploads/**)");
+    const us = path.join(dir, "nodes", "us");
+    await retire("uploader");
+    start("sync-master", ["sync", master, PRIMARY, "--node-id", "master", "--state-dir", path.join(dir, "state", "sync-master"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms", "--http", `127.0.0.1:${httpPort}`]);
+    await retire("puller-us");
+    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms"]);
+    await untilSyncReady([path.join(dir, "state", "sync-master"), path.join(dir, "state", "sync-us")], () => failure, signal);
+    out("  both writers converged to the head; the US node now uploads what its users send");
+    const photo = seededUpload();
+    const upload: Change = {
+      name: `user upload on web-us: ${photo.path}`,
+      apply: async () => {
+        await mkdir(path.join(us, "www", path.dirname(photo.path)), { recursive: true });
+        await writeFile(path.join(us, "www", photo.path), photo.content);
+      },
+      landed: (f) => f.get(photo.path)?.sha256 === sha256Hex(photo.content),
+    };
+    monitor.section(upload.name);
+    const tu = Date.now();
+    await upload.apply();
+    await track(upload, tu);
+    await untilFile(path.join(master, photo.path), photo.content, tu, () => failure, signal);
+    out(`  ✓ ${photo.path} is in the master's docroot too (${((Date.now() - tu) / 1000).toFixed(1)}s)`);
+
     out("");
     out(`Summary: seconds from the edit until each node held it (polled every ${POLL_MS} ms)`);
     out(table(changes.map(({ change, gen, t0: t }) => [change.name, `g${gen}`, ...nodes.map((n) => fmt(arrival(n, gen, t)))]), ["change", "gen", ...nodes.map((n) => n.name)]));
@@ -221,6 +263,7 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
   } finally {
     await stopAll(children);
     process.removeListener("exit", killAll);
+    await gate.close();
     await server.stop();
     if (own && code === ExitCode.ok && !o.keepRunning && !o.keep) {
       rmSync(dir, { recursive: true, force: true });
@@ -408,6 +451,58 @@ async function compareDocroots(master: string, nodes: readonly { name: string; r
     for (const p of got.keys()) if (!want.has(p)) diffs.push(`${n.name}: extra ${p}`);
   }
   return diffs;
+}
+
+/** The file a user uploads to the US web node in the two-way act (not text: a few KB of seeded bytes). */
+function seededUpload(): { path: string; content: Buffer } {
+  const content = Buffer.alloc(4096);
+  let x = 2463534242;
+  for (let i = 0; i < content.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    content[i] = x & 0xff;
+  }
+  return { path: "uploads/2026/user-photo.jpg", content };
+}
+
+/** Wait until each sync node's status (in its state directory) says it converged once. */
+async function untilSyncReady(stateDirs: readonly string[], failed: () => string | undefined, signal: AbortSignal): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    signal.throwIfAborted();
+    const f = failed();
+    if (f) throw new Error(f);
+    const ok = await Promise.all(stateDirs.map(async (d) => (await findSyncStatus(d))?.status === "OK"));
+    if (ok.every(Boolean)) return;
+    if (Date.now() - t0 > CHANGE_TIMEOUT_MS) throw new Error(`the sync writers did not converge within ${CHANGE_TIMEOUT_MS / 1000}s; see the sync-*.log files`);
+    await sleep(POLL_MS, signal);
+  }
+}
+
+/** A sync node's status file under its state directory (`sync-<id>/sync-status.json`). */
+async function findSyncStatus(stateDir: string): Promise<{ status?: string } | undefined> {
+  const { readdir } = await import("node:fs/promises");
+  const subs = await readdir(stateDir).catch(() => [] as string[]);
+  for (const s of subs.filter((n) => n.startsWith("sync-"))) {
+    const st = await readJson<{ status?: string }>(path.join(stateDir, s, "sync-status.json")).catch(() => undefined);
+    if (st) return st;
+  }
+  return undefined;
+}
+
+/** Wait until `file` holds exactly `content`. */
+async function untilFile(file: string, content: Buffer, t0: number, failed: () => string | undefined, signal: AbortSignal): Promise<void> {
+  const { readFile } = await import("node:fs/promises");
+  for (;;) {
+    signal.throwIfAborted();
+    const f = failed();
+    if (f) throw new Error(f);
+    const got = await readFile(file).catch(() => undefined);
+    if (got?.equals(content)) return;
+    if (Date.now() - t0 > CHANGE_TIMEOUT_MS) throw new Error(`${file} did not arrive within ${CHANGE_TIMEOUT_MS / 1000}s; see the sync-*.log files`);
+    await sleep(POLL_MS, signal);
+  }
 }
 
 /** SIGTERM every child (they drain and exit), SIGKILL what is left after a deadline. */

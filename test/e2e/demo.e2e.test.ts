@@ -15,12 +15,12 @@ test("fansync demo converges every node and exits 0", { timeout: 150_000 }, asyn
   try {
     const r = await runCli(["demo", "--dir", t.dir], { timeoutMs: 140_000 });
     assert.equal(r.code, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
-    assert.match(r.stdout, /✓ all 3 web docroots equal the master byte for byte \(1011 files/);
+    assert.match(r.stdout, /✓ all 3 web docroots equal the master byte for byte \(1012 files/);
     // Buckets are counted as locations, pullers as web nodes; the end says where everything is.
     assert.match(r.stdout, /✓ generation \d+ in all 4 locations and on all 3 web nodes in /);
     assert.match(r.stdout, new RegExp(`Kept in ${t.dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: the master's docroot in .*, logs in `));
     const summary = r.stdout.slice(r.stdout.indexOf("Summary:"));
-    for (const row of ["initial site", "add blog/post-4.html", "modify css/site.css", "delete about.html", "rename img/hero.png", "burst of 1,000 files"]) {
+    for (const row of ["initial site", "add blog/post-4.html", "modify css/site.css", "delete about.html", "rename img/hero.png", "burst of 1,000 files", "user upload on web-us: uploads/2026/user-photo.jpg"]) {
       const line = summary.split("\n").find((l) => l.startsWith(row));
       assert.ok(line, `summary row for ${row}`);
       // Seven timings per row (primary, three regions, three web nodes), none missing.
@@ -28,16 +28,26 @@ test("fansync demo converges every node and exits 0", { timeout: 150_000 }, asyn
     }
     // --dir keeps the files: check the docroots ourselves, byte for byte.
     const master = await snapshot(path.join(t.dir, "master"));
-    assert.equal(master.size, 1011);
+    // The two-way act: the file a "user" uploaded on the US web node (a sync writer owning uploads/**)
+    // is in the master's docroot, published by the US node, and on every other web node.
+    assert.equal(master.size, 1012);
+    const upload = master.get("uploads/2026/user-photo.jpg");
+    assert.ok(upload, "the user upload reached the master's docroot");
+    assert.equal(upload.size, 4096);
+    assert.match(r.stdout, /✓ uploads\/2026\/user-photo\.jpg is in the master's docroot too/);
     for (const node of ["us", "jp", "uk"]) {
       const got = await snapshot(path.join(t.dir, "nodes", node, "www"));
       assert.deepEqual([...got].map(([p, f]) => [p, f.sha256]).sort(), [...master].map(([p, f]) => [p, f.sha256]).sort(), `web node ${node}`);
-      const status = JSON.parse(await readFile(path.join(t.dir, "nodes", node, "status.json"), "utf8")) as { status: string; source: string };
+      const status = JSON.parse(await readFile(path.join(t.dir, "nodes", node, "status.json"), "utf8")) as { status: string; source?: string; target?: string; node?: string };
       assert.equal(status.status, "OK");
-      assert.equal(status.source, `s3://fansync-demo-${node}/site/`, "each node is served by its own region");
+      if (node === "us") {
+        // After the two-way act the US node is a sync writer on the primary.
+        assert.equal(status.target, "s3://fansync-demo-primary/site/");
+        assert.equal(status.node, "web-us");
+      } else assert.equal(status.source, `s3://fansync-demo-${node}/site/`, "each pulling node is served by its own region");
     }
     // Every child was stopped with SIGTERM and drained cleanly.
-    for (const name of ["uploader", "replicator", "puller-us", "puller-jp", "puller-uk"]) {
+    for (const name of ["uploader", "replicator", "puller-us", "puller-jp", "puller-uk", "sync-master", "sync-us"]) {
       const log = await readFile(path.join(t.dir, "logs", `${name}.log`), "utf8");
       assert.match(log, /"msg":"stopped"/, `${name} stopped cleanly`);
     }
