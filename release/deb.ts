@@ -27,9 +27,11 @@ export const PACKAGED_FILES: readonly PackagedFile[] = [
   { from: "infra/systemd/fansync-replicate.service", to: "usr/lib/systemd/system/fansync-replicate.service", mode: 0o644 },
   { from: "infra/systemd/fansync-pull.service", to: "usr/lib/systemd/system/fansync-pull.service", mode: 0o644 },
   { from: "infra/systemd/fansync-pull.timer", to: "usr/lib/systemd/system/fansync-pull.timer", mode: 0o644 },
+  { from: "infra/systemd/fansync-sync.service", to: "usr/lib/systemd/system/fansync-sync.service", mode: 0o644 },
   { from: "infra/config/master.yaml", to: "etc/fansync/master.yaml", mode: 0o644, conffile: true },
   { from: "infra/config/replicator.yaml", to: "etc/fansync/replicator.yaml", mode: 0o644, conffile: true },
   { from: "infra/config/node-us.yaml", to: "etc/fansync/node.yaml", mode: 0o644, conffile: true },
+  { from: "infra/config/sync-app.yaml", to: "etc/fansync/sync.yaml", mode: 0o644, conffile: true },
   // Not in /etc/cron.d: it would run on every host, the master too. Not under /usr/share/doc,
   // which minimal images drop (dpkg path-exclude). README: copy it to /etc/cron.d/fansync-pull.
   { from: "infra/cron/fansync-pull.cron", to: "usr/share/fansync/fansync-pull.cron", mode: 0o644 },

@@ -87,7 +87,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const owned = cfg.owns.map((g) => picomatch(g.replace(/^\//, ""), { dot: true }));
   const owns = owned.length === 0 ? () => true : (p: string) => owned.some((m) => m(p));
   const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node");
-  const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
+  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
   const events = fanOutEvents(monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
     await monitor?.stop();

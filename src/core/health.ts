@@ -5,7 +5,7 @@
 
 /** What the daemon knows about its own job. */
 export interface SelfState {
-  readonly role: "push" | "pull" | "replicate";
+  readonly role: "push" | "pull" | "replicate" | "sync";
   /** STARTING until the first run ends. */
   readonly status: "STARTING" | "OK" | "STALE" | "ERROR";
   readonly generation: number;

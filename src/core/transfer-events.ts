@@ -5,7 +5,7 @@
  */
 
 /** Which job is reporting. */
-export type Role = "push" | "pull" | "replicate";
+export type Role = "push" | "pull" | "replicate" | "sync";
 
 /** Observer of one job's transfers; every method is optional. */
 export interface TransferEvents {

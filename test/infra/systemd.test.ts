@@ -10,7 +10,7 @@ import { after, describe, test } from "node:test";
 import { parseUnit, unitValue } from "../helpers/unit-file.ts";
 
 const UNIT_DIR = join(import.meta.dirname, "..", "..", "infra", "systemd");
-const UNITS = ["fansync-watch.service", "fansync-replicate.service", "fansync-pull.service", "fansync-pull.timer"];
+const UNITS = ["fansync-watch.service", "fansync-replicate.service", "fansync-pull.service", "fansync-pull.timer", "fansync-sync.service"];
 const ANALYZE = "/usr/bin/systemd-analyze";
 const SYSTEM_UNITS = ["/usr/lib/systemd/system", "/lib/systemd/system"];
 
@@ -100,6 +100,8 @@ describe("unit contents", () => {
     ["fansync-watch.service", "/usr/bin/fansync watch --config /etc/fansync/master.yaml", "/var/lib/fansync"],
     ["fansync-replicate.service", "/usr/bin/fansync replicate --config /etc/fansync/replicator.yaml", "/var/lib/fansync"],
     ["fansync-pull.service", "/usr/bin/fansync pull --config /etc/fansync/node.yaml", "/var/www/html /var/lib/fansync"],
+    // A two-way node applies remote changes to its docroot.
+    ["fansync-sync.service", "/usr/bin/fansync sync --config /etc/fansync/sync.yaml", "/var/www/html /var/lib/fansync"],
   ];
   for (const [name, exec, writable] of services) {
     test(`${name} runs the right command as user fansync, hardened`, async () => {
@@ -120,7 +122,7 @@ describe("unit contents", () => {
   }
 
   test("the daemons restart on failure; the puller is a oneshot where 75 (lock held) is success", async () => {
-    for (const name of ["fansync-watch.service", "fansync-replicate.service"]) {
+    for (const name of ["fansync-watch.service", "fansync-replicate.service", "fansync-sync.service"]) {
       const get = await unit(name);
       assert.equal(get("Service", "Type"), "simple");
       assert.equal(get("Service", "Restart"), "on-failure");

@@ -155,14 +155,14 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
     await copyFile(rel.deb(rel.host), root.host(`root/${path.basename(rel.deb(rel.host))}`));
     await runStep("install");
     const files = ["usr/bin/fansync", "usr/lib/systemd/system/fansync-watch.service", "usr/lib/systemd/system/fansync-replicate.service",
-      "usr/lib/systemd/system/fansync-pull.service", "usr/lib/systemd/system/fansync-pull.timer", "etc/fansync/master.yaml",
-      "etc/fansync/replicator.yaml", "etc/fansync/node.yaml", "usr/share/fansync/fansync-pull.cron"];
+      "usr/lib/systemd/system/fansync-pull.service", "usr/lib/systemd/system/fansync-pull.timer", "usr/lib/systemd/system/fansync-sync.service",
+      "etc/fansync/master.yaml", "etc/fansync/replicator.yaml", "etc/fansync/node.yaml", "etc/fansync/sync.yaml", "usr/share/fansync/fansync-pull.cron"];
     for (const f of files) await stat(root.host(f));
     // Nothing of the demo's embedded S3 server came with it.
     const list = await root.exec(["dpkg-query", "-L", "fansync"]);
     assert.doesNotMatch(list.stdout, /fauxqs|fastify|node_modules/);
     const conf = await root.exec(["dpkg-query", "-W", "-f=${Conffiles}", "fansync"]);
-    for (const c of ["/etc/fansync/master.yaml", "/etc/fansync/replicator.yaml", "/etc/fansync/node.yaml"]) assert.match(conf.stdout, new RegExp(c));
+    for (const c of ["/etc/fansync/master.yaml", "/etc/fansync/replicator.yaml", "/etc/fansync/node.yaml", "/etc/fansync/sync.yaml"]) assert.match(conf.stdout, new RegExp(c));
   });
 
   test("the package created the fansync system user and /var/lib/fansync, owned by it", async () => {
@@ -189,7 +189,7 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
   });
 
   test("systemd-analyze verify passes the installed units against the real binary", async () => {
-    const units = ["fansync-watch.service", "fansync-replicate.service", "fansync-pull.service", "fansync-pull.timer"];
+    const units = ["fansync-watch.service", "fansync-replicate.service", "fansync-pull.service", "fansync-pull.timer", "fansync-sync.service"];
     const r = await root.exec(["systemd-analyze", "verify", "--man=no", ...units.map((u) => `/usr/lib/systemd/system/${u}`)]);
     // verify exits 0 on many mistakes, so any diagnostic counts as a failure too.
     assert.equal(r.code, 0, r.stdout + r.stderr);
