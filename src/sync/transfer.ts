@@ -73,7 +73,7 @@ export async function uploadFile(store: S3Store, key: string, abs: string, o: Pa
       if (!buf || st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${abs} changed while being read`);
       const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
       if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
-      return { ...facts, ...(await store.put(key, buf, o.attrs(facts), {}, o.signal)) };
+      return { ...facts, ...(await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal)) };
     }
     if (!o.expect) throw new Error(`uploadFile: a multipart upload of ${abs} needs the expected sha256`);
     const facts: FileFacts = { size: st1.size, mtimeMs, mode, sha256: o.expect.sha256 };
@@ -111,7 +111,7 @@ export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dst
     // Small objects: verified in memory before they reach the destination.
     const buf = await readAll(got.body);
     if (buf.length !== e.size || sha256Hex(buf) !== e.sha256) throw corrupt(e, buf.length, sha256Hex(buf));
-    return dst.put(dstKey, buf, got.attrs, {}, o.signal);
+    return dst.putContent(dstKey, buf, e.sha256, got.attrs, o.signal);
   }
   // Large objects: hashed as they pass; a mismatch fails before any head names them.
   const tap = hashingTap();
