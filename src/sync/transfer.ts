@@ -13,6 +13,7 @@ import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
 import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
+import { BufferPool } from "../adapters/buffer-pool.ts";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { toLocal } from "../adapters/safe-write.ts";
 import { type ObjectAttrs, type PutResult, realVersion, type S3Store } from "../adapters/s3-store.ts";
@@ -47,12 +48,15 @@ export function objectRef(e: { readonly versionId?: string | undefined; readonly
  * the sha256 the caller expects (`expect`, required then) checked as they pass. A file that changes
  * while it is read throws {@link FileChanging} (retryable); one that vanished gives undefined.
  * `facts` fixes the mtime and mode to record (a rollback restores the old ones); by default they
- * are the file's own.
+ * are the file's own. `instead`, for a small file, is asked once its bytes are hashed: it may put
+ * them in place another way (a server-side copy of an object that holds them already) and return
+ * that result, or undefined to have the bytes sent.
  */
 export async function uploadFile(store: S3Store, key: string, abs: string, o: PartTuning & {
   readonly expect?: { readonly size: number; readonly sha256: string } | undefined;
   readonly facts?: { readonly mtimeMs: number; readonly mode: number } | undefined;
   readonly attrs: (f: FileFacts) => ObjectAttrs;
+  readonly instead?: ((f: FileFacts) => Promise<PutResult | undefined>) | undefined;
   readonly signal: AbortSignal;
 }): Promise<Uploaded | undefined> {
   let fh: FileHandle;
@@ -68,12 +72,20 @@ export async function uploadFile(store: S3Store, key: string, abs: string, o: Pa
     const { mtimeMs, mode } = o.facts ?? own;
     if (o.expect && o.expect.size !== st1.size) throw new FileChanging(`${abs} is ${st1.size} bytes, expected ${o.expect.size}`);
     if (st1.size < o.multipartThreshold) {
-      const buf = await readExactly(fh, st1.size);
-      const st2 = await fh.stat();
-      if (!buf || st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${abs} changed while being read`);
-      const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
-      if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
-      return { ...facts, ...(await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal)) };
+      // One read into a reused buffer, one hash: that sha256 is recorded, decides a copy, and is
+      // the request's payload hash (the signer does not hash the bytes again).
+      const pooled = st1.size < SMALL.size ? SMALL.take() : undefined;
+      try {
+        const buf = await readExactly(fh, st1.size, pooled);
+        const st2 = await fh.stat();
+        if (!buf || st2.mtimeMs !== st1.mtimeMs || st2.size !== buf.length) throw new FileChanging(`${abs} changed while being read`);
+        const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
+        if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
+        const other = await o.instead?.(facts);
+        return { ...facts, ...(other ?? (await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal))) };
+      } finally {
+        if (pooled) SMALL.give(pooled);
+      }
     }
     if (!o.expect) throw new Error(`uploadFile: a multipart upload of ${abs} needs the expected sha256`);
     const facts: FileFacts = { size: st1.size, mtimeMs, mode, sha256: o.expect.sha256 };
@@ -176,12 +188,16 @@ async function readAll(body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+// Read buffers for files under 1 MiB (most of a website), one per transfer in flight.
+const SMALL = new BufferPool(1024 * 1024, 64);
+
 /**
  * Read exactly `size` bytes from the start of a file (one read for a small file, no extra fstat as
- * FileHandle.readFile does); undefined when the file is shorter or longer than that now.
+ * FileHandle.readFile does) into `into` (at least size + 1 bytes) or a new buffer; undefined when
+ * the file is shorter or longer than that now.
  */
-async function readExactly(fh: FileHandle, size: number): Promise<Buffer | undefined> {
-  const buf = Buffer.allocUnsafe(size + 1);
+async function readExactly(fh: FileHandle, size: number, into?: Buffer): Promise<Buffer | undefined> {
+  const buf = into ?? Buffer.allocUnsafe(size + 1);
   let off = 0;
   for (;;) {
     const { bytesRead } = await fh.read(buf, off, buf.length - off, off);

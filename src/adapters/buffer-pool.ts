@@ -1,0 +1,28 @@
+/**
+ * Reused read buffers for small files: a push of 100k files read each one into a fresh Buffer,
+ * garbage the young generation then had to sweep (and RSS to hold). A buffer goes back only once
+ * the request that sent it finished, so no bytes are overwritten while they are on the wire.
+ */
+
+/** A free list of equal buffers; `take` makes a new one when none is free. */
+export class BufferPool {
+  readonly size: number;
+  private readonly free: Buffer[] = [];
+  private readonly keep: number;
+
+  /** Buffers of `size` bytes; at most `keep` are kept while free. */
+  constructor(size: number, keep: number) {
+    this.size = size;
+    this.keep = keep;
+  }
+
+  /** A buffer of {@link size} bytes, its contents undefined. */
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  /** Give a buffer back (one not of this pool's size is dropped). */
+  give(buf: Buffer): void {
+    if (buf.length === this.size && this.free.length < this.keep) this.free.push(buf);
+  }
+}
