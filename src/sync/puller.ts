@@ -301,10 +301,15 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
         return;
       }
       await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
-      const tmp = tempPathFor(root, e.path, runId, seq++);
-      tmps.push(tmp);
-      // An object that moved is not fetched again now: the next run converges (retry.ts).
-      await withRetry(() => downloadTo(source.store, source.loc.prefix + e.path, e, tmp, signal), { signal, unless: (err) => err instanceof ObjectMoved });
+      // An object that moved is not fetched again now: the next run converges (retry.ts). Each try
+      // gets a name of its own (temp files are created O_EXCL; a failed try removes its file, but
+      // one it could not remove must not fail the next).
+      const tmp = await withRetry(async () => {
+        const t = tempPathFor(root, e.path, runId, seq++);
+        tmps.push(t);
+        await downloadTo(source.store, source.loc.prefix + e.path, e, t, signal);
+        return t;
+      }, { signal, unless: (err) => err instanceof ObjectMoved });
       staged.push({ entry: e, tmp });
       ev?.file?.({ role: "pull", op: "download", bytes: e.size });
     } catch (err) {
