@@ -94,6 +94,22 @@ export async function readNdjsonMap<V>(file: string): Promise<Map<string, V>> {
   return map;
 }
 
+/**
+ * Write `{ "<field>": [items…] }` atomically, an item per line, streamed (the keys of a first
+ * push of 1M files are never one string).
+ */
+export async function writeJsonListAtomic(file: string, field: string, items: Iterable<unknown>): Promise<void> {
+  await writeLinesAtomic(file, (function* () {
+    yield `{${JSON.stringify(field)}:[`;
+    let first = true;
+    for (const item of items) {
+      yield `${first ? "" : ","}${JSON.stringify(item)}`;
+      first = false;
+    }
+    yield "]}";
+  })());
+}
+
 /** Write a JSON document atomically. */
 export async function writeJson(file: string, value: unknown): Promise<void> {
   await writeFileAtomic(file, JSON.stringify(value));

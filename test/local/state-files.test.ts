@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { readNdjsonMap, writeNdjsonMap } from "../../src/adapters/state-files.ts";
+import { readJson, readNdjsonMap, writeJsonListAtomic, writeNdjsonMap } from "../../src/adapters/state-files.ts";
 
 test("an NDJSON map round-trips across many read chunks, with multi-byte keys split at chunk edges", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "fansync-state-files-"));
@@ -30,6 +30,20 @@ test("a missing or damaged NDJSON map reads as empty (the caller rebuilds it)", 
     assert.equal((await readNdjsonMap(file)).size, 0, "cut short");
     writeFileSync(file, '["a",1]\n{"not":"a pair"}\n');
     assert.equal((await readNdjsonMap(file)).size, 0, "not pairs");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a JSON list written streamed reads back as the same document", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "fansync-state-files-"));
+  try {
+    const file = path.join(dir, "ledger.json");
+    const keys = Array.from({ length: 30_000 }, (_, i) => `site/d${i % 50}/"quoted" \u00e9 ${i}.html`);
+    await writeJsonListAtomic(file, "keys", keys);
+    assert.deepEqual(await readJson(file), { keys });
+    await writeJsonListAtomic(file, "keys", []);
+    assert.deepEqual(await readJson(file), { keys: [] });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
