@@ -48,8 +48,16 @@ export function isEmptyPlan(p: { uploads?: readonly unknown[]; downloads?: reado
 export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { dedupMinSize?: number; moved?: ReadonlySet<string> } = {}): PushPlan {
   const dedupMinSize = opts.dedupMinSize ?? 1;
   const moved = opts.moved ?? new Set<string>();
-  const bySha = new Map<string, Entry>();
-  for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+  // The bucket's objects by content, built only when a file needs a source to copy from: a no-op
+  // push over 1M entries never builds it.
+  let bySha: Map<string, Entry> | undefined;
+  const twinOf = (sha: string): Entry | undefined => {
+    if (!bySha) {
+      bySha = new Map();
+      for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+    }
+    return bySha.get(sha);
+  };
   const uploads: LocalFile[] = [];
   const copies: { file: LocalFile; from: Entry }[] = [];
   const metaOnly: { file: LocalFile; from: Entry }[] = [];
@@ -64,7 +72,7 @@ export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { d
       else metaOnly.push({ file: f, from: r });
       continue;
     }
-    const twin = f.sha256 === UNHASHED ? undefined : bySha.get(f.sha256);
+    const twin = f.sha256 === UNHASHED ? undefined : twinOf(f.sha256);
     if (twin && twin.size === f.size) copies.push({ file: f, from: twin });
     else {
       uploads.push(f);
