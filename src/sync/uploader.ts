@@ -468,10 +468,11 @@ export class Uploader {
     for (const f of files) {
       const known = index.get(f.path);
       if (known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino) {
-        // The index then shares the manifest's sha256 string instead of holding an equal copy (80 MB at 1M files).
+        // The index shares the manifest's sha256 string, and the file its path string, instead of
+        // equal copies (the scan's list is let go once hashed): ~130 MB less at 1M files.
         const r = remote.get(f.path);
         if (r !== undefined && r.sha256 === known[3]) known[3] = r.sha256;
-        out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: known[3] });
+        out.push({ path: r?.path ?? f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: known[3] });
       } else if (deferNew && f.size < this.o.multipartThreshold && !remote.has(f.path)) {
         pending.set(f.path, f.ino);
         out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: UNHASHED });
