@@ -13,7 +13,7 @@ import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
 import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
-import { BufferPool } from "../adapters/buffer-pool.ts";
+import { SizedPools } from "../adapters/buffer-pool.ts";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { toLocal } from "../adapters/safe-write.ts";
 import { type ObjectAttrs, type PutResult, realVersion, type S3Store } from "../adapters/s3-store.ts";
@@ -74,7 +74,7 @@ export async function uploadFile(store: S3Store, key: string, abs: string, o: Pa
       const other = await o.instead?.(facts);
       return { ...facts, ...(other ?? (await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal))) };
     } finally {
-      if (small.pooled) SMALL.give(small.pooled);
+      if (small.pooled) BUFFERS.give(small.pooled);
     }
   }
   let fh: FileHandle;
@@ -145,7 +145,7 @@ export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dst
 export async function downloadTo(store: S3Store, key: string, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
   const res = await store.getStream(key, { ...objectRef(e), signal });
   if (res.status !== "ok") throw new ObjectMoved(`${e.path}: ${res.status}`);
-  if (e.size < SMALL.size) return downloadSmall(res.body, e, tmp);
+  if (e.size < BUFFERS.largest) return downloadSmall(res.body, e, tmp);
   const tap = hashingTap();
   try {
     await pipeline(res.body, tap.stream, createWriteStream(tmp, { mode: e.mode & 0o777, flags: "wx" }), { signal });
@@ -166,7 +166,7 @@ export async function downloadTo(store: S3Store, key: string, e: Entry, tmp: str
 
 /** A small object: its body into a reused buffer, checked, then one write of a new file. */
 async function downloadSmall(body: Readable, e: Entry, tmp: string): Promise<void> {
-  const buf = SMALL.take();
+  const buf = BUFFERS.take(e.size) as Buffer;
   try {
     let n = 0;
     for await (const chunk of body) {
@@ -189,7 +189,7 @@ async function downloadSmall(body: Readable, e: Entry, tmp: string): Promise<voi
       throw toLocal(err, tmp);
     }
   } finally {
-    SMALL.give(buf);
+    BUFFERS.give(buf);
   }
 }
 
@@ -249,7 +249,7 @@ async function readAll(body: Readable): Promise<Buffer> {
 }
 
 // Read buffers for files under 1 MiB (most of a website), one per transfer in flight.
-const SMALL = new BufferPool(1024 * 1024, 64);
+const BUFFERS = new SizedPools([64 * 1024, 1024 * 1024], 64);
 
 /**
  * A file under `threshold` bytes read whole (its bytes, the buffer to give back to the pool, its
@@ -269,11 +269,11 @@ function readIfSmall(abs: string, threshold: number): "gone" | "large" | { buf: 
   try {
     const st = fstatSync(fd);
     if (st.size >= threshold) return "large";
-    const pooled = st.size < SMALL.size ? SMALL.take() : undefined;
+    const pooled = BUFFERS.take(st.size + 1);
     const buf = readExactlySync(fd, st.size, pooled ?? Buffer.allocUnsafe(st.size + 1));
     const st2 = fstatSync(fd);
     if (!buf || st2.mtimeMs !== st.mtimeMs || st2.size !== buf.length) {
-      if (pooled) SMALL.give(pooled);
+      if (pooled) BUFFERS.give(pooled);
       throw new FileChanging(`${abs} changed while being read`);
     }
     return { buf, pooled, st };
