@@ -1,7 +1,7 @@
 /** Reading the docroot: a scan that lists regular files with their stat data, and hashing. */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { lstat, opendir, readFile, realpath, stat } from "node:fs/promises";
+import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { lstat, opendir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { PathFilter } from "../core/filters.ts";
 import { checkRelativePath, TEMP_MARK } from "../core/paths.ts";
@@ -124,10 +124,30 @@ export async function scanTree(root: string, opts: { filter: PathFilter; under?:
   return { files, skipped, unreadable };
 }
 
+// One buffer serves every synchronous read: nothing else runs while one is in progress.
+const HASH_BUF = Buffer.allocUnsafeSlow(1024 * 1024);
+
+/** sha256 of a (probably small) file read synchronously through {@link HASH_BUF}, whatever its size now. */
+function hashSmallSync(abs: string): string {
+  const h = createHash("sha256");
+  const fd = openSync(abs, "r");
+  try {
+    for (;;) {
+      const n = readSync(fd, HASH_BUF, 0, HASH_BUF.length, null);
+      if (n === 0) break;
+      h.update(HASH_BUF.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
 /** sha256 of a file, streamed. */
 export async function hashFile(abs: string, sizeHint?: number): Promise<string> {
-  // Small files (most of a website) in one read: a 1 MiB stream buffer per tiny file is pure overhead.
-  if (sizeHint !== undefined && sizeHint < 1024 * 1024) return createHash("sha256").update(await readFile(abs)).digest("hex");
+  // Small files (most of a website): read synchronously into one reused buffer (no stream, no
+  // fresh Buffer per file; a fifth of the CPU of promise reads, see sync/transfer.ts readIfSmall).
+  if (sizeHint !== undefined && sizeHint < HASH_BUF.length) return hashSmallSync(abs);
   const h = createHash("sha256");
   for await (const chunk of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);
   return h.digest("hex");

@@ -9,7 +9,7 @@ import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
 import type { S3Store } from "./s3-store.ts";
-import { readJson, writeJson } from "./state-files.ts";
+import { readJson, writeJsonListAtomic } from "./state-files.ts";
 
 /** The ledger kept in one state file for one bucket/prefix. */
 export class OrphanLedger {
@@ -23,7 +23,7 @@ export class OrphanLedger {
   async record(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
     const known = (await readJson<{ keys: string[] }>(this.file))?.keys ?? [];
-    await writeJson(this.file, { keys: [...new Set([...known, ...keys])] });
+    await writeJsonListAtomic(this.file, "keys", new Set([...known, ...keys]));
   }
 
   /**
@@ -46,7 +46,7 @@ export class OrphanLedger {
       if (failed.length > 0) opts.log.warn({ objects: failed.length, error: failed[0]?.error }, "could not delete objects left outside the manifest; the next commit tries again");
       if (failed.length < stale.length) opts.log.info({ objects: stale.length - failed.length }, "removed objects an interrupted run left outside the manifest");
     }
-    if (kept.length > 0) await writeJson(this.file, { keys: kept });
+    if (kept.length > 0) await writeJsonListAtomic(this.file, "keys", kept);
     else await rm(this.file, { force: true });
   }
 }

@@ -8,6 +8,39 @@ interface SdkLikeError {
   $retryable?: unknown;
 }
 
+/**
+ * A failed answer on the lean data path (adapters/lean-http.ts), shaped as the SDK shapes its
+ * service errors (`name` = the S3 code, `$metadata.httpStatusCode`), so everything below
+ * classifies both alike.
+ */
+export class S3HttpError extends Error {
+  readonly $metadata: { readonly httpStatusCode: number; readonly requestId?: string | undefined };
+  readonly $fault: "client" | "server";
+
+  constructor(status: number, code: string | undefined, message: string | undefined, requestId?: string) {
+    super(message ?? code ?? `HTTP ${status}`);
+    this.name = code ?? nameForStatus(status);
+    this.$metadata = { httpStatusCode: status, requestId };
+    this.$fault = status >= 500 ? "server" : "client";
+  }
+}
+
+// How the SDK names an answer without an error document (a HEAD, a 304, a proxy's bare status).
+function nameForStatus(status: number): string {
+  return status === 304 ? "NotModified" : status === 404 ? "NotFound" : status === 412 ? "PreconditionFailed" : status === 403 ? "Forbidden" : status === 400 ? "BadRequest" : status === 503 ? "ServiceUnavailable" : status >= 500 ? "InternalError" : "UnknownError";
+}
+
+/** Code and Message of an S3 XML error document (`<Error><Code>…</Code><Message>…</Message></Error>`); empty when it is not one. */
+export function parseS3ErrorXml(xml: string): { code?: string; message?: string } {
+  const code = /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
+  const message = /<Message>([^<]*)<\/Message>/.exec(xml)?.[1];
+  return { ...(code ? { code: unescapeXml(code) } : {}), ...(message ? { message: unescapeXml(message) } : {}) };
+}
+
+function unescapeXml(s: string): string {
+  return s.replace(/&(lt|gt|quot|apos|amp);/g, (_m, e: string) => ({ lt: "<", gt: ">", quot: '"', apos: "'", amp: "&" })[e] as string);
+}
+
 /** HTTP status of an SDK error, if it has one. */
 export function httpStatus(err: unknown): number | undefined {
   return (err as SdkLikeError | null)?.$metadata?.httpStatusCode;

@@ -11,8 +11,10 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import { ConditionFailed } from "../core/errors.ts";
+import type { LeanHttp } from "./lean-http.ts";
 import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
 
 /** Result of a GET that may be conditional. */
@@ -57,12 +59,15 @@ export class S3Store {
   readonly endpoint: string;
   /** For messages: the AWS profile its credentials come from, if one was named. */
   readonly profile: string | undefined;
+  /** The lean data path for content objects (single PUT, GET); undefined: everything on the SDK. */
+  private readonly data: LeanHttp | undefined;
 
-  constructor(opts: { client: S3Client; bucket: string; endpoint: string; profile?: string | undefined }) {
+  constructor(opts: { client: S3Client; bucket: string; endpoint: string; profile?: string | undefined; data?: LeanHttp | undefined }) {
     this.client = opts.client;
     this.bucket = opts.bucket;
     this.endpoint = opts.endpoint;
     this.profile = opts.profile;
+    this.data = opts.data;
   }
 
   /** GET a small object into memory, optionally conditional (If-None-Match / If-Match) or by version. */
@@ -90,6 +95,11 @@ export class S3Store {
   /** GET an object as a stream, by version or with If-Match on the expected ETag. */
   async getStream(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<StreamResult> {
     try {
+      if (this.data) {
+        const res = await this.data.get(this.bucket, key, opts);
+        const h = res.headers;
+        return { status: "ok", body: res.body, etag: one(h.etag) ?? "", size: Number(one(h["content-length"]) ?? -1), attrs: attrsOf(h) };
+      }
       const res = await this.client.send(
         new GetObjectCommand({
           Bucket: this.bucket,
@@ -171,6 +181,23 @@ export class S3Store {
       if ((cond.ifMatch || cond.ifNoneMatch) && (status === 412 || status === 409 || errName(err) === "PreconditionFailed")) {
         throw new ConditionFailed(`conditional write of ${key} failed (HTTP ${status})`, { cause: err });
       }
+      throw toRemoteError(err, `PUT s3://${this.bucket}/${key}`, this.endpoint, this.profile);
+    }
+  }
+
+  /**
+   * PUT a content object: `sha256` is the hex sha256 of `body` (fansync computed it already; it is
+   * the payload hash of the signature, so the bytes are not hashed again). Unconditional.
+   */
+  async putContent(key: string, body: Uint8Array, sha256: string, attrs: ObjectAttrs, signal?: AbortSignal): Promise<PutResult> {
+    if (!this.data) return this.put(key, body, attrs, {}, signal);
+    try {
+      const headers: Record<string, string> = { "content-type": attrs.contentType };
+      if (attrs.cacheControl) headers["cache-control"] = attrs.cacheControl;
+      for (const [k, v] of Object.entries(attrs.metadata ?? {})) headers[`x-amz-meta-${k.toLowerCase()}`] = v;
+      const res = await this.data.put(this.bucket, key, body, sha256, headers, signal);
+      return { etag: res.etag, versionId: realVersion(res.versionId) };
+    } catch (err) {
       throw toRemoteError(err, `PUT s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
   }
@@ -306,6 +333,23 @@ export class S3Store {
  */
 export function realVersion(v: string | undefined): string | undefined {
   return v === undefined || v === "" || v === "null" ? undefined : v;
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** A content object's headers and user metadata from a raw answer (as the SDK's GetObject output has them). */
+function attrsOf(h: IncomingHttpHeaders): ObjectAttrs {
+  const metadata: Record<string, string> = {};
+  let any = false;
+  for (const [k, v] of Object.entries(h)) {
+    if (!k.startsWith("x-amz-meta-") || v === undefined) continue;
+    metadata[k.slice(11)] = one(v) ?? "";
+    any = true;
+  }
+  const cacheControl = one(h["cache-control"]);
+  return { contentType: one(h["content-type"]) ?? "application/octet-stream", cacheControl, ...(any ? { metadata } : {}) };
 }
 
 function unquote(etag: string): string {

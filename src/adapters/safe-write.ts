@@ -57,10 +57,20 @@ export async function ensureParentDirs(root: string, rel: string, removable: (p:
   }
 }
 
-/** A temp file name next to the target: a dotfile, which web servers commonly refuse to serve. */
-export function tempPathFor(root: string, rel: string, runId: string): string {
+/**
+ * A temp file name next to the target: a dotfile, which web servers commonly refuse to serve.
+ * `runId` is the run's own (random, see {@link newRunId}) and `seq` counts its temp files, so names
+ * never collide within a run (no random bytes per file) nor between runs or processes; files are
+ * created with O_EXCL besides, so a collision would fail rather than overwrite.
+ */
+export function tempPathFor(root: string, rel: string, runId: string, seq: number): string {
   const dir = path.dirname(path.join(root, rel));
-  return path.join(dir, `${TEMP_MARK}${runId}-${randomBytes(4).toString("hex")}`);
+  return path.join(dir, `${TEMP_MARK}${runId}-${seq.toString(36)}`);
+}
+
+/** A run's id for its temp file names: 48 random bits and the process id. */
+export function newRunId(): string {
+  return `${randomBytes(6).toString("hex")}${process.pid.toString(36)}`;
 }
 
 /** Remove empty directories from `rel`'s parent upwards, stopping at the root. */

@@ -1,5 +1,6 @@
 /** Small durable files in the state directory: atomic JSON writes and NDJSON maps. */
 import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import path from "node:path";
 
@@ -28,33 +29,85 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
-/** Write a map as NDJSON (one `[key, value]` per line): cheap to write and read at 1M entries. */
+/**
+ * Write a map as NDJSON (one `[key, value]` per line): cheap to write and read at 1M entries.
+ * Atomic (temp file, fsync, rename) and streamed: lines go out a batch at a time, so the whole
+ * text (~200 MB at 1M entries) is never held.
+ */
 export async function writeNdjsonMap<V>(file: string, map: ReadonlyMap<string, V>): Promise<void> {
-  const parts: string[] = [];
-  for (const [k, v] of map) parts.push(JSON.stringify([k, v]));
-  await writeFileAtomic(file, parts.join("\n") + (parts.length ? "\n" : ""));
+  await writeLinesAtomic(file, (function* () {
+    for (const [k, v] of map) yield JSON.stringify([k, v]);
+  })());
 }
 
-/** Read an NDJSON map; empty when the file is missing or damaged (the caller then rebuilds). */
-export async function readNdjsonMap<V>(file: string): Promise<Map<string, V>> {
-  let text: string;
+/** Write `lines` (each without its newline) to `file` atomically, a batch at a time. */
+export async function writeLinesAtomic(file: string, lines: Iterable<string>): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${randomBytes(4).toString("hex")}`;
+  const fh = await open(tmp, "w", 0o644);
   try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return new Map();
-    throw err;
+    let batch = "";
+    for (const line of lines) {
+      batch += line + "\n";
+      if (batch.length >= 1024 * 1024) {
+        await fh.write(batch);
+        batch = "";
+      }
+    }
+    if (batch !== "") await fh.write(batch);
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
+  await rename(tmp, file);
+}
+
+/**
+ * Read an NDJSON map; empty when the file is missing or damaged (the caller then rebuilds).
+ * Streamed: one chunk of text at a time, not the whole file as one string.
+ */
+export async function readNdjsonMap<V>(file: string): Promise<Map<string, V>> {
   const map = new Map<string, V>();
+  let rest = "";
   try {
-    for (const line of text.split("\n")) {
-      if (line === "") continue;
-      const [k, v] = JSON.parse(line) as [string, V];
+    for await (const chunk of createReadStream(file, { encoding: "utf8", highWaterMark: 1024 * 1024 })) {
+      const text = rest + (chunk as string);
+      let start = 0;
+      for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
+        if (nl > start) {
+          const [k, v] = JSON.parse(text.slice(start, nl)) as [string, V];
+          map.set(k, v);
+        }
+        start = nl + 1;
+      }
+      rest = text.slice(start);
+    }
+    if (rest !== "") {
+      const [k, v] = JSON.parse(rest) as [string, V];
       map.set(k, v);
     }
-  } catch {
-    return new Map();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return new Map();
+    if (err instanceof SyntaxError || err instanceof TypeError) return new Map();
+    throw err;
   }
   return map;
+}
+
+/**
+ * Write `{ "<field>": [items…] }` atomically, an item per line, streamed (the keys of a first
+ * push of 1M files are never one string).
+ */
+export async function writeJsonListAtomic(file: string, field: string, items: Iterable<unknown>): Promise<void> {
+  await writeLinesAtomic(file, (function* () {
+    yield `{${JSON.stringify(field)}:[`;
+    let first = true;
+    for (const item of items) {
+      yield `${first ? "" : ","}${JSON.stringify(item)}`;
+      first = false;
+    }
+    yield "]}";
+  })());
 }
 
 /** Write a JSON document atomically. */

@@ -10,6 +10,7 @@ import { UsageError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import { parseDuration } from "../core/units.ts";
 import { createS3Client } from "../adapters/s3-client.ts";
+import { LeanHttp } from "../adapters/lean-http.ts";
 import { S3Store } from "../adapters/s3-store.ts";
 import { type JobRole, jobStateDir, locationStateDir, type StateDir } from "../adapters/state-dir.ts";
 import { readSigningKey } from "../adapters/keys.ts";
@@ -29,12 +30,26 @@ function requestTimeoutFromEnv(): number | undefined {
   return ms;
 }
 
+/**
+ * FANSYNC_DATA_PATH=sdk sends content objects through the SDK client too (the escape hatch from
+ * the lean data path, adapters/lean-http.ts); unset or "lean": the lean path.
+ */
+function leanDataPath(): boolean {
+  const raw = process.env.FANSYNC_DATA_PATH;
+  if (raw === undefined || raw === "" || raw === "lean") return true;
+  if (raw === "sdk") return false;
+  throw new UsageError(`FANSYNC_DATA_PATH=${JSON.stringify(raw)} is not "lean" or "sdk"`, { hint: "unset it, or set it to sdk to send content objects through the AWS SDK" });
+}
+
 /** An S3 store for `loc` with its own connection settings. */
 export function storeFor(cfg: Config, loc: Location): S3Store {
   const s = settingsFor(cfg, loc);
-  const client = createS3Client({ ...s, maxSockets: Math.max(8, cfg.concurrency * 2), requestTimeoutMs: cfg.timeout ?? requestTimeoutFromEnv() });
+  const maxSockets = Math.max(8, cfg.concurrency * 2);
+  const requestTimeoutMs = cfg.timeout ?? requestTimeoutFromEnv();
+  const client = createS3Client({ ...s, maxSockets, requestTimeoutMs });
   const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? "AWS S3";
-  return new S3Store({ client, bucket: loc.bucket, endpoint, profile: s.profile });
+  const data = leanDataPath() ? new LeanHttp(client, { maxSockets, requestTimeoutMs }) : undefined;
+  return new S3Store({ client, bucket: loc.bucket, endpoint, profile: s.profile, data });
 }
 
 /** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */

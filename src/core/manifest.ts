@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip, gzipSync } from "node:zlib";
+import { createGunzip, createGzip } from "node:zlib";
 import { IntegrityError } from "./errors.ts";
 import { checkPathSet, compareUtf8, showPath } from "./paths.ts";
 import { type HeadSignature, parseHeadSignature } from "./signing.ts";
@@ -97,12 +97,32 @@ export function sha256Hex(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-/** Serialise a generation's entries to the stored manifest bytes (gzip NDJSON, sorted by UTF-8 path). */
-export function serializeManifest(generation: number, files: FileMap): Buffer {
+/**
+ * Serialise a generation's entries to the stored manifest bytes (gzip NDJSON, sorted by UTF-8
+ * path). The lines are compressed as they are made, a batch at a time: the whole text of a
+ * 1M-entry manifest (~200 MB) is never held, only its compressed bytes.
+ */
+export async function serializeManifest(generation: number, files: FileMap): Promise<Buffer> {
   const paths = [...files.keys()].sort(compareUtf8);
-  const lines = [JSON.stringify({ format: MANIFEST_FORMAT, generation, files: paths.length })];
-  for (const p of paths) lines.push(JSON.stringify(compactEntry(files.get(p) as Entry)));
-  return gzipSync(lines.join("\n") + "\n", { level: 6 });
+  const gz = createGzip({ level: 6 });
+  const out: Buffer[] = [];
+  gz.on("data", (c: Buffer) => out.push(c));
+  const ended = new Promise<void>((resolve, reject) => {
+    gz.once("end", resolve);
+    gz.once("error", reject);
+  });
+  let batch = JSON.stringify({ format: MANIFEST_FORMAT, generation, files: paths.length }) + "\n";
+  for (const p of paths) {
+    batch += JSON.stringify(compactEntry(files.get(p) as Entry)) + "\n";
+    if (batch.length >= 256 * 1024) {
+      // Waiting for each batch to be compressed bounds what is queued to the batch size.
+      await new Promise<void>((resolve, reject) => gz.write(batch, (err) => (err ? reject(err) : resolve())));
+      batch = "";
+    }
+  }
+  gz.end(batch);
+  await ended;
+  return Buffer.concat(out);
 }
 
 function compactEntry(e: Entry): Entry {

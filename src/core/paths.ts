@@ -70,7 +70,24 @@ export function checkPathSet(paths: Iterable<string>): string[] {
   return problems;
 }
 
-/** Byte-order comparison of two strings as UTF-8, the order S3 lists keys in. */
+/**
+ * Byte-order comparison of two strings as UTF-8, the order S3 lists keys in. UTF-8 byte order is
+ * code point order, which UTF-16 code unit order equals except that surrogates (U+D800–U+DFFF,
+ * halves of code points above U+FFFF) sort below U+E000–U+FFFF: the first differing units are
+ * compared with surrogates moved above them. Without encoding both strings per call (sorting 1M
+ * paths made 40M buffers).
+ */
 export function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+// A code unit's place in code point order: surrogates after U+E000–U+FFFF.
+function codePointRank(u: number): number {
+  return u < 0xd800 ? u : u < 0xe000 ? u + 0x2000 : u - 0x800;
 }

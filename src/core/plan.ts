@@ -14,6 +14,13 @@ export interface LocalFile {
   readonly sha256: string;
 }
 
+/**
+ * The sha256 of a file not hashed yet: a small file whose path is new to the bucket is read once,
+ * by its transfer, which hashes those bytes and then sends them (or copies the object that holds
+ * them already). Planned as an upload: it can be neither unchanged nor a known twin.
+ */
+export const UNHASHED = "";
+
 /** What a push must do to make the bucket's generation equal the docroot. */
 export interface PushPlan {
   /** Files whose bytes must be uploaded. */
@@ -50,8 +57,16 @@ export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { d
     const r = remote.get(f.path);
     if (r && !r.versionId && (r.sha256 !== f.sha256 || r.size !== f.size)) overwritten.add(f.path);
   }
-  const bySha = new Map<string, Entry>();
-  for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !overwritten.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+  // The bucket's objects by content, built only when a file needs a source to copy from: a no-op
+  // push over 1M entries never builds it.
+  let bySha: Map<string, Entry> | undefined;
+  const twinOf = (sha: string): Entry | undefined => {
+    if (!bySha) {
+      bySha = new Map();
+      for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !overwritten.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
+    }
+    return bySha.get(sha);
+  };
   const uploads: LocalFile[] = [];
   const copies: { file: LocalFile; from: Entry }[] = [];
   const metaOnly: { file: LocalFile; from: Entry }[] = [];
@@ -60,13 +75,13 @@ export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { d
   let uploadBytes = 0;
   for (const f of local) {
     seen.add(f.path);
-    const r = moved.has(f.path) ? undefined : remote.get(f.path);
+    const r = moved.has(f.path) || f.sha256 === UNHASHED ? undefined : remote.get(f.path);
     if (r && r.sha256 === f.sha256 && r.size === f.size) {
       if (r.mtimeMs === f.mtimeMs && r.mode === f.mode) unchanged++;
       else metaOnly.push({ file: f, from: r });
       continue;
     }
-    const twin = bySha.get(f.sha256);
+    const twin = f.sha256 === UNHASHED ? undefined : twinOf(f.sha256);
     if (twin && twin.size === f.size) copies.push({ file: f, from: twin });
     else {
       uploads.push(f);

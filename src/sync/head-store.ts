@@ -108,7 +108,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   const gen = input.generation ?? prevGen + 1;
   if (!Number.isSafeInteger(gen) || gen <= prevGen) throw new IntegrityError(`cannot publish generation ${gen} over generation ${prevGen}`);
   const time = input.now().toISOString();
-  const manifestBytes = serializeManifest(gen, input.files);
+  const manifestBytes = await serializeManifest(gen, input.files);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
   await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
   // A journal only pays off for small deltas; a huge one (a first publish of 100k files, a mass

@@ -9,7 +9,7 @@
  * runs after a generation is committed, so the head, manifests and path-keyed objects are exactly
  * what they are without packs.
  */
-import { readFile, unlink, utimes, chmod, writeFile } from "node:fs/promises";
+import { readFile, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import pMap from "p-map";
@@ -23,6 +23,7 @@ import { ensureParentDirs, tempPathFor } from "../adapters/safe-write.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { writeStagedFile } from "./transfer.ts";
 
 /** A pack not named by the index is deleted only when older than this (another writer's, still on its way). */
 export const ORPHAN_PACK_GRACE_MS = 15 * 60 * 1000;
@@ -242,6 +243,8 @@ export interface PackStageResult {
 export interface PackStageContext {
   readonly root: string;
   readonly runId: string;
+  /** The run's temp-file counter (shared with the puller's path-keyed downloads: names never collide). */
+  readonly nextSeq: () => number;
   /** Paths the caller may remove on the way to a file (ensureParentDirs' rule). */
   readonly removable: (p: string) => boolean;
   readonly verifiedDirs: Set<string>;
@@ -300,7 +303,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
         log.warn({ path: e.path, pack: f.pack.id }, "a pack's bytes are not the manifest's: fetching the file path-keyed");
         return;
       }
-      const tmp = tempPathFor(c.root, e.path, c.runId);
+      const tmp = tempPathFor(c.root, e.path, c.runId, c.nextSeq());
       try {
         await ensureParentDirs(c.root, e.path, c.removable, c.verifiedDirs);
         await writeStagedFile(tmp, slice, e);
@@ -318,19 +321,6 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
   log.info({ packs: packsFetched, files: staged.length, bytes: staged.reduce((n, s) => n + s.entry.size, 0) }, "files taken from packs");
   return { staged, packsFetched, fellBack };
 }
-
-/**
- * Write verified bytes as the temp file `tmp` with the entry's mode and mtime: what
- * transfer.downloadTo leaves behind for a path-keyed object (renaming it is the caller's commit).
- */
-async function writeStagedFile(tmp: string, bytes: Uint8Array, e: Entry): Promise<void> {
-  await writeFile(tmp, bytes, { mode: e.mode & 0o777, flag: "wx" });
-  if ((e.mode & 0o777 & ~UMASK) !== e.mode) await chmod(tmp, e.mode);
-  await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
-}
-
-// The process umask, read once: a file created with mode m gets m & ~umask.
-const UMASK = process.umask();
 
 /** GET one whole pack; undefined when it is not there. More bytes than the index says is refused. */
 async function fetchPack(store: S3Store, key: string, size: number, signal: AbortSignal): Promise<Buffer | undefined> {

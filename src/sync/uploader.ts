@@ -13,20 +13,20 @@ import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
-import { isEmptyPlan, type LocalFile, planPush, type PushPlan } from "../core/plan.ts";
+import { isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
 import { formatAge } from "../core/units.ts";
 import type { SigningKey } from "../core/signing.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
-import type { ObjectAttrs, S3Store } from "../adapters/s3-store.ts";
+import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { findMovedObjects, uploadFile } from "./transfer.ts";
+import { type FileFacts, findMovedObjects, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
@@ -147,7 +147,10 @@ export class Uploader {
     if (!scope && scan.files.length === 0 && scan.unreadable.length === 0 && !this.o.force) {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
     }
-    const { local, unreadable: unhashed } = await this.hashAll(scan.files, index);
+    // Small files new to the bucket are hashed by their transfer (one read): not in a dry run, which only plans.
+    const { local, unreadable: unhashed, pending } = await this.hashAll(scan.files, index, remote.files, !this.o.dryRun);
+    // The scan's list is not needed past this point: let it go before planning (1M entries).
+    scan.files.length = 0;
     const unreadable = [...scan.unreadable, ...unhashed].sort();
     for (const p of unhashed) log.warn({ path: p, reason: "could not be read" }, "skipped");
     if (!scope && unreadable.length === 0 && pruneIndex(index, local)) this.indexDirty = true;
@@ -190,7 +193,7 @@ export class Uploader {
       log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
-    return this.execute(remote, plan, summary, index, dirty, approve);
+    return this.execute(remote, plan, summary, index, dirty, approve, pending, moved);
   }
 
   /**
@@ -248,8 +251,15 @@ export class Uploader {
     return { generation: c.head?.head.generation ?? 0, published: c.published };
   }
 
-  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean): Promise<ReconcileResult> {
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
+    // Unhashed files: what the bucket holds by content, so one whose bytes are there already is
+    // copied server-side as planPush would have planned it (built only when there are any).
+    // Objects this commit overwrites are no source either, unless read by version (see planPush).
+    const bySha = pending.size > 0 ? twinsOf(remote.files, moved, new Set(plan.uploads.filter((f) => { const r = remote.files.get(f.path); return r !== undefined && !r.versionId; }).map((f) => f.path))) : undefined;
+    const unreadable: string[] = [];
+    let copiedInstead = 0;
+    let bytesNotSent = 0;
     const puts: Entry[] = [];
     const failed: FailedTransfer[] = [];
     const deferred: string[] = [];
@@ -274,7 +284,11 @@ export class Uploader {
         ev?.file?.({ role: "push", op, bytes: op === "upload" ? size : 0 });
       } catch (err) {
         if (err instanceof FileChanging) deferred.push(p);
-        else {
+        else if (pending.has(p) && unreadableCode(err)) {
+          // As the hashing pass does: a file the uploader may not read is skipped, never fatal.
+          unreadable.push(p);
+          log.warn({ path: p, reason: "could not be read" }, "skipped");
+        } else {
           failed.push({ path: p, error: errorMessage(err), retryable: isRetryable(err) });
           ev?.failed?.({ role: "push", errorClass: (err as Error).name ?? "Error" });
           log.error({ path: p, err }, "upload failed");
@@ -288,7 +302,23 @@ export class Uploader {
     ];
     ev?.start?.({ role: "push", files: jobs.length, bytes: plan.uploadBytes });
     await pMap(jobs, (job) => {
-      if (job.kind === "upload") return run(job.file.path, "upload", job.file.size, () => this.uploadFile(job.file));
+      if (job.kind === "upload") {
+        const f = job.file;
+        if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f));
+        return run(f.path, "upload", f.size, () => this.uploadFile(f, async (facts) => {
+          const twin = bySha.get(facts.sha256);
+          if (!twin || twin.size !== facts.size) return undefined;
+          try {
+            const r = await store.copy(this.key(f.path), { bucket: store.bucket, key: this.key(twin.path), versionId: twin.versionId, etag: twin.etag }, this.attrs({ path: f.path, ...facts }), signal);
+            copiedInstead++;
+            bytesNotSent += facts.size;
+            return r;
+          } catch (err) {
+            if (err instanceof ConditionFailed) return undefined;
+            throw err;
+          }
+        }));
+      }
       const { file, from } = job;
       return run(file.path, "copy", 0, async () => {
         try {
@@ -305,6 +335,13 @@ export class Uploader {
     signal.throwIfAborted();
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     for (const e of puts) {
+      const ino = pending.get(e.path);
+      if (ino !== undefined) {
+        // Hashed by its transfer: the index learns it now.
+        index.set(e.path, [e.size, e.mtimeMs, ino, e.sha256]);
+        this.indexDirty = true;
+        continue;
+      }
       const st = index.get(e.path);
       if (st && st[3] !== e.sha256) {
         index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
@@ -334,20 +371,25 @@ export class Uploader {
       } else if (base && base !== remote.state) {
         this.remote = { state: base, files: remote.files };
       }
-      return { ...summary, generation: c.head?.head.generation ?? 0, published: c.published, deferred };
+      const counts = { uploads: summary.uploads - copiedInstead - unreadable.length, copies: summary.copies + copiedInstead, uploadBytes: summary.uploadBytes - bytesNotSent, unreadable: [...summary.unreadable, ...unreadable].sort() };
+      return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published, deferred };
     } finally {
       await this.saveIndex(index);
     }
   }
 
-  /** Upload one file with its own bytes; returns its new entry, or undefined when it vanished. */
-  private async uploadFile(f: LocalFile): Promise<Entry | undefined> {
+  /**
+   * Upload one file with its own bytes; returns its new entry, or undefined when it vanished.
+   * `instead`: see transfer.ts uploadFile (a server-side copy of bytes the bucket holds already).
+   */
+  private async uploadFile(f: LocalFile, instead?: (facts: FileFacts) => Promise<PutResult | undefined>): Promise<Entry | undefined> {
     const up = await uploadFile(this.d.store, this.key(f.path), path.join(this.o.docroot, f.path), {
       multipartThreshold: this.o.multipartThreshold,
       partSize: this.o.partSize,
       // Large files stream with the sha256 the scan found: a file that changed since is caught.
       expect: f.size >= this.o.multipartThreshold ? { size: f.size, sha256: f.sha256 } : undefined,
       attrs: (facts) => this.attrs({ path: f.path, ...facts }),
+      instead,
       signal: this.d.signal,
     });
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
@@ -417,16 +459,30 @@ export class Uploader {
     this.indexDirty = false;
   }
 
-  /** Hash files whose size/mtime/inode changed since the index saw them. */
-  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>): Promise<{ local: LocalFile[]; unreadable: string[] }> {
+  /**
+   * Hash files whose size/mtime/inode changed since the index saw them. With `deferNew`, a small
+   * file whose path the bucket (`remote`) does not hold is left {@link UNHASHED} (its inode in
+   * `pending`): its transfer reads and hashes it once, instead of a hashing pass here and a second
+   * read there.
+   */
+  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>, remote: FileMap, deferNew: boolean): Promise<{ local: LocalFile[]; unreadable: string[]; pending: Map<string, number> }> {
     const out: LocalFile[] = [];
     const unreadable: string[] = [];
     const dirty: ScannedFile[] = [];
+    const pending = new Map<string, number>();
     // Files the index knows unchanged (size, mtime, inode) are not read at all: a no-op push hashes nothing.
     for (const f of files) {
       const known = index.get(f.path);
-      if (known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino) out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: known[3] });
-      else dirty.push(f);
+      if (known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino) {
+        // The index shares the manifest's sha256 string, and the file its path string, instead of
+        // equal copies (the scan's list is let go once hashed): ~130 MB less at 1M files.
+        const r = remote.get(f.path);
+        if (r !== undefined && r.sha256 === known[3]) known[3] = r.sha256;
+        out.push({ path: r?.path ?? f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: known[3] });
+      } else if (deferNew && f.size < this.o.multipartThreshold && !remote.has(f.path)) {
+        pending.set(f.path, f.ino);
+        out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: UNHASHED });
+      } else dirty.push(f);
     }
     let hashed = 0;
     await pMap(dirty, async (f) => {
@@ -449,7 +505,7 @@ export class Uploader {
       out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
     }, { concurrency: 4 });
     if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
-    return { local: out, unreadable };
+    return { local: out, unreadable, pending };
   }
 }
 
@@ -464,6 +520,19 @@ function pruneIndex(index: Map<string, IndexEntry>, local: readonly LocalFile[])
     }
   }
   return pruned;
+}
+
+/** The bucket's objects by content (the first of each sha256), without the ones that hold or will hold other bytes. */
+function twinsOf(files: FileMap, moved: ReadonlySet<string>, overwritten: ReadonlySet<string>): Map<string, Entry> {
+  const out = new Map<string, Entry>();
+  for (const e of files.values()) if (e.size >= 1 && !moved.has(e.path) && !overwritten.has(e.path) && !out.has(e.sha256)) out.set(e.sha256, e);
+  return out;
+}
+
+/** Whether a transfer failed because the file may not be read (EACCES, EPERM). */
+function unreadableCode(err: unknown): boolean {
+  const code = ((err as { cause?: NodeJS.ErrnoException } | null)?.cause ?? (err as NodeJS.ErrnoException | null))?.code;
+  return code === "EACCES" || code === "EPERM";
 }
 
 function fileEntry(f: LocalFile): Omit<Entry, "etag"> {

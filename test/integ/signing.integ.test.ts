@@ -75,7 +75,7 @@ async function manifestOf(bucket: string, gen: number): Promise<FileMap> {
 
 /** Plant generation `gen` in `bucket`: its manifest (of `files`, or raw bytes) and a head naming it, signed by `key` (or not). */
 async function plant(bucket: string, gen: number, files: FileMap, opts: { key?: SigningKey; site?: string; manifest?: Buffer; signFiles?: FileMap } = {}): Promise<void> {
-  const body = opts.manifest ?? serializeManifest(gen, files);
+  const body = opts.manifest ?? (await serializeManifest(gen, files));
   await putBytes(ctx.server.client, bucket, metaKeys.manifest(META, gen), body);
   const time = new Date().toISOString();
   const signed = opts.signFiles ?? files;
@@ -164,8 +164,8 @@ describe(`signed generations (${server}, seed ${SEED})`, () => {
     await refused(s, "a head signed by another key", s.pull(s.purl), /signed by key [0-9a-f]{16}, which this node does not trust/);
     // A trusted key id on a signature made for other fields (generation 2's, moved to 3): forged.
     const forged = JSON.parse(head2.toString()) as Record<string, unknown>;
-    await putBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 3), serializeManifest(3, m2));
-    await putBytes(ctx.server.client, s.primary, `${META}head.json`, JSON.stringify({ ...forged, generation: 3, manifestKey: metaKeys.manifest(META, 3), manifestSha256: sha256Hex(serializeManifest(3, m2)), oldestJournal: 3 }));
+    await putBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 3), await serializeManifest(3, m2));
+    await putBytes(ctx.server.client, s.primary, `${META}head.json`, JSON.stringify({ ...forged, generation: 3, manifestKey: metaKeys.manifest(META, 3), manifestSha256: sha256Hex(await serializeManifest(3, m2)), oldestJournal: 3 }));
     await refused(s, "a signature moved to another generation", s.pull(s.purl), /does not verify: the head was forged or altered/);
     await plant(s.primary, 3, m3evil);
     await refused(s, "an unsigned head", s.pull(s.purl), /is not signed, and this node only accepts signed generations/);
@@ -174,7 +174,7 @@ describe(`signed generations (${server}, seed ${SEED})`, () => {
     // The master's own key signing a second, different generation 2 (a fork, a reset bucket).
     await plant(s.primary, 2, m3evil, { key: s.k.signing, site });
     await refused(s, "the same generation number with other content", s.pull(s.purl), /is generation 2 with other content than the generation 2 this node applied/);
-    await putBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 2), serializeManifest(2, m2));
+    await putBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 2), await serializeManifest(2, m2));
     await putBytes(ctx.server.client, s.primary, `${META}head.json`, head2);
     expectCode(await s.pull(s.purl), 0);
 
@@ -186,13 +186,13 @@ describe(`signed generations (${server}, seed ${SEED})`, () => {
     const manifest3 = await getBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 3));
     const journal3 = await getBytes(ctx.server.client, s.primary, metaKeys.journal(META, 3));
     const h3 = JSON.parse(head3.toString()) as Record<string, unknown>;
-    const swapped = serializeManifest(3, m2);
+    const swapped = await serializeManifest(3, m2);
     await putBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 3), swapped);
     await putBytes(ctx.server.client, s.primary, `${META}head.json`, JSON.stringify({ ...h3, manifestSha256: sha256Hex(swapped) }));
     const j = JSON.parse(journal3.toString()) as { puts: Entry[] };
     await putBytes(ctx.server.client, s.primary, metaKeys.journal(META, 3), JSON.stringify({ ...j, puts: [evil] }));
     await refused(s, "a manifest swapped for another generation's (and an edited journal)", s.pull(s.purl), /manifest of generation 3 .* does not match the signed generation/);
-    const edited = serializeManifest(3, new Map([...(await manifestOf(s.primary, 2)), ["css/site.css", { ...evil, path: "css/site.css" }]]));
+    const edited = await serializeManifest(3, new Map([...(await manifestOf(s.primary, 2)), ["css/site.css", { ...evil, path: "css/site.css" }]]));
     await putBytes(ctx.server.client, s.primary, metaKeys.manifest(META, 3), edited);
     await putBytes(ctx.server.client, s.primary, `${META}head.json`, JSON.stringify({ ...h3, manifestSha256: sha256Hex(edited) }));
     await refused(s, "an edited manifest", s.pull(s.purl), /does not match the signed generation/);

@@ -9,7 +9,7 @@ const e = (path: string, n = 1): Entry => ({ path, size: n, mtimeMs: 17000000000
 
 test("a manifest round-trips and is verified against the head's sha256", async () => {
   const files = new Map([e("b.html"), e("a/x.css", 2), e("caf\u00e9", 3), e("cafe\u0301", 4)].map((x) => [x.path, x]));
-  const bytes = serializeManifest(7, files);
+  const bytes = await serializeManifest(7, files);
   const back = await parseManifest(bytes, sha256Hex(bytes), 7);
   const byPath = (a: Entry, b: Entry) => compareUtf8(a.path, b.path);
   assert.deepEqual([...back.values()].sort(byPath), [...files.values()].sort(byPath));

@@ -43,3 +43,16 @@ test("UTF-8 byte order differs from UTF-16 order where S3 cares", () => {
   assert.ok(compareUtf8("\ue000", "\u{1f600}") < 0);
   assert.ok("\ue000" > "\u{1f600}");
 });
+
+test("compareUtf8 orders as UTF-8 bytes do (surrogate pairs above U+E000–U+FFFF)", () => {
+  const alphabet = ["a", "z", "/", "-", ".", "\u00e9", "e\u0301", "\u00ff", "\u0800", "\ud7ff", "\ue000", "\uffff", "\ud83d\ude00", "\ud800\udc00", "\udbff\udfff", "\u4e2d"];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const words = Array.from({ length: 400 }, () => Array.from({ length: 1 + Math.floor(next() * 4) }, () => alphabet[Math.floor(next() * alphabet.length)]).join(""));
+  for (const a of words) {
+    for (const b of words.slice(0, 60)) {
+      const want = Math.sign(Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8")));
+      assert.equal(Math.sign(compareUtf8(a, b)), want, `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+    }
+  }
+});

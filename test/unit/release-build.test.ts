@@ -52,7 +52,7 @@ test("debControl: the fields dpkg needs, a folded description, a final newline",
 
 test("the package layout: every source exists, configs are conffiles under /etc, nothing lands in /usr/local", async () => {
   for (const f of PACKAGED_FILES) await access(path.join(ROOT, f.from));
-  assert.deepEqual(PACKAGED_FILES.filter((f) => f.conffile).map((f) => f.to), ["etc/fansync/master.yaml", "etc/fansync/replicator.yaml", "etc/fansync/node.yaml"]);
+  assert.deepEqual(PACKAGED_FILES.filter((f) => f.conffile).map((f) => f.to), ["etc/fansync/master.yaml", "etc/fansync/replicator.yaml", "etc/fansync/node.yaml", "etc/fansync/sync.yaml"]);
   assert.ok(PACKAGED_FILES.every((f) => !f.to.startsWith("usr/local/") && !f.to.startsWith("/")));
   for (const m of ["postinst", "prerm", "postrm"]) assert.match(await readFile(path.join(ROOT, "release", "debian", m), "utf8"), /^#!\/bin\/sh\n[\s\S]*\nset -e\n/);
 });
