@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmod, rename, rm, utimes, writeFile } from "node:fs/promises";
+import { chmod, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
+import { startProxy } from "../helpers/proxy.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { DeleteObjectCommand, ListObjectVersionsCommand } from "@aws-sdk/client-s3";
 import { assertMediaType, getBytes, headObject, listKeys, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
@@ -80,6 +81,39 @@ describe(`push (${serverLabel()})`, () => {
     assert.deepEqual(keys, ["a.html", "dir/c.css", "dir/d.js", "new/name.txt"]);
     assert.equal((await getBytes(ctx.server.client, bucket, "new/name.txt")).toString(), "rename me please");
     assert.equal((await getBytes(ctx.server.client, bucket, "a.html")).toString(), "a changed");
+  });
+
+  test("renames with new files under the old names: every path holds its own bytes (no copy from an object the same push overwrites)", async () => {
+    const bucket = await ctx.server.bucket("push-swap");
+    const root = ctx.tmp("master");
+    const state = ctx.tmp("state");
+    const old: Record<string, string> = {};
+    for (let i = 0; i < 40; i++) old[`f${i}.txt`] = `original ${i} `.repeat(20);
+    await writeTree(root, old);
+    expectCode(await ctx.cli(["push", root, `s3://${bucket}/`, ...ctx.flags(state)]), 0);
+    for (let i = 0; i < 40; i++) {
+      await rename(path.join(root, `f${i}.txt`), path.join(root, `moved-${i}.txt`));
+      await writeFile(path.join(root, `f${i}.txt`), `replacement ${i} `.repeat(20));
+    }
+    // Writes to the new names arrive late: a server-side copy from f<i> would then read the
+    // replacement bytes on a server that ignores CopySourceIfMatch (moto).
+    const proxy = await startProxy(ctx.server.endpoint);
+    try {
+      proxy.fault = (q) => (q.method === "PUT" && q.url.includes("/moved-") ? { kind: "delay", ms: 1500 } : { kind: "none" });
+      const flags = ctx.flags(state);
+      flags[flags.indexOf("--endpoint-url") + 1] = proxy.url;
+      expectCode(await ctx.cli(["push", root, `s3://${bucket}/`, ...flags]), 0);
+    } finally {
+      await proxy.close();
+    }
+    for (let i = 0; i < 40; i++) {
+      assert.equal((await getBytes(ctx.server.client, bucket, `moved-${i}.txt`)).toString(), `original ${i} `.repeat(20), `moved-${i}.txt`);
+      assert.equal((await getBytes(ctx.server.client, bucket, `f${i}.txt`)).toString(), `replacement ${i} `.repeat(20), `f${i}.txt`);
+    }
+    // And a node that pulls it gets exactly that (its download checks each object against the manifest).
+    const node = ctx.tmp("node");
+    expectCode(await ctx.cli(["pull", `s3://${bucket}/`, node, ...ctx.flags(ctx.tmp("nstate"))]), 0);
+    assert.equal(await readFile(path.join(node, "moved-7.txt"), "utf8"), "original 7 ".repeat(20));
   });
 
   test("--dry-run prints the plan and changes nothing", async () => {
