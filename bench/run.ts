@@ -11,6 +11,7 @@ import { GNU_TIME, killActiveRuns, readCpuSeconds, runMeasured, type CommandSpec
 import { awsTool, baseEnv, fansyncTool, httpLoopTool, rcloneTool, s3cmdTool, sdkLoopTool, type Tool, type ToolContext } from "./lib/peers.ts";
 import { fleetSettingsFromEnv, runFleet } from "./lib/fleet.ts";
 import { runPropagation } from "./lib/propagation.ts";
+import { runSyncPropagation, type SyncPropagation } from "./lib/sync-propagation.ts";
 import type { BenchReport, FleetResult, Propagation, Row, RunRecord } from "./lib/results.ts";
 import { renderReport } from "./lib/report.ts";
 import { writeChart } from "./lib/chart.ts";
@@ -440,6 +441,22 @@ async function main(): Promise<void> {
       });
     }
   }
+  // Two-way (issue 17): a change on one `sync` node until the two others serve it, beside the
+  // master → node row. On moto whatever BENCH_SERVER says: sync needs conditional writes.
+  let syncPropagation: SyncPropagation | undefined;
+  if ((onlyScenarios === undefined || onlyScenarios.includes("sync-propagation")) && fansyncOk && tools.some((t) => t.id === "fansync")) {
+    syncPropagation = await runSyncPropagation({
+      repo: fansyncRepo,
+      workDir: join(workDir, "runs", "sync-propagation"),
+      bucket: BUCKET,
+      prefix: PREFIX,
+      seed,
+      files: scale === "full" ? 30 : 10,
+      env: baseEnv(),
+      logPath: join(outDir, "logs", "sync-propagation.log"),
+      log,
+    });
+  }
   if (onlyScenarios === undefined || onlyScenarios.includes("startup")) await runStartup(tools, fansyncOk);
   let fleet: FleetResult | undefined;
   if (onlyScenarios === undefined || onlyScenarios.includes("fleet")) {
@@ -484,6 +501,7 @@ async function main(): Promise<void> {
     trees: trees.map((t) => ({ name: t.plan.spec.name, files: t.entries.length, bytes: t.bytes, twins: t.twins })),
     rows: [...rows.values()],
     propagation,
+    ...(syncPropagation !== undefined ? { syncPropagation } : {}),
     ...(fleet !== undefined ? { fleet } : {}),
   };
   const merged = mergeInto(report);
@@ -510,7 +528,8 @@ function mergeInto(report: BenchReport): BenchReport {
   const fleet = report.fleet ?? earlier.fleet;
   // A propagation run that was not selected this time keeps the earlier figures.
   const propagation = report.propagation.status === "n/a" ? earlier.propagation : report.propagation;
-  return { ...earlier, rows, propagation, ...(fleet !== undefined ? { fleet } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
+  const syncPropagation = report.syncPropagation ?? earlier.syncPropagation;
+  return { ...earlier, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(fleet !== undefined ? { fleet } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */

@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { startCountingProxy, type ProxiedRequest } from "./counting-proxy.ts";
 import { readCpuSeconds, readPeakRssKb, runMeasured } from "./measure.ts";
 import type { FleetResult } from "./results.ts";
-import { startS3Server, type ServerKind } from "./server.ts";
+import { startS3Server, type ServerKind, waitExit } from "./server.ts";
 import { contentFor, hash32, planTree, prng, writeTree, type TreeSpec } from "./tree.ts";
 import type { ParentMessage, WorkerInit, WorkerMessage } from "./fleet-worker.ts";
 
@@ -87,19 +87,6 @@ export function classifyRequest(method: string, url: string, status: number): st
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function waitExit(child: ChildProcess, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const t = setTimeout(() => {
-      child.kill("SIGKILL");
-      resolve();
-    }, ms);
-    child.once("exit", () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
 
 /** Runs the fleet. Never throws: a failure becomes the result's status and note. */
 export async function runFleet(o: FleetOptions): Promise<FleetResult> {

@@ -49,7 +49,7 @@ function waitExit(child: ChildProcess, ms: number): Promise<number | null> {
 }
 
 /** True once `path` exists with exactly `want`'s bytes. */
-async function arrived(path: string, want: Buffer): Promise<boolean> {
+export async function arrived(path: string, want: Buffer): Promise<boolean> {
   try {
     if ((await stat(path)).size !== want.length) return false;
     return (await readFile(path)).equals(want);

@@ -595,6 +595,10 @@ export function renderReport(report: BenchReport, chartFile: string): string {
     if (p.note) lines.push(`\n${p.note}`);
   }
   lines.push("");
+  lines.push("### Two-way propagation: three `fansync sync` nodes, one file at a time");
+  lines.push("");
+  lines.push(syncPropagationSection(report.syncPropagation));
+  lines.push("");
   lines.push("## Simulated fleet: many pullers, one server, a master publishing");
   lines.push("");
   lines.push(fleetSection(report.fleet));
@@ -604,4 +608,17 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   lines.push(costSection(report.fleet));
   lines.push("");
   return lines.join("\n");
+}
+
+/** The two-way row: a file written on node A until B and C both serve it, and back from C. */
+function syncPropagationSection(p: BenchReport["syncPropagation"]): string {
+  if (p === undefined) return "_not run (BENCH_SCENARIOS=sync-propagation runs it; on moto, since `sync` needs conditional writes)_";
+  if (p.status !== "ok") return `_${p.status}${p.note ? `: ${p.note}` : ""}_`;
+  const f = (xs: number[], q: number): string => (xs.length ? formatCount(percentile(xs, q)) : "—");
+  const rows = [
+    ["A → B and C (an edit on one writer)", String(p.files), String(p.samplesMs.length), f(p.samplesMs, 50), f(p.samplesMs, 95), p.samplesMs.length ? formatCount(Math.max(...p.samplesMs)) : "—"],
+    ["C → A and B (a user upload on an app server)", String(p.files), String(p.reverseMs.length), f(p.reverseMs, 50), f(p.reverseMs, 95), p.reverseMs.length ? formatCount(Math.max(...p.reverseMs)) : "—"],
+  ];
+  const table = formatTable(["direction", "files written", "arrived on both", "p50 ms", "p95 ms", "max ms"], rows, ["l", "r", "r", "r", "r", "r"]);
+  return `${table}\n\nEach file is timed from close() on the writing node until both other nodes hold it complete (the later of the two), with \`--delay ${p.delayMs}ms\` and \`--interval ${p.intervalMs}ms\` on every node; lost: ${p.lost}.${p.note ? ` ${p.note}` : ""}`;
 }

@@ -1,4 +1,5 @@
 // The benchmark's data model: what run.ts records and report.ts / chart.ts render.
+import type { SyncPropagation } from "./sync-propagation.ts";
 
 /** One measured invocation of one tool. */
 export type RunRecord = {
@@ -67,6 +68,8 @@ export type BenchReport = {
   trees: { name: string; files: number; bytes: number; twins: number }[];
   rows: Row[];
   propagation: Propagation;
+  /** Two-way: a change on one `sync` node until both others serve it (lib/sync-propagation.ts), when run. */
+  syncPropagation?: SyncPropagation;
   /** The simulated fleet (lib/fleet.ts), when run. */
   fleet?: FleetResult;
 };

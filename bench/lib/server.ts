@@ -47,7 +47,8 @@ export function serverVersion(kind: ServerKind, repoRoot: string): string {
   return r.status === 0 ? `moto ${r.stdout.trim()}` : "moto (missing: pip install 'moto[server]==5.2.5')";
 }
 
-function waitExit(child: ChildProcess, ms: number): Promise<void> {
+/** Resolve when `child` has exited; SIGKILL it after `ms`. */
+export function waitExit(child: ChildProcess, ms: number): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     const t = setTimeout(() => {

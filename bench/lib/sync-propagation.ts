@@ -8,12 +8,13 @@
 //              and report `syncPropagation` like `propagation` (p50/p95 of samplesMs).
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { open, readFile, stat } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startCountingProxy, diffCounts } from "./counting-proxy.ts";
 import { formatRequests } from "./report.ts";
+import { arrived } from "./propagation.ts";
 import { startS3Server } from "./server.ts";
 import { percentile } from "./stats.ts";
 import { contentFor, hash32, planTree, prng, writeTree, type TreeSpec } from "./tree.ts";
@@ -57,14 +58,6 @@ const BASE: TreeSpec = { name: "sync-propagation-base", files: 200, dirs: 10, mi
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function arrived(path: string, want: Buffer): Promise<boolean> {
-  try {
-    if ((await stat(path)).size !== want.length) return false;
-    return (await readFile(path)).equals(want);
-  } catch {
-    return false;
-  }
-}
 
 /** Runs the three daemons, writes the files, returns the latencies. Never throws: failures become the status. */
 export async function runSyncPropagation(o: SyncPropagationOptions): Promise<SyncPropagation> {
