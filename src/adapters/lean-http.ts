@@ -16,6 +16,7 @@ import { createHash, createHmac, type Hash, type Hmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
+import { LocalIoError } from "../core/errors.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
 import { requestObservers } from "./s3-client.ts";
 import { isRetryable, parseS3ErrorXml, S3HttpError } from "./s3-errors.ts";
@@ -115,7 +116,8 @@ export class LeanHttp {
   private readonly client: S3Client;
   private readonly requestTimeoutMs: number;
   private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  private readonly maxSockets: number;
+  private httpsAgent: https.Agent | undefined;
   private readonly routes = new Map<string, Promise<BucketRoute>>();
 
   constructor(client: S3Client, o: { maxSockets: number; requestTimeoutMs?: number | undefined }) {
@@ -123,9 +125,7 @@ export class LeanHttp {
     this.requestTimeoutMs = o.requestTimeoutMs ?? 60_000;
     const agentOpts = { keepAlive: true, maxSockets: o.maxSockets };
     this.httpAgent = new http.Agent(agentOpts);
-    // AWS_CA_BUNDLE, as the AWS CLI and SDKs read it; otherwise Node's (system) store.
-    const caFile = process.env.AWS_CA_BUNDLE;
-    this.httpsAgent = new https.Agent({ ...agentOpts, ...(caFile ? { ca: readFileSync(caFile) } : {}) });
+    this.maxSockets = o.maxSockets;
   }
 
   /** PUT `body` (whose sha256 is `sha256Hex`) with `headers` (content type, metadata…). */
@@ -145,7 +145,25 @@ export class LeanHttp {
   /** Close the kept-alive sockets (a long-running daemon that drops a store). */
   destroy(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.httpsAgent?.destroy();
+  }
+
+  /**
+   * The HTTPS agent, made on first use: AWS_CA_BUNDLE (as the AWS CLI reads it) replaces Node's CA
+   * store when set; a plain-HTTP endpoint never reads it, so a stale setting cannot break one.
+   */
+  private tlsAgent(): https.Agent {
+    if (!this.httpsAgent) {
+      const caFile = process.env.AWS_CA_BUNDLE;
+      let ca: Buffer | undefined;
+      try {
+        ca = caFile ? readFileSync(caFile) : undefined;
+      } catch (err) {
+        throw new LocalIoError(`cannot read AWS_CA_BUNDLE=${caFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err, hint: "point AWS_CA_BUNDLE at a PEM file of CA certificates, or unset it to use the system's" });
+      }
+      this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: this.maxSockets, ...(ca ? { ca } : {}) });
+    }
+    return this.httpsAgent;
   }
 
   private route(bucket: string): Promise<BucketRoute> {
@@ -211,7 +229,7 @@ export class LeanHttp {
         ...(t.port !== undefined ? { port: t.port } : {}),
         path: wirePath(t),
         headers: signed.headers,
-        agent: t.protocol === "http:" ? this.httpAgent : this.httpsAgent,
+        agent: t.protocol === "http:" ? this.httpAgent : this.tlsAgent(),
         ...(signal ? { signal } : {}),
       });
       // A socket silent this long (before or during the body) fails the request, as the SDK
