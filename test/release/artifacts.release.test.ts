@@ -46,7 +46,7 @@ for (const p of PLATFORMS) {
     const control = (await run("dpkg-deb", ["--info", deb])).stdout;
     for (const script of ["postinst", "prerm", "postrm"]) assert.match(control, new RegExp(`\\d+ bytes,\\s+\\d+ lines\\s+\\*\\s+${script}\\s+#!/bin/sh`), `${script} is there and executable`);
     const conffiles = (await run("sh", ["-c", `dpkg-deb --ctrl-tarfile '${deb}' | tar -xOf - ./conffiles`])).stdout.split("\n").filter(Boolean);
-    assert.deepEqual(conffiles, ["/etc/fansync/master.yaml", "/etc/fansync/replicator.yaml", "/etc/fansync/node.yaml"]);
+    assert.deepEqual(conffiles, ["/etc/fansync/master.yaml", "/etc/fansync/replicator.yaml", "/etc/fansync/node.yaml", "/etc/fansync/sync.yaml"]);
   });
 }
 
