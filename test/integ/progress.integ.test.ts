@@ -5,20 +5,23 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { FANSYNC_BIN, parseLogs, runCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
+import { type Proxy, startProxy } from "../helpers/proxy.ts";
 
 const ctx = useServer();
 const haveScript = spawnSync("script", ["--version"]).status === 0;
 const skip = haveScript ? false : "util-linux `script` is not installed (needed for a pseudo-terminal)";
 
-// 300 files, 4 MiB. One transfer at a time keeps each run well past the bar's 500 ms on both
-// servers, without a test-only knob; the TTY runs assert the bar did appear.
+// 300 files, 4 MiB, one transfer at a time, each request held 10 ms by a proxy: each run lasts
+// seconds on every server (a fast server and the lean data path finished a pull before the bar's
+// first frame), without a test-only knob; the TTY runs assert the bar did appear.
 const FILES = 300;
 const SLOW = ["--concurrency", "1"];
+const REQUEST_DELAY_MS = 10;
 
 async function writeSource(root: string): Promise<void> {
   const files: Record<string, Buffer> = {};
@@ -101,13 +104,20 @@ function assertJsonOnly(out: string, what: string): void {
 }
 
 describe(`progress bar (${serverLabel()})`, { skip }, () => {
+  let proxy: Proxy;
+  before(async () => {
+    proxy = await startProxy(ctx.server.endpoint);
+    proxy.fault = () => ({ kind: "delay", ms: REQUEST_DELAY_MS });
+  });
+  after(() => proxy.close());
+
   test("on a terminal: push and pull draw a bar, clear it before the summary, and land the exact tree", async () => {
     const bucket = await ctx.server.bucket("progress-tty");
     const src = ctx.tmp("src");
     const dst = ctx.tmp("dst");
     await writeSource(src);
     const url = `s3://${bucket}/www`;
-    const common = ["--endpoint-url", ctx.server.endpoint, ...SLOW];
+    const common = ["--endpoint-url", proxy.url, ...SLOW];
 
     const pushed = await runInTty(["push", src, url, "--state-dir", ctx.tmp("mstate"), ...common]);
     assert.equal(pushed.code, 0, plain(pushed.raw).slice(-3000));
@@ -133,7 +143,7 @@ describe(`progress bar (${serverLabel()})`, { skip }, () => {
     const src = ctx.tmp("src");
     await writeSource(src);
     const url = `s3://${bucket}/www`;
-    const common = ["--endpoint-url", ctx.server.endpoint, ...SLOW];
+    const common = ["--endpoint-url", proxy.url, ...SLOW];
 
     // A terminal, but JSON asked for: stdout and stderr (both the terminal here) hold JSON only.
     const tty = await runInTty(["push", src, url, "--state-dir", ctx.tmp("mstate"), "--log-format", "json", ...common]);
