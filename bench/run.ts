@@ -529,7 +529,9 @@ function mergeInto(report: BenchReport): BenchReport {
   // A propagation run that was not selected this time keeps the earlier figures.
   const propagation = report.propagation.status === "n/a" ? earlier.propagation : report.propagation;
   const syncPropagation = report.syncPropagation ?? earlier.syncPropagation;
-  return { ...earlier, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(fleet !== undefined ? { fleet } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
+  // The trees of both invocations: a re-measured tree's facts replace the earlier ones.
+  const trees = [...earlier.trees.filter((t) => !report.trees.some((n) => n.name === t.name)), ...report.trees];
+  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(fleet !== undefined ? { fleet } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */
