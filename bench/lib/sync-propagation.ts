@@ -14,24 +14,14 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startCountingProxy, diffCounts } from "./counting-proxy.ts";
 import { formatRequests } from "./report.ts";
-import { arrived } from "./propagation.ts";
+import { arrived, type PropagationOptions } from "./propagation.ts";
 import { startS3Server } from "./server.ts";
 import { percentile } from "./stats.ts";
 import { contentFor, hash32, planTree, prng, writeTree, type TreeSpec } from "./tree.ts";
 import { compareListing, readTreeSizes } from "./verify.ts";
 
-/** What runSyncPropagation needs. */
-export type SyncPropagationOptions = {
-  repo: string;
-  workDir: string;
-  bucket: string;
-  prefix: string;
-  seed: number;
-  files: number;
-  env: Record<string, string>;
-  logPath: string;
-  log: (msg: string) => void;
-};
+/** What runSyncPropagation needs: what the one-way row needs, on moto whatever the bench's server. */
+export type SyncPropagationOptions = Omit<PropagationOptions, "serverKind">;
 
 /** The row: latencies (ms) of a change on one node until both others serve it. */
 export type SyncPropagation = {
