@@ -61,10 +61,7 @@ export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { d
   // push over 1M entries never builds it.
   let bySha: Map<string, Entry> | undefined;
   const twinOf = (sha: string): Entry | undefined => {
-    if (!bySha) {
-      bySha = new Map();
-      for (const e of remote.values()) if (e.size >= dedupMinSize && !moved.has(e.path) && !overwritten.has(e.path) && !bySha.has(e.sha256)) bySha.set(e.sha256, e);
-    }
+    bySha ??= copySources(remote, dedupMinSize, (p) => moved.has(p) || overwritten.has(p));
     return bySha.get(sha);
   };
   const uploads: LocalFile[] = [];
@@ -90,6 +87,17 @@ export function planPush(local: readonly LocalFile[], remote: FileMap, opts: { d
   }
   const deletes = [...remote.keys()].filter((p) => !seen.has(p)).sort(compareUtf8);
   return { uploads, copies, metaOnly, deletes, unchanged, uploadBytes };
+}
+
+/**
+ * The bucket's objects a push may copy server-side, by content (the first of each sha256, at least
+ * `minSize` bytes): none that `excluded` names (objects that hold, or are about to hold, other
+ * bytes than their entry says: moved, or overwritten by the same push and not read by version).
+ */
+export function copySources(remote: FileMap, minSize: number, excluded: (path: string) => boolean): Map<string, Entry> {
+  const out = new Map<string, Entry>();
+  for (const e of remote.values()) if (e.size >= minSize && !excluded(e.path) && !out.has(e.sha256)) out.set(e.sha256, e);
+  return out;
 }
 
 /** What the puller holds for a path: what it wrote last time. */

@@ -13,7 +13,7 @@ import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
 import type { Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
-import { isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
+import { copySources, isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
 import { formatAge } from "../core/units.ts";
 import type { SigningKey } from "../core/signing.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
@@ -253,10 +253,6 @@ export class Uploader {
 
   private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
-    // Unhashed files: what the bucket holds by content, so one whose bytes are there already is
-    // copied server-side as planPush would have planned it (built only when there are any).
-    // Objects this commit overwrites are no source either, unless read by version (see planPush).
-    const bySha = pending.size > 0 ? twinsOf(remote.files, moved, new Set(plan.uploads.filter((f) => { const r = remote.files.get(f.path); return r !== undefined && !r.versionId; }).map((f) => f.path))) : undefined;
     const unreadable: string[] = [];
     let copiedInstead = 0;
     let bytesNotSent = 0;
@@ -273,6 +269,11 @@ export class Uploader {
     // version to fall back on): whoever writes next, from wherever, verifies them first.
     const overwritten = written.filter((f) => remote.files.has(f.path) && !remote.files.get(f.path)?.versionId).map((f) => f.path);
     const marked = [...new Set([...dirty, ...overwritten])];
+    // Unhashed files: what the bucket holds by content, so one whose bytes are there already is
+    // copied server-side as planPush would have planned it, by the same rule (built only when
+    // there are any).
+    const notSources = new Set(overwritten);
+    const bySha = pending.size > 0 ? copySources(remote.files, 1, (p) => moved.has(p) || notSources.has(p)) : undefined;
     let base = remote.state;
     if (base && overwritten.length > 0) base = await this.writer.setDirty(base, marked);
     const ev = this.d.events;
@@ -520,13 +521,6 @@ function pruneIndex(index: Map<string, IndexEntry>, local: readonly LocalFile[])
     }
   }
   return pruned;
-}
-
-/** The bucket's objects by content (the first of each sha256), without the ones that hold or will hold other bytes. */
-function twinsOf(files: FileMap, moved: ReadonlySet<string>, overwritten: ReadonlySet<string>): Map<string, Entry> {
-  const out = new Map<string, Entry>();
-  for (const e of files.values()) if (e.size >= 1 && !moved.has(e.path) && !overwritten.has(e.path) && !out.has(e.sha256)) out.set(e.sha256, e);
-  return out;
 }
 
 /** Whether a transfer failed because the file may not be read (EACCES, EPERM). */
