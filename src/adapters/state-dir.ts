@@ -109,6 +109,11 @@ export class StateDir {
   /** Keys a commit may have left outside the manifest (see OrphanLedger); in a location's directory. */
   get ledger(): string { return this.file("ledger.json"); }
 
+  /** Packs (push/watch --packs): the pack index last read or written, and its ETag (a later push asks with If-None-Match). */
+  get packIndexCache(): { readonly bytes: string; readonly etag: string } {
+    return { bytes: this.file("packs-index.json.gz"), etag: this.file("packs-index.etag") };
+  }
+
   // The puller.
   get pullFiles(): string { return this.file("pull-files.ndjson"); }
   get pullHead(): string { return this.file("pull-head.json"); }
@@ -123,6 +128,10 @@ export class StateDir {
   regionStatus(regionUrl: string): string {
     const bucket = /^s3:\/\/([^/]+)/.exec(regionUrl)?.[1] ?? "region";
     return this.file(`region-${bucket}-${shortHash(regionUrl).slice(0, 8)}.json`);
+  }
+  /** Per region: the primary's pack index the replicator last carried there (beside its status). */
+  regionPackCarry(regionUrl: string): string {
+    return this.file(`packs-${path.basename(this.regionStatus(regionUrl))}`);
   }
   /** Every region status file here. */
   async listRegionStatus(): Promise<string[]> {

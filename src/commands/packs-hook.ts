@@ -23,7 +23,7 @@ export function packsAfter(cfg: Config, uploader: Uploader, log: Logger, signal:
     tuning: DEFAULT_PACK_TUNING,
     multipartThreshold: cfg.multipartThreshold,
     partSize: cfg.partSize,
-    cacheDir: uploader.state.dir,
+    cacheFiles: uploader.state.packIndexCache,
   }, { log: log.child({ component: "packs" }), signal, now: () => new Date() });
   return async (repack = false) => {
     const at = uploader.published;

@@ -88,7 +88,8 @@ export interface PackWriterOptions extends PackSite {
   readonly multipartThreshold: number;
   readonly partSize: number;
   /** The uploader's state directory: the last index read is cached there (no index GET per push). */
-  readonly cacheDir: string;
+  /** Where the pack index last read or written is kept, with its ETag (StateDir.packIndexCache). */
+  readonly cacheFiles: { readonly bytes: string; readonly etag: string };
 }
 
 /**
@@ -184,13 +185,9 @@ export class PackWriter {
     return { pack: { id: sha256Hex(bytes), size: bytes.length, files }, bytes };
   }
 
-  private get cacheFiles(): { bytes: string; etag: string } {
-    return { bytes: path.join(this.o.cacheDir, "packs-index.json.gz"), etag: path.join(this.o.cacheDir, "packs-index.etag") };
-  }
-
   private async loadCache(): Promise<ReadIndex | undefined> {
     try {
-      const [bytes, etag] = await Promise.all([readFile(this.cacheFiles.bytes), readFile(this.cacheFiles.etag, "utf8")]);
+      const [bytes, etag] = await Promise.all([readFile(this.o.cacheFiles.bytes), readFile(this.o.cacheFiles.etag, "utf8")]);
       return { index: parsePackIndex(bytes, maxPackIndexBytes(10_000_000)), etag, bytes };
     } catch {
       return undefined;
@@ -199,8 +196,8 @@ export class PackWriter {
 
   private async saveCache(r: ReadIndex): Promise<void> {
     // Bytes first: an etag beside bytes of another index would only cost a 200 instead of a 304.
-    await writeFile(this.cacheFiles.bytes, r.bytes);
-    await writeFile(this.cacheFiles.etag, r.etag);
+    await writeFile(this.o.cacheFiles.bytes, r.bytes);
+    await writeFile(this.o.cacheFiles.etag, r.etag);
   }
 }
 
@@ -391,21 +388,20 @@ export async function carryPacks(primary: PackSite, region: PackSite, files: num
 export class PackCarrier {
   private readonly primary: PackSite;
   private readonly o: { readonly multipartThreshold: number; readonly partSize: number };
-  private readonly statusFile: (regionUrl: string) => string;
+  private readonly carryFile: (regionUrl: string) => string;
   private readonly d: JobDeps;
   private readonly states = new Map<string, PackCarryState>();
 
-  constructor(primary: PackSite, o: { readonly multipartThreshold: number; readonly partSize: number }, statusFile: (regionUrl: string) => string, d: JobDeps) {
+  constructor(primary: PackSite, o: { readonly multipartThreshold: number; readonly partSize: number }, carryFile: (regionUrl: string) => string, d: JobDeps) {
     this.primary = primary;
     this.o = o;
-    this.statusFile = statusFile;
+    this.carryFile = carryFile;
     this.d = d;
   }
 
   /** Bring `region`'s packs in step (`replicated`: a generation was just published there). Never throws but for an abort. */
   async carry(region: PackSite & { readonly url: string }, files: number, replicated: boolean, log: JobDeps["log"]): Promise<void> {
-    const status = this.statusFile(region.url);
-    const file = path.join(path.dirname(status), `packs-${path.basename(status)}`);
+    const file = this.carryFile(region.url);
     let st = this.states.get(region.url);
     if (!st) this.states.set(region.url, (st = { etag: (await readJson<PackCarryState>(file))?.etag }));
     const now = this.d.now().getTime();

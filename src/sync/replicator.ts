@@ -146,7 +146,7 @@ export class Replicator {
     this.o = opts;
     this.d = deps;
     this.state = new StateDir(opts.stateDir);
-    this.packs = new PackCarrier(opts.primary, opts, (url) => this.state.regionStatus(url), deps);
+    this.packs = new PackCarrier(opts.primary, opts, (url) => this.state.regionPackCarry(url), deps);
   }
 
   /** One round in every region at once, each retried with backoff on retryable errors; never throws. */
