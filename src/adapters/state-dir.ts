@@ -114,6 +114,15 @@ export class StateDir {
     return { bytes: this.file("packs-index.json.gz"), etag: this.file("packs-index.etag") };
   }
 
+  // The two-way node (sync).
+  /** The generation it last converged to: its files, and its head. */
+  get syncBaseFiles(): string { return this.file("sync-base.ndjson"); }
+  get syncBaseHead(): string { return this.file("sync-base.json"); }
+  /** Every version it kept outside the docroot, a record per line. */
+  get syncKept(): string { return this.file("conflicts.ndjson"); }
+  /** Its status after every round (`fansync status` reads it). */
+  get syncStatus(): string { return this.file("sync-status.json"); }
+
   // The puller.
   get pullFiles(): string { return this.file("pull-files.ndjson"); }
   get pullHead(): string { return this.file("pull-head.json"); }

@@ -21,6 +21,7 @@ import { type FileMap, sha256Hex } from "../core/manifest.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import { S3Store } from "../adapters/s3-store.ts";
 import { readJson } from "../adapters/state-files.ts";
+import { listJobStateDirs } from "../adapters/state-dir.ts";
 import { readHead, readManifest } from "../sync/head-store.ts";
 import { burstFile, initialSite, type SiteFiles } from "./demo-site.ts";
 import { sleep } from "../sync/sleep.ts";
@@ -480,12 +481,10 @@ async function untilSyncReady(stateDirs: readonly string[], failed: () => string
   }
 }
 
-/** A sync node's status file under its state directory (`sync-<id>/sync-status.json`). */
+/** A sync node's status, from the state directory it was given. */
 async function findSyncStatus(stateDir: string): Promise<{ status?: string } | undefined> {
-  const { readdir } = await import("node:fs/promises");
-  const subs = await readdir(stateDir).catch(() => [] as string[]);
-  for (const s of subs.filter((n) => n.startsWith("sync-"))) {
-    const st = await readJson<{ status?: string }>(path.join(stateDir, s, "sync-status.json")).catch(() => undefined);
+  for (const dir of await listJobStateDirs(stateDir, "sync")) {
+    const st = await readJson<{ status?: string }>(dir.syncStatus).catch(() => undefined);
     if (st) return st;
   }
   return undefined;

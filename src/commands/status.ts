@@ -86,7 +86,7 @@ export async function readStatus(cfg: Config): Promise<StatusReport> {
   const syncs: (SyncStatus & { file: string })[] = [];
   if (given && "kind" in given && given.kind === "fansync-sync-status/1" && file) syncs.push({ ...given, file });
   for (const dir of await listJobStateDirs(base, "sync")) {
-    const f = path.join(dir.dir, "sync-status.json");
+    const f = dir.syncStatus;
     const s = await readJson<SyncStatus>(f);
     if (s?.kind === "fansync-sync-status/1" && !syncs.some((x) => x.docroot === s.docroot && x.target === s.target)) syncs.push({ ...s, file: f });
   }

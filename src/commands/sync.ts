@@ -110,7 +110,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );
   // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).
-  const before = (await readFile(path.join(state.dir, "conflicts.ndjson"), "utf8").catch(() => "")).split("\n").filter(Boolean).flatMap((l) => {
+  const before = (await readFile(state.syncKept, "utf8").catch(() => "")).split("\n").filter(Boolean).flatMap((l) => {
     try {
       return [JSON.parse(l) as KeptRecord];
     } catch {
@@ -165,7 +165,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], host: os.hostname(),
     };
     const body = JSON.stringify(st, null, 1) + "\n";
-    await writeFileAtomic(path.join(state.dir, "sync-status.json"), body);
+    await writeFileAtomic(state.syncStatus, body);
     if (statusFile) {
       await writeFileAtomic(statusFile, body);
       await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");

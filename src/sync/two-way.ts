@@ -128,16 +128,16 @@ export class TwoWayNode {
   }
 
   private get baseFiles(): string {
-    return path.join(this.o.state.dir, "sync-base.ndjson");
+    return this.o.state.syncBaseFiles;
   }
 
   private get baseDoc(): string {
-    return path.join(this.o.state.dir, "sync-base.json");
+    return this.o.state.syncBaseHead;
   }
 
   /** The list of kept versions. */
   get keptList(): string {
-    return path.join(this.o.state.dir, "conflicts.ndjson");
+    return this.o.state.syncKept;
   }
 
   /**
