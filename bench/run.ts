@@ -55,8 +55,21 @@ const log = (msg: string): void => {
 
 // ---- trees ----------------------------------------------------------------------------------
 
-/** Which steps a tree is put through, and how many runs. */
-type TreePlan = { spec: TreeSpec; steps: readonly StepKind[]; runs: number; fansyncOnly: boolean };
+/**
+ * Which steps a tree is put through, and how many runs. `wan`: every request crosses a proxy that
+ * holds it `delayMs` each way (a bucket is never on localhost), with every tool at the same
+ * concurrency ("equal") or at its own default ("defaults"); only fansync and rclone run there.
+ */
+type TreePlan = { spec: TreeSpec; steps: readonly StepKind[]; runs: number; fansyncOnly: boolean; wan?: { delayMs: number; mode: "equal" | "defaults" } };
+
+/** The name a plan's rows are keyed by: the tree's, with the WAN variant appended. */
+function planName(plan: TreePlan): string {
+  return plan.wan === undefined ? plan.spec.name : `${plan.spec.name}-wan${plan.wan.delayMs}ms-${plan.wan.mode}`;
+}
+
+/** Tools that run in a WAN plan: fansync against the peer the goals name. */
+const WAN_TOOLS = new Set(["fansync", "rclone"]);
+const wanDelayMs = Math.max(0, Number(process.env.BENCH_WAN_DELAY_MS ?? 30) || 30);
 type StepKind = "upload" | "noop-push" | "download" | "noop-pull" | "change-push" | "change-pull";
 
 const ALL_STEPS: readonly StepKind[] = ["upload", "noop-push", "download", "noop-pull", "change-push", "change-pull"];
@@ -87,11 +100,15 @@ const treePlans: TreePlan[] =
           fansyncOnly: false,
         },
         { spec: sparse("1M-sparse", 1_000_000), steps: ["upload", "download", "noop-push", "noop-pull"], runs: hugeRuns, fansyncOnly: true },
+        { spec: site("10k", 10_000), steps: ["upload", "download"], runs, fansyncOnly: false, wan: { delayMs: wanDelayMs, mode: "equal" } },
+        { spec: site("10k", 10_000), steps: ["upload", "download"], runs, fansyncOnly: false, wan: { delayMs: wanDelayMs, mode: "defaults" } },
       ]
     : [
         { spec: site("2k", 2_000), steps: ALL_STEPS, runs, fansyncOnly: false },
         { spec: site("5k", 5_000), steps: ALL_STEPS, runs, fansyncOnly: false },
         { spec: sparse("20k-sparse", 20_000), steps: ["upload", "download", "noop-push", "noop-pull"], runs, fansyncOnly: true },
+        { spec: site("2k", 2_000), steps: ["upload", "download"], runs, fansyncOnly: false, wan: { delayMs: wanDelayMs, mode: "equal" } },
+        { spec: site("2k", 2_000), steps: ["upload", "download"], runs, fansyncOnly: false, wan: { delayMs: wanDelayMs, mode: "defaults" } },
       ];
 
 type PreparedTree = { plan: TreePlan; root: string; entries: TreeEntry[]; keysFile: string; bytes: number; twins: number };
@@ -129,7 +146,8 @@ function humanBytes(n: number): string {
 }
 
 function scenarioTitle(step: StepKind, t: PreparedTree): string {
-  const size = `${t.plan.spec.name} tree (${t.entries.length.toLocaleString("en-US")} files, ${humanBytes(t.bytes)})`;
+  const wan = t.plan.wan === undefined ? "" : `, WAN: +${t.plan.wan.delayMs} ms each way, ${t.plan.wan.mode === "equal" ? "equal concurrency" : "each tool's defaults"}`;
+  const size = `${t.plan.spec.name} tree (${t.entries.length.toLocaleString("en-US")} files, ${humanBytes(t.bytes)})${wan}`;
   const only = t.plan.fansyncOnly ? ", fansync only (memory row)" : "";
   switch (step) {
     case "upload":
@@ -153,9 +171,10 @@ function createRows(trees: readonly PreparedTree[], tools: readonly Tool[]): voi
   for (const step of order) {
     for (const t of trees) {
       if (!t.plan.steps.includes(step)) continue;
-      const key = `${step}/${t.plan.spec.name}`;
+      const key = `${step}/${planName(t.plan)}`;
       for (const tool of tools) {
         if (t.plan.fansyncOnly && tool.id !== "fansync") continue;
+        if (t.plan.wan !== undefined && !WAN_TOOLS.has(tool.id)) continue;
         if (!tool.incremental && step !== "upload" && step !== "download") continue;
         rows.set(rowId(key, tool.id), { key, scenario: scenarioTitle(step, t), toolId: tool.id, tool: tool.label, status: "ok", measuredAt: benchStartedAt, runs: [] });
       }
@@ -176,23 +195,26 @@ function changedEntry(t: PreparedTree): TreeEntry {
  * run. `order` is the tool's position in this round (the order rotates between rounds).
  */
 async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number, order: number): Promise<void> {
-  const runDir = join(workDir, "runs", `${tool.id}-${t.plan.spec.name}-${runIndex}`);
+  const runDir = join(workDir, "runs", `${tool.id}-${planName(t.plan)}-${runIndex}`);
   rmSync(runDir, { recursive: true, force: true });
   const scratch = join(runDir, "scratch");
   const nodeDir = join(runDir, "node");
   mkdirSync(scratch, { recursive: true });
   mkdirSync(nodeDir, { recursive: true });
-  const logPath = join(outDir, "logs", `${tool.id}-${t.plan.spec.name}-${runIndex}.log`);
+  const logPath = join(outDir, "logs", `${tool.id}-${planName(t.plan)}-${runIndex}.log`);
   mkdirSync(dirname(logPath), { recursive: true });
   writeFileSync(logPath, "");
   const server = await startS3Server(serverKind, [BUCKET]);
-  const proxy = await startCountingProxy(server.endpoint);
-  const ctx: ToolContext = { endpoint: proxy.endpoint, bucket: BUCKET, prefix: PREFIX, concurrency, scratch, keysFile: t.keysFile, env: baseEnv() };
+  const proxy = await startCountingProxy(server.endpoint, undefined, t.plan.wan?.delayMs ?? 0);
+  const ctx: ToolContext = {
+    endpoint: proxy.endpoint, bucket: BUCKET, prefix: PREFIX, concurrency, scratch, keysFile: t.keysFile, env: baseEnv(),
+    toolDefaults: t.plan.wan?.mode === "defaults",
+  };
   const changed = changedEntry(t);
   let expected = t.entries;
   try {
     for (const step of t.plan.steps) {
-      const key = `${step}/${t.plan.spec.name}`;
+      const key = `${step}/${planName(t.plan)}`;
       const row = rows.get(rowId(key, tool.id));
       if (row === undefined || row.status !== "ok") continue;
       if (step === "change-push") {
@@ -224,7 +246,7 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number, order:
         log(`${key} ${tool.id} run ${runIndex + 1}: FAILED ${row.note}`);
         // Later steps depend on this one: say so on their rows rather than leave them blank.
         for (const later of t.plan.steps.slice(t.plan.steps.indexOf(step) + 1)) {
-          const r = rows.get(rowId(`${later}/${t.plan.spec.name}`, tool.id));
+          const r = rows.get(rowId(`${later}/${planName(t.plan)}`, tool.id));
           if (r !== undefined && r.status === "ok" && r.runs.length === 0) {
             r.status = "failed";
             r.note = `not run: ${step} failed first`;
@@ -391,7 +413,7 @@ async function main(): Promise<void> {
       const need = stepsNeeded(p.steps);
       return { ...p, steps: p.steps.filter((s) => need.has(s)) };
     })
-    .filter((p) => p.steps.length > 0 && (onlyTrees === undefined || onlyTrees.includes(p.spec.name)));
+    .filter((p) => p.steps.length > 0 && (onlyTrees === undefined || onlyTrees.includes(planName(p))));
   const trees = plans.map(prepareTree);
   createRows(trees, tools);
 
@@ -409,12 +431,14 @@ async function main(): Promise<void> {
   // per tree), so no tool always runs first or last on a machine that warms up or gets busier;
   // the records of one round are paired for the ratios at the top of the report.
   for (const [ti, t] of trees.entries()) {
-    const runnable = tools.filter((tool) => (!t.plan.fansyncOnly || tool.id === "fansync") && availability.get(tool.id)?.ok === true);
+    const runnable = tools.filter(
+      (tool) => (!t.plan.fansyncOnly || tool.id === "fansync") && (t.plan.wan === undefined || WAN_TOOLS.has(tool.id)) && availability.get(tool.id)?.ok === true,
+    );
     for (let i = 0; i < t.plan.runs; i++) {
       const shift = runnable.length === 0 ? 0 : (i + ti) % runnable.length;
       const order = [...runnable.slice(shift), ...runnable.slice(0, shift)];
       for (const [pos, tool] of order.entries()) {
-        log(`== ${tool.id} on ${t.plan.spec.name}, run ${i + 1}/${t.plan.runs} (position ${pos + 1} of ${order.length})`);
+        log(`== ${tool.id} on ${planName(t.plan)}, run ${i + 1}/${t.plan.runs} (position ${pos + 1} of ${order.length})`);
         await runPipeline(tool, t, i, pos);
       }
     }
@@ -498,7 +522,8 @@ async function main(): Promise<void> {
       unicode,
       rssMethod: GNU_TIME === undefined ? "not measured (install the Debian package `time`)" : "GNU time -f %M (ru_maxrss of the child); daemons: /proc/PID/status VmHWM",
     },
-    trees: trees.map((t) => ({ name: t.plan.spec.name, files: t.entries.length, bytes: t.bytes, twins: t.twins })),
+    // One entry per tree on disk: the WAN plans reuse their tree under a longer row name.
+    trees: trees.filter((t) => t.plan.wan === undefined).map((t) => ({ name: t.plan.spec.name, files: t.entries.length, bytes: t.bytes, twins: t.twins })),
     rows: [...rows.values()],
     propagation,
     ...(syncPropagation !== undefined ? { syncPropagation } : {}),

@@ -59,13 +59,25 @@ export type ProxiedRequest = { method: string; url: string; status: number; endM
  * Starts a streaming, keep-alive proxy on 127.0.0.1 forwarding to `upstream` (http://host:port).
  * `observe`, when given, is told of every request once its response is complete (the simulated
  * fleet classifies requests by key and status, and times the head's publication with it).
+ * `delayMs` > 0 holds each request that long before it goes upstream and each answer that long
+ * before it goes back: a WAN's latency in both directions, for every tool alike.
  */
-export async function startCountingProxy(upstream: string, observe?: (r: ProxiedRequest) => void): Promise<CountingProxy> {
+export async function startCountingProxy(upstream: string, observe?: (r: ProxiedRequest) => void, delayMs = 0): Promise<CountingProxy> {
   const target = new URL(upstream);
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const counts: ProxyCounts = { requests: {}, bytesUp: 0, bytesDown: 0 };
 
+  // A WAN delay: `then` runs delayMs later (at once without one). The request body waits, paused, in
+  // the socket meanwhile; the answer's body waits in the upstream response.
+  const later = (then: () => void): void => {
+    if (delayMs > 0) setTimeout(then, delayMs);
+    else then();
+  };
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    req.pause();
+    later(() => forward(req, res));
+  };
+  const forward = (req: IncomingMessage, res: ServerResponse): void => {
     const method = req.method ?? "GET";
     const kind = requestKind(method, req.url ?? "/");
     counts.requests[kind] = (counts.requests[kind] ?? 0) + 1;
@@ -76,7 +88,7 @@ export async function startCountingProxy(upstream: string, observe?: (r: Proxied
     // The Host header is part of the SigV4 signature: forward it unchanged (it names the proxy).
     const up = httpRequest(
       { host: target.hostname, port: target.port, method, path: req.url, headers, agent },
-      (upRes) => {
+      (upRes) => later(() => {
         const outHeaders: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(upRes.headers)) {
           if (v !== undefined && !HOP_BY_HOP.has(k)) outHeaders[k] = v;
@@ -90,7 +102,7 @@ export async function startCountingProxy(upstream: string, observe?: (r: Proxied
         if (observe !== undefined) {
           upRes.on("end", () => observe({ method, url: req.url ?? "/", status: upRes.statusCode ?? 0, endMs: Date.now() }));
         }
-      },
+      }),
     );
     up.on("error", (err) => {
       if (!res.headersSent) {

@@ -12,6 +12,8 @@ export type ToolContext = {
   bucket: string;
   prefix: string;
   concurrency: number;
+  /** Run the tool with its own default concurrency (the WAN rows "each tool's defaults"). */
+  toolDefaults?: boolean;
   /** Private scratch directory of this tool run (configs, state dirs). */
   scratch: string;
   /** The tree's listing, one relative path a line (for the SDK loop, which does not list). */
@@ -65,7 +67,7 @@ const s3url = (ctx: ToolContext): string => `s3://${ctx.bucket}/${ctx.prefix}`;
 export function fansyncTool(repo: string, buildNote: string | undefined): Tool {
   const bin = join(repo, "bin/fansync.js");
   const common = (ctx: ToolContext, stateDir: string): string[] => [
-    "--endpoint-url", ctx.endpoint, "--state-dir", stateDir, "--concurrency", String(ctx.concurrency), "--log-level", "warn",
+    "--endpoint-url", ctx.endpoint, "--state-dir", stateDir, ...(ctx.toolDefaults === true ? [] : ["--concurrency", String(ctx.concurrency)]), "--log-level", "warn",
   ];
   return {
     id: "fansync",
@@ -119,8 +121,7 @@ export function rcloneTool(fastList: boolean): Tool {
   const flags = (ctx: ToolContext): string[] => [
     // rclone 1.60 otherwise treats NFC/NFD twin names as one and silently skips one (S3-SERVERS.md).
     "--no-unicode-normalization",
-    "--transfers", String(ctx.concurrency),
-    "--checkers", String(ctx.concurrency),
+    ...(ctx.toolDefaults === true ? [] : ["--transfers", String(ctx.concurrency), "--checkers", String(ctx.concurrency)]),
     // Keep single PUTs under fauxqs's ~11 MiB limit (rclone's default cutoff is 200 MiB).
     "--s3-upload-cutoff", "8M",
     "--s3-chunk-size", "8M",

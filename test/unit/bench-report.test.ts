@@ -73,3 +73,80 @@ test("formatNumber keeps two significant digits for tiny ratios", async () => {
   assert.equal(formatNumber(0), "0.000");
   assert.equal(formatNumber(1234.5), "1235");
 });
+
+// Issue 25: a goal is never judged from a busy machine (it takes rclone's second core away).
+test("goalVerdict: met / not met on an idle machine, not comparable from a busy one", async () => {
+  const { goalVerdict } = await import("../../bench/lib/report.ts");
+  assert.equal(goalVerdict(0.6, 0.7, 0.2), "met");
+  assert.equal(goalVerdict(1.4, 0.7, 0.49), "not met (2.00× the goal)");
+  assert.equal(goalVerdict(0.6, 0.7, 1.0), "not comparable: machine busy (load 1.00 at start)");
+  assert.equal(goalVerdict(0.6, 0.7, 3.7), "not comparable: machine busy (load 3.70 at start)");
+  // Memory is judged whatever the load.
+  assert.equal(goalVerdict(120, 150, undefined), "met");
+});
+
+test("pairedSummary judges the 10k goals only when the load at start was below 1, and RSS at 10k and 100k", async () => {
+  const { pairedSummary } = await import("../../bench/lib/report.ts");
+  const run = (s: number, r: number, rssMiB: number): Row["runs"][number] => ({ wallMs: s * 1000, rssKb: rssMiB * 1024, requests: {}, bytesUp: 0, bytesDown: 0, run: r });
+  const rows: Row[] = [
+    { key: "upload/10k", scenario: "S", toolId: "fansync", tool: "fansync", status: "ok", runs: [run(6, 0, 140), run(6, 1, 140), run(6, 2, 140)] },
+    { key: "upload/10k", scenario: "S", toolId: "rclone", tool: "rclone", status: "ok", runs: [run(10, 0, 60), run(10, 1, 60), run(10, 2, 60)] },
+    { key: "download/10k", scenario: "S", toolId: "fansync", tool: "fansync", status: "ok", runs: [run(5, 0, 180), run(5, 1, 180), run(5, 2, 180)] },
+    { key: "download/10k", scenario: "S", toolId: "rclone", tool: "rclone", status: "ok", runs: [run(4, 0, 60), run(4, 1, 60), run(4, 2, 60)] },
+  ];
+  const report = (load: number): Parameters<typeof pairedSummary>[0] =>
+    ({
+      scale: "full", startedAt: "", finishedAt: "",
+      machine: { nproc: 2, memoryGiB: 24, kernel: "k", cpu: "c", loadAvgStart: [load, load, load], loadAvgEnd: [load, load, load] },
+      versions: {}, settings: { runs: 3, hugeRuns: 1, concurrency: 16, server: "s", seed: 1, unicode: true, rssMethod: "m" },
+      trees: [{ name: "10k", files: 10_000, bytes: 1, twins: 0 }], rows,
+      propagation: { status: "n/a", note: "", samplesMs: [], files: 0, lost: 0, delayMs: 0, intervalMs: 0 },
+    }) as Parameters<typeof pairedSummary>[0];
+  const idle = pairedSummary(report(0.3));
+  assert.match(idle, /initial push, 10k \| rclone \| 0\.600.*\| ≤ 0\.700× \| met \|/);
+  assert.match(idle, /initial pull, 10k \| rclone \| 1\.25.*\| ≤ 1\.00× \| not met \(1\.25× the goal\) \|/);
+  assert.match(idle, /peak RSS, initial push, 10k \| — \| 140 MiB \| ≤ 150 MiB \| met \|/);
+  assert.match(idle, /peak RSS, initial pull, 10k \| — \| 180 MiB \| ≤ 150 MiB \| not met \(1\.20× the goal\) \|/);
+  const busy = pairedSummary(report(1.8));
+  assert.match(busy, /initial push, 10k \| rclone \| .*\| not comparable: machine busy \(load 1\.80 at start\) \|/);
+  assert.doesNotMatch(busy, /initial (push|pull), 10k \| rclone \|[^\n]*\| met \|/);
+  // RSS is still judged on a busy machine.
+  assert.match(busy, /peak RSS, initial push, 10k \| — \| 140 MiB \| ≤ 150 MiB \| met \|/);
+});
+
+test("the counting proxy's WAN delay holds each request and each answer", async () => {
+  const { createServer, request } = await import("node:http");
+  const { startCountingProxy } = await import("../../bench/lib/counting-proxy.ts");
+  const upstream = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c: Buffer) => (body += c.toString()));
+    req.on("end", () => res.end(`echo:${body}`));
+  });
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  const port = (upstream.address() as { port: number }).port;
+  const ask = async (endpoint: string): Promise<{ text: string; ms: number }> => {
+    const t0 = performance.now();
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = request(`${endpoint}/bucket/key`, { method: "PUT" }, (res) => {
+        let b = "";
+        res.on("data", (c: Buffer) => (b += c.toString()));
+        res.on("end", () => resolve(b));
+      });
+      req.on("error", reject);
+      req.end("hello");
+    });
+    return { text, ms: performance.now() - t0 };
+  };
+  const delayed = await startCountingProxy(`http://127.0.0.1:${port}`, undefined, 80);
+  try {
+    const r = await ask(delayed.endpoint);
+    assert.equal(r.text, "echo:hello");
+    // 80 ms each way: a timer never fires early, so at least 160 ms went by.
+    assert.ok(r.ms >= 158, `a request through an 80 ms-each-way proxy took only ${r.ms.toFixed(1)} ms`);
+    assert.deepEqual(delayed.snapshot().requests, { PUT: 1 });
+    assert.equal(delayed.snapshot().bytesUp, 5);
+  } finally {
+    await delayed.close();
+    upstream.close();
+  }
+});
