@@ -274,7 +274,8 @@ export function goalVerdict(value: number, goal: number, loadAtStart: number | u
 export function pairedSummary(report: BenchReport): string {
   const load = report.machine.loadAvgStart[0];
   const body: string[][] = [];
-  const siteTrees = report.trees.filter((t) => report.rows.some((r) => r.key === `upload/${t.name}` && r.toolId === "rclone"));
+  // Every tree (WAN variants included) that rclone was measured on.
+  const siteTrees = [...new Set(report.rows.filter((r) => r.toolId === "rclone" && r.key.startsWith("upload/")).map((r) => r.key.slice("upload/".length)))].map((name) => ({ name }));
   for (const step of ["upload", "download"] as const) {
     for (const t of siteTrees) {
       const key = `${step}/${t.name}`;
@@ -507,7 +508,7 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   }
   lines.push("## Paired ratios and goals");
   lines.push("");
-  lines.push("fansync's time ÷ the peer's, computed within each round (each round runs every tool once, in an order rotated by one place per round, against a fresh server), then the median and range over the rounds: a busier machine in one round weighs on both sides of that round's ratio. Goals (issue 25): initial push ≤ 0.7× rclone at 10k and 100k; initial pull ≤ 1.0× at 10k and ≤ 0.7× at 100k; peak RSS ≤ 150 MiB at 10k and ≤ 200 MiB at 100k. A time goal is judged only from an idle machine: a load average of ${BUSY_LOAD} or more at the start marks it not comparable, since a busy machine takes rclone's second core away.");
+  lines.push(`fansync's time ÷ the peer's, computed within each round (each round runs every tool once, in an order rotated by one place per round, against a fresh server), then the median and range over the rounds: a busier machine in one round weighs on both sides of that round's ratio. Goals (issue 25): initial push ≤ 0.7× rclone at 10k and 100k; initial pull ≤ 1.0× at 10k and ≤ 0.7× at 100k; peak RSS ≤ 150 MiB at 10k and ≤ 200 MiB at 100k. A time goal is judged only from an idle machine: a load average of ${BUSY_LOAD} or more at the start marks it not comparable, since a busy machine takes rclone's second core away.`);
   lines.push("");
   lines.push(`Load average (1, 5, 15 min) at the start: ${m.loadAvgStart.map(formatNumber).join(" ")}; at the end: ${m.loadAvgEnd.map(formatNumber).join(" ")}.`);
   lines.push("");
