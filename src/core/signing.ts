@@ -217,6 +217,26 @@ export function verifyHeadSignature(head: SignedHeadView, keys: readonly Trusted
 }
 
 /**
+ * The one check before anything is applied, signed again or copied (issue 22): the head verifies
+ * ({@link verifyHeadSignature}) and `files` are the ones it signed. `what` names the files in the
+ * refusal ("the manifest of generation 7 at s3://…"). Returns the verified signature.
+ */
+export function verifyGeneration(head: SignedHeadView, files: Iterable<SignedFacts>, trust: TrustPolicy, where: string, what = `the manifest of generation ${head.generation} at ${where}`): HeadSignature {
+  const sig = verifyHeadSignature(head, trust.keys, trust.site, where);
+  const list = [...files];
+  const digest = filesDigest(list);
+  if (digest !== sig.filesSha256) {
+    throw new UntrustedHead(`${what} does not match the signed generation (signed: ${sig.files} files, digest ${sig.filesSha256.slice(0, 12)}…; found: ${list.length} files, digest ${digest.slice(0, 12)}…): it was swapped for another one, or edited`);
+  }
+  return sig;
+}
+
+/** The public half of a signing key, as a key to trust: a writer accepts what it signed itself. */
+export function trustedKeyOf(k: SigningKey): TrustedKey {
+  return { keyId: k.keyId, key: createPublicKey(k.key) };
+}
+
+/**
  * The files a node is about to apply must be the ones signed: a manifest (or journals) swapped for
  * another generation's, or edited, does not match the signed digest.
  */

@@ -14,7 +14,7 @@ import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
 import { showPath, TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
-import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyHeadSignature } from "../core/signing.ts";
+import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
 import { type DeleteLimit, formatAge } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
@@ -215,9 +215,7 @@ async function readTarget(source: Source, head: Head, sig: HeadSignature | undef
     if (caught) d.log.warn({ generation: head.generation }, "journals do not add up to the signed generation; reading the full manifest");
   }
   const { files } = await readManifest(source.store, head, d.signal);
-  if (sig && !filesMatchSignature(sig, files.values())) {
-    throw new UntrustedHead(`the manifest of generation ${head.generation} at ${formatLocation(source.loc)} does not match the signed generation (it was swapped for another one, or edited)`);
-  }
+  if (sig && o.trust) verifyGeneration(head, files.values(), { keys: o.trust.keys, site: sig.site }, formatLocation(source.loc));
   // From the manifest only the head's own approval is known (a node far behind judges the rest itself).
   return { files, approvedDeletes: sig ? (sig.approvedDeletes ?? 0) : (head.approvedDeletes ?? 0) };
 }
