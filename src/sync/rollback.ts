@@ -209,13 +209,13 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
  * there when it was published) by a trusted key, for this generation, over these very files.
  */
 function verifyRetained(m: ParsedManifest, generation: number, trust: TrustPolicy, url: string): void {
-  const where = `${url} (retained generation ${generation})`;
   if (!m.signature) {
     throw new UntrustedHead(m.signatureProblem
       ? `the manifest of retained generation ${generation} at ${url} has a malformed signature (${m.signatureProblem}): it cannot be verified, so it is not restored`
       : `the manifest of retained generation ${generation} at ${url} carries no signature (published unsigned, or by a fansync that kept signatures only in the head): it cannot be verified, so it is not restored`);
   }
-  verifyGeneration({ generation, files: m.files.size, signature: m.signature }, m.files.values(), trust, where, `the manifest of retained generation ${generation} at ${url}`);
+  const what = `the manifest of retained generation ${generation} at ${url}`;
+  verifyGeneration({ generation, files: m.files.size, signature: m.signature }, m.files.values(), trust, url, what, what);
 }
 
 /** Check the bytes of every copy source against the entry it restores; refuse, naming each that differs. */

@@ -110,7 +110,12 @@ describe(`signed generations (${server}, seed ${SEED})`, () => {
     assert.equal((await s.status()).generation, 3);
 
     // A rollback publishes generation 4, signed (with the new key): a node with the key takes it.
-    const rb = await ctx.cli(["rollback", s.purl, "--to", "1", "--from", backup, "--signing-key", k2.key, ...ctx.flags(ctx.tmp("rbstate"))]);
+    // Generation 1 was signed with the old key: the rollback verifies it first, so it must trust
+    // that key too (issue 22: nothing is signed that was not verified).
+    const rbOld = await ctx.cli(["rollback", s.purl, "--to", "1", "--from", backup, "--signing-key", k2.key, ...ctx.flags(ctx.tmp("rbstate"))]);
+    assert.equal(rbOld.code, 8, rbOld.stderr);
+    assert.match(rbOld.stderr, /the manifest of retained generation 1 at .* is signed by key [0-9a-f]{16}, which this node does not trust/);
+    const rb = await ctx.cli(["rollback", s.purl, "--to", "1", "--from", backup, "--signing-key", k2.key, "--trusted-key", s.k.pub, ...ctx.flags(ctx.tmp("rbstate"))]);
     expectCode(rb, 0);
     assert.equal(((await readHeadDoc(ctx.server.client, s.primary, "site/")).signature as { keyId: string }).keyId, k2.signing.keyId);
     expectCode(await s.replicate(), 0);
