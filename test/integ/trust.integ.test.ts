@@ -113,6 +113,35 @@ describe(`trust: nothing is signed, copied or applied that was not verified firs
     assert.notEqual(await text(path.join(node, "index.html")), DEFACED);
   });
 
+  test("watch --signing-key never signs a path it carries from a head it cannot verify: a forged page stays out of its next generation", async () => {
+    const bucket = await ctx.server.bucket("trust-watch");
+    const url = `s3://${bucket}/site`;
+    const k = await keygen(ctx, "trust-watch-key");
+    const master = ctx.tmp("trust-watch-master");
+    await writeTree(master, { "index.html": LEGIT, "about.html": "about\n" });
+    const child = startCli(["watch", master, url, ...ctx.flags(ctx.tmp("trust-watch-state")), "--signing-key", k.key, "--delay", "150ms", "--max-delay", "1s"]);
+    const logs = () => `${child.out.stdout.slice(-4000)}\n${child.out.stderr.slice(-2000)}`;
+    const headGen = async () => (await readHeadDoc(ctx.server.client, bucket, "site/")).generation as number;
+    try {
+      await until("generation 1", async () => (await headGen()) >= 1, 30_000, logs);
+      // A bucket writer without the key publishes generation 2 with the home page defaced.
+      const g1 = await manifestOf(ctx, bucket, META, 1);
+      await plant(ctx, bucket, META, 2, withEntry(g1, await putObject(bucket, "index.html", DEFACED, g1.get("index.html") as Entry)));
+      // An edit elsewhere: before, the batch carried the defaced entry into generation 3, signed.
+      await writeFile(path.join(master, "news.html"), "news\n");
+      const gen = await until("the next generation", async () => { const g = await headGen(); return g >= 3 ? g : undefined; }, 30_000, logs);
+      const files = await manifestOf(ctx, bucket, META, gen);
+      assert.equal(files.get("index.html")?.sha256, sha256(LEGIT), "the writer signed the forged page it carried from the head");
+      assert.ok(files.has("news.html"));
+    } finally {
+      child.kill("SIGTERM");
+      expectCode(await waitCli(child, 40_000), 0);
+    }
+    const node = ctx.tmp("trust-watch-node");
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(ctx.tmp("trust-watch-nstate")), "--trusted-key", k.pub]), 0);
+    assert.equal(await text(path.join(node, "index.html")), LEGIT);
+  });
+
   test("sync with --trusted-key and no --signing-key says at start that what it publishes is unsigned", async (t) => {
     if (!ctx.server.features.conditionalWrites) {
       t.skip(`${ctx.server.kind} ignores conditional writes: sync refuses to run there`);
