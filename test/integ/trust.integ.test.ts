@@ -255,6 +255,10 @@ describe(`trust: nothing is signed, copied or applied that was not verified firs
       assert.notEqual((await getBytes(ctx.server.client, region, "site/index.html")).toString(), DEFACED, `${what}: the forged bytes reached the region`);
     }
     const node = ctx.tmp("trust-rep-node");
+    // A node that checks nothing while the master signs is told so (and here installs the forgery).
+    const unchecked = await ctx.cli(["pull", purl, ctx.tmp("trust-rep-plain"), ...ctx.flags(ctx.tmp("trust-rep-plainstate"))]);
+    expectCode(unchecked, 0);
+    assert.match(unchecked.stdout, /the head is signed, but this node checks no signatures/);
     expectCode(await ctx.cli(["pull", rurl, node, ...ctx.flags(ctx.tmp("trust-rep-nstate")), "--trusted-key", k.pub]), 0);
     assert.deepEqual([...(await snapshot(node)).keys()].sort(), ["about.html", "index.html"]);
     assert.equal(await text(path.join(node, "index.html")), LEGIT);
