@@ -7,12 +7,11 @@
  * written, and the status file says ERROR (STALE for the frozen mirror) with the reason.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { cp, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { type Entry, type FileMap, metaKeys, serializeHead, serializeManifest, sha256Hex, type Head } from "../../src/core/manifest.ts";
-import { generateSigningKeyPair, parsePrivateKey, signGeneration, type SigningKey } from "../../src/core/signing.ts";
+import { type Entry, type FileMap, metaKeys, serializeManifest, sha256Hex } from "../../src/core/manifest.ts";
+import { generateSigningKeyPair, parsePrivateKey, type SigningKey } from "../../src/core/signing.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { keygen as keygenWith, manifestOf as manifestIn, plant as plantIn } from "../helpers/signing.ts";
 import { SEED, useFigures } from "../helpers/faults.ts";
