@@ -262,5 +262,16 @@ describe(`trust: nothing is signed, copied or applied that was not verified firs
     expectCode(await ctx.cli(["pull", rurl, node, ...ctx.flags(ctx.tmp("trust-rep-nstate")), "--trusted-key", k.pub]), 0);
     assert.deepEqual([...(await snapshot(node)).keys()].sort(), ["about.html", "index.html"]);
     assert.equal(await text(path.join(node, "index.html")), LEGIT);
+
+    // The master publishes over the forgery (signed): replicated, its signature carried unchanged.
+    await writeTree(master, { "news.html": "news\n" });
+    expectCode(await ctx.cli(["push", master, purl, ...ctx.flags(ctx.tmp("trust-rep-mstate")), "--signing-key", k.key]), 0);
+    expectCode(await replicate("--trusted-key", k.pub), 0);
+    const [ph, rh] = await Promise.all([readHeadDoc(ctx.server.client, primary, "site/"), readHeadDoc(ctx.server.client, region, "site/")]);
+    assert.equal(rh.generation, 3);
+    assert.deepEqual(rh.signature, ph.signature, "the region carries the primary's signature");
+    expectCode(await ctx.cli(["pull", rurl, node, ...ctx.flags(ctx.tmp("trust-rep-nstate")), "--trusted-key", k.pub]), 0);
+    assert.equal(await text(path.join(node, "index.html")), LEGIT);
+    assert.equal(await text(path.join(node, "news.html")), "news\n");
   });
 });
