@@ -142,20 +142,29 @@ describe(`trust: nothing is signed, copied or applied that was not verified firs
     assert.equal(await text(path.join(node, "index.html")), LEGIT);
   });
 
-  test("sync with --trusted-key and no --signing-key says at start that what it publishes is unsigned", async (t) => {
+  test("sync says at start when signing is configured on one side only: checks but does not sign; neither checks nor signs a signed location", async (t) => {
     if (!ctx.server.features.conditionalWrites) {
       t.skip(`${ctx.server.kind} ignores conditional writes: sync refuses to run there`);
       return;
     }
     const bucket = await ctx.server.bucket("trust-sync-warn");
+    const url = `s3://${bucket}/site`;
     const k = await keygen(ctx, "trust-sync-warn-key");
-    const root = path.join(ctx.tmp("trust-sync-warn"), "www");
-    const child = startCli(["sync", root, `s3://${bucket}/site`, ...ctx.flags(ctx.tmp("trust-sync-warn-state")), "--interval", "300ms", "--trusted-key", k.pub]);
-    try {
-      await until("the warning", async () => /checks signatures but does not sign/.test(child.out.stdout), 20_000, () => child.out.stdout + child.out.stderr);
-    } finally {
-      child.kill("SIGTERM");
-      expectCode(await waitCli(child, 40_000), 0);
+    const master = ctx.tmp("trust-sync-warn-master");
+    await writeTree(master, { "index.html": LEGIT });
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(ctx.tmp("trust-sync-warn-mstate")), "--signing-key", k.key]), 0);
+    for (const [what, extra, warning] of [
+      ["checks, does not sign", ["--trusted-key", k.pub], /checks signatures but does not sign/],
+      ["neither", [], /the head is signed, but this node neither checks nor signs/],
+    ] as const) {
+      const root = path.join(ctx.tmp("trust-sync-warn"), "www");
+      const child = startCli(["sync", root, url, ...ctx.flags(ctx.tmp("trust-sync-warn-state")), "--interval", "300ms", ...extra]);
+      try {
+        await until(`the warning (${what})`, async () => warning.test(child.out.stdout), 20_000, () => child.out.stdout + child.out.stderr);
+      } finally {
+        child.kill("SIGTERM");
+        expectCode(await waitCli(child, 40_000), 0);
+      }
     }
   });
 
