@@ -239,7 +239,8 @@ export function buildProgram(): Command {
     .option("--max-delay <duration>", "longest a change waits during continuous activity (default 5s)")
     .option("--interval <duration>", "poll the head this often (default 2s)")
     .option("--rescan-interval <duration>", "scan the whole docroot at least this often, catching events the watcher missed (default 1h)")
-    .option("--signing-key <file>", "sign every generation this node publishes with this private key")
+    .option("--signing-key <file>", "sign every generation this node publishes with this private key (its public half is trusted too)")
+    .option("--trusted-key <key|file>", "apply and build on only generations signed by this public key (ed25519:… or a .pub file; repeatable)", collect)
     .option("--site <id>", "with --signing-key: the site id signatures are bound to")
     .action(async (docroot: string | undefined, target: string | undefined, _o: unknown, cmd: Command) => {
       await run("sync", cmd, { ...flagsOf(cmd), docroot, target }, async (cfg, log, signal) => {
@@ -338,6 +339,8 @@ function registerFanout(program: Command): void {
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
     .option("--verify", "check every object each region's head names (one HEAD each) and copy again any that holds other bytes")
+    .option("--trusted-key <key|file>", "copy only primary generations signed by this public key (ed25519:… or a .pub file; repeatable)", collect)
+    .option("--site <id>", "with --trusted-key: the site whose generations to copy (default: the first one verified, pinned for this run)")
     .action(async (primary: string | undefined, regions: string[], _o: unknown, cmd: Command) => {
       await run("replicate", cmd, { ...flagsOf(cmd), source: primary, targets: regions }, async (cfg, log, signal) => {
         const { replicate } = await import("../commands/replicate.ts");
@@ -410,7 +413,8 @@ function registerHistory(program: Command): void {
     .option("--force", "allow what the delete guard refuses")
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50; use the uploader's)")
-    .option("--signing-key <file>", "sign the new generation with this private key (the uploader's)")
+    .option("--signing-key <file>", "sign the new generation with this private key (the uploader's); the retained generation must verify under its public half")
+    .option("--trusted-key <key|file>", "restore only a retained generation signed by this public key (repeatable; for generations signed before a key rotation)", collect)
     .option("--site <id>", "with --signing-key: the site id (default: the location's s3:// URL; use the uploader's)")
     .addHelpText("after", `
 Where the old bytes come from, in order: the old object version (versioned bucket), an object

@@ -7,7 +7,7 @@ import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, storeFor } from "./wiring.ts";
+import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
@@ -35,6 +35,9 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       retain: cfg.retain,
       maxJournals: 20,
       verify: cfg.verify,
+      // Copy only what verifies: --trusted-key, and a master replicating its own generations (watch
+      // --replicate-to) trusts its own signing key.
+      trust: trustFor(cfg, cfg.signingKey ? signerFor(cfg, primary) : undefined),
     },
     { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus },
   );

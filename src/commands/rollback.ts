@@ -10,7 +10,7 @@ import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
+import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
@@ -34,6 +34,8 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
   const state = jobState(cfg, "rollback", { url });
   // A rollback publishes a new generation: signed like the uploader's, or nodes refuse it.
   const signer = signerFor(cfg, loc);
+  // What it restores must verify first: against --trusted-key, and the signing key's own public half.
+  const trust = trustFor(cfg, signer);
   const lock = await state.lock("rollback");
   let res: RollbackResult;
   try {
@@ -47,6 +49,7 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
         ...writerTuning(cfg),
         cacheControl: compileCacheControl(cfg.cacheControl),
         signer,
+        trust,
       },
       { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date() },
     );

@@ -14,13 +14,14 @@ import { compileCacheControl, compileFilter, parseFilterFile } from "../core/fil
 import { formatLocation } from "../core/location.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Logger } from "../adapters/logger.ts";
+import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
-import { probeConditionalWrites } from "../sync/head-store.ts";
+import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import { runSyncDaemon } from "../sync/sync-daemon.ts";
 import { type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
+import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 
 /** The status a sync node writes after every round (`<state>/sync-status.json`, and `--status-file`). */
 export interface SyncStatus {
@@ -62,6 +63,10 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   await mkdir(docroot).catch((err: unknown) => {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new LocalIoError(`docroot ${docroot} does not exist and cannot be created (${(err as NodeJS.ErrnoException).code})`, { cause: err, hint: "is the volume mounted? create its parent first if this is a new node" });
   });
+  // Signed generations: this node signs what it publishes with its key, and applies and builds on
+  // only what verifies under --trusted-key and that key's own public half (issue 22).
+  const signer = signerFor(cfg, cfg.target);
+  const trust = trustFor(cfg, signer);
   const store = storeFor(cfg, cfg.target);
   // Several writers serialise through the lease and the head's If-Match: without conditional
   // writes two nodes could both publish generation N and one node's changes would vanish.
@@ -105,7 +110,8 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       cacheControl: compileCacheControl(cfg.cacheControl),
       verify: false,
       approveDeletes: false,
-      signer: signerFor(cfg, cfg.target),
+      signer,
+      trust,
     },
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
   );
@@ -133,7 +139,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       settleMs: cfg.delay,
       puller: {
         docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
-        keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust: undefined, maxAgeMs: undefined, allowSetuid: false,
+        keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust, maxAgeMs: undefined, allowSetuid: false,
       },
     },
     {
@@ -173,7 +179,8 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
   };
   try {
-    log.info({ docroot, target: url, node, owns: cfg.owns, conflict: cfg.conflict, conflictsDir }, "two-way sync");
+    log.info({ docroot, target: url, node, owns: cfg.owns, conflict: cfg.conflict, conflictsDir, signs: signer?.key.keyId, trusts: trust?.keys.map((k) => k.keyId) }, "two-way sync");
+    await warnOneSided(store, cfg, signer !== undefined, trust !== undefined, log);
     await runSyncDaemon(
       { docroot, ignoreDirs: [state.dir, conflictsDir], delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, intervalMs: cfg.interval, rescanIntervalMs: cfg.rescanInterval },
       { node: two, log: log.child({ component: "sync" }), signal, now: () => new Date(), onRound: writeStatus },
@@ -182,5 +189,22 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     await uploader.releaseLease();
     await monitor?.stop();
     await lock.release();
+  }
+}
+
+/**
+ * Signing configured on one side only is said once at start: a node that checks but does not sign
+ * publishes what trusted nodes refuse; one that neither checks nor signs, on a location whose head
+ * is signed, would apply (and republish) a forged generation unchecked.
+ */
+async function warnOneSided(store: S3Store, cfg: ConfigFor<"sync">, signs: boolean, checks: boolean, log: Logger): Promise<void> {
+  if (checks && !signs) {
+    log.warn({ target: formatLocation(cfg.target) }, "this node checks signatures but does not sign: what it publishes is unsigned, and nodes with --trusted-key refuse it (give --signing-key)");
+    return;
+  }
+  if (checks) return;
+  const hs = await readHead(store, cfg.target).catch(() => undefined);
+  if (hs?.head.signature) {
+    log.warn({ target: formatLocation(cfg.target), generation: hs.head.generation, keyId: hs.head.signature.keyId }, "the head is signed, but this node neither checks nor signs: it would apply and republish a forged generation unchecked, and trusted nodes refuse what it publishes (give --signing-key or --trusted-key)");
   }
 }

@@ -13,9 +13,9 @@ import { createS3Client } from "../adapters/s3-client.ts";
 import { LeanHttp } from "../adapters/lean-http.ts";
 import { S3Store } from "../adapters/s3-store.ts";
 import { type JobRole, jobStateDir, locationStateDir, type StateDir } from "../adapters/state-dir.ts";
-import { readSigningKey } from "../adapters/keys.ts";
+import { readSigningKey, readTrustedKeys } from "../adapters/keys.ts";
 import { formatLocation } from "../core/location.ts";
-import { checkSite, type SigningKey } from "../core/signing.ts";
+import { checkSite, type SigningKey, trustedKeyOf, type TrustPolicy } from "../core/signing.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -81,4 +81,17 @@ export function signerFor(cfg: Config, loc: Location): { key: SigningKey; site: 
   const why = checkSite(site);
   if (why) throw new UsageError(`${site} cannot be the site id of signed generations: ${why}`, { hint: "set --site (config site) to a plain name, e.g. www.example.com" });
   return { key: readSigningKey(cfg.signingKey), site };
+}
+
+/**
+ * What a job accepts as verified (issue 22: nothing is signed, copied or applied that was not
+ * verified first): the `--trusted-key`s and, for a writer that signs, its own public key; the site
+ * is the one it signs for, else `--site` (undefined: pinned on first use where the job keeps state).
+ * Undefined when the job neither signs nor was given a key: it checks nothing.
+ */
+export function trustFor(cfg: Config, signer: { readonly key: SigningKey; readonly site: string } | undefined): TrustPolicy | undefined {
+  const keys = cfg.trustedKeys.length > 0 ? readTrustedKeys(cfg.trustedKeys) : [];
+  if (signer && !keys.some((k) => k.keyId === signer.key.keyId)) keys.push(trustedKeyOf(signer.key));
+  if (keys.length === 0) return undefined;
+  return { keys, site: signer?.site ?? cfg.site };
 }

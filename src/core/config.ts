@@ -157,19 +157,19 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "retain", "progress", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "retain", "progress", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },
   replicate: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "source", "targets", "watch", "interval", "multipartThreshold", "partSize", "retain", "verify"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "source", "targets", "watch", "interval", "multipartThreshold", "partSize", "retain", "verify", "trustedKeys", "site"],
     required: [needs.primary, needs.regions],
     usage: "fansync replicate s3://primary/prefix s3://region/prefix [...]",
   },
   status: { keys: [...COMMON_KEYS, "targets", "statusFile", "staleAfter"], required: [], usage: "fansync status [s3://bucket/prefix ...]" },
   doctor: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
   log: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync log s3://bucket/prefix" },
-  rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
+  rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, "trustedKeys", "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
   demo: { keys: COMMON_KEYS, required: [], usage: "fansync demo" },
   keygen: { keys: [], required: [], usage: "fansync keygen <keyfile>" },
 };

@@ -102,7 +102,7 @@ export function sha256Hex(data: Uint8Array | string): string {
  * path). The lines are compressed as they are made, a batch at a time: the whole text of a
  * 1M-entry manifest (~200 MB) is never held, only its compressed bytes.
  */
-export async function serializeManifest(generation: number, files: FileMap): Promise<Buffer> {
+export async function serializeManifest(generation: number, files: FileMap, signature?: HeadSignature): Promise<Buffer> {
   const paths = [...files.keys()].sort(compareUtf8);
   const gz = createGzip({ level: 6 });
   const out: Buffer[] = [];
@@ -111,7 +111,9 @@ export async function serializeManifest(generation: number, files: FileMap): Pro
     gz.once("end", resolve);
     gz.once("error", reject);
   });
-  let batch = JSON.stringify({ format: MANIFEST_FORMAT, generation, files: paths.length }) + "\n";
+  // The signature rides in the header too: a retained generation keeps it after its head moved on,
+  // so rollback can verify what it restores (docs/bucket-format.md, docs/security.md).
+  let batch = JSON.stringify({ format: MANIFEST_FORMAT, generation, files: paths.length, ...(signature ? { signature } : {}) }) + "\n";
   for (const p of paths) {
     batch += JSON.stringify(compactEntry(files.get(p) as Entry)) + "\n";
     if (batch.length >= 256 * 1024) {
@@ -147,6 +149,19 @@ const INFLATE_SLICE = 64 * 1024;
  * only one slice of inflated bytes is held at a time.
  */
 export async function parseManifest(data: Uint8Array, expectSha256: string, expectGeneration: number, declaredFiles?: number): Promise<FileMap> {
+  return (await parseSignedManifest(data, expectSha256, expectGeneration, declaredFiles)).files;
+}
+
+/** A manifest as read, with the signature its header carries (absent in unsigned generations and older manifests). */
+export interface ParsedManifest {
+  readonly files: FileMap;
+  readonly signature?: HeadSignature | undefined;
+  /** Why the header's `signature` member is malformed (then `signature` is undefined). */
+  readonly signatureProblem?: string | undefined;
+}
+
+/** {@link parseManifest}, also returning the signature in the manifest's header. */
+export async function parseSignedManifest(data: Uint8Array, expectSha256: string, expectGeneration: number, declaredFiles?: number): Promise<ParsedManifest> {
   const got = sha256Hex(data);
   if (got !== expectSha256) {
     throw new IntegrityError(`manifest for generation ${expectGeneration} has sha256 ${got}, head says ${expectSha256} (corrupt or truncated)`);
@@ -163,7 +178,9 @@ export async function parseManifest(data: Uint8Array, expectSha256: string, expe
     if (err instanceof IntegrityError) throw err;
     throw new IntegrityError(`manifest for generation ${expectGeneration} is not valid gzip`, { cause: err });
   }
-  return lines.end();
+  const files = lines.end();
+  const sig = lines.signature;
+  return { files, ...(typeof sig === "object" ? { signature: sig } : typeof sig === "string" ? { signatureProblem: sig } : {}) };
 }
 
 /** The manifest's lines as they are inflated: header first, then entries, each checked on arrival. */
@@ -175,6 +192,8 @@ class ManifestLines {
   private line = 0;
   private announced: number | undefined;
   private readonly files: FileMap = new Map();
+  /** The header's signature, parsed (a string: why it is malformed); undefined when there is none. */
+  signature: HeadSignature | string | undefined;
 
   constructor(generation: number, declared: number | undefined) {
     this.generation = generation;
@@ -231,6 +250,7 @@ class ManifestLines {
     if (!Number.isSafeInteger(files) || (files as number) < 0) throw new IntegrityError(`manifest header announces ${String(files)} files`);
     if (this.declared !== undefined && files !== this.declared) throw new IntegrityError(`manifest header announces ${String(files)} files, the head ${this.declared}`);
     this.announced = files as number;
+    if (header.signature !== undefined) this.signature = parseHeadSignature(header.signature);
   }
 }
 

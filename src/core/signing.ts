@@ -194,26 +194,48 @@ export interface SignedHeadView {
  * configured or pinned one, undefined on first use). Returns the verified signature; throws
  * {@link UntrustedHead} for an unsigned, malformed, foreign-key, forged or other-site head.
  */
-export function verifyHeadSignature(head: SignedHeadView, keys: readonly TrustedKey[], site: string | undefined, where: string): HeadSignature {
+export function verifyHeadSignature(head: SignedHeadView, keys: readonly TrustedKey[], site: string | undefined, where: string, subject = `the head of ${where}`): HeadSignature {
   const sig = head.signature;
+  const it = `${subject} (generation ${head.generation})`;
   if (!sig) {
     throw new UntrustedHead(head.signatureProblem
-      ? `the head of ${where} (generation ${head.generation}) has a malformed signature: ${head.signatureProblem}`
-      : `the head of ${where} (generation ${head.generation}) is not signed, and this node only accepts signed generations`);
+      ? `${it} has a malformed signature: ${head.signatureProblem}`
+      : `${it} is not signed, and this node only accepts signed generations`);
   }
   const key = keys.find((k) => k.keyId === sig.keyId);
   if (!key) {
-    throw new UntrustedHead(`the head of ${where} (generation ${head.generation}) is signed by key ${sig.keyId}, which this node does not trust (trusted: ${keys.map((k) => k.keyId).join(", ")})`);
+    throw new UntrustedHead(`${it} is signed by key ${sig.keyId}, which this node does not trust (trusted: ${keys.map((k) => k.keyId).join(", ")})`);
   }
   const payload = signedPayload({ site: sig.site, generation: head.generation, files: sig.files, filesSha256: sig.filesSha256, time: sig.time, approvedDeletes: sig.approvedDeletes });
   if (!verify(null, payload, key.key, Buffer.from(sig.value, "base64"))) {
-    throw new UntrustedHead(`the signature of the head of ${where} (generation ${head.generation}, key ${sig.keyId}) does not verify: the head was forged or altered`);
+    throw new UntrustedHead(`the signature of ${subject} (generation ${head.generation}, key ${sig.keyId}) does not verify: ${subject.startsWith("the head") ? "the head" : "it"} was forged or altered`);
   }
   if (site !== undefined && sig.site !== site) {
-    throw new UntrustedHead(`the head of ${where} is signed for site ${JSON.stringify(sig.site)}, but this node follows site ${JSON.stringify(site)} (a head copied from another site's bucket?)`);
+    throw new UntrustedHead(`${subject} is signed for site ${JSON.stringify(sig.site)}, but this node follows site ${JSON.stringify(site)} (a head copied from another site's bucket?)`);
   }
-  if (head.files !== sig.files) throw new UntrustedHead(`the head of ${where} says ${head.files} files, its signature ${sig.files}`);
+  if (head.files !== sig.files) throw new UntrustedHead(`${subject} says ${head.files} files, its signature ${sig.files}`);
   return sig;
+}
+
+/**
+ * The one check before anything is applied, signed again or copied (issue 22): the head verifies
+ * ({@link verifyHeadSignature}) and `files` are the ones it signed. `what` names the files in the
+ * refusal ("the manifest of generation 7 at s3://…"), `subject` what carries the signature (default:
+ * the head). Returns the verified signature.
+ */
+export function verifyGeneration(head: SignedHeadView, files: Iterable<SignedFacts>, trust: TrustPolicy, where: string, what = `the manifest of generation ${head.generation} at ${where}`, subject?: string): HeadSignature {
+  const sig = verifyHeadSignature(head, trust.keys, trust.site, where, subject);
+  const list = [...files];
+  const digest = filesDigest(list);
+  if (digest !== sig.filesSha256) {
+    throw new UntrustedHead(`${what} does not match the signed generation (signed: ${sig.files} files, digest ${sig.filesSha256.slice(0, 12)}…; found: ${list.length} files, digest ${digest.slice(0, 12)}…): it was swapped for another one, or edited`);
+  }
+  return sig;
+}
+
+/** The public half of a signing key, as a key to trust: a writer accepts what it signed itself. */
+export function trustedKeyOf(k: SigningKey): TrustedKey {
+  return { keyId: k.keyId, key: createPublicKey(k.key) };
 }
 
 /**

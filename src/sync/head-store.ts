@@ -108,7 +108,10 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   const gen = input.generation ?? prevGen + 1;
   if (!Number.isSafeInteger(gen) || gen <= prevGen) throw new IntegrityError(`cannot publish generation ${gen} over generation ${prevGen}`);
   const time = input.now().toISOString();
-  const manifestBytes = await serializeManifest(gen, input.files);
+  // Signed (or the carried signature checked against the files) before anything is written; the
+  // manifest keeps it for when the head has moved on (rollback verifies a retained generation).
+  const signed = signatureFor(input.signing, gen, input.files, time, input.approvedDeletes ?? 0);
+  const manifestBytes = await serializeManifest(gen, input.files, signed.signature);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
   await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
   // A journal only pays off for small deltas; a huge one (a first publish of 100k files, a mass
@@ -134,7 +137,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     time,
     ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
     ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}),
-    ...signatureFor(input.signing, gen, input.files, time, input.approvedDeletes ?? 0),
+    ...signed,
   };
   let etag: string;
   try {

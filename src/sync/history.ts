@@ -7,7 +7,7 @@ import { IntegrityError } from "../core/errors.ts";
 import { changesOfJournal, diffFileMaps, type GenerationInfo, parseGenerationKey } from "../core/history.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
-import { applyJournal, type FileMap, type Journal, metaKeys, parseJournal, parseManifest, sha256Hex } from "../core/manifest.ts";
+import { applyJournal, type FileMap, type Journal, metaKeys, type ParsedManifest, parseJournal, parseSignedManifest, sha256Hex } from "../core/manifest.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { HeadState } from "./head-store.ts";
 
@@ -45,14 +45,15 @@ export async function listRetained(store: S3Store, loc: Location, head: HeadStat
 }
 
 /**
- * Read a retained generation's manifest; undefined when it is gone. Only the head's manifest has a
- * sha256 to check against; an older one is checked for its format, its generation and every entry.
+ * Read a retained generation's manifest (and the signature its header carries); undefined when it
+ * is gone. Only the head's manifest has a sha256 to check against; an older one is checked for its
+ * format, its generation and every entry, and, by rollback, against its signature.
  */
-export async function readGenerationManifest(store: S3Store, loc: Location, generation: number, signal?: AbortSignal): Promise<FileMap | undefined> {
+export async function readGenerationManifest(store: S3Store, loc: Location, generation: number, signal?: AbortSignal): Promise<ParsedManifest | undefined> {
   const res = await store.get(metaKeys.manifest(metaPrefix(loc), generation), signal ? { signal } : {});
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the manifest of generation ${generation}: ${res.status}`);
-  return parseManifest(res.body, sha256Hex(res.body), generation);
+  return parseSignedManifest(res.body, sha256Hex(res.body), generation);
 }
 
 /** Read a journal; undefined when it is gone. */
@@ -78,7 +79,7 @@ export async function readHistory(store: S3Store, loc: Location, hs: HeadState, 
   let state: { gen: number; files: FileMap } | undefined;
   if (first === 1) state = { gen: 0, files: new Map() };
   else if (retained.manifests.has(first - 1)) {
-    const files = await readGenerationManifest(store, loc, first - 1, opts.signal);
+    const files = (await readGenerationManifest(store, loc, first - 1, opts.signal))?.files;
     if (files) state = { gen: first - 1, files };
   }
   const rows: GenerationInfo[] = [];
@@ -101,7 +102,7 @@ export async function readHistory(store: S3Store, loc: Location, hs: HeadState, 
       rows.push({ ...base, ...sizeOf(state.files), changes });
       continue;
     }
-    const files = await readGenerationManifest(store, loc, g, opts.signal);
+    const files = (await readGenerationManifest(store, loc, g, opts.signal))?.files;
     if (!files) {
       // Pruned between the listing and now.
       rows.push({ ...base, files: undefined, bytes: undefined, changes: undefined });

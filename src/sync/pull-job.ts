@@ -60,6 +60,8 @@ export class PullJob {
   private readonly d: PullJobDeps;
   private last: PullStatus | undefined;
   private loaded = false;
+  /** Signing on one side only was said (once per process). */
+  private warnedUnchecked = false;
 
   constructor(opts: PullJobOptions, deps: PullJobDeps) {
     this.o = opts;
@@ -126,6 +128,10 @@ export class PullJob {
     for (const [i, s] of ordered.entries()) {
       try {
         const r = await pullOnce(s, { ...this.o.puller, state: this.o.state }, deps);
+        if (r.uncheckedSignature && !this.warnedUnchecked) {
+          this.warnedUnchecked = true;
+          this.d.log.warn({ source: formatLocation(s.loc), keyId: r.uncheckedSignature }, "the head is signed, but this node checks no signatures: anyone who can write the bucket can publish what it installs (give --trusted-key)");
+        }
         if (s !== sources[0]) this.d.log.warn({ source: formatLocation(s.loc), preferred: formatLocation((sources[0] as Source).loc) }, "served by a fallback source");
         return r;
       } catch (err) {

@@ -14,7 +14,7 @@ import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
 import { showPath, TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
-import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyHeadSignature } from "../core/signing.ts";
+import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
 import { type DeleteLimit, formatAge } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
@@ -83,6 +83,8 @@ export interface PullResult {
   readonly metaOnly: number;
   readonly deletes: number;
   readonly drift: number;
+  /** The head read was signed (this key id) but this node checks no signatures (no trust given). */
+  readonly uncheckedSignature?: string | undefined;
 }
 
 /** The small state file read on every run (the no-op path reads only this). */
@@ -140,6 +142,8 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     throw new UntrustedHead(`the head at ${url} is generation ${have} with other content than the generation ${have} this node applied (signed digest ${sig.filesSha256.slice(0, 12)}…, applied ${state.filesSha256.slice(0, 12)}…)`);
   }
   const signedFields = sig ? { site: sig.site, signedTime: sig.time } : {};
+  // Signing on one side only: the master signs, this node does not check (the job says so once).
+  const unchecked = !o.trust && head.signature ? { uncheckedSignature: head.signature.keyId } : {};
   // The same generation with another manifest (two writers forked it on a server without
   // conditional writes, and the later head won): not "up to date", the docroot follows this head.
   const sameManifest = state?.manifestSha256 === undefined || state.manifestSha256 === head.manifestSha256;
@@ -148,7 +152,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   }
   if (state && sameSource && state.complete && head.generation === have && sameManifest && !o.verify) {
     await writeJson(o.state.pullHead, { ...state, ...signedFields, etag: hs.etag });
-    return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0 };
+    return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0, ...unchecked };
   }
 
   const held = await readNdjsonMap<Entry>(o.state.pullFiles);
@@ -180,7 +184,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     approved: Math.min(approvedDeletes, plan.deletes.length - extraneous.length),
     hint: APPROVE_HINT,
   });
-  const base = { headGeneration: head.generation, headTime: head.time, source: url, downloads: plan.downloads.length, downloadBytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift };
+  const base = { ...unchecked, headGeneration: head.generation, headTime: head.time, source: url, downloads: plan.downloads.length, downloadBytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift };
   d.deadline?.allow(plan.downloadBytes);
   if (o.dryRun) {
     for (const e of plan.downloads) log.info({ op: "get", path: e.path, bytes: e.size }, "would download");
@@ -215,9 +219,7 @@ async function readTarget(source: Source, head: Head, sig: HeadSignature | undef
     if (caught) d.log.warn({ generation: head.generation }, "journals do not add up to the signed generation; reading the full manifest");
   }
   const { files } = await readManifest(source.store, head, d.signal);
-  if (sig && !filesMatchSignature(sig, files.values())) {
-    throw new UntrustedHead(`the manifest of generation ${head.generation} at ${formatLocation(source.loc)} does not match the signed generation (it was swapped for another one, or edited)`);
-  }
+  if (sig && o.trust) verifyGeneration(head, files.values(), { keys: o.trust.keys, site: sig.site }, formatLocation(source.loc));
   // From the manifest only the head's own approval is known (a node far behind judges the rest itself).
   return { files, approvedDeletes: sig ? (sig.approvedDeletes ?? 0) : (head.approvedDeletes ?? 0) };
 }

@@ -12,6 +12,7 @@ import { ConditionFailed, errorMessage, type FailedTransfer, FansyncError, Integ
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, Journal } from "../core/manifest.ts";
 import { planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
+import { filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
@@ -54,6 +55,12 @@ export interface ReplicatorOptions {
   readonly maxJournals: number;
   /** Check every object a region's head names (not only those it marks dirty) and copy again those that moved. */
   readonly verify: boolean;
+  /**
+   * Copy only primary generations these keys signed (--trusted-key): a forged one is refused before
+   * any object is copied (issue 22). Undefined: nothing is checked (a warning says so once when the
+   * primary is signed).
+   */
+  readonly trust?: TrustPolicy | undefined;
 }
 
 /** Injected collaborators; `signal` aborts requests in flight (the hard stop). */
@@ -138,6 +145,9 @@ export class Replicator {
   private primaryHead: HeadState | undefined;
   private primaryHeadInFlight: Promise<HeadState | undefined> | undefined;
   private primaryManifest: { generation: number; files: Promise<FileMap> } | undefined;
+  /** The site of the first primary head verified (with trust and no --site). */
+  private pinnedSite: string | undefined;
+  private warnedUnchecked = false;
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
   /** Packs (issue 14): carried to each region after its generation (sync/packs.ts). */
   private readonly packs: PackCarrier;
@@ -241,6 +251,8 @@ export class Replicator {
       return noop(have);
     }
     const ph = primary.head;
+    // Before anything is copied or carried: the primary's head verifies under a trusted key.
+    const sig = this.checkPrimary(ph, log);
     if (have > ph.generation) {
       throw new IntegrityError(`region ${r.url} is at generation ${have}, ahead of the primary's ${ph.generation}`, {
         hint: "the primary was reset, or another primary replicates here: empty the region's prefix or point the region elsewhere",
@@ -274,7 +286,11 @@ export class Replicator {
     const lag = this.lagOf(st);
     log.info({ generation: have, primaryGeneration: ph.generation, lagGenerations: lag.generations, lagSeconds: lag.seconds }, "region behind; replicating");
     const files = await regionFiles();
-    const target = await this.targetFor(have, ph, files, log);
+    const where = this.o.primary.url;
+    const trusted = (f: FileMap) => !sig || filesMatchSignature(sig, f.values());
+    const target = await this.targetFor(have, ph, files, log, trusted);
+    // What is copied is what the primary's writer signed: a swapped or edited manifest stops here.
+    if (sig && this.o.trust) verifyGeneration(ph, target.values(), { keys: this.o.trust.keys, site: sig.site }, where, `the manifest of the primary's generation ${ph.generation} at ${where}`);
     // Objects of the region that an interrupted round overwrote are planned as if absent: copied again.
     const moved = await this.findMoved(r, files, check, log);
     const plan = planReplicate(target, withoutPaths(files, moved));
@@ -332,7 +348,9 @@ export class Replicator {
    */
   private async repairInPlace(r: Region, st: RegionState, rh: HeadState, ph: HeadState["head"], files: FileMap, check: readonly string[], log: Logger): Promise<HeadState> {
     const moved = await this.findMoved(r, files, check, log);
-    const primaryFiles = moved.size > 0 ? await this.targetFor(ph.generation, ph, new Map(), log) : new Map<string, Entry>();
+    const primaryFiles = moved.size > 0 ? await this.targetFor(ph.generation, ph, new Map(), log, () => true) : new Map<string, Entry>();
+    // Copied again only from a primary manifest that verifies (the head did, in checkPrimary).
+    if (moved.size > 0 && this.o.trust && ph.signature) verifyGeneration(ph, primaryFiles.values(), { keys: this.o.trust.keys, site: ph.signature.site }, this.o.primary.url);
     const still = new Set<string>();
     await Promise.all([...moved].map(async (p) => {
       const want = primaryFiles.get(p);
@@ -355,9 +373,11 @@ export class Replicator {
   }
 
   /** The primary's files at its head: journals on top of the region's map when close, else its manifest. */
-  private async targetFor(have: number, ph: HeadState["head"], regionFiles: FileMap, log: Logger): Promise<FileMap> {
+  private async targetFor(have: number, ph: HeadState["head"], regionFiles: FileMap, log: Logger, trusted: (files: FileMap) => boolean): Promise<FileMap> {
     const caught = await catchUpThroughJournals(regionFiles, have, ph, this.o.maxJournals, (g) => this.primaryJournal(g), log);
-    if (caught) return caught.files;
+    // Journals are not signed: ones that do not add up to the signed files are set aside for the manifest.
+    if (caught && trusted(caught.files)) return caught.files;
+    if (caught) log.warn({ generation: ph.generation }, "the primary's journals do not add up to the signed generation; reading the full manifest");
     if (this.primaryManifest?.generation !== ph.generation) {
       const files = readManifest(this.o.primary.store, ph, this.d.signal).then((m) => m.files);
       this.primaryManifest = { generation: ph.generation, files };
@@ -442,6 +462,25 @@ export class Replicator {
       if (err instanceof ConditionFailed) return this.transfer(r, e);
       throw err;
     }
+  }
+
+  /**
+   * With trust: the primary's head must verify (the site is pinned to the first one verified in this
+   * process unless given). Without: a signed primary is worth one warning, since a forged
+   * generation would be copied to every region unchecked.
+   */
+  private checkPrimary(ph: HeadState["head"], log: Logger): HeadSignature | undefined {
+    const t = this.o.trust;
+    if (!t) {
+      if (ph.signature && !this.warnedUnchecked) {
+        this.warnedUnchecked = true;
+        log.warn({ generation: ph.generation, keyId: ph.signature.keyId }, "the primary's generations are signed, but this replicator does not check them: a generation forged in the primary would be copied to every region (give --trusted-key)");
+      }
+      return undefined;
+    }
+    const sig = verifyHeadSignature(ph, t.keys, t.site ?? this.pinnedSite, this.o.primary.url);
+    this.pinnedSite ??= sig.site;
+    return sig;
   }
 
   /** Read the primary's head (conditional on the last ETag); concurrent callers share one request. */

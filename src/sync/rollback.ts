@@ -9,13 +9,13 @@ import path from "node:path";
 import pMap from "p-map";
 import type { WriterTuning } from "../core/config.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { errorMessage, type FailedTransfer, FileChanging, RaceError, UsageError } from "../core/errors.ts";
+import { errorMessage, type FailedTransfer, FileChanging, IntegrityError, RaceError, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
 import { compileFilter } from "../core/filters.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { ROLLBACK_WRITER } from "../core/history.ts";
 import { formatLocation, type Location } from "../core/location.ts";
-import type { Entry, FileMap } from "../core/manifest.ts";
-import type { SigningKey } from "../core/signing.ts";
+import type { Entry, FileMap, ParsedManifest } from "../core/manifest.ts";
+import { type SigningKey, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -27,7 +27,7 @@ import { type HeadState, readHead, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { uploadFile } from "./transfer.ts";
+import { objectRef, uploadFile, verifyObject } from "./transfer.ts";
 
 /** Everything a rollback needs to know, resolved. */
 export interface RollbackOptions extends WriterTuning {
@@ -43,6 +43,11 @@ export interface RollbackOptions extends WriterTuning {
   readonly cacheControl: (p: string) => string | undefined;
   /** Sign the new generation (signed generations): the uploader's key and site. */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /**
+   * The keys a retained generation must be signed with to be restored (--trusted-key, and the
+   * signer's own public key): undefined only when the rollback neither signs nor checks.
+   */
+  readonly trust?: TrustPolicy | undefined;
 }
 
 /** Injected collaborators. */
@@ -86,11 +91,15 @@ export async function rollback(o: RollbackOptions, d: RollbackDeps): Promise<Rol
   const logHint = `fansync log ${url} lists the retained generations`;
   if (o.to === cur) throw new UsageError(`generation ${o.to} is the current generation of ${url}: nothing to roll back to`, { hint: logHint });
   if (o.to > cur) throw new UsageError(`generation ${o.to} does not exist at ${url} (the current generation is ${cur})`, { hint: logHint });
-  const target = await readGenerationManifest(store, o.loc, o.to, signal);
-  if (!target) {
+  const retained = await readGenerationManifest(store, o.loc, o.to, signal);
+  if (!retained) {
     const kept = [...(await listRetained(store, o.loc, hs.head, signal)).manifests.keys()];
     throw new UsageError(`generation ${o.to} is not retained at ${url} (its manifest was pruned); retained: ${kept.length ? `${kept[0]}..${kept[kept.length - 1]}` : "none"}`, { hint: logHint });
   }
+  const target = retained.files;
+  // Nothing is signed that was not verified first (issue 22): the retained manifest against the
+  // signature it was published with, before anything is planned from it.
+  if (o.trust) verifyRetained(retained, o.to, o.trust, url);
   const { files: current } = await readManifest(store, hs.head, signal);
 
   const candidates = restoreCandidates(target, current);
@@ -104,6 +113,9 @@ export async function rollback(o: RollbackOptions, d: RollbackDeps): Promise<Rol
   }
   if (plan.missing.length > 0) throw missingError(plan.missing, o, url);
   checkDeleteGuard({ deletes: plan.deletes.length, held: current.size, remaining: target.size, limit: o.maxDelete, force: o.force, what: `bucket ${url}` });
+  // And every object a server-side copy would duplicate holds the bytes the manifest says: a
+  // version id (or ETag) is not signed, so an edited one could name other bytes under a signed sha256.
+  await verifyCopySources(plan, o, d);
   const summary = summarize(plan);
   if (isNoopRollback(plan)) {
     log.info({ generation: cur, to: o.to }, "the current generation already has that content: nothing to publish");
@@ -189,6 +201,43 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     return { generation: gen, previous: hs.head.generation, to: o.to, published: true, summary };
   } finally {
     await writer.release();
+  }
+}
+
+/**
+ * A retained generation restores only when it verifies: its manifest carries a signature (written
+ * there when it was published) by a trusted key, for this generation, over these very files.
+ */
+function verifyRetained(m: ParsedManifest, generation: number, trust: TrustPolicy, url: string): void {
+  if (!m.signature) {
+    throw new UntrustedHead(m.signatureProblem
+      ? `the manifest of retained generation ${generation} at ${url} has a malformed signature (${m.signatureProblem}): it cannot be verified, so it is not restored`
+      : `the manifest of retained generation ${generation} at ${url} carries no signature (published unsigned, or by a fansync that kept signatures only in the head): it cannot be verified, so it is not restored`);
+  }
+  const what = `the manifest of retained generation ${generation} at ${url}`;
+  verifyGeneration({ generation, files: m.files.size, signature: m.signature }, m.files.values(), trust, url, what, what);
+}
+
+/** Check the bytes of every copy source against the entry it restores; refuse, naming each that differs. */
+async function verifyCopySources(plan: RollbackPlan, o: RollbackOptions, d: RollbackDeps): Promise<void> {
+  const { store, signal } = d;
+  const checks = [
+    ...plan.copyVersions.map((e) => ({ e, key: o.loc.prefix + e.path, ref: objectRef(e), what: `its old version ${e.versionId}` })),
+    ...plan.copies.map((c) => ({ e: c.entry, key: o.loc.prefix + c.from.path, ref: objectRef(c.from), what: `the current object ${c.from.path}` })),
+  ];
+  const differ: string[] = [];
+  await pMap(checks, async (c) => {
+    try {
+      await withRetry(() => verifyObject(store, c.key, c.ref, c.e, signal), { signal, unless: (err) => err instanceof TransferCorrupt });
+    } catch (err) {
+      if (!(err instanceof TransferCorrupt)) throw err;
+      differ.push(`${c.what} (${errorMessage(err)})`);
+    }
+  }, { concurrency: o.concurrency });
+  if (differ.length > 0) {
+    throw new IntegrityError(`cannot roll ${formatLocation(o.loc)} back to generation ${o.to}: ${differ.length} source object(s) hold other bytes than the retained manifest's sha256 says: ${differ.slice(0, 5).join("; ")}${differ.length > 5 ? ` and ${differ.length - 5} more` : ""}; nothing was changed`, {
+      hint: "someone other than fansync wrote those objects or the retained manifest; restore them from a backup with --from, or roll back to another retained generation (fansync log lists them)",
+    });
   }
 }
 

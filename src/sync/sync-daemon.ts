@@ -5,7 +5,7 @@
  * never overlap; a failing round backs off; lost races and configuration errors end the daemon.
  */
 import path from "node:path";
-import { ConfigError, errorMessage, FansyncError, LockedError, UsageError } from "../core/errors.ts";
+import { ConfigError, errorMessage, ExitCode, FansyncError, LockedError, UsageError } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
@@ -109,7 +109,10 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
           break;
         }
         backoff = Math.min(MAX_BACKOFF_MS, Math.max(500, backoff * 2));
-        log.warn({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "round failed; retrying");
+        // A bucket that holds what it should not (a generation no trusted key signed) is an error, as
+        // in `pull --watch`; a transfer or a race that the next round may settle is a warning.
+        const level = err instanceof FansyncError && err.exitCode === ExitCode.integrity ? "error" : "warn";
+        log[level]({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "round failed; retrying");
       }
       if (d.signal.aborted) break;
       // Sleep until the poll interval, an event's quiet window, or the stop, whichever is first.

@@ -5,6 +5,7 @@
  * (or, for an upload, what the file held when it was opened), so a wrong byte is never published
  * or renamed into place. Retrying is the caller's, through {@link withRetry}: one policy.
  */
+import { createHash } from "node:crypto";
 import { type Stats, close, closeSync, createWriteStream, fchmod, fstatSync, futimes, open as openCb, openSync, readSync, write } from "node:fs";
 import { chmod, open, unlink, utimes } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
@@ -247,7 +248,31 @@ export async function findMovedObjects(store: S3Store, prefix: string, files: Fi
 }
 
 /** Bytes that are not the manifest's: a short body (network) or a whole one with other bytes. */
-function corrupt(e: Entry, got: number, sha: string): TransferCorrupt {
+/**
+ * Read object `e` of `store` (as `ref` names it: a version, or an ETag) and check that its bytes are
+ * the entry's, keeping none of them: what a server-side copy is about to duplicate is verified
+ * first (rollback, issue 22). Reads at most size + 1 bytes. A missing object throws
+ * {@link ObjectMoved}; other bytes throw {@link TransferCorrupt}, naming the path.
+ */
+export async function verifyObject(store: S3Store, key: string, ref: { versionId: string } | { ifMatch: string }, e: Pick<Entry, "path" | "size" | "sha256">, signal: AbortSignal): Promise<void> {
+  const got = await store.getStream(key, { ...ref, signal });
+  if (got.status !== "ok") throw new ObjectMoved(`${e.path}: the object is ${got.status}`);
+  const h = createHash("sha256");
+  let n = 0;
+  for await (const chunk of got.body) {
+    const c = chunk as Buffer;
+    n += c.length;
+    if (n > e.size) {
+      got.body.destroy();
+      throw corrupt(e, n, "(longer than expected)");
+    }
+    h.update(c);
+  }
+  const sha = h.digest("hex");
+  if (n !== e.size || sha !== e.sha256) throw corrupt(e, n, sha);
+}
+
+function corrupt(e: Pick<Entry, "path" | "size" | "sha256">, got: number, sha: string): TransferCorrupt {
   return new TransferCorrupt(`${e.path}: got ${got} bytes with sha256 ${sha.slice(0, 12)}…, the manifest says ${e.size} bytes ${e.sha256.slice(0, 12)}…`, got !== e.size);
 }
 

@@ -23,7 +23,7 @@ import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
-import { filesDigest } from "../core/signing.ts";
+import { filesDigest, verifyGeneration } from "../core/signing.ts";
 import { type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planSync, type SyncConflict } from "../core/sync-plan.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -170,6 +170,11 @@ export class TwoWayNode {
       // Under the lease no other writer moves the head: what is read now is what we publish over.
       const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
       const remote: FileMap = !hs ? new Map() : hs.head.generation === generation && doc ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+      // The base was applied (verified) or published by this node; anything newer verifies before
+      // it is planned with, kept against, applied or published over (issue 22). Without local
+      // changes the puller makes the same check.
+      const trust = this.o.puller.trust;
+      if (trust && hs && remote !== base) verifyGeneration(hs.head, remote.values(), trust, this.url);
       // The docroot may have moved while we waited for the lease.
       scan = await this.scanLocal(base);
       changes = localChanges(base, scan.local);

@@ -7,15 +7,15 @@ import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, IntegrityError, LocalIoError } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, IntegrityError, LocalIoError, UntrustedHead } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
-import type { Location } from "../core/location.ts";
+import { formatLocation, type Location } from "../core/location.ts";
 import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
 import { copySources, isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
 import { formatAge } from "../core/units.ts";
-import type { SigningKey } from "../core/signing.ts";
+import { type SigningKey, trustedKeyOf, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
@@ -50,6 +50,13 @@ export interface UploaderOptions extends WriterTuning {
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
   /** With a signer: publish an unchanged generation when the head was signed longer ago than this. */
   readonly heartbeatMs?: number | undefined;
+  /**
+   * Build only on a generation these keys signed (`sync`, whose scoped publishes carry every path
+   * it does not publish from the head): a head or manifest that does not verify is refused before
+   * anything is planned, so it is never signed again under this writer's key (issue 22). Push and
+   * watch leave it unset: they converge the whole bucket to their docroot, which they vouch for.
+   */
+  readonly trust?: TrustPolicy | undefined;
 }
 
 /** Injected collaborators. */
@@ -95,6 +102,8 @@ export class Uploader {
   private readonly writer: GenerationWriter;
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
+  /** The manifest (by sha256) of the last generation this signing writer verified or published itself. */
+  private vouchedManifest: string | undefined;
   /** Whether the index changed since it was last written: a no-op push rewrites nothing. */
   private indexDirty = false;
 
@@ -140,6 +149,13 @@ export class Uploader {
     const dirty = remote.state?.head.dirty ?? [];
     // A head with dirty paths is looked at whole: every path it names gets verified this time.
     if (dirty.length > 0) scope = undefined;
+    // A scoped batch carries every other path from the head: a signing writer does that only from
+    // a head it can vouch for, else it reconciles the whole docroot (issue 22: a generation a bucket
+    // writer forged is never signed again with this key).
+    if (scope && !this.vouchesFor(remote)) {
+      log.warn({ generation: remote.state?.head.generation }, "the head does not verify under this writer's key: reconciling the whole docroot, so that nothing it did not verify is signed");
+      scope = undefined;
+    }
     const index = await this.loadIndex();
     const under = scope ? minimalScope(scope) : undefined;
     const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.state.dir] });
@@ -245,6 +261,7 @@ export class Uploader {
     const c = await this.writer.commit({ base, baseFiles: remote.files, puts: [], deletes: [], failed: [], exact: false, generation: base.head.generation + 1, what: "transfers", total: 0 });
     if (c.published && c.head && c.manifestBytes) {
       this.remote = { state: c.head, files: c.files };
+      this.vouchedManifest = c.head.head.manifestSha256;
       await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
     }
     this.d.log.info({ generation: c.head?.head.generation, reason: why }, "nothing changed: published an unchanged, signed generation");
@@ -368,6 +385,8 @@ export class Uploader {
       });
       if (c.published && c.head && c.manifestBytes) {
         this.remote = { state: c.head, files: c.files };
+        // Published from a head it vouched for (or the whole docroot): its own generation needs no check.
+        this.vouchedManifest = c.head.head.manifestSha256;
         await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
       } else if (base && base !== remote.state) {
         this.remote = { state: base, files: remote.files };
@@ -422,8 +441,11 @@ export class Uploader {
     if (cached && cached.generation === hs.head.generation && cached.manifestSha256 === hs.head.manifestSha256) {
       try {
         const bytes = await readFile(this.o.state.remoteManifest);
-        return (this.remote = { state: hs, files: await parseManifest(bytes, hs.head.manifestSha256, hs.head.generation, hs.head.files) });
-      } catch {
+        const files = await parseManifest(bytes, hs.head.manifestSha256, hs.head.generation, hs.head.files);
+        this.verifyBase(hs, files);
+        return (this.remote = { state: hs, files });
+      } catch (err) {
+        if (err instanceof UntrustedHead) throw err;
         // A damaged cache is simply ignored: fetch the manifest instead.
       }
     }
@@ -431,7 +453,7 @@ export class Uploader {
     try {
       manifest = await readManifest(this.d.store, hs.head, this.d.signal);
     } catch (err) {
-      if (!(err instanceof IntegrityError)) throw err;
+      if (!(err instanceof IntegrityError) || this.o.trust) throw err;
       // The head names a manifest that is not there or does not match it (two writers raced on a
       // server without conditional writes, or the bucket was damaged): nodes stop at it (exit 8)
       // until a writer repairs it. The master's docroot is the truth: it is published whole as
@@ -439,8 +461,33 @@ export class Uploader {
       this.d.log.error({ generation: hs.head.generation, err: errorMessage(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
       return (this.remote = { state: hs, files: new Map(), rebuilt: true });
     }
+    this.verifyBase(hs, manifest.files);
     await this.saveRemoteCache(hs.head, hs.etag, manifest.bytes);
     return (this.remote = { state: hs, files: manifest.files });
+  }
+
+  /**
+   * Whether a signing writer may carry paths from this head unchecked: it verifies under the
+   * writer's own key (or its trust, which {@link loadRemote} already enforced). A writer that does
+   * not sign vouches for nothing, and nodes that check refuse what it publishes anyway.
+   */
+  private vouchesFor(remote: Remote): boolean {
+    const s = this.o.signer;
+    if (!s || this.o.trust || !remote.state || remote.state.head.manifestSha256 === this.vouchedManifest) return true;
+    try {
+      verifyGeneration(remote.state.head, remote.files.values(), { keys: [trustedKeyOf(s.key)], site: s.site }, formatLocation(this.o.loc));
+      this.vouchedManifest = remote.state.head.manifestSha256;
+      return true;
+    } catch (err) {
+      if (err instanceof UntrustedHead) return false;
+      throw err;
+    }
+  }
+
+  /** With trust: the generation this uploader is about to build on verifies (see {@link UploaderOptions.trust}). */
+  private verifyBase(hs: HeadState, files: FileMap): void {
+    const t = this.o.trust;
+    if (t) verifyGeneration(hs.head, files.values(), t, formatLocation(this.o.loc));
   }
 
   /** Remember the head (and, when it changed, its manifest) so the next run needs no manifest GET. */

@@ -7,13 +7,13 @@
  * written, and the status file says ERROR (STALE for the frozen mirror) with the reason.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { cp, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { type Entry, type FileMap, metaKeys, serializeHead, serializeManifest, sha256Hex, type Head } from "../../src/core/manifest.ts";
-import { generateSigningKeyPair, parsePrivateKey, signGeneration, type SigningKey } from "../../src/core/signing.ts";
+import { type Entry, type FileMap, metaKeys, serializeManifest, sha256Hex } from "../../src/core/manifest.ts";
+import { generateSigningKeyPair, parsePrivateKey, type SigningKey } from "../../src/core/signing.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
+import { keygen as keygenWith, manifestOf as manifestIn, plant as plantIn } from "../helpers/signing.ts";
 import { SEED, useFigures } from "../helpers/faults.ts";
 import { getBytes, listKeys, putBytes, readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
@@ -23,15 +23,7 @@ const fig = useFigures("signing");
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
 const META = "site/.fansync/";
 
-/** `fansync keygen` into a fresh directory: the private key file, the .pub file and the printed line. */
-async function keygen(tag: string): Promise<{ key: string; pub: string; line: string; signing: SigningKey }> {
-  const key = path.join(ctx.tmp(tag), "signing.key");
-  const r = await ctx.cli(["keygen", key]);
-  expectCode(r, 0);
-  const signing = parsePrivateKey(readFileSync(key, "utf8"));
-  assert.ok(signing);
-  return { key, pub: `${key}.pub`, line: r.stdout.trim(), signing };
-}
+const keygen = (tag: string) => keygenWith(ctx, tag);
 
 /** A signed primary, a region, a master tree and a node that follows the region with the key. */
 async function setup(tag: string) {
@@ -66,25 +58,8 @@ async function refused(s: Setup, what: string, run: Promise<{ code: number | nul
   fig.hostile++;
 }
 
-/** The manifest entries of generation `gen` in `bucket`, as a file map. */
-async function manifestOf(bucket: string, gen: number): Promise<FileMap> {
-  const { gunzipSync } = await import("node:zlib");
-  const lines = gunzipSync(await getBytes(ctx.server.client, bucket, metaKeys.manifest(META, gen))).toString("utf8").split("\n").filter(Boolean);
-  return new Map(lines.slice(1).map((l) => JSON.parse(l) as Entry).map((e) => [e.path, e]));
-}
-
-/** Plant generation `gen` in `bucket`: its manifest (of `files`, or raw bytes) and a head naming it, signed by `key` (or not). */
-async function plant(bucket: string, gen: number, files: FileMap, opts: { key?: SigningKey; site?: string; manifest?: Buffer; signFiles?: FileMap } = {}): Promise<void> {
-  const body = opts.manifest ?? (await serializeManifest(gen, files));
-  await putBytes(ctx.server.client, bucket, metaKeys.manifest(META, gen), body);
-  const time = new Date().toISOString();
-  const signed = opts.signFiles ?? files;
-  const head: Head = {
-    format: "fansync-head/1", generation: gen, manifestKey: metaKeys.manifest(META, gen), manifestSha256: sha256Hex(body), files: signed.size, bytes: 0, oldestJournal: gen, writer: "attacker", time,
-    ...(opts.key ? { signature: signGeneration(opts.key, opts.site ?? "", gen, signed.values(), time) } : {}),
-  };
-  await putBytes(ctx.server.client, bucket, `${META}head.json`, serializeHead(head));
-}
+const manifestOf = (bucket: string, gen: number): Promise<FileMap> => manifestIn(ctx, bucket, META, gen);
+const plant = (bucket: string, gen: number, files: FileMap, opts: Parameters<typeof plantIn>[5] = {}) => plantIn(ctx, bucket, META, gen, files, opts);
 
 describe(`signed generations (${server}, seed ${SEED})`, () => {
   test("push signs, replicate carries the signature into the region, a node verifies it; rollback and a key rotation stay signed", async () => {
@@ -134,7 +109,12 @@ describe(`signed generations (${server}, seed ${SEED})`, () => {
     assert.equal((await s.status()).generation, 3);
 
     // A rollback publishes generation 4, signed (with the new key): a node with the key takes it.
-    const rb = await ctx.cli(["rollback", s.purl, "--to", "1", "--from", backup, "--signing-key", k2.key, ...ctx.flags(ctx.tmp("rbstate"))]);
+    // Generation 1 was signed with the old key: the rollback verifies it first, so it must trust
+    // that key too (issue 22: nothing is signed that was not verified).
+    const rbOld = await ctx.cli(["rollback", s.purl, "--to", "1", "--from", backup, "--signing-key", k2.key, ...ctx.flags(ctx.tmp("rbstate"))]);
+    assert.equal(rbOld.code, 8, rbOld.stderr);
+    assert.match(rbOld.stderr, /the manifest of retained generation 1 at .* is signed by key [0-9a-f]{16}, which this node does not trust/);
+    const rb = await ctx.cli(["rollback", s.purl, "--to", "1", "--from", backup, "--signing-key", k2.key, "--trusted-key", s.k.pub, ...ctx.flags(ctx.tmp("rbstate"))]);
     expectCode(rb, 0);
     assert.equal(((await readHeadDoc(ctx.server.client, s.primary, "site/")).signature as { keyId: string }).keyId, k2.signing.keyId);
     expectCode(await s.replicate(), 0);

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { UntrustedHead } from "../../src/core/errors.ts";
-import { type Entry, type FileMap, metaKeys, parseHead, serializeHead, sha256Hex } from "../../src/core/manifest.ts";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { type Entry, type FileMap, metaKeys, parseHead, parseSignedManifest, serializeHead, serializeManifest, sha256Hex } from "../../src/core/manifest.ts";
 import {
   filesDigest, filesMatchSignature, generateSigningKeyPair, parseHeadSignature, parsePrivateKey, parsePublicKey, signatureFor, signedPayload, signGeneration,
-  type SigningKey, type TrustedKey, verifyHeadSignature,
+  type SigningKey, type TrustedKey, trustedKeyOf, verifyGeneration, verifyHeadSignature,
 } from "../../src/core/signing.ts";
 
 const e = (path: string, n = 1, etag = `"${n}"`): Entry => ({ path, size: n, mtimeMs: 1_700_000_000_000 + n, mode: 0o644, sha256: sha256Hex(path), etag });
@@ -135,4 +136,40 @@ test("an approval of deletions is signed with the generation: it verifies, survi
   assert.equal(plain.approvedDeletes, undefined);
   assert.throws(() => verifyHeadSignature({ ...back, signature: { ...plain, approvedDeletes: 1 } }, [trusted], SITE, "s3://x/"), UntrustedHead);
   assert.equal(typeof parseHeadSignature({ ...sig, approvedDeletes: 0 }), "string", "an approval of 0 is written as none");
+});
+
+test("verifyGeneration: the head verifies and the files are the signed ones; a refusal names both digests; a writer trusts its own key", () => {
+  const { signing, trusted } = keyPair();
+  const files = map(e("index.html"), e("a.css", 2));
+  const h = head(7, files, signing);
+  const own = trustedKeyOf(signing);
+  assert.equal(own.keyId, trusted.keyId);
+  assert.equal(verifyGeneration(h, files.values(), { keys: [own], site: SITE }, "s3://x/").keyId, signing.keyId);
+  const edited = map(e("index.html", 9), e("a.css", 2));
+  assert.throws(() => verifyGeneration(h, edited.values(), { keys: [trusted], site: undefined }, "s3://x/"), (err: unknown) => {
+    assert.ok(err instanceof UntrustedHead);
+    assert.match(err.message, /the manifest of generation 7 at s3:\/\/x\/ does not match the signed generation \(signed: 2 files, digest [0-9a-f]{12}…; found: 2 files, digest [0-9a-f]{12}…\)/);
+    return true;
+  });
+  // An unsigned head, and another subject than a head (a retained manifest).
+  assert.throws(() => verifyGeneration(head(7, files), files.values(), { keys: [trusted], site: undefined }, "s3://x/"), /the head of s3:\/\/x\/ \(generation 7\) is not signed/);
+  assert.throws(() => verifyGeneration(head(7, files), files.values(), { keys: [trusted], site: undefined }, "s3://x/", "m", "the manifest of retained generation 7"), /the manifest of retained generation 7 \(generation 7\) is not signed/);
+});
+
+test("a manifest's header carries the signature: read back as written, a malformed one as a problem, none in an unsigned one", async () => {
+  const { signing } = keyPair();
+  const files = map(e("index.html"), e("a.css", 2));
+  const sig = signGeneration(signing, SITE, 3, files.values(), "2026-01-01T00:00:00.000Z");
+  const bytes = await serializeManifest(3, files, sig);
+  const back = await parseSignedManifest(bytes, sha256Hex(bytes), 3);
+  assert.deepEqual(back.signature, sig);
+  assert.deepEqual([...back.files.keys()].sort(), ["a.css", "index.html"]);
+  const plain = await serializeManifest(3, files);
+  assert.equal((await parseSignedManifest(plain, sha256Hex(plain), 3)).signature, undefined);
+  const lines = gunzipSync(bytes).toString("utf8").split("\n");
+  lines[0] = JSON.stringify({ ...(JSON.parse(lines[0] as string) as object), signature: { alg: "rsa" } });
+  const bad = gzipSync(lines.join("\n"));
+  const parsed = await parseSignedManifest(bad, sha256Hex(bad), 3);
+  assert.equal(parsed.signature, undefined);
+  assert.match(parsed.signatureProblem ?? "", /not ed25519/);
 });
