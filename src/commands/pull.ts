@@ -16,11 +16,14 @@ import { noteLocked, PullJob, type PullStatus, textPath } from "../sync/pull-job
 import { LockedError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { jobState, storeFor } from "./wiring.ts";
+import { eventQueueFor, jobState, storeFor } from "./wiring.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { readTrustedKeys } from "../adapters/keys.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
+
+/** The poll interval of a node whose event queue cannot be read (the default of a node without events). */
+const FALLBACK_INTERVAL_MS = 2000;
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {
@@ -64,6 +67,8 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,
+      // A queue that cannot be read: poll as often as a node without events would.
+      fallbackIntervalMs: FALLBACK_INTERVAL_MS,
       runTimeoutMs: cfg.runTimeout,
     },
     {
@@ -76,7 +81,9 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;
         monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err });
+        if (st.events) monitor?.recordEvents(st.events);
       },
+      queue: cfg.watch ? await eventQueueFor(cfg) : undefined,
     },
   );
   try {
@@ -85,7 +92,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       if (r.noop) plog.info({ generation: r.generation, source: r.source }, "up to date");
       return;
     }
-    plog.info({ docroot, intervalMs: cfg.interval, sources: sources.map((s) => formatLocation(s.loc)) }, "watching the head");
+    plog.info({ docroot, intervalMs: cfg.interval, ...(cfg.events ? { events: cfg.events } : {}), sources: sources.map((s) => formatLocation(s.loc)) }, "watching the head");
     await job.daemon();
     plog.info("stopped");
   } finally {

@@ -7,13 +7,14 @@ import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
 
 /** Build the replicator for a primary and its regions from the resolved config. */
-export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void): Replicator {
+export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void, queue?: EventQueue): Replicator {
   const p = settingsFor(cfg, primary);
   const primaryUrl = formatLocation(primary);
   for (const r of regions) {
@@ -39,7 +40,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       // --replicate-to) trusts its own signing key.
       trust: trustFor(cfg, cfg.signingKey ? signerFor(cfg, primary) : undefined),
     },
-    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus },
+    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus, queue },
   );
 }
 
@@ -70,7 +71,7 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
         });
       }
     : undefined;
-  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus);
+  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus, cfg.watch ? await eventQueueFor(cfg) : undefined);
   const rlog = log.child({ component: "replicator" });
   if (!cfg.watch) {
     const outcome = await rep.runOnce().finally(() => drain.dispose());
@@ -83,9 +84,10 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
     }
     return;
   }
-  rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval }, "replicating");
+  rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval, ...(cfg.events ? { events: cfg.events } : {}) }, "replicating");
   try {
-    await rep.daemon(cfg.interval, signal);
+    // A queue that cannot be read: poll as often as a replicator without events would.
+    await rep.daemon(cfg.interval, signal, 2000);
   } finally {
     drain.dispose();
     await monitor?.stop();

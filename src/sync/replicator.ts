@@ -25,6 +25,8 @@ import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
 import { PackCarrier } from "./packs.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
+import { EventListener } from "./event-listener.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -67,6 +69,8 @@ export interface ReplicatorOptions {
 export interface ReplicatorDeps extends JobDeps {
   /** Told every region status as a round ends (the daemon's status page). */
   readonly onStatus?: ((s: RegionStatus) => void) | undefined;
+  /** `--events`: the daemon's regions also start a round when this queue has a message (event-listener.ts). */
+  readonly queue?: EventQueue | undefined;
 }
 
 /** What one round did in one region. */
@@ -173,8 +177,14 @@ export class Replicator {
    * backs off (doubling, capped) without delaying the others. Resolves once `stop` aborted and the
    * rounds in flight finished.
    */
-  async daemon(intervalMs: number, stop: AbortSignal): Promise<void> {
-    await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, intervalMs, stop)));
+  async daemon(intervalMs: number, stop: AbortSignal, fallbackIntervalMs = intervalMs): Promise<void> {
+    // Events (issue 24): a message is a kick, as a new generation announced by `watch` is; while the
+    // queue cannot be read the regions poll at the fallback interval.
+    const listener = this.d.queue ? new EventListener(this.d.queue, () => this.kick(), this.d) : undefined;
+    const listening = listener?.run(stop);
+    const every = () => (listener?.failing ? Math.min(intervalMs, fallbackIntervalMs) : intervalMs);
+    await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, every, stop)));
+    await listening;
   }
 
   /** Announce a new primary generation (watch --replicate-to): healthy regions start a round now. */
@@ -186,9 +196,10 @@ export class Replicator {
     }
   }
 
-  private async regionLoop(r: Region, intervalMs: number, stop: AbortSignal): Promise<void> {
+  private async regionLoop(r: Region, every: () => number, stop: AbortSignal): Promise<void> {
     const st = this.stateOf(r);
     while (!stop.aborted) {
+      const intervalMs = every();
       st.kicked = false;
       try {
         await this.runRegion(r, 0);
