@@ -56,6 +56,14 @@ function uploadOptions(cmd: Command): Command {
     .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)");
 }
 
+/** What a writer does after each generation it publishes (docs/events.md). */
+function publishOptions(cmd: Command): Command {
+  return cmd
+    .option("--cloudfront-distribution <id>", "after each generation, invalidate its changed and deleted paths in this CloudFront distribution (repeatable; s3://bucket/prefix=ID for one location's generations only)", collect)
+    .option("--on-publish <command>", "after each generation, run this shell command with its changed/deleted paths as NDJSON on stdin")
+    .option("--hook-timeout <duration>", "kill a hook still running after this long (default 60s)");
+}
+
 /** The daemons' status page, /metrics and /healthz. */
 function httpOptions(cmd: Command): Command {
   return cmd
@@ -157,7 +165,7 @@ export function buildProgram(): Command {
       process.exit(e.exitCode === 0 ? 0 : ExitCode.usage);
     });
 
-  uploadOptions(common(program.command("push")))
+  publishOptions(uploadOptions(common(program.command("push"))))
     .description("upload a docroot to s3://bucket/prefix and publish a new generation (one-shot)")
     .option("--verify", "check every object the head names (one HEAD each) and upload again any that holds other bytes")
     .option("--repack", "with --packs: rebuild every pack now")
@@ -170,7 +178,7 @@ export function buildProgram(): Command {
       });
     });
 
-  httpOptions(uploadOptions(common(program.command("watch"))))
+  publishOptions(httpOptions(uploadOptions(common(program.command("watch")))))
     .description("uploader daemon: reconcile, then upload changes as the docroot changes")
     .argument("[docroot]", "local directory to publish")
     .argument("[target]", "s3://bucket/prefix")
@@ -210,6 +218,8 @@ export function buildProgram(): Command {
     .option("--site <id>", "with --trusted-key: the site whose generations to accept (default: the first one verified, pinned)")
     .option("--max-age <duration>", "report STALE and apply nothing when the head was signed longer ago than this (a frozen mirror)")
     .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
+    .option("--on-apply <command>", "after each generation applied, run this shell command with its changed/deleted paths as NDJSON on stdin (a purge, a reload)")
+    .option("--hook-timeout <duration>", "kill --on-apply still running after this long (default 60s)")
     .option("--run-timeout <duration>", "stop a run that takes longer than this plus 4s per MiB it downloads, changing nothing (exit 4; default: 10 x --interval, at least 10m; 0: none)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
@@ -220,7 +230,7 @@ export function buildProgram(): Command {
       });
     });
 
-  httpOptions(common(program.command("sync")))
+  publishOptions(httpOptions(common(program.command("sync"))))
     .description("two-way daemon for every node that may write: publish this docroot's changes and apply everyone else's (one ordered history, conflicts kept)")
     .argument("[docroot]", "local directory to keep in sync")
     .argument("[target]", "s3://bucket/prefix")
@@ -328,7 +338,7 @@ function registerDoctor(program: Command): void {
 
 /** `replicate`, `status` and `demo` (regional fan-out), kept in one block. */
 function registerFanout(program: Command): void {
-  httpOptions(common(program.command("replicate")))
+  publishOptions(httpOptions(common(program.command("replicate"))))
     .description("copy each new generation of the primary location to regional locations (objects first, head last)")
     // Optional here: a config file may hold them (source, targets), so a unit runs only `--config`.
     .argument("[primary]", "s3://bucket/prefix of the primary (the uploader's target; config: source)")
@@ -403,7 +413,7 @@ function registerHistory(program: Command): void {
       });
     });
 
-  common(program.command("rollback"))
+  publishOptions(common(program.command("rollback")))
     .description("publish a new generation (head + 1) whose content is that of a retained older generation")
     .argument("[location]", "s3://bucket/prefix")
     .option("--to <generation>", "the retained generation whose content to publish again (fansync log lists them)")

@@ -12,9 +12,10 @@ import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
+import { type AfterGeneration, afterGenerationFor } from "./after-generation.ts";
 
 /** Build the replicator for a primary and its regions from the resolved config. */
-export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void, queue?: EventQueue): Replicator {
+export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void, queue?: EventQueue, after?: AfterGeneration): Replicator {
   const p = settingsFor(cfg, primary);
   const primaryUrl = formatLocation(primary);
   for (const r of regions) {
@@ -40,7 +41,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       // --replicate-to) trusts its own signing key.
       trust: trustFor(cfg, cfg.signingKey ? signerFor(cfg, primary) : undefined),
     },
-    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus, queue },
+    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus, queue, afterGeneration: after && ((g) => after.notify(g)) },
   );
 }
 
@@ -71,10 +72,12 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
         });
       }
     : undefined;
-  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus, cfg.watch ? await eventQueueFor(cfg) : undefined);
+  const after = await afterGenerationFor(cfg, "publish", jobState(cfg, "replicate", { url: formatLocation(cfg.source) }), log, signal);
+  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus, cfg.watch ? await eventQueueFor(cfg) : undefined, after);
   const rlog = log.child({ component: "replicator" });
   if (!cfg.watch) {
     const outcome = await rep.runOnce().finally(() => drain.dispose());
+    await after?.flush();
     const failed = outcome.filter((o) => o.error !== undefined);
     if (failed.length > 0) {
       throw new PartialFailureError(
@@ -90,6 +93,7 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
     await rep.daemon(cfg.interval, signal, 2000);
   } finally {
     drain.dispose();
+    await after?.flush();
     await monitor?.stop();
   }
   rlog.info("stopped");

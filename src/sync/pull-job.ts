@@ -58,6 +58,8 @@ export interface PullJobDeps extends JobDeps {
   readonly onSettled?: ((st: PullStatus, err: unknown) => Promise<void> | void) | undefined;
   /** `--events`: the daemon also runs at once when this queue has a message (event-listener.ts). */
   readonly queue?: EventQueue | undefined;
+  /** Told after each run that applied a generation (--on-apply); must not block or throw. */
+  readonly afterApply?: ((r: PullResult) => void) | undefined;
   /** Called with the next run's reason ("event", "poll"), for tests and metrics. */
   readonly onWake?: ((reason: "event" | "poll") => void) | undefined;
 }
@@ -98,6 +100,7 @@ export class PullJob {
     const deadline = new RunDeadline(this.o.runTimeoutMs, signal);
     try {
       const r = await this.fromSources(deadline.signal, deadline);
+      if (!r.noop) this.d.afterApply?.(r);
       await this.settle(statusOk(r, this.o.staleAfterMs, this.d.now()), undefined);
       return r;
     } catch (caught) {

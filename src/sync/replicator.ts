@@ -22,7 +22,7 @@ import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
-import type { JobDeps } from "./job-deps.ts";
+import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
 import { PackCarrier } from "./packs.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
@@ -66,7 +66,7 @@ export interface ReplicatorOptions {
 }
 
 /** Injected collaborators; `signal` aborts requests in flight (the hard stop). */
-export interface ReplicatorDeps extends JobDeps {
+export interface ReplicatorDeps extends JobDeps, PublishDeps {
   /** Told every region status as a round ends (the daemon's status page). */
   readonly onStatus?: ((s: RegionStatus) => void) | undefined;
   /** `--events`: the daemon's regions also start a round when this queue has a message (event-listener.ts). */
