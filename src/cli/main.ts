@@ -270,6 +270,7 @@ export function buildProgram(): Command {
       });
     });
 
+  registerEvents(program);
   registerFanout(program);
   registerDoctor(program);
   registerHistory(program);
@@ -285,7 +286,7 @@ const COMMAND_GROUPS: Readonly<Record<string, string>> = {
   pull: "On each web node:",
   sync: "On every node that may write (two-way):",
   replicate: "Between regions:",
-  status: "Operating:", doctor: "Operating:", log: "Operating:", rollback: "Operating:", keygen: "Operating:",
+  status: "Operating:", doctor: "Operating:", events: "Operating:", log: "Operating:", rollback: "Operating:", keygen: "Operating:",
   demo: "Trying it out:",
 };
 
@@ -319,6 +320,28 @@ Coming from rsync or rclone:
 Exit codes: 0 ok, 1 unexpected, 2 usage, 3 config, 4 partial, 5 refused by the delete guard,
 6 another writer won, 7 remote unreachable or refused, 8 integrity, 9 local I/O, 75 locked
 (another run), 130 interrupted. \`fansync <command> --help\` for each command.`;
+
+/** `events`: the notification → topic → queue plumbing of `pull --events` (docs/events.md). */
+function registerEvents(program: Command): void {
+  common(program.command("events"))
+    .description("set up the events that wake nodes at once: the bucket's notification and topic, each node's queue (docs/events.md)")
+    .argument("<action>", "setup (topic + bucket notification), register (this node's queue), unregister, or check")
+    .argument("[location]", "s3://bucket/prefix (setup, check)")
+    .option("--topic <arn>", "register: the topic to subscribe to (printed by setup)")
+    .option("--queue <url>", "unregister, check: the node's queue")
+    .option("--queue-name <name>", "register: the queue's name (default fansync-<hostname>)")
+    .action(async (action: string, location: string | undefined, _o: unknown, cmd: Command) => {
+      if (!["setup", "register", "unregister", "check"].includes(action)) {
+        process.stderr.write(`fansync: unknown events action ${JSON.stringify(action)}: setup, register, unregister or check\n`);
+        process.exit(ExitCode.usage);
+      }
+      const { topic, queue, queueName, ...flags } = flagsOf(cmd);
+      await run("events", cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
+        const { events } = await import("../commands/events.ts");
+        return events(cfg, { action: action as "setup", location: cfg.target, topic: topic as string | undefined, queue: queue as string | undefined, queueName: queueName as string | undefined }, signal);
+      });
+    });
+}
 
 /** `doctor`: checks a location and the S3 server before first use. */
 function registerDoctor(program: Command): void {

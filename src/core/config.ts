@@ -131,7 +131,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
 };
 
 /** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
-export type CommandName = "push" | "watch" | "pull" | "sync" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen";
+export type CommandName = "push" | "watch" | "pull" | "sync" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen" | "events";
 
 /** One command's schema. */
 export interface CommandSchema {
@@ -184,6 +184,7 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
   rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
   demo: { keys: COMMON_KEYS, required: [], usage: "fansync demo" },
   keygen: { keys: [], required: [], usage: "fansync keygen <keyfile>" },
+  events: { keys: [...COMMON_KEYS, "target"], required: [], usage: "fansync events setup|register|unregister|check ..." },
 };
 
 /** What each command is sure to have once its schema passed. */
@@ -199,6 +200,7 @@ interface Needs {
   rollback: { readonly target: Location };
   demo: object;
   keygen: object;
+  events: object;
 }
 
 /** The resolved configuration of one command: {@link Config} with what its schema requires. */

@@ -135,3 +135,40 @@ test("a deleted queue is reported and the node falls back to polling", async () 
     await stop(s.daemon);
   }
 });
+
+test("events setup + register make a working queue; check says so; unregister removes it", async () => {
+  const dir = ctx.tmp("ev-reg");
+  const bucket = await ctx.server.bucket("ev-reg");
+  const loc = `s3://${bucket}/www`;
+  const common = ["--endpoint-url", ctx.server.endpoint, "--log-format", "json"];
+  const setup = await ctx.cli(["events", "setup", loc, ...common]);
+  expectCode(setup, 0);
+  const topic = setup.stdout.trim();
+  assert.match(topic, /^arn:aws:sns:/);
+  const reg = await ctx.cli(["events", "register", "--topic", topic, "--queue-name", `node-${Date.now()}`, ...common]);
+  expectCode(reg, 0);
+  const queue = reg.stdout.trim();
+  assert.match(queue, /^https?:\/\//);
+  const master = path.join(dir, "master");
+  const node = path.join(dir, "node");
+  await writeTree(master, { "index.html": "one\n" });
+  expectCode(await ctx.cli(["push", master, `${loc}`, ...ctx.flags(path.join(dir, "state-m"))]), 0);
+  const chk = await ctx.cli(["events", "check", loc, "--queue", queue, ...common]);
+  expectCode(chk, 0);
+  assert.match(chk.stdout, /^OK +notification/m);
+  assert.match(chk.stdout, /^OK +subscription/m);
+  assert.match(chk.stdout, /^OK +round trip/m);
+  const daemon = startCli(["pull", loc, node, "--watch", "--events", queue, "--interval", "10m", ...ctx.flags(path.join(dir, "state-n"))]);
+  try {
+    await until("the first pull", async () => (await read(path.join(node, "index.html"))) === "one\n", 30_000, daemon);
+    await writeFile(path.join(master, "index.html"), "two\n");
+    expectCode(await ctx.cli(["push", master, loc, ...ctx.flags(path.join(dir, "state-m"))]), 0);
+    await until("the change through the registered queue", async () => (await read(path.join(node, "index.html"))) === "two\n", 30_000, daemon);
+  } finally {
+    await stop(daemon);
+  }
+  expectCode(await ctx.cli(["events", "unregister", "--queue", queue, ...common]), 0);
+  const after = await ctx.cli(["events", "check", loc, "--queue", queue, ...common]);
+  expectCode(after, 4);
+  assert.match(after.stdout, /^FAIL +queue/m);
+});
