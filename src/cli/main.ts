@@ -350,6 +350,7 @@ function registerDoctor(program: Command): void {
     .argument("[target]", "s3://bucket/prefix")
     .option("--json", "print the checks as one JSON document")
     .option("--no-write", "skip the checks that write probe objects (for read-only credentials)")
+    .option("--events <queue-url>", "also check events for this node's queue: the bucket's notification for the head, the topic, the subscription and a round trip (docs/events.md)")
     .action(async (target: string | undefined, _o: unknown, cmd: Command) => {
       const { json, write, ...flags } = flagsOf(cmd);
       await run("doctor", cmd, { ...flags, target }, async (cfg, log, signal) => {

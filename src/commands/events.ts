@@ -62,17 +62,31 @@ export async function events(cfg: Config, o: EventsOptions, signal: AbortSignal)
   }
 }
 
-/** One line per check: the notification, the topic, the subscription, a round trip. Exit 4 when any FAILs. */
+/** One event check's outcome (`fansync events check`, `fansync doctor --events`). */
+export interface EventCheck {
+  readonly name: "notification" | "queue" | "topic" | "subscription" | "round trip";
+  readonly status: "OK" | "WARN" | "FAIL";
+  readonly detail: string;
+}
+
+/** The checks as lines (the events command's output, and doctor's after its own). */
+export function renderEventChecks(checks: readonly EventCheck[]): string {
+  return checks.map((c) => `${c.status.padEnd(4)} ${c.name.padEnd(13)} ${c.detail}`).join("\n") + "\n";
+}
+
 async function check(cfg: Config, loc: Location, queue: string, signal: AbortSignal): Promise<number> {
+  const checks = await runEventChecks(cfg, loc, queue, signal);
+  process.stdout.write(renderEventChecks(checks));
+  return checks.some((c) => c.status === "FAIL") ? ExitCode.partial : ExitCode.ok;
+}
+
+/** The notification of the head key, the queue, the topic, the subscription, and a round trip through them. */
+export async function runEventChecks(cfg: Config, loc: Location, queue: string, signal: AbortSignal): Promise<EventCheck[]> {
   const aws = { endpointUrl: cfg.endpointUrl, profile: cfg.profile };
   const s3 = createS3Client({ ...settingsFor(cfg, loc), maxSockets: 4 });
   const sqs = createSqsClient(aws, queue);
-  const lines: string[] = [];
-  let failed = false;
-  const say = (status: "OK" | "WARN" | "FAIL", name: string, detail: string) => {
-    if (status === "FAIL") failed = true;
-    lines.push(`${status.padEnd(4)} ${name.padEnd(13)} ${detail}`);
-  };
+  const out: EventCheck[] = [];
+  const say = (status: EventCheck["status"], name: EventCheck["name"], detail: string) => out.push({ status, name, detail });
   const note = await readHeadNotification(s3, loc).catch((err: unknown) => err as Error);
   let topic: string | undefined;
   if (note instanceof Error) say("FAIL", "notification", `cannot read the notification configuration of s3://${loc.bucket}: ${note.name}`);
@@ -84,32 +98,28 @@ async function check(cfg: Config, loc: Location, queue: string, signal: AbortSig
   const q = await readQueue(sqs, queue).catch((err: unknown) => err as Error);
   if (q instanceof Error) {
     say("FAIL", "queue", `cannot read ${queue}: ${q.name}`);
-    process.stdout.write(lines.join("\n") + "\n");
-    return ExitCode.partial;
+    return out;
   }
   say("OK", "queue", `${queue} (${q.arn})`);
-  if (topic) {
-    const sns = createSnsClient(aws, topic);
-    const exists = await topicExists(sns, topic).catch(() => false);
-    say(exists ? "OK" : "FAIL", "topic", exists ? topic : `${topic} does not exist or cannot be read`);
-    const sub = exists ? await isSubscribed(sns, topic, q.arn).catch(() => false) : false;
-    say(sub ? "OK" : "FAIL", "subscription", sub ? `${queue} is subscribed` : `${queue} is not subscribed to ${topic} (fansync events register --topic ${topic})`);
-    if (exists && sub) {
-      // A round trip through the topic (not the head: nothing is written to the bucket).
-      const token = `fansync-check-${Date.now()}`;
-      const started = Date.now();
-      await sns.send(new PublishCommand({ TopicArn: topic, Message: JSON.stringify({ fansync: "check", token }) }), { abortSignal: signal });
-      let got = false;
-      while (!got && Date.now() - started < ROUND_TRIP_MS && !signal.aborted) {
-        const r = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 5 }), { abortSignal: signal });
-        const mine = (r.Messages ?? []).filter((m) => m.Body?.includes(token));
-        got = mine.length > 0;
-        if (got) await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queue, Entries: mine.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string })) }));
-      }
-      if (got) say("OK", "round trip", `a message published to the topic arrived in ${Date.now() - started} ms`);
-      else say("WARN", "round trip", `a message published to the topic did not arrive within ${ROUND_TRIP_MS / 1000} s (a running node reading this queue may have taken it)`);
-    }
+  if (!topic) return out;
+  const sns = createSnsClient(aws, topic);
+  const exists = await topicExists(sns, topic).catch(() => false);
+  say(exists ? "OK" : "FAIL", "topic", exists ? topic : `${topic} does not exist or cannot be read`);
+  const sub = exists ? await isSubscribed(sns, topic, q.arn).catch(() => false) : false;
+  say(sub ? "OK" : "FAIL", "subscription", sub ? `${queue} is subscribed` : `${queue} is not subscribed to ${topic} (fansync events register --topic ${topic})`);
+  if (!exists || !sub) return out;
+  // A round trip through the topic (not the head: nothing is written to the bucket).
+  const token = `fansync-check-${Date.now()}`;
+  const started = Date.now();
+  await sns.send(new PublishCommand({ TopicArn: topic, Message: JSON.stringify({ fansync: "check", token }) }), { abortSignal: signal });
+  let got = false;
+  while (!got && Date.now() - started < ROUND_TRIP_MS && !signal.aborted) {
+    const r = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 5 }), { abortSignal: signal });
+    const mine = (r.Messages ?? []).filter((m) => m.Body?.includes(token));
+    got = mine.length > 0;
+    if (got) await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queue, Entries: mine.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle as string })) }));
   }
-  process.stdout.write(lines.join("\n") + "\n");
-  return failed ? ExitCode.partial : ExitCode.ok;
+  if (got) say("OK", "round trip", `a message published to the topic arrived in ${Date.now() - started} ms`);
+  else say("WARN", "round trip", `a message published to the topic did not arrive within ${ROUND_TRIP_MS / 1000} s (a running node reading this queue may have taken it)`);
+  return out;
 }

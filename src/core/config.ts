@@ -179,7 +179,7 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
     usage: "fansync replicate s3://primary/prefix s3://region/prefix [...]",
   },
   status: { keys: [...COMMON_KEYS, "targets", "statusFile", "staleAfter"], required: [], usage: "fansync status [s3://bucket/prefix ...]" },
-  doctor: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
+  doctor: { keys: [...COMMON_KEYS, "target", "events"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
   log: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync log s3://bucket/prefix" },
   rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
   demo: { keys: COMMON_KEYS, required: [], usage: "fansync demo" },

@@ -158,6 +158,11 @@ test("events setup + register make a working queue; check says so; unregister re
   assert.match(chk.stdout, /^OK +notification/m);
   assert.match(chk.stdout, /^OK +subscription/m);
   assert.match(chk.stdout, /^OK +round trip/m);
+  // The same checks from doctor, after its own.
+  const doc = await ctx.cli(["doctor", loc, "--events", queue, "--no-write", ...common]);
+  expectCode(doc, 0);
+  assert.match(doc.stdout, /^events \(/m);
+  assert.match(doc.stdout, /^OK +subscription/m);
   const daemon = startCli(["pull", loc, node, "--watch", "--events", queue, "--interval", "10m", ...ctx.flags(path.join(dir, "state-n"))]);
   try {
     await until("the first pull", async () => (await read(path.join(node, "index.html"))) === "one\n", 30_000, daemon);
@@ -171,4 +176,32 @@ test("events setup + register make a working queue; check says so; unregister re
   const after = await ctx.cli(["events", "check", loc, "--queue", queue, ...common]);
   expectCode(after, 4);
   assert.match(after.stdout, /^FAIL +queue/m);
+  const docAfter = await ctx.cli(["doctor", loc, "--events", queue, "--no-write", ...common]);
+  expectCode(docAfter, 4);
+  assert.match(docAfter.stderr, /events queue: cannot read/);
+});
+
+test("replicate --watch --events: a region follows the primary's head event with a 10-minute poll", async () => {
+  const dir = ctx.tmp("ev-repl");
+  const [primary, region] = await Promise.all([ctx.server.bucket("ev-prim"), ctx.server.bucket("ev-region")]);
+  const { sqs } = eventClients(ctx.server);
+  const q = await createQueue(sqs, `fansync-repl-${Date.now()}`);
+  await notifyQueue(ctx.server, primary, "www/", q.arn);
+  const master = path.join(dir, "master");
+  await writeTree(master, { "index.html": "one\n" });
+  const push = async () => expectCode(await ctx.cli(["push", master, `s3://${primary}/www`, ...ctx.flags(path.join(dir, "state-m"))]), 0);
+  await push();
+  const daemon = startCli(["replicate", `s3://${primary}/www`, `s3://${region}/www`, "--watch", "--events", q.url, "--interval", "10m", ...ctx.flags(path.join(dir, "state-r"))]);
+  const regionGeneration = async () => {
+    const { readHeadDoc } = await import("../helpers/s3.ts");
+    return (await readHeadDoc(ctx.server.client, region, "www/")).generation as number;
+  };
+  try {
+    await until("the region at generation 1", async () => (await regionGeneration()) === 1, 30_000, daemon);
+    await writeFile(path.join(master, "index.html"), "two\n");
+    await push();
+    await until("the region at generation 2", async () => (await regionGeneration()) === 2, 30_000, daemon);
+  } finally {
+    await stop(daemon);
+  }
 });
