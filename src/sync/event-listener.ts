@@ -36,9 +36,11 @@ export class EventListener {
   private readonly onHint: () => void;
   private readonly d: JobDeps;
   private h: EventHealth;
+  private readonly retryMinMs: number;
 
-  constructor(queue: EventQueue, onHint: () => void, deps: JobDeps) {
+  constructor(queue: EventQueue, onHint: () => void, deps: JobDeps, retryMinMs = RETRY_MIN_MS) {
     this.queue = queue;
+    this.retryMinMs = retryMinMs;
     this.onHint = onHint;
     this.d = deps;
     this.h = { queue: queue.url, state: "listening", messages: 0, lastMessage: null, lastError: null, since: deps.now().toISOString() };
@@ -57,7 +59,7 @@ export class EventListener {
   /** Listen until `stop` aborts; never throws. */
   async run(stop: AbortSignal): Promise<void> {
     const { log } = this.d;
-    let retryMs = RETRY_MIN_MS;
+    let retryMs = this.retryMinMs;
     while (!stop.aborted) {
       try {
         const msgs = await this.queue.receive(stop);
@@ -67,7 +69,7 @@ export class EventListener {
           // Events may have been missed while it failed: look at the head once.
           this.onHint();
         }
-        retryMs = RETRY_MIN_MS;
+        retryMs = this.retryMinMs;
         if (msgs.length === 0) continue;
         this.h = { ...this.h, messages: this.h.messages + msgs.length, lastMessage: this.d.now().toISOString() };
         log.debug({ queue: this.queue.url, messages: msgs.length, body: msgs[0]?.body.slice(0, 200) }, "event");
