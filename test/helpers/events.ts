@@ -2,9 +2,9 @@
  * Event plumbing on the test server (moto serves S3, SNS and SQS on one endpoint): a queue, an
  * optional topic, and the bucket's notification for a location's head, as docs/events.md sets up.
  */
-import { PutBucketNotificationConfigurationCommand } from "@aws-sdk/client-s3";
+import { PutBucketNotificationConfigurationCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from "@aws-sdk/client-sns";
-import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { TestServer } from "./s3-server.ts";
 
 /** Clients for the server's SQS and SNS. */
@@ -56,4 +56,26 @@ export async function sendMessages(sqs: SQSClient, url: string, bodies: readonly
 /** Delete the queue. */
 export async function deleteQueue(sqs: SQSClient, url: string): Promise<void> {
   await sqs.send(new DeleteQueueCommand({ QueueUrl: url }));
+}
+
+/**
+ * Whether the server delivers the head's S3 event into SQS within a few seconds (moto; LocalStack
+ * started with FANSYNC_LOCALSTACK_SERVICES=s3,sqs,sns): why not, when it does not.
+ */
+export async function probeEvents(server: TestServer): Promise<string | undefined> {
+  try {
+    const { sqs } = eventClients(server);
+    const bucket = await server.bucket("ev-probe");
+    const q = await createQueue(sqs, `fansync-probe-${Date.now()}`);
+    await notifyQueue(server, bucket, "", q.arn);
+    await server.client.send(new PutObjectCommand({ Bucket: bucket, Key: ".fansync/head.json", Body: "{}" }));
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const r = await sqs.send(new ReceiveMessageCommand({ QueueUrl: q.url, WaitTimeSeconds: 1, MaxNumberOfMessages: 10 }));
+      if ((r.Messages ?? []).some((m) => m.Body?.includes("head.json"))) return undefined;
+    }
+    return `${server.label} delivered no S3 event to SQS within 5 s`;
+  } catch (err) {
+    return `${server.label} serves no SQS or S3 notifications (${(err as Error).name}); LocalStack needs FANSYNC_LOCALSTACK_SERVICES=s3,sqs,sns`;
+  }
 }
