@@ -15,6 +15,7 @@ const ctx = useServer();
 // CloudFront is served by moto (LocalStack's community edition has none): the CDN tests skip elsewhere, saying so.
 let noCdn: string | undefined;
 before(async () => {
+  if (!ctx.server) return;
   noCdn = await createDistribution(cloudfront(), "probe").then(() => undefined, (err: unknown) => `${ctx.server.label} serves no CloudFront API (${(err as Error).name})`);
 });
 function needsCdn(t: TestContext): boolean {
