@@ -6,21 +6,18 @@
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { before, test, type TestContext } from "node:test";
+import { test, type TestContext } from "node:test";
 import { CloudFrontClient, CreateDistributionCommand, GetInvalidationCommand, ListInvalidationsCommand } from "@aws-sdk/client-cloudfront";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
 // CloudFront is served by moto (LocalStack's community edition has none): the CDN tests skip elsewhere, saying so.
-let noCdn: string | undefined;
-before(async () => {
-  if (!ctx.server) return;
-  noCdn = await createDistribution(cloudfront(), "probe").then(() => undefined, (err: unknown) => `${ctx.server.label} serves no CloudFront API (${(err as Error).name})`);
-});
-function needsCdn(t: TestContext): boolean {
-  if (noCdn) t.skip(noCdn);
-  return noCdn === undefined;
+let probed: Promise<string | undefined> | undefined;
+async function needsCdn(t: TestContext): Promise<boolean> {
+  const why = await (probed ??= createDistribution(cloudfront(), "probe").then(() => undefined, (err: unknown) => `${ctx.server.label} serves no CloudFront API (${(err as Error).name})`));
+  if (why) t.skip(why);
+  return why === undefined;
 }
 
 function cloudfront(): CloudFrontClient {
@@ -51,7 +48,7 @@ async function invalidations(cf: CloudFrontClient, id: string): Promise<{ refere
 }
 
 test("push invalidates exactly each generation's changed and deleted paths, and --on-publish gets them as NDJSON once", async (t) => {
-  if (!needsCdn(t)) return;
+  if (!(await needsCdn(t))) return;
   const dir = ctx.tmp("cdn");
   const bucket = await ctx.server.bucket("cdn");
   const cf = cloudfront();
@@ -79,7 +76,7 @@ test("push invalidates exactly each generation's changed and deleted paths, and 
 });
 
 test("many changes in one generation collapse to directory wildcards", async (t) => {
-  if (!needsCdn(t)) return;
+  if (!(await needsCdn(t))) return;
   const dir = ctx.tmp("cdn-wild");
   const bucket = await ctx.server.bucket("cdn-wild");
   const cf = cloudfront();

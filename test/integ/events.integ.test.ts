@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { before, test, type TestContext } from "node:test";
+import { test, type TestContext } from "node:test";
 import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { createQueue, deleteQueue, eventClients, notifyNothing, notifyQueue, notifyTopic, probeEvents, sendMessages } from "../helpers/events.ts";
@@ -16,15 +16,14 @@ import { writeTree } from "../helpers/tree.ts";
 // A LocalStack the harness starts for this file serves SQS and SNS too (start.sh's default is S3 only).
 process.env.FANSYNC_LOCALSTACK_SERVICES ??= "s3,sqs,sns";
 const ctx = useServer();
-let noEvents: string | undefined;
-before(async () => {
-  noEvents = await probeEvents(ctx.server);
-});
+let probed: Promise<string | undefined> | undefined;
 
 /** Skip (saying why) on a server that delivers no S3 events to SQS (fauxqs, versitygw, LocalStack with S3 only). */
-function needsEvents(t: TestContext): boolean {
-  if (noEvents) t.skip(noEvents);
-  return noEvents === undefined;
+async function needsEvents(t: TestContext): Promise<boolean> {
+  // Probed once, at the first test (the server is up by then).
+  const why = await (probed ??= probeEvents(ctx.server));
+  if (why) t.skip(why);
+  return why === undefined;
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, child?: CapturedChild): Promise<T> {
@@ -64,7 +63,7 @@ async function stop(daemon: CapturedChild): Promise<void> {
 }
 
 test("a node with events and a 10-minute poll gets each change (S3 → SQS)", async (t) => {
-  if (!needsEvents(t)) return;
+  if (!(await needsEvents(t))) return;
   const s = await setup("ev-sqs", (bucket, arn) => notifyQueue(ctx.server, bucket, "www/", arn));
   try {
     for (const v of ["two\n", "three\n"]) {
@@ -82,7 +81,7 @@ test("a node with events and a 10-minute poll gets each change (S3 → SQS)", as
 });
 
 test("S3 → SNS → SQS wakes the node too, and garbage, duplicates and a flood change nothing but latency", async (t) => {
-  if (!needsEvents(t)) return;
+  if (!(await needsEvents(t))) return;
   const s = await setup("ev-sns", async (bucket, arn) => void (await notifyTopic(ctx.server, eventClients(ctx.server).sns, bucket, "www/", arn, `fansync-ev-${Date.now()}`)));
   try {
     await writeFile(path.join(s.master, "index.html"), "two\n");
@@ -111,7 +110,7 @@ test("S3 → SNS → SQS wakes the node too, and garbage, duplicates and a flood
 });
 
 test("a lost event costs latency only: the poll still brings the change", async (t) => {
-  if (!needsEvents(t)) return;
+  if (!(await needsEvents(t))) return;
   const dir = ctx.tmp("ev-lost");
   const bucket = await ctx.server.bucket("ev-lost");
   const { sqs } = eventClients(ctx.server);
@@ -134,7 +133,7 @@ test("a lost event costs latency only: the poll still brings the change", async 
 });
 
 test("a deleted queue is reported and the node falls back to polling", async (t) => {
-  if (!needsEvents(t)) return;
+  if (!(await needsEvents(t))) return;
   const s = await setup("ev-gone", (bucket, arn) => notifyQueue(ctx.server, bucket, "www/", arn));
   try {
     await deleteQueue(s.sqs, s.q.url);
@@ -153,7 +152,7 @@ test("a deleted queue is reported and the node falls back to polling", async (t)
 });
 
 test("events setup + register make a working queue; check says so; unregister removes it", async (t) => {
-  if (!needsEvents(t)) return;
+  if (!(await needsEvents(t))) return;
   const dir = ctx.tmp("ev-reg");
   const bucket = await ctx.server.bucket("ev-reg");
   const loc = `s3://${bucket}/www`;
@@ -199,7 +198,7 @@ test("events setup + register make a working queue; check says so; unregister re
 });
 
 test("replicate --watch --events: a region follows the primary's head event with a 10-minute poll", async (t) => {
-  if (!needsEvents(t)) return;
+  if (!(await needsEvents(t))) return;
   const dir = ctx.tmp("ev-repl");
   const [primary, region] = await Promise.all([ctx.server.bucket("ev-prim"), ctx.server.bucket("ev-region")]);
   const { sqs } = eventClients(ctx.server);
