@@ -209,6 +209,9 @@ export class Replicator {
       }
       const wait = st.failures > 0 ? Math.min(MAX_BACKOFF_MS, intervalMs * 2 ** st.failures) : intervalMs;
       if (st.kicked && st.failures === 0) continue;
+      // A stop that came during the round: an abort listener added now would never fire, and the
+      // nap would last the whole interval (ten minutes with a long --interval) before the drain.
+      if (stop.aborted) break;
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, wait);
         function done() {
