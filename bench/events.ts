@@ -3,9 +3,9 @@
 //   polling: --interval 2s (the default)
 //   events:  --events QUEUE_URL (one queue per node, subscribed to the bucket's head topic; the
 //            poll stays as the safety net at its 60 s default)
-// A change is one new file published by a one-shot `fansync push` (direct to the server, not
-// counted); it is timed from the push's exit (its head is written by then) until every node holds
-// the file's bytes. The nodes talk to the server through a counting proxy (S3 and SQS requests
+// A change is one new file published by a one-shot `fansync push` (through a proxy of its own, not
+// counted with the nodes); it is timed from the moment the server answered the push's PUT of the
+// head until every node holds the file's bytes (checked every 5 ms). The nodes talk to the server through a counting proxy (S3 and SQS requests
 // alike), so "requests per idle node-hour" counts everything a node sends while nothing changes.
 //   node bench/events.ts     BENCH_EVENTS_CHANGES=50 BENCH_EVENTS_NODES=3 BENCH_EVENTS_IDLE_S=60
 import { spawn, type ChildProcess } from "node:child_process";
@@ -48,7 +48,12 @@ async function measure(mode: Mode, endpoint: string, bucket: string): Promise<Ro
   mkdirSync(master, { recursive: true });
   for (let i = 0; i < 20; i++) writeFileSync(join(master, `page-${i}.html`), `<h1>${i}</h1>\n`);
   const url = `s3://${bucket}/www`;
-  const push = () => run([bin, "push", master, url, "--endpoint-url", endpoint, "--state-dir", join(dir, "state-m"), "--log-level", "warn", "--no-progress"]);
+  // The writer's own proxy tells when the head was written (the change is published from then on).
+  let headAt = 0;
+  const writerProxy = await startCountingProxy(endpoint, (r) => {
+    if (r.method === "PUT" && r.url.split("?")[0]?.endsWith("/.fansync/head.json") && r.status === 200) headAt = r.endMs;
+  });
+  const push = () => run([bin, "push", master, url, "--endpoint-url", writerProxy.endpoint, "--state-dir", join(dir, "state-m"), "--log-level", "warn", "--no-progress"]);
   await push();
   const aws = { endpoint, region: "us-east-1", credentials: { accessKeyId: "bench", secretAccessKey: "benchsecret" } };
   const queues: string[] = [];
@@ -92,14 +97,23 @@ async function measure(mode: Mode, endpoint: string, bucket: string): Promise<Ro
       const rel = `new-${i}.html`;
       const body = Buffer.from(`<p>change ${i} ${Date.now()}</p>\n`);
       writeFileSync(join(master, rel), body);
-      await push();
-      const t0 = performance.now();
+      headAt = 0;
+      // Watched while the push runs: a node may hold the file before the push process has exited.
+      const pushed = push();
+      const started = Date.now();
       const pending = new Set(docroots);
-      while (pending.size > 0 && performance.now() - t0 < 30_000) {
-        for (const d of [...pending]) if (await arrived(join(d, rel), body)) pending.delete(d);
+      let last = 0;
+      while (pending.size > 0 && Date.now() - started < 30_000) {
+        for (const d of [...pending]) {
+          if (await arrived(join(d, rel), body)) {
+            pending.delete(d);
+            last = Date.now();
+          }
+        }
         if (pending.size > 0) await sleep(5);
       }
-      if (pending.size === 0) row.samplesMs.push(performance.now() - t0);
+      await pushed;
+      if (pending.size === 0 && headAt > 0) row.samplesMs.push(Math.max(0, last - headAt));
       else row.lost++;
       process.stderr.write(`${mode} ${i + 1}/${changes}: ${pending.size === 0 ? `${Math.round(row.samplesMs.at(-1) ?? 0)} ms` : "LOST"}\n`);
       // Changes apart from each other: each measures one change travelling alone (and, for
@@ -111,6 +125,7 @@ async function measure(mode: Mode, endpoint: string, bucket: string): Promise<Ro
     for (const d of daemons) d.kill("SIGTERM");
     await Promise.all(daemons.map((d) => new Promise((r) => (d.exitCode !== null ? r(null) : d.once("exit", r)))));
     await proxy.close();
+    await writerProxy.close();
   }
 }
 
@@ -118,7 +133,7 @@ const server = await startS3Server("moto", ["bench-poll", "bench-events"]);
 try {
   const rows = [await measure("polling 2s", server.endpoint, "bench-poll"), await measure("events", server.endpoint, "bench-events")];
   const f = (x: number) => `${Math.round(x)} ms`;
-  console.log(`\nChange → served on all ${nodes} nodes (moto, ${changes} changes each; from the push's exit until every node holds the file), and an idle node's requests (${idleSeconds} s window through a counting proxy, S3 and SQS):\n`);
+  console.log(`\nChange → served on all ${nodes} nodes (moto, ${changes} changes each; from the head's PUT answered until every node holds the file), and an idle node's requests (${idleSeconds} s window through a counting proxy, S3 and SQS):\n`);
   console.log("| mode | p50 | p99 | max | lost | requests per idle node-hour |");
   console.log("|---|---|---|---|---|---|");
   for (const r of rows) {

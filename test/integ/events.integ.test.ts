@@ -146,6 +146,8 @@ test("a deleted queue is reported and the node falls back to polling", async (t)
     assert.equal(st.status, "OK", "the node still serves and follows the head");
     assert.equal(st.events.state, "failing");
     assert.match(st.events.lastError, /queue/i);
+    const shown = await ctx.cli(["status", "--status-file", s.status, "--state-dir", path.join(s.dir, "state-n")]);
+    assert.match(shown.stdout, /events FAILING since .*polling instead/);
   } finally {
     await stop(s.daemon);
   }
