@@ -47,6 +47,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
 
 /** Run `replicate`, once or (with --watch) until `signal` aborts. */
 export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal: AbortSignal): Promise<void> {
+  if (cfg.events && !cfg.watch) throw new UsageError("--events wakes the daemon: it needs --watch", { hint: "add --watch (a one-shot run reads the primary's head when it starts)" });
   // Rounds in flight when SIGTERM comes drain; their requests are aborted after the deadline.
   const drain = new Drain(signal);
   const monitor = await startMonitor(cfg, log, signal, {

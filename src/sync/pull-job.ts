@@ -60,8 +60,6 @@ export interface PullJobDeps extends JobDeps {
   readonly queue?: EventQueue | undefined;
   /** Told after each run that applied a generation (--on-apply); must not block or throw. */
   readonly afterApply?: ((r: PullResult) => void) | undefined;
-  /** Called with the next run's reason ("event", "poll"), for tests and metrics. */
-  readonly onWake?: ((reason: "event" | "poll") => void) | undefined;
 }
 
 // The other sources' heads are looked at about every this many poll intervals (not every run).
@@ -135,8 +133,7 @@ export class PullJob {
       }
       if (backoff) await sleep(backoff, this.d.signal);
       // A failing run backs off first; a hint that came meanwhile still wakes the nap below at once.
-      const fired = await this.wake.nap(backoff ? 0 : this.pollIntervalMs, this.d.signal);
-      this.d.onWake?.(fired ? "event" : "poll");
+      await this.wake.nap(backoff ? 0 : this.pollIntervalMs, this.d.signal);
     }
     await listening;
   }

@@ -224,3 +224,12 @@ test("replicate --watch --events: a region follows the primary's head event with
     await stop(daemon);
   }
 });
+
+test("--events without --watch is a usage error (exit 2), before anything runs", async () => {
+  const dir = ctx.tmp("ev-usage");
+  const r = await ctx.cli(["pull", "s3://nowhere-bucket/www", path.join(dir, "node"), "--events", "http://127.0.0.1:9/q", ...ctx.flags(path.join(dir, "state"))]);
+  expectCode(r, 2);
+  assert.match(r.stderr, /--events wakes a daemon: it needs --watch/);
+  const rr = await ctx.cli(["replicate", "s3://nowhere-bucket/www", "s3://nowhere-region/www", "--events", "http://127.0.0.1:9/q", ...ctx.flags(path.join(dir, "state"))]);
+  expectCode(rr, 2);
+});
