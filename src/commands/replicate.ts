@@ -59,6 +59,8 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
   });
   // The page shows the replicator as a whole: as far as its slowest region, failing if any fails.
   const regions = new Map<string, RegionStatus>();
+  // Assigned below; the page's callback reads the event queue's state from it.
+  let rep: Replicator | undefined = undefined;
   const onStatus = monitor
     ? (s: RegionStatus) => {
         regions.set(s.region, s);
@@ -71,10 +73,12 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
           lagSeconds: Math.max(...all.map((x) => x.lag.seconds)),
           error: bad ? new PartialFailureError(`region ${bad.region}: ${bad.lastError ?? "failed"}`, [{ path: bad.region, error: bad.lastError ?? "failed" }]) : undefined,
         });
+        const ev = rep?.events;
+        if (ev) monitor.recordEvents(ev);
       }
     : undefined;
   const after = await afterGenerationFor(cfg, "publish", jobState(cfg, "replicate", { url: formatLocation(cfg.source) }), log, signal);
-  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus, cfg.watch ? await eventQueueFor(cfg) : undefined, after);
+  rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus, cfg.watch ? await eventQueueFor(cfg) : undefined, after);
   const rlog = log.child({ component: "replicator" });
   if (!cfg.watch) {
     const outcome = await rep.runOnce().finally(() => drain.dispose());

@@ -26,7 +26,7 @@ import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
 import { PackCarrier } from "./packs.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
-import { EventListener } from "./event-listener.ts";
+import { EventListener, type EventHealth } from "./event-listener.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -155,6 +155,7 @@ export class Replicator {
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
   /** Packs (issue 14): carried to each region after its generation (sync/packs.ts). */
   private readonly packs: PackCarrier;
+  private listener: EventListener | undefined;
 
   constructor(opts: ReplicatorOptions, deps: ReplicatorDeps) {
     this.o = opts;
@@ -181,10 +182,16 @@ export class Replicator {
     // Events (issue 24): a message is a kick, as a new generation announced by `watch` is; while the
     // queue cannot be read the regions poll at the fallback interval.
     const listener = this.d.queue ? new EventListener(this.d.queue, () => this.kick(), this.d) : undefined;
+    this.listener = listener;
     const listening = listener?.run(stop);
     const every = () => (listener?.failing ? Math.min(intervalMs, fallbackIntervalMs) : intervalMs);
     await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, every, stop)));
     await listening;
+  }
+
+  /** With `--events`, the queue's state (the daemon's /metrics); undefined without. */
+  get events(): EventHealth | undefined {
+    return this.listener?.health;
   }
 
   /** Announce a new primary generation (watch --replicate-to): healthy regions start a round now. */
