@@ -11,6 +11,7 @@ import { test, type TestContext } from "node:test";
 import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { createQueue, deleteQueue, eventClients, notifyNothing, notifyQueue, notifyTopic, probeEvents, sendMessages } from "../helpers/events.ts";
+import { freePort } from "../helpers/s3-server.ts";
 import { writeTree } from "../helpers/tree.ts";
 
 // A LocalStack the harness starts for this file serves SQS and SNS too (start.sh's default is S3 only).
@@ -51,9 +52,11 @@ async function setup(tag: string, wire: (bucket: string, queueArn: string) => Pr
   await writeTree(master, { "index.html": "one\n", "css/site.css": "a{}\n" });
   const push = async () => expectCode(await ctx.cli(["push", master, `s3://${bucket}/www`, ...ctx.flags(path.join(dir, "state-m"))]), 0);
   await push();
-  const daemon = startCli(["pull", `s3://${bucket}/www`, node, "--watch", "--events", q.url, "--interval", "10m", "--status-file", status, ...ctx.flags(path.join(dir, "state-n"))]);
+  const port = await freePort();
+  const daemon = startCli(["pull", `s3://${bucket}/www`, node, "--watch", "--events", q.url, "--interval", "10m", "--status-file", status, "--http", `127.0.0.1:${port}`, ...ctx.flags(path.join(dir, "state-n"))]);
   await until("the first pull", async () => (await read(path.join(node, "index.html"))) === "one\n", 30_000, daemon);
-  return { dir, bucket, sqs, sns, q, master, node, status, push, daemon };
+  const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return { dir, bucket, sqs, sns, q, master, node, status, push, daemon, metrics };
 }
 
 async function stop(daemon: CapturedChild): Promise<void> {
@@ -75,6 +78,9 @@ test("a node with events and a 10-minute poll gets each change (S3 → SQS)", as
     assert.equal(st.status, "OK");
     assert.equal(st.events.state, "listening");
     assert.ok(st.events.messages >= 2, `messages taken: ${st.events.messages}`);
+    const m = await s.metrics();
+    assert.match(m, /^fansync_events_listening 1$/m);
+    assert.match(m, /^fansync_events_messages_total [1-9]/m);
   } finally {
     await stop(s.daemon);
   }
@@ -145,6 +151,7 @@ test("a deleted queue is reported and the node falls back to polling", async (t)
     const st = JSON.parse(await read(s.status)) as { status: string; events: { state: string; lastError: string } };
     assert.equal(st.status, "OK", "the node still serves and follows the head");
     assert.equal(st.events.state, "failing");
+    assert.match(await s.metrics(), /^fansync_events_listening 0$/m);
     assert.match(st.events.lastError, /queue/i);
     const shown = await ctx.cli(["status", "--status-file", s.status, "--state-dir", path.join(s.dir, "state-n")]);
     assert.match(shown.stdout, /events FAILING since .*polling instead/);
