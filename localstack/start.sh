@@ -1,5 +1,6 @@
 #!/bin/bash
-# Start LocalStack (S3 only) on 127.0.0.1 as a host process in the foreground, no Docker:
+# Start LocalStack (S3 only; FANSYNC_LOCALSTACK_SERVICES=s3,sqs,sns adds what the events tests need,
+# about 50% more start time) on 127.0.0.1 as a host process in the foreground, no Docker:
 #   localstack/start.sh [PORT] [DIR]
 # PORT: default a free port; DIR: its state (default: a temp dir, removed on exit).
 # Installs it first if needed (install.sh). Prints "ready http://127.0.0.1:PORT" once
@@ -19,7 +20,7 @@ fi
 mkdir -p "$dir/volume"
 # hypercorn binds the host given in GATEWAY_LISTEN; the default Twisted gateway would listen on
 # 0.0.0.0 whatever it says. No DNS server, no certificate download, no analytics, no persistence.
-SERVICES=s3 EAGER_SERVICE_LOADING=1 PERSISTENCE=0 \
+SERVICES=${FANSYNC_LOCALSTACK_SERVICES:-s3} EAGER_SERVICE_LOADING=1 PERSISTENCE=0 \
   GATEWAY_LISTEN="127.0.0.1:$port" LOCALSTACK_HOST="127.0.0.1:$port" GATEWAY_SERVER=hypercorn \
   DNS_ADDRESS=0 FILESYSTEM_ROOT="$dir" LOCALSTACK_VOLUME_DIR="$dir/volume" \
   DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \

@@ -71,8 +71,9 @@ if [ "$what" = all ] || [ "$what" = integ ]; then
         localstack | versitygw) bash "$server/install.sh" >/dev/null ;;
       esac
       if [ "$server" = localstack ]; then
-        # One LocalStack for the whole run (it takes seconds to start), reached as S3_ENDPOINT.
-        FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" node test/helpers/with-server.ts localstack -- "${integ[@]}"
+        # One LocalStack for the whole run (it takes seconds to start), reached as S3_ENDPOINT; with
+        # SQS and SNS, so the events tests (docs/events.md) run on it too.
+        FANSYNC_LOCALSTACK_SERVICES=${FANSYNC_LOCALSTACK_SERVICES:-s3,sqs,sns} FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" node test/helpers/with-server.ts localstack -- "${integ[@]}"
       else
         FANSYNC_TEST_SERVER=$server FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" "${integ[@]}"
       fi

@@ -33,13 +33,18 @@ export type InfraConfig = Readonly<{
    * then write its own report key alone. Undefined: any key under nodes/.
    */
   nodeIdVariable: string | undefined;
+  /**
+   * Events (docs/events.md): node groups that each get one SQS queue per bucket, subscribed to
+   * that bucket's head topic (`pull --events QUEUE_URL`). Empty: no topics, queues or notifications.
+   */
+  eventGroups: readonly string[];
 }>;
 
 /** Every context key this app reads; all live under the `fansync:` namespace. */
 export const CONTEXT_KEYS = [
   "account", "partition", "namePrefix", "prefix", "metaPrefix", "primaryBucket", "primaryRegion",
   "regionalBuckets", "roles", "crr", "cloudFrontBucket", "noncurrentMetaDays", "abortMultipartDays",
-  "noncurrentContentDays", "nodeIdVariable",
+  "noncurrentContentDays", "nodeIdVariable", "eventGroups",
 ] as const;
 
 /** Result of parsing: a config, or every problem found. */
@@ -159,12 +164,20 @@ export function parseInfraContext(get: (key: string) => unknown): ParseResult {
     fail("nodeIdVariable", "an IAM policy variable such as ${aws:PrincipalTag/fansync-node}", nodeIdVariable);
   }
 
+  const eventGroups: string[] = [];
+  for (const g of list("eventGroups") ?? []) {
+    // The group name becomes part of queue names (80 characters at most, with the prefix and bucket).
+    if (typeof g === "string" && /^[A-Za-z0-9_-]{1,20}$/.test(g) && !eventGroups.includes(g)) eventGroups.push(g);
+    else fail("eventGroups", "a list of distinct node group names (letters, digits, _ and -, at most 20)", g);
+  }
+
   if (errors.length > 0 || primary === undefined) return { ok: false, errors };
   return {
     ok: true,
     config: Object.freeze({
       account, partition, namePrefix, prefix, metaPrefix, primary, regional: Object.freeze(regional), roles: Object.freeze(roles),
       crr, cloudFrontBucket, noncurrentMetaDays, abortMultipartDays, noncurrentContentDays, nodeIdVariable,
+      eventGroups: Object.freeze(eventGroups),
     }),
   };
 }

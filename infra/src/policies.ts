@@ -142,6 +142,47 @@ export function pullerPolicy(sources: readonly BucketLocation[], partition = "aw
 }
 
 /**
+ * Events (docs/events.md): the queues of a deployment are named `<namePrefix>-…`; a node or the
+ * replicator long-polls its queue and deletes what it took, nothing else. Messages are hints, so
+ * reading any of the deployment's queues grants nothing a node could not learn from the head.
+ */
+export function eventQueueArns(namePrefix: string, partition = "aws"): string[] {
+  return [`arn:${partition}:sqs:*:*:${namePrefix}-*`];
+}
+
+/** The statement that lets a daemon with `--events` read its queue. */
+export function receiveEventsStatement(namePrefix: string, partition = "aws"): StatementJson {
+  return { Sid: "ReceiveEvents", Effect: "Allow", Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: eventQueueArns(namePrefix, partition) };
+}
+
+/**
+ * Self-registration (`fansync events register` / `unregister` on the node): its own queue, named
+ * `<namePrefix>-…`, subscribed to the deployment's head topics; the queue policy it sets lets only
+ * the topic send to it.
+ */
+export function selfRegisterStatements(namePrefix: string, partition = "aws"): StatementJson[] {
+  return [
+    {
+      Sid: "OwnEventQueue",
+      Effect: "Allow",
+      Action: ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:TagQueue", "sqs:ListQueueTags", "sqs:DeleteQueue"],
+      Resource: eventQueueArns(namePrefix, partition),
+    },
+    { Sid: "SubscribeToHeadTopics", Effect: "Allow", Action: ["sns:Subscribe", "sns:Unsubscribe", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic"], Resource: [`arn:${partition}:sns:*:*:${namePrefix}-*`] },
+  ];
+}
+
+/** Writers that invalidate the CDN after each generation (`--cloudfront-distribution`). */
+export function invalidateStatement(partition = "aws"): StatementJson {
+  return { Sid: "InvalidateCdn", Effect: "Allow", Action: ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"], Resource: [`arn:${partition}:cloudfront::*:distribution/*`] };
+}
+
+/** `policy` with `extra` statements appended (events, CDN), unchanged when there are none. */
+export function withStatements(policy: PolicyDocumentJson, extra: readonly StatementJson[]): PolicyDocumentJson {
+  return extra.length === 0 ? policy : { ...policy, Statement: [...policy.Statement, ...extra] };
+}
+
+/**
  * The role S3 Cross-Region Replication assumes (trusting s3.amazonaws.com): the permissions AWS
  * documents for CRR, confined to fansync's prefixes.
  */

@@ -11,19 +11,23 @@ import type { Construct } from "constructs";
 import { locationOf, type BucketSpec, type InfraConfig } from "./context.ts";
 import { FansyncBucket } from "./fansync-bucket.ts";
 import { FansyncCdn } from "./fansync-cdn.ts";
-import { crrRolePolicy, pullerPolicy, replicatorPolicy, uploaderPolicy, type FansyncRole, type PolicyDocumentJson } from "./policies.ts";
+import { crrRolePolicy, invalidateStatement, pullerPolicy, receiveEventsStatement, replicatorPolicy, selfRegisterStatements, uploaderPolicy, withStatements, type FansyncRole, type PolicyDocumentJson } from "./policies.ts";
+import { FansyncEvents } from "./fansync-events.ts";
 
 /** The policy document of each role for a deployment: what the stacks attach and infra/iam/ holds. */
 export function rolePolicies(config: InfraConfig): Record<FansyncRole, PolicyDocumentJson> {
   const primary = locationOf(config, config.primary.bucketName);
   const regional = config.regional.map((r) => locationOf(config, r.bucketName));
+  const events = config.eventGroups.length > 0;
+  // Writers in front of a CDN invalidate it after each generation (docs/events.md).
+  const cdn = config.cloudFrontBucket !== undefined ? [invalidateStatement(config.partition)] : [];
   return {
-    uploader: uploaderPolicy(primary, config.partition),
-    replicator: replicatorPolicy(primary, regional, config.partition),
+    uploader: withStatements(uploaderPolicy(primary, config.partition), cdn),
+    replicator: withStatements(replicatorPolicy(primary, regional, config.partition), [...(events ? [receiveEventsStatement(config.namePrefix, config.partition)] : []), ...cdn]),
     // A node reads its regional bucket first and falls back to the primary; content is the same
     // everywhere, so one read-only policy over all of them keeps the deployment simple. Narrow it
     // per node with infra/scripts/write-iam.ts if a region must not read another's bucket.
-    puller: pullerPolicy([...regional, primary], config.partition, config.nodeIdVariable),
+    puller: withStatements(pullerPolicy([...regional, primary], config.partition, config.nodeIdVariable), events ? [receiveEventsStatement(config.namePrefix, config.partition), ...selfRegisterStatements(config.namePrefix, config.partition)] : []),
   };
 }
 
@@ -57,6 +61,7 @@ export class RegionalStack extends Stack {
     this.bucket = new FansyncBucket(this, "Regional", bucketProps(config, spec)).bucket;
     new CfnOutput(this, "BucketName", { value: this.bucket.bucketName });
     if (config.cloudFrontBucket === spec.bucketName) addCdn(this, config, this.bucket, spec);
+    addEvents(this, config, this.bucket, spec, []);
   }
 }
 
@@ -115,7 +120,17 @@ export class PrimaryStack extends Stack {
       new CfnOutput(this, `${role}PolicyArn`, { value: policy.managedPolicyArn });
     }
     if (config.cloudFrontBucket === spec.bucketName) addCdn(this, config, this.bucket, spec);
+    // The replicator is woken by the primary's head like any node group.
+    addEvents(this, config, this.bucket, spec, config.regional.length > 0 ? ["replicator"] : []);
   }
+}
+
+/** Events: the bucket's head topic and one queue per node group (and the replicator's on the primary). */
+function addEvents(stack: Stack, config: InfraConfig, bucket: Bucket, spec: BucketSpec, extra: readonly string[]): void {
+  if (config.eventGroups.length === 0) return;
+  const events = new FansyncEvents(stack, "Events", { bucket, location: locationOf(config, spec.bucketName), namePrefix: config.namePrefix, groups: [...config.eventGroups, ...extra] });
+  for (const [group, queue] of events.queues) new CfnOutput(stack, `EventQueue${group.replace(/[^A-Za-z0-9]/g, "")}`, { value: queue.queueUrl, description: `pull --events for node group ${group}` });
+  new CfnOutput(stack, "HeadTopicArn", { value: events.topic.topicArn, description: "fansync events register --topic" });
 }
 
 function addCdn(stack: Stack, config: InfraConfig, bucket: Bucket, spec: BucketSpec): void {

@@ -22,6 +22,9 @@ export class Metrics {
   private readonly requests: Counter<"command">;
   private readonly kept: Counter<"reason">;
   private readonly conflicts: Counter;
+  private readonly eventsListening: Gauge;
+  private readonly eventMessages: Counter;
+  private eventsSeen = 0;
   private readonly detach: () => void;
 
   constructor(version: string) {
@@ -38,6 +41,8 @@ export class Metrics {
     this.requests = new Counter({ name: "fansync_s3_requests_total", help: "S3 requests sent, retries included, by command", labelNames: ["command"], registers: r });
     this.kept = new Counter({ name: "fansync_sync_kept_versions_total", help: "Versions a two-way node kept outside the docroot (reason: conflict, not-owned, older-than-base)", labelNames: ["reason"], registers: r });
     this.conflicts = new Counter({ name: "fansync_sync_conflicts_total", help: "Paths a two-way node found changed both here and in the bucket", registers: r });
+    this.eventsListening = new Gauge({ name: "fansync_events_listening", help: "With --events: 1 while the event queue answers, 0 while it fails and the daemon polls instead", registers: r });
+    this.eventMessages = new Counter({ name: "fansync_events_messages_total", help: "With --events: messages taken from the event queue", registers: r });
     new Gauge({ name: "fansync_build_info", help: "fansync version", labelNames: ["version"], registers: r }).set({ version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: "fansync_process_" });
     const count = (command: string) => this.requests.inc({ command: command.replace(/Command$/, "") });
@@ -68,6 +73,13 @@ export class Metrics {
     this.lag.set({ role }, r.lagSeconds);
     if (r.ok) this.lastSuccess.set({ role }, Math.floor(r.at.getTime() / 1000));
     else this.errors.inc({ role, class: r.errorClass ?? "Error" });
+  }
+
+  /** The event queue's state (sync/event-listener.ts). */
+  recordEvents(h: { readonly state: "listening" | "failing"; readonly messages: number }): void {
+    this.eventsListening.set(h.state === "listening" ? 1 : 0);
+    if (h.messages > this.eventsSeen) this.eventMessages.inc(h.messages - this.eventsSeen);
+    this.eventsSeen = h.messages;
   }
 
   /** A two-way node kept a losing version. */

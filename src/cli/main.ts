@@ -56,6 +56,14 @@ function uploadOptions(cmd: Command): Command {
     .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)");
 }
 
+/** What a writer does after each generation it publishes (docs/events.md). */
+function publishOptions(cmd: Command): Command {
+  return cmd
+    .option("--cloudfront-distribution <id>", "after each generation, invalidate its changed and deleted paths in this CloudFront distribution (repeatable; s3://bucket/prefix=ID for one location's generations only)", collect)
+    .option("--on-publish <command>", "after each generation, run this shell command with its changed/deleted paths as NDJSON on stdin")
+    .option("--hook-timeout <duration>", "kill a hook still running after this long (default 60s)");
+}
+
 /** The daemons' status page, /metrics and /healthz. */
 function httpOptions(cmd: Command): Command {
   return cmd
@@ -157,7 +165,7 @@ export function buildProgram(): Command {
       process.exit(e.exitCode === 0 ? 0 : ExitCode.usage);
     });
 
-  uploadOptions(common(program.command("push")))
+  publishOptions(uploadOptions(common(program.command("push"))))
     .description("upload a docroot to s3://bucket/prefix and publish a new generation (one-shot)")
     .option("--verify", "check every object the head names (one HEAD each) and upload again any that holds other bytes")
     .option("--repack", "with --packs: rebuild every pack now")
@@ -170,7 +178,7 @@ export function buildProgram(): Command {
       });
     });
 
-  httpOptions(uploadOptions(common(program.command("watch"))))
+  publishOptions(httpOptions(uploadOptions(common(program.command("watch")))))
     .description("uploader daemon: reconcile, then upload changes as the docroot changes")
     .argument("[docroot]", "local directory to publish")
     .argument("[target]", "s3://bucket/prefix")
@@ -195,7 +203,8 @@ export function buildProgram(): Command {
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--status-file <file>", "write a JSON status here (and a one-line OK/STALE/ERROR companion .txt)")
     .option("--watch", "keep running, polling the head")
-    .option("--interval <duration>", "poll interval with --watch (default 2s)")
+    .option("--interval <duration>", "poll interval with --watch (default 2s; 60s with --events)")
+    .option("--events <queue-url>", "with --watch: also pull at once when this SQS queue (fed by the bucket's notification for the head) has a message; polling stays as the safety net (docs/events.md)")
     .option("--stale-after <duration>", "report STALE when behind the head for longer than this (default 5m)")
     .option("--delete-extraneous", "also delete local files fansync never wrote (exact mirror)")
     .option("--verify", "compare the docroot with the manifest and repair drift")
@@ -209,6 +218,8 @@ export function buildProgram(): Command {
     .option("--site <id>", "with --trusted-key: the site whose generations to accept (default: the first one verified, pinned)")
     .option("--max-age <duration>", "report STALE and apply nothing when the head was signed longer ago than this (a frozen mirror)")
     .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
+    .option("--on-apply <command>", "after each generation applied, run this shell command with its changed/deleted paths as NDJSON on stdin (a purge, a reload)")
+    .option("--hook-timeout <duration>", "kill --on-apply still running after this long (default 60s)")
     .option("--run-timeout <duration>", "stop a run that takes longer than this plus 4s per MiB it downloads, changing nothing (exit 4; default: 10 x --interval, at least 10m; 0: none)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
@@ -219,7 +230,7 @@ export function buildProgram(): Command {
       });
     });
 
-  httpOptions(common(program.command("sync")))
+  publishOptions(httpOptions(common(program.command("sync"))))
     .description("two-way daemon for every node that may write: publish this docroot's changes and apply everyone else's (one ordered history, conflicts kept)")
     .argument("[docroot]", "local directory to keep in sync")
     .argument("[target]", "s3://bucket/prefix")
@@ -259,6 +270,7 @@ export function buildProgram(): Command {
       });
     });
 
+  registerEvents(program);
   registerFanout(program);
   registerDoctor(program);
   registerHistory(program);
@@ -274,7 +286,7 @@ const COMMAND_GROUPS: Readonly<Record<string, string>> = {
   pull: "On each web node:",
   sync: "On every node that may write (two-way):",
   replicate: "Between regions:",
-  status: "Operating:", doctor: "Operating:", log: "Operating:", rollback: "Operating:", keygen: "Operating:",
+  status: "Operating:", doctor: "Operating:", events: "Operating:", log: "Operating:", rollback: "Operating:", keygen: "Operating:",
   demo: "Trying it out:",
 };
 
@@ -309,6 +321,28 @@ Exit codes: 0 ok, 1 unexpected, 2 usage, 3 config, 4 partial, 5 refused by the d
 6 another writer won, 7 remote unreachable or refused, 8 integrity, 9 local I/O, 75 locked
 (another run), 130 interrupted. \`fansync <command> --help\` for each command.`;
 
+/** `events`: the notification → topic → queue plumbing of `pull --events` (docs/events.md). */
+function registerEvents(program: Command): void {
+  common(program.command("events"))
+    .description("set up the events that wake nodes at once: the bucket's notification and topic, each node's queue (docs/events.md)")
+    .argument("<action>", "setup (topic + bucket notification), register (this node's queue), unregister, or check")
+    .argument("[location]", "s3://bucket/prefix (setup, check)")
+    .option("--topic <arn>", "register: the topic to subscribe to (printed by setup)")
+    .option("--queue <url>", "unregister, check: the node's queue")
+    .option("--queue-name <name>", "register: the queue's name (default fansync-<hostname>)")
+    .action(async (action: string, location: string | undefined, _o: unknown, cmd: Command) => {
+      if (!["setup", "register", "unregister", "check"].includes(action)) {
+        process.stderr.write(`fansync: unknown events action ${JSON.stringify(action)}: setup, register, unregister or check\n`);
+        process.exit(ExitCode.usage);
+      }
+      const { topic, queue, queueName, ...flags } = flagsOf(cmd);
+      await run("events", cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
+        const { events } = await import("../commands/events.ts");
+        return events(cfg, { action: action as "setup", location: cfg.target, topic: topic as string | undefined, queue: queue as string | undefined, queueName: queueName as string | undefined }, signal);
+      });
+    });
+}
+
 /** `doctor`: checks a location and the S3 server before first use. */
 function registerDoctor(program: Command): void {
   common(program.command("doctor"))
@@ -316,6 +350,7 @@ function registerDoctor(program: Command): void {
     .argument("[target]", "s3://bucket/prefix")
     .option("--json", "print the checks as one JSON document")
     .option("--no-write", "skip the checks that write probe objects (for read-only credentials)")
+    .option("--events <queue-url>", "also check events for this node's queue: the bucket's notification for the head, the topic, the subscription and a round trip (docs/events.md)")
     .action(async (target: string | undefined, _o: unknown, cmd: Command) => {
       const { json, write, ...flags } = flagsOf(cmd);
       await run("doctor", cmd, { ...flags, target }, async (cfg, log, signal) => {
@@ -327,14 +362,15 @@ function registerDoctor(program: Command): void {
 
 /** `replicate`, `status` and `demo` (regional fan-out), kept in one block. */
 function registerFanout(program: Command): void {
-  httpOptions(common(program.command("replicate")))
+  publishOptions(httpOptions(common(program.command("replicate"))))
     .description("copy each new generation of the primary location to regional locations (objects first, head last)")
     // Optional here: a config file may hold them (source, targets), so a unit runs only `--config`.
     .argument("[primary]", "s3://bucket/prefix of the primary (the uploader's target; config: source)")
     .argument("[regions...]", "s3://bucket/prefix of each region (config: targets)")
     .option("--watch", "keep running, polling the primary's head")
     .option("--no-watch", "run once even when the config file says watch: true")
-    .option("--interval <duration>", "poll interval with --watch (default 2s)")
+    .option("--interval <duration>", "poll interval with --watch (default 2s; 60s with --events)")
+    .option("--events <queue-url>", "with --watch: also start a round at once when this SQS queue (fed by the primary's notification for the head) has a message (docs/events.md)")
     .option("--multipart-threshold <size>", "streamed copies at least this big use multipart upload (default 8MiB)")
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
@@ -401,7 +437,7 @@ function registerHistory(program: Command): void {
       });
     });
 
-  common(program.command("rollback"))
+  publishOptions(common(program.command("rollback")))
     .description("publish a new generation (head + 1) whose content is that of a retained older generation")
     .argument("[location]", "s3://bucket/prefix")
     .option("--to <generation>", "the retained generation whose content to publish again (fansync log lists them)")

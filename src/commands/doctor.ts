@@ -6,6 +6,7 @@
  */
 import type { ConfigFor } from "../core/config.ts";
 import { exitCodeOf, renderFailures, renderJson, renderText } from "../core/doctor-report.ts";
+import { ExitCode } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { storeFor } from "./wiring.ts";
@@ -17,9 +18,15 @@ export async function doctor(cfg: ConfigFor<"doctor">, log: Logger, signal: Abor
   const store = storeFor(cfg, loc);
   try {
     const checks = await runDoctor({ store, loc, log: log.child({ component: "doctor" }), signal, now: () => new Date() }, { write: opts.write });
-    process.stdout.write(opts.json ? renderJson(checks) : renderText(checks, { location: formatLocation(loc), endpoint: store.endpoint }));
+    // --events QUEUE_URL: the notification, topic, subscription and a round trip (docs/events.md).
+    const ev = cfg.events ? await (await import("./events.ts")).runEventChecks(cfg, loc, cfg.events, signal) : [];
+    const evJson = ev.map((c) => ({ name: `events-${c.name.replace(" ", "-")}`, status: c.status, detail: c.detail, action: c.status === "OK" ? "none" : "see docs/events.md" }));
+    if (opts.json) process.stdout.write(ev.length ? JSON.stringify([...(JSON.parse(renderJson(checks)) as unknown[]), ...evJson]) + "\n" : renderJson(checks));
+    else process.stdout.write(renderText(checks, { location: formatLocation(loc), endpoint: store.endpoint }) + (ev.length ? `events (${cfg.events}):\n${(await import("./events.ts")).renderEventChecks(ev)}` : ""));
     process.stderr.write(renderFailures(checks));
-    return exitCodeOf(checks);
+    for (const c of ev.filter((x) => x.status === "FAIL")) process.stderr.write(`fansync doctor: events ${c.name}: ${c.detail}\n  what to do: see docs/events.md\n`);
+    const code = exitCodeOf(checks);
+    return code === ExitCode.ok && ev.some((c) => c.status === "FAIL") ? ExitCode.partial : code;
   } finally {
     store.client.destroy();
   }

@@ -13,18 +13,23 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Source } from "../sync/puller.ts";
 import { noteLocked, PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
-import { LockedError } from "../core/errors.ts";
+import { LockedError, UsageError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { jobState, storeFor } from "./wiring.ts";
+import { eventQueueFor, jobState, storeFor } from "./wiring.ts";
+import { afterGenerationFor } from "./after-generation.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { readTrustedKeys } from "../adapters/keys.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
 
+/** The poll interval of a node whose event queue cannot be read (the default of a node without events). */
+const FALLBACK_INTERVAL_MS = 2000;
+
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot);
+  if (cfg.events && !cfg.watch) throw new UsageError("--events wakes a daemon: it needs --watch", { hint: "add --watch (a cron run reads the head when cron starts it)" });
   // Signed generations: read the trusted keys before anything runs (a bad key is a usage error).
   const trust = cfg.trustedKeys.length > 0 ? { keys: readTrustedKeys(cfg.trustedKeys), site: cfg.site } : undefined;
   const state = jobState(cfg, "pull", { docroot });
@@ -40,6 +45,8 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
   });
   const sources: Source[] = cfg.sources.map((loc) => ({ loc, store: storeFor(cfg, loc) }));
   const reporter = cfg.report ? nodeReporter(cfg, sources, state, plog) : undefined;
+  // --on-apply: after each generation applied, on its own queue (the lock is held until it ran).
+  const after = await afterGenerationFor(cfg, "apply", state, log, signal);
   const job = new PullJob(
     {
       puller: {
@@ -64,6 +71,8 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,
+      // A queue that cannot be read: poll as often as a node without events would.
+      fallbackIntervalMs: FALLBACK_INTERVAL_MS,
       runTimeoutMs: cfg.runTimeout,
     },
     {
@@ -76,7 +85,10 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;
         monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err });
+        if (st.events) monitor?.recordEvents(st.events);
       },
+      queue: cfg.watch ? await eventQueueFor(cfg) : undefined,
+      afterApply: after && ((r) => after.notify({ location: r.source, generation: r.generation, changed: r.changedPaths ?? [], deleted: r.deletedPaths ?? [] })),
     },
   );
   try {
@@ -85,10 +97,11 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       if (r.noop) plog.info({ generation: r.generation, source: r.source }, "up to date");
       return;
     }
-    plog.info({ docroot, intervalMs: cfg.interval, sources: sources.map((s) => formatLocation(s.loc)) }, "watching the head");
+    plog.info({ docroot, intervalMs: cfg.interval, ...(cfg.events ? { events: cfg.events } : {}), sources: sources.map((s) => formatLocation(s.loc)) }, "watching the head");
     await job.daemon();
     plog.info("stopped");
   } finally {
+    await after?.flush();
     await monitor?.stop();
     await lock.release();
   }

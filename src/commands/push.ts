@@ -1,4 +1,6 @@
 /** `fansync push <docroot> s3://bucket/prefix`: one-shot reconcile of a docroot into a bucket. */
+import type { StateDir } from "../adapters/state-dir.ts";
+import { type AfterGeneration, afterGenerationFor } from "./after-generation.ts";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type ConfigFor, writerTuning } from "../core/config.ts";
@@ -13,7 +15,7 @@ import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 import { packsAfter } from "./packs-hook.ts";
 
 /** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
-export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
+export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, signal: AbortSignal, events?: TransferEvents, after?: AfterGeneration): Uploader {
   const docroot = path.resolve(cfg.docroot);
   let exclude = [...cfg.exclude];
   if (cfg.excludeFrom) {
@@ -25,7 +27,7 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, si
     }
     exclude = [...exclude, ...parseFilterFile(text)];
   }
-  const state = jobState(cfg, "push", { docroot, url: formatLocation(cfg.target) });
+  const state = pushState(cfg);
   return new Uploader(
     {
       docroot,
@@ -40,13 +42,20 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, si
       signer: signerFor(cfg, cfg.target),
       heartbeatMs: cfg.heartbeat,
     },
-    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
+    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );
+}
+
+/** The push job's state directory (push and watch share it). */
+export function pushState(cfg: ConfigFor<"push" | "watch">): StateDir {
+  return jobState(cfg, "push", { docroot: path.resolve(cfg.docroot), url: formatLocation(cfg.target) });
 }
 
 /** Run one push: exit 4 when some paths could not be read or kept changing (the rest is published). */
 export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
-  const uploader = createUploader(cfg, log, signal, progressBarFor(cfg));
+  const state = pushState(cfg);
+  const after = await afterGenerationFor(cfg, "publish", state, log, signal);
+  const uploader = createUploader(cfg, log, signal, progressBarFor(cfg), after);
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");
   let res: ReconcileResult;
@@ -55,6 +64,8 @@ export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSig
     await packsAfter(cfg, uploader, log, signal)?.(cfg.repack);
   } finally {
     await uploader.releaseLease();
+    // The CDN and the hook are told before the command ends (the lock is held: never twice).
+    await after?.flush();
     await lock.release();
   }
   const left = [

@@ -2,6 +2,7 @@
 import type { Config } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { Drain } from "../sync/drain.ts";
+import type { AfterGeneration } from "./after-generation.ts";
 
 /** Called after each published generation; `drain` stops replication after the rounds in flight. */
 export interface AfterPublish {
@@ -17,7 +18,7 @@ const SAFETY_INTERVAL_MS = 60_000;
  * beside the uploader, never inside its batch: a slow or unreachable region must not delay the
  * next generation, and each region keeps its own backoff.
  */
-export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): AfterPublish {
+export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal, afterRegion?: AfterGeneration): AfterPublish {
   if (cfg.replicateTo.length === 0 || !cfg.target) return Object.assign(async () => {}, { drain: async () => {} });
   const primary = cfg.target;
   const stop = new AbortController();
@@ -28,7 +29,7 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal): A
   // The loops start with the uploader: a region left behind while it was down catches up at once.
   const running = import("./replicate.ts")
     .then(({ createReplicator }) => {
-      const rep = createReplicator(cfg, primary, cfg.replicateTo, log, requests);
+      const rep = createReplicator(cfg, primary, cfg.replicateTo, log, requests, undefined, undefined, afterRegion);
       kick = () => rep.kick();
       return rep.daemon(SAFETY_INTERVAL_MS, stop.signal);
     })

@@ -7,13 +7,15 @@ import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
+import { type AfterGeneration, afterGenerationFor } from "./after-generation.ts";
 
 /** Build the replicator for a primary and its regions from the resolved config. */
-export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void): Replicator {
+export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void, queue?: EventQueue, after?: AfterGeneration): Replicator {
   const p = settingsFor(cfg, primary);
   const primaryUrl = formatLocation(primary);
   for (const r of regions) {
@@ -39,12 +41,13 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       // --replicate-to) trusts its own signing key.
       trust: trustFor(cfg, cfg.signingKey ? signerFor(cfg, primary) : undefined),
     },
-    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus },
+    { log: log.child({ component: "replicator" }), signal, now: () => new Date(), onStatus, queue, afterGeneration: after && ((g) => after.notify(g)) },
   );
 }
 
 /** Run `replicate`, once or (with --watch) until `signal` aborts. */
 export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal: AbortSignal): Promise<void> {
+  if (cfg.events && !cfg.watch) throw new UsageError("--events wakes the daemon: it needs --watch", { hint: "add --watch (a one-shot run reads the primary's head when it starts)" });
   // Rounds in flight when SIGTERM comes drain; their requests are aborted after the deadline.
   const drain = new Drain(signal);
   const monitor = await startMonitor(cfg, log, signal, {
@@ -56,6 +59,8 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
   });
   // The page shows the replicator as a whole: as far as its slowest region, failing if any fails.
   const regions = new Map<string, RegionStatus>();
+  // Assigned below; the page's callback reads the event queue's state from it.
+  let rep: Replicator | undefined = undefined;
   const onStatus = monitor
     ? (s: RegionStatus) => {
         regions.set(s.region, s);
@@ -68,12 +73,16 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
           lagSeconds: Math.max(...all.map((x) => x.lag.seconds)),
           error: bad ? new PartialFailureError(`region ${bad.region}: ${bad.lastError ?? "failed"}`, [{ path: bad.region, error: bad.lastError ?? "failed" }]) : undefined,
         });
+        const ev = rep?.events;
+        if (ev) monitor.recordEvents(ev);
       }
     : undefined;
-  const rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus);
+  const after = await afterGenerationFor(cfg, "publish", jobState(cfg, "replicate", { url: formatLocation(cfg.source) }), log, signal);
+  rep = createReplicator(cfg, cfg.source, cfg.targets, log, drain.hard, onStatus, cfg.watch ? await eventQueueFor(cfg) : undefined, after);
   const rlog = log.child({ component: "replicator" });
   if (!cfg.watch) {
     const outcome = await rep.runOnce().finally(() => drain.dispose());
+    await after?.flush();
     const failed = outcome.filter((o) => o.error !== undefined);
     if (failed.length > 0) {
       throw new PartialFailureError(
@@ -83,11 +92,13 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
     }
     return;
   }
-  rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval }, "replicating");
+  rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval, ...(cfg.events ? { events: cfg.events } : {}) }, "replicating");
   try {
-    await rep.daemon(cfg.interval, signal);
+    // A queue that cannot be read: poll as often as a replicator without events would.
+    await rep.daemon(cfg.interval, signal, 2000);
   } finally {
     drain.dispose();
+    await after?.flush();
     await monitor?.stop();
   }
   rlog.info("stopped");

@@ -3,6 +3,7 @@
  * generation whose content is that of a retained older one. Meant with the uploader stopped: a
  * running uploader re-publishes the master's docroot on its next change or rescan.
  */
+import { afterGenerationFor } from "./after-generation.ts";
 import path from "node:path";
 import { type ConfigFor, writerTuning } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
@@ -37,6 +38,7 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
   // What it restores must verify first: against --trusted-key, and the signing key's own public half.
   const trust = trustFor(cfg, signer);
   const lock = await state.lock("rollback");
+  const after = await afterGenerationFor(cfg, "publish", state, log, signal);
   let res: RollbackResult;
   try {
     res = await rollback(
@@ -51,9 +53,10 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
         signer,
         trust,
       },
-      { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date() },
+      { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date(), afterGeneration: after && ((g) => after.notify(g)) },
     );
   } finally {
+    await after?.flush();
     await lock.release();
   }
   const what = describe(res.summary);

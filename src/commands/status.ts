@@ -107,6 +107,8 @@ function render(r: StatusReport): string {
     const p = r.puller;
     lines.push(`puller  ${p.status.padEnd(5)} generation ${p.generation} of ${p.headGeneration} (lag ${p.lag.generations} gen, ${p.lag.seconds}s)  source ${p.source || "-"}`);
     lines.push(`        last success ${ago(p.lastSuccess)}, last attempt ${ago(p.lastAttempt)}${p.lastError ? `, last error: ${p.lastError}` : ""}  [${p.file}]`);
+    // --events: a queue that cannot be read means the node is polling (docs/events.md).
+    if (p.events) lines.push(`        events ${p.events.state === "listening" ? "on" : `FAILING since ${ago(p.events.since)}, polling instead: ${p.events.lastError ?? ""}`} (${p.events.messages} messages)  ${p.events.queue}`);
   }
   for (const g of r.regions) {
     lines.push(`region  ${g.status.padEnd(5)} ${g.region} generation ${g.generation} of ${g.primaryGeneration} (lag ${g.lag.generations} gen, ${g.lag.seconds}s)  primary ${g.primary}`);

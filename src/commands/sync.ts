@@ -3,6 +3,7 @@
  * Publishes the node's own changes and applies everyone else's, on the bucket format push and pull
  * use. Needs a server that enforces conditional writes: on one that does not, it refuses to start.
  */
+import { afterGenerationFor } from "./after-generation.ts";
 import { readFileSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import os from "node:os";
@@ -98,6 +99,8 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     await monitor?.stop();
     throw err;
   });
+  // A two-way node's own generations: CDN invalidation and --on-publish (docs/events.md).
+  const after = await afterGenerationFor(cfg, "publish", state, log, signal);
   const uploader = new Uploader(
     {
       docroot,
@@ -113,7 +116,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       signer,
       trust,
     },
-    { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
+    { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );
   // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).
   const before = (await readFile(state.syncKept, "utf8").catch(() => "")).split("\n").filter(Boolean).flatMap((l) => {
@@ -187,6 +190,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     );
   } finally {
     await uploader.releaseLease();
+    await after?.flush();
     await monitor?.stop();
     await lock.release();
   }

@@ -11,7 +11,8 @@ import { fanOutEvents } from "../core/transfer-events.ts";
 import { Drain } from "../sync/drain.ts";
 import { runWatchDaemon } from "../sync/watch-daemon.ts";
 import { ROLLBACK_WRITER } from "../core/history.ts";
-import { createUploader } from "./push.ts";
+import { createUploader, pushState } from "./push.ts";
+import { afterGenerationFor } from "./after-generation.ts";
 import { formatLocation } from "../core/location.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { packsAfter, withPacks } from "./packs-hook.ts";
@@ -23,13 +24,15 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
   const target = formatLocation(cfg.target);
   const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot)} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] });
   // One bar per batch, and only while the daemon runs in the foreground of a terminal.
-  const uploader = createUploader(cfg, log, drain.hard, fanOutEvents(progressBarFor(cfg), monitor?.events()));
+  const after = await afterGenerationFor(cfg, "publish", pushState(cfg), log, signal);
+  const uploader = createUploader(cfg, log, drain.hard, fanOutEvents(progressBarFor(cfg), monitor?.events()), after);
   const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;
   });
   const { replicateAfter } = await import("./replicate-hook.ts");
-  const afterPublish = replicateAfter(cfg, log, drain.hard);
+  // Each region's generations are told too (a distribution named s3://region/prefix=ID is invalidated for them).
+  const afterPublish = replicateAfter(cfg, log, drain.hard, after);
   try {
     // The daemon holds the write lease for as long as it runs: a second uploader refuses to start
     // (exit 6) instead of interleaving generations.
@@ -60,6 +63,7 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
     );
   } finally {
     await afterPublish.drain();
+    await after?.flush();
     drain.dispose();
     await monitor?.stop();
     await uploader.releaseLease();

@@ -16,6 +16,7 @@ import { type JobRole, jobStateDir, locationStateDir, type StateDir } from "../a
 import { readSigningKey, readTrustedKeys } from "../adapters/keys.ts";
 import { formatLocation } from "../core/location.ts";
 import { checkSite, type SigningKey, trustedKeyOf, type TrustPolicy } from "../core/signing.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -94,4 +95,12 @@ export function trustFor(cfg: Config, signer: { readonly key: SigningKey; readon
   if (signer && !keys.some((k) => k.keyId === signer.key.keyId)) keys.push(trustedKeyOf(signer.key));
   if (keys.length === 0) return undefined;
   return { keys, site: signer?.site ?? cfg.site };
+}
+
+/** The event queue of `--events` (SQS), or undefined without it. */
+export async function eventQueueFor(cfg: Config): Promise<EventQueue | undefined> {
+  if (!cfg.events) return undefined;
+  // Loaded only with --events: a polling node never pays for the SQS client.
+  const [{ createSqsClient }, { SqsEventQueue }] = await Promise.all([import("../adapters/aws-clients.ts"), import("../adapters/event-queue.ts")]);
+  return new SqsEventQueue(createSqsClient({ endpointUrl: cfg.endpointUrl, profile: cfg.profile }, cfg.events), cfg.events);
 }

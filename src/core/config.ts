@@ -99,11 +99,20 @@ export interface Config {
   readonly conflict: ConflictRule;
   /** sync: where losing versions are kept (default: the node's state directory). */
   readonly conflictsDir: string | undefined;
+  /** `--events`: the SQS queue URL whose messages wake the daemon (pull, replicate; docs/events.md). */
+  readonly events: string | undefined;
+  /** CloudFront distributions to invalidate after each generation: `ID`, or `s3://bucket/prefix=ID` for one location's generations. */
+  readonly cloudfrontDistribution: readonly { readonly id: string; readonly location: Location | undefined }[];
+  /** A shell command run after each generation this process publishes (writers) or applies (nodes). */
+  readonly onPublish: string | undefined;
+  readonly onApply: string | undefined;
+  /** A hook still running after this long is killed. */
+  readonly hookTimeout: number;
 }
 
 type Kind =
   | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
-  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict";
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict" | "distributions";
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
@@ -118,10 +127,11 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
   signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", packs: "bool", repack: "bool", runTimeout: "duration",
   owns: "strlist", conflict: "conflict", conflictsDir: "string",
+  events: "url", cloudfrontDistribution: "distributions", onPublish: "string", onApply: "string", hookTimeout: "duration",
 };
 
 /** The commands, each with its own schema: the keys it reads and the locations it cannot run without. */
-export type CommandName = "push" | "watch" | "pull" | "sync" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen";
+export type CommandName = "push" | "watch" | "pull" | "sync" | "replicate" | "status" | "doctor" | "log" | "rollback" | "demo" | "keygen" | "events";
 
 /** One command's schema. */
 export interface CommandSchema {
@@ -138,6 +148,8 @@ const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "
 const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
 // Signed generations: every writer that publishes a generation of its own (not the replicator).
 const SIGNER_KEYS = ["signingKey", "site"];
+// What every writer does after each generation it publishes (docs/events.md).
+const PUBLISH_KEYS = ["cloudfrontDistribution", "onPublish", "hookTimeout"];
 const needs = {
   docroot: { key: "docroot", missing: "no docroot given" },
   target: { key: "target", missing: "no target location given" },
@@ -149,29 +161,30 @@ const needs = {
 
 /** Every command's schema (a YAML file written for one role may hold keys of another: reported, not refused). */
 export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
-  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, "heartbeat", "verify", "packs", "repack"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
-  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
+  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "verify", "packs", "repack"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
+  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
     required: [needs.sources, needs.docroot],
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "retain", "progress", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "retain", "progress", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },
   replicate: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "source", "targets", "watch", "interval", "multipartThreshold", "partSize", "retain", "verify", "trustedKeys", "site"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...PUBLISH_KEYS, "source", "targets", "watch", "interval", "multipartThreshold", "partSize", "retain", "verify", "trustedKeys", "site", "events"],
     required: [needs.primary, needs.regions],
     usage: "fansync replicate s3://primary/prefix s3://region/prefix [...]",
   },
   status: { keys: [...COMMON_KEYS, "targets", "statusFile", "staleAfter"], required: [], usage: "fansync status [s3://bucket/prefix ...]" },
-  doctor: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
+  doctor: { keys: [...COMMON_KEYS, "target", "events"], required: [needs.location], usage: "fansync doctor s3://bucket/prefix" },
   log: { keys: [...COMMON_KEYS, "target"], required: [needs.location], usage: "fansync log s3://bucket/prefix" },
-  rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, "trustedKeys", "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
+  rollback: { keys: [...COMMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "target", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain"], required: [needs.location], usage: "fansync rollback s3://bucket/prefix --to <generation>" },
   demo: { keys: COMMON_KEYS, required: [], usage: "fansync demo" },
   keygen: { keys: [], required: [], usage: "fansync keygen <keyfile>" },
+  events: { keys: [...COMMON_KEYS, "target"], required: [], usage: "fansync events setup|register|unregister|check ..." },
 };
 
 /** What each command is sure to have once its schema passed. */
@@ -187,6 +200,7 @@ interface Needs {
   rollback: { readonly target: Location };
   demo: object;
   keygen: object;
+  events: object;
 }
 
 /** The resolved configuration of one command: {@link Config} with what its schema requires. */
@@ -220,6 +234,8 @@ const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credent
 const MIN_PART = 5 * 1024 * 1024;
 /** The least default deadline of a pull run (config runTimeout; README, pull). */
 const DEFAULT_RUN_TIMEOUT = 10 * 60_000;
+/** The poll interval of a daemon woken by events (docs/events.md). */
+export const DEFAULT_EVENTS_INTERVAL = 60_000;
 
 /** The tuning fields every writer (uploader, rollback) takes as the config has them. */
 export type WriterTuning = Pick<Config, "concurrency" | "multipartThreshold" | "partSize" | "maxDelete" | "force" | "dryRun" | "retain">;
@@ -280,7 +296,8 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     sources: (out.sources as Location[] | undefined) ?? [],
     statusFile: out.statusFile as string | undefined,
     watch: (out.watch as boolean | undefined) ?? false,
-    interval: n("interval", 2000),
+    // With events the poll is only the safety net (a lost message, a broken queue): once a minute.
+    interval: n("interval", out.events !== undefined ? DEFAULT_EVENTS_INTERVAL : 2000),
     staleAfter: n("staleAfter", 300_000),
     deleteExtraneous: (out.deleteExtraneous as boolean | undefined) ?? false,
     maxLag: n("maxLag", 10),
@@ -309,6 +326,11 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     owns: (out.owns as string[] | undefined) ?? [],
     conflict: (out.conflict as ConflictRule | undefined) ?? "newer",
     conflictsDir: out.conflictsDir as string | undefined,
+    events: out.events as string | undefined,
+    cloudfrontDistribution: (out.cloudfrontDistribution as Config["cloudfrontDistribution"] | undefined) ?? [],
+    onPublish: out.onPublish as string | undefined,
+    onApply: out.onApply as string | undefined,
+    hookTimeout: n("hookTimeout", 60_000),
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);
@@ -322,6 +344,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
   if (cfg.maxAge !== undefined && cfg.maxAge < 1000) problems.push("maxAge: at least 1s");
   if (cfg.heartbeat !== undefined && cfg.heartbeat < 1000) problems.push("heartbeat: at least 1s");
   if (cfg.maxAge !== undefined && cfg.heartbeat !== undefined && cfg.heartbeat >= cfg.maxAge) problems.push("heartbeat: must be shorter than maxAge (a quiet site would go STALE)");
+  if (cfg.hookTimeout < 100) problems.push("hookTimeout: at least 100ms");
   if (cfg.repack && !cfg.packs) problems.push("repack: needs packs (--packs, or packs: true)");
   if (problems.length > 0) throw new ConfigError(problems, source, exitCode);
   return deepFreeze(cfg);
@@ -359,6 +382,22 @@ function convert(kind: Kind, v: unknown, key: string, problems: string[]): unkno
     case "site": {
       const why = typeof v === "string" ? checkSite(v) : "not a string";
       return why === undefined ? v : fail(`a site id (${why})`);
+    }
+    case "distributions": {
+      // "E2ABC…" (every location this process publishes) or "s3://bucket/prefix=E2ABC…" (that one only).
+      const list = typeof v === "string" ? [v] : v;
+      if (!Array.isArray(list)) return fail("a list of CloudFront distribution ids (ID, or s3://bucket/prefix=ID)");
+      const out: { id: string; location: Location | undefined }[] = [];
+      list.forEach((x: unknown, i) => {
+        const m = typeof x === "string" ? /^(?:(s3:\/\/.+)=)?([A-Z0-9]{1,64})$/.exec(x) : null;
+        if (!m) {
+          problems.push(`${key}[${i}]: expected a CloudFront distribution id (letters and digits, e.g. E2QWRUHAPOMQZL) or s3://bucket/prefix=ID, got ${JSON.stringify(x)}`);
+          return;
+        }
+        const location = m[1] === undefined ? undefined : s3(m[1], `${key}[${i}]`, problems);
+        if (m[1] === undefined || location) out.push({ id: m[2] as string, location });
+      });
+      return out;
     }
     case "conflict":
       return CONFLICT_RULES.includes(v as ConflictRule) ? v : fail(`one of ${CONFLICT_RULES.join(", ")}`);

@@ -32,7 +32,8 @@ import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
-import type { JobDeps } from "./job-deps.ts";
+import type { JobDeps, PublishDeps } from "./job-deps.ts";
+import { formatLocation } from "../core/location.ts";
 
 /** What the writer is given. */
 export interface GenerationWriterOptions {
@@ -101,13 +102,13 @@ export class GenerationWriter {
   /** Recorded as `writer` in every head this process publishes. */
   readonly id: string;
   private readonly o: GenerationWriterOptions;
-  private readonly d: JobDeps;
+  private readonly d: JobDeps & PublishDeps;
   private conditional: boolean | undefined;
   private leaseId: string | undefined;
   private leaseHeld = false;
   private leaseTimer: NodeJS.Timeout | undefined;
 
-  constructor(opts: GenerationWriterOptions, deps: JobDeps) {
+  constructor(opts: GenerationWriterOptions, deps: JobDeps & PublishDeps) {
     this.o = opts;
     this.d = deps;
     this.id = `${opts.label ?? ""}${newWriterId()}`;
@@ -273,6 +274,14 @@ export class GenerationWriter {
       if (notDeleted.length > 0) log.warn({ objects: notDeleted.length, key: notDeleted[0]?.key, error: notDeleted[0]?.error }, "delete failed (kept in the ledger; the next commit deletes it)");
       for (const k of keys) if (!left.has(k)) done.add(k);
       result = { ...result, deleted: done.size };
+    }
+    if (result.published && result.head) {
+      // CDN invalidation and --on-publish run on their own queues: the next generation never waits for them.
+      try {
+        this.d.afterGeneration?.({ location: formatLocation(loc), generation: result.head.head.generation, changed: c.puts.map((e) => e.path), deleted: deletes });
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, "after-generation observer failed");
+      }
     }
     signal.throwIfAborted();
     await this.ledger.clean({ store, prefix: loc.prefix, current: result.files, done, later: left, signal, log, beforeDelete: () => this.hold() });

@@ -61,6 +61,11 @@ export class Monitor {
     return this.metrics.events();
   }
 
+  /** The event queue's state, for /metrics. */
+  recordEvents(h: Parameters<Metrics["recordEvents"]>[0]): void {
+    this.metrics.recordEvents(h);
+  }
+
   /** Record the end of a run (a pull, an upload batch, a replication round). */
   record(r: { ok: boolean; status?: SelfState["status"]; generation: number; headGeneration: number; lagSeconds: number; error?: unknown }): void {
     const at = this.d.now();

@@ -12,8 +12,11 @@ import { Drain } from "./drain.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerDeps, type PullerOptions, type PullResult, type Source } from "./puller.ts";
 import { RunDeadline } from "./run-deadline.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
+import { EventListener, type EventHealth } from "./event-listener.ts";
 import { sleep } from "./sleep.ts";
 import { orderSources } from "./source-choice.ts";
+import { Wake } from "./wake.ts";
 
 /** The status document written after every run (`--status-file`; `fansync status` reads it). */
 export interface PullStatus {
@@ -27,6 +30,8 @@ export interface PullStatus {
   readonly lastAttempt: string;
   readonly lastError: string | null;
   readonly host: string;
+  /** With `--events`: the queue's state (a queue that fails means the node is polling). */
+  readonly events?: EventHealth | undefined;
 }
 
 /** What the job needs beyond one pull's options. */
@@ -41,6 +46,8 @@ export interface PullJobOptions {
   readonly staleAfterMs: number;
   readonly maxLag: number;
   readonly intervalMs: number;
+  /** With an event queue: the poll interval while the queue cannot be read. */
+  readonly fallbackIntervalMs?: number | undefined;
   /** Each run's deadline before time for its bytes is added (run-deadline.ts); 0: none. */
   readonly runTimeoutMs: number;
 }
@@ -49,6 +56,10 @@ export interface PullJobOptions {
 export interface PullJobDeps extends JobDeps {
   readonly events?: PullerDeps["events"];
   readonly onSettled?: ((st: PullStatus, err: unknown) => Promise<void> | void) | undefined;
+  /** `--events`: the daemon also runs at once when this queue has a message (event-listener.ts). */
+  readonly queue?: EventQueue | undefined;
+  /** Told after each run that applied a generation (--on-apply); must not block or throw. */
+  readonly afterApply?: ((r: PullResult) => void) | undefined;
 }
 
 // The other sources' heads are looked at about every this many poll intervals (not every run).
@@ -62,10 +73,13 @@ export class PullJob {
   private loaded = false;
   /** Signing on one side only was said (once per process). */
   private warnedUnchecked = false;
+  private readonly wake = new Wake();
+  private readonly listener: EventListener | undefined;
 
   constructor(opts: PullJobOptions, deps: PullJobDeps) {
     this.o = opts;
     this.d = deps;
+    this.listener = deps.queue ? new EventListener(deps.queue, () => this.wake.fire(), deps) : undefined;
   }
 
   /** Where the last status is kept across processes: the status file, else (with --report) the state dir. */
@@ -84,6 +98,7 @@ export class PullJob {
     const deadline = new RunDeadline(this.o.runTimeoutMs, signal);
     try {
       const r = await this.fromSources(deadline.signal, deadline);
+      if (!r.noop) this.d.afterApply?.(r);
       await this.settle(statusOk(r, this.o.staleAfterMs, this.d.now()), undefined);
       return r;
     } catch (caught) {
@@ -102,6 +117,8 @@ export class PullJob {
    */
   async daemon(): Promise<void> {
     const { log } = this.d;
+    // The listener stops with the daemon (not with the drain): no new hint is taken once stopping.
+    const listening = this.listener?.run(this.d.signal);
     let backoff = 0;
     while (!this.d.signal.aborted) {
       const drain = new Drain(this.d.signal);
@@ -114,8 +131,16 @@ export class PullJob {
       } finally {
         drain.dispose();
       }
-      await sleep(backoff || this.o.intervalMs, this.d.signal);
+      if (backoff) await sleep(backoff, this.d.signal);
+      // A failing run backs off first; a hint that came meanwhile still wakes the nap below at once.
+      await this.wake.nap(backoff ? 0 : this.pollIntervalMs, this.d.signal);
     }
+    await listening;
+  }
+
+  /** The poll interval now: the fallback while the event queue cannot be read. */
+  private get pollIntervalMs(): number {
+    return this.listener?.failing ? Math.min(this.o.intervalMs, this.o.fallbackIntervalMs ?? this.o.intervalMs) : this.o.intervalMs;
   }
 
   private async fromSources(signal: AbortSignal, deadline: RunDeadline): Promise<PullResult> {
@@ -145,7 +170,8 @@ export class PullJob {
     throw lastErr;
   }
 
-  private async settle(st: PullStatus, err: unknown): Promise<void> {
+  private async settle(status: PullStatus, err: unknown): Promise<void> {
+    const st = this.listener ? { ...status, events: this.listener.health } : status;
     this.last = st;
     if (this.o.statusFile) await writeStatus(this.o.statusFile, st);
     else if (this.lastStatusFile) await writeFileAtomic(this.lastStatusFile, JSON.stringify(st) + "\n");

@@ -85,6 +85,9 @@ export interface PullResult {
   readonly drift: number;
   /** The head read was signed (this key id) but this node checks no signatures (no trust given). */
   readonly uncheckedSignature?: string | undefined;
+  /** Of a run that applied a generation: the paths written (content or metadata) and deleted (--on-apply). */
+  readonly changedPaths?: readonly string[];
+  readonly deletedPaths?: readonly string[];
 }
 
 /** The small state file read on every run (the no-op path reads only this). */
@@ -201,7 +204,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
   await rm(o.state.pullStaging, { force: true });
   log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift, changed: changedPaths(plan.downloads.map((e) => e.path), plan.deletes) }, "docroot at generation");
   signal.throwIfAborted();
-  return { ...base, generation: head.generation, noop: false };
+  return { ...base, generation: head.generation, noop: false, changedPaths: [...plan.downloads, ...plan.metaOnly].map((e) => e.path), deletedPaths: plan.deletes };
 }
 
 /**

@@ -22,9 +22,11 @@ import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
-import type { JobDeps } from "./job-deps.ts";
+import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
 import { PackCarrier } from "./packs.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
+import { EventListener, type EventHealth } from "./event-listener.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -64,9 +66,11 @@ export interface ReplicatorOptions {
 }
 
 /** Injected collaborators; `signal` aborts requests in flight (the hard stop). */
-export interface ReplicatorDeps extends JobDeps {
+export interface ReplicatorDeps extends JobDeps, PublishDeps {
   /** Told every region status as a round ends (the daemon's status page). */
   readonly onStatus?: ((s: RegionStatus) => void) | undefined;
+  /** `--events`: the daemon's regions also start a round when this queue has a message (event-listener.ts). */
+  readonly queue?: EventQueue | undefined;
 }
 
 /** What one round did in one region. */
@@ -151,6 +155,7 @@ export class Replicator {
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
   /** Packs (issue 14): carried to each region after its generation (sync/packs.ts). */
   private readonly packs: PackCarrier;
+  private listener: EventListener | undefined;
 
   constructor(opts: ReplicatorOptions, deps: ReplicatorDeps) {
     this.o = opts;
@@ -173,8 +178,20 @@ export class Replicator {
    * backs off (doubling, capped) without delaying the others. Resolves once `stop` aborted and the
    * rounds in flight finished.
    */
-  async daemon(intervalMs: number, stop: AbortSignal): Promise<void> {
-    await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, intervalMs, stop)));
+  async daemon(intervalMs: number, stop: AbortSignal, fallbackIntervalMs = intervalMs): Promise<void> {
+    // Events (issue 24): a message is a kick, as a new generation announced by `watch` is; while the
+    // queue cannot be read the regions poll at the fallback interval.
+    const listener = this.d.queue ? new EventListener(this.d.queue, () => this.kick(), this.d) : undefined;
+    this.listener = listener;
+    const listening = listener?.run(stop);
+    const every = () => (listener?.failing ? Math.min(intervalMs, fallbackIntervalMs) : intervalMs);
+    await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, every, stop)));
+    await listening;
+  }
+
+  /** With `--events`, the queue's state (the daemon's /metrics); undefined without. */
+  get events(): EventHealth | undefined {
+    return this.listener?.health;
   }
 
   /** Announce a new primary generation (watch --replicate-to): healthy regions start a round now. */
@@ -186,9 +203,10 @@ export class Replicator {
     }
   }
 
-  private async regionLoop(r: Region, intervalMs: number, stop: AbortSignal): Promise<void> {
+  private async regionLoop(r: Region, every: () => number, stop: AbortSignal): Promise<void> {
     const st = this.stateOf(r);
     while (!stop.aborted) {
+      const intervalMs = every();
       st.kicked = false;
       try {
         await this.runRegion(r, 0);
@@ -198,6 +216,9 @@ export class Replicator {
       }
       const wait = st.failures > 0 ? Math.min(MAX_BACKOFF_MS, intervalMs * 2 ** st.failures) : intervalMs;
       if (st.kicked && st.failures === 0) continue;
+      // A stop that came during the round: an abort listener added now would never fire, and the
+      // nap would last the whole interval (ten minutes with a long --interval) before the drain.
+      if (stop.aborted) break;
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, wait);
         function done() {

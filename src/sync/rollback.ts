@@ -26,7 +26,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { type HeadState, readHead, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
-import type { JobDeps } from "./job-deps.ts";
+import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { objectRef, uploadFile, verifyObject } from "./transfer.ts";
 
 /** Everything a rollback needs to know, resolved. */
@@ -51,7 +51,7 @@ export interface RollbackOptions extends WriterTuning {
 }
 
 /** Injected collaborators. */
-export interface RollbackDeps extends JobDeps {
+export interface RollbackDeps extends JobDeps, PublishDeps {
   readonly store: S3Store;
 }
 

@@ -23,7 +23,7 @@ import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
-import type { JobDeps } from "./job-deps.ts";
+import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { type FileFacts, findMovedObjects, uploadFile } from "./transfer.ts";
@@ -60,7 +60,7 @@ export interface UploaderOptions extends WriterTuning {
 }
 
 /** Injected collaborators. */
-export interface UploaderDeps extends JobDeps {
+export interface UploaderDeps extends JobDeps, PublishDeps {
   readonly store: S3Store;
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;

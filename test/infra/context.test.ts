@@ -13,6 +13,7 @@ test("minimal context gets the documented defaults", () => {
     primary: { bucketName: "p-bucket", region: "eu-west-1" }, regional: [], roles: ["uploader", "puller"],
     crr: false, cloudFrontBucket: undefined, noncurrentMetaDays: 7, abortMultipartDays: 7, noncurrentContentDays: undefined,
     nodeIdVariable: undefined,
+    eventGroups: [],
   });
   assert.ok(Object.isFrozen(r.config));
 });

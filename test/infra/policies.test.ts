@@ -127,3 +127,32 @@ test("another partition and a meta prefix outside the content prefix are both co
   assert.deepEqual(pullerPolicy([loc], "aws-cn").Statement[0]?.Resource, ["arn:aws-cn:s3:::b/www/*", "arn:aws-cn:s3:::b/control/www/*"]);
   assert.deepEqual(uploaderPolicy(loc).Statement[1]?.Condition, { StringLike: { "s3:prefix": ["www/*", "control/www/*"] } });
 });
+
+test("with events, nodes and the replicator may read their queues and nodes may register their own; with a CDN, writers may invalidate it", () => {
+  const { primary: withEvents } = synth({ "fansync:eventGroups": "web", "fansync:cloudFrontBucket": "fs-primary" });
+  const statements = (name: string) => (normalizePolicy(managedPolicyDocument(withEvents, name)) as { Statement: { Sid: string }[] }).Statement;
+  const bySid = (name: string, sid: string) => statements(name).find((s) => s.Sid === sid);
+  const receive = { Sid: "ReceiveEvents", Effect: "Allow", Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: ["arn:aws:sqs:*:*:fansync-*"] };
+  assert.deepEqual(bySid("fansync-puller", "ReceiveEvents"), receive);
+  assert.deepEqual(bySid("fansync-replicator", "ReceiveEvents"), receive);
+  assert.equal(bySid("fansync-uploader", "ReceiveEvents"), undefined, "the uploader reads no queue");
+  assert.deepEqual(bySid("fansync-puller", "OwnEventQueue"), {
+    Sid: "OwnEventQueue", Effect: "Allow",
+    Action: ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:TagQueue", "sqs:ListQueueTags", "sqs:DeleteQueue"],
+    Resource: ["arn:aws:sqs:*:*:fansync-*"],
+  });
+  assert.deepEqual(bySid("fansync-puller", "SubscribeToHeadTopics"), {
+    Sid: "SubscribeToHeadTopics", Effect: "Allow", Action: ["sns:Subscribe", "sns:Unsubscribe", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic"], Resource: ["arn:aws:sns:*:*:fansync-*"],
+  });
+  const invalidate = { Sid: "InvalidateCdn", Effect: "Allow", Action: ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"], Resource: ["arn:aws:cloudfront::*:distribution/*"] };
+  assert.deepEqual(bySid("fansync-uploader", "InvalidateCdn"), invalidate);
+  assert.deepEqual(bySid("fansync-replicator", "InvalidateCdn"), invalidate);
+  assert.equal(bySid("fansync-puller", "InvalidateCdn"), undefined);
+  // Events add no S3 action: the puller's S3 statements are those of a deployment without events.
+  const s3Of = (t: typeof withEvents) => (normalizePolicy(managedPolicyDocument(t, "fansync-puller")) as { Statement: { Action: string[] }[] }).Statement.filter((s) => s.Action.some((a) => a.startsWith("s3:")));
+  assert.deepEqual(s3Of(withEvents), s3Of(primary));
+  // Every event action of the puller is on the deployment's own queues and topics only.
+  for (const s of statements("fansync-puller") as unknown as { Action: string[]; Resource: string[] }[]) {
+    for (const a of s.Action.filter((x) => /^(sqs|sns):/.test(x))) assert.ok(s.Resource.every((r) => /:(sqs|sns):\*:\*:fansync-\*$/.test(r)), `${a} on ${s.Resource.join(", ")}`);
+  }
+});

@@ -1,0 +1,71 @@
+/** The coalescing wake-up (sync/wake.ts) and the event listener (sync/event-listener.ts) on an in-memory queue. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { EventQueue, QueueMessage } from "../../src/adapters/event-queue.ts";
+import { EventListener } from "../../src/sync/event-listener.ts";
+import { Wake } from "../../src/sync/wake.ts";
+import { fakeLog } from "../helpers/fake-log.ts";
+
+test("any number of fires during a run leave exactly one pending run", async () => {
+  const w = new Wake();
+  const signal = new AbortController().signal;
+  for (let i = 0; i < 1000; i++) w.fire();
+  assert.equal(await w.nap(60_000, signal), true, "the run the fires asked for, at once");
+  // Nothing fired since: the next nap runs to its end (short here) and says it was a poll.
+  assert.equal(await w.nap(5, signal), false);
+});
+
+test("a fire during a nap ends it at once; a stop ends it too", async () => {
+  const w = new Wake();
+  const ac = new AbortController();
+  const napping = w.nap(60_000, ac.signal);
+  w.fire();
+  w.fire();
+  assert.equal(await napping, true);
+  assert.equal(await w.nap(1, ac.signal), false, "the second fire came during the same nap: no extra run");
+  const stopped = w.nap(60_000, ac.signal);
+  ac.abort();
+  assert.equal(await stopped, false);
+});
+
+/** A queue scripted step by step: each receive takes the next step (messages, or an error to throw). */
+function scriptedQueue(steps: (readonly string[] | Error)[], stop: AbortController): EventQueue & { removed: string[] } {
+  let n = 0;
+  const removed: string[] = [];
+  return {
+    url: "mem://q",
+    removed,
+    receive: async (): Promise<readonly QueueMessage[]> => {
+      const step = steps[n++];
+      if (step === undefined) {
+        stop.abort();
+        return [];
+      }
+      if (step instanceof Error) throw step;
+      return step.map((body, i) => ({ handle: `h${n}-${i}`, body }));
+    },
+    remove: async (handles) => void removed.push(...handles),
+  };
+}
+
+test("the listener: one hint per batch, messages deleted, garbage never parsed; a failing queue is reported, hinted once, and recovers", async () => {
+  const stop = new AbortController();
+  const gone = Object.assign(new Error("The specified queue does not exist."), { name: "QueueDoesNotExist", $metadata: { httpStatusCode: 400 } });
+  const q = scriptedQueue([["not json", "{\"generation\": 99}", "\u0000"], [], gone, gone, ["x"]], stop);
+  const { log, lines } = fakeLog();
+  let hints = 0;
+  const states: string[] = [];
+  const l = new EventListener(q, () => {
+    hints++;
+    states.push(l.health.state);
+  }, { log, signal: stop.signal, now: () => new Date() }, 1);
+  await l.run(stop.signal);
+  // Batch 1 → hint; failing → hint (look now, nap short); recovered → hint; batch "x" → hint.
+  assert.equal(hints, 4);
+  assert.deepEqual(states, ["listening", "failing", "listening", "listening"]);
+  assert.deepEqual(q.removed, ["h1-0", "h1-1", "h1-2", "h5-0"]);
+  assert.equal(l.health.messages, 4);
+  assert.equal(l.health.state, "listening");
+  assert.equal(lines.filter((x) => x.level === "error").length, 1, "reported once, not per retry");
+  assert.ok(lines.some((x) => x.msg.includes("readable again")));
+});
