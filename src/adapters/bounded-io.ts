@@ -27,7 +27,8 @@ export const REQUEST_FLOOR_BYTES_PER_S = 256 * 1024;
 export class BodyTooLarge extends IntegrityError {
   override name = "BodyTooLarge";
   constructor(what: string, maxBytes: number, declared: number | undefined) {
-    super(`${what} is larger than the ${formatBytes(maxBytes)} it may be${declared !== undefined ? ` (the server declares ${formatBytes(declared)})` : ""}: refused unread`, {
+    const how = declared !== undefined && declared > maxBytes ? `the server declares ${formatBytes(declared)}: refused unread` : `reading stopped at ${formatBytes(maxBytes)} + 1 byte`;
+    super(`${what} is larger than the ${formatBytes(maxBytes)} it may be (${how})`, {
       hint: "nothing local was changed; whoever can write the bucket (or a proxy on the way) sent more than fansync ever writes: check what wrote that key",
     });
   }

@@ -5,7 +5,8 @@ import type { HttpHandlerOptions, HttpResponse } from "@smithy/types";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { Readable } from "node:stream";
-import { declaredLength, readErrorBody, RequestDeadline } from "./bounded-io.ts";
+import { declaredLength, ERROR_BODY_MAX_BYTES, readErrorBody, RequestDeadline } from "./bounded-io.ts";
+import { nameForStatus, parseS3ErrorXml } from "./s3-errors.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
 
 /** Connection settings for one location. */
@@ -109,10 +110,20 @@ class BoundedHttpHandler extends NodeHttpHandler {
     if (response.statusCode >= 300) {
       const { bytes, cut } = await readErrorBody(body);
       deadline.dispose();
-      response.body = Readable.from(cut ? [] : [bytes]);
+      response.body = Readable.from([cut ? cutErrorDocument(bytes, response.statusCode) : bytes]);
       return res;
     }
     deadline.follow(body);
     return res;
   }
+}
+
+/**
+ * An error document for a body cut at ERROR_BODY_MAX_BYTES (the SDK's XML parser refuses a cut
+ * one): the Code that arrived, else the status's name, as the lean path names it.
+ */
+function cutErrorDocument(start: Buffer, status: number): Buffer {
+  const code = parseS3ErrorXml(start.toString("utf8")).code ?? nameForStatus(status);
+  const esc = (v: string) => v.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  return Buffer.from(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${esc(code)}</Code><Message>HTTP ${status}; the error body was not read past ${ERROR_BODY_MAX_BYTES} bytes</Message></Error>`);
 }

@@ -8,12 +8,17 @@ import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
-import type { TransferEvents } from "../core/transfer-events.ts";
+import { fanOutEvents, type TransferEvents } from "../core/transfer-events.ts";
+import { RunScope } from "../sync/run-deadline.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 import { packsAfter } from "./packs-hook.ts";
 
-/** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
-export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, signal: AbortSignal, events?: TransferEvents): Uploader {
+/**
+ * Build the uploader for a resolved config (shared by push and watch); `events` observe its
+ * transfers. Its requests follow `runs`: run each reconcile inside `runs.run` so that it ends by
+ * its deadline (--run-timeout plus time for the bytes it plans to upload).
+ */
+export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, runs: RunScope, events?: TransferEvents): Uploader {
   const docroot = path.resolve(cfg.docroot);
   let exclude = [...cfg.exclude];
   if (cfg.excludeFrom) {
@@ -40,19 +45,32 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, si
       signer: signerFor(cfg, cfg.target),
       heartbeatMs: cfg.heartbeat,
     },
-    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events },
+    {
+      store: storeFor(cfg, cfg.target),
+      log: log.child({ component: "uploader" }),
+      // Read at each use: the current run's deadline, or the base signal between runs (lease renewal).
+      get signal() {
+        return runs.signal;
+      },
+      now: () => new Date(),
+      events: fanOutEvents(events, { start: (t) => runs.allow(t.bytes) }),
+    },
   );
 }
 
 /** Run one push: exit 4 when some paths could not be read or kept changing (the rest is published). */
 export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
-  const uploader = createUploader(cfg, log, signal, progressBarFor(cfg));
+  const runs = new RunScope(cfg.runTimeout, signal);
+  const uploader = createUploader(cfg, log, runs, progressBarFor(cfg));
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");
   let res: ReconcileResult;
   try {
-    res = await uploader.reconcile();
-    await packsAfter(cfg, uploader, log, signal)?.(cfg.repack);
+    res = await runs.run(async () => {
+      const r = await uploader.reconcile();
+      await packsAfter(cfg, uploader, log, runs.signal)?.(cfg.repack);
+      return r;
+    });
   } finally {
     await uploader.releaseLease();
     await lock.release();

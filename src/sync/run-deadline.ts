@@ -70,3 +70,51 @@ export class RunDeadline {
     return new RunTimeout(`the run was stopped after ${formatAge(this.allowedMs / 1000)}${allowance}: a source is too slow or a body trickles (--run-timeout); the docroot was left as it was`);
   }
 }
+
+/**
+ * The signal of whichever run is current, for a long-lived engine (the uploader, its generation
+ * writer) whose collaborators read `signal` when they use it: each {@link RunScope.run} gets its own
+ * {@link RunDeadline} over the base signal, so a push and each watch batch end by their deadline
+ * (issue 22: a PUT answered by a trickling 503 held a push for good), while the lease renewal
+ * between runs follows the base signal only. A run stopped by its deadline throws {@link RunTimeout}.
+ */
+export class RunScope {
+  private readonly base: AbortSignal;
+  private readonly baseMs: number;
+  private deadline: RunDeadline | undefined;
+
+  constructor(baseMs: number, base: AbortSignal) {
+    this.base = base;
+    this.baseMs = baseMs;
+  }
+
+  /** The current run's signal (the base signal between runs). */
+  get signal(): AbortSignal {
+    return this.deadline?.signal ?? this.base;
+  }
+
+  /** The current run plans to move `bytes`: its deadline grows at the floor rate. */
+  allow(bytes: number): void {
+    this.deadline?.allow(bytes);
+  }
+
+  /** `r` with each reconcile run under a fresh deadline (the watch daemon's batches). */
+  wrap<R extends { reconcile(scope?: readonly string[]): Promise<T> }, T>(r: R): { reconcile(scope?: readonly string[]): Promise<T> } {
+    return { reconcile: (scope) => this.run(() => r.reconcile(scope)) };
+  }
+
+  /** Run `fn` under a fresh deadline. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const dl = new RunDeadline(this.baseMs, this.base);
+    this.deadline = dl;
+    try {
+      return await fn();
+    } catch (err) {
+      if (dl.expired && !this.base.aborted) throw dl.error();
+      throw err;
+    } finally {
+      dl.dispose();
+      this.deadline = undefined;
+    }
+  }
+}
