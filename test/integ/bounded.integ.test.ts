@@ -49,7 +49,7 @@ async function tempFiles(root: string): Promise<string[]> {
 }
 
 /** Run the CLI with `env`, sampling its peak resident memory (VmHWM) until it exits. */
-async function runMeasured(args: readonly string[], env: Record<string, string>, timeoutMs = 90_000) {
+async function runMeasured(args: readonly string[], env: Record<string, string>, timeoutMs = Number(process.env.FANSYNC_TEST_CHILD_TIMEOUT_MS ?? 90_000)) {
   const t0 = Date.now();
   const child = startCli(args, { env });
   let peak = 0;
