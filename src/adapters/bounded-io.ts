@@ -128,10 +128,12 @@ export async function readErrorBody(body: Readable): Promise<{ bytes: Buffer; cu
  * The deadline of one request: `baseMs` plus the time its bytes take at the floor rate. `moved`
  * counts bytes as they go (the body sent, the body received), each extending the deadline; when it
  * passes, `onExpire` runs once with a TimeoutError (the caller aborts the request and its body).
+ * The timer is re-armed at each expiry for what moved meanwhile: one timer per request, no work per chunk.
  */
 export class RequestDeadline {
   private readonly started = Date.now();
   private bytes = 0;
+  private received: () => number = () => 0;
   private timer: NodeJS.Timeout | undefined;
   private done = false;
   private readonly baseMs: number;
@@ -148,9 +150,17 @@ export class RequestDeadline {
     this.bytes += n;
   }
 
-  /** Count a response body's bytes, and end the deadline with it. */
-  follow(body: Readable): void {
-    body.on("data", (c: Buffer) => this.moved(c.length));
+  /**
+   * Follow a response body: the bytes its socket has read since count, and its end or close ends
+   * the deadline. The socket's counter is read when the timer fires (no `data` listener: that would
+   * switch the body to flowing mode before its consumer is attached).
+   */
+  follow(body: Readable & { readonly socket?: { readonly bytesRead: number } | null }): void {
+    const socket = body.socket ?? undefined;
+    if (socket) {
+      const start = socket.bytesRead;
+      this.received = () => socket.bytesRead - start;
+    }
     body.once("close", () => this.dispose());
     body.once("end", () => this.dispose());
   }
@@ -161,8 +171,12 @@ export class RequestDeadline {
     if (this.timer) clearTimeout(this.timer);
   }
 
+  private moves(): number {
+    return this.bytes + this.received();
+  }
+
   private allowedMs(): number {
-    return this.baseMs + (this.bytes / REQUEST_FLOOR_BYTES_PER_S) * 1000;
+    return this.baseMs + (this.moves() / REQUEST_FLOOR_BYTES_PER_S) * 1000;
   }
 
   private arm(): void {
@@ -170,7 +184,7 @@ export class RequestDeadline {
     const left = this.started + this.allowedMs() - Date.now();
     if (left <= 0) {
       this.done = true;
-      const e = new Error(`the request took longer than ${Math.round(this.allowedMs())} ms (its timeout plus ${formatBytes(REQUEST_FLOOR_BYTES_PER_S)}/s for the ${formatBytes(this.bytes)} it moved): the server is too slow or a body trickles`);
+      const e = new Error(`the request took longer than ${Math.round(this.allowedMs())} ms (its timeout plus ${formatBytes(REQUEST_FLOOR_BYTES_PER_S)}/s for the ${formatBytes(this.moves())} it moved): the server is too slow or a body trickles`);
       e.name = "TimeoutError";
       this.onExpire(e);
       return;

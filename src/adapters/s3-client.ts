@@ -93,20 +93,32 @@ class BoundedHttpHandler extends NodeHttpHandler {
       body?.destroy(err);
     });
     deadline.moved(declaredLength(request.headers["content-length"]) ?? 0);
+    // The caller's signal aborts this request and its body too, until the body ends (a listener
+    // removed then, not AbortSignal.any: a run's signal would gain a dependent per request).
     const caller = opts.abortSignal as AbortSignal | undefined;
+    const onCaller = () => {
+      ac.abort(caller?.reason);
+      body?.destroy(caller?.reason instanceof Error ? caller.reason : undefined);
+    };
+    if (caller?.aborted) ac.abort(caller.reason);
+    else caller?.addEventListener("abort", onCaller, { once: true });
+    const done = () => caller?.removeEventListener("abort", onCaller);
     let res: { response: HttpResponse };
     try {
-      res = await super.handle(request, { ...opts, abortSignal: caller ? AbortSignal.any([caller, ac.signal]) : ac.signal });
+      res = await super.handle(request, { ...opts, abortSignal: ac.signal });
     } catch (err) {
       deadline.dispose();
+      done();
       throw caller?.aborted ? err : (expired ?? err);
     }
     const response = res.response;
     body = response.body as Readable | undefined;
     if (!(body instanceof Readable)) {
       deadline.dispose();
+      done();
       return res;
     }
+    body.once("close", done);
     if (response.statusCode >= 300) {
       const { bytes, cut } = await readErrorBody(body);
       deadline.dispose();
