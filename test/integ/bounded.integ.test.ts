@@ -134,7 +134,7 @@ describe(`every read and every wait is bounded (${server})`, () => {
     }
   });
 
-  test("push against a 2 GiB error body or a 503 that trickles: exits non-zero within its deadline, memory bounded, the head unchanged", async () => {
+  test("push against a 2 GiB error body or a 503 that trickles: exits non-zero within its deadline, memory bounded, the head unchanged; SIGTERM ends it at once", async () => {
     const s = await setup("bounded-push");
     const generation = async () => {
       const h = await readHeadDoc(ctx.server.client, s.bucket, "site/");
@@ -164,6 +164,22 @@ describe(`every read and every wait is bounded (${server})`, () => {
           assert.equal(await generation(), headBefore, `${label}: no generation was published`);
           process.stdout.write(`# push, ${label}: exit ${r.code} in ${r.ms} ms, peak RSS ${r.peakMiB} MiB, ${(read / MiB).toFixed(1)} MiB sent\n`);
         }
+      }
+      // SIGTERM ends a push stuck on a trickling answer at once, whatever its deadline (none here).
+      for (const dataPath of DATA_PATHS) {
+        proxy.fault = (q) => (isPut(q) && contentKey(q) ? faults[1]![1] : { kind: "none" });
+        proxy.reset();
+        const args = s.pushArgs("--run-timeout", "0").map((a) => (a === ctx.server.endpoint ? proxy.url : a));
+        const child = startCli(args, { env: { FANSYNC_DATA_PATH: dataPath } });
+        await proxy.waitFor((q) => isPut(q) && contentKey(q), 20_000);
+        const t0 = Date.now();
+        child.kill("SIGTERM");
+        const r = await waitCli(child, 30_000);
+        const took = Date.now() - t0;
+        assert.equal(r.code, 130, `SIGTERM (${dataPath}): exit ${r.code} ${r.signal ?? ""}\n${r.stderr.slice(-2000)}`);
+        assert.ok(took < 5_000, `SIGTERM (${dataPath}) took ${took} ms`);
+        assert.equal(await generation(), headBefore, `SIGTERM (${dataPath}): no generation was published`);
+        process.stdout.write(`# push (${dataPath}): SIGTERM during a trickling PUT ended it in ${took} ms, exit ${r.code}\n`);
       }
     } finally {
       await proxy.close();
