@@ -21,10 +21,12 @@ export class RunDeadline {
   private timer: NodeJS.Timeout | undefined;
   private readonly parent: AbortSignal;
   private readonly onParent = () => this.ac.abort(this.parent.reason);
+  private readonly unchanged: string;
 
-  /** `baseMs` 0: no deadline (the signal follows `parent` only). */
-  constructor(baseMs: number, parent: AbortSignal) {
+  /** `baseMs` 0: no deadline (the signal follows `parent` only). `unchanged`: what the message says was left alone. */
+  constructor(baseMs: number, parent: AbortSignal, unchanged = "the docroot was left as it was") {
     this.baseMs = baseMs;
+    this.unchanged = unchanged;
     this.allowedMs = baseMs;
     this.parent = parent;
     this.signal = this.ac.signal;
@@ -67,7 +69,7 @@ export class RunDeadline {
 
   private timeout(): RunTimeout {
     const allowance = this.bytes > 0 ? ` (${formatAge(this.baseMs / 1000)} plus ${formatAge((this.allowedMs - this.baseMs) / 1000)} for ${formatBytes(this.bytes)})` : "";
-    return new RunTimeout(`the run was stopped after ${formatAge(this.allowedMs / 1000)}${allowance}: a source is too slow or a body trickles (--run-timeout); the docroot was left as it was`);
+    return new RunTimeout(`the run was stopped after ${formatAge(this.allowedMs / 1000)}${allowance}: a source is too slow or a body trickles (--run-timeout); ${this.unchanged}`);
   }
 }
 
@@ -105,7 +107,7 @@ export class RunScope {
 
   /** Run `fn` under a fresh deadline. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    const dl = new RunDeadline(this.baseMs, this.base);
+    const dl = new RunDeadline(this.baseMs, this.base, "no generation was published by it");
     this.deadline = dl;
     try {
       return await fn();
