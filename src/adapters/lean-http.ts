@@ -17,6 +17,7 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
 import { LocalIoError } from "../core/errors.ts";
+import { readErrorBody, RequestDeadline } from "./bounded-io.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
 import { requestObservers } from "./s3-client.ts";
 import { isRetryable, parseS3ErrorXml, S3HttpError } from "./s3-errors.ts";
@@ -221,27 +222,47 @@ export class LeanHttp {
       },
       { signingDate: new Date(Date.now() + offset) },
     );
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = (t.protocol === "http:" ? http : https).request({
-        method,
-        protocol: t.protocol,
-        hostname: t.hostname,
-        ...(t.port !== undefined ? { port: t.port } : {}),
-        path: wirePath(t),
-        headers: signed.headers,
-        agent: t.protocol === "http:" ? this.httpAgent : this.tlsAgent(),
-        ...(signal ? { signal } : {}),
-      });
-      // A socket silent this long (before or during the body) fails the request, as the SDK
-      // client's socketTimeout does.
-      req.setTimeout(this.requestTimeoutMs, () => req.destroy(timeoutError(this.requestTimeoutMs)));
-      req.once("error", reject);
-      req.once("response", resolve);
-      req.end(body);
+    // The whole request (body sent, answer read) ends by its deadline (adapters/bounded-io.ts).
+    let req: http.ClientRequest | undefined;
+    let res: IncomingMessage | undefined;
+    const deadline = new RequestDeadline(this.requestTimeoutMs, (err) => {
+      req?.destroy(err);
+      res?.destroy(err);
     });
+    deadline.moved(body?.byteLength ?? 0);
+    try {
+      res = await new Promise<IncomingMessage>((resolve, reject) => {
+        req = (t.protocol === "http:" ? http : https).request({
+          method,
+          protocol: t.protocol,
+          hostname: t.hostname,
+          ...(t.port !== undefined ? { port: t.port } : {}),
+          path: wirePath(t),
+          headers: signed.headers,
+          agent: t.protocol === "http:" ? this.httpAgent : this.tlsAgent(),
+          ...(signal ? { signal } : {}),
+        });
+        // A socket silent this long (before or during the body) fails the request, as the SDK
+        // client's socketTimeout does.
+        req.setTimeout(this.requestTimeoutMs, () => req?.destroy(timeoutError(this.requestTimeoutMs)));
+        req.once("error", reject);
+        req.once("response", resolve);
+        req.end(body);
+      });
+    } catch (err) {
+      deadline.dispose();
+      throw err;
+    }
     const status = res.statusCode ?? 0;
-    if (status >= 200 && status < 300) return { status, headers: res.headers, body: res };
-    throw await responseError(res, method);
+    if (status >= 200 && status < 300) {
+      deadline.follow(res);
+      return { status, headers: res.headers, body: res };
+    }
+    try {
+      throw await responseError(res, method);
+    } finally {
+      deadline.dispose();
+    }
   }
 }
 
@@ -293,21 +314,15 @@ function header(h: IncomingHttpHeaders, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The S3 error an answer carries (its XML body's Code, else a name from the status, as the SDK names a bodiless answer). */
+/**
+ * The S3 error an answer carries (its XML body's Code, else a name from the status, as the SDK names
+ * a bodiless answer). Only the body's first few KiB are read, then the connection is dropped.
+ */
 async function responseError(res: IncomingMessage, method: string): Promise<S3HttpError> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const c of res) {
-      // An error document is small; a proxy's page need not be read whole.
-      if (size < 64 * 1024) chunks.push(c as Buffer);
-      size += (c as Buffer).length;
-    }
-  } catch {
-    // A body cut short still has its status.
-  }
+  const { bytes } = await readErrorBody(res);
   const status = res.statusCode ?? 0;
-  const parsed = method === "HEAD" ? {} : parseS3ErrorXml(Buffer.concat(chunks).toString("utf8"));
+  // A cut document still names its Code first (the regex reads what arrived).
+  const parsed = method === "HEAD" ? {} : parseS3ErrorXml(bytes.toString("utf8"));
   return new S3HttpError(status, parsed.code, parsed.message, header(res.headers, "x-amz-request-id"));
 }
 

@@ -1,8 +1,12 @@
 /** Builds S3 clients from resolved settings; the only place that knows the SDK's client options. */
 import { S3Client } from "@aws-sdk/client-s3";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { NodeHttpHandler, type NodeHttpHandlerOptions } from "@smithy/node-http-handler";
+import type { HttpHandlerOptions, HttpResponse } from "@smithy/types";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { Readable } from "node:stream";
+import { declaredLength, ERROR_BODY_MAX_BYTES, readErrorBody, RequestDeadline } from "./bounded-io.ts";
+import { nameForStatus, parseS3ErrorXml } from "./s3-errors.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
 
 /** Connection settings for one location. */
@@ -11,7 +15,10 @@ export interface ClientSettings {
   readonly pathStyle: boolean | undefined;
   readonly profile: string | undefined;
   readonly maxSockets: number;
-  /** Inactivity timeout per request (default 60 s): a connection silent this long fails and is retried. */
+  /**
+   * Inactivity timeout per request (default 60 s): a connection silent this long fails and is
+   * retried. Also the base of each request's whole deadline (adapters/bounded-io.ts).
+   */
   readonly requestTimeoutMs?: number | undefined;
 }
 
@@ -40,7 +47,7 @@ export function createS3Client(s: ClientSettings): S3Client {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     maxAttempts: SDK_MAX_ATTEMPTS,
-    requestHandler: new NodeHttpHandler({
+    requestHandler: new BoundedHttpHandler(s.requestTimeoutMs ?? 60_000, {
       httpAgent: new HttpAgent(agentOpts),
       httpsAgent: new HttpsAgent(agentOpts),
       connectionTimeout: 5000,
@@ -60,4 +67,75 @@ export function createS3Client(s: ClientSettings): S3Client {
     { step: "deserialize", name: "fansyncRequestObserver" },
   );
   return client;
+}
+
+/**
+ * The SDK's request handler with the bounds of adapters/bounded-io.ts: each request (its body sent,
+ * its answer's body read) ends by its deadline, whatever trickles; an error answer's body is read to
+ * a few KiB and its connection dropped, so the SDK's error parser never sees more. A body cut there
+ * is passed on empty: the error is then named by its status alone (a 503 stays a retryable 503).
+ */
+class BoundedHttpHandler extends NodeHttpHandler {
+  private readonly baseMs: number;
+
+  constructor(baseMs: number, opts: NodeHttpHandlerOptions) {
+    super(opts);
+    this.baseMs = baseMs;
+  }
+
+  override async handle(request: Parameters<NodeHttpHandler["handle"]>[0], opts: HttpHandlerOptions = {}): Promise<{ response: HttpResponse }> {
+    const ac = new AbortController();
+    let expired: Error | undefined;
+    let body: Readable | undefined;
+    const deadline = new RequestDeadline(this.baseMs, (err) => {
+      expired = err;
+      ac.abort(err);
+      body?.destroy(err);
+    });
+    deadline.moved(declaredLength(request.headers["content-length"]) ?? 0);
+    // The caller's signal aborts this request and its body too, until the body ends (a listener
+    // removed then, not AbortSignal.any: a run's signal would gain a dependent per request).
+    const caller = opts.abortSignal as AbortSignal | undefined;
+    const onCaller = () => {
+      ac.abort(caller?.reason);
+      body?.destroy(caller?.reason instanceof Error ? caller.reason : undefined);
+    };
+    if (caller?.aborted) ac.abort(caller.reason);
+    else caller?.addEventListener("abort", onCaller, { once: true });
+    const done = () => caller?.removeEventListener("abort", onCaller);
+    let res: { response: HttpResponse };
+    try {
+      res = await super.handle(request, { ...opts, abortSignal: ac.signal });
+    } catch (err) {
+      deadline.dispose();
+      done();
+      throw caller?.aborted ? err : (expired ?? err);
+    }
+    const response = res.response;
+    body = response.body as Readable | undefined;
+    if (!(body instanceof Readable)) {
+      deadline.dispose();
+      done();
+      return res;
+    }
+    body.once("close", done);
+    if (response.statusCode >= 300) {
+      const { bytes, cut } = await readErrorBody(body);
+      deadline.dispose();
+      response.body = Readable.from([cut ? cutErrorDocument(bytes, response.statusCode) : bytes]);
+      return res;
+    }
+    deadline.follow(body);
+    return res;
+  }
+}
+
+/**
+ * An error document for a body cut at ERROR_BODY_MAX_BYTES (the SDK's XML parser refuses a cut
+ * one): the Code that arrived, else the status's name, as the lean path names it.
+ */
+function cutErrorDocument(start: Buffer, status: number): Buffer {
+  const code = parseS3ErrorXml(start.toString("utf8")).code ?? nameForStatus(status);
+  const esc = (v: string) => v.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  return Buffer.from(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${esc(code)}</Code><Message>HTTP ${status}; the error body was not read past ${ERROR_BODY_MAX_BYTES} bytes</Message></Error>`);
 }

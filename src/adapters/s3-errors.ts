@@ -25,8 +25,8 @@ export class S3HttpError extends Error {
   }
 }
 
-// How the SDK names an answer without an error document (a HEAD, a 304, a proxy's bare status).
-function nameForStatus(status: number): string {
+/** How the SDK names an answer without an error document (a HEAD, a 304, a proxy's bare status). */
+export function nameForStatus(status: number): string {
   return status === 304 ? "NotModified" : status === 404 ? "NotFound" : status === 412 ? "PreconditionFailed" : status === 403 ? "Forbidden" : status === 400 ? "BadRequest" : status === 503 ? "ServiceUnavailable" : status >= 500 ? "InternalError" : "UnknownError";
 }
 

@@ -14,6 +14,7 @@ import {
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import { ConditionFailed } from "../core/errors.ts";
+import { capBody, declaredLength, readCapped } from "./bounded-io.ts";
 import type { LeanHttp } from "./lean-http.ts";
 import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
 
@@ -70,8 +71,12 @@ export class S3Store {
     this.data = opts.data;
   }
 
-  /** GET a small object into memory, optionally conditional (If-None-Match / If-Match) or by version. */
-  async get(key: string, opts: { ifNoneMatch?: string; ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<GetResult> {
+  /**
+   * GET a small object into memory, optionally conditional (If-None-Match / If-Match) or by version.
+   * `maxBytes` is required: a body above it is refused unread (adapters/bounded-io.ts), so no
+   * reader holds more than it declared it would.
+   */
+  async get(key: string, opts: { maxBytes: number; ifNoneMatch?: string; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<GetResult> {
     try {
       const res = await this.client.send(
         new GetObjectCommand({
@@ -83,7 +88,7 @@ export class S3Store {
         }),
         { abortSignal: opts.signal },
       );
-      const body = Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      const body = await readCapped(res.Body as Readable, opts.maxBytes, `s3://${this.bucket}/${key}`, res.ContentLength);
       return { status: "ok", body, etag: res.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
       const s = this.classifyRead(err, key);
@@ -92,13 +97,19 @@ export class S3Store {
     }
   }
 
-  /** GET an object as a stream, by version or with If-Match on the expected ETag. */
-  async getStream(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<StreamResult> {
+  /**
+   * GET an object as a stream, by version or with If-Match on the expected ETag. `maxBytes` is
+   * required (the manifest's size of the object): the body errors at the first byte past it, and a
+   * larger declared length is refused before a byte is read (adapters/bounded-io.ts).
+   */
+  async getStream(key: string, opts: { maxBytes: number; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<StreamResult> {
+    const what = `s3://${this.bucket}/${key}`;
     try {
       if (this.data) {
         const res = await this.data.get(this.bucket, key, opts);
         const h = res.headers;
-        return { status: "ok", body: res.body, etag: one(h.etag) ?? "", size: Number(one(h["content-length"]) ?? -1), attrs: attrsOf(h) };
+        const size = declaredLength(h["content-length"]);
+        return { status: "ok", body: capBody(res.body, opts.maxBytes, what, size), etag: one(h.etag) ?? "", size: size ?? -1, attrs: attrsOf(h) };
       }
       const res = await this.client.send(
         new GetObjectCommand({
@@ -113,7 +124,7 @@ export class S3Store {
         cacheControl: res.CacheControl,
         ...(res.Metadata ? { metadata: res.Metadata } : {}),
       };
-      return { status: "ok", body: res.Body as Readable, etag: res.ETag ?? "", size: res.ContentLength ?? -1, attrs };
+      return { status: "ok", body: capBody(res.Body as Readable, opts.maxBytes, what, res.ContentLength), etag: res.ETag ?? "", size: res.ContentLength ?? -1, attrs };
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s === "not-found" || s === "precondition-failed") return { status: s };

@@ -53,7 +53,8 @@ function uploadOptions(cmd: Command): Command {
     .option("--signing-key <file>", "sign every generation with this private key (fansync keygen); nodes check it with --trusted-key")
     .option("--site <id>", "with --signing-key: the site id signatures are bound to (default: the target's s3:// URL)")
     .option("--heartbeat <duration>", "with --signing-key: publish an unchanged generation when the head is older than this (keeps nodes' --max-age from going STALE on a quiet site)")
-    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)");
+    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)")
+    .option("--run-timeout <duration>", "stop a push (for watch: a batch, then retried) that takes longer than this plus 4s per MiB it uploads (exit 4; default 10m; 0: none)");
 }
 
 /** What a writer does after each generation it publishes (docs/events.md). */

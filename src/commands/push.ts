@@ -10,12 +10,18 @@ import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
-import type { TransferEvents } from "../core/transfer-events.ts";
+import { fanOutEvents, type TransferEvents } from "../core/transfer-events.ts";
+import { RunScope } from "../sync/run-deadline.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 import { packsAfter } from "./packs-hook.ts";
 
-/** Build the uploader for a resolved config (shared by push and watch); `events` observe its transfers. */
-export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, signal: AbortSignal, events?: TransferEvents, after?: AfterGeneration): Uploader {
+/**
+ * Build the uploader for a resolved config (shared by push and watch); `events` observe its
+ * transfers, `after` is told of each generation. Its requests follow `runs`: run each reconcile
+ * inside `runs.run` so that it ends by its deadline (--run-timeout plus time for the bytes it plans
+ * to upload).
+ */
+export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, runs: RunScope, events?: TransferEvents, after?: AfterGeneration): Uploader {
   const docroot = path.resolve(cfg.docroot);
   let exclude = [...cfg.exclude];
   if (cfg.excludeFrom) {
@@ -42,7 +48,17 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, si
       signer: signerFor(cfg, cfg.target),
       heartbeatMs: cfg.heartbeat,
     },
-    { store: storeFor(cfg, cfg.target), log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
+    {
+      store: storeFor(cfg, cfg.target),
+      log: log.child({ component: "uploader" }),
+      // Read at each use: the current run's deadline, or the base signal between runs (lease renewal).
+      get signal() {
+        return runs.signal;
+      },
+      now: () => new Date(),
+      events: fanOutEvents(events, { start: (t) => runs.allow(t.bytes) }),
+      afterGeneration: after && ((g) => after.notify(g)),
+    },
   );
 }
 
@@ -55,13 +71,17 @@ export function pushState(cfg: ConfigFor<"push" | "watch">): StateDir {
 export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
   const state = pushState(cfg);
   const after = await afterGenerationFor(cfg, "publish", state, log, signal);
-  const uploader = createUploader(cfg, log, signal, progressBarFor(cfg), after);
+  const runs = new RunScope(cfg.runTimeout, signal);
+  const uploader = createUploader(cfg, log, runs, progressBarFor(cfg), after);
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");
   let res: ReconcileResult;
   try {
-    res = await uploader.reconcile();
-    await packsAfter(cfg, uploader, log, signal)?.(cfg.repack);
+    res = await runs.run(async () => {
+      const r = await uploader.reconcile();
+      await packsAfter(cfg, uploader, log, runs.signal)?.(cfg.repack);
+      return r;
+    });
   } finally {
     await uploader.releaseLease();
     // The CDN and the hook are told before the command ends (the lock is held: never twice).

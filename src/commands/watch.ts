@@ -9,6 +9,7 @@ import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import { Drain } from "../sync/drain.ts";
+import { RunScope } from "../sync/run-deadline.ts";
 import { runWatchDaemon } from "../sync/watch-daemon.ts";
 import { ROLLBACK_WRITER } from "../core/history.ts";
 import { createUploader, pushState } from "./push.ts";
@@ -25,7 +26,9 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
   const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot)} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] });
   // One bar per batch, and only while the daemon runs in the foreground of a terminal.
   const after = await afterGenerationFor(cfg, "publish", pushState(cfg), log, signal);
-  const uploader = createUploader(cfg, log, drain.hard, fanOutEvents(progressBarFor(cfg), monitor?.events()), after);
+  // Each batch ends by its deadline (--run-timeout): a stuck one fails, is reported and retried.
+  const runs = new RunScope(cfg.runTimeout, drain.hard);
+  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), monitor?.events()), after);
   const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;
@@ -50,7 +53,7 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
       // A heartbeat is published by a full rescan that finds nothing changed: rescan often enough.
       { docroot: path.resolve(cfg.docroot), ignoreDir: uploader.state.dir, delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, rescanIntervalMs: cfg.signingKey && cfg.heartbeat ? Math.min(cfg.rescanInterval, cfg.heartbeat / 2) : cfg.rescanInterval },
       {
-        uploader: withPacks(uploader, packsAfter(cfg, uploader, log, drain.hard)),
+        uploader: runs.wrap(withPacks(uploader, packsAfter(cfg, uploader, log, drain.hard))),
         log: log.child({ component: "watch" }),
         signal,
         now: () => new Date(),

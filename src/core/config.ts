@@ -161,8 +161,8 @@ const needs = {
 
 /** Every command's schema (a YAML file written for one role may hold keys of another: reported, not refused). */
 export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
-  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "verify", "packs", "repack"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
-  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
+  push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "verify", "packs", "repack", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
+  watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
     keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
     required: [needs.sources, needs.docroot],
@@ -232,7 +232,7 @@ export function commandsReading(key: string): CommandName[] {
 const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
 
 const MIN_PART = 5 * 1024 * 1024;
-/** The least default deadline of a pull run (config runTimeout; README, pull). */
+/** The least default deadline of a pull run, and the default of a push or a watch batch (config runTimeout; README). */
 const DEFAULT_RUN_TIMEOUT = 10 * 60_000;
 /** The poll interval of a daemon woken by events (docs/events.md). */
 export const DEFAULT_EVENTS_INTERVAL = 60_000;

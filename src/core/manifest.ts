@@ -63,6 +63,28 @@ export interface Head {
 
 /** More dirty paths than this are recorded as `["*"]`. */
 export const DIRTY_MAX = 10_000;
+/** Dirty paths longer than this in all (bytes) are recorded as `["*"]`, so a head stays below {@link HEAD_MAX_BYTES}. */
+export const DIRTY_MAX_BYTES = 256 * 1024;
+
+/**
+ * The most bytes of head.json a reader takes (issue 22): a head fansync writes is a few hundred
+ * bytes, or about {@link DIRTY_MAX_BYTES} more with a long dirty list; a larger one is refused
+ * unread, before it is parsed or verified (anyone who can write the bucket can put one).
+ */
+export const HEAD_MAX_BYTES = 1024 * 1024;
+/** The most bytes of a journal: a writer writes none larger (readers fetch the manifest instead), a reader takes none larger. */
+export const JOURNAL_MAX_BYTES = 16 * 1024 * 1024;
+/** A manifest no head names (a retained one, read by log and rollback) has no declared count: this fixed cap. */
+export const RETAINED_MANIFEST_MAX_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * The most bytes the manifest of a head declaring `files` entries can have: each line is at most
+ * {@link MAX_MANIFEST_LINE} bytes inflated, and gzip never grows what it cannot compress by more
+ * than a few bytes per 16 KiB block (1% and 64 KiB of slack cover that, and the header line).
+ */
+export function manifestMaxBytes(files: number): number {
+  return Math.ceil((files + 1) * MAX_MANIFEST_LINE * 1.01) + 64 * 1024;
+}
 
 /** `journal/<generation>`: the delta from generation - 1. */
 export interface Journal {

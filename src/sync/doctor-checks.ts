@@ -10,7 +10,7 @@ import {
 } from "../core/doctor-report.ts";
 import { ConditionFailed, errorMessage, ExitCode, FansyncError, RemoteError } from "../core/errors.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
-import { metaKeys } from "../core/manifest.ts";
+import { HEAD_MAX_BYTES, metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
 import { deleteAllVersions, getWithChecksum, listAllPaged, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -149,7 +149,7 @@ async function checkBucket(d: DoctorDeps, listing: Awaited<ReturnType<typeof lis
   const failure = failureOf(listing.error, `list ${formatLocation(d.loc)}`, d);
   if (failure.denied) {
     // A puller's policy has no ListBucket: it may still read, which is all it needs.
-    const head = await attempt(d, "read head.json", () => d.store.get(metaKeys.head(metaPrefix(d.loc)), { signal: d.signal }));
+    const head = await attempt(d, "read head.json", () => d.store.get(metaKeys.head(metaPrefix(d.loc)), { maxBytes: HEAD_MAX_BYTES, signal: d.signal }));
     if (head.ok) return bucketCheck({ kind: "read-only", headFound: head.value.status === "ok" }, where);
     if (head.failure.denied) return bucketCheck({ kind: "denied", failure }, where);
   }
@@ -163,7 +163,7 @@ async function checkReadWrite(d: DoctorDeps, probes: ProbeKeys): Promise<{ check
   const put = await attempt(d, `PUT s3://${d.store.bucket}/${key}`, () => d.store.put(key, body, { contentType: "application/octet-stream" }, {}, d.signal), (err) => probes.refused(key, err));
   if (!put.ok) return result({ kind: "failed", step: "write", failure: put.failure });
   const versionId = put.value.versionId !== undefined;
-  const got = await attempt(d, `GET s3://${d.store.bucket}/${key}`, () => d.store.get(key, { signal: d.signal }));
+  const got = await attempt(d, `GET s3://${d.store.bucket}/${key}`, () => d.store.get(key, { maxBytes: body.length, signal: d.signal }));
   if (!got.ok) return result({ kind: "failed", step: "read back", failure: got.failure }, versionId);
   if (got.value.status !== "ok") {
     return result({ kind: "failed", step: "read back", failure: { message: `the probe just written was ${got.value.status}`, hint: "this server does not read its own writes: use another server", exitCode: ExitCode.remote, denied: false } }, versionId);
@@ -175,7 +175,7 @@ async function checkReadWrite(d: DoctorDeps, probes: ProbeKeys): Promise<{ check
     const code = del.value[0]?.error ?? "error";
     return result({ kind: "failed", step: "delete", failure: { message: `the server refused to delete the probe (${code})`, hint: undefined, exitCode: ExitCode.remote, denied: code === "AccessDenied" } }, versionId);
   }
-  const after = await attempt(d, `GET s3://${d.store.bucket}/${key}`, () => d.store.get(key, { signal: d.signal }));
+  const after = await attempt(d, `GET s3://${d.store.bucket}/${key}`, () => d.store.get(key, { maxBytes: body.length, signal: d.signal }));
   if (after.ok && after.value.status === "ok") return result({ kind: "still-there" }, versionId);
   return result({ kind: "ok", bytes: body.length }, versionId);
 }

@@ -4,8 +4,13 @@
  * a deadline passes. One helper, so the four daemons cannot drift apart.
  */
 
-/** How long a stopping daemon waits for work in flight before aborting its requests. */
-export const DRAIN_DEADLINE_MS = 30_000;
+import { parseDuration } from "../core/units.ts";
+
+/**
+ * How long a stopping daemon waits for work in flight before aborting its requests: 30 s, or
+ * FANSYNC_DRAIN_DEADLINE (a duration; a unit file whose TimeoutStopSec is shorter, and the tests).
+ */
+export const DRAIN_DEADLINE_MS = parseDuration(process.env.FANSYNC_DRAIN_DEADLINE ?? "") ?? 30_000;
 
 /** `hard` aborts `ms` after `stop` did (or at once with {@link Drain.abortNow}). */
 export class Drain {

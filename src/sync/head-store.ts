@@ -9,7 +9,7 @@ import { parseDuration } from "../core/units.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import {
-  DIRTY_MAX, type FileMap, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
+  DIRTY_MAX, DIRTY_MAX_BYTES, type FileMap, HEAD_MAX_BYTES, JOURNAL_MAX_BYTES, manifestMaxBytes, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
   serializeHead, serializeJournal, serializeManifest, sha256Hex,
 } from "../core/manifest.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -40,7 +40,7 @@ export async function readHead(store: S3Store, loc: Location, signal?: AbortSign
  */
 export async function readHeadIfChanged(store: S3Store, loc: Location, etag: string | undefined, signal?: AbortSignal): Promise<HeadState | "not-modified" | undefined> {
   const meta = metaPrefix(loc);
-  const res = await store.get(metaKeys.head(meta), { ...(etag ? { ifNoneMatch: etag } : {}), ...(signal ? { signal } : {}) });
+  const res = await store.get(metaKeys.head(meta), { maxBytes: HEAD_MAX_BYTES, ...(etag ? { ifNoneMatch: etag } : {}), ...(signal ? { signal } : {}) });
   if (res.status === "not-modified" && etag) return "not-modified";
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading head.json: ${res.status}`);
@@ -49,13 +49,14 @@ export async function readHeadIfChanged(store: S3Store, loc: Location, etag: str
 
 /** Read generation `gen`'s journal; undefined when it is not there (pruned, or never written). */
 export async function readJournal(store: S3Store, loc: Location, gen: number, signal?: AbortSignal): Promise<Journal | undefined> {
-  const res = await store.get(metaKeys.journal(metaPrefix(loc), gen), signal ? { signal } : {});
+  const res = await store.get(metaKeys.journal(metaPrefix(loc), gen), { maxBytes: JOURNAL_MAX_BYTES, ...(signal ? { signal } : {}) });
   return res.status === "ok" ? parseJournal(res.body, gen) : undefined;
 }
 
 /** Read and verify the manifest a head names. */
 export async function readManifest(store: S3Store, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
-  const res = await store.get(head.manifestKey, signal ? { signal } : {});
+  // The head names no manifest size; its file count bounds it (a larger body is refused unread).
+  const res = await store.get(head.manifestKey, { maxBytes: manifestMaxBytes(head.files), ...(signal ? { signal } : {}) });
   if (res.status === "not-found") {
     throw new IntegrityError(`head names manifest ${head.manifestKey} (generation ${head.generation}) but it does not exist`, {
       hint: "the bucket is incomplete (replication still arriving?) or damaged; the next run retries",
@@ -117,9 +118,13 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   // A journal only pays off for small deltas; a huge one (a first publish of 100k files, a mass
   // change) would be bigger than the manifest a reader fetches instead, and can exceed what some
   // servers take in one PUT. It is not written, and the head says journals start after it.
-  const journalWritten = input.puts.length + input.deletes.length <= JOURNAL_MAX_CHANGES;
+  // Nor is one larger than readers take (JOURNAL_MAX_BYTES: long paths can make 10k changes big).
+  const journalBytes = input.puts.length + input.deletes.length <= JOURNAL_MAX_CHANGES
+    ? serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time, writer: input.writer, ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}) })
+    : undefined;
+  const journalWritten = journalBytes !== undefined && journalBytes.length <= JOURNAL_MAX_BYTES;
   if (journalWritten) {
-    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), serializeJournal({ format: JOURNAL_FORMAT, generation: gen, puts: input.puts, deletes: input.deletes, time, writer: input.writer, ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}) }), ctl, input.conditional);
+    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), journalBytes, ctl, input.conditional);
   }
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
@@ -187,7 +192,7 @@ async function createOnce(store: S3Store, loc: Location, gen: number, key: strin
   } catch (err) {
     if (!(err instanceof ConditionFailed)) throw err;
   }
-  const there = await store.get(key);
+  const there = await store.get(key, { maxBytes: body.length });
   if (there.status === "ok" && sha256Hex(there.body) === sha256Hex(body)) return;
   const hs = await readHead(store, loc);
   if ((hs?.head.generation ?? 0) >= gen || there.status !== "ok") {
@@ -237,8 +242,14 @@ export function changedPaths(puts: readonly string[], deletes: readonly string[]
 }
 
 function capDirty(paths: readonly string[]): readonly string[] {
-  return paths.length > DIRTY_MAX || paths.includes("*") ? ["*"] : [...new Set(paths)].sort();
+  if (paths.length > DIRTY_MAX || paths.includes("*")) return ["*"];
+  const unique = [...new Set(paths)].sort();
+  // A head readers refuse unread above HEAD_MAX_BYTES must not be made long by its dirty list.
+  return unique.reduce((n, p) => n + Buffer.byteLength(p) + 4, 0) > DIRTY_MAX_BYTES ? ["*"] : unique;
 }
+
+/** A lease document is a few hundred bytes. */
+const LEASE_MAX_BYTES = 64 * 1024;
 
 /**
  * Rewrite the head with another `dirty` list (or approval) and nothing else changed (same
@@ -363,7 +374,7 @@ export async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc
 }
 
 async function readLeaseState(store: S3Store, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
-  const res = await store.get(metaKeys.lease(metaPrefix(loc)));
+  const res = await store.get(metaKeys.lease(metaPrefix(loc)), { maxBytes: LEASE_MAX_BYTES });
   return res.status === "ok" ? { doc: parseLease(res.body), etag: res.etag } : undefined;
 }
 

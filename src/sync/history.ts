@@ -7,7 +7,7 @@ import { IntegrityError } from "../core/errors.ts";
 import { changesOfJournal, diffFileMaps, type GenerationInfo, parseGenerationKey } from "../core/history.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
-import { applyJournal, type FileMap, type Journal, metaKeys, type ParsedManifest, parseJournal, parseSignedManifest, sha256Hex } from "../core/manifest.ts";
+import { applyJournal, type FileMap, type Journal, JOURNAL_MAX_BYTES, metaKeys, type ParsedManifest, parseJournal, parseSignedManifest, RETAINED_MANIFEST_MAX_BYTES, sha256Hex } from "../core/manifest.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { HeadState } from "./head-store.ts";
 
@@ -50,7 +50,7 @@ export async function listRetained(store: S3Store, loc: Location, head: HeadStat
  * format, its generation and every entry, and, by rollback, against its signature.
  */
 export async function readGenerationManifest(store: S3Store, loc: Location, generation: number, signal?: AbortSignal): Promise<ParsedManifest | undefined> {
-  const res = await store.get(metaKeys.manifest(metaPrefix(loc), generation), signal ? { signal } : {});
+  const res = await store.get(metaKeys.manifest(metaPrefix(loc), generation), { maxBytes: RETAINED_MANIFEST_MAX_BYTES, ...(signal ? { signal } : {}) });
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the manifest of generation ${generation}: ${res.status}`);
   return parseSignedManifest(res.body, sha256Hex(res.body), generation);
@@ -58,7 +58,7 @@ export async function readGenerationManifest(store: S3Store, loc: Location, gene
 
 /** Read a journal; undefined when it is gone. */
 async function readJournal(store: S3Store, loc: Location, generation: number, signal?: AbortSignal): Promise<Journal | undefined> {
-  const res = await store.get(metaKeys.journal(metaPrefix(loc), generation), signal ? { signal } : {});
+  const res = await store.get(metaKeys.journal(metaPrefix(loc), generation), { maxBytes: JOURNAL_MAX_BYTES, ...(signal ? { signal } : {}) });
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the journal of generation ${generation}: ${res.status}`);
   return parseJournal(res.body, generation);

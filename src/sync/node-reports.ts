@@ -5,8 +5,9 @@
  */
 import pMap from "p-map";
 import { errorMessage } from "../core/errors.ts";
+import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { formatLocation, metaPrefix, type Location } from "../core/location.ts";
-import { NODE_REPORT_FORMAT, type NodeReport, nodeReportKey, parseNodeReport, reportChangeKey, shouldReport } from "../core/node-report.ts";
+import { NODE_REPORT_FORMAT, NODE_REPORT_MAX_BYTES, type NodeReport, nodeReportKey, parseNodeReport, reportChangeKey, shouldReport } from "../core/node-report.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -52,8 +53,9 @@ export async function readNodeReports(sources: readonly { loc: Location; store: 
     }
     const wanted = keys.filter((k) => k.key.endsWith(".json") && !k.key.slice(prefix.length).includes("/"));
     // A handful of reads at a time: a status command should not look like a load test.
-    const read = await pMap(wanted, async (k) => ({ k, res: await store.get(k.key, signal ? { signal } : {}) }), { concurrency: 16 });
+    const read = await pMap(wanted, async (k) => ({ k, res: await store.get(k.key, { maxBytes: NODE_REPORT_MAX_BYTES, ...(signal ? { signal } : {}) }).catch((err: unknown) => (err instanceof BodyTooLarge ? { status: "too-large" as const } : Promise.reject(err))) }), { concurrency: 16 });
     for (const { k, res } of read) {
+      if (res.status === "too-large") unreadable.push(`${from}${k.key.slice(loc.prefix.length)}`);
       if (res.status !== "ok") continue;
       const report = parseNodeReport(res.body);
       // The key names the node: a report claiming another node's name is not believed.

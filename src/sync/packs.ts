@@ -54,14 +54,14 @@ export async function readPackIndex(site: PackSite, files: number, signal: Abort
     // Streamed and capped (a hostile object of gigabytes is not buffered); a puller without
     // s3:ListBucket gets 403 for a site that has no packs, which getStream calls not found.
     const res = await withRetry(async () => {
-      const got = await site.store.getStream(key, { signal });
+      const got = await site.store.getStream(key, { maxBytes: max, signal });
       return got.status === "ok" ? { etag: got.etag, body: await readCapped(got.body, max, false) } : undefined;
     }, { signal });
     if (!res) return undefined;
     if (!res.body) throw new IntegrityError(`pack index is larger than ${max} bytes (no index fansync wrote for this site)`);
     return { index: parsePackIndex(res.body, max), etag: res.etag, bytes: res.body };
   }
-  const res = await withRetry(() => site.store.get(key, { ifNoneMatch, signal }), { signal });
+  const res = await withRetry(() => site.store.get(key, { maxBytes: max, ifNoneMatch, signal }), { signal });
   if (res.status === "not-modified") return "not-modified";
   if (res.status !== "ok") return undefined;
   return { index: parsePackIndex(res.body, max), etag: res.etag, bytes: res.body };
@@ -321,7 +321,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
 
 /** GET one whole pack; undefined when it is not there. More bytes than the index says is refused. */
 async function fetchPack(store: S3Store, key: string, size: number, signal: AbortSignal): Promise<Buffer | undefined> {
-  const res = await store.getStream(key, { signal });
+  const res = await store.getStream(key, { maxBytes: size, signal });
   if (res.status !== "ok") return undefined;
   return readCapped(res.body, size);
 }

@@ -21,10 +21,12 @@ export class RunDeadline {
   private timer: NodeJS.Timeout | undefined;
   private readonly parent: AbortSignal;
   private readonly onParent = () => this.ac.abort(this.parent.reason);
+  private readonly unchanged: string;
 
-  /** `baseMs` 0: no deadline (the signal follows `parent` only). */
-  constructor(baseMs: number, parent: AbortSignal) {
+  /** `baseMs` 0: no deadline (the signal follows `parent` only). `unchanged`: what the message says was left alone. */
+  constructor(baseMs: number, parent: AbortSignal, unchanged = "the docroot was left as it was") {
     this.baseMs = baseMs;
+    this.unchanged = unchanged;
     this.allowedMs = baseMs;
     this.parent = parent;
     this.signal = this.ac.signal;
@@ -67,6 +69,54 @@ export class RunDeadline {
 
   private timeout(): RunTimeout {
     const allowance = this.bytes > 0 ? ` (${formatAge(this.baseMs / 1000)} plus ${formatAge((this.allowedMs - this.baseMs) / 1000)} for ${formatBytes(this.bytes)})` : "";
-    return new RunTimeout(`the run was stopped after ${formatAge(this.allowedMs / 1000)}${allowance}: a source is too slow or a body trickles (--run-timeout); the docroot was left as it was`);
+    return new RunTimeout(`the run was stopped after ${formatAge(this.allowedMs / 1000)}${allowance}: a source is too slow or a body trickles (--run-timeout); ${this.unchanged}`);
+  }
+}
+
+/**
+ * The signal of whichever run is current, for a long-lived engine (the uploader, its generation
+ * writer) whose collaborators read `signal` when they use it: each {@link RunScope.run} gets its own
+ * {@link RunDeadline} over the base signal, so a push and each watch batch end by their deadline
+ * (issue 22: a PUT answered by a trickling 503 held a push for good), while the lease renewal
+ * between runs follows the base signal only. A run stopped by its deadline throws {@link RunTimeout}.
+ */
+export class RunScope {
+  private readonly base: AbortSignal;
+  private readonly baseMs: number;
+  private deadline: RunDeadline | undefined;
+
+  constructor(baseMs: number, base: AbortSignal) {
+    this.base = base;
+    this.baseMs = baseMs;
+  }
+
+  /** The current run's signal (the base signal between runs). */
+  get signal(): AbortSignal {
+    return this.deadline?.signal ?? this.base;
+  }
+
+  /** The current run plans to move `bytes`: its deadline grows at the floor rate. */
+  allow(bytes: number): void {
+    this.deadline?.allow(bytes);
+  }
+
+  /** `r` with each reconcile run under a fresh deadline (the watch daemon's batches). */
+  wrap<R extends { reconcile(scope?: readonly string[]): Promise<T> }, T>(r: R): { reconcile(scope?: readonly string[]): Promise<T> } {
+    return { reconcile: (scope) => this.run(() => r.reconcile(scope)) };
+  }
+
+  /** Run `fn` under a fresh deadline. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const dl = new RunDeadline(this.baseMs, this.base, "no generation was published by it");
+    this.deadline = dl;
+    try {
+      return await fn();
+    } catch (err) {
+      if (dl.expired && !this.base.aborted) throw dl.error();
+      throw err;
+    } finally {
+      dl.dispose();
+      this.deadline = undefined;
+    }
   }
 }

@@ -14,6 +14,7 @@ import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
 import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
+import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { SizedPools } from "../adapters/buffer-pool.ts";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { toLocal } from "../adapters/safe-write.ts";
@@ -120,7 +121,8 @@ export async function uploadFile(store: S3Store, key: string, abs: string, o: Pa
  * manifest's. The source not being that object any more throws {@link ObjectMoved}.
  */
 export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dstKey: string, e: Entry, o: PartTuning & { readonly signal: AbortSignal }): Promise<PutResult> {
-  const got = await src.getStream(srcKey, { ...objectRef(e), signal: o.signal });
+  // Never more than the manifest's size: a longer body fails at size + 1 bytes (bounded-io.ts).
+  const got = await src.getStream(srcKey, { ...objectRef(e), maxBytes: e.size, signal: o.signal });
   if (got.status !== "ok") throw new ObjectMoved(`${e.path}: the source object is ${got.status}`, "the source published again during the copy; the next round converges");
   if (e.size < o.multipartThreshold) {
     // Small objects: verified in memory before they reach the destination.
@@ -144,7 +146,9 @@ export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dst
  * futimes (fchmod) and close; a large one streams to disk through a hash.
  */
 export async function downloadTo(store: S3Store, key: string, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
-  const res = await store.getStream(key, { ...objectRef(e), signal });
+  // Never more than the manifest's size: an endless body fails at size + 1 bytes (bounded-io.ts),
+  // so a large object's temp file never grows past it.
+  const res = await store.getStream(key, { ...objectRef(e), maxBytes: e.size, signal });
   if (res.status !== "ok") throw new ObjectMoved(`${e.path}: ${res.status}`);
   if (e.size < BUFFERS.largest) return downloadSmall(res.body, e, tmp);
   const tap = hashingTap();
@@ -255,18 +259,20 @@ export async function findMovedObjects(store: S3Store, prefix: string, files: Fi
  * {@link ObjectMoved}; other bytes throw {@link TransferCorrupt}, naming the path.
  */
 export async function verifyObject(store: S3Store, key: string, ref: { versionId: string } | { ifMatch: string }, e: Pick<Entry, "path" | "size" | "sha256">, signal: AbortSignal): Promise<void> {
-  const got = await store.getStream(key, { ...ref, signal });
+  // Capped at the entry's size (bounded-io.ts): a longer body is refused at size + 1 bytes.
+  const got = await store.getStream(key, { ...ref, maxBytes: e.size, signal });
   if (got.status !== "ok") throw new ObjectMoved(`${e.path}: the object is ${got.status}`);
   const h = createHash("sha256");
   let n = 0;
-  for await (const chunk of got.body) {
-    const c = chunk as Buffer;
-    n += c.length;
-    if (n > e.size) {
-      got.body.destroy();
-      throw corrupt(e, n, "(longer than expected)");
+  try {
+    for await (const chunk of got.body) {
+      const c = chunk as Buffer;
+      n += c.length;
+      h.update(c);
     }
-    h.update(c);
+  } catch (err) {
+    if (err instanceof BodyTooLarge) throw corrupt(e, e.size + 1, "(longer than expected)");
+    throw err;
   }
   const sha = h.digest("hex");
   if (n !== e.size || sha !== e.sha256) throw corrupt(e, n, sha);

@@ -25,7 +25,13 @@ export type Fault =
   /** Pass the answer through one byte every `everyMs` (a body that trickles: no inactivity timeout fires). */
   | { kind: "trickle"; everyMs: number }
   /** Forward the request only once `until` settles (a barrier: two writers meet at the head PUT). */
-  | { kind: "hold"; until: Promise<unknown> };
+  | { kind: "hold"; until: Promise<unknown> }
+  /**
+   * Answer without asking the server: `status` with a body of `bytes` bytes of `fill` (Infinity: a
+   * body that never ends, sent chunked), made on the fly (nothing on disk); `everyMs`: one byte at a
+   * time, this far apart (a trickle). A hostile or broken server, or whoever wrote the bucket.
+   */
+  | { kind: "synth"; status: number; bytes: number; fill?: number; everyMs?: number; headers?: Record<string, string> };
 
 /** A running proxy. */
 export interface Proxy {
@@ -33,6 +39,8 @@ export interface Proxy {
   readonly requests: SeenRequest[];
   /** Faults injected so far (every answer that was not a plain pass-through), for the figures. */
   readonly injected: number;
+  /** Body bytes sent by "synth" answers so far (what a client read before it hung up). */
+  readonly synthBytes: number;
   /** Decide per request; default passes everything through. */
   fault: (req: { method: string; url: string }) => Fault;
   reset(): void;
@@ -49,11 +57,15 @@ export async function startProxy(target: string, opts: { port?: number } = {}): 
   const arrived: { method: string; url: string }[] = [];
   const waiters = new Set<{ pred: (req: { method: string; url: string }) => boolean; resolve: () => void }>();
   let injected = 0;
+  let synthBytes = 0;
   const proxy: Proxy = {
     url: "",
     requests: [],
     get injected() {
       return injected;
+    },
+    get synthBytes() {
+      return synthBytes;
     },
     fault: () => ({ kind: "none" }),
     reset() {
@@ -102,6 +114,36 @@ export async function startProxy(target: string, opts: { port?: number } = {}): 
       req.on("end", () => {
         res.writeHead(f.status, { "content-type": "application/xml" });
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${f.code}</Code><Message>injected</Message></Error>`);
+      });
+      return;
+    }
+    if (f.kind === "synth") {
+      record(f.status);
+      req.resume();
+      req.on("end", () => {
+        const finite = Number.isFinite(f.bytes);
+        res.writeHead(f.status, { "content-type": "application/octet-stream", etag: '"0123456789abcdef0123456789abcdef"', ...(finite ? { "content-length": String(f.bytes) } : {}), ...f.headers });
+        const chunk = Buffer.alloc(f.everyMs ? 1 : 64 * 1024, f.fill ?? 0x20);
+        let left = f.bytes;
+        const more = (): void => {
+          while (left > 0 && !res.destroyed) {
+            const part = left >= chunk.length ? chunk : chunk.subarray(0, left);
+            left -= part.length;
+            synthBytes += part.length;
+            if (f.everyMs) {
+              res.write(part);
+              setTimeout(more, f.everyMs);
+              return;
+            }
+            if (!res.write(part)) {
+              res.once("drain", more);
+              return;
+            }
+          }
+          if (!res.destroyed) res.end();
+        };
+        res.on("error", () => undefined);
+        more();
       });
       return;
     }

@@ -52,8 +52,8 @@ describe(`lean data path (${serverLabel()})`, () => {
       const head = await headObject(ctx.server.client, bucket, key);
       assert.equal(head.Metadata?.sha256, sha(body));
       assert.equal(head.CacheControl, "max-age=60");
-      const viaLean = await lean.getStream(key, { ifMatch: put.etag });
-      const viaSdk = await sdk.getStream(key, { ifMatch: put.etag });
+      const viaLean = await lean.getStream(key, { maxBytes: body.length, ifMatch: put.etag });
+      const viaSdk = await sdk.getStream(key, { maxBytes: body.length, ifMatch: put.etag });
       assert.equal(viaLean.status, "ok");
       assert.equal(viaSdk.status, "ok");
       if (viaLean.status !== "ok" || viaSdk.status !== "ok") continue;
@@ -70,8 +70,8 @@ describe(`lean data path (${serverLabel()})`, () => {
     const { lean, sdk } = stores(bucket);
     await lean.putContent("k", Buffer.from("v1"), sha(Buffer.from("v1")), { contentType: "text/plain" });
     for (const s of [lean, sdk]) {
-      assert.equal((await s.getStream("nope")).status, "not-found");
-      assert.equal((await s.getStream("k", { ifMatch: '"00000000000000000000000000000000"' })).status, "precondition-failed");
+      assert.equal((await s.getStream("nope", { maxBytes: 16 })).status, "not-found");
+      assert.equal((await s.getStream("k", { maxBytes: 16, ifMatch: '"00000000000000000000000000000000"' })).status, "precondition-failed");
     }
     const gone = stores("fansync-no-such-bucket-lean");
     const errs = await Promise.all([gone.lean, gone.sdk].map((s) => s.putContent("k", Buffer.from("x"), sha(Buffer.from("x")), { contentType: "text/plain" }).then(() => undefined, (e: unknown) => e)));
@@ -120,7 +120,7 @@ describe(`lean data path (${serverLabel()})`, () => {
       assert.deepEqual(await getBytes(ctx.server.client, bucket, "k"), body);
       let gets = 0;
       proxy.fault = (q) => (q.method === "GET" ? (gets++, { kind: "status", status: 503, code: "SlowDown" }) : { kind: "none" });
-      const err = await lean.getStream("k").then(() => undefined, (e: unknown) => e);
+      const err = await lean.getStream("k", { maxBytes: 16 }).then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof FansyncError, String(err));
       assert.equal(gets, 3, "three attempts, no more");
       assert.equal(isRetryable(err), true);
@@ -150,7 +150,7 @@ describe(`lean data path (${serverLabel()})`, () => {
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 100);
       const t0 = Date.now();
-      const err = await lean.getStream("k", { signal: ac.signal }).then(() => undefined, (e: unknown) => e);
+      const err = await lean.getStream("k", { maxBytes: 16, signal: ac.signal }).then(() => undefined, (e: unknown) => e);
       assert.ok(err !== undefined);
       assert.ok(Date.now() - t0 < 400, "aborted before the request timeout");
     } finally {
