@@ -34,13 +34,17 @@ function contender(file: string, holdMs: number) {
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));
   const done = new Promise<{ out: string; code: number | null }>((resolve) => child.on("close", (code) => resolve({ out, code })));
   const saidSomething = new Promise<void>((resolve) => child.stdout.on("data", () => resolve()));
-  return { child, done, saidSomething };
+  return { child, done, saidSomething, said: () => out };
 }
 
 test("of eight runs started together exactly one takes the lock; the others exit 75 naming the holder", async () => {
   const file = path.join(dir, "race.lock");
   for (let round = 0; round < 3; round++) {
-    const runs = Array.from({ length: 8 }, () => contender(file, 1500));
+    // The holder keeps the lock until every run has spoken (then it is killed): on a loaded machine
+    // a run may start seconds after the others, and must still find the lock held.
+    const runs = Array.from({ length: 8 }, () => contender(file, 120_000));
+    await Promise.all(runs.map((r) => r.saidSomething));
+    for (const r of runs) if (r.said().startsWith("got")) r.child.kill("SIGKILL");
     const results = await Promise.all(runs.map((r) => r.done));
     const got = results.filter((r) => r.out.startsWith("got"));
     assert.equal(got.length, 1, `round ${round}: ${results.map((r) => r.out.trim()).join(" | ")}`);
