@@ -86,3 +86,45 @@ test("heldForApply: the puller leaves published paths alone and replaces restore
   assert.equal(held.get("c")?.sha256, UNKNOWN_SHA256);
   assert.equal(held.get("stray")?.sha256, UNKNOWN_SHA256);
 });
+
+// Issue 27 item 1: a file on one side where the other has a directory cannot both be in a tree.
+// The directory wins (it may hold many files, of several nodes); the file is kept like any loser.
+test("file↔directory: local dir→file while the head adds under the dir: the directory wins, the local file is kept", () => {
+  const base = m({ "d/one.html": f("1"), "d/two.html": f("2"), "p.html": f("p") });
+  const p = plan({ base, local: m({ d: f("file", 5000), "p.html": f("p") }), remote: m({ "d/one.html": f("1"), "d/two.html": f("2"), "d/new.html": f("new", 3000), "p.html": f("p") }) });
+  // The deletions under d are this node's own changes and stand; the file d does not.
+  assert.deepEqual(p.publish, ["d/one.html", "d/two.html"]);
+  assert.deepEqual(p.restore, ["d"]);
+  assert.deepEqual(p.conflicts, [{ path: "d", winner: "remote", kind: "file-directory" }]);
+  assert.deepEqual(p.keep, [{ path: "d", from: "local", reason: "conflict" }]);
+});
+
+test("file↔directory: local file→dir while the head edits the file: the directory is published, the head's file kept", () => {
+  const base = m({ "index.html": f("v1"), "p.html": f("p") });
+  const p = plan({ base, local: m({ "index.html/index.html": f("dir", 5000), "p.html": f("p") }), remote: m({ "index.html": f("v2", 9000), "p.html": f("p") }) });
+  assert.deepEqual(p.publish, ["index.html", "index.html/index.html"]);
+  assert.deepEqual(p.restore, []);
+  assert.deepEqual(p.conflicts, [{ path: "index.html", winner: "local", kind: "file-directory" }]);
+  assert.deepEqual(p.keep, [{ path: "index.html", from: "remote", reason: "conflict" }]);
+});
+
+test("file↔directory, the other node's view: a local edit of a file the head turned into a directory loses and is kept", () => {
+  const base = m({ "index.html": f("v1") });
+  const p = plan({ base, local: m({ "index.html": f("v2", 9000) }), remote: m({ "index.html/index.html": f("dir", 5000) }) });
+  assert.deepEqual(p.publish, []);
+  assert.deepEqual(p.restore, ["index.html"]);
+  assert.deepEqual(p.conflicts, [{ path: "index.html", winner: "remote", kind: "file-directory" }]);
+  assert.deepEqual(p.keep, [{ path: "index.html", from: "local", reason: "conflict" }]);
+  // The head adds a file where this node made a directory (no base on either): the directory stays.
+  const q = plan({ base: new Map(), local: m({ "x/a.html": f("a", 5000) }), remote: m({ x: f("x", 9000) }) });
+  assert.deepEqual(q.publish, ["x", "x/a.html"]);
+  assert.deepEqual(q.keep, [{ path: "x", from: "remote", reason: "conflict" }]);
+});
+
+test("file↔directory where the node does not own the file: its own files under the directory lose instead", () => {
+  const owns = (p: string) => p.startsWith("up/");
+  const p = plan({ base: new Map(), owns, local: m({ "up/a.jpg": f("a", 5000) }), remote: m({ up: f("x", 9000) }) });
+  assert.deepEqual(p.publish, []);
+  assert.deepEqual(p.restore, ["up/a.jpg"]);
+  assert.deepEqual(p.keep, [{ path: "up/a.jpg", from: "local", reason: "conflict" }]);
+});

@@ -1,0 +1,125 @@
+/**
+ * `fansync sync` states that must heal (issue 27): a file↔directory conflict settled by the rule
+ * instead of wedging a node, edits made while daemons were frozen (SIGSTOP) rebased before anything
+ * is applied over them, names sync cannot carry reported. Real daemons against a real S3 server.
+ */
+import assert from "node:assert/strict";
+import { rm, utimes, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { useServer } from "../helpers/ctx.ts";
+import { serverLabel } from "../helpers/s3-server.ts";
+import { allEqualHead, keptContents, startSync, stopSync, syncNode, syncStatusOf, textOf, until } from "../helpers/sync-nodes.ts";
+import { writeTree } from "../helpers/tree.ts";
+
+const ctx = useServer();
+
+describe(`sync heals (${serverLabel()})`, () => {
+  test("dir→file on a while b adds d/new: the directory wins, a's file is kept, and a goes on publishing and applying", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-flip-a");
+    const url = `s3://${bucket}/w`;
+    const a = syncNode(ctx, "a");
+    const b = syncNode(ctx, "b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "d/one.html": "one", "d/two.html": "two", "p5.html": "p5 v1" });
+    startSync(ctx, a, url);
+    startSync(ctx, b, url);
+    try {
+      await until("b in step", async () => (await textOf(b, "d/two.html")) === "two" && (await allEqualHead(ctx, bucket, "w/", nodes)), 30_000, nodes);
+      // Frozen together: neither sees the other's change before making its own.
+      for (const n of nodes) n.child?.kill("SIGSTOP");
+      await rm(path.join(a.root, "d"), { recursive: true });
+      await writeFile(path.join(a.root, "d"), "d is a file on a");
+      await writeTree(b.root, { "d/new-on-b.html": "new on b" });
+      b.child?.kill("SIGCONT");
+      await until("b's addition published", async () => (await allEqualHead(ctx, bucket, "w/", [b])) !== undefined && (await textOf(b, "d/new-on-b.html")) === "new on b", 30_000, nodes);
+      a.child?.kill("SIGCONT");
+      await until("one tree everywhere, the directory side", async () => ((await textOf(a, "d/new-on-b.html")) === "new on b" ? allEqualHead(ctx, bucket, "w/", nodes) : undefined), 30_000, nodes);
+      assert.ok((await keptContents(a)).some((k) => k.path === "d" && k.text === "d is a file on a"), "a's file d is kept");
+      // Not wedged: a later, unrelated edit on a is published and applied on b, and one on b reaches a.
+      await writeTree(a.root, { "p5.html": "p5 v2 from a" });
+      await until("a's later edit on b", async () => (await textOf(b, "p5.html")) === "p5 v2 from a", 30_000, nodes);
+      await writeTree(b.root, { "later-b.html": "later" });
+      await until("b's later edit on a", async () => (await textOf(a, "later-b.html")) === "later", 30_000, nodes);
+      await until("all equal", () => allEqualHead(ctx, bucket, "w/", nodes), 30_000, nodes);
+      for (const n of nodes) assert.equal((await syncStatusOf(n)).status, "OK", `${n.name}'s status`);
+    } finally {
+      for (const n of nodes) await stopSync(n);
+    }
+  });
+
+  test("file→dir on b while a edits index.html: the directory wins, a's edit is kept, and b goes on publishing and applying", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-flip-b");
+    const url = `s3://${bucket}/w`;
+    const a = syncNode(ctx, "a");
+    const b = syncNode(ctx, "b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "index.html": "home v1", "p5.html": "p5 v1" });
+    startSync(ctx, a, url);
+    startSync(ctx, b, url);
+    try {
+      await until("b in step", async () => (await textOf(b, "p5.html")) === "p5 v1" && (await allEqualHead(ctx, bucket, "w/", nodes)), 30_000, nodes);
+      for (const n of nodes) n.child?.kill("SIGSTOP");
+      await writeFile(path.join(a.root, "index.html"), "home v2 edited on a");
+      await rm(path.join(b.root, "index.html"));
+      await writeTree(b.root, { "index.html/index.html": "now a directory on b" });
+      a.child?.kill("SIGCONT");
+      await until("a's edit published", async () => (await allEqualHead(ctx, bucket, "w/", [a])) !== undefined && (await textOf(a, "index.html")) === "home v2 edited on a", 30_000, nodes);
+      b.child?.kill("SIGCONT");
+      await until("one tree everywhere, the directory side", async () => ((await textOf(a, "index.html/index.html")) === "now a directory on b" ? allEqualHead(ctx, bucket, "w/", nodes) : undefined), 30_000, nodes);
+      assert.ok((await keptContents(b)).some((k) => k.path === "index.html" && k.text === "home v2 edited on a"), "a's edit is kept");
+      await writeTree(b.root, { "p5.html": "p5 v2 from b" });
+      await until("b's later edit on a", async () => (await textOf(a, "p5.html")) === "p5 v2 from b", 30_000, nodes);
+      await writeTree(a.root, { "later-a.html": "later" });
+      await until("a's later edit on b", async () => (await textOf(b, "later-a.html")) === "later", 30_000, nodes);
+      await until("all equal", () => allEqualHead(ctx, bucket, "w/", nodes), 30_000, nodes);
+      for (const n of nodes) assert.equal((await syncStatusOf(n)).status, "OK", `${n.name}'s status`);
+    } finally {
+      for (const n of nodes) await stopSync(n);
+    }
+  });
+
+  test("edits made while both daemons were frozen: newer mtime wins and a modification beats a deletion, whichever resumes first", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-frozen");
+    const url = `s3://${bucket}/w`;
+    const a = syncNode(ctx, "a");
+    const b = syncNode(ctx, "b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "f.txt": "f v1", "g.txt": "g v1" }, new Date(Date.now() - 3_600_000));
+    startSync(ctx, a, url);
+    startSync(ctx, b, url);
+    try {
+      await until("b in step", async () => (await textOf(b, "g.txt")) === "g v1" && (await allEqualHead(ctx, bucket, "w/", nodes)), 30_000, nodes);
+      // Idle for a while first: b's rounds after its own apply have scanned, and it now polls without scanning.
+      await new Promise((r) => setTimeout(r, 1500));
+      // rclone bisync's scenario: A writes an older edit of f.txt, B a newer one; A deletes g.txt, B edits it.
+      for (const n of nodes) n.child?.kill("SIGSTOP");
+      const T = Date.now() - 60_000;
+      await writeFile(path.join(a.root, "f.txt"), "f older edit on a");
+      await utimes(path.join(a.root, "f.txt"), new Date(T), new Date(T));
+      await writeFile(path.join(b.root, "f.txt"), "f newer edit on b");
+      await utimes(path.join(b.root, "f.txt"), new Date(T + 30_000), new Date(T + 30_000));
+      await rm(path.join(a.root, "g.txt"));
+      await writeFile(path.join(b.root, "g.txt"), "g edited on b");
+      a.child?.kill("SIGCONT");
+      await new Promise((r) => setTimeout(r, 4000));
+      b.child?.kill("SIGCONT");
+      await until("one tree everywhere", () => allEqualHead(ctx, bucket, "w/", nodes), 30_000, nodes);
+      await new Promise((r) => setTimeout(r, 1500));
+      await until("one tree everywhere, settled", () => allEqualHead(ctx, bucket, "w/", nodes), 30_000, nodes);
+      for (const n of nodes) {
+        assert.equal(await textOf(n, "f.txt"), "f newer edit on b", `${n.name}: the newer mtime wins`);
+        assert.equal(await textOf(n, "g.txt"), "g edited on b", `${n.name}: the modification beats the deletion`);
+      }
+      const kept = [...(await keptContents(a)), ...(await keptContents(b))];
+      assert.ok(kept.some((k) => k.path === "f.txt" && k.text === "f older edit on a" && k.reason === "conflict"), `a's older edit kept as a conflict loser: ${JSON.stringify(kept)}`);
+      assert.ok(!kept.some((k) => k.reason === "changed-during-apply"), `nothing applied over an unrebased edit: ${JSON.stringify(kept)}`);
+    } finally {
+      for (const n of nodes) await stopSync(n);
+    }
+  });
+});
+
