@@ -66,7 +66,9 @@ export interface PullerDeps extends JobDeps {
   readonly deadline?: { allow(bytes: number): void } | undefined;
   /**
    * Two-way sync: called right before a path of the docroot is replaced or deleted, so that a file
-   * written there since the node last looked is kept first (sync/two-way.ts). Pull never sets it.
+   * written there since the node last looked is kept first (sync/two-way.ts), or the apply stops:
+   * a FansyncError it throws ends the run as it is, with what landed so far left in place (each
+   * of those files is the generation's). Pull never sets it.
    */
   readonly beforeReplace?: ((path: string) => Promise<void>) | undefined;
 }
@@ -365,7 +367,10 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // Commit: renames, then metadata, then deletions. Each rename is atomic; a crash here leaves
   // complete files only, and the staging list lets the next run clean up and resume.
   for (const c of clearFirst) {
-    for (const p of c.files) await unlink(path.join(root, p)).catch(() => undefined);
+    for (const p of c.files) {
+      await d.beforeReplace?.(p);
+      await unlink(path.join(root, p)).catch(() => undefined);
+    }
     for (const p of [...c.dirs, c.dir].sort((a, b) => b.length - a.length)) await rmdir(path.join(root, p)).catch(() => undefined);
   }
   // Renames run a few at a time (one by one they took 5.7 s at 100k files): each is atomic and
@@ -388,7 +393,8 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     // What did not land is removed now, not left for a later run (the staging record goes too).
     await removeAll(staged.filter((x, i) => x.tmp !== "" && !landed.has(i)).map((x) => x.tmp));
     await rm(stagingFile, { force: true });
-    throw toLocal(renameFailure.err, renameFailure.target);
+    // The caller's own refusal (sync's: a local change not rebased yet) is passed on as it is.
+    throw renameFailure.err instanceof FansyncError ? renameFailure.err : toLocal(renameFailure.err, renameFailure.target);
   }
   for (const e of plan.metaOnly) {
     const abs = path.join(root, e.path);
@@ -405,6 +411,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await d.beforeReplace?.(p);
       await unlink(abs);
     } catch (err) {
+      if (err instanceof FansyncError) throw err;
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
     }
     await pruneEmptyDirs(root, p);

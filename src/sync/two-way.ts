@@ -18,7 +18,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, RaceError } from "../core/errors.ts";
+import { errorMessage, FileChanging, RaceError } from "../core/errors.ts";
 import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -99,6 +99,22 @@ export interface RoundResult {
   readonly deferred: number;
 }
 
+/**
+ * A round that did not scan (the watcher said nothing changed) found a local file that differs from
+ * the base right before the puller would replace it: the watcher was behind (a frozen or stalled
+ * process, a dropped event). The round is planned again with a scan, so the edit meets the conflict
+ * rule instead of being overwritten (issue 27: an edit made while the daemon was SIGSTOPped lost to
+ * an older one). Caught inside the round; a retryable local error if it ever escapes.
+ */
+export class UnseenLocalChange extends FileChanging {
+  override name = "UnseenLocalChange";
+  readonly path: string;
+  constructor(p: string) {
+    super(`${p} changed in the docroot since the last scan`);
+    this.path = p;
+  }
+}
+
 /** The base as recorded. */
 interface BaseDoc {
   readonly generation: number;
@@ -119,6 +135,8 @@ export class TwoWayNode {
   /** The docroot as this round planned with it: a file that differs when the puller replaces it is kept first. */
   private expected: ReadonlyMap<string, FileFacts> = new Map();
   private keptDuringApply: KeptRecord[] = [];
+  /** This round did not scan: a difference from the base found while applying stops the apply (issue 27). */
+  private unscanned = false;
   private roundGeneration = 0;
 
   constructor(o: TwoWayOptions, d: TwoWayDeps) {
@@ -161,7 +179,20 @@ export class TwoWayNode {
       // after it prepared the puller left another record behind).
       const ph = await readJson<{ complete?: boolean }>(this.o.state.pullHead);
       if (!doc || !ph?.complete) await this.preparePull(base, generation);
-      const r = await this.pull(scan.local);
+      let r: Awaited<ReturnType<typeof pullOnce>>;
+      try {
+        // Unscanned, the docroot is only believed to be the base: a path found otherwise right
+        // before it would be replaced stops the apply, and the round starts again with a scan.
+        this.unscanned = opts.scan === false;
+        r = await this.pull(scan.local);
+      } catch (err) {
+        if (!(err instanceof UnseenLocalChange)) throw err;
+        this.takeKeptDuringApply();
+        log.info({ path: err.path }, "the docroot changed where the watcher had not said yet: scanning before applying");
+        return this.round({ joining: opts.joining, scan: true });
+      } finally {
+        this.unscanned = false;
+      }
       if (!r.noop || !doc) await this.adoptPulled(r.generation);
       return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred };
     }
@@ -232,6 +263,7 @@ export class TwoWayNode {
     if (!st?.isFile()) return;
     const e = this.expected.get(p);
     if (e && e.size === st.size && e.mtimeMs === Math.floor(st.mtimeMs)) return;
+    if (this.unscanned) throw new UnseenLocalChange(p);
     this.keptDuringApply.push(...(await this.keepVersions([{ path: p, from: "local", reason: "changed-during-apply" }], new Map(), new Map(), this.roundGeneration)));
   }
 
