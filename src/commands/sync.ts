@@ -47,6 +47,8 @@ export interface SyncStatus {
   readonly kept: readonly KeptRecord[];
   /** Paths changed here that this node does not own (last round). */
   readonly notOwned: readonly string[];
+  /** Paths the last scan could not carry (names that cannot be keys, unreadable files), and why. */
+  readonly skipped: readonly { readonly path: string; readonly reason: string }[];
   readonly host: string;
 }
 
@@ -163,15 +165,17 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       lastSuccess = at;
       conflictsTotal += r.result.conflicts.length;
       if (r.result.conflicts.length > 0) monitor?.metrics.recordConflicts(r.result.conflicts.length);
+      monitor?.metrics.recordSkipped("sync", r.result.skipped.length);
     }
+    const skipped = last?.skipped ?? [];
     const generation = last?.generation ?? 0;
     const st: SyncStatus = {
       kind: "fansync-sync-status/1",
       status: r.ok ? "OK" : "ERROR",
-      line: r.ok ? `OK ${generation}${keptTotal > 0 ? ` (${keptTotal} kept version(s) in ${conflictsDir})` : ""}` : `ERROR ${generation} ${errorLine(r.error)}`.slice(0, 300),
+      line: r.ok ? `OK ${generation}${keptTotal > 0 ? ` (${keptTotal} kept version(s) in ${conflictsDir})` : ""}${skipped.length > 0 ? ` (${skipped.length} path(s) skipped, first: ${JSON.stringify(skipped[0]?.path)})` : ""}`.slice(0, 300) : `ERROR ${generation} ${errorLine(r.error)}`.slice(0, 300),
       docroot, target: url, node, generation, headGeneration: last?.headGeneration ?? 0,
       lastSuccess, lastAttempt: at, lastError: r.ok ? null : errorLine(r.error).slice(0, 300),
-      keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], host: os.hostname(),
+      keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], skipped: skipped.slice(0, 50), host: os.hostname(),
     };
     const body = JSON.stringify(st, null, 1) + "\n";
     await writeFileAtomic(state.syncStatus, body);

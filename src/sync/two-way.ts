@@ -25,7 +25,7 @@ import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { filesDigest, verifyGeneration } from "../core/signing.ts";
 import { type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planSync, type SyncConflict } from "../core/sync-plan.ts";
-import { hashFile, scanTree } from "../adapters/local-tree.ts";
+import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
@@ -97,6 +97,8 @@ export interface RoundResult {
   readonly kept: readonly KeptRecord[];
   /** Paths left for a later round (still being written). */
   readonly deferred: number;
+  /** What the last scan could not carry (names that cannot be keys, unreadable files), as push reports them. */
+  readonly skipped: readonly Skipped[];
 }
 
 /**
@@ -135,6 +137,9 @@ export class TwoWayNode {
   /** The docroot as this round planned with it: a file that differs when the puller replaces it is kept first. */
   private expected: ReadonlyMap<string, FileFacts> = new Map();
   private keptDuringApply: KeptRecord[] = [];
+  /** What the last scan skipped; the names already warned about (once per name, as push does per run). */
+  private skipped: readonly Skipped[] = [];
+  private readonly warned = new Set<string>();
   /** This round did not scan: a difference from the base found while applying stops the apply (issue 27). */
   private unscanned = false;
   private roundGeneration = 0;
@@ -174,7 +179,7 @@ export class TwoWayNode {
     if (changes.length === 0) {
       // Nothing of our own: a plain pull (the no-op is one conditional GET).
       const hs = doc ? undefined : await readHead(this.d.store, this.o.loc, this.d.signal);
-      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred };
+      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred, skipped: this.skipped };
       // The puller plans against its own record: it must say what the base says (a round killed
       // after it prepared the puller left another record behind).
       const ph = await readJson<{ complete?: boolean }>(this.o.state.pullHead);
@@ -194,7 +199,7 @@ export class TwoWayNode {
         this.unscanned = false;
       }
       if (!r.noop || !doc) await this.adoptPulled(r.generation);
-      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred };
+      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred, skipped: this.skipped };
     }
     await this.takeLease();
     try {
@@ -235,7 +240,7 @@ export class TwoWayNode {
           now = res.generation;
         }
       }
-      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred };
+      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped };
     } finally {
       await this.d.publisher.releaseLease();
     }
@@ -295,6 +300,14 @@ export class TwoWayNode {
    */
   private async scanLocal(base: FileMap): Promise<{ local: Map<string, FileFacts>; deferred: number }> {
     const s = await scanTree(this.o.docroot, { filter: this.o.filter, excludeAbs: [this.o.state.dir, this.o.conflictsDir] });
+    // Issue 27: sync skipped these silently (push warns). Warned once per name per process (a round
+    // every few seconds would repeat it forever); the status and /metrics carry the current list.
+    this.skipped = s.skipped;
+    for (const k of s.skipped) {
+      if (this.warned.has(k.path)) continue;
+      this.warned.add(k.path);
+      this.d.log.warn({ path: k.path, reason: k.reason }, "skipped");
+    }
     const local = new Map<string, FileFacts>();
     const now = this.d.now().getTime();
     let deferred = 0;

@@ -81,6 +81,45 @@ describe(`sync heals (${serverLabel()})`, () => {
     }
   });
 
+  test("names sync cannot carry (newline, TAB, backslash, invalid UTF-8) are reported like push does: log once per name, status, /metrics", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-names");
+    const url = `s3://${bucket}/w`;
+    const a = syncNode(ctx, "a");
+    const b = syncNode(ctx, "b");
+    const nodes = [a, b];
+    await writeTree(a.root, { "index.html": "home" });
+    const odd = ["new\nline.html", "tab\there.html", "back\\slash.html"];
+    for (const n of odd) await writeFile(path.join(a.root, n), "odd");
+    await writeFile(Buffer.from(path.join(a.root, "bad") + "\xff.html", "latin1"), "bad");
+    startSync(ctx, a, url, ["--http", "127.0.0.1:0"]);
+    startSync(ctx, b, url);
+    try {
+      await until("b has the site", async () => (await textOf(b, "index.html")) === "home", 30_000, nodes);
+      // Several rounds later (edits make a round scan): still one warning per name.
+      for (let i = 0; i < 3; i++) {
+        await writeTree(a.root, { "index.html": `home ${i}` });
+        await until(`edit ${i} on b`, async () => (await textOf(b, "index.html")) === `home ${i}`, 30_000, nodes);
+      }
+      const warnings = (a.child?.out.stdout ?? "").split("\n").filter((l) => l.includes('"msg":"skipped"')).map((l) => JSON.parse(l) as { path: string; reason: string });
+      assert.equal(warnings.length, 4, `one warning per name: ${JSON.stringify(warnings)}`);
+      for (const n of odd) assert.ok(warnings.some((w) => w.path === n), `a warning for ${JSON.stringify(n)}`);
+      assert.ok(warnings.some((w) => /not valid UTF-8/.test(w.reason)), "a warning for the invalid UTF-8 name");
+      const st = await until("a's status lists them", async () => {
+        const s = await syncStatusOf(a);
+        return (s.skipped as unknown[] | undefined)?.length === 4 ? s : undefined;
+      }, 10_000, nodes);
+      assert.equal(st.status, "OK");
+      assert.match(String(st.line), /^OK \d+ \(4 path\(s\) skipped/);
+      const page = /"url":"(http:[^"]+)"[^\n]*"msg":"status page listening"/.exec(a.child?.out.stdout ?? "")?.[1];
+      assert.ok(page, "the status page listens");
+      assert.match(await (await fetch(new URL("/metrics", page))).text(), /fansync_skipped_paths\{role="sync"\} 4/);
+      for (const n of odd) assert.equal(await textOf(b, n), undefined, "nothing of them reached b");
+    } finally {
+      for (const n of nodes) await stopSync(n);
+    }
+  });
+
   test("edits made while both daemons were frozen: newer mtime wins and a modification beats a deletion, whichever resumes first", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-frozen");
