@@ -241,5 +241,28 @@ export function heldForApply(base: ReadonlyMap<string, Entry>, remote: ReadonlyM
   return held;
 }
 
+/** What applying the head does to the docroot, beside what the node publishes. */
+export interface ApplyPlan {
+  /** Paths the head's version is written to (new or changed there, or restored here). */
+  readonly fetch: readonly string[];
+  /** Paths removed from the docroot (gone from the head, or restored to its absence). */
+  readonly remove: readonly string[];
+}
+
+/**
+ * What a round's apply changes in the docroot (for `sync --dry-run`): the puller, told
+ * {@link heldForApply}, fetches every path whose head version differs from what it is told is there
+ * and removes what the head no longer has; paths being published are left alone.
+ */
+export function planApply(base: ReadonlyMap<string, FileFacts>, remote: ReadonlyMap<string, FileFacts>, plan: SyncPlan): ApplyPlan {
+  const published = new Set(plan.publish);
+  const restored = new Set(plan.restore);
+  const fetch: string[] = [];
+  const remove: string[] = [];
+  for (const [p, r] of remote) if (!published.has(p) && (restored.has(p) || !sameFile(r, base.get(p)))) fetch.push(p);
+  for (const p of new Set([...base.keys(), ...restored])) if (!published.has(p) && !remote.has(p)) remove.push(p);
+  return { fetch: fetch.sort(compareUtf8), remove: remove.sort(compareUtf8) };
+}
+
 /** A content hash no file has: the puller replaces whatever is there. */
 export const UNKNOWN_SHA256 = "0".repeat(64);

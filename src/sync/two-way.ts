@@ -24,7 +24,7 @@ import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { filesDigest, verifyGeneration } from "../core/signing.ts";
-import { type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planSync, type SyncConflict } from "../core/sync-plan.ts";
+import { type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
 import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -115,6 +115,18 @@ export class UnseenLocalChange extends FileChanging {
     super(`${p} changed in the docroot since the last scan`);
     this.path = p;
   }
+}
+
+/** What `sync --dry-run` found: the plan of one round. */
+export interface DryRunResult {
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly plan: SyncPlan;
+  /** The published paths that are deletions. */
+  readonly deletes: readonly string[];
+  readonly apply: ApplyPlan;
+  readonly deferred: number;
+  readonly skipped: readonly Skipped[];
 }
 
 /** The base as recorded. */
@@ -244,6 +256,24 @@ export class TwoWayNode {
     } finally {
       await this.d.publisher.releaseLease();
     }
+  }
+
+  /**
+   * `sync --dry-run`: the round a starting daemon would run, planned and not carried out. Reads
+   * the base, the docroot and the head; takes no lease, keeps nothing, writes nothing.
+   */
+  async dryRun(): Promise<DryRunResult> {
+    const doc = await readJson<BaseDoc>(this.baseDoc);
+    const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
+    const scan = await this.scanLocal(base);
+    const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
+    const remote: FileMap = !hs ? new Map() : doc && hs.head.generation === doc.generation ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+    // A generation the round would refuse is refused here too (said, not planned with).
+    const trust = this.o.puller.trust;
+    if (trust && hs && remote !== base) verifyGeneration(hs.head, remote.values(), trust, this.url);
+    const plan = planSync({ base, local: scan.local, remote, owns: this.o.owns, rule: this.o.rule, joining: true });
+    const deletes = plan.publish.filter((p) => !scan.local.has(p));
+    return { generation: doc?.generation ?? 0, headGeneration: hs?.head.generation ?? 0, plan, deletes, apply: planApply(base, remote, plan), deferred: scan.deferred, skipped: this.skipped };
   }
 
   /** Apply the head through the puller; `local` is the docroot as planned (see {@link keepIfChanged}). */

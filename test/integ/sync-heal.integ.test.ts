@@ -7,12 +7,14 @@ import assert from "node:assert/strict";
 import { rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { useServer } from "../helpers/ctx.ts";
+import { expectCode, useServer } from "../helpers/ctx.ts";
+import { readHeadDoc } from "../helpers/s3.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 import { allEqualHead, keptContents, startSync, stopSync, syncNode, syncStatusOf, textOf, until } from "../helpers/sync-nodes.ts";
-import { writeTree } from "../helpers/tree.ts";
+import { snapshot, writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
+const generation = async (bucket: string) => (await readHeadDoc(ctx.server.client, bucket, "w/")).generation as number;
 
 describe(`sync heals (${serverLabel()})`, () => {
   test("dir→file on a while b adds d/new: the directory wins, a's file is kept, and a goes on publishing and applying", async (t) => {
@@ -115,6 +117,42 @@ describe(`sync heals (${serverLabel()})`, () => {
       assert.ok(page, "the status page listens");
       assert.match(await (await fetch(new URL("/metrics", page))).text(), /fansync_skipped_paths\{role="sync"\} 4/);
       for (const n of odd) assert.equal(await textOf(b, n), undefined, "nothing of them reached b");
+    } finally {
+      for (const n of nodes) await stopSync(n);
+    }
+  });
+
+  test("sync --dry-run prints one round's plan (publish, apply, remove, keep) and changes nothing", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-dry");
+    const url = `s3://${bucket}/w`;
+    const a = syncNode(ctx, "a");
+    const b = syncNode(ctx, "b");
+    const nodes = [a, b];
+    const old = new Date(Date.now() - 3_600_000);
+    await writeTree(a.root, { "c.html": "c v1", "d.html": "d v1", "gone-on-b.html": "g" }, old);
+    startSync(ctx, a, url);
+    startSync(ctx, b, url);
+    try {
+      await until("b in step", async () => (await textOf(b, "d.html")) === "d v1" && (await allEqualHead(ctx, bucket, "w/", nodes)), 30_000, nodes);
+      await stopSync(a);
+      await writeTree(b.root, { "c.html": "c from b (older)", "r.html": "new on b" }, new Date(Date.now() - 60_000));
+      await rm(path.join(b.root, "gone-on-b.html"));
+      await until("b's edits published", async () => (await allEqualHead(ctx, bucket, "w/", [b])) !== undefined && (await generation(bucket)) >= 2, 30_000, nodes);
+      await stopSync(b);
+      await writeTree(a.root, { "c.html": "c from a (newer)", "mine.html": "new on a" }, new Date(Date.now() - 10_000));
+      await rm(path.join(a.root, "d.html"));
+      const before = await snapshot(a.root);
+      const g = await generation(bucket);
+      const r = await ctx.cli(["sync", a.root, url, ...ctx.flags(a.state), "--node-id", "a", "--dry-run"]);
+      expectCode(r, 0);
+      const ops = r.logs.filter((l) => typeof l.op === "string").map((l) => `${String(l.op)} ${String(l.path)}`).sort();
+      assert.deepEqual(ops, ["delete d.html", "get r.html", "keep c.html", "put c.html", "put mine.html", "remove gone-on-b.html"]);
+      assert.ok(r.logs.some((l) => l.msg === "would settle a conflict" && l.path === "c.html" && l.winner === "local"), "the conflict and its winner");
+      assert.ok(r.logs.some((l) => l.msg === "dry run: nothing changed" && l.publish === 2 && l.publishDeletes === 1 && l.apply === 1 && l.remove === 1 && l.keep === 1));
+      assert.deepEqual([...(await snapshot(a.root))].map(([p, f]) => [p, f.sha256]).sort(), [...before].map(([p, f]) => [p, f.sha256]).sort(), "the docroot is unchanged");
+      assert.equal(await generation(bucket), g, "nothing published");
+      assert.deepEqual(await keptContents(a), [], "nothing kept");
     } finally {
       for (const n of nodes) await stopSync(n);
     }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type FileFacts, heldForApply, localWins, planSync, type SyncPlanInput, UNKNOWN_SHA256 } from "../../src/core/sync-plan.ts";
+import { type FileFacts, heldForApply, localWins, planApply, planSync, type SyncPlanInput, UNKNOWN_SHA256 } from "../../src/core/sync-plan.ts";
 import type { Entry } from "../../src/core/manifest.ts";
 
 const f = (sha: string, mtimeMs = 1000, mode = 0o644): FileFacts => ({ size: sha.length, mtimeMs, mode, sha256: sha.padEnd(64, "0") });
@@ -127,4 +127,16 @@ test("file↔directory where the node does not own the file: its own files under
   assert.deepEqual(p.publish, []);
   assert.deepEqual(p.restore, ["up/a.jpg"]);
   assert.deepEqual(p.keep, [{ path: "up/a.jpg", from: "local", reason: "conflict" }]);
+});
+
+test("planApply (sync --dry-run): what the head writes and removes, published paths left alone", () => {
+  const base = m({ a: f("a"), b: f("b"), c: f("c"), d: f("d") });
+  const local = m({ a: f("a2", 5000), b: f("b"), c: f("c"), d: f("d"), n: f("n", 5000) });
+  const remote = m({ a: f("a"), b: f("b3", 3000), d: f("d"), r: f("r") });
+  const p = plan({ base, local, remote });
+  assert.deepEqual(p.publish, ["a", "n"]);
+  assert.deepEqual(planApply(base, remote, p), { fetch: ["b", "r"], remove: ["c"] });
+  // A restored path is fetched even when the head has the base's version (the docroot's is the loser).
+  const owned = plan({ base, local: m({ ...Object.fromEntries(base), d: f("mine", 5000) }), remote: base, owns: (x) => x !== "d" });
+  assert.deepEqual(planApply(base, base, owned), { fetch: ["d"], remove: [] });
 });
