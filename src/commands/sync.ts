@@ -139,6 +139,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       approveDeletes: false,
       signer,
       trust,
+      writerKind: "sync",
     },
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );

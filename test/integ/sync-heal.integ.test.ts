@@ -158,6 +158,39 @@ describe(`sync heals (${serverLabel()})`, () => {
     }
   });
 
+  test("the head records which command wrote it; push refuses to publish over sync writers' generation without --force (exit 5), and warns with it", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-kind");
+    const url = `s3://${bucket}/w`;
+    const a = syncNode(ctx, "a");
+    await writeTree(a.root, { "index.html": "home", "uploads/cat.jpg": "meow" });
+    startSync(ctx, a, url);
+    try {
+      await until("a published", async () => (await allEqualHead(ctx, bucket, "w/", [a])) !== undefined && (await generation(bucket)) >= 1, 30_000, [a]);
+    } finally {
+      await stopSync(a);
+    }
+    const head = await readHeadDoc(ctx.server.client, bucket, "w/");
+    assert.equal(head.writerKind, "sync");
+    const g = head.generation as number;
+    // A master's docroot without the sync node's upload.
+    const master = ctx.tmp("kind-master");
+    await writeTree(master, { "index.html": "home v2" });
+    const state = ctx.tmp("kind-master-state");
+    const refused = await ctx.cli(["push", master, url, ...ctx.flags(state)]);
+    expectCode(refused, 5);
+    assert.match(refused.stderr, /refusing to publish: generation \d+ .* was published by a two-way `fansync sync` node/);
+    assert.equal(await generation(bucket), g, "nothing published");
+    const forced = await ctx.cli(["push", master, url, ...ctx.flags(state), "--force"]);
+    expectCode(forced, 0);
+    assert.ok(forced.logs.some((l) => l.level === 40 && /published by a two-way `fansync sync` node .*--force: publishing anyway/.test(String(l.msg))), "--force warns");
+    const after = await readHeadDoc(ctx.server.client, bucket, "w/");
+    assert.equal(after.writerKind, "push");
+    // Over push's own generation, push goes on as before.
+    await writeTree(master, { "index.html": "home v3" });
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(state)]), 0);
+  });
+
   test("edits made while both daemons were frozen: newer mtime wins and a modification beats a deletion, whichever resumes first", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-frozen");
