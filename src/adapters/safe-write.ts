@@ -48,8 +48,14 @@ export async function ensureParentDirs(root: string, rel: string, removable: (p:
       });
     }
     if (st.isFile() && removable(sub)) {
-      await unlink(cur);
-      await mkdir(cur, { mode: 0o755 });
+      // Concurrent downloads under the same directory race here: whoever comes second finds the
+      // file gone, or the directory already made.
+      await unlink(cur).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw toLocal(e, cur);
+      });
+      await mkdir(cur, { mode: 0o755 }).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw toLocal(e, cur);
+      });
       verified?.add(sub);
       continue;
     }

@@ -4,6 +4,7 @@
  * mtime updates, deletions) only when all of them succeeded: the docroot moves from one complete
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
+import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
@@ -404,15 +405,21 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
   for (const p of plan.deletes) {
     const abs = path.join(root, p);
+    let st: Stats | undefined;
     try {
+      // A file where a parent directory was (the path is gone with it) is nothing to delete.
       await ensureParentDirs(root, p, () => false);
-      const st = await lstat(abs);
-      if (st.isDirectory()) continue;
-      await d.beforeReplace?.(p);
-      await unlink(abs);
+      st = await lstat(abs);
     } catch (err) {
-      if (err instanceof FansyncError) throw err;
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof LocalIoError)) log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+    }
+    if (st?.isDirectory()) continue;
+    if (st) {
+      // The caller's refusal (sync: a local change not rebased yet) ends the run; nothing else here does.
+      await d.beforeReplace?.(p);
+      await unlink(abs).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+      });
     }
     await pruneEmptyDirs(root, p);
   }
