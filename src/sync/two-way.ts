@@ -178,8 +178,9 @@ export class TwoWayNode {
   /**
    * One round (see the module comment). `joining`: the first round of this process. `scan: false`
    * (nothing changed in the docroot since the last scan, as far as the watcher knows): the docroot
-   * is taken to be the base, and the round is a pull (a file the puller would replace that differs
-   * from the base is still kept first).
+   * is taken to be the base, and the round is a pull; a file the puller would replace that differs
+   * from the base means the watcher was behind, and the round starts again with a scan
+   * ({@link UnseenLocalChange}).
    */
   async round(opts: { joining: boolean; scan?: boolean }): Promise<RoundResult> {
     const { log } = this.d;
