@@ -322,7 +322,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
         ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
         return;
       }
-      await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
+      await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs, d.beforeReplace);
       // An object that moved is not fetched again now: the next run converges (retry.ts). Each try
       // gets a name of its own (temp files are created O_EXCL; a failed try removes its file, but
       // one it could not remove must not fail the next).
