@@ -117,6 +117,9 @@ describe(`sync heals (${serverLabel()})`, () => {
       assert.ok(page, "the status page listens");
       assert.match(await (await fetch(new URL("/metrics", page))).text(), /fansync_skipped_paths\{role="sync"\} 4/);
       for (const n of odd) assert.equal(await textOf(b, n), undefined, "nothing of them reached b");
+      const shown = await ctx.cli(["status", "--state-dir", a.state]);
+      expectCode(shown, 0);
+      assert.match(shown.stdout, /4 path\(s\) skipped \(cannot be carried\)/);
     } finally {
       for (const n of nodes) await stopSync(n);
     }
