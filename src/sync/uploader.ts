@@ -105,6 +105,7 @@ export class Uploader {
   private readonly o: UploaderOptions;
   private readonly d: UploaderDeps;
   private readonly writer: GenerationWriter;
+  private readonly warnedSkipped = new Set<string>();
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
   /** The manifest (by sha256) of the last generation this signing writer verified or published itself. */
@@ -164,7 +165,13 @@ export class Uploader {
     const index = await this.loadIndex();
     const under = scope ? minimalScope(scope) : undefined;
     const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.state.dir] });
-    for (const s of scan.skipped) log.warn({ path: s.path, reason: s.reason }, "skipped");
+    // Once per name for the life of this uploader (a run of push; a watch or sync daemon would
+    // otherwise repeat it at every batch whose scope holds it).
+    for (const s of scan.skipped) {
+      if (this.warnedSkipped.has(s.path)) continue;
+      this.warnedSkipped.add(s.path);
+      log.warn({ path: s.path, reason: s.reason }, "skipped");
+    }
     if (!scope && scan.files.length === 0 && scan.unreadable.length === 0 && !this.o.force) {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
     }
