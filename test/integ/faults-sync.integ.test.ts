@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
@@ -145,8 +145,8 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
           await put(n, r.pick(have), body(n.name));
         } else if (roll < 0.78) {
           const p = r.pick(have);
-          await rm(path.join(n.root, p), { force: true });
-          ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
+          // A path the daemon turned into a directory meanwhile is not deleted (no op).
+          if (await rm(path.join(n.root, p), { force: true }).then(() => true, () => false)) ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
         } else if (roll < 0.9) {
           const from = r.pick(have);
           const to = r.pick(pool.filter((p) => !present.has(p)).concat(["moved/" + path.posix.basename(from)]));
@@ -167,14 +167,20 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
           const dirs = [...new Set(have.filter((p) => p.includes("/")).map((p) => p.slice(0, p.indexOf("/"))))];
           if (dirs.length > 0 && r.next() < 0.5) {
             const d = r.pick(dirs);
-            await rm(path.join(n.root, d), { recursive: true, force: true });
-            for (const p of have.filter((x) => x.startsWith(d + "/"))) ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
-            if (await put(n, d, body(n.name))) flips++;
+            // The daemon may be writing into it meanwhile (ENOTEMPTY): a few tries; the deletions that
+            // happened count either way, the flip only when the directory went.
+            let gone = false;
+            for (let k = 0; k < 3 && !gone; k++) gone = await rm(path.join(n.root, d), { recursive: true, force: true }).then(() => true, () => false);
+            for (const p of have.filter((x) => x.startsWith(d + "/"))) {
+              if (!(await stat(path.join(n.root, p)).then(() => true, () => false))) ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
+            }
+            if (gone && (await put(n, d, body(n.name)))) flips++;
           } else {
             const f = r.pick(have);
-            await rm(path.join(n.root, f), { force: true });
-            ops.push({ node: n.name, path: f, seq: ++seq, at: Date.now() });
-            if (await put(n, `${f}/index.html`, body(n.name))) flips++;
+            if (await rm(path.join(n.root, f), { force: true }).then(() => true, () => false)) {
+              ops.push({ node: n.name, path: f, seq: ++seq, at: Date.now() });
+              if (await put(n, `${f}/index.html`, body(n.name))) flips++;
+            }
           }
         }
         // Now and then one or two nodes freeze (a paused container, a suspended VM) for a few steps.
