@@ -54,7 +54,8 @@ export async function scanTree(root: string, opts: { filter: PathFilter; under?:
       st = await lstat(abs);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") return; // vanished during the scan
+      // Vanished during the scan, or a scoped path whose parent is now a file (a directory became a file).
+      if (code === "ENOENT" || code === "ENOTDIR") return;
       if (code === "EACCES" || code === "EPERM") {
         unreadable.push(rel);
         skipped.push({ path: rel, reason: `could not be read (${code})` });

@@ -25,6 +25,7 @@ export class Metrics {
   private readonly eventsListening: Gauge;
   private readonly eventMessages: Counter;
   private eventsSeen = 0;
+  private readonly skipped: Gauge<"role">;
   private readonly detach: () => void;
 
   constructor(version: string) {
@@ -43,6 +44,7 @@ export class Metrics {
     this.conflicts = new Counter({ name: "fansync_sync_conflicts_total", help: "Paths a two-way node found changed both here and in the bucket", registers: r });
     this.eventsListening = new Gauge({ name: "fansync_events_listening", help: "With --events: 1 while the event queue answers, 0 while it fails and the daemon polls instead", registers: r });
     this.eventMessages = new Counter({ name: "fansync_events_messages_total", help: "With --events: messages taken from the event queue", registers: r });
+    this.skipped = new Gauge({ name: "fansync_skipped_paths", help: "Paths the last scan could not carry and skipped (names that cannot be keys, unreadable files)", labelNames: ["role"], registers: r });
     new Gauge({ name: "fansync_build_info", help: "fansync version", labelNames: ["version"], registers: r }).set({ version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: "fansync_process_" });
     const count = (command: string) => this.requests.inc({ command: command.replace(/Command$/, "") });
@@ -90,6 +92,11 @@ export class Metrics {
   /** A two-way node settled `n` conflicts. */
   recordConflicts(n: number): void {
     this.conflicts.inc(n);
+  }
+
+  /** How many paths the last scan skipped. */
+  recordSkipped(role: Role, n: number): void {
+    this.skipped.set({ role }, n);
   }
 
   /** Prometheus text exposition. */

@@ -11,9 +11,10 @@ import { TEMP_MARK } from "../core/paths.ts";
 /**
  * Make sure the parent directories of `rel` exist under `root` as real directories. A symlink in
  * the way is refused (it could lead out of the docroot). `removable(rel)` says whether a regular
- * file standing where a directory must be may be removed (a file that became a directory).
+ * file standing where a directory must be may be removed (a file that became a directory);
+ * `beforeRemove` is told right before it is (two-way sync keeps, or refuses, a file it did not plan with).
  */
-export async function ensureParentDirs(root: string, rel: string, removable: (p: string) => boolean, verified?: Set<string>): Promise<void> {
+export async function ensureParentDirs(root: string, rel: string, removable: (p: string) => boolean, verified?: Set<string>, beforeRemove?: (p: string) => Promise<void>): Promise<void> {
   const segs = rel.split("/");
   // Directories already checked in this run are not lstat-ed again (thousands of files share a few dirs).
   if (verified?.has(segs.slice(0, -1).join("/"))) return;
@@ -48,8 +49,15 @@ export async function ensureParentDirs(root: string, rel: string, removable: (p:
       });
     }
     if (st.isFile() && removable(sub)) {
-      await unlink(cur);
-      await mkdir(cur, { mode: 0o755 });
+      await beforeRemove?.(sub);
+      // Concurrent downloads under the same directory race here: whoever comes second finds the
+      // file gone, or the directory already made.
+      await unlink(cur).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw toLocal(e, cur);
+      });
+      await mkdir(cur, { mode: 0o755 }).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw toLocal(e, cur);
+      });
       verified?.add(sub);
       continue;
     }

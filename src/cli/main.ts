@@ -246,6 +246,7 @@ export function buildProgram(): Command {
     .option("--cache-control <glob=value>", "Cache-Control for paths matching the glob (repeatable; first match wins)", collect)
     .option("--max-delete <n|pct>", "refuse to publish or apply more deletions than this (default 50%)")
     .option("--force", "allow what the delete guard refuses")
+    .option("-n, --dry-run", "plan one round and print it (what would be published, applied, removed and kept); change nothing and exit")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
     .option("--delay <duration>", "quiet window after a local change before a round (default 500ms)")
     .option("--max-delay <duration>", "longest a change waits during continuous activity (default 5s)")

@@ -16,12 +16,12 @@ import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
 import { packsAfter } from "./packs-hook.ts";
 
 /**
- * Build the uploader for a resolved config (shared by push and watch); `events` observe its
+ * Build the uploader for a resolved config (shared by push and watch, `kind`); `events` observe its
  * transfers, `after` is told of each generation. Its requests follow `runs`: run each reconcile
  * inside `runs.run` so that it ends by its deadline (--run-timeout plus time for the bytes it plans
  * to upload).
  */
-export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, runs: RunScope, events?: TransferEvents, after?: AfterGeneration): Uploader {
+export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, runs: RunScope, events?: TransferEvents, after?: AfterGeneration, kind: "push" | "watch" = "push"): Uploader {
   const docroot = path.resolve(cfg.docroot);
   let exclude = [...cfg.exclude];
   if (cfg.excludeFrom) {
@@ -47,6 +47,7 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, ru
       approveDeletes: cfg.approveDeletes,
       signer: signerFor(cfg, cfg.target),
       heartbeatMs: cfg.heartbeat,
+      writerKind: kind,
     },
     {
       store: storeFor(cfg, cfg.target),

@@ -118,6 +118,9 @@ function render(r: StatusReport): string {
     lines.push(`sync    ${s.status.padEnd(5)} generation ${s.generation}  ${s.docroot} ⇄ ${s.target}  node ${s.node}`);
     lines.push(`        last success ${ago(s.lastSuccess)}, last attempt ${ago(s.lastAttempt)}${s.lastError ? `, last error: ${s.lastError}` : ""}`);
     if (s.notOwned.length > 0) lines.push(`        changed here but not owned (not published, restored): ${s.notOwned.slice(0, 5).join(", ")}${s.notOwned.length > 5 ? ", …" : ""}`);
+    // Older status files have no `skipped`.
+    const skipped = s.skipped ?? [];
+    if (skipped.length > 0) lines.push(`        ${skipped.length} path(s) skipped (cannot be carried): ${skipped.slice(0, 3).map((k) => `${JSON.stringify(k.path)} (${k.reason})`).join(", ")}${skipped.length > 3 ? ", …" : ""}`);
     if (s.keptTotal > 0) {
       lines.push(`        ${s.keptTotal} losing version(s) kept (${s.conflictsTotal} conflict(s)) in ${s.conflictsDir}:`);
       for (const k of s.kept.slice(-10)) lines.push(`          ${k.time}  ${k.path}  ${k.reason}, ${k.version} version → ${k.kept}`);

@@ -5,7 +5,7 @@
  */
 import { afterGenerationFor } from "./after-generation.ts";
 import { readFileSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import picomatch from "picomatch";
@@ -19,7 +19,7 @@ import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import { runSyncDaemon } from "../sync/sync-daemon.ts";
-import { type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
+import { type DryRunResult, type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
@@ -47,6 +47,8 @@ export interface SyncStatus {
   readonly kept: readonly KeptRecord[];
   /** Paths changed here that this node does not own (last round). */
   readonly notOwned: readonly string[];
+  /** Paths the last scan could not carry (names that cannot be keys, unreadable files), and why. */
+  readonly skipped: readonly { readonly path: string; readonly reason: string }[];
   readonly host: string;
 }
 
@@ -61,8 +63,8 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     throw new UsageError(`--conflicts-dir ${conflictsDir} is inside the docroot ${docroot}: losing versions would be served`, { hint: "give a directory outside the docroot (default: the node's state directory)" });
   }
   // rsync's rule, as pull: a missing docroot is created when its parent exists (a new node).
-  await mkdir(docroot).catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new LocalIoError(`docroot ${docroot} does not exist and cannot be created (${(err as NodeJS.ErrnoException).code})`, { cause: err, hint: "is the volume mounted? create its parent first if this is a new node" });
+  await (cfg.dryRun ? stat(docroot) : mkdir(docroot)).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new LocalIoError(`docroot ${docroot} does not exist and cannot be ${cfg.dryRun ? "read" : "created"} (${(err as NodeJS.ErrnoException).code})`, { cause: err, hint: "is the volume mounted? create its parent first if this is a new node" });
   });
   // Signed generations: this node signs what it publishes with its key, and applies and builds on
   // only what verifies under --trusted-key and that key's own public half (issue 22).
@@ -71,7 +73,8 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const store = storeFor(cfg, cfg.target);
   // Several writers serialise through the lease and the head's If-Match: without conditional
   // writes two nodes could both publish generation N and one node's changes would vanish.
-  const conditional = await probeConditionalWrites(store, cfg.target);
+  // (A dry run writes nothing, not even the probe's object.)
+  const conditional = cfg.dryRun || (await probeConditionalWrites(store, cfg.target));
   if (!conditional) {
     throw new UsageError(`refusing to sync with ${url}: the server at ${store.endpoint} ignores conditional writes (If-Match / If-None-Match), so two writers could overwrite each other's generations`, {
       hint: "use a server that enforces conditional writes (AWS S3, MinIO, versitygw, LocalStack, moto), or run one writer (`fansync watch`) and pull elsewhere",
@@ -93,6 +96,27 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const owned = cfg.owns.map((g) => picomatch(g.replace(/^\//, ""), { dot: true }));
   const owns = owned.length === 0 ? () => true : (p: string) => owned.some((m) => m(p));
   const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node");
+  const nodeOptions = {
+    docroot,
+    loc: cfg.target,
+    state,
+    conflictsDir,
+    filter,
+    owns,
+    rule: cfg.conflict,
+    nodeId: node,
+    settleMs: cfg.delay,
+    puller: {
+      docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
+      keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust, maxAgeMs: undefined, allowSetuid: false,
+    },
+  };
+  if (cfg.dryRun) {
+    const refuse = () => Promise.reject(new UsageError("a dry run publishes nothing"));
+    const dry = new TwoWayNode(nodeOptions, { store, publisher: { holdLease: refuse, releaseLease: async () => {}, reconcile: refuse }, log: log.child({ component: "sync" }), signal, now: () => new Date() });
+    logDryRun(log, await dry.dryRun());
+    return;
+  }
   const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
   const events = fanOutEvents(monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
@@ -115,6 +139,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       approveDeletes: false,
       signer,
       trust,
+      writerKind: "sync",
     },
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );
@@ -130,21 +155,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   let conflictsTotal = before.filter((k) => k.reason === "conflict").length;
   let recent: KeptRecord[] = before.slice(-50);
   const two = new TwoWayNode(
-    {
-      docroot,
-      loc: cfg.target,
-      state,
-      conflictsDir,
-      filter,
-      owns,
-      rule: cfg.conflict,
-      nodeId: node,
-      settleMs: cfg.delay,
-      puller: {
-        docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
-        keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust, maxAgeMs: undefined, allowSetuid: false,
-      },
-    },
+    nodeOptions,
     {
       store, publisher: uploader, log: log.child({ component: "sync" }), signal, now: () => new Date(), events,
       onKept: (k) => {
@@ -163,15 +174,17 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       lastSuccess = at;
       conflictsTotal += r.result.conflicts.length;
       if (r.result.conflicts.length > 0) monitor?.metrics.recordConflicts(r.result.conflicts.length);
+      monitor?.metrics.recordSkipped("sync", r.result.skipped.length);
     }
+    const skipped = last?.skipped ?? [];
     const generation = last?.generation ?? 0;
     const st: SyncStatus = {
       kind: "fansync-sync-status/1",
       status: r.ok ? "OK" : "ERROR",
-      line: r.ok ? `OK ${generation}${keptTotal > 0 ? ` (${keptTotal} kept version(s) in ${conflictsDir})` : ""}` : `ERROR ${generation} ${errorLine(r.error)}`.slice(0, 300),
+      line: r.ok ? `OK ${generation}${keptTotal > 0 ? ` (${keptTotal} kept version(s) in ${conflictsDir})` : ""}${skipped.length > 0 ? ` (${skipped.length} path(s) skipped, first: ${JSON.stringify(skipped[0]?.path)})` : ""}`.slice(0, 300) : `ERROR ${generation} ${errorLine(r.error)}`.slice(0, 300),
       docroot, target: url, node, generation, headGeneration: last?.headGeneration ?? 0,
       lastSuccess, lastAttempt: at, lastError: r.ok ? null : errorLine(r.error).slice(0, 300),
-      keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], host: os.hostname(),
+      keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], skipped: skipped.slice(0, 50), host: os.hostname(),
     };
     const body = JSON.stringify(st, null, 1) + "\n";
     await writeFileAtomic(state.syncStatus, body);
@@ -211,4 +224,20 @@ async function warnOneSided(store: S3Store, cfg: ConfigFor<"sync">, signs: boole
   if (hs?.head.signature) {
     log.warn({ target: formatLocation(cfg.target), generation: hs.head.generation, keyId: hs.head.signature.keyId }, "the head is signed, but this node neither checks nor signs: it would apply and republish a forged generation unchecked, and trusted nodes refuse what it publishes (give --signing-key or --trusted-key)");
   }
+}
+
+/** `sync --dry-run`: one line per thing the round would do, then the counts. */
+function logDryRun(log: Logger, r: DryRunResult): void {
+  const deletes = new Set(r.deletes);
+  for (const c of r.plan.conflicts) log.warn({ path: c.path, kind: c.kind, winner: c.winner }, "would settle a conflict");
+  for (const k of r.plan.keep) log.info({ op: "keep", path: k.path, version: k.from, reason: k.reason }, "would keep the losing version");
+  for (const p of r.plan.publish) log.info({ op: deletes.has(p) ? "delete" : "put", path: p }, deletes.has(p) ? "would publish the deletion" : "would publish");
+  for (const p of r.apply.fetch) log.info({ op: "get", path: p }, "would apply");
+  for (const p of r.apply.remove) log.info({ op: "remove", path: p }, "would remove");
+  for (const p of r.plan.notOwned) log.warn({ path: p }, "changed here but not owned by this node (--owns): would restore the published version");
+  for (const k of r.skipped) log.warn({ path: k.path, reason: k.reason }, "skipped");
+  log.info({
+    generation: r.generation, headGeneration: r.headGeneration, publish: r.plan.publish.length - r.deletes.length, publishDeletes: r.deletes.length,
+    apply: r.apply.fetch.length, remove: r.apply.remove.length, keep: r.plan.keep.length, conflicts: r.plan.conflicts.length, deferred: r.deferred, skipped: r.skipped.length,
+  }, "dry run: nothing changed");
 }

@@ -28,7 +28,7 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
   const after = await afterGenerationFor(cfg, "publish", pushState(cfg), log, signal);
   // Each batch ends by its deadline (--run-timeout): a stuck one fails, is reported and retried.
   const runs = new RunScope(cfg.runTimeout, drain.hard);
-  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), monitor?.events()), after);
+  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), monitor?.events()), after, "watch");
   const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;

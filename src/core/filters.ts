@@ -12,7 +12,9 @@ export interface PathFilter {
 /**
  * Compile filters with rsync-like precedence: a path is synced when it matches no exclude, or
  * matches an include (includes re-admit excluded paths). A glob without a "/" matches the basename
- * at any depth, like rsync and .gitignore; "dir/" style patterns exclude a whole directory.
+ * at any depth, like rsync and .gitignore; "dir/" style patterns exclude a whole directory; a leading
+ * "/" anchors the glob to the docroot ("/robots.txt" is the top one only), as rsync, rclone and
+ * .gitignore do.
  */
 export function compileFilter(opts: { exclude: readonly string[]; include: readonly string[] }): PathFilter {
   const excluded = compileGlobs(opts.exclude);
@@ -24,14 +26,23 @@ export function compileFilter(opts: { exclude: readonly string[]; include: reado
   };
 }
 
+/**
+ * One glob of a filter rule, as a matcher of relative paths: a leading "/" anchors it to the root
+ * (it is then matched against the whole path); otherwise a glob without "/" (a trailing one aside)
+ * matches a name at any depth. Issue 27: the "/" used to be stripped first, so "/fileZ.txt" also
+ * matched "sub/fileZ.txt".
+ */
+export function compileGlob(glob: string): (path: string) => boolean {
+  const anchored = glob.startsWith("/");
+  const pat = glob.replace(/^\/+/, "").replace(/\/$/, "");
+  return picomatch(pat, { dot: true, basename: !anchored && !pat.includes("/") });
+}
+
 // A path matches when the glob matches it or any of its ancestor directories, so "cache" or
-// "cache/" excludes a whole tree. Globs without "/" match a basename at any depth.
+// "cache/" excludes a whole tree.
 function compileGlobs(globs: readonly string[]): (path: string) => boolean {
   if (globs.length === 0) return () => false;
-  const ms = globs.map((g) => {
-    const pat = g.replace(/^\//, "").replace(/\/$/, "");
-    return picomatch(pat, { dot: true, basename: !pat.includes("/") });
-  });
+  const ms = globs.map(compileGlob);
   return (p) => {
     let i = p.indexOf("/");
     while (i !== -1) {
@@ -53,6 +64,6 @@ export function parseFilterFile(text: string): string[] {
 
 /** Cache-Control rules: the first glob that matches a path gives its header value. */
 export function compileCacheControl(rules: readonly { glob: string; value: string }[]): (path: string) => string | undefined {
-  const ms = rules.map((r) => ({ m: picomatch(r.glob, { dot: true, basename: !r.glob.includes("/") }), value: r.value }));
+  const ms = rules.map((r) => ({ m: compileGlob(r.glob), value: r.value }));
   return (p) => ms.find((r) => r.m(p))?.value;
 }

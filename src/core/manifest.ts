@@ -41,6 +41,13 @@ export interface Head {
   /** Oldest generation whose journal is still kept; journals exist for (oldestJournal..generation]. */
   readonly oldestJournal: number;
   readonly writer: string;
+  /**
+   * Which command wrote this generation (issue 27): a one-way uploader (`push`, `watch`) makes the
+   * bucket equal its docroot, so it must know when it publishes over generations of two-way `sync`
+   * writers (it would delete their uploads). Absent in heads written before it was recorded. Not
+   * covered by the signature (it says who wrote, not what the site holds).
+   */
+  readonly writerKind?: WriterKind;
   readonly time: string;
   /**
    * Paths whose objects a commit that has not finished (or died) may have overwritten with other
@@ -60,6 +67,12 @@ export interface Head {
   /** Set when read: why the head's `signature` member is malformed (then `signature` is undefined). Never written. */
   readonly signatureProblem?: string | undefined;
 }
+
+/** The commands that write generations, as a head records them. */
+export type WriterKind = "push" | "watch" | "sync" | "replicate" | "rollback";
+
+/** Every {@link WriterKind}. */
+export const WRITER_KINDS: readonly WriterKind[] = ["push", "watch", "sync", "replicate", "rollback"];
 
 /** More dirty paths than this are recorded as `["*"]`. */
 export const DIRTY_MAX = 10_000;
@@ -354,6 +367,8 @@ export function parseHead(data: Uint8Array, meta: string): Head {
     bytes: Number(o.bytes) || 0,
     oldestJournal: oldest as number,
     writer: typeof o.writer === "string" ? o.writer : "",
+    // An unknown kind (a newer version's) reads as not recorded.
+    ...(WRITER_KINDS.includes(o.writerKind as WriterKind) ? { writerKind: o.writerKind as WriterKind } : {}),
     time: typeof o.time === "string" ? o.time : "",
     ...parseDirty(o.dirty, bad),
     ...approval(o.approvedDeletes, Number.MAX_SAFE_INTEGER),

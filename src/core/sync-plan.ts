@@ -19,6 +19,13 @@
  *                                                       always remote / always local
  *                           the loser's bytes are kept outside the docroot (never lost)
  *
+ * File↔directory (issue 27): when the outcome would hold a file `d` and a file under `d/` (one node
+ * turned a directory into a file, or a file into a directory, while another changed the other
+ * shape), the directory wins, whichever side it is on and whatever the times: it may hold many
+ * files of several nodes, the file is one version. The file is kept like any loser; the rest of
+ * both sides' changes stand (deletions under the directory included). Where the node may not
+ * publish the file's deletion (not owned), its own files under the directory lose instead.
+ *
  * Joining (the first round of a node that starts with a docroot and a recorded base, e.g. restored
  * from an old snapshot): a local file that differs from the base counts as a local change only when
  * it is newer than the base's entry; an older one takes the remote version (and is kept).
@@ -53,8 +60,11 @@ export interface KeptVersion {
 export interface SyncConflict {
   readonly path: string;
   readonly winner: "local" | "remote";
-  /** "both-modified", "local-deleted" (remote modified), "remote-deleted" (local modified). */
-  readonly kind: "both-modified" | "local-deleted" | "remote-deleted";
+  /**
+   * "both-modified", "local-deleted" (remote modified), "remote-deleted" (local modified),
+   * "file-directory" (a file on one side where the other has a directory).
+   */
+  readonly kind: "both-modified" | "local-deleted" | "remote-deleted" | "file-directory";
 }
 
 /** What one round does. */
@@ -153,7 +163,66 @@ export function planSync(i: SyncPlanInput): SyncPlan {
     }
     publish.push(p);
   }
-  return { publish, restore, conflicts, notOwned, keep };
+  settleFileDirectory(i, { publish, restore, conflicts, notOwned, keep });
+  return { publish: publish.sort(compareUtf8), restore: restore.sort(compareUtf8), conflicts, notOwned, keep };
+}
+
+/**
+ * The file↔directory rule (module comment): rewrite the plan, in place, so that its outcome is a
+ * tree. The outcome of a path is the local file when it is published, else the remote one.
+ */
+function settleFileDirectory(i: SyncPlanInput, plan: { publish: string[]; restore: string[]; conflicts: SyncConflict[]; notOwned: string[]; keep: KeptVersion[] }): void {
+  const published = new Set(plan.publish);
+  const from = (p: string): "local" | "remote" | undefined => (published.has(p) ? (i.local.has(p) ? "local" : undefined) : i.remote.has(p) ? "remote" : undefined);
+  const outcome = new Set<string>();
+  for (const p of i.remote.keys()) if (from(p)) outcome.add(p);
+  for (const p of published) if (i.local.has(p)) outcome.add(p);
+  // Each file that is also an ancestor directory of another outcome path, with what lies under it.
+  const clashes = new Map<string, string[]>();
+  for (const q of outcome) {
+    for (let k = q.indexOf("/"); k !== -1; k = q.indexOf("/", k + 1)) {
+      const a = q.slice(0, k);
+      if (!outcome.has(a)) continue;
+      const under = clashes.get(a) ?? [];
+      under.push(q);
+      clashes.set(a, under);
+    }
+  }
+  if (clashes.size === 0) return;
+  const drop = (list: string[], p: string) => {
+    const at = list.indexOf(p);
+    if (at !== -1) list.splice(at, 1);
+  };
+  const settle = (p: string, winner: "local" | "remote") => {
+    for (let k = plan.conflicts.length - 1; k >= 0; k--) if (plan.conflicts[k]?.path === p) plan.conflicts.splice(k, 1);
+    for (let k = plan.keep.length - 1; k >= 0; k--) if (plan.keep[k]?.path === p) plan.keep.splice(k, 1);
+    plan.conflicts.push({ path: p, winner, kind: "file-directory" });
+  };
+  for (const [file, under] of [...clashes].sort((x, y) => compareUtf8(x[0], y[0]))) {
+    if (from(file) === "local") {
+      // This node's file loses to the head's directory.
+      drop(plan.publish, file);
+      if (!plan.restore.includes(file)) plan.restore.push(file);
+      settle(file, "remote");
+      plan.keep.push({ path: file, from: "local", reason: "conflict" });
+    } else if (i.owns(file)) {
+      // The head's file loses to this node's directory: publishing the path publishes its deletion.
+      drop(plan.restore, file);
+      if (!plan.publish.includes(file)) plan.publish.push(file);
+      drop(plan.notOwned, file);
+      settle(file, "local");
+      plan.keep.push({ path: file, from: "remote", reason: "conflict" });
+    } else {
+      // Not ours to delete: this node's files under it lose instead.
+      for (const q of under) {
+        if (from(q) !== "local") continue;
+        drop(plan.publish, q);
+        if (!plan.restore.includes(q)) plan.restore.push(q);
+        settle(q, "remote");
+        plan.keep.push({ path: q, from: "local", reason: "conflict" });
+      }
+    }
+  }
 }
 
 /**
@@ -170,6 +239,29 @@ export function heldForApply(base: ReadonlyMap<string, Entry>, remote: ReadonlyM
   }
   for (const p of plan.restore) held.set(p, { ...(remote.get(p) ?? base.get(p) ?? { path: p, size: 0, mtimeMs: 0, mode: 0o644, etag: "" }), path: p, sha256: UNKNOWN_SHA256 });
   return held;
+}
+
+/** What applying the head does to the docroot, beside what the node publishes. */
+export interface ApplyPlan {
+  /** Paths the head's version is written to (new or changed there, or restored here). */
+  readonly fetch: readonly string[];
+  /** Paths removed from the docroot (gone from the head, or restored to its absence). */
+  readonly remove: readonly string[];
+}
+
+/**
+ * What a round's apply changes in the docroot (for `sync --dry-run`): the puller, told
+ * {@link heldForApply}, fetches every path whose head version differs from what it is told is there
+ * and removes what the head no longer has; paths being published are left alone.
+ */
+export function planApply(base: ReadonlyMap<string, FileFacts>, remote: ReadonlyMap<string, FileFacts>, plan: SyncPlan): ApplyPlan {
+  const published = new Set(plan.publish);
+  const restored = new Set(plan.restore);
+  const fetch: string[] = [];
+  const remove: string[] = [];
+  for (const [p, r] of remote) if (!published.has(p) && (restored.has(p) || !sameFile(r, base.get(p)))) fetch.push(p);
+  for (const p of new Set([...base.keys(), ...restored])) if (!published.has(p) && !remote.has(p)) remove.push(p);
+  return { fetch: fetch.sort(compareUtf8), remove: remove.sort(compareUtf8) };
 }
 
 /** A content hash no file has: the puller replaces whatever is there. */

@@ -25,7 +25,7 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
-import type { Entry, FileMap } from "../core/manifest.ts";
+import type { Entry, FileMap, WriterKind } from "../core/manifest.ts";
 import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -47,6 +47,8 @@ export interface GenerationWriterOptions {
   readonly retain: number;
   /** Prefix of the writer id recorded in heads ("rollback:" lets readers tell a rollback). */
   readonly label?: string;
+  /** Which command this writer serves, recorded in every head it writes (see Head.writerKind). */
+  readonly kind?: WriterKind | undefined;
   /** Sign every head this writer publishes with this key, for this site (core/signing.ts). */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
 }
@@ -235,6 +237,7 @@ export class GenerationWriter {
         puts: c.puts,
         deletes,
         writer: this.id,
+        writerKind: this.o.kind,
         retain: this.o.retain,
         now: this.d.now,
         conditional: await this.conditionalWrites(),

@@ -10,7 +10,7 @@ import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import {
   DIRTY_MAX, DIRTY_MAX_BYTES, type FileMap, HEAD_MAX_BYTES, JOURNAL_MAX_BYTES, manifestMaxBytes, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
-  serializeHead, serializeJournal, serializeManifest, sha256Hex,
+  serializeHead, serializeJournal, serializeManifest, sha256Hex, type WriterKind,
 } from "../core/manifest.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
@@ -74,6 +74,8 @@ export interface PublishInput {
   readonly puts: readonly Entry[];
   readonly deletes: readonly string[];
   readonly writer: string;
+  /** Which command writes it (see {@link Head.writerKind}). */
+  readonly writerKind?: WriterKind | undefined;
   readonly retain: number;
   /**
    * The generation to publish; default previous + 1. A regional replica passes the primary's number
@@ -139,6 +141,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     // prevGen, which is not the delta from gen - 1: no reader may chain journals across it.
     oldestJournal: journalWritten && gen === prevGen + 1 && !input.rebuilt ? Math.max(0, input.previous?.head.oldestJournal ?? 0, gen - input.retain) : gen,
     writer: input.writer,
+    ...(input.writerKind ? { writerKind: input.writerKind } : {}),
     time,
     ...(input.dirty && input.dirty.length > 0 ? { dirty: capDirty(input.dirty) } : {}),
     ...(input.approvedDeletes ? { approvedDeletes: input.approvedDeletes } : {}),

@@ -4,6 +4,7 @@
  * mtime updates, deletions) only when all of them succeeded: the docroot moves from one complete
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
+import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
@@ -66,7 +67,9 @@ export interface PullerDeps extends JobDeps {
   readonly deadline?: { allow(bytes: number): void } | undefined;
   /**
    * Two-way sync: called right before a path of the docroot is replaced or deleted, so that a file
-   * written there since the node last looked is kept first (sync/two-way.ts). Pull never sets it.
+   * written there since the node last looked is kept first (sync/two-way.ts), or the apply stops:
+   * a FansyncError it throws ends the run as it is, with what landed so far left in place (each
+   * of those files is the generation's). Pull never sets it.
    */
   readonly beforeReplace?: ((path: string) => Promise<void>) | undefined;
 }
@@ -319,7 +322,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
         ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
         return;
       }
-      await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs);
+      await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs, d.beforeReplace);
       // An object that moved is not fetched again now: the next run converges (retry.ts). Each try
       // gets a name of its own (temp files are created O_EXCL; a failed try removes its file, but
       // one it could not remove must not fail the next).
@@ -365,7 +368,10 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // Commit: renames, then metadata, then deletions. Each rename is atomic; a crash here leaves
   // complete files only, and the staging list lets the next run clean up and resume.
   for (const c of clearFirst) {
-    for (const p of c.files) await unlink(path.join(root, p)).catch(() => undefined);
+    for (const p of c.files) {
+      await d.beforeReplace?.(p);
+      await unlink(path.join(root, p)).catch(() => undefined);
+    }
     for (const p of [...c.dirs, c.dir].sort((a, b) => b.length - a.length)) await rmdir(path.join(root, p)).catch(() => undefined);
   }
   // Renames run a few at a time (one by one they took 5.7 s at 100k files): each is atomic and
@@ -388,7 +394,8 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     // What did not land is removed now, not left for a later run (the staging record goes too).
     await removeAll(staged.filter((x, i) => x.tmp !== "" && !landed.has(i)).map((x) => x.tmp));
     await rm(stagingFile, { force: true });
-    throw toLocal(renameFailure.err, renameFailure.target);
+    // The caller's own refusal (sync's: a local change not rebased yet) is passed on as it is.
+    throw renameFailure.err instanceof FansyncError ? renameFailure.err : toLocal(renameFailure.err, renameFailure.target);
   }
   for (const e of plan.metaOnly) {
     const abs = path.join(root, e.path);
@@ -398,14 +405,21 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
   for (const p of plan.deletes) {
     const abs = path.join(root, p);
+    let st: Stats | undefined;
     try {
+      // A file where a parent directory was (the path is gone with it) is nothing to delete.
       await ensureParentDirs(root, p, () => false);
-      const st = await lstat(abs);
-      if (st.isDirectory()) continue;
-      await d.beforeReplace?.(p);
-      await unlink(abs);
+      st = await lstat(abs);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof LocalIoError)) log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+    }
+    if (st?.isDirectory()) continue;
+    if (st) {
+      // The caller's refusal (sync: a local change not rebased yet) ends the run; nothing else here does.
+      await d.beforeReplace?.(p);
+      await unlink(abs).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+      });
     }
     await pruneEmptyDirs(root, p);
   }

@@ -134,7 +134,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, signer: o.signer }, d);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, kind: "rollback", signer: o.signer }, d);
   try {
     await writer.hold();
   } catch (err) {

@@ -15,6 +15,9 @@ import type { RoundResult } from "./two-way.ts";
 // round neither publishes its users' edits nor applies anyone else's (pull --watch waits up to 60 s).
 const MAX_BACKOFF_MS = 10_000;
 
+// A sleep that overran by this much means the watcher may be behind (see the loop).
+const STALL_MS = 1000;
+
 /** What the loop drives. */
 export interface RoundRunner {
   round(opts: { joining: boolean; scan: boolean }): Promise<RoundResult>;
@@ -118,8 +121,13 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
       // Sleep until the poll interval, an event's quiet window, or the stop, whichever is first.
       const woke = new Promise<void>((resolve) => (wake = resolve));
       const wait = backoff || o.intervalMs;
+      const slept = Date.now();
       await Promise.race([woke, sleep(wait, d.signal)]);
       wake = undefined;
+      // Woken much later than asked: the process was frozen (SIGSTOP, a paused container, a
+      // suspended VM) or its loop stalled, and the timer fires before the watcher's queued events
+      // are read (issue 27). Whatever was edited meanwhile is not known yet: scan.
+      if (Date.now() - slept > wait + STALL_MS) changed = true;
     }
   } finally {
     d.signal.removeEventListener("abort", onAbort);

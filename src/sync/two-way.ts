@@ -18,14 +18,14 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, RaceError } from "../core/errors.ts";
+import { errorMessage, FileChanging, RaceError } from "../core/errors.ts";
 import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { filesDigest, verifyGeneration } from "../core/signing.ts";
-import { type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planSync, type SyncConflict } from "../core/sync-plan.ts";
-import { hashFile, scanTree } from "../adapters/local-tree.ts";
+import { type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
+import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
@@ -97,6 +97,36 @@ export interface RoundResult {
   readonly kept: readonly KeptRecord[];
   /** Paths left for a later round (still being written). */
   readonly deferred: number;
+  /** What the last scan could not carry (names that cannot be keys, unreadable files), as push reports them. */
+  readonly skipped: readonly Skipped[];
+}
+
+/**
+ * A round that did not scan (the watcher said nothing changed) found a local file that differs from
+ * the base right before the puller would replace it: the watcher was behind (a frozen or stalled
+ * process, a dropped event). The round is planned again with a scan, so the edit meets the conflict
+ * rule instead of being overwritten (issue 27: an edit made while the daemon was SIGSTOPped lost to
+ * an older one). Caught inside the round; a retryable local error if it ever escapes.
+ */
+export class UnseenLocalChange extends FileChanging {
+  override name = "UnseenLocalChange";
+  readonly path: string;
+  constructor(p: string) {
+    super(`${p} changed in the docroot since the last scan`);
+    this.path = p;
+  }
+}
+
+/** What `sync --dry-run` found: the plan of one round. */
+export interface DryRunResult {
+  readonly generation: number;
+  readonly headGeneration: number;
+  readonly plan: SyncPlan;
+  /** The published paths that are deletions. */
+  readonly deletes: readonly string[];
+  readonly apply: ApplyPlan;
+  readonly deferred: number;
+  readonly skipped: readonly Skipped[];
 }
 
 /** The base as recorded. */
@@ -119,6 +149,11 @@ export class TwoWayNode {
   /** The docroot as this round planned with it: a file that differs when the puller replaces it is kept first. */
   private expected: ReadonlyMap<string, FileFacts> = new Map();
   private keptDuringApply: KeptRecord[] = [];
+  /** What the last scan skipped; the names already warned about (once per name, as push does per run). */
+  private skipped: readonly Skipped[] = [];
+  private readonly warned = new Set<string>();
+  /** This round did not scan: a difference from the base found while applying stops the apply (issue 27). */
+  private unscanned = false;
   private roundGeneration = 0;
 
   constructor(o: TwoWayOptions, d: TwoWayDeps) {
@@ -143,8 +178,9 @@ export class TwoWayNode {
   /**
    * One round (see the module comment). `joining`: the first round of this process. `scan: false`
    * (nothing changed in the docroot since the last scan, as far as the watcher knows): the docroot
-   * is taken to be the base, and the round is a pull (a file the puller would replace that differs
-   * from the base is still kept first).
+   * is taken to be the base, and the round is a pull; a file the puller would replace that differs
+   * from the base means the watcher was behind, and the round starts again with a scan
+   * ({@link UnseenLocalChange}).
    */
   async round(opts: { joining: boolean; scan?: boolean }): Promise<RoundResult> {
     const { log } = this.d;
@@ -156,14 +192,27 @@ export class TwoWayNode {
     if (changes.length === 0) {
       // Nothing of our own: a plain pull (the no-op is one conditional GET).
       const hs = doc ? undefined : await readHead(this.d.store, this.o.loc, this.d.signal);
-      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred };
+      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred, skipped: this.skipped };
       // The puller plans against its own record: it must say what the base says (a round killed
       // after it prepared the puller left another record behind).
       const ph = await readJson<{ complete?: boolean }>(this.o.state.pullHead);
       if (!doc || !ph?.complete) await this.preparePull(base, generation);
-      const r = await this.pull(scan.local);
+      let r: Awaited<ReturnType<typeof pullOnce>>;
+      try {
+        // Unscanned, the docroot is only believed to be the base: a path found otherwise right
+        // before it would be replaced stops the apply, and the round starts again with a scan.
+        this.unscanned = opts.scan === false;
+        r = await this.pull(scan.local);
+      } catch (err) {
+        if (!(err instanceof UnseenLocalChange)) throw err;
+        this.takeKeptDuringApply();
+        log.info({ path: err.path }, "the docroot changed where the watcher had not said yet: scanning before applying");
+        return this.round({ joining: opts.joining, scan: true });
+      } finally {
+        this.unscanned = false;
+      }
       if (!r.noop || !doc) await this.adoptPulled(r.generation);
-      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred };
+      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred, skipped: this.skipped };
     }
     await this.takeLease();
     try {
@@ -204,10 +253,28 @@ export class TwoWayNode {
           now = res.generation;
         }
       }
-      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred };
+      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped };
     } finally {
       await this.d.publisher.releaseLease();
     }
+  }
+
+  /**
+   * `sync --dry-run`: the round a starting daemon would run, planned and not carried out. Reads
+   * the base, the docroot and the head; takes no lease, keeps nothing, writes nothing.
+   */
+  async dryRun(): Promise<DryRunResult> {
+    const doc = await readJson<BaseDoc>(this.baseDoc);
+    const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
+    const scan = await this.scanLocal(base);
+    const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
+    const remote: FileMap = !hs ? new Map() : doc && hs.head.generation === doc.generation ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+    // A generation the round would refuse is refused here too (said, not planned with).
+    const trust = this.o.puller.trust;
+    if (trust && hs && remote !== base) verifyGeneration(hs.head, remote.values(), trust, this.url);
+    const plan = planSync({ base, local: scan.local, remote, owns: this.o.owns, rule: this.o.rule, joining: true });
+    const deletes = plan.publish.filter((p) => !scan.local.has(p));
+    return { generation: doc?.generation ?? 0, headGeneration: hs?.head.generation ?? 0, plan, deletes, apply: planApply(base, remote, plan), deferred: scan.deferred, skipped: this.skipped };
   }
 
   /** Apply the head through the puller; `local` is the docroot as planned (see {@link keepIfChanged}). */
@@ -232,6 +299,7 @@ export class TwoWayNode {
     if (!st?.isFile()) return;
     const e = this.expected.get(p);
     if (e && e.size === st.size && e.mtimeMs === Math.floor(st.mtimeMs)) return;
+    if (this.unscanned) throw new UnseenLocalChange(p);
     this.keptDuringApply.push(...(await this.keepVersions([{ path: p, from: "local", reason: "changed-during-apply" }], new Map(), new Map(), this.roundGeneration)));
   }
 
@@ -263,6 +331,14 @@ export class TwoWayNode {
    */
   private async scanLocal(base: FileMap): Promise<{ local: Map<string, FileFacts>; deferred: number }> {
     const s = await scanTree(this.o.docroot, { filter: this.o.filter, excludeAbs: [this.o.state.dir, this.o.conflictsDir] });
+    // Issue 27: sync skipped these silently (push warns). Warned once per name per process (a round
+    // every few seconds would repeat it forever); the status and /metrics carry the current list.
+    this.skipped = s.skipped;
+    for (const k of s.skipped) {
+      if (this.warned.has(k.path)) continue;
+      this.warned.add(k.path);
+      this.d.log.warn({ path: k.path, reason: k.reason }, "skipped");
+    }
     const local = new Map<string, FileFacts>();
     const now = this.d.now().getTime();
     let deferred = 0;

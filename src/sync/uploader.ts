@@ -12,7 +12,7 @@ import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
 import { formatLocation, type Location } from "../core/location.ts";
-import { type Entry, type FileMap, parseManifest } from "../core/manifest.ts";
+import { type Entry, type FileMap, type Head, parseManifest } from "../core/manifest.ts";
 import { copySources, isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
 import { formatAge } from "../core/units.ts";
 import { type SigningKey, trustedKeyOf, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
@@ -48,6 +48,11 @@ export interface UploaderOptions extends WriterTuning {
   readonly approveDeletes: boolean;
   /** Sign every generation with this key, for this site (signed generations). */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /**
+   * Which command publishes (recorded in the head). A one-way uploader (`push`, `watch`) refuses to
+   * publish over a generation of `sync` writers unless forced (see {@link checkOverSync}).
+   */
+  readonly writerKind?: "push" | "watch" | "sync" | undefined;
   /** With a signer: publish an unchanged generation when the head was signed longer ago than this. */
   readonly heartbeatMs?: number | undefined;
   /**
@@ -100,6 +105,7 @@ export class Uploader {
   private readonly o: UploaderOptions;
   private readonly d: UploaderDeps;
   private readonly writer: GenerationWriter;
+  private readonly warnedSkipped = new Set<string>();
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
   /** The manifest (by sha256) of the last generation this signing writer verified or published itself. */
@@ -110,7 +116,7 @@ export class Uploader {
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
-    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, signer: opts.signer }, deps);
+    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, kind: opts.writerKind, signer: opts.signer }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
@@ -159,7 +165,13 @@ export class Uploader {
     const index = await this.loadIndex();
     const under = scope ? minimalScope(scope) : undefined;
     const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.state.dir] });
-    for (const s of scan.skipped) log.warn({ path: s.path, reason: s.reason }, "skipped");
+    // Once per name for the life of this uploader (a run of push; a watch or sync daemon would
+    // otherwise repeat it at every batch whose scope holds it).
+    for (const s of scan.skipped) {
+      if (this.warnedSkipped.has(s.path)) continue;
+      this.warnedSkipped.add(s.path);
+      log.warn({ path: s.path, reason: s.reason }, "skipped");
+    }
     if (!scope && scan.files.length === 0 && scan.unreadable.length === 0 && !this.o.force) {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
     }
@@ -185,6 +197,7 @@ export class Uploader {
     const approve = plan.deletes.length > 0 && (this.o.approveDeletes || (this.o.force && guardRefuses(guard)));
     const gen = remote.state?.head.generation ?? 0;
     const summary = { uploads: plan.uploads.length, copies: plan.copies.length, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, uploadBytes: plan.uploadBytes, unchanged: plan.unchanged, skipped: scan.skipped.length, unreadable, repaired: moved.size };
+    if (!isEmptyPlan(plan)) this.checkOverSync(remote.state?.head);
     if (this.o.dryRun) {
       logPlan(log, plan);
       log.info({ ...summary, unreadable: unreadable.length, generation: gen, bytes: plan.uploadBytes }, "dry run: nothing changed");
@@ -210,6 +223,22 @@ export class Uploader {
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
     return this.execute(remote, plan, summary, index, dirty, approve, pending, moved);
+  }
+
+  /**
+   * Issue 27: a one-way uploader makes the bucket equal its docroot, so publishing over a generation
+   * that two-way `sync` nodes wrote deletes (within the delete guard) what they published and this
+   * docroot lacks. Refused unless forced (then a warning); a dry run only warns.
+   */
+  private checkOverSync(head: Head | undefined): void {
+    const kind = this.o.writerKind;
+    if ((kind !== "push" && kind !== "watch") || head?.writerKind !== "sync") return;
+    const what = `generation ${head.generation} of s3://${this.o.loc.bucket}/${this.o.loc.prefix} was published by a two-way \`fansync sync\` node (${head.writer}): ${kind} makes the bucket equal this docroot, and would delete what sync nodes published that this docroot lacks`;
+    if (this.o.force || this.o.dryRun) {
+      this.d.log.warn({ generation: head.generation, writer: head.writer, writerKind: head.writerKind }, this.o.force ? `${what} (--force: publishing anyway)` : what);
+      return;
+    }
+    throw new GuardError(`refusing to publish: ${what}`, "run `fansync sync` on this docroot to publish alongside the sync nodes, or pass --force if this docroot is to replace the site");
   }
 
   /**

@@ -1,14 +1,15 @@
 /**
  * Two-way convergence under faults: three `fansync sync` daemons on three docroots, each making
- * seeded random creates, edits, deletes and renames for a while, some SIGKILLed and restarted, every
- * request through a fault proxy. Then quiet: every docroot must equal the final head byte for byte,
+ * seeded random creates, edits, deletes, renames and file↔directory flips for a while, some
+ * SIGKILLed and restarted, some frozen (SIGSTOP) while edits go on and resumed later (SIGCONT),
+ * every request through a fault proxy. Then quiet: every docroot must equal the final head byte for byte,
  * the generations must form one chain, every local write must be in the final state, or published
  * and superseded later in the chain, or kept as a losing version, or overwritten on its own node
  * before it was published; and no docroot may ever show a file whose bytes nobody wrote.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
@@ -69,16 +70,23 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
     let seq = 0;
     // The test's own writes are atomic (a temp file outside the docroot, renamed in): any partial
     // file a docroot shows was written by fansync.
-    const put = async (n: (typeof nodes)[number], p: string, body: Buffer) => {
+    // A path whose parent is a file now (a flip), or a directory where the file goes, is no write.
+    const put = async (n: (typeof nodes)[number], p: string, body: Buffer): Promise<boolean> => {
       // Known before it can be seen.
       contents.add(sha(body));
-      const tmp = path.join(scratch, `w${seq}`);
+      const tmp = path.join(scratch, `w${seq}-${n.name}`);
       await writeFile(tmp, body);
-      await mkdir(path.dirname(path.join(n.root, p)), { recursive: true });
-      await rename(tmp, path.join(n.root, p));
+      try {
+        await mkdir(path.dirname(path.join(n.root, p)), { recursive: true });
+        await rename(tmp, path.join(n.root, p));
+      } catch {
+        await rm(tmp, { force: true });
+        return false;
+      }
       const s = ++seq;
       writes.push({ node: n.name, path: p, sha256: sha(body), size: body.length, seq: s, at: Date.now() });
       ops.push({ node: n.name, path: p, seq: s, at: Date.now() });
+      return true;
     };
     const body = (n: string) => {
       const big = r.next() < 0.1;
@@ -112,6 +120,14 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
     })();
 
     let kills = 0;
+    let flips = 0;
+    let freezes = 0;
+    // Frozen nodes (SIGSTOP), and the step at which each is resumed: edits go on meanwhile, on it too.
+    const frozen = new Map<string, number>();
+    const resume = (n: (typeof nodes)[number]) => {
+      n.child?.kill("SIGCONT");
+      frozen.delete(n.name);
+    };
     const steps = count(160, 1200);
     try {
       await sleep(1500);
@@ -121,23 +137,24 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
         const present = (await snapshot(n.root).catch(() => new Map())) as Map<string, unknown>;
         // fansync's own temp files are not the editors' to touch.
         const have = [...present.keys()].filter((p) => !p.split("/").some((s) => s.startsWith(".fansync-tmp-")));
-        const roll = r.next();
+        // At least one flip and one freeze whatever the seed (the figures line counts them).
+        const roll = i === Math.floor(steps / 3) && flips === 0 ? 0.95 : r.next();
         if (roll < 0.3 || have.length === 0) {
           await put(n, r.pick(pool), body(n.name));
-        } else if (roll < 0.7) {
+        } else if (roll < 0.65) {
           await put(n, r.pick(have), body(n.name));
-        } else if (roll < 0.85) {
+        } else if (roll < 0.78) {
           const p = r.pick(have);
-          await rm(path.join(n.root, p), { force: true });
-          ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
-        } else {
+          // A path the daemon turned into a directory meanwhile is not deleted (no op).
+          if (await rm(path.join(n.root, p), { force: true }).then(() => true, () => false)) ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
+        } else if (roll < 0.9) {
           const from = r.pick(have);
           const to = r.pick(pool.filter((p) => !present.has(p)).concat(["moved/" + path.posix.basename(from)]));
           const buf = await readFile(path.join(n.root, from)).catch(() => undefined);
           if (buf && !present.has(to)) {
-            await mkdir(path.dirname(path.join(n.root, to)), { recursive: true });
-            // The daemon may have replaced or removed `from` meanwhile: only a rename that happened counts.
-            const moved = await rename(path.join(n.root, from), path.join(n.root, to)).then(() => true, () => false);
+            // The daemon may have replaced or removed `from` meanwhile, or a flip made `to`'s parent a
+            // file: only a rename that happened counts.
+            const moved = await mkdir(path.dirname(path.join(n.root, to)), { recursive: true }).then(() => rename(path.join(n.root, from), path.join(n.root, to))).then(() => true, () => false);
             if (moved) {
               ops.push({ node: n.name, path: from, seq: ++seq, at: Date.now() });
               const s = ++seq;
@@ -145,10 +162,41 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
               ops.push({ node: n.name, path: to, seq: s, at: Date.now() });
             }
           }
+        } else {
+          // A file↔directory flip: a directory becomes a file of the same name, or a file a directory.
+          const dirs = [...new Set(have.filter((p) => p.includes("/")).map((p) => p.slice(0, p.indexOf("/"))))];
+          if (dirs.length > 0 && r.next() < 0.5) {
+            const d = r.pick(dirs);
+            // The daemon may be writing into it meanwhile (ENOTEMPTY): a few tries; the deletions that
+            // happened count either way, the flip only when the directory went.
+            let gone = false;
+            for (let k = 0; k < 3 && !gone; k++) gone = await rm(path.join(n.root, d), { recursive: true, force: true }).then(() => true, () => false);
+            for (const p of have.filter((x) => x.startsWith(d + "/"))) {
+              if (!(await stat(path.join(n.root, p)).then(() => true, () => false))) ops.push({ node: n.name, path: p, seq: ++seq, at: Date.now() });
+            }
+            if (gone && (await put(n, d, body(n.name)))) flips++;
+          } else {
+            const f = r.pick(have);
+            if (await rm(path.join(n.root, f), { force: true }).then(() => true, () => false)) {
+              ops.push({ node: n.name, path: f, seq: ++seq, at: Date.now() });
+              if (await put(n, `${f}/index.html`, body(n.name))) flips++;
+            }
+          }
+        }
+        // Now and then one or two nodes freeze (a paused container, a suspended VM) for a few steps.
+        for (const m of nodes) if ((frozen.get(m.name) ?? Infinity) <= i) resume(m);
+        if (r.next() < 0.03 || (i === Math.floor(steps / 2) && freezes === 0)) {
+          for (const m of r.next() < 0.5 ? [r.pick(nodes)] : nodes.slice(0, 2)) {
+            if (frozen.has(m.name) || !m.child) continue;
+            m.child.kill("SIGSTOP");
+            frozen.set(m.name, i + r.int(5, 25));
+            freezes++;
+          }
         }
         // Now and then a node dies mid-whatever and comes back a little later.
         if (r.next() < 0.025) {
           const victim = r.pick(nodes);
+          frozen.delete(victim.name);
           await kill(victim);
           kills++;
           await sleep(r.int(200, 1500));
@@ -156,7 +204,8 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
         }
         await sleep(r.int(30, 150));
       }
-      // Quiet: no faults, no edits; wait until every docroot equals the head and the head stays.
+      // Quiet: no faults, no edits, nobody frozen; wait until every docroot equals the head and the head stays.
+      for (const n of nodes) resume(n);
       proxy.fault = () => ({ kind: "none" });
       const deadline = Date.now() + 90_000;
       let settled: number | undefined;
@@ -254,13 +303,20 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
       fig.faults += proxy.injected;
       fig.killPoints += kills;
       const conflicts = nodes.reduce((s, n) => s + n.out.split("\n").filter((l) => l.includes('"msg":"conflict"')).length, 0);
-      process.stdout.write(`# figures sync convergence (${serverLabel()}, seed ${SEED}): writes ${writes.length} (final ${tally.final}, published then superseded ${tally.publishedThenSuperseded}, kept ${tally.kept}, overwritten locally before publishing ${tally.overwrittenLocally}, the longest after ${longestUnpublished} ms), ops ${ops.length}, generations ${final.generation}, conflicts ${conflicts}, kept versions ${keptCount}, kills ${kills}, faults injected ${proxy.injected}, docroot samples ${samples}, bytes lost ${bytesLost}\n`);
+      process.stdout.write(`# figures sync convergence (${serverLabel()}, seed ${SEED}): writes ${writes.length} (final ${tally.final}, published then superseded ${tally.publishedThenSuperseded}, kept ${tally.kept}, overwritten locally before publishing ${tally.overwrittenLocally}, the longest after ${longestUnpublished} ms), ops ${ops.length}, generations ${final.generation}, conflicts ${conflicts}, kept versions ${keptCount}, kills ${kills}, freezes ${freezes}, file↔directory flips ${flips}, faults injected ${proxy.injected}, docroot samples ${samples}, bytes lost ${bytesLost}\n`);
+      assert.ok(flips > 0 && freezes > 0, `the run flipped (${flips}) and froze (${freezes})`);
       assert.deepEqual(violations.slice(0, 5), [], "no docroot ever showed bytes nobody wrote");
-      assert.deepEqual(lost.slice(0, 5), [], `every write accounted for (${lost.length} lost)`);
+      // What the nodes said about a lost write's path (and its parents): the trail to follow.
+      const trail = lost.slice(0, 2).map((w) => {
+        const names = new Set([w.path, ...w.path.split("/").slice(0, -1).map((_, k, segs) => segs.slice(0, k + 1).join("/"))]);
+        return nodes.map((n) => `--- ${n.name} on ${w.path}\n${n.out.split("\n").filter((l) => [...names].some((x) => l.includes(`"${x}"`) || l.includes(`"${x}/`))).slice(-30).join("\n")}`).join("\n");
+      }).join("\n");
+      assert.deepEqual(lost.slice(0, 5), [], `every write accounted for (${lost.length} lost)\n${trail}`);
       assert.equal(bytesLost, 0);
     } finally {
       sampling = false;
       await sampler;
+      for (const n of nodes) n.child?.kill("SIGCONT");
       for (const n of nodes) n.child?.kill("SIGKILL");
       await proxy.close();
     }

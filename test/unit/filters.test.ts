@@ -39,3 +39,27 @@ test("content types carry a charset for text", () => {
   assert.equal(contentTypeFor("logo.png"), "image/png");
   assert.equal(contentTypeFor("LICENSE"), "application/octet-stream");
 });
+
+// Issue 27 item 7: a leading "/" anchors a glob to the docroot (rsync, rclone, .gitignore).
+test("a leading / anchors a glob to the root; without it a name matches at any depth", () => {
+  const cases: [exclude: string, path: string, synced: boolean][] = [
+    ["/fileZ.txt", "fileZ.txt", false],
+    ["/fileZ.txt", "sub/fileZ.txt", true],
+    ["fileZ.txt", "sub/fileZ.txt", false],
+    ["/cache/", "cache/a.html", false],
+    ["/cache/", "a/cache/b.html", true],
+    ["/*.tmp", "x.tmp", false],
+    ["/*.tmp", "a/x.tmp", true],
+    ["/a/b.html", "a/b.html", false],
+    ["/a/b.html", "z/a/b.html", true],
+  ];
+  for (const [ex, p, synced] of cases) assert.equal(compileFilter({ exclude: [ex], include: [] }).matches(p), synced, `--exclude ${ex} on ${p}`);
+  const f = compileFilter({ exclude: ["*.log"], include: ["/keep.log"] });
+  assert.equal(f.matches("keep.log"), true);
+  assert.equal(f.matches("a/keep.log"), false);
+  assert.equal(compileFilter({ exclude: ["/cache"], include: [] }).prunesDir("cache"), true);
+  assert.equal(compileFilter({ exclude: ["/cache"], include: [] }).prunesDir("a/cache"), false);
+  const cc = compileCacheControl([{ glob: "/index.html", value: "no-cache" }]);
+  assert.equal(cc("index.html"), "no-cache");
+  assert.equal(cc("a/index.html"), undefined);
+});

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { IntegrityError } from "../../src/core/errors.ts";
 import { compareUtf8 } from "../../src/core/paths.ts";
-import { applyJournal, type Entry, JOURNAL_FORMAT, MANIFEST_FORMAT, metaKeys, parseHead, parseJournal, parseManifest, serializeJournal, serializeManifest, sha256Hex } from "../../src/core/manifest.ts";
+import { applyJournal, type Entry, JOURNAL_FORMAT, MANIFEST_FORMAT, metaKeys, parseHead, parseJournal, parseManifest, serializeHead, serializeJournal, serializeManifest, sha256Hex } from "../../src/core/manifest.ts";
 
 const e = (path: string, n = 1): Entry => ({ path, size: n, mtimeMs: 1700000000000, mode: 0o644, sha256: sha256Hex(path), etag: `"${n}"` });
 
@@ -82,4 +82,14 @@ test("a head must name its own generation's manifest under the meta prefix", () 
   assert.throws(() => parseHead(Buffer.from(JSON.stringify({ ...good, manifestKey: "../../x" })), meta), /not the manifest of generation 3/);
   assert.throws(() => parseHead(Buffer.from(JSON.stringify({ ...good, generation: 0 })), meta), /positive integer/);
   assert.throws(() => parseHead(Buffer.from("<html>"), meta), /not valid JSON/);
+});
+
+// Issue 27 item 9: the head says which command wrote it; an unknown kind reads as not recorded.
+test("a head records its writer kind; absent or unknown reads as undefined", () => {
+  const meta = "site/.fansync/";
+  const good = { format: "fansync-head/1", generation: 3, manifestKey: metaKeys.manifest(meta, 3), manifestSha256: "a".repeat(64), files: 1, bytes: 1, oldestJournal: 0, writer: "w", time: "t" };
+  assert.equal(parseHead(Buffer.from(JSON.stringify({ ...good, writerKind: "sync" })), meta).writerKind, "sync");
+  assert.equal(parseHead(serializeHead(parseHead(Buffer.from(JSON.stringify({ ...good, writerKind: "watch" })), meta)), meta).writerKind, "watch");
+  assert.equal(parseHead(Buffer.from(JSON.stringify(good)), meta).writerKind, undefined);
+  assert.equal(parseHead(Buffer.from(JSON.stringify({ ...good, writerKind: "teleport" })), meta).writerKind, undefined);
 });

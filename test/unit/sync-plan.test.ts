@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type FileFacts, heldForApply, localWins, planSync, type SyncPlanInput, UNKNOWN_SHA256 } from "../../src/core/sync-plan.ts";
+import { type FileFacts, heldForApply, localWins, planApply, planSync, type SyncPlanInput, UNKNOWN_SHA256 } from "../../src/core/sync-plan.ts";
 import type { Entry } from "../../src/core/manifest.ts";
 
 const f = (sha: string, mtimeMs = 1000, mode = 0o644): FileFacts => ({ size: sha.length, mtimeMs, mode, sha256: sha.padEnd(64, "0") });
@@ -85,4 +85,58 @@ test("heldForApply: the puller leaves published paths alone and replaces restore
   assert.equal(held.get("b")?.sha256, base.get("b")?.sha256);
   assert.equal(held.get("c")?.sha256, UNKNOWN_SHA256);
   assert.equal(held.get("stray")?.sha256, UNKNOWN_SHA256);
+});
+
+// Issue 27 item 1: a file on one side where the other has a directory cannot both be in a tree.
+// The directory wins (it may hold many files, of several nodes); the file is kept like any loser.
+test("file↔directory: local dir→file while the head adds under the dir: the directory wins, the local file is kept", () => {
+  const base = m({ "d/one.html": f("1"), "d/two.html": f("2"), "p.html": f("p") });
+  const p = plan({ base, local: m({ d: f("file", 5000), "p.html": f("p") }), remote: m({ "d/one.html": f("1"), "d/two.html": f("2"), "d/new.html": f("new", 3000), "p.html": f("p") }) });
+  // The deletions under d are this node's own changes and stand; the file d does not.
+  assert.deepEqual(p.publish, ["d/one.html", "d/two.html"]);
+  assert.deepEqual(p.restore, ["d"]);
+  assert.deepEqual(p.conflicts, [{ path: "d", winner: "remote", kind: "file-directory" }]);
+  assert.deepEqual(p.keep, [{ path: "d", from: "local", reason: "conflict" }]);
+});
+
+test("file↔directory: local file→dir while the head edits the file: the directory is published, the head's file kept", () => {
+  const base = m({ "index.html": f("v1"), "p.html": f("p") });
+  const p = plan({ base, local: m({ "index.html/index.html": f("dir", 5000), "p.html": f("p") }), remote: m({ "index.html": f("v2", 9000), "p.html": f("p") }) });
+  assert.deepEqual(p.publish, ["index.html", "index.html/index.html"]);
+  assert.deepEqual(p.restore, []);
+  assert.deepEqual(p.conflicts, [{ path: "index.html", winner: "local", kind: "file-directory" }]);
+  assert.deepEqual(p.keep, [{ path: "index.html", from: "remote", reason: "conflict" }]);
+});
+
+test("file↔directory, the other node's view: a local edit of a file the head turned into a directory loses and is kept", () => {
+  const base = m({ "index.html": f("v1") });
+  const p = plan({ base, local: m({ "index.html": f("v2", 9000) }), remote: m({ "index.html/index.html": f("dir", 5000) }) });
+  assert.deepEqual(p.publish, []);
+  assert.deepEqual(p.restore, ["index.html"]);
+  assert.deepEqual(p.conflicts, [{ path: "index.html", winner: "remote", kind: "file-directory" }]);
+  assert.deepEqual(p.keep, [{ path: "index.html", from: "local", reason: "conflict" }]);
+  // The head adds a file where this node made a directory (no base on either): the directory stays.
+  const q = plan({ base: new Map(), local: m({ "x/a.html": f("a", 5000) }), remote: m({ x: f("x", 9000) }) });
+  assert.deepEqual(q.publish, ["x", "x/a.html"]);
+  assert.deepEqual(q.keep, [{ path: "x", from: "remote", reason: "conflict" }]);
+});
+
+test("file↔directory where the node does not own the file: its own files under the directory lose instead", () => {
+  const owns = (p: string) => p.startsWith("up/");
+  const p = plan({ base: new Map(), owns, local: m({ "up/a.jpg": f("a", 5000) }), remote: m({ up: f("x", 9000) }) });
+  assert.deepEqual(p.publish, []);
+  assert.deepEqual(p.restore, ["up/a.jpg"]);
+  assert.deepEqual(p.keep, [{ path: "up/a.jpg", from: "local", reason: "conflict" }]);
+});
+
+test("planApply (sync --dry-run): what the head writes and removes, published paths left alone", () => {
+  const base = m({ a: f("a"), b: f("b"), c: f("c"), d: f("d") });
+  const local = m({ a: f("a2", 5000), b: f("b"), c: f("c"), d: f("d"), n: f("n", 5000) });
+  const remote = m({ a: f("a"), b: f("b3", 3000), d: f("d"), r: f("r") });
+  const p = plan({ base, local, remote });
+  assert.deepEqual(p.publish, ["a", "n"]);
+  assert.deepEqual(planApply(base, remote, p), { fetch: ["b", "r"], remove: ["c"] });
+  // A restored path is fetched even when the head has the base's version (the docroot's is the loser).
+  const owned = plan({ base, local: m({ ...Object.fromEntries(base), d: f("mine", 5000) }), remote: base, owns: (x) => x !== "d" });
+  assert.deepEqual(planApply(base, base, owned), { fetch: ["d"], remove: [] });
 });
