@@ -10,7 +10,8 @@ import { sha256Hex } from "../src/core/manifest.ts";
 import type { Checker } from "./checks.ts";
 import type { Rng, Scheduler } from "./scheduler.ts";
 
-const POOL = ["index.html", "a.html", "b.txt", "css/site.css", "d/x.html", "d/y.html"];
+// big.bin is over the simulation's multipart threshold (sim/world.ts SMALL_PARTS): a multipart ETag.
+const POOL = ["index.html", "a.html", "b.txt", "css/site.css", "d/x.html", "d/y.html", "big.bin"];
 
 interface Writer {
   readonly id: string;
@@ -74,7 +75,8 @@ export class DocrootWriter {
     if (kind(abs) === "dir") for (const f of listFiles(abs)) this.remove(w, `${rel}/${f}`);
     rmSync(abs, { recursive: true, force: true });
     mkdirSync(path.dirname(abs), { recursive: true });
-    const body = `${w.id} ${rel} #${this.n++} ${"x".repeat(this.rng.int(40))}\n`;
+    const pad = rel === "big.bin" ? 2048 + this.rng.int(2048) : this.rng.int(40);
+    const body = `${w.id} ${rel} #${this.n++} ${"x".repeat(pad)}\n`;
     writeFileSync(abs, body);
     // Strictly increasing mtimes on the virtual clock: "newer wins" is the seed's, never a tie.
     const t = (this.sched.vnow + this.n) / 1000;

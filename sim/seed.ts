@@ -280,7 +280,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
         const v = await finished(a, false);
         if (v) return result(v);
       }
-      const v = await checker.afterStep(sched.stats.steps);
+      const v = await checker.afterStep(sched.stats.steps, st?.actor);
       if (v) return result(v);
     }
 

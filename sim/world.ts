@@ -33,9 +33,15 @@ function deps(env: EngineEnv) {
   return { log: env.log ?? silentLogger(), signal: env.signal ?? new AbortController().signal, now: env.now ?? (() => new Date()) };
 }
 
+/**
+ * Multipart from 2 KiB in parts of 1 KiB (the in-memory store takes any part size): a small tree
+ * then has objects whose ETag is not an MD5, as a real site's large files have.
+ */
+export const SMALL_PARTS = { multipartThreshold: 2048, partSize: 1024 } as const;
+
 /** The writer tuning of a small site: one transfer at a time (the simulation's scheduler orders them). */
 export function tuning(over: Partial<WriterTuning> = {}): WriterTuning {
-  return { concurrency: 1, multipartThreshold: 64 * 1024, partSize: 5 * 1024 * 1024, maxDelete: { kind: "percent", value: 100 }, force: true, dryRun: false, retain: 5, ...over };
+  return { concurrency: 1, ...SMALL_PARTS, maxDelete: { kind: "percent", value: 100 }, force: true, dryRun: false, retain: 5, ...over };
 }
 
 /** The uploader of `push`/`watch` for `docroot` → `url`, its state under `base`. */
@@ -101,7 +107,7 @@ export function makeReplicator(primary: ObjectStore, region: ObjectStore, o: { p
     {
       primary: { url: o.primaryUrl, loc: parseLocation(o.primaryUrl), store: primary },
       regions: [{ url: o.regionUrl, loc: parseLocation(o.regionUrl), store: region, serverSideCopy: o.serverSideCopy ?? true, shared: locationStateDir(o.base, o.regionUrl) }],
-      stateDir: state.dir, concurrency: 1, multipartThreshold: 64 * 1024, partSize: 5 * 1024 * 1024, retain: 5, maxJournals: 20, verify: o.verify ?? false,
+      stateDir: state.dir, concurrency: 1, ...SMALL_PARTS, retain: 5, maxJournals: 20, verify: o.verify ?? false,
     },
     deps(env),
   );
@@ -125,7 +131,7 @@ export function runRollback(store: ObjectStore, o: { url: string; base: string; 
 /** The pack writer `push --packs` runs after each generation. */
 export function makePackWriter(store: ObjectStore, uploader: Uploader, o: { docroot: string; url: string; tuning?: Partial<PackTuning> }, env: EngineEnv = {}): PackWriter {
   return new PackWriter(
-    { loc: parseLocation(o.url), store, docroot: o.docroot, tuning: { ...DEFAULT_PACK_TUNING, ...o.tuning }, multipartThreshold: 64 * 1024, partSize: 5 * 1024 * 1024, cacheFiles: uploader.state.packIndexCache },
+    { loc: parseLocation(o.url), store, docroot: o.docroot, tuning: { ...DEFAULT_PACK_TUNING, ...o.tuning }, ...SMALL_PARTS, cacheFiles: uploader.state.packIndexCache },
     deps(env),
   );
 }
