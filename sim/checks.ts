@@ -18,7 +18,7 @@ import { currentOf, type MemoryStore, type MemoryWorld } from "../src/adapters/m
 import { type ObjectStore, realVersion, unquoteEtag } from "../src/adapters/object-store.ts";
 import { jobStateDir } from "../src/adapters/state-dir.ts";
 import { type Location, metaPrefix, parseLocation } from "../src/core/location.ts";
-import { type FileMap, metaKeys, parseJournal, parseManifest, sha256Hex } from "../src/core/manifest.ts";
+import { type FileMap, metaKeys, parseJournal, parseManifest, serializeManifest, sha256Hex } from "../src/core/manifest.ts";
 import { TEMP_MARK } from "../src/core/paths.ts";
 import { type HeadState, readHead } from "../src/sync/head-store.ts";
 import type { DocrootWriter } from "./docroots.ts";
@@ -47,6 +47,8 @@ export class Checker {
   readonly syncNodes: { id: string; docroot: string }[] = [];
   /** Where two-way writers keep losing versions. */
   readonly conflictDirs = new Set<string>();
+  /** The generation whose retained manifest the adversary last edited, per location. */
+  readonly edited = new Map<string, number>();
   /** Pullers whose clean run refused the head (the right answer to a forgery in a signed run). */
   readonly refused = new Set<string>();
   private readonly written = new Map<string, Map<string, Set<string>>>();
@@ -251,8 +253,29 @@ export class Checker {
   }
 
   /** The adversary's move: bucket write access, no key. */
-  async attack(kind: "deface" | "replay" | "garbage", url: string, store: ObjectStore, dir: string, r: number, now: () => Date): Promise<string> {
+  async attack(kind: "deface" | "replay" | "garbage" | "manifest", url: string, store: ObjectStore, dir: string, r: number, now: () => Date): Promise<string> {
     const loc = parseLocation(url);
+    if (kind === "manifest") {
+      // Issue 22's second laundering: a version of a page holding the attacker's bytes (the current
+      // bytes put back on top, so the live object looks right), and the retained manifest of the
+      // generation before the head edited to name that version. A rollback to it must refuse.
+      const target = this.headGeneration(url) - 1;
+      if (target < 1) return "no retained generation";
+      const key = metaKeys.manifest(metaPrefix(loc), target);
+      const got = await store.get(key);
+      if (got.status !== "ok") return "retained manifest gone";
+      const files = await parseManifest(got.body, sha256Hex(got.body), target);
+      const e = files.get("index.html") ?? [...files.values()][0];
+      if (!e) return "empty generation";
+      const cur = await store.get(loc.prefix + e.path);
+      const evil = Buffer.from(`<script>retained ${r}</script>\n`);
+      const put = await store.put(loc.prefix + e.path, evil, { contentType: "text/html" });
+      if (cur.status === "ok") await store.put(loc.prefix + e.path, cur.body, { contentType: "text/html" });
+      files.set(e.path, { ...e, size: evil.length, sha256: sha256Hex(evil), etag: put.etag, versionId: put.versionId });
+      await store.put(key, await serializeManifest(target, files), { contentType: "application/gzip" });
+      this.edited.set(url, target);
+      return "edited a retained manifest";
+    }
     if (kind === "replay") {
       const bodies = this.headBodies.get(url) ?? [];
       if (bodies.length < 2) return "nothing to replay";

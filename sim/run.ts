@@ -1,5 +1,6 @@
 /**
- * `npm run sim -- --seeds N [--seed S] [--actors a,b,…] [--steps K] [--self-test] [--verbose]`
+ * `npm run sim -- --seeds N [--seed S] [--first F] [--actors a,b,… | -a,-b] [--steps K] [--no-quirks]
+ *  [--no-flips] [--plant P] [--self-test] [--verbose]`
  *
  * The seeded simulation of every engine (issue 26): actors running the real engine code on a
  * MemoryStore world and real temp docroots, every store call scheduled by the seed (sim/scheduler.ts),
@@ -28,10 +29,11 @@ interface Args {
   plant: Plant | undefined;
   verbose: boolean;
   quirks: boolean;
+  flips: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { seeds: 200, seed: undefined, first: 1, actors: [...ACTOR_CLASSES], steps: 160, selfTest: false, plant: undefined, verbose: false, quirks: true };
+  const a: Args = { seeds: 200, seed: undefined, first: 1, actors: [...ACTOR_CLASSES], steps: 120, selfTest: false, plant: undefined, verbose: false, quirks: true, flips: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -54,6 +56,7 @@ function parseArgs(argv: readonly string[]): Args {
       if (!(PLANTS as readonly string[]).includes(p)) throw new Error(`unknown plant ${p} (known: ${PLANTS.join(", ")})`);
       a.plant = p as Plant;
     } else if (k === "--no-quirks") a.quirks = false;
+    else if (k === "--no-flips") a.flips = false;
     else if (k === "--verbose") a.verbose = true;
     else throw new Error(`unknown argument ${k}`);
   }
@@ -61,16 +64,16 @@ function parseArgs(argv: readonly string[]): Args {
   return a;
 }
 
-function replayLine(seed: number, a: Pick<Args, "actors" | "steps" | "plant" | "quirks">): string {
+function replayLine(seed: number, a: Pick<Args, "actors" | "steps" | "plant" | "quirks" | "flips">): string {
   const actors = a.actors.length === ACTOR_CLASSES.length ? "" : ` --actors ${a.actors.join(",")}`;
-  return `npm run sim -- --seed ${seed}${actors}${a.steps !== 160 ? ` --steps ${a.steps}` : ""}${a.plant ? ` --plant ${a.plant}` : ""}${a.quirks ? "" : " --no-quirks"}`;
+  return `npm run sim -- --seed ${seed}${actors}${a.steps !== 120 ? ` --steps ${a.steps}` : ""}${a.plant ? ` --plant ${a.plant}` : ""}${a.quirks ? "" : " --no-quirks"}${a.flips ? "" : " --no-flips"}`;
 }
 
 async function runMany(a: Args): Promise<{ violations: number; steps: number; faults: number; crashes: number; seeds: number; failedSeeds: number[] }> {
   const seeds = a.seed !== undefined ? [a.seed] : Array.from({ length: a.seeds }, (_, i) => a.first + i);
   const tot = { violations: 0, steps: 0, faults: 0, crashes: 0, seeds: 0, failedSeeds: [] as number[] };
   for (const seed of seeds) {
-    const r = await runSeed(seed, { actors: a.actors, steps: a.steps, plant: a.plant, verbose: a.verbose, quirks: a.quirks });
+    const r = await runSeed(seed, { actors: a.actors, steps: a.steps, plant: a.plant, verbose: a.verbose, quirks: a.quirks, flips: a.flips });
     tot.seeds++;
     tot.steps += r.steps;
     tot.faults += r.faults;
@@ -101,7 +104,7 @@ async function selfTest(a: Args): Promise<number> {
     let caught: number | undefined;
     let steps = 0;
     for (let seed = a.first; seed < a.first + t.maxSeeds; seed++) {
-      const r = await runSeed(seed, { actors: t.actors, steps: a.steps, plant: t.plant, verbose: a.verbose, quirks: t.quirks });
+      const r = await runSeed(seed, { actors: t.actors, steps: a.steps, plant: t.plant, verbose: a.verbose, quirks: t.quirks, flips: a.flips });
       steps += r.steps;
       if (r.violation) {
         caught = seed;

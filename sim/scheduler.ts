@@ -168,7 +168,7 @@ export class Scheduler {
     for (let i = 0; ; i++) {
       await new Promise<void>((r) => REAL.setImmediate(r));
       const io = this.instant > 0 || process.getActiveResourcesInfo().some((n) => BUSY.test(n));
-      const alone = [...this.running].some((c) => !this.pending.some((p) => p.ctx === c));
+      const alone = [...this.running].some((c) => c.busy && !c.dead && !this.pending.some((p) => p.ctx === c));
       if (io || alone) stable = idle = 0;
       else if (this.running.size === 0) stable++;
       else idle++;
@@ -200,7 +200,14 @@ export class Scheduler {
     const p = this.pending.splice(i, 1)[0] as Pending;
     this.stats.steps++;
     this.vnow += this.quantumMs;
-    this.running.add(p.ctx);
+    // A call left at the gate by an operation that already ended (a Promise.all that rejected on a
+    // sibling) goes through, but nothing waits for it to arrive anywhere.
+    if (p.ctx.busy) this.running.add(p.ctx);
+    if (p.ctx.dead) {
+      p.fail(new Crash(`${p.ctx.id} was killed`));
+      await this.quiesce();
+      return { actor: p.ctx.id, call: p.call, fault: "crash" };
+    }
     const f = this.faults;
     const r = p.ctx.faults ? this.rng.next() : 1;
     let fault: "none" | "before" | "after" | "crash" = "none";
@@ -229,7 +236,7 @@ export class Scheduler {
     ctx.dead = true;
     for (const p of this.pending.filter((x) => x.ctx === ctx)) {
       this.pending.splice(this.pending.indexOf(p), 1);
-      this.running.add(ctx);
+      if (ctx.busy) this.running.add(ctx);
       p.fail(new Crash(`${ctx.id} killed`));
     }
   }

@@ -33,6 +33,8 @@ export interface SeedOptions {
   readonly plant: Plant | undefined;
   readonly verbose: boolean;
   readonly quirks: boolean;
+  /** Directory ↔ file flips in the writers' docroots (off: the sync wedge of issue 27 is not provoked). */
+  readonly flips: boolean;
 }
 
 /** What one seed did. */
@@ -111,7 +113,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
     if (has("master")) {
       const docroot = path.join(root, "master");
       mkdirSync(docroot, { recursive: true });
-      docs.register("master", docroot, SITE, { flips: true });
+      docs.register("master", docroot, SITE, { flips: o.flips });
       let up: Uploader;
       actors.push({
         id: "master", cls: "master", ctx: ctxOf("master", 0, true), incarnation: 0, startChance: 0.3,
@@ -134,7 +136,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       const id = `sync${i}`;
       const docroot = path.join(root, id);
       mkdirSync(docroot, { recursive: true });
-      docs.register(id, docroot, SHARED, { flips: true, sync: true });
+      docs.register(id, docroot, SHARED, { flips: o.flips, sync: true });
       checker.syncNodes.push({ id, docroot });
       let node: ReturnType<typeof makeTwoWay>;
       let joining = true;
@@ -203,12 +205,15 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
     // Rollback now and then (on a versioned bucket: old versions are there to restore).
     if (has("rollback") && has("master") && versioned) {
       actors.push({
-        id: "rollback", cls: "rollback", ctx: ctxOf("rollback", 0, true), incarnation: 0, startChance: 0.03,
+        id: "rollback", cls: "rollback", ctx: ctxOf("rollback", 0, true), incarnation: 0, startChance: 0.04,
         make() {},
         op: () => {
           const head = checker.headGeneration(SITE);
           if (head < 2) return undefined;
-          const to = Math.max(1, head - 1 - rng.int(2));
+          // The operator rolls back one or two generations, or (half the time, once there is one) to
+          // the generation the adversary edited: issue 22's reproduction does exactly that.
+          const edited = checker.edited.get(SITE);
+          const to = edited !== undefined && edited < head && rng.chance(0.5) ? edited : Math.max(1, head - 1 - rng.int(2));
           return () => runRollback(gated("primary"), { url: SITE, base: path.join(root, "rollback-state"), to, signer }, { now: sched.now });
         },
       });
@@ -223,7 +228,9 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
           const targets = [...(has("master") ? [SITE] : []), ...(syncWriters > 0 ? [SHARED] : [])];
           if (targets.length === 0) return undefined;
           const url = rng.pick(targets);
-          const kind = rng.pick(["deface", "deface", "replay", "garbage"] as const);
+          // A retained manifest is worth editing where a rollback may restore it (versioned, site).
+          const kinds = versioned && url === SITE && has("rollback") ? (["deface", "replay", "garbage", "manifest", "manifest"] as const) : (["deface", "deface", "replay", "garbage"] as const);
+          const kind = rng.pick(kinds);
           const k = n++;
           return () => checker.attack(kind, url, gated("primary"), path.join(root, `adversary-${k}`), rng.int(1 << 30), sched.now);
         },
@@ -240,7 +247,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       if (!out) return undefined;
       a.ctx.outcome = undefined;
       if (!out.ok) log(`${a.id} failed: ${out.error instanceof Error ? `${out.error.name}: ${out.error.message}` : String(out.error)}`);
-      else log(`${a.id} ok`);
+      else log(`${a.id} ok${typeof out.value === "string" ? `: ${out.value}` : ""}`);
       if (clean && out.ok) checker.refused.delete(a.id);
       if (out.ok && a.done) {
         const v = await a.done(true, out.value);
@@ -296,6 +303,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
     // Every actor runs clean, one at a time; the two-way writers twice (each applies the other's round).
     const order = [
       ...actors.filter((a) => a.cls === "master"),
+      ...actors.filter((a) => a.cls === "rollback"),
       ...actors.filter((a) => a.cls === "sync"),
       ...actors.filter((a) => a.cls === "sync"),
       ...actors.filter((a) => a.cls === "replicator"),
