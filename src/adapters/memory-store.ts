@@ -297,8 +297,11 @@ export class MemoryStore implements ObjectStore {
       if (cur) throw new ConditionFailed(`conditional write of ${key} failed (HTTP 412)`);
       if (last?.deleteMarker && this.quirks.refusesCreateOverDeleteMarker) throw new ConditionFailed(`conditional write of ${key} failed (HTTP 412)`);
     }
-    if (cond.ifMatch !== undefined && (!cur || unquoteEtag(cur.etag) !== unquoteEtag(cond.ifMatch))) {
-      throw new ConditionFailed(`conditional write of ${key} failed (HTTP ${cur ? 412 : 404})`);
+    // AWS answers If-Match on a key that is not there with 404 NoSuchKey, which S3Store passes on
+    // as a RemoteError (not a lost race); another ETag is 412.
+    if (cond.ifMatch !== undefined && !cur) throw new RemoteError(`PUT ${this.bucket}/${key} with If-Match: NoSuchKey (HTTP 404)`);
+    if (cond.ifMatch !== undefined && cur && unquoteEtag(cur.etag) !== unquoteEtag(cond.ifMatch)) {
+      throw new ConditionFailed(`conditional write of ${key} failed (HTTP 412)`);
     }
   }
 

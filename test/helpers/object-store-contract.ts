@@ -65,6 +65,7 @@ export function objectStoreContract(name: string, t: ContractTarget): void {
       const first = await s.put("head.json", Buffer.from("1"), attrs, { ifNoneMatch: "*" });
       await assert.rejects(s.put("head.json", Buffer.from("x"), attrs, { ifNoneMatch: "*" }), ConditionFailed);
       await assert.rejects(s.put("head.json", Buffer.from("x"), attrs, { ifMatch: `"${md5("nope")}"` }), ConditionFailed);
+      await assert.rejects(s.put("never-written", Buffer.from("x"), attrs, { ifMatch: first.etag }), "If-Match on a key that is not there fails");
       await s.put("head.json", Buffer.from("2"), attrs, { ifMatch: first.etag });
       const got = await s.get("head.json");
       assert.ok(got.status === "ok" && got.body.toString() === "2");
