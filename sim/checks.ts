@@ -32,7 +32,7 @@ export interface Violation {
   readonly message: string;
 }
 
-const URLS = ["s3://primary/site/", "s3://primary/shared/", "s3://region/site/"] as const;
+const URLS = ["s3://primary/site/", "s3://primary/shared/", "s3://region/site/", "s3://region2/site/"] as const;
 
 interface Snapshot {
   readonly hs: HeadState;
@@ -308,7 +308,7 @@ export class Checker {
   }
 
   /** The end state, once every actor ran clean. */
-  async atEnd(step: number, o: { regionFollows: boolean; syncIds: readonly string[]; docs: DocrootWriter }): Promise<Violation | undefined> {
+  async atEnd(step: number, o: { regions: readonly string[]; syncIds: readonly string[]; docs: DocrootWriter }): Promise<Violation | undefined> {
     for (const url of URLS) await this.snapshot(url);
     const filesOf = (url: string) => this.heads.get(url)?.files;
     const same = (id: string, docroot: string, url: string): Violation | undefined => {
@@ -320,7 +320,7 @@ export class Checker {
     };
     for (const p of this.pullers) {
       if (this.refused.has(p.id)) continue;
-      const src = p.id === "pull-region" ? "s3://region/site/" : p.written;
+      const src = p.id === "pull-region" ? "s3://region/site/" : p.id === "pull-region2" ? "s3://region2/site/" : p.written;
       const v = same(p.id, p.docroot, src);
       if (v) return v;
     }
@@ -328,12 +328,12 @@ export class Checker {
       const v = same(n.id, n.docroot, "s3://primary/shared/");
       if (v) return v;
     }
-    if (o.regionFollows) {
+    for (const region of o.regions) {
       const a = filesOf("s3://primary/site/");
-      const b = filesOf("s3://region/site/");
+      const b = filesOf(region);
       if (a && b) {
         const diff = [...a.values()].filter((e) => b.get(e.path)?.sha256 !== e.sha256).map((e) => e.path).concat([...b.keys()].filter((p) => !a.has(p)));
-        if (diff.length > 0) return { step, check: "region-differs", message: `the region's head differs from the primary's at ${diff.slice(0, 5).join(", ")}` };
+        if (diff.length > 0) return { step, check: "region-differs", message: `${region}'s head differs from the primary's at ${diff.slice(0, 5).join(", ")}` };
       }
     }
     for (const url of URLS) {

@@ -50,6 +50,7 @@ export interface SeedResult {
 const SITE = "s3://primary/site/";
 const SHARED = "s3://primary/shared/";
 const REGION = "s3://region/site/";
+const REGION2 = "s3://region2/site/";
 const START_MS = Date.UTC(2026, 0, 1);
 // One signing key for the whole run: generating one per seed costs more than a seed.
 const KEYS = (() => {
@@ -93,13 +94,16 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
   const world = new MemoryWorld(sched.now);
   world.bucket("primary", versioned ? "Enabled" : "off");
   world.bucket("region", versioned ? "Enabled" : "off");
+  world.bucket("region2", versioned ? "Enabled" : "off");
+  // A replicator with one region or two (drawn only when there is a replicator: other runs keep their seeds).
+  const regions = has("replicator") ? 1 + rng.int(2) : 0;
   const gated = (bucket: string): MemoryStore => new MemoryStore({ world, bucket, quirks, gate: sched.gate });
   const raw = (bucket: string): MemoryStore => new MemoryStore({ world, bucket, quirks });
   const signer = signed ? { key: KEYS.key, site: "site" } : undefined;
   const trust: TrustPolicy | undefined = signed && KEYS.trusted ? { keys: [KEYS.trusted], site: "site" } : undefined;
   // A sync node refuses to start on a server that ignores conditional writes (commands/sync.ts).
   const syncWriters = has("sync") && !fauxqs ? 1 + rng.int(2) : 0;
-  const describe = `versioned=${versioned} quirks=${JSON.stringify(quirks)} signed=${signed} faults=${faulty} sync=${syncWriters}`;
+  const describe = `versioned=${versioned} quirks=${JSON.stringify(quirks)} signed=${signed} faults=${faulty} sync=${syncWriters} regions=${regions}`;
 
   // tmpfs where there is one: the state files are fsynced, and a seed writes hundreds of them.
   const root = mkdtempSync(path.join(existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), `fansync-sim-${seed}-`));
@@ -160,20 +164,22 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
         },
       });
     }
-    // The replicator: the site's generations into the region.
+    // The replicator: the site's generations into one region or two.
     if (has("replicator")) {
       let rep: ReturnType<typeof makeReplicator>;
       actors.push({
         id: "replicator", cls: "replicator", ctx: ctxOf("replicator", 0, true), incarnation: 0, startChance: 0.25,
         make() {
           const primary: ObjectStore = o.plant === "replicator-unverified-copy" ? plantUnverifiedSource(gated("primary")) : gated("primary");
-          const region: ObjectStore = o.plant === "replicator-unverified-copy" ? plantUnverifiedSource(gated("region")) : gated("region");
-          rep = makeReplicator(primary, region, { primaryUrl: SITE, regionUrl: REGION, base: path.join(root, "replicator-state") }, { now: sched.now });
+          const regionStore = (b: string): ObjectStore => (o.plant === "replicator-unverified-copy" ? plantUnverifiedSource(gated(b)) : gated(b));
+          const more = regions > 1 ? [{ store: regionStore("region2"), url: REGION2 }] : [];
+          rep = makeReplicator(primary, regionStore("region"), { primaryUrl: SITE, regionUrl: REGION, base: path.join(root, "replicator-state"), more }, { now: sched.now });
         },
         op: () => async () => {
           const res = await rep.runOnce(0);
-          if (res[0]?.error !== undefined) throw res[0].error;
-          return res[0]?.result;
+          const failed = res.find((r) => r.error !== undefined);
+          if (failed) throw failed.error;
+          return res.map((r) => r.result);
         },
       });
     }
@@ -182,6 +188,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       const sources: { id: string; url: string; bucket: string }[] = [];
       if (has("master") || has("adversary")) sources.push({ id: "pull-site", url: SITE, bucket: "primary" });
       if (has("replicator")) sources.push({ id: "pull-region", url: REGION, bucket: "region" });
+      if (regions > 1) sources.push({ id: "pull-region2", url: REGION2, bucket: "region2" });
       if (syncWriters > 0) sources.push({ id: "pull-shared", url: SHARED, bucket: "primary" });
       for (const s of sources) {
         const docroot = path.join(root, s.id);
@@ -319,7 +326,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       if (v) return result(v);
     }
     const v = await checker.atEnd(sched.stats.steps, {
-      regionFollows: actors.some((a) => a.cls === "replicator"),
+      regions: actors.some((a) => a.cls === "replicator") ? [REGION, ...(regions > 1 ? [REGION2] : [])] : [],
       syncIds: actors.filter((a) => a.cls === "sync").map((a) => a.id),
       docs,
     });

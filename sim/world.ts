@@ -99,14 +99,17 @@ export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string
   return { node, uploader, conflictsDir };
 }
 
-/** The replicator of `primaryUrl` into `regionUrl` (server-side copies when both are in one world). */
-export function makeReplicator(primary: ObjectStore, region: ObjectStore, o: { primaryUrl: string; regionUrl: string; base: string; serverSideCopy?: boolean; verify?: boolean }, env: EngineEnv = {}): Replicator {
+/**
+ * The replicator of `primaryUrl` into `regionUrl` and any `more` regions (server-side copies when
+ * they are in one world).
+ */
+export function makeReplicator(primary: ObjectStore, region: ObjectStore, o: { primaryUrl: string; regionUrl: string; base: string; serverSideCopy?: boolean; verify?: boolean; more?: readonly { store: ObjectStore; url: string }[] }, env: EngineEnv = {}): Replicator {
   const state = jobStateDir(o.base, "replicate", { url: o.primaryUrl });
   mkdirSync(state.dir, { recursive: true });
   return new Replicator(
     {
       primary: { url: o.primaryUrl, loc: parseLocation(o.primaryUrl), store: primary },
-      regions: [{ url: o.regionUrl, loc: parseLocation(o.regionUrl), store: region, serverSideCopy: o.serverSideCopy ?? true, shared: locationStateDir(o.base, o.regionUrl) }],
+      regions: [{ store: region, url: o.regionUrl }, ...(o.more ?? [])].map((r) => ({ url: r.url, loc: parseLocation(r.url), store: r.store, serverSideCopy: o.serverSideCopy ?? true, shared: locationStateDir(o.base, r.url) })),
       stateDir: state.dir, concurrency: 1, ...SMALL_PARTS, retain: 5, maxJournals: 20, verify: o.verify ?? false,
     },
     deps(env),
