@@ -19,4 +19,5 @@ objectStoreContract(`S3Store on ${kind}`, {
   conditionalWrites: kind !== "fauxqs",
   versioning: kind !== "fauxqs",
   copySourceIfMatch: kind !== "moto" && kind !== "fauxqs",
+  byteOrderListing: kind !== "fauxqs",
 });

@@ -16,6 +16,7 @@ objectStoreContract("MemoryStore", {
   conditionalWrites: true,
   versioning: true,
   copySourceIfMatch: true,
+  byteOrderListing: true,
 });
 
 const attrs = { contentType: "text/plain" };
