@@ -29,8 +29,12 @@ export interface EngineEnv {
   readonly now?: () => Date;
 }
 
+// One silent logger and one signal that never aborts, shared: building them per engine costs more than a small run.
+const SILENT = silentLogger();
+const NEVER = new AbortController().signal;
+
 function deps(env: EngineEnv) {
-  return { log: env.log ?? silentLogger(), signal: env.signal ?? new AbortController().signal, now: env.now ?? (() => new Date()) };
+  return { log: env.log ?? SILENT, signal: env.signal ?? NEVER, now: env.now ?? (() => new Date()) };
 }
 
 /**
