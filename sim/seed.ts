@@ -186,7 +186,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
     // Pullers: the site from the primary, the site from the region, the two-way prefix.
     if (has("puller")) {
       const sources: { id: string; url: string; bucket: string }[] = [];
-      if (has("master") || has("adversary")) sources.push({ id: "pull-site", url: SITE, bucket: "primary" });
+      if (has("master")) sources.push({ id: "pull-site", url: SITE, bucket: "primary" });
       if (has("replicator")) sources.push({ id: "pull-region", url: REGION, bucket: "region" });
       if (regions > 1) sources.push({ id: "pull-region2", url: REGION2, bucket: "region2" });
       if (syncWriters > 0) sources.push({ id: "pull-shared", url: SHARED, bucket: "primary" });
