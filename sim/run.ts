@@ -108,6 +108,10 @@ async function selfTest(a: Args): Promise<number> {
       const r = await runSeed(seed, { actors: t.actors, steps: t.steps ?? a.steps, plant: t.plant, verbose: a.verbose, quirks: t.quirks, flips: a.flips });
       steps += r.steps;
       if (r.violation) {
+        // The same seed without the plant must not break the same way: else the catch is a bug of
+        // today's code, not the planted one.
+        const control = await runSeed(seed, { actors: t.actors, steps: t.steps ?? a.steps, plant: undefined, verbose: false, quirks: t.quirks, flips: a.flips });
+        if (control.violation?.check === r.violation.check) continue;
         caught = seed;
         process.stdout.write(`sim self-test: ${t.plant}: caught at seed ${seed} step ${r.violation.step} [${r.violation.check}] ${r.violation.message.slice(0, 160)}\n`);
         break;
