@@ -95,7 +95,7 @@ test("puller: a pull brings the docroot to the head; an object holding other byt
   assert.deepEqual(readTree(node), { "index.html": "one", "a/b.txt": "bee" });
   writeTree(master, { "index.html": "two" });
   await up.reconcile();
-  // Someone overwrites the object behind the manifest's back (same size, other bytes).
+  // Someone overwrites the object behind the manifest's back (other bytes).
   await store.put("site/index.html", Buffer.from("evil"), { contentType: "text/html" });
   await assert.rejects(pullOnceWith({ loc: { bucket: "primary", prefix: "site/" }, store }, { docroot: node, base }));
   assert.deepEqual(readTree(node), { "index.html": "one", "a/b.txt": "bee" }, "nothing of the refused generation is applied");
