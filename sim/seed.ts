@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { MemoryStore, MemoryWorld, type MemoryQuirks } from "../src/adapters/memory-store.ts";
 import type { ObjectStore } from "../src/adapters/object-store.ts";
-import { IntegrityError } from "../src/core/errors.ts";
+import { GuardError, IntegrityError } from "../src/core/errors.ts";
 import { parseLocation } from "../src/core/location.ts";
 import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type SigningKey, type TrustPolicy } from "../src/core/signing.ts";
 import type { Uploader } from "../src/sync/uploader.ts";
@@ -262,7 +262,10 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       }
       if (!out.ok && clean) {
         if (out.error instanceof Crash) return undefined;
-        if (a.refusalIsAnswer && out.error instanceof IntegrityError) {
+        // A refusal that says why is an answer: a trusted node meeting a forgery, and a node's
+        // delete guard refusing a generation that empties the site (the master pushed an empty
+        // tree, or a rollback restored one). The node then keeps what it has.
+        if ((a.refusalIsAnswer && out.error instanceof IntegrityError) || (a.cls === "puller" && out.error instanceof GuardError)) {
           checker.refused.add(a.id);
           return undefined;
         }
