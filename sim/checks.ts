@@ -325,6 +325,7 @@ export class Checker {
       if (v) return v;
     }
     for (const n of this.syncNodes) {
+      if (this.refused.has(n.id)) continue;
       const v = same(n.id, n.docroot, "s3://primary/shared/");
       if (v) return v;
     }

@@ -146,9 +146,10 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       let joining = true;
       const base = path.join(root, `${id}-state`);
       actors.push({
-        id, cls: "sync", ctx: ctxOf(id, 0, true), incarnation: 0, startChance: 0.3,
+        id, cls: "sync", ctx: ctxOf(id, 0, true), incarnation: 0, startChance: 0.3, refusalIsAnswer: signed,
         make() {
-          node = makeTwoWay(gated("primary"), { docroot, url: SHARED, base, nodeId: id, signer }, { now: sched.now });
+          // A signing node trusts its own key's public half (commands/wiring.ts trustFor).
+          node = makeTwoWay(gated("primary"), { docroot, url: SHARED, base, nodeId: id, signer, trust }, { now: sched.now });
           checker.conflictDirs.add(node.conflictsDir);
           joining = true;
         },
