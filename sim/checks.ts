@@ -345,8 +345,11 @@ export class Checker {
     for (const d of this.conflictDirs) for (const sha of this.docroot(d).values()) kept.add(sha);
     const published = this.published.get("s3://primary/shared/") ?? new Set<string>();
     for (const id of o.syncIds) {
+      // A node that refuses the head (a forgery it cannot verify) publishes nothing, but what it
+      // wrote is still in its own docroot: not lost.
+      const own = this.refused.has(id) ? new Set(this.docroot(this.syncNodes.find((n) => n.id === id)?.docroot ?? "").values()) : new Set<string>();
       for (const [rel, sha] of o.docs.lastOf(id)) {
-        if (sha === null || published.has(`${rel}\0${sha}`) || kept.has(sha)) continue;
+        if (sha === null || published.has(`${rel}\0${sha}`) || kept.has(sha) || own.has(sha)) continue;
         return { step, check: "version-lost", message: `${id} wrote ${rel} (${sha.slice(0, 12)}…): it was never published and is not kept` };
       }
     }

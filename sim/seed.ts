@@ -213,7 +213,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
     // Rollback now and then (on a versioned bucket: old versions are there to restore).
     if (has("rollback") && has("master") && versioned) {
       actors.push({
-        id: "rollback", cls: "rollback", ctx: ctxOf("rollback", 0, true), incarnation: 0, startChance: 0.04,
+        id: "rollback", cls: "rollback", ctx: ctxOf("rollback", 0, true), incarnation: 0, startChance: 0.04, refusalIsAnswer: signed,
         make() {},
         op: () => {
           const head = checker.headGeneration(SITE);
@@ -222,7 +222,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
           // the generation the adversary edited: issue 22's reproduction does exactly that.
           const edited = checker.edited.get(SITE);
           const to = edited !== undefined && edited < head && rng.chance(0.5) ? edited : Math.max(1, head - 1 - rng.int(2));
-          return () => runRollback(gated("primary"), { url: SITE, base: path.join(root, "rollback-state"), to, signer }, { now: sched.now });
+          return () => runRollback(gated("primary"), { url: SITE, base: path.join(root, "rollback-state"), to, signer, trust }, { now: sched.now });
         },
       });
     }

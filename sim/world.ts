@@ -122,7 +122,7 @@ export function makeReplicator(primary: ObjectStore, region: ObjectStore, o: { p
 }
 
 /** `fansync rollback --to <to>` of `url`. */
-export function runRollback(store: ObjectStore, o: { url: string; base: string; to: number; fromDir?: string; signer?: { key: SigningKey; site: string } | undefined }, env: EngineEnv = {}): Promise<RollbackResult> {
+export function runRollback(store: ObjectStore, o: { url: string; base: string; to: number; fromDir?: string; signer?: { key: SigningKey; site: string } | undefined; trust?: TrustPolicy | undefined }, env: EngineEnv = {}): Promise<RollbackResult> {
   const loc: Location = parseLocation(o.url);
   return rollback(
     {
@@ -131,6 +131,8 @@ export function runRollback(store: ObjectStore, o: { url: string; base: string; 
       shared: locationStateDir(o.base, o.url),
       cacheControl: () => undefined,
       signer: o.signer,
+      // As commands/rollback.ts: a signing rollback restores only a retained generation that verifies.
+      trust: o.trust,
     },
     { store, ...deps(env) },
   );
