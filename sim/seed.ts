@@ -221,7 +221,8 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
           // The operator rolls back one or two generations, or (half the time, once there is one) to
           // the generation the adversary edited: issue 22's reproduction does exactly that.
           const edited = checker.edited.get(SITE);
-          const to = edited !== undefined && edited < head && rng.chance(0.5) ? edited : Math.max(1, head - 1 - rng.int(2));
+          // (Retention keeps 5 generations: an edited one further back is gone, as an operator would see in `fansync log`.)
+          const to = edited !== undefined && edited < head && edited > head - 4 && rng.chance(0.5) ? edited : Math.max(1, head - 1 - rng.int(2));
           return () => runRollback(gated("primary"), { url: SITE, base: path.join(root, "rollback-state"), to, signer, trust }, { now: sched.now });
         },
       });
