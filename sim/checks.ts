@@ -32,6 +32,9 @@ export interface Violation {
   readonly message: string;
 }
 
+// The checker reads the world directly, as an auditor; it is not a node and needs no tight cap.
+const CHECKER_MAX_BYTES = 64 * 1024 * 1024;
+
 const URLS = ["s3://primary/site/", "s3://primary/shared/", "s3://region/site/", "s3://region2/site/"] as const;
 
 interface Snapshot {
@@ -129,7 +132,7 @@ export class Checker {
     }
     const prev = this.heads.get(url);
     if (prev && prev.hs.etag === hs.etag) return;
-    const got = await store.get(metaKeys.head(metaPrefix(loc)));
+    const got = await store.get(metaKeys.head(metaPrefix(loc)), { maxBytes: CHECKER_MAX_BYTES });
     if (got.status === "ok") {
       const list = this.headBodies.get(url) ?? [];
       list.push(got.body);
@@ -148,7 +151,7 @@ export class Checker {
   private async manifest(loc: Location, gen: number, sha: string): Promise<FileMap | undefined> {
     const hit = this.manifests.get(sha);
     if (hit) return hit;
-    const got = await this.raw(loc.bucket).get(metaKeys.manifest(metaPrefix(loc), gen));
+    const got = await this.raw(loc.bucket).get(metaKeys.manifest(metaPrefix(loc), gen), { maxBytes: CHECKER_MAX_BYTES });
     if (got.status !== "ok" || sha256Hex(got.body) !== sha) return undefined;
     try {
       const files = await parseManifest(got.body, sha, gen);
@@ -262,12 +265,12 @@ export class Checker {
       const target = this.headGeneration(url) - 1;
       if (target < 1) return "no retained generation";
       const key = metaKeys.manifest(metaPrefix(loc), target);
-      const got = await store.get(key);
+      const got = await store.get(key, { maxBytes: CHECKER_MAX_BYTES });
       if (got.status !== "ok") return "retained manifest gone";
       const files = await parseManifest(got.body, sha256Hex(got.body), target);
       const e = files.get("index.html") ?? [...files.values()][0];
       if (!e) return "empty generation";
-      const cur = await store.get(loc.prefix + e.path);
+      const cur = await store.get(loc.prefix + e.path, { maxBytes: CHECKER_MAX_BYTES });
       const evil = Buffer.from(`<script>retained ${r}</script>\n`);
       const put = await store.put(loc.prefix + e.path, evil, { contentType: "text/html" });
       if (cur.status === "ok") await store.put(loc.prefix + e.path, cur.body, { contentType: "text/html" });
@@ -366,12 +369,12 @@ export class Checker {
     let files: FileMap;
     if (oldestJournal <= 0) files = new Map();
     else {
-      const got = await store.get(metaKeys.manifest(metaPrefix(loc), oldestJournal));
+      const got = await store.get(metaKeys.manifest(metaPrefix(loc), oldestJournal), { maxBytes: CHECKER_MAX_BYTES });
       if (got.status !== "ok") return undefined;
       files = await parseManifest(got.body, sha256Hex(got.body), oldestJournal);
     }
     for (let g = oldestJournal + 1; g <= generation; g++) {
-      const got = await store.get(metaKeys.journal(metaPrefix(loc), g));
+      const got = await store.get(metaKeys.journal(metaPrefix(loc), g), { maxBytes: CHECKER_MAX_BYTES });
       if (got.status !== "ok") return { step, check: "journal-replay", message: `${url}: the head keeps journals after ${oldestJournal}, but journal ${g} is not there` };
       const j = parseJournal(got.body, g);
       for (const p of j.deletes) files.delete(p);

@@ -48,7 +48,7 @@ export function plantHeadBeforeObjects(inner: ObjectStore): ObjectStore {
  */
 export function plantUnverifiedSource(inner: ObjectStore): ObjectStore {
   return wrap(inner, {
-    getStream: (key, opts = {}) => inner.getStream(key, { ...(opts.signal ? { signal: opts.signal } : {}) }),
+    getStream: (key, opts) => inner.getStream(key, { maxBytes: opts.maxBytes, ...(opts.signal ? { signal: opts.signal } : {}) }),
     headAttrs: (key, opts = {}) => inner.headAttrs(key, { ...(opts.signal ? { signal: opts.signal } : {}) }),
     copy: (key, from, attrs, signal) => inner.copy(key, { bucket: from.bucket, key: from.key, etag: "" }, attrs, signal),
   });
@@ -64,7 +64,7 @@ export async function naivePull(source: Source, docroot: string, state: string):
   const { files } = await readManifest(source.store, hs.head);
   mkdirSync(docroot, { recursive: true });
   for (const e of files.values()) {
-    const got = await source.store.get(source.loc.prefix + e.path);
+    const got = await source.store.get(source.loc.prefix + e.path, { maxBytes: 64 * 1024 * 1024 });
     if (got.status !== "ok") throw new Error(`${e.path}: ${got.status}`);
     const abs = path.join(docroot, e.path);
     for (const f of listFiles(docroot)) if (e.path.startsWith(`${f}/`)) rmSync(path.join(docroot, f), { force: true });

@@ -7,6 +7,7 @@
  * - ETag = `"<md5 hex>"` for a single PUT and for a copy; `"<md5 of the parts' md5s>-N"` for a
  *   multipart upload of more than one part (lib-storage sends one PUT for a body of one part);
  * - conditional PUT (`If-None-Match: *`, `If-Match`), conditional GET/HEAD, `CopySourceIfMatch`;
+ * - bounded reads as S3Store's: a body over the caller's `maxBytes` is refused (`BodyTooLarge`);
  * - versioning off / Enabled / Suspended: versions, delete markers, the `"null"` version of an
  *   unversioned or suspended bucket (never handed out as a version id, as S3Store's `realVersion`);
  * - listings in UTF-8 byte order of the current, non-deleted keys.
@@ -20,6 +21,7 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { ConditionFailed, RemoteError } from "../core/errors.ts";
+import { BodyTooLarge } from "./bounded-io.ts";
 import {
   type CopySource, type CredentialFacts, type GetResult, type ListedKey, type ListOnce, type ObjectAttrs, type ObjectStore, type PutResult,
   type StreamResult, unquoteEtag, type VersioningState,
@@ -151,22 +153,25 @@ export class MemoryStore implements ObjectStore {
     return v.versionId === "null" ? undefined : v.versionId;
   }
 
-  async get(key: string, opts: { ifNoneMatch?: string; ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<GetResult> {
+  async get(key: string, opts: { maxBytes: number; ifNoneMatch?: string; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<GetResult> {
     return this.call("get", key, opts.signal, (): GetResult => {
       const v = this.find(key, opts);
       if (!v) return { status: "not-found" };
       if (opts.ifMatch && unquoteEtag(opts.ifMatch) !== unquoteEtag(v.etag)) return { status: "precondition-failed" };
       if (opts.ifNoneMatch && (opts.ifNoneMatch === "*" || unquoteEtag(opts.ifNoneMatch) === unquoteEtag(v.etag))) return { status: "not-modified" };
+      // As S3Store: a body over the caller's cap is refused unread (adapters/bounded-io.ts).
+      if (v.body.length > opts.maxBytes) throw new BodyTooLarge(`s3://${this.bucket}/${key}`, opts.maxBytes, v.body.length);
       return { status: "ok", body: Buffer.from(v.body), etag: v.etag, versionId: this.vid(v) };
     });
   }
 
-  async getStream(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<StreamResult> {
+  async getStream(key: string, opts: { maxBytes: number; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<StreamResult> {
     return this.call("getStream", key, opts.signal, (): StreamResult => {
       // As S3Store: a version wins over If-Match.
       const v = this.find(key, opts);
       if (!v) return { status: "not-found" };
       if (!opts.versionId && opts.ifMatch && unquoteEtag(opts.ifMatch) !== unquoteEtag(v.etag)) return { status: "precondition-failed" };
+      if (v.body.length > opts.maxBytes) throw new BodyTooLarge(`s3://${this.bucket}/${key}`, opts.maxBytes, v.body.length);
       return { status: "ok", body: Readable.from([Buffer.from(v.body)]), etag: v.etag, size: v.body.length, attrs: v.attrs };
     });
   }

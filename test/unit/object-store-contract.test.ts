@@ -5,6 +5,9 @@ import { ConditionFailed, RemoteError } from "../../src/core/errors.ts";
 import { MemoryStore, MemoryWorld, type StoreCall } from "../../src/adapters/memory-store.ts";
 import { objectStoreContract } from "../helpers/object-store-contract.ts";
 
+// Every read names its cap (adapters/bounded-io.ts); these objects are small.
+const CAP = 64 * 1024 * 1024;
+
 let n = 0;
 objectStoreContract("MemoryStore", {
   make: async ({ versioned }) => {
@@ -26,7 +29,7 @@ test("quirk ignoresConditionalWrites: If-None-Match * and If-Match overwrite (fa
   await s.put("k", Buffer.from("1"), attrs, { ifNoneMatch: "*" });
   await s.put("k", Buffer.from("2"), attrs, { ifNoneMatch: "*" });
   await s.put("k", Buffer.from("3"), attrs, { ifMatch: '"nope"' });
-  const got = await s.get("k");
+  const got = await s.get("k", { maxBytes: CAP, maxBytes: CAP });
   assert.ok(got.status === "ok" && got.body.toString() === "3");
 });
 
@@ -35,7 +38,7 @@ test("quirk ignoresCopySourceIfMatch: a copy of changed bytes goes through (moto
   const first = await s.put("src", Buffer.from("old"), attrs);
   await s.put("src", Buffer.from("new"), attrs);
   await s.copy("dst", { bucket: "b", key: "src", etag: first.etag }, undefined);
-  const got = await s.get("dst");
+  const got = await s.get("dst", { maxBytes: CAP, maxBytes: CAP });
   assert.ok(got.status === "ok" && got.body.toString() === "new");
 });
 
@@ -68,7 +71,7 @@ test("suspended versioning: writes replace the null version, earlier versions st
   await s.put("k", Buffer.from("3"), attrs);
   assert.equal(n1.versionId, undefined);
   assert.equal(world.buckets.get("b")?.keys.get("k")?.length, 2, "v1 and one null version");
-  const old = await s.get("k", { versionId: v1.versionId as string });
+  const old = await s.get("k", { maxBytes: CAP, versionId: v1.versionId as string });
   assert.ok(old.status === "ok" && old.body.toString() === "1");
 });
 
@@ -88,11 +91,11 @@ test("gate: a failure before the call changes nothing; a lost answer after it ke
   });
   await assert.rejects(s.put("k", Buffer.from("1"), attrs), /injected/);
   mode = "none";
-  assert.equal((await s.get("k")).status, "not-found");
+  assert.equal((await s.get("k", { maxBytes: CAP, maxBytes: CAP })).status, "not-found");
   mode = "after";
   await assert.rejects(s.put("k", Buffer.from("2"), attrs), /answer lost/);
   mode = "none";
-  const got = await s.get("k");
+  const got = await s.get("k", { maxBytes: CAP, maxBytes: CAP });
   assert.ok(got.status === "ok" && got.body.toString() === "2");
   assert.deepEqual(calls.map((c) => `${c.op} ${c.key}`), ["put k", "get k", "put k", "get k"]);
 });

@@ -18,7 +18,8 @@ test("a seed replays exactly: the same steps, faults and crashes", async () => {
 
 test("a puller that skips the sha256 check is caught", async () => {
   const o = { ...base, steps: 120, quirks: false, actors: ["master", "puller"] as const, plant: "puller-skips-sha256" as const };
-  let caught: string | undefined;
-  for (let seed = 1; seed <= 10 && !caught; seed++) caught = (await runSeed(seed, o)).violation?.check;
-  assert.equal(caught, "accepted-head-mismatch");
+  // Other seeds may stop first at a bug of today's code: the planted one must show within ten.
+  let caught = false;
+  for (let seed = 1; seed <= 10 && !caught; seed++) caught = (await runSeed(seed, o)).violation?.check === "accepted-head-mismatch";
+  assert.ok(caught, "no seed of ten caught the planted puller");
 });
