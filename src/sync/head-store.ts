@@ -114,7 +114,7 @@ export async function publishGeneration(store: ObjectStore, loc: Location, input
   const signed = signatureFor(input.signing, gen, input.files, time, input.approvedDeletes ?? 0);
   const manifestBytes = await serializeManifest(gen, input.files, signed.signature);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
-  await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
+  await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional, manifestMaxBytes(input.files.size));
   // A journal only pays off for small deltas; a huge one (a first publish of 100k files, a mass
   // change) would be bigger than the manifest a reader fetches instead, and can exceed what some
   // servers take in one PUT. It is not written, and the head says journals start after it.
@@ -124,7 +124,7 @@ export async function publishGeneration(store: ObjectStore, loc: Location, input
     : undefined;
   const journalWritten = journalBytes !== undefined && journalBytes.length <= JOURNAL_MAX_BYTES;
   if (journalWritten) {
-    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), journalBytes, ctl, input.conditional);
+    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), journalBytes, ctl, input.conditional, JOURNAL_MAX_BYTES);
   }
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
@@ -174,7 +174,7 @@ export async function publishGeneration(store: ObjectStore, loc: Location, input
  * is ours when its bytes are (a lost answer, retried), or debris of a run that died before its head
  * when the head is still older (the caller holds the write lease, so no one else is preparing it).
  */
-async function createOnce(store: ObjectStore, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean): Promise<void> {
+async function createOnce(store: ObjectStore, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean, readCap: number): Promise<void> {
   if (body.length > SINGLE_PUT_MAX) {
     // A large manifest (hundreds of thousands of entries) goes multipart: some servers refuse a
     // single PUT above ~11 MiB. lib-storage sends no condition with the completion, so here the
@@ -192,7 +192,10 @@ async function createOnce(store: ObjectStore, loc: Location, gen: number, key: s
   } catch (err) {
     if (!(err instanceof ConditionFailed)) throw err;
   }
-  const there = await store.get(key, { maxBytes: body.length });
+  // What a dead writer left there may be longer than this body (another tree for the same
+  // generation): read it under the cap readers use for its kind, not this body's length, or a
+  // writer that died between the manifest and the head is refused for good (found by sim/).
+  const there = await store.get(key, { maxBytes: Math.max(readCap, body.length) });
   if (there.status === "ok" && sha256Hex(there.body) === sha256Hex(body)) return;
   const hs = await readHead(store, loc);
   if ((hs?.head.generation ?? 0) >= gen || there.status !== "ok") {

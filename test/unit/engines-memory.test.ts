@@ -177,3 +177,20 @@ test("packs: a push writes packs, and a pull takes its files from them (the path
   for (const [p, body] of Object.entries(files)) assert.equal(sha256Hex(got[p] ?? ""), sha256Hex(body), p);
   void world;
 });
+
+test("uploader: a writer that died after writing the next manifest (other content, longer) publishes that generation on its next run", async () => {
+  // Found by the simulation (npm run sim -- --seed 28 --actors master,puller --no-quirks): the
+  // existing manifest was read back capped at the new body's length and refused as too large.
+  const { world, store, root, url } = setup();
+  const master = path.join(root, "master");
+  writeTree(master, { "index.html": "one" });
+  const up = makeUploader(store, { docroot: master, url, base: path.join(root, "m") });
+  await up.reconcile();
+  await up.releaseLease();
+  // What a crashed run left: generation 2's manifest for a tree that then changed again.
+  await store.put("site/.fansync/manifests/000000000002.ndjson.gz", Buffer.alloc(4096, 0x20), { contentType: "application/x-ndjson" });
+  writeTree(master, { "index.html": "two" });
+  const r = await up.reconcile();
+  assert.equal(r.generation, 2);
+  assert.equal(object(world, "primary", "site/index.html"), "two");
+});
