@@ -8,7 +8,7 @@ import { rm } from "node:fs/promises";
 import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
-import type { S3Store } from "./s3-store.ts";
+import type { ObjectStore } from "./object-store.ts";
 import { readJson, writeJsonListAtomic } from "./state-files.ts";
 
 /** The ledger kept in one state file for one bucket/prefix. */
@@ -32,7 +32,7 @@ export class OrphanLedger {
    * fails stay recorded, and so does everything when the server cannot be reached. `beforeDelete`
    * runs first when something is to be deleted (the writer re-checks its lease there).
    */
-  async clean(opts: { store: S3Store; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
+  async clean(opts: { store: ObjectStore; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
     const known = (await readJson<{ keys: unknown[] }>(this.file))?.keys;
     if (!known) return;
     const { prefix, current, done, later } = opts;

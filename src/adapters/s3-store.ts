@@ -1,6 +1,7 @@
 /**
  * The S3 adapter: every request fansync sends goes through here. One bucket per store; keys are
  * full keys (prefix included). Errors come out as RemoteError unless the caller handles a status.
+ * The engines see it only as an {@link ObjectStore} (adapters/object-store.ts).
  */
 import {
   CopyObjectCommand,
@@ -16,44 +17,18 @@ import type { Readable } from "node:stream";
 import { ConditionFailed } from "../core/errors.ts";
 import { capBody, declaredLength, readCapped } from "./bounded-io.ts";
 import type { LeanHttp } from "./lean-http.ts";
+import {
+  type CopySource, type CredentialFacts, type GetResult, type ListedKey, type ListOnce, type ObjectAttrs, type ObjectStore, type PutResult,
+  realVersion, type StreamResult, unquoteEtag, type VersioningState,
+} from "./object-store.ts";
+import { deleteAllVersions, getWithChecksum, listAllPaged, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "./s3-probes.ts";
 import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
 
-/** Result of a GET that may be conditional. */
-export type GetResult =
-  | { readonly status: "ok"; readonly body: Buffer; readonly etag: string; readonly versionId: string | undefined }
-  | { readonly status: "not-modified" }
-  | { readonly status: "not-found" }
-  | { readonly status: "precondition-failed" };
+export type { CopySource, GetResult, ObjectAttrs, PutResult, StreamResult } from "./object-store.ts";
+export { realVersion } from "./object-store.ts";
 
-/** Result of a streamed GET. */
-export type StreamResult =
-  | {
-      readonly status: "ok";
-      readonly body: Readable;
-      readonly etag: string;
-      readonly size: number;
-      /** The stored headers, so a copy to another bucket keeps them. */
-      readonly attrs: ObjectAttrs;
-    }
-  | { readonly status: "not-found" }
-  | { readonly status: "precondition-failed" };
-
-/** Result of a write. */
-export interface PutResult {
-  readonly etag: string;
-  readonly versionId: string | undefined;
-}
-
-/** Headers and metadata for a content object. */
-export interface ObjectAttrs {
-  readonly contentType: string;
-  readonly cacheControl?: string | undefined;
-  readonly metadata?: Readonly<Record<string, string>>;
-}
-
-
-/** Requests against one bucket. */
-export class S3Store {
+/** Requests against one bucket, on the wire. */
+export class S3Store implements ObjectStore {
   readonly client: S3Client;
   readonly bucket: string;
   /** For messages: where this store points. */
@@ -147,7 +122,7 @@ export class S3Store {
         { abortSignal: opts.signal },
       );
       // Some servers ignore If-Match on HEAD (fauxqs): the ETag is compared here as well.
-      if (!opts.versionId && opts.ifMatch && res.ETag && unquote(res.ETag) !== unquote(opts.ifMatch)) return undefined;
+      if (!opts.versionId && opts.ifMatch && res.ETag && unquoteEtag(res.ETag) !== unquoteEtag(opts.ifMatch)) return undefined;
       return { contentType: res.ContentType ?? "application/octet-stream", cacheControl: res.CacheControl, ...(res.Metadata ? { metadata: res.Metadata } : {}) };
     } catch (err) {
       const s = this.classifyRead(err, key);
@@ -246,7 +221,7 @@ export class S3Store {
    * the source ETag. Without `attrs` the source's headers and metadata are kept (a replica, or an
    * old version restored onto its own key).
    */
-  async copy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs | undefined, signal?: AbortSignal): Promise<PutResult> {
+  async copy(key: string, from: CopySource, attrs: ObjectAttrs | undefined, signal?: AbortSignal): Promise<PutResult> {
     try {
       return await this.sendCopy(key, from, attrs, signal);
     } catch (err) {
@@ -265,7 +240,7 @@ export class S3Store {
     }
   }
 
-  private async sendCopy(key: string, from: { bucket: string; key: string; versionId?: string | undefined; etag: string }, attrs: ObjectAttrs | undefined, signal: AbortSignal | undefined): Promise<PutResult> {
+  private async sendCopy(key: string, from: CopySource, attrs: ObjectAttrs | undefined, signal: AbortSignal | undefined): Promise<PutResult> {
     const src = `${from.bucket}/${encodeURIComponent(from.key).replace(/%2F/g, "/")}${from.versionId ? `?versionId=${encodeURIComponent(from.versionId)}` : ""}`;
     const res = await this.client.send(
       new CopyObjectCommand({
@@ -317,9 +292,9 @@ export class S3Store {
    * the uploader never list (some servers' listings are incomplete, see S3-SERVERS.md). Stops after
    * `max` keys (default: all) so a flooded prefix cannot make a status command hang; `truncated` says so.
    */
-  async list(prefix: string, opts: { max?: number; signal?: AbortSignal | undefined } = {}): Promise<{ keys: { key: string; size: number; lastModified: Date | undefined }[]; truncated: boolean }> {
+  async list(prefix: string, opts: { max?: number; signal?: AbortSignal | undefined } = {}): Promise<{ keys: ListedKey[]; truncated: boolean }> {
     const max = opts.max ?? Number.MAX_SAFE_INTEGER;
-    const keys: { key: string; size: number; lastModified: Date | undefined }[] = [];
+    const keys: ListedKey[] = [];
     let token: string | undefined;
     try {
       do {
@@ -335,15 +310,46 @@ export class S3Store {
     }
     return { keys, truncated: token !== undefined };
   }
-}
 
-/**
- * A version id, or undefined. Unversioned and suspended buckets answer "null" (CompleteMultipartUpload
- * does, some servers on every write): that is no version, and a reader that asked for
- * `?versionId=null` would trust whatever the key holds instead of checking its ETag.
- */
-export function realVersion(v: string | undefined): string | undefined {
-  return v === undefined || v === "" || v === "null" ? undefined : v;
+  /** The bucket's versioning setting (doctor). */
+  readVersioning(signal?: AbortSignal): Promise<VersioningState> {
+    return readBucketVersioning(this.client, this.bucket, signal);
+  }
+
+  /** The credential chain's facts, without the secret (doctor). */
+  readCredentials(): Promise<CredentialFacts> {
+    return readCredentials(this.client);
+  }
+
+  /** One ListObjectsV2 of one key, with the server's Date header (doctor). */
+  listOnce(prefix: string, now: () => Date, signal?: AbortSignal): Promise<ListOnce> {
+    return listPrefixOnce(this.client, this.bucket, prefix, now, signal);
+  }
+
+  /** PUT with a sha256 checksum (doctor). */
+  putWithSha256(key: string, body: Buffer, signal?: AbortSignal): Promise<{ checksum: string | undefined }> {
+    return putWithSha256(this.client, this.bucket, key, body, signal);
+  }
+
+  /** GET with ChecksumMode (doctor). */
+  getWithChecksum(key: string, signal?: AbortSignal): Promise<{ body: Buffer; checksum: string | undefined }> {
+    return getWithChecksum(this.client, this.bucket, key, signal);
+  }
+
+  /** Every key under `prefix`, paged as the server pages it (doctor). */
+  listPaged(prefix: string, pageSize: number, signal?: AbortSignal): Promise<{ keys: string[]; pages: number }> {
+    return listAllPaged(this.client, this.bucket, prefix, pageSize, signal);
+  }
+
+  /** Every version and delete marker under `prefix` removed (doctor's probes). */
+  deleteAllVersions(prefix: string, signal?: AbortSignal): Promise<{ deleted: number; failed: { key: string; error: string }[] }> {
+    return deleteAllVersions(this.client, this.bucket, prefix, signal);
+  }
+
+  /** Close the client's sockets. */
+  destroy(): void {
+    this.client.destroy();
+  }
 }
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -361,10 +367,6 @@ function attrsOf(h: IncomingHttpHeaders): ObjectAttrs {
   }
   const cacheControl = one(h["cache-control"]);
   return { contentType: one(h["content-type"]) ?? "application/octet-stream", cacheControl, ...(any ? { metadata } : {}) };
-}
-
-function unquote(etag: string): string {
-  return etag.replace(/^(W\/)?"|"$/g, "");
 }
 
 function abortControllerFor(signal: AbortSignal): AbortController {

@@ -28,6 +28,6 @@ export async function doctor(cfg: ConfigFor<"doctor">, log: Logger, signal: Abor
     const code = exitCodeOf(checks);
     return code === ExitCode.ok && ev.some((c) => c.status === "FAIL") ? ExitCode.partial : code;
   } finally {
-    store.client.destroy();
+    store.destroy();
   }
 }

@@ -12,15 +12,14 @@ import { ConditionFailed, errorMessage, ExitCode, FansyncError, RemoteError } fr
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { HEAD_MAX_BYTES, metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
-import { deleteAllVersions, getWithChecksum, listAllPaged, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "../adapters/s3-probes.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ListOnce, ObjectStore } from "../adapters/object-store.ts";
 import { probeConditionalSupport, readHead, readLease, readManifest } from "./head-store.ts";
 import { findMovedObjects } from "./transfer.ts";
 import type { JobDeps } from "./job-deps.ts";
 
 /** What the checks run against; `now` is this host's clock (the clock check compares it). */
 export interface DoctorDeps extends JobDeps {
-  readonly store: S3Store;
+  readonly store: ObjectStore;
   readonly loc: Location;
 }
 
@@ -52,7 +51,7 @@ export async function runDoctor(d: DoctorDeps, opts: DoctorOptions): Promise<Che
     skipRest("no credentials, so no request could be signed");
     return orderChecks(found);
   }
-  const listing = await listPrefixOnce(d.store, d.loc.prefix, d.now, d.signal);
+  const listing = await d.store.listOnce(d.loc.prefix, d.now, d.signal);
   if (!listing.ok) rethrowIfAborted(d, listing.error);
   set(await checkBucket(d, listing));
   // Any answer, even a refusal, carries the server's Date; only an unreachable server gives none.
@@ -63,7 +62,7 @@ export async function runDoctor(d: DoctorDeps, opts: DoctorOptions): Promise<Che
     return orderChecks(found);
   }
 
-  const versioning = await attempt(d, `read the versioning setting of s3://${d.store.bucket}`, () => readBucketVersioning(d.store, d.signal));
+  const versioning = await attempt(d, `read the versioning setting of s3://${d.store.bucket}`, () => d.store.readVersioning(d.signal));
   let putVersionId: boolean | undefined;
   if (opts.write) {
     const probes = new ProbeKeys(`${metaPrefix(d.loc)}doctor/${randomBytes(6).toString("hex")}/`);
@@ -135,7 +134,7 @@ async function attempt<T>(d: DoctorDeps, what: string, fn: () => Promise<T>, onE
 
 async function checkCredentials(d: DoctorDeps): Promise<Check> {
   try {
-    return credentialsCheck({ ok: true, ...(await readCredentials(d.store)) });
+    return credentialsCheck({ ok: true, ...(await d.store.readCredentials()) });
   } catch (err) {
     rethrowIfAborted(d, err);
     // The provider chain's own message names what it tried; it never contains a secret.
@@ -143,7 +142,7 @@ async function checkCredentials(d: DoctorDeps): Promise<Check> {
   }
 }
 
-async function checkBucket(d: DoctorDeps, listing: Awaited<ReturnType<typeof listPrefixOnce>>): Promise<Check> {
+async function checkBucket(d: DoctorDeps, listing: ListOnce): Promise<Check> {
   const where = { location: formatLocation(d.loc), endpoint: d.store.endpoint };
   if (listing.ok) return bucketCheck({ kind: "listed", keyCount: listing.keyCount }, where);
   const failure = failureOf(listing.error, `list ${formatLocation(d.loc)}`, d);
@@ -195,7 +194,7 @@ async function checkConditional(d: DoctorDeps, probes: ProbeKeys): Promise<Check
  * AWS. On a versioned bucket the delete leaves a delete marker, over which versitygw refuses the
  * write (412): a lease.json or head.json deleted there could never be created again (issue 13).
  */
-async function createsOverDeleted(store: S3Store, key: string, signal: AbortSignal): Promise<boolean> {
+async function createsOverDeleted(store: ObjectStore, key: string, signal: AbortSignal): Promise<boolean> {
   const attrs = { contentType: "text/plain" };
   await store.put(key, Buffer.from("probe"), attrs, {}, signal);
   const failed = await store.deleteMany([key], signal);
@@ -212,7 +211,7 @@ async function createsOverDeleted(store: S3Store, key: string, signal: AbortSign
 async function checkMultipart(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {
   const key = probes.key("multipart");
   const body = Buffer.alloc(PART + 1, 0x66);
-  // Through S3Store.upload: the same lib-storage path fansync's large files take.
+  // Through ObjectStore.upload: the same lib-storage path fansync's large files take.
   const r = await attempt(d, `multipart upload to s3://${d.store.bucket}/${key}`, () =>
     d.store.upload(key, body, { contentType: "application/octet-stream" }, { size: body.length, partSize: PART, queueSize: 2, signal: d.signal }));
   return multipartCheck(r.ok ? { etag: r.value.etag, parts: 2 } : { failure: r.failure });
@@ -222,9 +221,9 @@ async function checkChecksums(d: DoctorDeps, probes: ProbeKeys): Promise<Check> 
   const key = probes.key("checksum");
   const body = Buffer.concat([Buffer.from("fansync doctor checksum probe\n"), randomBytes(32)]);
   const sent = createHash("sha256").update(body).digest("base64");
-  const put = await attempt(d, `PUT s3://${d.store.bucket}/${key} with a sha256 checksum`, () => putWithSha256(d.store, key, body, d.signal));
+  const put = await attempt(d, `PUT s3://${d.store.bucket}/${key} with a sha256 checksum`, () => d.store.putWithSha256(key, body, d.signal));
   if (!put.ok) return checksumCheck({ failure: put.failure });
-  const got = await attempt(d, `GET s3://${d.store.bucket}/${key} with ChecksumMode`, () => getWithChecksum(d.store, key, d.signal));
+  const got = await attempt(d, `GET s3://${d.store.bucket}/${key} with ChecksumMode`, () => d.store.getWithChecksum(key, d.signal));
   if (!got.ok) return checksumCheck({ failure: got.failure });
   return checksumCheck({ sent, putEcho: put.value.checksum, getEcho: got.value.checksum, bytesEqual: got.value.body.equals(body) });
 }
@@ -242,7 +241,7 @@ async function checkListing(d: DoctorDeps, probes: ProbeKeys): Promise<Check> {
     const put = await attempt(d, `PUT s3://${d.store.bucket}/${key}`, () => d.store.put(key, Buffer.from("listing probe"), { contentType: "text/plain" }, {}, d.signal), (err) => probes.refused(key, err));
     if (!put.ok) return listingCheck({ failure: put.failure });
   }
-  const r = await attempt(d, `LIST s3://${d.store.bucket}/${dir}, ${LISTING_PAGE} keys a page`, () => listAllPaged(d.store, dir, LISTING_PAGE, d.signal));
+  const r = await attempt(d, `LIST s3://${d.store.bucket}/${dir}, ${LISTING_PAGE} keys a page`, () => d.store.listPaged(dir, LISTING_PAGE, d.signal));
   if (!r.ok) return listingCheck({ failure: r.failure });
   return listingCheck({ written, listed: r.value.keys, pages: r.value.pages, pageSize: LISTING_PAGE });
 }
@@ -264,7 +263,7 @@ async function removeProbes(d: DoctorDeps, probes: ProbeKeys, versioning: "Enabl
   }
   if (versioning === "off") return { probes: keys.length, ...removed };
   try {
-    const r = await deleteAllVersions(d.store, probes.prefix, signal);
+    const r = await d.store.deleteAllVersions(probes.prefix, signal);
     return { probes: keys.length, ...removed, versions: { deleted: r.deleted, left: r.failed.length } };
   } catch (err) {
     return { probes: keys.length, ...removed, versions: { error: failureOf(err, "list the probes' versions", d).message, versioning } };

@@ -5,7 +5,7 @@
 import { errorLine } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import { type FleetView, planFleetView } from "../core/node-report.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import { readHead } from "./head-store.ts";
 import { readNodeReports } from "./node-reports.ts";
 
@@ -30,7 +30,7 @@ export interface FleetStatus {
 }
 
 /** Read heads and reports of `sources` (the first is the reference, normally the primary). */
-export async function readFleet(sources: readonly { loc: Location; store: S3Store }[], o: { now: () => Date; silentAfterMs: number; signal?: AbortSignal; previous?: FleetStatus | undefined }): Promise<FleetStatus> {
+export async function readFleet(sources: readonly { loc: Location; store: ObjectStore }[], o: { now: () => Date; silentAfterMs: number; signal?: AbortSignal; previous?: FleetStatus | undefined }): Promise<FleetStatus> {
   const locations = await Promise.all(
     sources.map(async ({ loc, store }): Promise<LocationHead> => {
       const url = formatLocation(loc);

@@ -28,7 +28,7 @@ import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, WriterKind } from "../core/manifest.ts";
 import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
 import { OrphanLedger } from "../adapters/orphan-ledger.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
@@ -38,7 +38,7 @@ import { formatLocation } from "../core/location.ts";
 /** What the writer is given. */
 export interface GenerationWriterOptions {
   readonly loc: Location;
-  readonly store: S3Store;
+  readonly store: ObjectStore;
   /** The writing job's own directory (its lease id). */
   readonly state: StateDir;
   /** The location's directory every writer of it shares (ledger, capability cache). */

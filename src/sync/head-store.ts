@@ -13,7 +13,7 @@ import {
   serializeHead, serializeJournal, serializeManifest, sha256Hex, type WriterKind,
 } from "../core/manifest.ts";
 import type { Logger } from "../adapters/logger.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
 import { type GenerationSigning, type HeadSignature, signatureFor } from "../core/signing.ts";
 
@@ -29,7 +29,7 @@ export function newWriterId(): string {
 }
 
 /** Read the head; undefined when the location has never been published. */
-export async function readHead(store: S3Store, loc: Location, signal?: AbortSignal): Promise<HeadState | undefined> {
+export async function readHead(store: ObjectStore, loc: Location, signal?: AbortSignal): Promise<HeadState | undefined> {
   const res = await readHeadIfChanged(store, loc, undefined, signal);
   return res === "not-modified" ? undefined : res;
 }
@@ -38,7 +38,7 @@ export async function readHead(store: S3Store, loc: Location, signal?: AbortSign
  * Read the head unless its ETag is still `etag` (one conditional GET: the no-op path of every
  * reader): "not-modified", the head, or undefined when the location has never been published.
  */
-export async function readHeadIfChanged(store: S3Store, loc: Location, etag: string | undefined, signal?: AbortSignal): Promise<HeadState | "not-modified" | undefined> {
+export async function readHeadIfChanged(store: ObjectStore, loc: Location, etag: string | undefined, signal?: AbortSignal): Promise<HeadState | "not-modified" | undefined> {
   const meta = metaPrefix(loc);
   const res = await store.get(metaKeys.head(meta), { maxBytes: HEAD_MAX_BYTES, ...(etag ? { ifNoneMatch: etag } : {}), ...(signal ? { signal } : {}) });
   if (res.status === "not-modified" && etag) return "not-modified";
@@ -48,13 +48,13 @@ export async function readHeadIfChanged(store: S3Store, loc: Location, etag: str
 }
 
 /** Read generation `gen`'s journal; undefined when it is not there (pruned, or never written). */
-export async function readJournal(store: S3Store, loc: Location, gen: number, signal?: AbortSignal): Promise<Journal | undefined> {
+export async function readJournal(store: ObjectStore, loc: Location, gen: number, signal?: AbortSignal): Promise<Journal | undefined> {
   const res = await store.get(metaKeys.journal(metaPrefix(loc), gen), { maxBytes: JOURNAL_MAX_BYTES, ...(signal ? { signal } : {}) });
   return res.status === "ok" ? parseJournal(res.body, gen) : undefined;
 }
 
 /** Read and verify the manifest a head names. */
-export async function readManifest(store: S3Store, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
+export async function readManifest(store: ObjectStore, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
   // The head names no manifest size; its file count bounds it (a larger body is refused unread).
   const res = await store.get(head.manifestKey, { maxBytes: manifestMaxBytes(head.files), ...(signal ? { signal } : {}) });
   if (res.status === "not-found") {
@@ -105,7 +105,7 @@ const SINGLE_PUT_MAX = 8 * 1024 * 1024;
  * (If-None-Match: * for the first). A lost race throws {@link RaceError}; the chain never forks.
  * Old manifests and journals beyond `retain` generations are pruned afterwards.
  */
-export async function publishGeneration(store: S3Store, loc: Location, input: PublishInput, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
+export async function publishGeneration(store: ObjectStore, loc: Location, input: PublishInput, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
   const meta = metaPrefix(loc);
   const prevGen = input.previous?.head.generation ?? 0;
   const gen = input.generation ?? prevGen + 1;
@@ -116,7 +116,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
   const signed = signatureFor(input.signing, gen, input.files, time, input.approvedDeletes ?? 0);
   const manifestBytes = await serializeManifest(gen, input.files, signed.signature);
   const ctl = { contentType: "application/json", cacheControl: "no-store" };
-  await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional);
+  await createOnce(store, loc, gen, metaKeys.manifest(meta, gen), manifestBytes, { contentType: "application/x-ndjson", cacheControl: "no-store" }, input.conditional, manifestMaxBytes(input.files.size));
   // A journal only pays off for small deltas; a huge one (a first publish of 100k files, a mass
   // change) would be bigger than the manifest a reader fetches instead, and can exceed what some
   // servers take in one PUT. It is not written, and the head says journals start after it.
@@ -126,7 +126,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
     : undefined;
   const journalWritten = journalBytes !== undefined && journalBytes.length <= JOURNAL_MAX_BYTES;
   if (journalWritten) {
-    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), journalBytes, ctl, input.conditional);
+    await createOnce(store, loc, gen, metaKeys.journal(meta, gen), journalBytes, ctl, input.conditional, JOURNAL_MAX_BYTES);
   }
   let bytes = 0;
   for (const e of input.files.values()) bytes += e.size;
@@ -177,7 +177,7 @@ export async function publishGeneration(store: S3Store, loc: Location, input: Pu
  * is ours when its bytes are (a lost answer, retried), or debris of a run that died before its head
  * when the head is still older (the caller holds the write lease, so no one else is preparing it).
  */
-async function createOnce(store: S3Store, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean): Promise<void> {
+async function createOnce(store: ObjectStore, loc: Location, gen: number, key: string, body: Buffer, attrs: { contentType: string; cacheControl: string }, conditional: boolean, readCap: number): Promise<void> {
   if (body.length > SINGLE_PUT_MAX) {
     // A large manifest (hundreds of thousands of entries) goes multipart: some servers refuse a
     // single PUT above ~11 MiB. lib-storage sends no condition with the completion, so here the
@@ -195,7 +195,10 @@ async function createOnce(store: S3Store, loc: Location, gen: number, key: strin
   } catch (err) {
     if (!(err instanceof ConditionFailed)) throw err;
   }
-  const there = await store.get(key, { maxBytes: body.length });
+  // What a dead writer left there may be longer than this body (another tree for the same
+  // generation): read it under the cap readers use for its kind, not this body's length, or a
+  // writer that died between the manifest and the head is refused for good (found by sim/).
+  const there = await store.get(key, { maxBytes: Math.max(readCap, body.length) });
   if (there.status === "ok" && sha256Hex(there.body) === sha256Hex(body)) return;
   const hs = await readHead(store, loc);
   if ((hs?.head.generation ?? 0) >= gen || there.status !== "ok") {
@@ -209,7 +212,7 @@ async function createOnce(store: S3Store, loc: Location, gen: number, key: strin
   }
 }
 
-async function finishPublish(store: S3Store, loc: Location, input: PublishInput, head: Head, etag: string, manifestBytes: Buffer, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
+async function finishPublish(store: ObjectStore, loc: Location, input: PublishInput, head: Head, etag: string, manifestBytes: Buffer, log: Logger): Promise<HeadState & { manifestBytes: Buffer }> {
   const meta = metaPrefix(loc);
   const gen = head.generation;
   const prevGen = input.previous?.head.generation ?? 0;
@@ -260,7 +263,7 @@ const LEASE_MAX_BYTES = 64 * 1024;
  * objects the head names, which ones it may overwrite, and clears them once they are verified or
  * republished; records a master's approval of the generation's deletions after the fact.
  */
-export async function rewriteHead(store: S3Store, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number; readonly signature?: HeadSignature }, conditional: boolean): Promise<HeadState> {
+export async function rewriteHead(store: ObjectStore, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number; readonly signature?: HeadSignature }, conditional: boolean): Promise<HeadState> {
   const { dirty: oldDirty, approvedDeletes: oldApproval, signature: oldSignature, signatureProblem: _p, ...rest } = hs.head;
   const dirty = patch.dirty ?? oldDirty ?? [];
   const approvedDeletes = patch.approvedDeletes ?? oldApproval ?? 0;
@@ -294,7 +297,7 @@ const WRONG_ETAG = '"00000000000000000000000000000000"';
  * Probe how the server treats conditional PUTs at `key`, a fresh random key the caller deletes
  * afterwards: If-None-Match: * on the existing key, then If-Match with a wrong ETag, must be refused.
  */
-export async function probeConditionalSupport(store: S3Store, key: string, signal?: AbortSignal): Promise<ConditionalSupport> {
+export async function probeConditionalSupport(store: ObjectStore, key: string, signal?: AbortSignal): Promise<ConditionalSupport> {
   const attrs = { contentType: "text/plain" };
   const refused = async (body: string, cond: { ifMatch?: string; ifNoneMatch?: string }): Promise<boolean> => {
     try {
@@ -318,7 +321,7 @@ export async function probeConditionalSupport(store: S3Store, key: string, signa
  * server that ignores either one lets a second writer through unseen (the read-back check and the
  * settle pause of the lease are then what guard the head).
  */
-export async function probeConditionalWrites(store: S3Store, loc: Location): Promise<boolean> {
+export async function probeConditionalWrites(store: ObjectStore, loc: Location): Promise<boolean> {
   const key = `${metaPrefix(loc)}probe/${randomBytes(6).toString("hex")}`;
   try {
     const s = await probeConditionalSupport(store, key);
@@ -371,12 +374,12 @@ function parseLease(body: Uint8Array): LeaseDoc | undefined {
 }
 
 /** Read the write lease of a location; undefined when there is none, it is damaged or it was released. */
-export async function readLease(store: S3Store, loc: Location): Promise<LeaseDoc | undefined> {
+export async function readLease(store: ObjectStore, loc: Location): Promise<LeaseDoc | undefined> {
   const doc = (await readLeaseState(store, loc))?.doc;
   return doc?.released ? undefined : doc;
 }
 
-async function readLeaseState(store: S3Store, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
+async function readLeaseState(store: ObjectStore, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
   const res = await store.get(metaKeys.lease(metaPrefix(loc)), { maxBytes: LEASE_MAX_BYTES });
   return res.status === "ok" ? { doc: parseLease(res.body), etag: res.etag } : undefined;
 }
@@ -393,7 +396,7 @@ function leaseRace(loc: Location, l: LeaseDoc, why: string, conditional: boolean
  * first lease), so two writers cannot both take it; elsewhere a fresh lease is read back after a
  * pause, so two writers starting together cannot both go on.
  */
-export async function takeLease(store: S3Store, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean, renew = false): Promise<void> {
+export async function takeLease(store: ObjectStore, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean, renew = false): Promise<void> {
   const st = await readLeaseState(store, loc);
   const cur = st?.doc?.released ? undefined : st?.doc;
   // A renewal only extends a lease that is still ours: one released or gone meanwhile was taken
@@ -439,7 +442,7 @@ export async function takeLease(store: S3Store, loc: Location, writer: string, n
 }
 
 /** Before a head is written: the lease must still name us (whoever took it over publishes instead). */
-export async function checkLease(store: S3Store, loc: Location, writer: string): Promise<void> {
+export async function checkLease(store: ObjectStore, loc: Location, writer: string): Promise<void> {
   const cur = await readLease(store, loc);
   if (cur?.writer !== writer) {
     throw cur
@@ -452,7 +455,7 @@ export async function checkLease(store: S3Store, loc: Location, writer: string):
  * Give the lease up (end of a push, watch stopping): overwrite ours as released, with If-Match, so
  * a writer that took it over in the meantime keeps it. Never a delete (see {@link LeaseDoc}).
  */
-export async function releaseLease(store: S3Store, loc: Location, writer: string, now: () => Date = () => new Date()): Promise<void> {
+export async function releaseLease(store: ObjectStore, loc: Location, writer: string, now: () => Date = () => new Date()): Promise<void> {
   const st = await readLeaseState(store, loc);
   if (!st?.doc || st.doc.writer !== writer || st.doc.released) return;
   const t = now().toISOString();

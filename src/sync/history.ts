@@ -8,7 +8,7 @@ import { changesOfJournal, diffFileMaps, type GenerationInfo, parseGenerationKey
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import { applyJournal, type FileMap, type Journal, JOURNAL_MAX_BYTES, metaKeys, type ParsedManifest, parseJournal, parseSignedManifest, RETAINED_MANIFEST_MAX_BYTES, sha256Hex } from "../core/manifest.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import type { HeadState } from "./head-store.ts";
 
 /** What the meta prefix holds, up to the head's generation. */
@@ -23,7 +23,7 @@ export interface Retained {
  * List the retained manifests and journals. Keys above the head's generation (a run that died
  * before its head) are left out: they were never published.
  */
-export async function listRetained(store: S3Store, loc: Location, head: HeadState["head"], signal?: AbortSignal): Promise<Retained> {
+export async function listRetained(store: ObjectStore, loc: Location, head: HeadState["head"], signal?: AbortSignal): Promise<Retained> {
   const meta = metaPrefix(loc);
   const mdir = `${meta}manifests/`;
   const jdir = `${meta}journal/`;
@@ -49,7 +49,7 @@ export async function listRetained(store: S3Store, loc: Location, head: HeadStat
  * is gone. Only the head's manifest has a sha256 to check against; an older one is checked for its
  * format, its generation and every entry, and, by rollback, against its signature.
  */
-export async function readGenerationManifest(store: S3Store, loc: Location, generation: number, signal?: AbortSignal): Promise<ParsedManifest | undefined> {
+export async function readGenerationManifest(store: ObjectStore, loc: Location, generation: number, signal?: AbortSignal): Promise<ParsedManifest | undefined> {
   const res = await store.get(metaKeys.manifest(metaPrefix(loc), generation), { maxBytes: RETAINED_MANIFEST_MAX_BYTES, ...(signal ? { signal } : {}) });
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the manifest of generation ${generation}: ${res.status}`);
@@ -57,7 +57,7 @@ export async function readGenerationManifest(store: S3Store, loc: Location, gene
 }
 
 /** Read a journal; undefined when it is gone. */
-async function readJournal(store: S3Store, loc: Location, generation: number, signal?: AbortSignal): Promise<Journal | undefined> {
+async function readJournal(store: ObjectStore, loc: Location, generation: number, signal?: AbortSignal): Promise<Journal | undefined> {
   const res = await store.get(metaKeys.journal(metaPrefix(loc), generation), { maxBytes: JOURNAL_MAX_BYTES, ...(signal ? { signal } : {}) });
   if (res.status === "not-found") return undefined;
   if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading the journal of generation ${generation}: ${res.status}`);
@@ -69,7 +69,7 @@ async function readJournal(store: S3Store, loc: Location, generation: number, si
  * before the oldest shown) plus one journal per generation; a generation without a journal, or
  * after a gap, costs its manifest instead.
  */
-export async function readHistory(store: S3Store, loc: Location, hs: HeadState, retained: Retained, opts: { limit: number; signal?: AbortSignal }): Promise<GenerationInfo[]> {
+export async function readHistory(store: ObjectStore, loc: Location, hs: HeadState, retained: Retained, opts: { limit: number; signal?: AbortSignal }): Promise<GenerationInfo[]> {
   const { head } = hs;
   const gens = [...retained.manifests.keys()];
   const shown = gens.slice(Math.max(0, gens.length - opts.limit));

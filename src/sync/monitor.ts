@@ -11,7 +11,7 @@ import type { Location } from "../core/location.ts";
 import { type LagSample, renderStatusPage } from "../core/status-page.ts";
 import { Metrics } from "../adapters/metrics.ts";
 import { startHttpServer, type HttpServer } from "../adapters/http-server.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
@@ -23,7 +23,7 @@ export interface MonitorOptions {
   readonly detail: string;
   readonly listen: { readonly host: string; readonly port: number };
   /** Locations whose heads and node reports the page shows (first: the reference). */
-  readonly fleet: readonly { readonly loc: Location; readonly store: S3Store }[];
+  readonly fleet: readonly { readonly loc: Location; readonly store: ObjectStore }[];
   readonly silentAfterMs: number;
   readonly healthMaxLagMs: number;
   readonly expectEveryMs?: number | undefined;

@@ -9,7 +9,7 @@ import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { formatLocation, metaPrefix, type Location } from "../core/location.ts";
 import { NODE_REPORT_FORMAT, NODE_REPORT_MAX_BYTES, type NodeReport, nodeReportKey, parseNodeReport, reportChangeKey, shouldReport } from "../core/node-report.ts";
 import type { Logger } from "../adapters/logger.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 
@@ -17,7 +17,7 @@ import { readJson, writeJson } from "../adapters/state-files.ts";
 const MAX_NODES = 2000;
 
 /** Write this node's report unless an identical one was written less than `everyMs` ago. Never throws. */
-export async function writeNodeReport(store: S3Store, loc: Location, report: Omit<NodeReport, "format">, o: { state: StateDir; log: Logger; signal?: AbortSignal }): Promise<boolean> {
+export async function writeNodeReport(store: ObjectStore, loc: Location, report: Omit<NodeReport, "format">, o: { state: StateDir; log: Logger; signal?: AbortSignal }): Promise<boolean> {
   const file = o.state.lastReport;
   const key = `${formatLocation(loc)}|${reportChangeKey(report)}`;
   const now = Date.parse(report.time);
@@ -37,7 +37,7 @@ export async function writeNodeReport(store: S3Store, loc: Location, report: Omi
 }
 
 /** Every readable report under each location's `<meta>nodes/` (unreadable ones are counted, not trusted). */
-export async function readNodeReports(sources: readonly { loc: Location; store: S3Store }[], signal?: AbortSignal): Promise<{ reports: { report: NodeReport; from: string }[]; unreadable: string[] }> {
+export async function readNodeReports(sources: readonly { loc: Location; store: ObjectStore }[], signal?: AbortSignal): Promise<{ reports: { report: NodeReport; from: string }[]; unreadable: string[] }> {
   const reports: { report: NodeReport; from: string }[] = [];
   const unreadable: string[] = [];
   for (const { loc, store } of sources) {

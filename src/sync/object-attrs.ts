@@ -1,6 +1,6 @@
 /** The headers fansync writes with every content object (uploader and rollback alike). */
 import { contentTypeFor } from "../core/content-type.ts";
-import type { ObjectAttrs } from "../adapters/s3-store.ts";
+import type { ObjectAttrs } from "../adapters/object-store.ts";
 
 /**
  * Content-Type from the path, Cache-Control from the configured rules, and the metadata a reader

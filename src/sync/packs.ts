@@ -18,7 +18,7 @@ import { type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
 import { DEFAULT_PACK_FETCH, maxPackIndexBytes, type Pack, PACK_INDEX_FORMAT, type PackFetchTuning, type PackIndex, packKeys, type PackTuning, parsePackIndex, planPackFetch, planPacks, pullUsesPacks, serializePackIndex } from "../core/pack-format.ts";
 import { withRetry } from "../adapters/retry.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import { ensureParentDirs, tempPathFor } from "../adapters/safe-write.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
@@ -33,7 +33,7 @@ const PACK_ATTRS = { contentType: "application/octet-stream" } as const;
 /** A location and the store that reaches it. */
 export interface PackSite {
   readonly loc: Location;
-  readonly store: S3Store;
+  readonly store: ObjectStore;
 }
 
 /** An index as read, with the ETag to poll it by. */
@@ -320,7 +320,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
 }
 
 /** GET one whole pack; undefined when it is not there. More bytes than the index says is refused. */
-async function fetchPack(store: S3Store, key: string, size: number, signal: AbortSignal): Promise<Buffer | undefined> {
+async function fetchPack(store: ObjectStore, key: string, size: number, signal: AbortSignal): Promise<Buffer | undefined> {
   const res = await store.getStream(key, { maxBytes: size, signal });
   if (res.status !== "ok") return undefined;
   return readCapped(res.body, size);

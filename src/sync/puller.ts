@@ -19,7 +19,7 @@ import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy,
 import { type DeleteLimit, formatAge } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, newRunId, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
@@ -56,7 +56,7 @@ export interface PullerOptions {
 /** One source to pull from. */
 export interface Source {
   readonly loc: Location;
-  readonly store: S3Store;
+  readonly store: ObjectStore;
 }
 
 /** Injected collaborators. */

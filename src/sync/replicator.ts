@@ -16,7 +16,7 @@ import { filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGenera
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
-import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
 import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
@@ -32,7 +32,7 @@ import { EventListener, type EventHealth } from "./event-listener.ts";
 export interface Endpoint {
   readonly url: string;
   readonly loc: Location;
-  readonly store: S3Store;
+  readonly store: ObjectStore;
 }
 
 /** A regional location. */

@@ -21,7 +21,7 @@ import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
-import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { type HeadState, readHead, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
@@ -52,7 +52,7 @@ export interface RollbackOptions extends WriterTuning {
 
 /** Injected collaborators. */
 export interface RollbackDeps extends JobDeps, PublishDeps {
-  readonly store: S3Store;
+  readonly store: ObjectStore;
 }
 
 /** What the plan does, in counts. */
@@ -242,7 +242,7 @@ async function verifyCopySources(plan: RollbackPlan, o: RollbackOptions, d: Roll
 }
 
 /** Which old VersionIds still exist (and, where the metadata says, hold the old sha256). */
-async function checkVersions(store: S3Store, o: RollbackOptions, candidates: readonly Entry[], d: RollbackDeps): Promise<Set<string>> {
+async function checkVersions(store: ObjectStore, o: RollbackOptions, candidates: readonly Entry[], d: RollbackDeps): Promise<Set<string>> {
   const found = new Set<string>();
   await pMap(candidates.filter((e) => e.versionId), async (e) => {
     const attrs = await store.headAttrs(o.loc.prefix + e.path, { versionId: e.versionId, signal: d.signal });

@@ -18,7 +18,7 @@ import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { SizedPools } from "../adapters/buffer-pool.ts";
 import { hashingTap } from "../adapters/hashing-tap.ts";
 import { toLocal } from "../adapters/safe-write.ts";
-import { type ObjectAttrs, type PutResult, realVersion, type S3Store } from "../adapters/s3-store.ts";
+import { type ObjectAttrs, type PutResult, realVersion, type ObjectStore } from "../adapters/object-store.ts";
 
 /** What a content object's entry records about its bytes and file. */
 export interface FileFacts {
@@ -54,7 +54,7 @@ export function objectRef(e: { readonly versionId?: string | undefined; readonly
  * them in place another way (a server-side copy of an object that holds them already) and return
  * that result, or undefined to have the bytes sent.
  */
-export async function uploadFile(store: S3Store, key: string, abs: string, o: PartTuning & {
+export async function uploadFile(store: ObjectStore, key: string, abs: string, o: PartTuning & {
   readonly expect?: { readonly size: number; readonly sha256: string } | undefined;
   readonly facts?: { readonly mtimeMs: number; readonly mode: number } | undefined;
   readonly attrs: (f: FileFacts) => ObjectAttrs;
@@ -120,7 +120,7 @@ export async function uploadFile(store: S3Store, key: string, abs: string, o: Pa
  * streamed GET → PUT (multipart when large) with the stored headers kept; the bytes must be the
  * manifest's. The source not being that object any more throws {@link ObjectMoved}.
  */
-export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dstKey: string, e: Entry, o: PartTuning & { readonly signal: AbortSignal }): Promise<PutResult> {
+export async function copyAcross(src: ObjectStore, srcKey: string, dst: ObjectStore, dstKey: string, e: Entry, o: PartTuning & { readonly signal: AbortSignal }): Promise<PutResult> {
   // Never more than the manifest's size: a longer body fails at size + 1 bytes (bounded-io.ts).
   const got = await src.getStream(srcKey, { ...objectRef(e), maxBytes: e.size, signal: o.signal });
   if (got.status !== "ok") throw new ObjectMoved(`${e.path}: the source object is ${got.status}`, "the source published again during the copy; the next round converges");
@@ -145,7 +145,7 @@ export async function copyAcross(src: S3Store, srcKey: string, dst: S3Store, dst
  * caller's commit. A small object is verified in memory and written with one open, write,
  * futimes (fchmod) and close; a large one streams to disk through a hash.
  */
-export async function downloadTo(store: S3Store, key: string, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
+export async function downloadTo(store: ObjectStore, key: string, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
   // Never more than the manifest's size: an endless body fails at size + 1 bytes (bounded-io.ts),
   // so a large object's temp file never grows past it.
   const res = await store.getStream(key, { ...objectRef(e), maxBytes: e.size, signal });
@@ -241,7 +241,7 @@ const UMASK = process.umask();
  * entry's ETag each (an entry with a version id names bytes that cannot change). `paths`: the
  * head's dirty paths, or `["*"]` for every entry.
  */
-export async function findMovedObjects(store: S3Store, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal }): Promise<Set<string>> {
+export async function findMovedObjects(store: ObjectStore, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal }): Promise<Set<string>> {
   const moved = new Set<string>();
   if (paths.length === 0) return moved;
   const check = paths.includes("*") ? [...files.values()] : paths.map((p) => files.get(p)).filter((e): e is Entry => e !== undefined);
@@ -258,7 +258,7 @@ export async function findMovedObjects(store: S3Store, prefix: string, files: Fi
  * first (rollback, issue 22). Reads at most size + 1 bytes. A missing object throws
  * {@link ObjectMoved}; other bytes throw {@link TransferCorrupt}, naming the path.
  */
-export async function verifyObject(store: S3Store, key: string, ref: { versionId: string } | { ifMatch: string }, e: Pick<Entry, "path" | "size" | "sha256">, signal: AbortSignal): Promise<void> {
+export async function verifyObject(store: ObjectStore, key: string, ref: { versionId: string } | { ifMatch: string }, e: Pick<Entry, "path" | "size" | "sha256">, signal: AbortSignal): Promise<void> {
   // Capped at the entry's size (bounded-io.ts): a longer body is refused at size + 1 bytes.
   const got = await store.getStream(key, { ...ref, maxBytes: e.size, signal });
   if (got.status !== "ok") throw new ObjectMoved(`${e.path}: the object is ${got.status}`);

@@ -26,7 +26,7 @@ import type { Entry, FileMap } from "../core/manifest.ts";
 import { filesDigest, verifyGeneration } from "../core/signing.ts";
 import { type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
 import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
-import type { S3Store } from "../adapters/s3-store.ts";
+import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
@@ -64,7 +64,7 @@ export interface TwoWayOptions {
 
 /** Collaborators. */
 export interface TwoWayDeps extends JobDeps {
-  readonly store: S3Store;
+  readonly store: ObjectStore;
   readonly publisher: Publisher;
   readonly events?: TransferEvents | undefined;
   /** Told each version as soon as it is kept (a round that fails later still reports it). */

@@ -20,7 +20,7 @@ import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts"
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
-import type { ObjectAttrs, PutResult, S3Store } from "../adapters/s3-store.ts";
+import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
@@ -66,7 +66,7 @@ export interface UploaderOptions extends WriterTuning {
 
 /** Injected collaborators. */
 export interface UploaderDeps extends JobDeps, PublishDeps {
-  readonly store: S3Store;
+  readonly store: ObjectStore;
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;
 }
