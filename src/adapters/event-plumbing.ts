@@ -203,9 +203,9 @@ export async function isSubscribed(sns: SNSClient, topicArn: string, queueArn: s
   return false;
 }
 
-/** The queue's ARN and its topic (from register's tag), or throws when the queue cannot be read. */
-export async function readQueue(sqs: SQSClient, url: string): Promise<{ arn: string; topic: string | undefined }> {
+/** The queue's ARN, its topic and its expiry (from register's tags), or throws when the queue cannot be read. */
+export async function readQueue(sqs: SQSClient, url: string): Promise<{ arn: string; topic: string | undefined; expires: string | undefined }> {
   const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn as string;
   const tags: Record<string, string> = (await sqs.send(new ListQueueTagsCommand({ QueueUrl: url })).catch(() => ({ Tags: {} }))).Tags ?? {};
-  return { arn, topic: tags[TOPIC_TAG] };
+  return { arn, topic: tags[TOPIC_TAG], expires: tags[EXPIRES_TAG] };
 }

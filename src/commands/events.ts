@@ -119,7 +119,9 @@ export async function runEventChecks(cfg: Config, loc: Location, queue: string, 
     say("FAIL", "queue", `cannot read ${queue}: ${q.name}`);
     return out;
   }
-  say("OK", "queue", `${queue} (${q.arn})`);
+  // A self-registered queue that expired is deleted by the next `events prune`: say so while it works.
+  if (q.expires && Date.parse(q.expires) < Date.now()) say("WARN", "queue", `${queue} (${q.arn}) expired ${q.expires}: \`fansync events prune\` deletes it (a node running with it pushes the expiry forward)`);
+  else say("OK", "queue", `${queue} (${q.arn})${q.expires ? `, expires ${q.expires}` : ""}`);
   if (!topic) return out;
   const sns = createSnsClient(aws, topic);
   const exists = await topicExists(sns, topic).catch(() => false);

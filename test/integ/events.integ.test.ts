@@ -278,6 +278,11 @@ test("self-registered queues expire: a running node pushes its expiry forward; p
       const now = await expires(running.url);
       return now !== undefined && before !== undefined && Date.parse(now) > Date.parse(before);
     }, 30_000, daemon);
+    // `events check` says a queue expired before prune deletes it, and when a live one expires.
+    const chk = await ctx.cli(["events", "check", loc, "--queue", stale.url, ...common]);
+    expectCode(chk, 0);
+    assert.match(chk.stdout, /^WARN +queue .* expired .*fansync events prune/m);
+    assert.match((await ctx.cli(["events", "check", loc, "--queue", fresh.url, ...common])).stdout, /^OK +queue .*, expires \d{4}-/m);
     const pruned = await ctx.cli(["events", "prune", "--topic", topic, ...common]);
     expectCode(pruned, 0);
     const lines = pruned.stdout.trim().split("\n");
