@@ -12,6 +12,7 @@ import { awsTool, baseEnv, fansyncTool, httpLoopTool, rcloneTool, s3cmdTool, sdk
 import { fleetSettingsFromEnv, runFleet } from "./lib/fleet.ts";
 import { runPropagation } from "./lib/propagation.ts";
 import { runSyncPropagation, type SyncPropagation } from "./lib/sync-propagation.ts";
+import { eventsSettingsFromEnv, runEventsBench, type EventsResult } from "./lib/events-bench.ts";
 import type { BenchReport, FleetResult, Propagation, Row, RunRecord } from "./lib/results.ts";
 import { renderReport } from "./lib/report.ts";
 import { writeChart } from "./lib/chart.ts";
@@ -500,6 +501,12 @@ async function main(): Promise<void> {
     });
   }
 
+  // Events vs polling (issue 24): on moto whatever BENCH_SERVER says (S3 → SNS → SQS in one server).
+  let events: EventsResult | undefined;
+  if ((onlyScenarios === undefined || onlyScenarios.includes("events")) && fansyncOk && tools.some((t) => t.id === "fansync")) {
+    events = await runEventsBench({ ...eventsSettingsFromEnv(scale), repo: fansyncRepo, workDir: join(workDir, "runs", "events"), env: baseEnv(), log });
+  }
+
   const report: BenchReport = {
     scale,
     startedAt,
@@ -528,6 +535,7 @@ async function main(): Promise<void> {
     propagation,
     ...(syncPropagation !== undefined ? { syncPropagation } : {}),
     ...(fleet !== undefined ? { fleet } : {}),
+    ...(events !== undefined ? { events } : {}),
   };
   const merged = mergeInto(report);
   writeFileSync(resultsJson, JSON.stringify(merged, null, 2));
@@ -554,9 +562,10 @@ function mergeInto(report: BenchReport): BenchReport {
   // A propagation run that was not selected this time keeps the earlier figures.
   const propagation = report.propagation.status === "n/a" ? earlier.propagation : report.propagation;
   const syncPropagation = report.syncPropagation ?? earlier.syncPropagation;
+  const events = report.events ?? earlier.events;
   // The trees of both invocations: a re-measured tree's facts replace the earlier ones.
   const trees = [...earlier.trees.filter((t) => !report.trees.some((n) => n.name === t.name)), ...report.trees];
-  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(fleet !== undefined ? { fleet } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
+  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(fleet !== undefined ? { fleet } : {}), ...(events !== undefined ? { events } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */

@@ -2,6 +2,7 @@
 import { summarize, ratio, median } from "./stats.ts";
 import type { BenchReport, FleetResult, Row, RunRecord } from "./results.ts";
 import { percentile } from "./stats.ts";
+import type { EventsResult } from "./events-bench.ts";
 import { cdnHeadMonth, fleetUnits, MONTH_S, NOT_MODIFIED_BYTES, nodeMonth, PRICES, prefixLimitNodes } from "./cost.ts";
 
 /** Escapes a table cell: pipes would split the cell, newlines would end the row. */
@@ -629,7 +630,32 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   lines.push("");
   lines.push(costSection(report.fleet));
   lines.push("");
+  lines.push("## Events vs polling: change → served on every node, and an idle node's requests");
+  lines.push("");
+  lines.push(eventsSection(report.events));
+  lines.push("");
   return lines.join("\n");
+}
+
+/**
+ * The events row (issue 24): p50/p99 of change → served on every node with `pull --watch --events`
+ * against 2 s polling, and requests per idle node-hour of each, with the goals beside them.
+ */
+export function eventsSection(e: EventsResult | undefined): string {
+  if (e === undefined) return "_Not run (BENCH_SCENARIOS=events runs it, on moto: S3, SNS and SQS on one endpoint; `node bench/events.ts` runs it alone)._";
+  if (e.status !== "ok") return `_${e.status}${e.note ? `: ${e.note}` : ""}_`;
+  const ms = (xs: number[], q: number): string => (xs.length ? formatCount(Math.round(percentile(xs, q))) : "—");
+  const rows = e.rows.map((r) => {
+    const s = [...r.samplesMs].sort((a, b) => a - b);
+    const kinds = Object.entries(r.idleByKind).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${formatCount(v)} ${k}`).join(", ");
+    return [r.mode, String(s.length), String(r.lost), ms(s, 50), ms(s, 99), s.length ? formatCount(Math.round(s[s.length - 1] as number)) : "—", formatCount(Math.round(r.idleRequestsPerNodeHour)), kinds || "none"];
+  });
+  const table = formatTable(["mode", "changes served", "lost", "p50 ms", "p99 ms", "max ms", "requests per idle node-hour", "idle window, all nodes"], rows, ["l", "r", "r", "r", "r", "r", "r", "l"]);
+  const poll = e.rows.find((r) => r.mode === "polling 2s");
+  const ev = e.rows.find((r) => r.mode === "events");
+  const ratio = poll && ev && ev.idleRequestsPerNodeHour > 0 ? `Idle requests, events ÷ polling: 1/${formatNumber(poll.idleRequestsPerNodeHour / ev.idleRequestsPerNodeHour)} (goal ≤ 1/10). ` : "";
+  const few = e.changes < 50 ? ` Only ${e.changes} changes: too few for a p99 (the goal names ≥ 50).` : "";
+  return `${table}\n\n${e.nodes} \`fansync pull --watch\` nodes on moto, ${e.changes} changes per mode, each timed from the server's answer to the head's PUT until every node holds the file. Goals (issue 24), with events: p50 < 300 ms, p99 < 1 s. ${ratio}The idle window is ${e.idleSeconds} s through a counting proxy (S3 and SQS requests alike); with events the 60 s safety poll adds 60 head GETs an hour, which a window under a minute may miss.${few}`;
 }
 
 /** The two-way row: a file written on node A until B and C both serve it, and back from C. */

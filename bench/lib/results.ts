@@ -1,3 +1,4 @@
+import type { EventsResult } from "./events-bench.ts";
 // The benchmark's data model: what run.ts records and report.ts / chart.ts render.
 import type { SyncPropagation } from "./sync-propagation.ts";
 
@@ -72,6 +73,8 @@ export type BenchReport = {
   syncPropagation?: SyncPropagation;
   /** The simulated fleet (lib/fleet.ts), when run. */
   fleet?: FleetResult;
+  /** Events vs polling (lib/events-bench.ts), when run. */
+  events?: EventsResult;
 };
 
 /** Per-node request figures of the simulated fleet, by request type. */

@@ -150,13 +150,16 @@ export function eventQueueArns(namePrefix: string, partition = "aws"): string[] 
   return [`arn:${partition}:sqs:*:*:${namePrefix}-*`];
 }
 
-/** The statement that lets a daemon with `--events` read its queue. */
+/**
+ * The statement that lets a daemon with `--events` read its queue, and its tags (a self-registered
+ * queue's expiry, which the node pushes forward; a queue without one is left as it is).
+ */
 export function receiveEventsStatement(namePrefix: string, partition = "aws"): StatementJson {
-  return { Sid: "ReceiveEvents", Effect: "Allow", Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: eventQueueArns(namePrefix, partition) };
+  return { Sid: "ReceiveEvents", Effect: "Allow", Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ListQueueTags"], Resource: eventQueueArns(namePrefix, partition) };
 }
 
 /**
- * Self-registration (`fansync events register` / `unregister` on the node): its own queue, named
+ * Self-registration (`fansync events register` / `unregister` / `prune` on the node): its own queue, named
  * `<namePrefix>-…`, subscribed to the deployment's head topics; the queue policy it sets lets only
  * the topic send to it.
  */
@@ -165,7 +168,9 @@ export function selfRegisterStatements(namePrefix: string, partition = "aws"): S
     {
       Sid: "OwnEventQueue",
       Effect: "Allow",
-      Action: ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:TagQueue", "sqs:ListQueueTags", "sqs:DeleteQueue"],
+      // TagQueue also pushes the queue's expiry forward while the node runs; GetQueueUrl is for
+      // `events prune` (from a subscription's queue ARN to the queue).
+      Action: ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:TagQueue", "sqs:ListQueueTags", "sqs:DeleteQueue", "sqs:GetQueueUrl"],
       Resource: eventQueueArns(namePrefix, partition),
     },
     { Sid: "SubscribeToHeadTopics", Effect: "Allow", Action: ["sns:Subscribe", "sns:Unsubscribe", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic"], Resource: [`arn:${partition}:sns:*:*:${namePrefix}-*`] },

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { GetBucketNotificationConfigurationCommand, PutBucketNotificationConfigurationCommand, type S3Client, type TopicConfiguration } from "@aws-sdk/client-s3";
 import { CreateTopicCommand, GetTopicAttributesCommand, ListSubscriptionsByTopicCommand, SetTopicAttributesCommand, type SNSClient, SubscribeCommand, UnsubscribeCommand } from "@aws-sdk/client-sns";
-import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, ListQueueTagsCommand, type SQSClient, SetQueueAttributesCommand, TagQueueCommand } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, DeleteQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, ListQueueTagsCommand, type SQSClient, SetQueueAttributesCommand, TagQueueCommand } from "@aws-sdk/client-sqs";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 
@@ -84,13 +84,85 @@ export async function topicExists(sns: SNSClient, topicArn: string): Promise<boo
 
 const SUBSCRIPTION_TAG = "fansync-subscription";
 const TOPIC_TAG = "fansync-topic";
+// Self-registered queues expire (docs/events.md): `fansync-expires` is when (ISO time), and
+// `fansync-expire-after` how long a node that runs with the queue pushes it forward (seconds).
+const EXPIRES_TAG = "fansync-expires";
+const EXPIRE_AFTER_TAG = "fansync-expire-after";
+
+/** The expiry tags of a self-registered queue that expires `expireAfterMs` after `now`. */
+export function expiryTags(expireAfterMs: number, now: Date): Record<string, string> {
+  return { [EXPIRES_TAG]: new Date(now.getTime() + expireAfterMs).toISOString(), [EXPIRE_AFTER_TAG]: String(Math.round(expireAfterMs / 1000)) };
+}
+
+/** Whether a queue's tags say it expired before `now` (a queue without an expiry never does: the CDK stack's, or one made by hand). */
+export function queueExpired(tags: Readonly<Record<string, string>>, now: Date): boolean {
+  const at = Date.parse(tags[EXPIRES_TAG] ?? "");
+  return Number.isFinite(at) && at < now.getTime();
+}
+
+/**
+ * A node that runs with a self-registered queue keeps it alive: the expiry moves to `now` plus the
+ * queue's own `fansync-expire-after`. Returns the new expiry, or undefined for a queue that does not
+ * expire (nothing is written then). Two requests (ListQueueTags, TagQueue); the listener calls it hourly.
+ */
+export async function refreshQueueExpiry(sqs: SQSClient, url: string, now: Date, signal?: AbortSignal): Promise<string | undefined> {
+  const tags = (await sqs.send(new ListQueueTagsCommand({ QueueUrl: url }), { abortSignal: signal })).Tags ?? {};
+  const afterS = Number(tags[EXPIRE_AFTER_TAG]);
+  if (!(afterS > 0)) return undefined;
+  const next = expiryTags(afterS * 1000, now);
+  await sqs.send(new TagQueueCommand({ QueueUrl: url, Tags: next }), { abortSignal: signal });
+  return next[EXPIRES_TAG];
+}
+
+/** What `prune` did with one of the topic's SQS subscriptions. */
+export interface PrunedQueue {
+  readonly queueArn: string;
+  readonly url: string | undefined;
+  /** "deleted": expired, unsubscribed and deleted; "kept": not expired or no expiry; "unreadable": left alone (why in `detail`). */
+  readonly outcome: "deleted" | "kept" | "unreadable";
+  readonly detail: string;
+}
+
+/**
+ * Unsubscribe and delete the topic's subscribed queues whose expiry passed (nodes that stopped
+ * without `unregister`). Queues without an expiry tag and queues it cannot read are left alone.
+ */
+export async function pruneExpiredQueues(sqs: SQSClient, sns: SNSClient, topicArn: string, now: Date): Promise<PrunedQueue[]> {
+  const out: PrunedQueue[] = [];
+  let next: string | undefined;
+  do {
+    const page = await sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topicArn, NextToken: next }));
+    for (const sub of page.Subscriptions ?? []) {
+      if (sub.Protocol !== "sqs" || !sub.Endpoint) continue;
+      // arn:aws:sqs:<region>:<account>:<name>
+      const [, , , , account, name] = sub.Endpoint.split(":");
+      let url: string | undefined;
+      try {
+        url = (await sqs.send(new GetQueueUrlCommand({ QueueName: name, QueueOwnerAWSAccountId: account }))).QueueUrl as string;
+        const tags = (await sqs.send(new ListQueueTagsCommand({ QueueUrl: url }))).Tags ?? {};
+        if (!queueExpired(tags, now)) {
+          out.push({ queueArn: sub.Endpoint, url, outcome: "kept", detail: tags[EXPIRES_TAG] ? `expires ${tags[EXPIRES_TAG]}` : "no expiry" });
+          continue;
+        }
+        if (sub.SubscriptionArn && sub.SubscriptionArn.startsWith("arn:")) await sns.send(new UnsubscribeCommand({ SubscriptionArn: sub.SubscriptionArn }));
+        await sqs.send(new DeleteQueueCommand({ QueueUrl: url }));
+        out.push({ queueArn: sub.Endpoint, url, outcome: "deleted", detail: `expired ${tags[EXPIRES_TAG]}` });
+      } catch (err) {
+        out.push({ queueArn: sub.Endpoint, url, outcome: "unreadable", detail: (err as Error).name });
+      }
+    }
+    next = page.NextToken;
+  } while (next);
+  return out;
+}
 
 /**
  * A node's own queue subscribed to the topic: CreateQueue, a queue policy that lets only that topic
  * send to it, Subscribe (raw delivery: the message is the S3 event itself). The subscription is
- * recorded as a tag of the queue, so `unregister` needs only the queue URL. Returns its URL.
+ * recorded as a tag of the queue, so `unregister` needs only the queue URL; so is its expiry
+ * (`fansync events prune` deletes it once passed; a node running with it pushes it forward). Returns its URL.
  */
-export async function registerQueue(sqs: SQSClient, sns: SNSClient, topicArn: string, queueName: string): Promise<{ url: string; arn: string; subscription: string }> {
+export async function registerQueue(sqs: SQSClient, sns: SNSClient, topicArn: string, queueName: string, expiry: { readonly afterMs: number; readonly now: Date }): Promise<{ url: string; arn: string; subscription: string; expires: string }> {
   const url = (await sqs.send(new CreateQueueCommand({ QueueName: queueName, Attributes: { MessageRetentionPeriod: "3600", ReceiveMessageWaitTimeSeconds: "20" } }))).QueueUrl as string;
   const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn as string;
   const policy = {
@@ -106,8 +178,9 @@ export async function registerQueue(sqs: SQSClient, sns: SNSClient, topicArn: st
   };
   await sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: { Policy: JSON.stringify(policy) } }));
   const subscription = (await sns.send(new SubscribeCommand({ TopicArn: topicArn, Protocol: "sqs", Endpoint: arn, Attributes: { RawMessageDelivery: "true" }, ReturnSubscriptionArn: true }))).SubscriptionArn as string;
-  await sqs.send(new TagQueueCommand({ QueueUrl: url, Tags: { [SUBSCRIPTION_TAG]: subscription, [TOPIC_TAG]: topicArn } }));
-  return { url, arn, subscription };
+  const expires = expiryTags(expiry.afterMs, expiry.now);
+  await sqs.send(new TagQueueCommand({ QueueUrl: url, Tags: { [SUBSCRIPTION_TAG]: subscription, [TOPIC_TAG]: topicArn, ...expires } }));
+  return { url, arn, subscription, expires: expires[EXPIRES_TAG] as string };
 }
 
 /** Unsubscribe the queue (by its tag) and delete it; returns what was removed. */
@@ -130,9 +203,9 @@ export async function isSubscribed(sns: SNSClient, topicArn: string, queueArn: s
   return false;
 }
 
-/** The queue's ARN and its topic (from register's tag), or throws when the queue cannot be read. */
-export async function readQueue(sqs: SQSClient, url: string): Promise<{ arn: string; topic: string | undefined }> {
+/** The queue's ARN, its topic and its expiry (from register's tags), or throws when the queue cannot be read. */
+export async function readQueue(sqs: SQSClient, url: string): Promise<{ arn: string; topic: string | undefined; expires: string | undefined }> {
   const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn as string;
   const tags: Record<string, string> = (await sqs.send(new ListQueueTagsCommand({ QueueUrl: url })).catch(() => ({ Tags: {} }))).Tags ?? {};
-  return { arn, topic: tags[TOPIC_TAG] };
+  return { arn, topic: tags[TOPIC_TAG], expires: tags[EXPIRES_TAG] };
 }

@@ -3,6 +3,7 @@
  * is trusted or even parsed here: a message only says "look at the head now".
  */
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { refreshQueueExpiry } from "./event-plumbing.ts";
 
 /** One message taken from the queue. */
 export interface QueueMessage {
@@ -19,6 +20,11 @@ export interface EventQueue {
   receive(signal: AbortSignal): Promise<readonly QueueMessage[]>;
   /** Delete messages taken (a message not deleted comes back after its visibility timeout: one more hint). */
   remove(handles: readonly string[], signal: AbortSignal): Promise<void>;
+  /**
+   * Push a self-registered queue's expiry forward (docs/events.md); returns the new expiry, or
+   * undefined when the queue has none (the CDK stack's queues).
+   */
+  refreshExpiry?(now: Date, signal: AbortSignal): Promise<string | undefined>;
 }
 
 // SQS's longest long poll: an idle node makes about 180 requests an hour.
@@ -37,6 +43,10 @@ export class SqsEventQueue implements EventQueue {
   async receive(signal: AbortSignal): Promise<readonly QueueMessage[]> {
     const out = await this.client.send(new ReceiveMessageCommand({ QueueUrl: this.url, MaxNumberOfMessages: 10, WaitTimeSeconds: WAIT_SECONDS, VisibilityTimeout: 30 }), { abortSignal: signal });
     return (out.Messages ?? []).filter((m) => m.ReceiptHandle).map((m) => ({ handle: m.ReceiptHandle as string, body: (m.Body ?? "").slice(0, 500) }));
+  }
+
+  async refreshExpiry(now: Date, signal: AbortSignal): Promise<string | undefined> {
+    return refreshQueueExpiry(this.client, this.url, now, signal);
   }
 
   async remove(handles: readonly string[], signal: AbortSignal): Promise<void> {

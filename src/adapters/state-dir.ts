@@ -129,8 +129,11 @@ export class StateDir {
   get pullStaging(): string { return this.file("pull-staging.json"); }
   get lagCheck(): string { return this.file("pull-lag-check.json"); }
   get lastReport(): string { return this.file("report-last.json"); }
-  /** --on-publish / --on-apply: the last generation each location's hook ran for (never twice). */
-  get hookRecord(): string { return this.file("hook-last.json"); }
+  /**
+   * --on-publish / --on-apply: the last generation each location's hook ran for (never twice). One
+   * file per hook: a sync node runs both, on their own queues, for different generations.
+   */
+  hookRecord(hook: "on-publish" | "on-apply"): string { return this.file(hook === "on-publish" ? "hook-last.json" : "hook-last-on-apply.json"); }
   /** The last status when no --status-file is written (a failed cron run repeats what it knew). */
   get lastStatus(): string { return this.file("last-status.json"); }
 

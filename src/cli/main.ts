@@ -250,7 +250,9 @@ export function buildProgram(): Command {
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
     .option("--delay <duration>", "quiet window after a local change before a round (default 500ms)")
     .option("--max-delay <duration>", "longest a change waits during continuous activity (default 5s)")
-    .option("--interval <duration>", "poll the head this often (default 2s)")
+    .option("--interval <duration>", "poll the head this often (default 2s; 60s with --events)")
+    .option("--events <queue-url>", "also start a round at once when this SQS queue (fed by the bucket's notification for the head) has a message; polling stays as the safety net (docs/events.md)")
+    .option("--on-apply <command>", "after each round that applied another writer's generation, run this shell command with the paths it changed/deleted here as NDJSON on stdin")
     .option("--rescan-interval <duration>", "scan the whole docroot at least this often, catching events the watcher missed (default 1h)")
     .option("--signing-key <file>", "sign every generation this node publishes with this private key (its public half is trusted too)")
     .option("--trusted-key <key|file>", "apply and build on only generations signed by this public key (ed25519:… or a .pub file; repeatable)", collect)
@@ -327,20 +329,21 @@ Exit codes: 0 ok, 1 unexpected, 2 usage, 3 config, 4 partial, 5 refused by the d
 function registerEvents(program: Command): void {
   common(program.command("events"))
     .description("set up the events that wake nodes at once: the bucket's notification and topic, each node's queue (docs/events.md)")
-    .argument("<action>", "setup (topic + bucket notification), register (this node's queue), unregister, or check")
+    .argument("<action>", "setup (topic + bucket notification), register (this node's queue), unregister, check, or prune (expired self-registered queues)")
     .argument("[location]", "s3://bucket/prefix (setup, check)")
-    .option("--topic <arn>", "register: the topic to subscribe to (printed by setup)")
+    .option("--topic <arn>", "register, prune: the topic (printed by setup)")
     .option("--queue <url>", "unregister, check: the node's queue")
     .option("--queue-name <name>", "register: the queue's name (default fansync-<hostname>)")
+    .option("--expire-after <duration>", "register: `events prune` deletes the queue this long after a node last ran with it (default 7d; a running node refreshes it hourly)")
     .action(async (action: string, location: string | undefined, _o: unknown, cmd: Command) => {
-      if (!["setup", "register", "unregister", "check"].includes(action)) {
-        process.stderr.write(`fansync: unknown events action ${JSON.stringify(action)}: setup, register, unregister or check\n`);
+      if (!["setup", "register", "unregister", "check", "prune"].includes(action)) {
+        process.stderr.write(`fansync: unknown events action ${JSON.stringify(action)}: setup, register, unregister, check or prune\n`);
         process.exit(ExitCode.usage);
       }
-      const { topic, queue, queueName, ...flags } = flagsOf(cmd);
+      const { topic, queue, queueName, expireAfter, ...flags } = flagsOf(cmd);
       await run("events", cmd, { ...flags, target: location }, async (cfg, _log, signal) => {
         const { events } = await import("../commands/events.ts");
-        return events(cfg, { action: action as "setup", location: cfg.target, topic: topic as string | undefined, queue: queue as string | undefined, queueName: queueName as string | undefined }, signal);
+        return events(cfg, { action: action as "setup", location: cfg.target, topic: topic as string | undefined, queue: queue as string | undefined, queueName: queueName as string | undefined, expireAfter: expireAfter as string | undefined }, signal);
       });
     });
 }

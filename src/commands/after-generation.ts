@@ -28,7 +28,8 @@ export async function afterGenerationFor(cfg: Config, role: "publish" | "apply",
     parts.push(new CdnInvalidator(cfg.cloudfrontDistribution.map((d) => ({ id: d.id, location: d.location && formatLocation(d.location) })), api, deps));
   }
   const command = role === "publish" ? cfg.onPublish : cfg.onApply;
-  if (command) parts.push(new HookRunner({ name: role === "publish" ? "on-publish" : "on-apply", command, timeoutMs: cfg.hookTimeout, recordFile: state.hookRecord }, deps));
+  const name = role === "publish" ? "on-publish" : "on-apply";
+  if (command) parts.push(new HookRunner({ name, command, timeoutMs: cfg.hookTimeout, recordFile: state.hookRecord(name) }, deps));
   if (parts.length === 0) return undefined;
   return {
     notify: (g) => parts.forEach((p) => p.notify(g)),

@@ -4,6 +4,7 @@
  *   setup s3://bucket/prefix       the location's SNS topic and the bucket's notification for its head (the bucket owner, once)
  *   register --topic ARN           this node's own queue, subscribed to the topic; prints the URL for `pull --events`
  *   unregister --queue URL         unsubscribe and delete that queue
+ *   prune --topic ARN              unsubscribe and delete the topic's self-registered queues whose expiry passed
  *   check s3://bucket/prefix --queue URL   notification, topic, subscription and a round trip through them
  */
 import os from "node:os";
@@ -14,17 +15,25 @@ import { ExitCode, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import { createS3Client } from "../adapters/s3-client.ts";
 import { createSnsClient, createSqsClient } from "../adapters/aws-clients.ts";
-import { isSubscribed, readHeadNotification, readQueue, registerQueue, setupTopic, topicExists, unregisterQueue } from "../adapters/event-plumbing.ts";
+import { isSubscribed, pruneExpiredQueues, readHeadNotification, readQueue, registerQueue, setupTopic, topicExists, unregisterQueue } from "../adapters/event-plumbing.ts";
+import { parseDuration } from "../core/units.ts";
 import { settingsFor } from "../core/config.ts";
 
 /** What the subcommands take besides the config. */
 export interface EventsOptions {
-  readonly action: "setup" | "register" | "unregister" | "check";
+  readonly action: "setup" | "register" | "unregister" | "check" | "prune";
   readonly location: Location | undefined;
   readonly topic: string | undefined;
   readonly queue: string | undefined;
   readonly queueName: string | undefined;
+  /** register: `--expire-after` as given (a duration; default {@link DEFAULT_EXPIRE_AFTER}). */
+  readonly expireAfter: string | undefined;
 }
+
+/** A self-registered queue expires this long after its node last ran with it (register's default). */
+export const DEFAULT_EXPIRE_AFTER = "7d";
+// A running node pushes its queue's expiry forward hourly: a shorter expiry could be pruned under it.
+const SAFE_EXPIRE_AFTER_MS = 2 * 3_600_000;
 
 // A round trip longer than this is reported as not received.
 const ROUND_TRIP_MS = 25_000;
@@ -47,9 +56,19 @@ export async function events(cfg: Config, o: EventsOptions, signal: AbortSignal)
     case "register": {
       const topic = need(o.topic, "--topic ARN (printed by `fansync events setup`, or the CDK stack's output)");
       const name = o.queueName ?? `fansync-${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 60)}`;
-      const r = await registerQueue(createSqsClient(aws), createSnsClient(aws, topic), topic, name);
+      const afterMs = parseDuration(o.expireAfter ?? DEFAULT_EXPIRE_AFTER);
+      if (!afterMs) throw new UsageError(`--expire-after ${JSON.stringify(o.expireAfter)}: expected a duration such as 7d, 12h or 90m`);
+      if (afterMs < SAFE_EXPIRE_AFTER_MS) process.stderr.write(`fansync: warning: --expire-after ${o.expireAfter} is under 2h: a node running with this queue pushes its expiry forward only hourly, so \`fansync events prune\` may delete it while in use\n`);
+      const r = await registerQueue(createSqsClient(aws), createSnsClient(aws, topic), topic, name, { afterMs, now: new Date() });
       process.stdout.write(`${r.url}\n`);
       return ExitCode.ok;
+    }
+    case "prune": {
+      const topic = need(o.topic, "--topic ARN (printed by `fansync events setup`)");
+      const r = await pruneExpiredQueues(createSqsClient(aws), createSnsClient(aws, topic), topic, new Date());
+      for (const q of r) process.stdout.write(`${q.outcome.padEnd(10)} ${q.url ?? q.queueArn}  ${q.detail}\n`);
+      // A queue it could not read is left alone and said: exit 4, as a partial run.
+      return r.some((q) => q.outcome === "unreadable") ? ExitCode.partial : ExitCode.ok;
     }
     case "unregister": {
       const queue = need(o.queue, "--queue URL");
@@ -100,7 +119,9 @@ export async function runEventChecks(cfg: Config, loc: Location, queue: string, 
     say("FAIL", "queue", `cannot read ${queue}: ${q.name}`);
     return out;
   }
-  say("OK", "queue", `${queue} (${q.arn})`);
+  // A self-registered queue that expired is deleted by the next `events prune`: say so while it works.
+  if (q.expires && Date.parse(q.expires) < Date.now()) say("WARN", "queue", `${queue} (${q.arn}) expired ${q.expires}: \`fansync events prune\` deletes it (a node running with it pushes the expiry forward)`);
+  else say("OK", "queue", `${queue} (${q.arn})${q.expires ? `, expires ${q.expires}` : ""}`);
   if (!topic) return out;
   const sns = createSnsClient(aws, topic);
   const exists = await topicExists(sns, topic).catch(() => false);

@@ -17,6 +17,7 @@ import { baseStateDir } from "./wiring.ts";
 import type { PullStatus } from "./pull.ts";
 import type { RegionStatus } from "../sync/replicator.ts";
 import type { SyncStatus } from "./sync.ts";
+import type { EventHealth } from "../sync/event-listener.ts";
 
 /** Everything `status` found. */
 export interface StatusReport {
@@ -108,7 +109,7 @@ function render(r: StatusReport): string {
     lines.push(`puller  ${p.status.padEnd(5)} generation ${p.generation} of ${p.headGeneration} (lag ${p.lag.generations} gen, ${p.lag.seconds}s)  source ${p.source || "-"}`);
     lines.push(`        last success ${ago(p.lastSuccess)}, last attempt ${ago(p.lastAttempt)}${p.lastError ? `, last error: ${p.lastError}` : ""}  [${p.file}]`);
     // --events: a queue that cannot be read means the node is polling (docs/events.md).
-    if (p.events) lines.push(`        events ${p.events.state === "listening" ? "on" : `FAILING since ${ago(p.events.since)}, polling instead: ${p.events.lastError ?? ""}`} (${p.events.messages} messages)  ${p.events.queue}`);
+    if (p.events) lines.push(eventsLine(p.events, ago));
   }
   for (const g of r.regions) {
     lines.push(`region  ${g.status.padEnd(5)} ${g.region} generation ${g.generation} of ${g.primaryGeneration} (lag ${g.lag.generations} gen, ${g.lag.seconds}s)  primary ${g.primary}`);
@@ -117,6 +118,7 @@ function render(r: StatusReport): string {
   for (const s of r.syncs) {
     lines.push(`sync    ${s.status.padEnd(5)} generation ${s.generation}  ${s.docroot} ⇄ ${s.target}  node ${s.node}`);
     lines.push(`        last success ${ago(s.lastSuccess)}, last attempt ${ago(s.lastAttempt)}${s.lastError ? `, last error: ${s.lastError}` : ""}`);
+    if (s.events) lines.push(eventsLine(s.events, ago));
     if (s.notOwned.length > 0) lines.push(`        changed here but not owned (not published, restored): ${s.notOwned.slice(0, 5).join(", ")}${s.notOwned.length > 5 ? ", …" : ""}`);
     // Older status files have no `skipped`.
     const skipped = s.skipped ?? [];
@@ -127,4 +129,9 @@ function render(r: StatusReport): string {
     }
   }
   return lines.join("\n") + "\n";
+}
+
+/** --events: a queue that cannot be read means the node is polling (docs/events.md). */
+function eventsLine(e: EventHealth, ago: (iso: string | null) => string): string {
+  return `        events ${e.state === "listening" ? "on" : `FAILING since ${ago(e.since)}, polling instead: ${e.lastError ?? ""}`} (${e.messages} messages)  ${e.queue}`;
 }

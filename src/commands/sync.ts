@@ -18,11 +18,12 @@ import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
-import { runSyncDaemon } from "../sync/sync-daemon.ts";
+import type { EventHealth } from "../sync/event-listener.ts";
+import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
 import { type DryRunResult, type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 
 /** The status a sync node writes after every round (`<state>/sync-status.json`, and `--status-file`). */
 export interface SyncStatus {
@@ -50,7 +51,12 @@ export interface SyncStatus {
   /** Paths the last scan could not carry (names that cannot be keys, unreadable files), and why. */
   readonly skipped: readonly { readonly path: string; readonly reason: string }[];
   readonly host: string;
+  /** With `--events`: the queue's state (a queue that fails means the node is polling). */
+  readonly events?: EventHealth | undefined;
 }
+
+/** The poll interval of a node whose event queue cannot be read (the default of a node without events). */
+const FALLBACK_INTERVAL_MS = 2000;
 
 /** Run the two-way daemon until `signal` aborts. */
 export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSignal): Promise<void> {
@@ -123,8 +129,10 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     await monitor?.stop();
     throw err;
   });
-  // A two-way node's own generations: CDN invalidation and --on-publish (docs/events.md).
+  // A two-way node's own generations: CDN invalidation and --on-publish; other writers' generations
+  // it applied: --on-apply (docs/events.md). Each on its own queue and record.
   const after = await afterGenerationFor(cfg, "publish", state, log, signal);
+  const afterApply = await afterGenerationFor(cfg, "apply", state, log, signal);
   const uploader = new Uploader(
     {
       docroot,
@@ -167,10 +175,12 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   );
   let last: RoundResult | undefined;
   let lastSuccess: string | null = null;
-  const writeStatus = async (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => {
+  const writeStatus = async (r: RoundOutcome) => {
     const at = new Date().toISOString();
     if (r.ok) {
       last = r.result;
+      const a = r.result.applied;
+      if (a) afterApply?.notify({ location: url, generation: a.generation, changed: a.changed, deleted: a.deleted });
       lastSuccess = at;
       conflictsTotal += r.result.conflicts.length;
       if (r.result.conflicts.length > 0) monitor?.metrics.recordConflicts(r.result.conflicts.length);
@@ -185,6 +195,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       docroot, target: url, node, generation, headGeneration: last?.headGeneration ?? 0,
       lastSuccess, lastAttempt: at, lastError: r.ok ? null : errorLine(r.error).slice(0, 300),
       keptTotal, conflictsTotal, conflictsDir, kept: recent, notOwned: last?.notOwned ?? [], skipped: skipped.slice(0, 50), host: os.hostname(),
+      ...(r.events ? { events: r.events } : {}),
     };
     const body = JSON.stringify(st, null, 1) + "\n";
     await writeFileAtomic(state.syncStatus, body);
@@ -193,17 +204,19 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");
     }
     monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
+    if (r.events) monitor?.recordEvents(r.events);
   };
   try {
-    log.info({ docroot, target: url, node, owns: cfg.owns, conflict: cfg.conflict, conflictsDir, signs: signer?.key.keyId, trusts: trust?.keys.map((k) => k.keyId) }, "two-way sync");
+    log.info({ docroot, target: url, node, owns: cfg.owns, conflict: cfg.conflict, conflictsDir, signs: signer?.key.keyId, trusts: trust?.keys.map((k) => k.keyId), ...(cfg.events ? { events: cfg.events } : {}) }, "two-way sync");
     await warnOneSided(store, cfg, signer !== undefined, trust !== undefined, log);
     await runSyncDaemon(
-      { docroot, ignoreDirs: [state.dir, conflictsDir], delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, intervalMs: cfg.interval, rescanIntervalMs: cfg.rescanInterval },
-      { node: two, log: log.child({ component: "sync" }), signal, now: () => new Date(), onRound: writeStatus },
+      { docroot, ignoreDirs: [state.dir, conflictsDir], delayMs: cfg.delay, maxDelayMs: cfg.maxDelay, intervalMs: cfg.interval, rescanIntervalMs: cfg.rescanInterval, fallbackIntervalMs: FALLBACK_INTERVAL_MS },
+      { node: two, log: log.child({ component: "sync" }), signal, now: () => new Date(), onRound: writeStatus, queue: await eventQueueFor(cfg) },
     );
   } finally {
     await uploader.releaseLease();
     await after?.flush();
+    await afterApply?.flush();
     await monitor?.stop();
     await lock.release();
   }

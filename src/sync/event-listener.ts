@@ -29,6 +29,9 @@ export interface EventHealth {
 // A queue that fails is asked again after this long, doubling up to the cap.
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
+// A self-registered queue's expiry is pushed forward at start and then this often (two requests an
+// hour; with `events register --expire-after` of 2 h or more, a running node's queue never expires).
+const REFRESH_EXPIRY_MS = 3_600_000;
 
 /** Long-polls one queue and turns each batch of messages into one `onHint()`. */
 export class EventListener {
@@ -37,6 +40,9 @@ export class EventListener {
   private readonly d: JobDeps;
   private h: EventHealth;
   private readonly retryMinMs: number;
+  /** When the queue's expiry is next pushed forward (0: at the first chance). */
+  private nextRefresh = 0;
+  private refreshWarned = false;
 
   constructor(queue: EventQueue, onHint: () => void, deps: JobDeps, retryMinMs = RETRY_MIN_MS) {
     this.queue = queue;
@@ -56,12 +62,31 @@ export class EventListener {
     return this.h.state === "failing";
   }
 
+  /**
+   * Keep a self-registered queue alive (its expiry tag), hourly. A failure is a warning, said once:
+   * the queue still works; only `fansync events prune` would delete it once the expiry passed.
+   */
+  private async refreshExpiry(stop: AbortSignal): Promise<void> {
+    const now = this.d.now();
+    if (!this.queue.refreshExpiry || now.getTime() < this.nextRefresh) return;
+    this.nextRefresh = now.getTime() + REFRESH_EXPIRY_MS;
+    try {
+      const expires = await this.queue.refreshExpiry(now, stop);
+      if (expires) this.d.log.debug({ queue: this.queue.url, expires }, "event queue's expiry pushed forward");
+    } catch (err) {
+      if (stop.aborted || this.refreshWarned) return;
+      this.refreshWarned = true;
+      this.d.log.warn({ queue: this.queue.url, errorType: errName(err), err: errorMessage(err) }, "cannot refresh the event queue's expiry (sqs:ListQueueTags, sqs:TagQueue): `fansync events prune` may delete it once it expires");
+    }
+  }
+
   /** Listen until `stop` aborts; never throws. */
   async run(stop: AbortSignal): Promise<void> {
     const { log } = this.d;
     let retryMs = this.retryMinMs;
     while (!stop.aborted) {
       try {
+        await this.refreshExpiry(stop);
         const msgs = await this.queue.receive(stop);
         if (this.failing) {
           log.info({ queue: this.queue.url }, "event queue readable again: events on");

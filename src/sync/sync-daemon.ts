@@ -3,13 +3,19 @@
  * a quiet window plus a cap, as in `watch`: a rename or a burst of thousands of files is one round),
  * and every poll interval otherwise (one conditional GET of the head when nothing moved). Rounds
  * never overlap; a failing round backs off; lost races and configuration errors end the daemon.
+ * With an event queue (`sync --events`), a message about the head starts a round at once, as in
+ * `pull --watch --events`: the same listener and coalescing wake-up (event-listener.ts, wake.ts),
+ * the poll interval as the safety net, and the fallback interval while the queue cannot be read.
  */
 import path from "node:path";
 import { ConfigError, errorMessage, ExitCode, FansyncError, LockedError, UsageError } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
+import type { EventQueue } from "../adapters/event-queue.ts";
+import { EventListener, type EventHealth } from "./event-listener.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
 import type { RoundResult } from "./two-way.ts";
+import { Wake } from "./wake.ts";
 
 // The longest pause between attempts of a failing round: short, since a node that cannot finish a
 // round neither publishes its users' edits nor applies anyone else's (pull --watch waits up to 60 s).
@@ -34,25 +40,31 @@ export interface SyncDaemonOptions {
   readonly intervalMs: number;
   /** A round scans the docroot when the watcher saw something, and at least this often (events the kernel dropped). */
   readonly rescanIntervalMs: number;
+  /** With an event queue: the poll interval while the queue cannot be read. */
+  readonly fallbackIntervalMs?: number | undefined;
 }
+
+/** One round's outcome, with the event queue's state when there is one. */
+export type RoundOutcome = ({ ok: true; result: RoundResult } | { ok: false; error: unknown }) & { readonly events?: EventHealth | undefined };
 
 /** Collaborators; `onRound` hears every round's outcome (status file, metrics). */
 export interface SyncDaemonDeps extends JobDeps {
   readonly node: RoundRunner;
-  readonly onRound?: (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => Promise<void> | void;
+  readonly onRound?: (r: RoundOutcome) => Promise<void> | void;
+  /** `--events`: a message in this queue starts a round at once (event-listener.ts). */
+  readonly queue?: EventQueue | undefined;
 }
 
 /** Run until `signal` aborts; the round in flight finishes first. */
 export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Promise<void> {
   const { log } = d;
-  let wake: (() => void) | undefined;
+  // One wake-up for the docroot's quiet window and the queue's hints: any number of them during a
+  // round leave one more round, never one each, and rounds never overlap.
+  const wake = new Wake();
+  const listener = d.queue ? new EventListener(d.queue, () => wake.fire(), d) : undefined;
   let firstEvent = 0;
   let quiet: NodeJS.Timeout | undefined;
-  const kick = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
+  const kick = () => wake.fire();
   const { watch: chokidarWatch } = await import("chokidar");
   const ignore = o.ignoreDirs.map((x) => path.resolve(x));
   const watcher = chokidarWatch(o.docroot, {
@@ -79,9 +91,10 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
   });
   watcher.on("error", (err: unknown) => log.error({ err }, "watcher error"));
   await ready;
-  log.info({ docroot: o.docroot, delayMs: o.delayMs, intervalMs: o.intervalMs }, "syncing");
-  const onAbort = () => kick();
-  d.signal.addEventListener("abort", onAbort, { once: true });
+  log.info({ docroot: o.docroot, delayMs: o.delayMs, intervalMs: o.intervalMs, ...(d.queue ? { events: d.queue.url } : {}) }, "syncing");
+  // The listener stops with the daemon: no hint is taken once stopping.
+  const listening = listener?.run(d.signal);
+  const report = (r: { ok: true; result: RoundResult } | { ok: false; error: unknown }) => d.onRound?.(listener ? { ...r, events: listener.health } : r);
   let joining = true;
   let backoff = 0;
   let fatal: unknown;
@@ -97,7 +110,7 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
         joining = false;
         backoff = 0;
         if (r.published) log.info({ generation: r.generation, changes: r.localChanges, conflicts: r.conflicts.length }, "published");
-        await d.onRound?.({ ok: true, result: r });
+        await report({ ok: true, result: r });
         // Something was left for later (still being written): come back soon.
         if (r.deferred > 0) {
           backoff = o.delayMs;
@@ -105,7 +118,7 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
         }
       } catch (err) {
         if (d.signal.aborted) break;
-        await d.onRound?.({ ok: false, error: err });
+        await report({ ok: false, error: err });
         changed = true; // the next round looks again
         if (!recoverable(err)) {
           fatal = err;
@@ -118,21 +131,22 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
         log[level]({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "round failed; retrying");
       }
       if (d.signal.aborted) break;
-      // Sleep until the poll interval, an event's quiet window, or the stop, whichever is first.
-      const woke = new Promise<void>((resolve) => (wake = resolve));
-      const wait = backoff || o.intervalMs;
+      // Sleep until the poll interval, an event's quiet window, a hint from the queue, or the stop,
+      // whichever is first. A failing round backs off first; a hint that came meanwhile still counts.
+      const pollMs = listener?.failing ? Math.min(o.intervalMs, o.fallbackIntervalMs ?? o.intervalMs) : o.intervalMs;
+      const wait = backoff || pollMs;
       const slept = Date.now();
-      await Promise.race([woke, sleep(wait, d.signal)]);
-      wake = undefined;
+      if (backoff) await sleep(backoff, d.signal);
+      await wake.nap(backoff ? 0 : pollMs, d.signal);
       // Woken much later than asked: the process was frozen (SIGSTOP, a paused container, a
       // suspended VM) or its loop stalled, and the timer fires before the watcher's queued events
       // are read (issue 27). Whatever was edited meanwhile is not known yet: scan.
       if (Date.now() - slept > wait + STALL_MS) changed = true;
     }
   } finally {
-    d.signal.removeEventListener("abort", onAbort);
     if (quiet) clearTimeout(quiet);
     await watcher.close();
+    await listening;
   }
   if (fatal) throw fatal;
   log.info("stopped");

@@ -31,7 +31,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { pullOnce, type PullerOptions } from "./puller.ts";
+import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";
 import { downloadTo } from "./transfer.ts";
 import type { ReconcileResult } from "./uploader.ts";
@@ -97,6 +97,11 @@ export interface RoundResult {
   readonly kept: readonly KeptRecord[];
   /** Paths left for a later round (still being written). */
   readonly deferred: number;
+  /**
+   * Another writer's generation this round applied to the docroot, with the paths it changed and
+   * deleted there (for `--on-apply`); undefined when the round applied nothing.
+   */
+  readonly applied?: { readonly generation: number; readonly changed: readonly string[]; readonly deleted: readonly string[] } | undefined;
   /** What the last scan could not carry (names that cannot be keys, unreadable files), as push reports them. */
   readonly skipped: readonly Skipped[];
 }
@@ -212,7 +217,7 @@ export class TwoWayNode {
         this.unscanned = false;
       }
       if (!r.noop || !doc) await this.adoptPulled(r.generation);
-      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred, skipped: this.skipped };
+      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred, skipped: this.skipped, applied: appliedBy(r) };
     }
     await this.takeLease();
     try {
@@ -232,6 +237,7 @@ export class TwoWayNode {
       for (const p of plan.notOwned) log.warn({ path: p }, "changed here but not owned by this node (--owns): not published; the published version is restored");
       this.roundGeneration = hs?.head.generation ?? 0;
       const kept = await this.keepVersions(plan.keep, scan.local, remote, this.roundGeneration);
+      let applied: RoundResult["applied"];
       if (hs && (hs.head.generation !== generation || plan.restore.length > 0)) {
         // The head's changes come in first (paths we publish are left alone), so the docroot is the
         // head plus our own changes before anything is published: whatever the uploader scans is ours.
@@ -239,6 +245,7 @@ export class TwoWayNode {
         this.roundGeneration = hs.head.generation;
         const r = await this.pull(scan.local);
         await this.adoptPulled(r.generation);
+        applied = appliedBy(r);
         kept.push(...this.takeKeptDuringApply());
       }
       let published = false;
@@ -253,7 +260,7 @@ export class TwoWayNode {
           now = res.generation;
         }
       }
-      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped };
+      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped, applied };
     } finally {
       await this.d.publisher.releaseLease();
     }
@@ -460,4 +467,12 @@ export class TwoWayNode {
     await writeNdjsonMap(st.pullFiles, files);
     await writeJson(st.pullHead, { generation: hs.head.generation, etag: hs.etag, source: this.url, headTime: hs.head.time, complete: true, filesSha256: filesDigest(files.values()), manifestSha256: hs.head.manifestSha256 });
   }
+}
+
+/** What a pull changed in the docroot, as `RoundResult.applied` (nothing for a no-op or an empty change). */
+function appliedBy(r: PullResult): RoundResult["applied"] {
+  const changed = r.changedPaths ?? [];
+  const deleted = r.deletedPaths ?? [];
+  if (r.noop || (changed.length === 0 && deleted.length === 0)) return undefined;
+  return { generation: r.generation, changed, deleted };
 }

@@ -132,13 +132,13 @@ test("with events, nodes and the replicator may read their queues and nodes may 
   const { primary: withEvents } = synth({ "fansync:eventGroups": "web", "fansync:cloudFrontBucket": "fs-primary" });
   const statements = (name: string) => (normalizePolicy(managedPolicyDocument(withEvents, name)) as { Statement: { Sid: string }[] }).Statement;
   const bySid = (name: string, sid: string) => statements(name).find((s) => s.Sid === sid);
-  const receive = { Sid: "ReceiveEvents", Effect: "Allow", Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: ["arn:aws:sqs:*:*:fansync-*"] };
+  const receive = { Sid: "ReceiveEvents", Effect: "Allow", Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ListQueueTags"], Resource: ["arn:aws:sqs:*:*:fansync-*"] };
   assert.deepEqual(bySid("fansync-puller", "ReceiveEvents"), receive);
   assert.deepEqual(bySid("fansync-replicator", "ReceiveEvents"), receive);
   assert.equal(bySid("fansync-uploader", "ReceiveEvents"), undefined, "the uploader reads no queue");
   assert.deepEqual(bySid("fansync-puller", "OwnEventQueue"), {
     Sid: "OwnEventQueue", Effect: "Allow",
-    Action: ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:TagQueue", "sqs:ListQueueTags", "sqs:DeleteQueue"],
+    Action: ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:TagQueue", "sqs:ListQueueTags", "sqs:DeleteQueue", "sqs:GetQueueUrl"],
     Resource: ["arn:aws:sqs:*:*:fansync-*"],
   });
   assert.deepEqual(bySid("fansync-puller", "SubscribeToHeadTopics"), {

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
+import { ListSubscriptionsByTopicCommand, SubscribeCommand } from "@aws-sdk/client-sns";
+import { GetQueueAttributesCommand, ListQueueTagsCommand } from "@aws-sdk/client-sqs";
 import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { createQueue, deleteQueue, eventClients, notifyNothing, notifyQueue, notifyTopic, probeEvents, sendMessages } from "../helpers/events.ts";
@@ -239,4 +241,66 @@ test("--events without --watch is a usage error (exit 2), before anything runs",
   assert.match(r.stderr, /--events wakes a daemon: it needs --watch/);
   const rr = await ctx.cli(["replicate", "s3://nowhere-bucket/www", "s3://nowhere-region/www", "--events", "http://127.0.0.1:9/q", ...ctx.flags(path.join(dir, "state"))]);
   expectCode(rr, 2);
+});
+
+test("self-registered queues expire: a running node pushes its expiry forward; prune deletes only the expired ones, with their subscriptions", async (t) => {
+  if (!(await needsEvents(t))) return;
+  const dir = ctx.tmp("ev-prune");
+  const bucket = await ctx.server.bucket("ev-prune");
+  const loc = `s3://${bucket}/www`;
+  const common = ["--endpoint-url", ctx.server.endpoint, "--log-format", "json"];
+  const { sqs, sns } = eventClients(ctx.server);
+  const setup = await ctx.cli(["events", "setup", loc, ...common]);
+  expectCode(setup, 0);
+  const topic = setup.stdout.trim();
+  const register = async (name: string, expireAfter: string) => {
+    const r = await ctx.cli(["events", "register", "--topic", topic, "--queue-name", `${name}-${Date.now()}`, "--expire-after", expireAfter, ...common]);
+    expectCode(r, 0);
+    return { url: r.stdout.trim(), stderr: r.stderr };
+  };
+  const expires = async (url: string) => (await sqs.send(new ListQueueTagsCommand({ QueueUrl: url }))).Tags?.["fansync-expires"];
+  const stale = await register("stale", "1s");
+  assert.match(stale.stderr, /--expire-after 1s is under 2h/);
+  const fresh = await register("fresh", "7d");
+  const running = await register("running", "20s");
+  // A queue subscribed by hand (or by the CDK stack) has no expiry: never pruned.
+  const manual = await createQueue(sqs, `manual-${Date.now()}`);
+  await sns.send(new SubscribeCommand({ TopicArn: topic, Protocol: "sqs", Endpoint: manual.arn }));
+  const before = await expires(running.url);
+  await new Promise((r) => setTimeout(r, 1500));
+  const master = path.join(dir, "master");
+  await writeTree(master, { "index.html": "one\n" });
+  expectCode(await ctx.cli(["push", master, loc, ...ctx.flags(path.join(dir, "state-m"))]), 0);
+  const daemon = startCli(["pull", loc, path.join(dir, "node"), "--watch", "--events", running.url, "--interval", "10m", ...ctx.flags(path.join(dir, "state-n"))]);
+  try {
+    // The node pushes its queue's expiry forward as it starts (then hourly).
+    await until("the running node's expiry pushed forward", async () => {
+      const now = await expires(running.url);
+      return now !== undefined && before !== undefined && Date.parse(now) > Date.parse(before);
+    }, 30_000, daemon);
+    // `events check` says a queue expired before prune deletes it, and when a live one expires.
+    const chk = await ctx.cli(["events", "check", loc, "--queue", stale.url, ...common]);
+    expectCode(chk, 0);
+    assert.match(chk.stdout, /^WARN +queue .* expired .*fansync events prune/m);
+    assert.match((await ctx.cli(["events", "check", loc, "--queue", fresh.url, ...common])).stdout, /^OK +queue .*, expires \d{4}-/m);
+    const pruned = await ctx.cli(["events", "prune", "--topic", topic, ...common]);
+    expectCode(pruned, 0);
+    const lines = pruned.stdout.trim().split("\n");
+    assert.deepEqual(lines.filter((l) => l.startsWith("deleted")).map((l) => l.split(/\s+/)[1]), [stale.url]);
+    for (const u of [fresh.url, running.url, manual.url]) assert.ok(lines.some((l) => l.startsWith("kept") && l.includes(u)), `${u} kept:\n${pruned.stdout}`);
+    // The expired queue is gone with its subscription; the others still are subscribed and readable.
+    await assert.rejects(sqs.send(new GetQueueAttributesCommand({ QueueUrl: stale.url, AttributeNames: ["QueueArn"] })));
+    const subs = (await sns.send(new ListSubscriptionsByTopicCommand({ TopicArn: topic }))).Subscriptions ?? [];
+    assert.equal(subs.filter((s) => s.Protocol === "sqs").length, 3);
+    assert.ok(!subs.some((s) => s.Endpoint?.includes("stale-")));
+    // The running node still gets each change through its queue.
+    await writeFile(path.join(master, "index.html"), "two\n");
+    expectCode(await ctx.cli(["push", master, loc, ...ctx.flags(path.join(dir, "state-m"))]), 0);
+    await until("the change through the kept queue", async () => (await read(path.join(dir, "node", "index.html"))) === "two\n", 30_000, daemon);
+  } finally {
+    await stop(daemon);
+  }
+  const bad = await ctx.cli(["events", "register", "--topic", topic, "--expire-after", "soon", ...common]);
+  expectCode(bad, 2);
+  assert.match(bad.stderr, /--expire-after "soon": expected a duration/);
 });

@@ -150,3 +150,21 @@ test("the counting proxy's WAN delay holds each request and each answer", async 
     upstream.close();
   }
 });
+
+test("eventsSection: p50/p99 per mode, the idle ratio against the goal, and why it is empty", async () => {
+  const { eventsSection } = await import("../../bench/lib/report.ts");
+  const text = eventsSection({
+    status: "ok", nodes: 3, changes: 4, idleSeconds: 30,
+    rows: [
+      { mode: "polling 2s", samplesMs: [900, 1500, 1700, 2100], lost: 0, idleRequestsPerNodeHour: 1800, idleByKind: { GET: 45 } },
+      { mode: "events", samplesMs: [200, 250, 280, 900], lost: 1, idleRequestsPerNodeHour: 180, idleByKind: { "POST /": 4, GET: 1 } },
+    ],
+  });
+  const lines = text.split("\n");
+  assert.match(lines[2] ?? "", /^\| polling 2s \| 4 \| 0 \| 1,600 \| 2,088 \| 2,100 \| 1,800 \| 45 GET \|$/);
+  assert.match(lines[3] ?? "", /^\| events \| 4 \| 1 \| 265 \| 881 \| 900 \| 180 \| 4 POST \/, 1 GET \|$/);
+  assert.match(text, /events ÷ polling: 1\/10\.0 \(goal ≤ 1\/10\)/);
+  assert.match(text, /Only 4 changes: too few for a p99/);
+  assert.match(eventsSection(undefined), /Not run \(BENCH_SCENARIOS=events/);
+  assert.equal(eventsSection({ status: "failed", note: "moto did not start", nodes: 3, changes: 50, idleSeconds: 60, rows: [] }), "_failed: moto did not start_");
+});

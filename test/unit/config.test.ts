@@ -69,6 +69,18 @@ test("each command has its own schema: required locations named with where they 
   assert.deepEqual(checkCommand(cfg, "watch", ["docroot", "target", "delay"]).unused, []);
 });
 
+test("sync reads events: and onApply: from the config file, and with events polls once a minute unless told", () => {
+  const raw = { docroot: "/srv/www", target: "s3://bucket/site", events: "https://sqs.eu-west-1.amazonaws.com/123456789012/fansync-web1", onApply: "systemctl reload nginx" };
+  const { cfg, unused } = checkCommand(validateConfig(raw), "sync", Object.keys(raw));
+  assert.deepEqual(unused, [], "events and onApply are sync settings");
+  assert.equal(cfg.events, raw.events);
+  assert.equal(cfg.onApply, "systemctl reload nginx");
+  assert.equal(cfg.interval, 60_000);
+  assert.equal(checkCommand(validateConfig({ ...raw, interval: "10m" }), "sync", []).cfg.interval, 600_000);
+  assert.equal(checkCommand(validateConfig({ docroot: "/srv/www", target: "s3://bucket/site" }), "sync", []).cfg.interval, 2000);
+  assert.throws(() => validateConfig({ ...raw, events: "not a url" }), /events/);
+});
+
 test("sync: --owns, --conflict and --conflicts-dir are checked and defaulted", () => {
   const cfg = checkCommand(validateConfig({ docroot: "/srv/www", target: "s3://bucket/site", owns: "uploads/**" }), "sync", []).cfg;
   assert.deepEqual(cfg.owns, ["uploads/**"]);

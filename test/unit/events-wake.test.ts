@@ -69,3 +69,32 @@ test("the listener: one hint per batch, messages deleted, garbage never parsed; 
   assert.equal(lines.filter((x) => x.level === "error").length, 1, "reported once, not per retry");
   assert.ok(lines.some((x) => x.msg.includes("readable again")));
 });
+
+test("the listener pushes a self-registered queue's expiry forward at start and hourly, never per receive; a failing refresh is warned once and changes nothing else", async () => {
+  const stop = new AbortController();
+  // Ten receives, each taking 20 minutes of the fake clock: 3 h 20 min in all.
+  let t = Date.parse("2026-01-01T00:00:00Z");
+  const q = scriptedQueue(Array.from({ length: 10 }, () => []), stop);
+  const refreshed: string[] = [];
+  const timed = { ...q, receive: async (s: AbortSignal) => { t += 20 * 60_000; return q.receive(s); }, refreshExpiry: async (now: Date) => {
+    refreshed.push(now.toISOString());
+    return new Date(now.getTime() + 7 * 86_400_000).toISOString();
+  } };
+  const { log } = fakeLog();
+  await new EventListener(timed, () => undefined, { log, signal: stop.signal, now: () => new Date(t) }, 1).run(stop.signal);
+  assert.deepEqual(refreshed, ["2026-01-01T00:00:00.000Z", "2026-01-01T01:00:00.000Z", "2026-01-01T02:00:00.000Z", "2026-01-01T03:00:00.000Z"]);
+
+  // Refusing (no sqs:TagQueue): one warning, the queue still listened to, every hint still given.
+  const stop2 = new AbortController();
+  const q2 = scriptedQueue([["a"], [], ["b"]], stop2);
+  let t2 = 0;
+  const denied = Object.assign(new Error("denied"), { name: "AccessDenied" });
+  const { log: log2, lines } = fakeLog();
+  let hints = 0;
+  const l = new EventListener({ ...q2, receive: async (s: AbortSignal) => { t2 += 2 * 3_600_000; return q2.receive(s); }, refreshExpiry: async () => { throw denied; } }, () => hints++, { log: log2, signal: stop2.signal, now: () => new Date(t2) }, 1);
+  await l.run(stop2.signal);
+  assert.equal(hints, 2);
+  assert.equal(l.health.state, "listening");
+  assert.equal(lines.filter((x) => x.level === "warn" && x.msg.includes("expiry")).length, 1);
+  assert.equal(lines.filter((x) => x.level === "error").length, 0);
+});
