@@ -12,7 +12,8 @@ import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
-import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
+import { createHash } from "node:crypto";
+import { FileChanging, ObjectMoved, RemoteError, TransferCorrupt } from "../core/errors.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
 import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { SizedPools } from "../adapters/buffer-pool.ts";
@@ -74,7 +75,12 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
       const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
       if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
       const other = await o.instead?.(facts);
-      return { ...facts, ...(other ?? (await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal))) };
+      if (other) return { ...facts, ...other };
+      const put = await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal);
+      // The answer vouches for the bytes only when its ETag is the MD5 of what was sent; a weak
+      // one (a proxy rewrote it) or any other (a server that said 200 without storing) is checked.
+      if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === createHash("md5").update(buf).digest("hex")) return { ...facts, ...put };
+      return { ...facts, ...(await verifyStored(store, key, facts, put, o.signal)) };
     } finally {
       if (small.pooled) BUFFERS.give(small.pooled);
     }
@@ -109,10 +115,45 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
     const seen = tap.seen();
     const st2 = await fh.stat();
     if (seen.sha256 !== o.expect.sha256 || seen.bytes !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${abs} changed while being uploaded`);
+    // A multipart ETag is no MD5 of the bytes; a weak or missing one names nothing readers can ask for.
+    if (!isStrongEtag(res.etag)) res = await verifyStored(store, key, facts, res, o.signal);
     return { ...facts, ...res };
   } finally {
     await fh.close();
   }
+}
+
+/** Whether an ETag answer can be sent back as If-Match: present, and not weak (`W/"…"`). */
+export function isStrongEtag(etag: string): boolean {
+  return etag !== "" && !etag.startsWith("W/");
+}
+
+function unquoteEtag(etag: string): string {
+  return etag.replace(/^(W\/)?"|"$/g, "");
+}
+
+/**
+ * Read back an object just written whose answer does not vouch for it (issue 27: a proxy that
+ * weakens ETags, a server that answers 200 without storing): one GET (by the version the answer
+ * named, if any), hashed. The object's own strong ETag is what the manifest then records; other
+ * bytes, or none, fail the write (retryable: the next try sends it again).
+ */
+export async function verifyStored(store: S3Store, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal): Promise<PutResult> {
+  const v = realVersion(put.versionId);
+  const got = await store.getStream(key, { ...(v ? { versionId: v } : {}), signal });
+  const fail = (what: string) => new RemoteError(`${key}: the server acknowledged the write (ETag ${put.etag || "none"}) but ${what}`, { retryable: true, hint: "a proxy or the server changed the answer; the write is tried again, and nothing unverified is published" });
+  if (got.status !== "ok") throw fail(`the object is ${got.status}`);
+  const h = createHash("sha256");
+  let bytes = 0;
+  for await (const c of got.body) {
+    h.update(c as Buffer);
+    bytes += (c as Buffer).length;
+  }
+  const seen = { bytes, sha256: h.digest("hex") };
+  if (seen.bytes !== want.size || seen.sha256 !== want.sha256) throw fail(`it holds ${seen.bytes} bytes with sha256 ${seen.sha256.slice(0, 12)}…, not the ${want.size} bytes sent`);
+  const etag = got.etag.replace(/^W\//, "");
+  if (etag === "") throw fail("the server names no ETag for it");
+  return { etag, versionId: v };
 }
 
 /**
@@ -249,6 +290,17 @@ export async function findMovedObjects(store: ObjectStore, prefix: string, files
     if (!(await store.headAttrs(prefix + e.path, { ifMatch: e.etag, signal: o.signal }))) moved.add(e.path);
   }, { concurrency: o.concurrency });
   return moved;
+}
+
+/**
+ * Entries no reader can fetch: without a version id, and with an ETag that cannot be sent as
+ * If-Match (weak, or none; written before writes were verified, issue 27). Pure: no request, so a
+ * no-op push stays one request.
+ */
+export function unreadableEntries(files: FileMap): Set<string> {
+  const out = new Set<string>();
+  for (const e of files.values()) if (!realVersion(e.versionId) && !isStrongEtag(e.etag)) out.add(e.path);
+  return out;
 }
 
 /** Bytes that are not the manifest's: a short body (network) or a whole one with other bytes. */

@@ -26,7 +26,7 @@ import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } f
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { type FileFacts, findMovedObjects, uploadFile } from "./transfer.ts";
+import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
@@ -261,6 +261,7 @@ export class Uploader {
   /** Which objects the head names hold other bytes (`paths`: its dirty paths, or `["*"]`), logged. */
   private async findMoved(files: FileMap, paths: readonly string[]): Promise<Set<string>> {
     const moved = await findMovedObjects(this.d.store, this.o.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal });
+    for (const p of unreadableEntries(files)) moved.add(p);
     if (moved.size > 0) this.d.log.warn({ objects: moved.size, paths: [...moved].slice(0, 10) }, "objects the head names hold other bytes (an interrupted commit): uploading them again");
     return moved;
   }

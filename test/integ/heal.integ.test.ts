@@ -1,0 +1,93 @@
+/**
+ * Issue 27: states the bucket or a node was left in that did not heal by the next run. Each test
+ * builds the state from outside (a proxy that rewrites answers, a killed run, an immutable file),
+ * then checks what a user sees: the bytes nodes get, the exit codes, the requests a rerun sends.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { describe, test } from "node:test";
+import { expectCode, useServer } from "../helpers/ctx.ts";
+import { checkHeadComplete, readGeneration, useFigures } from "../helpers/faults.ts";
+import { type Fault, startProxy } from "../helpers/proxy.ts";
+import { getBytes, putBytes, readHeadDoc } from "../helpers/s3.ts";
+import { snapshot, writeTree } from "../helpers/tree.ts";
+
+const ctx = useServer();
+const fig = useFigures("heal");
+const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
+const pass: Fault = { kind: "none" };
+const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+const files = (n: number, tag = "") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}.html`, `<p>page ${i}${tag}</p>\n`]));
+
+async function sameTree(a: string, b: string): Promise<void> {
+  const [x, y] = await Promise.all([snapshot(a), snapshot(b)]);
+  assert.deepEqual([...y.keys()].sort(), [...x.keys()].sort());
+  for (const [p, s] of x) assert.equal(y.get(p)?.sha256, s.sha256, p);
+}
+
+describe(`heal every state (${server})`, () => {
+  test("a PUT answered with a weak ETag, or 200 without storing: nothing unverified is published, every node reads every entry, a no-op push stays one request", async () => {
+    const bucket = await ctx.server.bucket("heal-etag", { versioning: false });
+    const proxy = await startProxy(ctx.server.endpoint);
+    const [master, state, node, nstate] = [ctx.tmp("master"), ctx.tmp("state"), ctx.tmp("node"), ctx.tmp("nstate")];
+    const url = `s3://${bucket}/site/`;
+    const via = ["--endpoint-url", proxy.url, "--state-dir", state, "--log-format", "json", "--concurrency", "4"];
+    const contentPut = (q: { method: string; url: string }, name = "") => q.method === "PUT" && q.url.startsWith(`/${bucket}/site/${name}`) && !q.url.includes("/.fansync/");
+    try {
+      // A proxy that weakens every content PUT's ETag (as some CDNs and compressing proxies do).
+      await writeTree(master, files(6));
+      proxy.fault = (q) => (contentPut(q) ? { kind: "rewrite-etag", to: (e) => (e.startsWith("W/") ? e : `W/${e}`) } : pass);
+      const r0 = await ctx.cli(["push", master, url, ...via]);
+      expectCode(r0, 0);
+      const g = await readGeneration(ctx.server.client, bucket, "site/");
+      assert.ok(g && g.entries.every((e) => !e.etag.startsWith("W/")), `no weak ETag in the manifest: ${JSON.stringify(g?.entries.map((e) => e.etag))}`);
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      await sameTree(master, node);
+
+      // A server that answers 200 to one PUT without storing it: the path keeps its published bytes.
+      await writeFile(path.join(master, "p1.html"), "<p>page 1, edited</p>\n");
+      proxy.fault = (q) => (contentPut(q, "p1.html") ? { kind: "swallow", etag: '"0123456789abcdef0123456789abcdef"' } : pass);
+      const r = await ctx.cli(["push", master, url, ...via]);
+      expectCode(r, 4);
+      await checkHeadComplete(ctx.server.client, bucket, "site/", { strict: true });
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      assert.equal((await snapshot(node)).get("p1.html")?.sha256, sha("<p>page 1</p>\n"));
+      proxy.fault = () => pass;
+      expectCode(await ctx.cli(["push", master, url, ...via]), 0);
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      await sameTree(master, node);
+      proxy.reset();
+      expectCode(await ctx.cli(["push", master, url, ...via]), 0);
+      assert.equal(proxy.requests.length, 1, `a no-op push is one request: ${JSON.stringify(proxy.requests)}`);
+      fig.verified({ files: 6 });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("entries an earlier push published with a weak ETag are repaired by the next ordinary push", async () => {
+    const bucket = await ctx.server.bucket("heal-weak-old", { versioning: false });
+    const [master, state, node, nstate] = [ctx.tmp("master"), ctx.tmp("state"), ctx.tmp("node"), ctx.tmp("nstate")];
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, files(4));
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(state)]), 0);
+    // The state an older fansync left behind a weakening proxy: the manifest names `W/"…"` ETags.
+    const head = await readHeadDoc(ctx.server.client, bucket, "site/");
+    const lines = gunzipSync(await getBytes(ctx.server.client, bucket, head.manifestKey as string)).toString("utf8").split("\n").filter(Boolean);
+    const weak = [lines[0], ...lines.slice(1).map((l) => {
+      const e = JSON.parse(l) as { etag: string };
+      return JSON.stringify({ ...e, etag: `W/${e.etag}` });
+    })].join("\n") + "\n";
+    const bytes = gzipSync(weak);
+    await putBytes(ctx.server.client, bucket, head.manifestKey as string, bytes);
+    await putBytes(ctx.server.client, bucket, "site/.fansync/head.json", JSON.stringify({ ...head, manifestSha256: sha(bytes) }));
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(state)]), 0);
+    const g = await readGeneration(ctx.server.client, bucket, "site/");
+    assert.ok(g && g.entries.every((e) => !e.etag.startsWith("W/")), `the push repaired the weak entries: ${JSON.stringify(g?.entries.map((e) => e.etag))}`);
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+    await sameTree(master, node);
+  });
+});
