@@ -31,7 +31,7 @@ import { OrphanLedger } from "../adapters/orphan-ledger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
+import { amendGeneration, checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { formatLocation } from "../core/location.ts";
 
@@ -192,6 +192,22 @@ export class GenerationWriter {
   async carry(base: HeadState, fields: { readonly approvedDeletes: number; readonly signature?: HeadSignature }): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
     return this.rewrite(base, fields);
+  }
+
+  /**
+   * Correct the ETags or version ids that the head's own generation names for `fixed` paths (its
+   * objects were written again with the same bytes) and set its dirty list; see amendGeneration.
+   * Needs the lease.
+   */
+  async amend(base: HeadState, files: FileMap, fixed: readonly Entry[], dirty: readonly string[]): Promise<{ head: HeadState; files: FileMap }> {
+    if (!this.leaseHeld) await this.hold();
+    const conditional = await this.conditionalWrites();
+    if (!conditional) {
+      await checkLease(this.o.store, this.o.loc, this.leaseId as string);
+      const now = await readHead(this.o.store, this.o.loc, this.d.signal);
+      if (now?.etag !== base.etag) throw new RaceError(`the head of s3://${this.o.loc.bucket}/${this.o.loc.prefix} moved while this writer held the lease (generation ${now?.head.generation ?? "?"})`);
+    }
+    return amendGeneration(this.o.store, this.o.loc, base, files, fixed, dirty, conditional, this.d.signal);
   }
 
   /**

@@ -138,10 +138,13 @@ function unquoteEtag(etag: string): string {
  * named, if any), hashed. The object's own strong ETag is what the manifest then records; other
  * bytes, or none, fail the write (retryable: the next try sends it again).
  */
-export async function verifyStored(store: S3Store, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal): Promise<PutResult> {
+export async function verifyStored(store: ObjectStore, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal, mismatch?: (message: string) => Error): Promise<PutResult> {
   const v = realVersion(put.versionId);
   const got = await store.getStream(key, { ...(v ? { versionId: v } : {}), signal });
-  const fail = (what: string) => new RemoteError(`${key}: the server acknowledged the write (ETag ${put.etag || "none"}) but ${what}`, { retryable: true, hint: "a proxy or the server changed the answer; the write is tried again, and nothing unverified is published" });
+  const fail = (what: string) => {
+    const message = `${key}: the server acknowledged the write (ETag ${put.etag || "none"}) but ${what}`;
+    return mismatch?.(message) ?? new RemoteError(message, { retryable: true, hint: "a proxy or the server changed the answer; the write is tried again, and nothing unverified is published" });
+  };
   if (got.status !== "ok") throw fail(`the object is ${got.status}`);
   const h = createHash("sha256");
   let bytes = 0;
@@ -282,14 +285,35 @@ const UMASK = process.umask();
  * entry's ETag each (an entry with a version id names bytes that cannot change). `paths`: the
  * head's dirty paths, or `["*"]` for every entry.
  */
-export async function findMovedObjects(store: ObjectStore, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal }): Promise<Set<string>> {
+export async function findMovedObjects(store: ObjectStore, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal; readonly bytes?: boolean }): Promise<Set<string>> {
   const moved = new Set<string>();
   if (paths.length === 0) return moved;
   const check = paths.includes("*") ? [...files.values()] : paths.map((p) => files.get(p)).filter((e): e is Entry => e !== undefined);
+  if (o.bytes) {
+    // Bytes, not names: an ETag says nothing when a copy the server could not condition kept the
+    // source's (multipart) ETag over other bytes (issue 27). One GET each, hashed as it passes.
+    await pMap(check, async (e) => {
+      if (!(await holdsBytes(store, prefix + e.path, e, o.signal))) moved.add(e.path);
+    }, { concurrency: o.concurrency });
+    return moved;
+  }
   await pMap(check.filter((e) => !realVersion(e.versionId)), async (e) => {
     if (!(await store.headAttrs(prefix + e.path, { ifMatch: e.etag, signal: o.signal }))) moved.add(e.path);
   }, { concurrency: o.concurrency });
   return moved;
+}
+
+/** Whether the object `key`, read as `e` names it (version or ETag), holds `e`'s bytes. */
+async function holdsBytes(store: ObjectStore, key: string, e: Entry, signal: AbortSignal): Promise<boolean> {
+  const got = await store.getStream(key, { ...objectRef(e), signal });
+  if (got.status !== "ok") return false;
+  const h = createHash("sha256");
+  let n = 0;
+  for await (const c of got.body) {
+    h.update(c as Buffer);
+    n += (c as Buffer).length;
+  }
+  return n === e.size && h.digest("hex") === e.sha256;
 }
 
 /**

@@ -9,11 +9,12 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
+import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { checkHeadComplete, readGeneration, useFigures } from "../helpers/faults.ts";
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { getBytes, putBytes, readHeadDoc } from "../helpers/s3.ts";
-import { snapshot, writeTree } from "../helpers/tree.ts";
+import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
 const fig = useFigures("heal");
@@ -88,6 +89,78 @@ describe(`heal every state (${server})`, () => {
     const g = await readGeneration(ctx.server.client, bucket, "site/");
     assert.ok(g && g.entries.every((e) => !e.etag.startsWith("W/")), `the push repaired the weak entries: ${JSON.stringify(g?.entries.map((e) => e.etag))}`);
     expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+    await sameTree(master, node);
+  });
+
+  // Multipart with the smallest parts S3 allows (5 MiB): big.bin is two parts.
+  const MPU = ["--multipart-threshold", "5MiB", "--part-size", "5MiB"];
+  const BIG = 5 * 1024 * 1024 + 4099;
+
+  test("a push killed before its manifest leaves unpublished multipart bytes in the primary: replicate never publishes them in a region; once the master pushes again the region converges", async () => {
+    const bucket = await ctx.server.bucket("heal-mpu-p", { versioning: false });
+    const region = await ctx.server.bucket("heal-mpu-r", { versioning: false });
+    const proxy = await startProxy(ctx.server.endpoint);
+    const [master, mstate, rstate, node, nstate] = [ctx.tmp("master"), ctx.tmp("ms"), ctx.tmp("rs"), ctx.tmp("node"), ctx.tmp("ns")];
+    const url = `s3://${bucket}/site/`;
+    const rurl = `s3://${region}/site/`;
+    const via = (st: string) => ["--endpoint-url", proxy.url, "--state-dir", st, "--log-format", "json"];
+    try {
+      await writeTree(master, { "big.bin": seededBytes(1, BIG), "index.html": "<h1>zero</h1>\n" });
+      expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate), ...MPU]), 0);
+      // The next push dies after big.bin's new bytes are in place, before any manifest names them.
+      await writeFile(path.join(master, "big.bin"), seededBytes(2, BIG));
+      const manifestPut = (q: { method: string; url: string }) => q.method === "PUT" && q.url.startsWith(`/${bucket}/site/.fansync/manifests/`);
+      proxy.fault = (q) => (manifestPut(q) ? { kind: "stall" } : pass);
+      const child = startCli(["push", master, url, ...via(mstate), ...MPU]);
+      await proxy.waitFor(manifestPut, 60_000);
+      child.kill("SIGKILL");
+      await waitCli(child);
+      fig.killPoints++;
+      proxy.fault = () => pass;
+      const head = await readHeadDoc(ctx.server.client, bucket, "site/");
+      assert.deepEqual(head.dirty, ["big.bin"], "the primary's head marks big.bin dirty");
+      // The region must never name big.bin with bytes other than generation 1's.
+      const r = await ctx.cli(["replicate", url, rurl, ...ctx.flags(rstate), ...MPU]);
+      assert.notEqual(r.code, 0, "the region cannot be brought to generation 1 while the primary's big.bin holds other bytes");
+      await checkHeadComplete(ctx.server.client, region, "site/", { strict: true });
+      // The master's next push repairs the primary; the region follows; a regional node converges.
+      expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate), ...MPU]), 0);
+      expectCode(await ctx.cli(["replicate", url, rurl, ...ctx.flags(rstate), ...MPU]), 0);
+      const h = await checkHeadComplete(ctx.server.client, region, "site/", { strict: true });
+      fig.verified(h);
+      expectCode(await ctx.cli(["pull", rurl, node, ...ctx.flags(nstate)]), 0);
+      await sameTree(master, node);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("replicate --verify checks bytes, not ETags: a region object holding other bytes under the ETag its manifest names is found and repaired", async () => {
+    const bucket = await ctx.server.bucket("heal-rv-p", { versioning: false });
+    const region = await ctx.server.bucket("heal-rv-r", { versioning: false });
+    const [master, mstate, rstate, node, nstate] = [ctx.tmp("master"), ctx.tmp("ms"), ctx.tmp("rs"), ctx.tmp("node"), ctx.tmp("ns")];
+    const url = `s3://${bucket}/site/`;
+    const rurl = `s3://${region}/site/`;
+    await writeTree(master, { "big.bin": seededBytes(3, BIG), "index.html": "<h1>zero</h1>\n" });
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate), ...MPU]), 0);
+    expectCode(await ctx.cli(["replicate", url, rurl, ...ctx.flags(rstate), ...MPU]), 0);
+    // The state an unchecked copy left: the region's big.bin holds other bytes, and its manifest
+    // names the ETag those bytes have (what the unchecked copy answered).
+    await putBytes(ctx.server.client, region, "site/big.bin", seededBytes(4, BIG));
+    const etag = (await import("../helpers/s3.ts").then((m) => m.headObject(ctx.server.client, region, "site/big.bin"))).ETag as string;
+    const head = await readHeadDoc(ctx.server.client, region, "site/");
+    const lines = gunzipSync(await getBytes(ctx.server.client, region, head.manifestKey as string)).toString("utf8").split("\n").filter(Boolean);
+    const planted = [lines[0], ...lines.slice(1).map((l) => {
+      const e = JSON.parse(l) as { path: string; etag: string };
+      return JSON.stringify(e.path === "big.bin" ? { ...e, etag } : e);
+    })].join("\n") + "\n";
+    const bytes = gzipSync(planted);
+    await putBytes(ctx.server.client, region, head.manifestKey as string, bytes);
+    await putBytes(ctx.server.client, region, "site/.fansync/head.json", JSON.stringify({ ...head, manifestSha256: sha(bytes) }));
+    expectCode(await ctx.cli(["replicate", url, rurl, "--verify", ...ctx.flags(rstate), ...MPU]), 0);
+    const h = await checkHeadComplete(ctx.server.client, region, "site/", { strict: true });
+    fig.verified(h);
+    expectCode(await ctx.cli(["pull", rurl, node, ...ctx.flags(nstate)]), 0);
     await sameTree(master, node);
   });
 });
