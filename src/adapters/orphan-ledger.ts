@@ -3,20 +3,70 @@
  * their head, and removed paths whose deletion comes after it. A run killed in between leaves
  * such objects in a bucket that may be a CDN origin; the next run deletes those the manifest does
  * not name. Used by the uploader (primary) and the replicator (each region).
+ *
+ * Beside the keys, what each object written by the unfinished run holds (sha256, size, mtime, mode,
+ * and the ETag and version id the server answered), appended as the writes succeed: the next run
+ * adopts an object that still is that write and holds the bytes it wants, instead of deleting and
+ * sending it again (issue 27: a push interrupted at 70% sent everything again).
  */
-import { rm } from "node:fs/promises";
+import { appendFile, rm } from "node:fs/promises";
 import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { readJson, writeJsonListAtomic } from "./state-files.ts";
+import { readJson, readNdjsonMap, writeJsonListAtomic } from "./state-files.ts";
+
+/** What an object the unfinished run wrote holds, as the server acknowledged it. */
+export interface WrittenObject {
+  readonly sha256: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly etag: string;
+  readonly versionId?: string | undefined;
+}
+
+// Records are appended a batch at a time: a run killed by SIGKILL loses at most this many (or the
+// last quarter second's), which the next run simply sends again.
+const NOTE_BATCH = 64;
+const NOTE_DELAY_MS = 250;
 
 /** The ledger kept in one state file for one bucket/prefix. */
 export class OrphanLedger {
   private readonly file: string;
+  private readonly objectsFile: string;
+  private pending: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(file: string) {
     this.file = file;
+    this.objectsFile = file.replace(/\.json$/, "") + "-objects.ndjson";
+  }
+
+  /** Remember what a write put at `key` (buffered; see {@link flush}). */
+  note(key: string, o: WrittenObject): void {
+    this.pending.push(JSON.stringify([key, o]));
+    if (this.pending.length >= NOTE_BATCH) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), NOTE_DELAY_MS).unref();
+  }
+
+  /** Append what {@link note} buffered; errors are dropped (a record lost only costs a re-send). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.length > 0) {
+      const text = this.pending.join("\n") + "\n";
+      this.pending = [];
+      this.writing = this.writing.then(() => appendFile(this.objectsFile, text)).catch(() => undefined);
+    }
+    return this.writing;
+  }
+
+  /** What the objects an unfinished run wrote hold, by key (the last record of a key wins). */
+  async written(): Promise<Map<string, WrittenObject>> {
+    await this.flush();
+    return readNdjsonMap<WrittenObject>(this.objectsFile);
   }
 
   /** Add keys before the writes that could strand them. */
@@ -33,8 +83,13 @@ export class OrphanLedger {
    * runs first when something is to be deleted (the writer re-checks its lease there).
    */
   async clean(opts: { store: ObjectStore; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
+    await this.flush();
     const known = (await readJson<{ keys: unknown[] }>(this.file))?.keys;
-    if (!known) return;
+    // What the objects held is worth keeping only while their keys are recorded (another run's records included).
+    if (!known) {
+      await rm(this.objectsFile, { force: true });
+      return;
+    }
     const { prefix, current, done, later } = opts;
     const keys = known.filter((k): k is string => typeof k === "string");
     const kept = keys.filter((k) => later?.has(k) && !current.has(k.slice(prefix.length)));
@@ -48,5 +103,7 @@ export class OrphanLedger {
     }
     if (kept.length > 0) await writeJsonListAtomic(this.file, "keys", kept);
     else await rm(this.file, { force: true });
+    // Records of forgotten keys go with them (a key recorded again by a later run is noted again).
+    await rm(this.objectsFile, { force: true });
   }
 }

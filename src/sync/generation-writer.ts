@@ -27,7 +27,7 @@ import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } fro
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, WriterKind } from "../core/manifest.ts";
 import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
-import { OrphanLedger } from "../adapters/orphan-ledger.ts";
+import { OrphanLedger, type WrittenObject } from "../adapters/orphan-ledger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
@@ -116,8 +116,33 @@ export class GenerationWriter {
     this.id = `${opts.label ?? ""}${newWriterId()}`;
   }
 
+  private ledgerOnce: OrphanLedger | undefined;
+
+  // One instance per writer: it buffers the records of what this run writes.
   private get ledger(): OrphanLedger {
-    return new OrphanLedger(this.o.shared.ledger);
+    this.ledgerOnce ??= new OrphanLedger(this.o.shared.ledger);
+    return this.ledgerOnce;
+  }
+
+  /**
+   * What the objects an unfinished commit of this location wrote hold, by path: the next commit
+   * adopts those that still hold what it wants instead of sending them again.
+   */
+  async interrupted(): Promise<Map<string, WrittenObject>> {
+    const out = new Map<string, WrittenObject>();
+    const { prefix } = this.o.loc;
+    for (const [k, o] of await this.ledger.written()) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), o);
+    return out;
+  }
+
+  /** Record what a transfer of this commit wrote at `entry.path` (kept until the commit's clean-up). */
+  noteWritten(entry: Entry): void {
+    this.ledger.note(this.o.loc.prefix + entry.path, { sha256: entry.sha256, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, etag: entry.etag, ...(entry.versionId ? { versionId: entry.versionId } : {}) });
+  }
+
+  /** Write out the records {@link noteWritten} buffered (before a run gives up). */
+  flushNotes(): Promise<void> {
+    return this.ledger.flush();
   }
 
   /**

@@ -11,7 +11,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
-import { checkHeadComplete, readGeneration, useFigures } from "../helpers/faults.ts";
+import { checkBucketEqualsTree, checkHeadComplete, readGeneration, sleep, useFigures } from "../helpers/faults.ts";
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { getBytes, putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
@@ -162,5 +162,52 @@ describe(`heal every state (${server})`, () => {
     fig.verified(h);
     expectCode(await ctx.cli(["pull", rurl, node, ...ctx.flags(nstate)]), 0);
     await sameTree(master, node);
+  });
+
+  // A site of a few hundred small files of varying sizes, for the interrupted runs.
+  const SITE = 300;
+  const siteFiles = () => Object.fromEntries(Array.from({ length: SITE }, (_, i) => [`d${i % 7}/f${i}.html`, seededBytes(100 + i, 1000 + ((i * 397) % 3000))]));
+
+  test("a push killed at about half keeps its work: the rerun adopts what was sent and sends at most 10% more than the remainder", async () => {
+    const bucket = await ctx.server.bucket("heal-int-push", { versioning: server === "moto" });
+    const proxy = await startProxy(ctx.server.endpoint);
+    const [master, state, node, nstate] = [ctx.tmp("master"), ctx.tmp("state"), ctx.tmp("node"), ctx.tmp("nstate")];
+    const url = `s3://${bucket}/site/`;
+    const via = ["--endpoint-url", proxy.url, "--state-dir", state, "--log-format", "json", "--concurrency", "4"];
+    const content = (q: { method: string; url: string }) => q.method === "PUT" && q.url.startsWith(`/${bucket}/site/`) && !q.url.includes("/.fansync/");
+    const tree = siteFiles();
+    const sizeOf = (u: string) => (tree[decodeURIComponent(u.slice(`/${bucket}/site/`.length).split("?")[0] as string)] as Buffer).length;
+    try {
+      await writeTree(master, tree);
+      // Half of the content PUTs pass, then the server stops answering: the push is killed there.
+      let passed = 0;
+      proxy.fault = (q) => (content(q) && passed++ >= SITE / 2 ? { kind: "stall" } : pass);
+      const child = startCli(["push", master, url, ...via]);
+      await proxy.waitFor((q) => content(q) && passed > SITE / 2, 60_000);
+      // The stalled requests are in flight; what was acknowledged is recorded within a quarter second.
+      await sleep(1000);
+      child.kill("SIGKILL");
+      await waitCli(child);
+      fig.killPoints++;
+      const sent = proxy.requests.filter((q) => content(q) && q.status === 200);
+      const sentBytes = sent.reduce((n, q) => n + sizeOf(q.url), 0);
+      const totalBytes = Object.values(tree).reduce((n, b) => n + b.length, 0);
+      proxy.fault = () => pass;
+      proxy.reset();
+      expectCode(await ctx.cli(["push", master, url, ...via]), 0);
+      const again = proxy.requests.filter(content);
+      const againBytes = again.reduce((n, q) => n + sizeOf(q.url), 0);
+      const remainder = { puts: SITE - sent.length, bytes: totalBytes - sentBytes };
+      process.stdout.write(`# interrupted push: first run sent ${sent.length} PUTs; rerun ${again.length} PUTs, ${againBytes} bytes; remainder ${remainder.puts} PUTs, ${remainder.bytes} bytes\n`);
+      assert.ok(again.length <= Math.ceil(remainder.puts * 1.1), `rerun sent ${again.length} PUTs, remainder ${remainder.puts}`);
+      assert.ok(againBytes <= remainder.bytes * 1.1, `rerun sent ${againBytes} bytes, remainder ${remainder.bytes}`);
+      const b = await checkBucketEqualsTree(ctx.server.client, bucket, "site/", master);
+      assert.deepEqual(b.problems, []);
+      fig.verified(b);
+      expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+      await sameTree(master, node);
+    } finally {
+      await proxy.close();
+    }
   });
 });
