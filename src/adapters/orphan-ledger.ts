@@ -9,12 +9,12 @@
  * adopts an object that still is that write and holds the bytes it wants, instead of deleting and
  * sending it again (issue 27: a push interrupted at 70% sent everything again).
  */
-import { appendFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { readJson, readNdjsonMap, writeJsonListAtomic } from "./state-files.ts";
+import { NdjsonAppender, readJson, readNdjsonMap, writeJsonListAtomic } from "./state-files.ts";
 
 /** What an object the unfinished run wrote holds, as the server acknowledged it. */
 export interface WrittenObject {
@@ -26,41 +26,27 @@ export interface WrittenObject {
   readonly versionId?: string | undefined;
 }
 
-// Records are appended a batch at a time: a run killed by SIGKILL loses at most this many (or the
-// last quarter second's), which the next run simply sends again.
-const NOTE_BATCH = 64;
-const NOTE_DELAY_MS = 250;
-
 /** The ledger kept in one state file for one bucket/prefix. */
 export class OrphanLedger {
   private readonly file: string;
   private readonly objectsFile: string;
-  private pending: string[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
+  // A run killed by SIGKILL loses at most the last batch of records: those objects are sent again.
+  private readonly objects: NdjsonAppender<WrittenObject>;
 
   constructor(file: string) {
     this.file = file;
     this.objectsFile = file.replace(/\.json$/, "") + "-objects.ndjson";
+    this.objects = new NdjsonAppender(this.objectsFile);
   }
 
   /** Remember what a write put at `key` (buffered; see {@link flush}). */
   note(key: string, o: WrittenObject): void {
-    this.pending.push(JSON.stringify([key, o]));
-    if (this.pending.length >= NOTE_BATCH) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), NOTE_DELAY_MS).unref();
+    this.objects.add(key, o);
   }
 
-  /** Append what {@link note} buffered; errors are dropped (a record lost only costs a re-send). */
+  /** Append what {@link note} buffered. */
   flush(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.pending.length > 0) {
-      const text = this.pending.join("\n") + "\n";
-      this.pending = [];
-      this.writing = this.writing.then(() => appendFile(this.objectsFile, text)).catch(() => undefined);
-    }
-    return this.writing;
+    return this.objects.flush();
   }
 
   /** What the objects an unfinished run wrote hold, by key (the last record of a key wins). */

@@ -1,7 +1,7 @@
 /** Small durable files in the state directory: atomic JSON writes and NDJSON maps. */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { appendFile, mkdir, open, readFile, rename } from "node:fs/promises";
 import path from "node:path";
 
 /** Write a file atomically: temp file in the same directory, fsync, rename. */
@@ -113,4 +113,52 @@ export async function writeJsonListAtomic(file: string, field: string, items: It
 /** Write a JSON document atomically. */
 export async function writeJson(file: string, value: unknown): Promise<void> {
   await writeFileAtomic(file, JSON.stringify(value));
+}
+
+/**
+ * Appends `[key, value]` lines to an NDJSON map file (read back with {@link readNdjsonMap}: the last
+ * line of a key wins) a batch at a time: after `batch` lines, or `delayMs` after the first one
+ * buffered. A process killed without {@link flush} loses at most that batch; for the records of work
+ * done (what a killed run wrote or staged), losing one only costs doing it again.
+ */
+export class NdjsonAppender<V> {
+  private readonly file: string;
+  private pending: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly batch: number;
+  private readonly delayMs: number;
+
+  constructor(file: string, opts: { batch?: number; delayMs?: number } = {}) {
+    this.file = file;
+    this.batch = opts.batch ?? 64;
+    this.delayMs = opts.delayMs ?? 250;
+  }
+
+  /** Buffer one line. */
+  add(key: string, value: V): void {
+    this.pending.push(JSON.stringify([key, value]));
+    if (this.pending.length >= this.batch) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.delayMs).unref();
+  }
+
+  /** Append what is buffered; a failed append is dropped (see the class comment). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.length > 0) {
+      const text = this.pending.join("\n") + "\n";
+      this.pending = [];
+      this.writing = this.writing.then(() => mkdir(path.dirname(this.file), { recursive: true })).then(() => appendFile(this.file, text)).catch(() => undefined);
+    }
+    return this.writing;
+  }
+
+  /** Drop what is buffered (the file is about to be removed or rewritten). */
+  async discard(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = [];
+    await this.writing;
+  }
 }
