@@ -36,7 +36,7 @@ export class OrphanLedger {
   constructor(file: string) {
     this.file = file;
     this.objectsFile = file.replace(/\.json$/, "") + "-objects.ndjson";
-    this.objects = new NdjsonAppender(this.objectsFile);
+    this.objects = new NdjsonAppender(this.objectsFile, { batch: 16, delayMs: 100 });
   }
 
   /** Remember what a write put at `key` (buffered; see {@link flush}). */

@@ -9,7 +9,7 @@ import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
-import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, RunTimeout, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, PathsNotReplaced, RunTimeout, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
@@ -210,16 +210,33 @@ async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, s
     log.info({ ...base }, "dry run: nothing changed");
     return { ...base, generation: have, noop: false };
   }
+  let stuck: string[] = [];
   if (!isEmptyPlan(plan)) {
     staging.takenOver = true;
-    await execute(source, root, plan, held, staging.resume, staging.kept, o, d);
+    stuck = await execute(source, root, plan, held, staging.resume, staging.kept, o, d);
   }
-  await writeNdjsonMap(o.state.pullFiles, signed);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
+  // Paths the node could not replace or delete keep what they hold (the previous entry, or none):
+  // the state is not complete, so the next run plans against the manifest again and retries them.
+  let heldNow = signed;
+  if (stuck.length > 0) {
+    heldNow = new Map(signed);
+    for (const p of stuck) {
+      const before = held.get(p);
+      if (before) heldNow.set(p, before);
+      else heldNow.delete(p);
+    }
+  }
+  await writeNdjsonMap(o.state.pullFiles, heldNow);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: stuck.length === 0, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
   await rm(o.state.pullStaged, { force: true });
+  if (stuck.length > 0) {
+    const shown = stuck.slice(0, 10).map(showPath).join(", ");
+    log.error({ generation: head.generation, paths: stuck.slice(0, 100), count: stuck.length }, "generation applied except paths this node cannot replace");
+    throw new PathsNotReplaced(`generation ${head.generation} applied except ${stuck.length} path(s) this node cannot replace or delete: ${shown}${stuck.length > 10 ? ", …" : ""} (immutable, or not writable)`, stuck, head.generation);
+  }
   log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift, changed: changedPaths(plan.downloads.map((e) => e.path), plan.deletes) }, "docroot at generation");
   signal.throwIfAborted();
   return { ...base, generation: head.generation, noop: false, changedPaths: [...plan.downloads, ...plan.metaOnly].map((e) => e.path), deletedPaths: plan.deletes };
@@ -269,7 +286,8 @@ function checkAge(time: string | undefined, generation: number, url: string, o: 
   }
 }
 
-async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, kept: ReadonlyMap<string, StagedFile>, o: PullerOptions, d: PullerDeps): Promise<void> {
+/** Carry a plan out; returns the paths it could not replace or delete (see {@link cannotReplace}). */
+async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, kept: ReadonlyMap<string, StagedFile>, o: PullerOptions, d: PullerDeps): Promise<string[]> {
   const { log, signal } = d;
   // A metadata-only change lands by chmod and utimes, which follow a symlink: a file replaced by
   // a symlink (to a file outside the docroot, say) would have its target's mode and mtime changed.
@@ -318,7 +336,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
   await writeJson(o.state.pullStaging, { runId, dirs } satisfies Staging);
   await writeNdjsonMap(o.state.pullStaged, adopt);
-  const stagedLog = new NdjsonAppender<StagedFile>(o.state.pullStaged);
+  const stagedLog = new NdjsonAppender<StagedFile>(o.state.pullStaged, { batch: 16, delayMs: 100 });
   const failed: { path: string; error: string }[] = [];
   const corrupt: string[] = [];
   const moved: string[] = [];
@@ -433,6 +451,10 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // starts; those in flight finish.
   let renameFailure: { err: unknown; target: string } | undefined;
   const landed = new Set<number>();
+  // A target this node may not replace (immutable) stops only itself: the rest of the generation
+  // is applied and the path reported (issue 27: one `chattr +i` file left a node half applied,
+  // exit 9 on every run). Any other failure stops the commit as before.
+  const stuck: string[] = [];
   await pMap(staged.keys(), async (i) => {
     const { entry, tmp } = staged[i] as { entry: Entry; tmp: string };
     if (tmp === "" || renameFailure) return;
@@ -441,6 +463,12 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await rename(tmp, path.join(root, entry.path));
       landed.add(i);
     } catch (err) {
+      if (cannotReplace(err)) {
+        stuck.push(entry.path);
+        await unlink(tmp).catch(() => undefined);
+        landed.add(i);
+        return;
+      }
       renameFailure ??= { err, target: path.join(root, entry.path) };
     }
   }, { concurrency: RENAME_CONCURRENCY });
@@ -455,8 +483,14 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   for (const e of plan.metaOnly) {
     const abs = path.join(root, e.path);
     await ensureParentDirs(root, e.path, () => false);
-    await chmod(abs, e.mode).catch((err: unknown) => log.warn({ path: e.path, err }, "chmod failed"));
-    await utimes(abs, new Date(e.mtimeMs), new Date(e.mtimeMs)).catch((err: unknown) => log.warn({ path: e.path, err }, "utimes failed"));
+    let failedMeta = false;
+    const warn = (what: string) => (err: unknown) => {
+      failedMeta ||= cannotReplace(err);
+      log.warn({ path: e.path, err }, what);
+    };
+    await chmod(abs, e.mode).catch(warn("chmod failed"));
+    await utimes(abs, new Date(e.mtimeMs), new Date(e.mtimeMs)).catch(warn("utimes failed"));
+    if (failedMeta) stuck.push(e.path);
   }
   for (const p of plan.deletes) {
     const abs = path.join(root, p);
@@ -474,10 +508,21 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await d.beforeReplace?.(p);
       await unlink(abs).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+        if (cannotReplace(err)) stuck.push(p);
       });
     }
     await pruneEmptyDirs(root, p);
   }
+  return stuck.sort();
+}
+
+/**
+ * Whether a rename over, or a deletion of, one path failed for that path alone: the file is
+ * immutable or append-only (EPERM), or its directory may not be written (EACCES), or it is busy.
+ */
+function cannotReplace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === "EPERM" || code === "EACCES" || code === "EBUSY";
 }
 
 /**

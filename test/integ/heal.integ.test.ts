@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readdir, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, test } from "node:test";
@@ -254,5 +255,62 @@ describe(`heal every state (${server})`, () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  test("an immutable file on a node: everything else of the generation is applied, and exactly that path is reported (exit 9, status, log) on every run until it can be replaced", async () => {
+    const bucket = await ctx.server.bucket("heal-immutable");
+    const [master, mstate, node, nstate] = [ctx.tmp("master"), ctx.tmp("mstate"), ctx.tmp("node"), ctx.tmp("nstate")];
+    const statusFile = path.join(ctx.tmp("status"), "status.json");
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, files(10));
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate)]), 0);
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(nstate)]), 0);
+    const stuck = path.join(node, "p3.html");
+    execFileSync("chattr", ["+i", stuck]);
+    try {
+      await writeFile(path.join(master, "p3.html"), "<p>page 3, edited</p>\n");
+      await writeFile(path.join(master, "p5.html"), "<p>page 5, edited</p>\n");
+      await writeFile(path.join(master, "new.html"), "<p>new</p>\n");
+      await rm(path.join(master, "p7.html"));
+      expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate)]), 0);
+      for (let run = 0; run < 2; run++) {
+        const r = await ctx.cli(["pull", url, node, ...ctx.flags(nstate), "--status-file", statusFile]);
+        expectCode(r, 9);
+        assert.match(r.stdout + r.stderr, /p3\.html/);
+        const snap = await snapshot(node, (p) => p.startsWith(".fansync-tmp-"));
+        const want = await snapshot(master);
+        // Everything but p3.html is generation 2; p3.html is still generation 1's.
+        assert.deepEqual([...snap.keys()].sort(), [...want.keys()].sort());
+        for (const [p, f] of want) if (p !== "p3.html") assert.equal(snap.get(p)?.sha256, f.sha256, p);
+        assert.equal(await readFile(stuck, "utf8"), "<p>page 3</p>\n");
+        const st = JSON.parse(await readFile(statusFile, "utf8")) as { status: string; generation: number; unapplied?: string[]; line: string };
+        assert.equal(st.status, "ERROR");
+        assert.equal(st.generation, 2, st.line);
+        assert.deepEqual(st.unapplied, ["p3.html"], st.line);
+        assert.deepEqual((await readdir(node, { recursive: true })).filter((n) => n.includes(".fansync-tmp-")), [], "no temp file left");
+      }
+      // A daemon says it on /metrics too.
+      const d = startCli(["pull", url, node, ...ctx.flags(nstate), "--watch", "--interval", "200ms", "--http", "127.0.0.1:0"]);
+      try {
+        let metrics = "";
+        for (let i = 0; i < 150 && !/^fansync_paths_not_replaced\{role="pull"\} 1$/m.test(metrics); i++) {
+          await sleep(200);
+          const line = d.out.stdout.split("\n").find((l) => l.includes("status page listening"));
+          if (line) metrics = await (await fetch(new URL("metrics", (JSON.parse(line) as { url: string }).url))).text().catch(() => "");
+        }
+        assert.match(metrics, /^fansync_paths_not_replaced\{role="pull"\} 1$/m, metrics.slice(0, 2000));
+      } finally {
+        d.kill("SIGTERM");
+        await waitCli(d, 30_000);
+      }
+    } finally {
+      execFileSync("chattr", ["-i", stuck]);
+    }
+    const r = await ctx.cli(["pull", url, node, ...ctx.flags(nstate), "--status-file", statusFile]);
+    expectCode(r, 0);
+    await sameTree(master, node);
+    const st = JSON.parse(await readFile(statusFile, "utf8")) as { status: string; unapplied?: string[] };
+    assert.equal(st.status, "OK");
+    assert.equal(st.unapplied, undefined);
   });
 });
