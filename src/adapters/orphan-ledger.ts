@@ -5,9 +5,10 @@
  * not name. Used by the uploader (primary) and the replicator (each region).
  *
  * Beside the keys, what each object written by the unfinished run holds (sha256, size, mtime, mode,
- * and the ETag and version id the server answered), appended as the writes succeed: the next run
- * adopts an object that still is that write and holds the bytes it wants, instead of deleting and
- * sending it again (issue 27: a push interrupted at 70% sent everything again).
+ * and the ETag and version id the server answered; for a single PUT also noted just before it is
+ * sent, with the MD5 ETag the object will have), appended as the writes go: the next run adopts an
+ * object that still is that write and holds the bytes it wants, instead of deleting and sending it
+ * again (issue 27: a push interrupted at 70% sent everything again).
  */
 import { rm } from "node:fs/promises";
 import { errorMessage } from "../core/errors.ts";
@@ -45,14 +46,14 @@ export class OrphanLedger {
   }
 
   /** Append what {@link note} buffered. */
-  flush(): Promise<void> {
-    return this.objects.flush();
+  flush(): void {
+    this.objects.flush();
   }
 
   /** What the objects an unfinished run wrote hold, by key (the last record of a key wins). */
   async written(): Promise<Map<string, WrittenObject>> {
-    await this.flush();
-    return readNdjsonMap<WrittenObject>(this.objectsFile);
+    this.flush();
+    return readNdjsonMap<WrittenObject>(this.objectsFile, { tornTail: true });
   }
 
   /** Add keys before the writes that could strand them. */
@@ -69,10 +70,11 @@ export class OrphanLedger {
    * runs first when something is to be deleted (the writer re-checks its lease there).
    */
   async clean(opts: { store: ObjectStore; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
-    await this.flush();
+    this.flush();
     const known = (await readJson<{ keys: unknown[] }>(this.file))?.keys;
     // What the objects held is worth keeping only while their keys are recorded (another run's records included).
     if (!known) {
+      this.objects.close();
       await rm(this.objectsFile, { force: true });
       return;
     }
@@ -90,6 +92,7 @@ export class OrphanLedger {
     if (kept.length > 0) await writeJsonListAtomic(this.file, "keys", kept);
     else await rm(this.file, { force: true });
     // Records of forgotten keys go with them (a key recorded again by a later run is noted again).
+    this.objects.close();
     await rm(this.objectsFile, { force: true });
   }
 }

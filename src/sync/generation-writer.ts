@@ -141,8 +141,8 @@ export class GenerationWriter {
   }
 
   /** Write out the records {@link noteWritten} buffered (before a run gives up). */
-  flushNotes(): Promise<void> {
-    return this.ledger.flush();
+  flushNotes(): void {
+    this.ledger.flush();
   }
 
   /**

@@ -412,12 +412,13 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   if (fatal === undefined && signal.aborted && !(signal.reason instanceof RunTimeout)) {
     // Interrupted (SIGINT, SIGTERM): the verified temp files stay, recorded, for the next run;
     // nothing is renamed, so the docroot shows none of them under a final name.
-    await stagedLog.flush();
+    stagedLog.flush();
+    stagedLog.close();
     const verified = new Set(staged.map((x) => x.tmp));
     await removeAll(tmps.filter((t) => !verified.has(t)));
     signal.throwIfAborted();
   }
-  await stagedLog.discard();
+  stagedLog.close();
   if (fatal !== undefined || signal.aborted) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });
@@ -635,7 +636,7 @@ async function cleanStaging(state: StateDir, log: Logger): Promise<{ resume: boo
     return { resume: false, kept };
   }
   const keep = new Set<string>();
-  for (const [p, k] of await readNdjsonMap<StagedFile>(state.pullStaged)) {
+  for (const [p, k] of await readNdjsonMap<StagedFile>(state.pullStaged, { tornTail: true })) {
     if (typeof k?.tmp !== "string" || typeof k.sha256 !== "string" || typeof k.size !== "number" || !path.basename(k.tmp).startsWith(TEMP_MARK)) continue;
     kept.set(p, k);
     keep.add(k.tmp);

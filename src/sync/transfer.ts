@@ -60,6 +60,8 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
   readonly facts?: { readonly mtimeMs: number; readonly mode: number } | undefined;
   readonly attrs: (f: FileFacts) => ObjectAttrs;
   readonly instead?: ((f: FileFacts) => Promise<PutResult | undefined>) | undefined;
+  /** Told, right before a single PUT is sent, the ETag the stored object will have (the MD5 of its bytes). */
+  readonly sending?: ((f: FileFacts, etag: string) => void) | undefined;
   readonly signal: AbortSignal;
 }): Promise<Uploaded | undefined> {
   const small = readIfSmall(abs, o.multipartThreshold);
@@ -76,10 +78,12 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
       if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
       const other = await o.instead?.(facts);
       if (other) return { ...facts, ...other };
+      const md5 = createHash("md5").update(buf).digest("hex");
+      o.sending?.(facts, `"${md5}"`);
       const put = await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal);
       // The answer vouches for the bytes only when its ETag is the MD5 of what was sent; a weak
       // one (a proxy rewrote it) or any other (a server that said 200 without storing) is checked.
-      if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === createHash("md5").update(buf).digest("hex")) return { ...facts, ...put };
+      if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === md5) return { ...facts, ...put };
       return { ...facts, ...(await verifyStored(store, key, facts, put, o.signal)) };
     } finally {
       if (small.pooled) BUFFERS.give(small.pooled);

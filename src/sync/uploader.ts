@@ -256,7 +256,8 @@ export class Uploader {
       const w = written.get(f.path) as WrittenObject;
       const attrs = await this.d.store.headAttrs(this.key(f.path), { ...(w.versionId ? { versionId: w.versionId } : { ifMatch: w.etag }), signal: this.d.signal });
       if (!attrs || attrs.metadata?.sha256 !== f.sha256 || (attrs.cacheControl ?? "") !== (this.o.cacheControl(f.path) ?? "")) return;
-      out.set(f.path, { path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: f.sha256, etag: w.etag, versionId: w.versionId });
+      // A record made just before its PUT knows no version id yet: the HEAD's is that write's.
+      out.set(f.path, { path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: f.sha256, etag: w.etag, versionId: w.versionId ?? attrs.versionId });
     }, { concurrency: this.o.concurrency });
     return out;
   }
@@ -421,7 +422,7 @@ export class Uploader {
     }, { concurrency: this.o.concurrency });
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     // An interrupted run (SIGINT, SIGTERM) leaves the record of what it wrote for the next one.
-    await this.writer.flushNotes();
+    this.writer.flushNotes();
     signal.throwIfAborted();
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     for (const e of puts) {
@@ -482,6 +483,9 @@ export class Uploader {
       expect: f.size >= this.o.multipartThreshold ? { size: f.size, sha256: f.sha256 } : undefined,
       attrs: (facts) => this.attrs({ path: f.path, ...facts }),
       instead,
+      // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
+      // answer never came) lets the next run find the object by that ETag and adopt it.
+      sending: (facts, etag) => this.writer.noteWritten({ path: f.path, ...facts, etag }),
       signal: this.d.signal,
     });
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
