@@ -303,7 +303,8 @@ export async function amendGeneration(store: ObjectStore, loc: Location, hs: Hea
     const puts = journal.puts.map((e) => byPath.get(e.path) ?? e);
     await store.put(metaKeys.journal(meta, gen), serializeJournal({ ...journal, puts }), ctl, {}, signal);
   }
-  const manifestBytes = await serializeManifest(gen, next);
+  // The files are unchanged, so the head's signature still covers them and the header keeps it.
+  const manifestBytes = await serializeManifest(gen, next, hs.head.signature);
   const attrs = { contentType: "application/x-ndjson", cacheControl: "no-store" };
   if (manifestBytes.length > SINGLE_PUT_MAX) await store.upload(hs.head.manifestKey, manifestBytes, attrs, { size: manifestBytes.length, partSize: SINGLE_PUT_MAX, queueSize: 4, ...(signal ? { signal } : {}) });
   else await store.put(hs.head.manifestKey, manifestBytes, attrs, {}, signal);

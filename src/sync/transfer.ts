@@ -12,7 +12,6 @@ import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
-import { createHash } from "node:crypto";
 import { FileChanging, ObjectMoved, RemoteError, TransferCorrupt } from "../core/errors.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
 import { BodyTooLarge } from "../adapters/bounded-io.ts";
@@ -307,17 +306,16 @@ export async function findMovedObjects(store: ObjectStore, prefix: string, files
   return moved;
 }
 
-/** Whether the object `key`, read as `e` names it (version or ETag), holds `e`'s bytes. */
+/** Whether the object `key`, read as `e` names it (version or ETag), holds `e`'s bytes (see {@link verifyObject}). */
 async function holdsBytes(store: ObjectStore, key: string, e: Entry, signal: AbortSignal): Promise<boolean> {
-  const got = await store.getStream(key, { ...objectRef(e), signal });
-  if (got.status !== "ok") return false;
-  const h = createHash("sha256");
-  let n = 0;
-  for await (const c of got.body) {
-    h.update(c as Buffer);
-    n += (c as Buffer).length;
+  try {
+    await verifyObject(store, key, objectRef(e), e, signal);
+    return true;
+  } catch (err) {
+    // Other bytes, or a body cut short: copied again either way (a repair of good bytes costs a copy).
+    if (err instanceof ObjectMoved || err instanceof TransferCorrupt) return false;
+    throw err;
   }
-  return n === e.size && h.digest("hex") === e.sha256;
 }
 
 /**
