@@ -143,7 +143,7 @@ function unquoteEtag(etag: string): string {
  */
 export async function verifyStored(store: ObjectStore, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal, mismatch?: (message: string) => Error): Promise<PutResult> {
   const v = realVersion(put.versionId);
-  const got = await store.getStream(key, { ...(v ? { versionId: v } : {}), signal });
+  const got = await store.getStream(key, { ...(v ? { versionId: v } : {}), maxBytes: want.size, signal });
   const fail = (what: string) => {
     const message = `${key}: the server acknowledged the write (ETag ${put.etag || "none"}) but ${what}`;
     return mismatch?.(message) ?? new RemoteError(message, { retryable: true, hint: "a proxy or the server changed the answer; the write is tried again, and nothing unverified is published" });
