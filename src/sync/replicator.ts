@@ -493,8 +493,9 @@ export class Replicator {
    */
   private async copyInRegion(r: Region, e: Entry, from: Entry): Promise<PutResult> {
     const { signal } = this.d;
-    const attrs = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...objectRef(e), signal });
-    if (!attrs) throw sourceMoved(`${e.path}: the primary's object changed or vanished`);
+    const head = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...objectRef(e), signal });
+    if (!head) throw sourceMoved(`${e.path}: the primary's object changed or vanished`);
+    const { versionId: _primaryVersion, ...attrs } = head;
     try {
       return await r.store.copy(r.loc.prefix + e.path, { bucket: r.store.bucket, key: r.loc.prefix + from.path, versionId: from.versionId, etag: from.etag }, withFallbackType(attrs, e.path), signal);
     } catch (err) {
