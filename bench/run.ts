@@ -13,6 +13,7 @@ import { fleetSettingsFromEnv, runFleet } from "./lib/fleet.ts";
 import { runPropagation } from "./lib/propagation.ts";
 import { runSyncPropagation, type SyncPropagation } from "./lib/sync-propagation.ts";
 import { eventsSettingsFromEnv, runEventsBench, type EventsResult } from "./lib/events-bench.ts";
+import { type Interrupted, runInterrupted } from "./lib/interrupted.ts";
 import type { BenchReport, FleetResult, Propagation, Row, RunRecord } from "./lib/results.ts";
 import { renderReport } from "./lib/report.ts";
 import { writeChart } from "./lib/chart.ts";
@@ -482,6 +483,22 @@ async function main(): Promise<void> {
       log,
     });
   }
+  // Interrupted work (issue 27): a push and a pull killed at half, then rerun: bytes sent vs the remainder.
+  let interrupted: Interrupted | undefined;
+  if ((onlyScenarios === undefined || onlyScenarios.includes("interrupted")) && fansyncOk && tools.some((t) => t.id === "fansync")) {
+    interrupted = await runInterrupted({
+      repo: fansyncRepo,
+      workDir: join(workDir, "runs", "interrupted"),
+      serverKind,
+      bucket: BUCKET,
+      prefix: PREFIX,
+      seed,
+      files: scale === "full" ? 10_000 : 1000,
+      env: baseEnv(),
+      logPath: join(outDir, "logs", "interrupted.log"),
+      log,
+    });
+  }
   if (onlyScenarios === undefined || onlyScenarios.includes("startup")) await runStartup(tools, fansyncOk);
   let fleet: FleetResult | undefined;
   if (onlyScenarios === undefined || onlyScenarios.includes("fleet")) {
@@ -534,6 +551,7 @@ async function main(): Promise<void> {
     rows: [...rows.values()],
     propagation,
     ...(syncPropagation !== undefined ? { syncPropagation } : {}),
+    ...(interrupted !== undefined ? { interrupted } : {}),
     ...(fleet !== undefined ? { fleet } : {}),
     ...(events !== undefined ? { events } : {}),
   };
@@ -563,9 +581,10 @@ function mergeInto(report: BenchReport): BenchReport {
   const propagation = report.propagation.status === "n/a" ? earlier.propagation : report.propagation;
   const syncPropagation = report.syncPropagation ?? earlier.syncPropagation;
   const events = report.events ?? earlier.events;
+  const interrupted = report.interrupted ?? earlier.interrupted;
   // The trees of both invocations: a re-measured tree's facts replace the earlier ones.
   const trees = [...earlier.trees.filter((t) => !report.trees.some((n) => n.name === t.name)), ...report.trees];
-  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(fleet !== undefined ? { fleet } : {}), ...(events !== undefined ? { events } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
+  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(interrupted !== undefined ? { interrupted } : {}), ...(fleet !== undefined ? { fleet } : {}), ...(events !== undefined ? { events } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */

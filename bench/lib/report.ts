@@ -1,6 +1,7 @@
 // Renders a BenchReport as markdown. Pure: strings in, string out.
 import { summarize, ratio, median } from "./stats.ts";
 import type { BenchReport, FleetResult, Row, RunRecord } from "./results.ts";
+import type { Interrupted } from "./interrupted.ts";
 import { percentile } from "./stats.ts";
 import type { EventsResult } from "./events-bench.ts";
 import { cdnHeadMonth, fleetUnits, MONTH_S, NOT_MODIFIED_BYTES, nodeMonth, PRICES, prefixLimitNodes } from "./cost.ts";
@@ -622,6 +623,10 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   lines.push("");
   lines.push(syncPropagationSection(report.syncPropagation));
   lines.push("");
+  lines.push("### Interrupted at half, then rerun: what the rerun sends against the remainder");
+  lines.push("");
+  lines.push(interruptedSection(report.interrupted));
+  lines.push("");
   lines.push("## Simulated fleet: many pullers, one server, a master publishing");
   lines.push("");
   lines.push(fleetSection(report.fleet));
@@ -669,4 +674,14 @@ function syncPropagationSection(p: BenchReport["syncPropagation"]): string {
   ];
   const table = formatTable(["direction", "files written", "arrived on both", "p50 ms", "p95 ms", "max ms"], rows, ["l", "r", "r", "r", "r", "r"]);
   return `${table}\n\nEach file is timed from close() on the writing node until both other nodes hold it complete (the later of the two), with \`--delay ${p.delayMs}ms\` and \`--interval ${p.intervalMs}ms\` on every node; lost: ${p.lost}.${p.note ? ` ${p.note}` : ""}`;
+}
+
+/** The interrupted-work row: a push and a pull killed at half, then rerun (goal: at most 1.1× the remainder). */
+function interruptedSection(p: BenchReport["interrupted"]): string {
+  if (p === undefined) return "_not run (BENCH_SCENARIOS=interrupted runs it)_";
+  if (p.status !== "ok" && p.push === undefined) return `_${p.status}${p.note ? `: ${p.note}` : ""}_`;
+  const row = (what: string, r: NonNullable<Interrupted["push"]> | undefined): string[] =>
+    r === undefined ? [what, "—", "—", "—", "—", "—", "—"] : [what, formatCount(r.doneBefore), formatCount(r.remainder.objects), formatCount(r.remainder.bytes), formatCount(r.rerun.objects), formatCount(r.rerun.bytes), `${r.ratio.toFixed(2)}×${r.converged ? "" : " (did not converge)"}`];
+  const table = formatTable(["run", "objects before the kill", "remainder objects", "remainder bytes", "rerun objects", "rerun bytes", "rerun / remainder"], [row("push (content PUTs)", p.push), row("pull (content GETs)", p.pull)], ["l", "r", "r", "r", "r", "r", "r"]);
+  return `${table}\n\n${formatCount(p.files)} files of 1–20 KB; each run is killed (SIGKILL) once half its content requests were answered, then run again to the end through the counting proxy. Goal: at most 1.1× the remainder.${p.status !== "ok" && p.note ? ` ${p.status}: ${p.note}` : ""}`;
 }

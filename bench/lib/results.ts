@@ -1,6 +1,7 @@
 import type { EventsResult } from "./events-bench.ts";
 // The benchmark's data model: what run.ts records and report.ts / chart.ts render.
 import type { SyncPropagation } from "./sync-propagation.ts";
+import type { Interrupted } from "./interrupted.ts";
 
 /** One measured invocation of one tool. */
 export type RunRecord = {
@@ -71,6 +72,8 @@ export type BenchReport = {
   propagation: Propagation;
   /** Two-way: a change on one `sync` node until both others serve it (lib/sync-propagation.ts), when run. */
   syncPropagation?: SyncPropagation;
+  /** A push and a pull killed at half, then rerun (lib/interrupted.ts), when run. */
+  interrupted?: Interrupted;
   /** The simulated fleet (lib/fleet.ts), when run. */
   fleet?: FleetResult;
   /** Events vs polling (lib/events-bench.ts), when run. */

@@ -176,12 +176,13 @@ export class MemoryStore implements ObjectStore {
     });
   }
 
-  async headAttrs(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<ObjectAttrs | undefined> {
+  async headAttrs(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<(ObjectAttrs & { readonly versionId?: string | undefined }) | undefined> {
     return this.call("head", key, opts.signal, () => {
       const v = this.find(key, opts);
       if (!v) return undefined;
       if (!opts.versionId && opts.ifMatch && unquoteEtag(opts.ifMatch) !== unquoteEtag(v.etag)) return undefined;
-      return v.attrs;
+      const versionId = this.vid(v);
+      return versionId ? { ...v.attrs, versionId } : v.attrs;
     });
   }
 

@@ -26,6 +26,7 @@ export class Metrics {
   private readonly eventMessages: Counter;
   private eventsSeen = 0;
   private readonly skipped: Gauge<"role">;
+  private readonly unapplied: Gauge<"role">;
   private readonly detach: () => void;
 
   constructor(version: string) {
@@ -45,6 +46,7 @@ export class Metrics {
     this.eventsListening = new Gauge({ name: "fansync_events_listening", help: "With --events: 1 while the event queue answers, 0 while it fails and the daemon polls instead", registers: r });
     this.eventMessages = new Counter({ name: "fansync_events_messages_total", help: "With --events: messages taken from the event queue", registers: r });
     this.skipped = new Gauge({ name: "fansync_skipped_paths", help: "Paths the last scan could not carry and skipped (names that cannot be keys, unreadable files)", labelNames: ["role"], registers: r });
+    this.unapplied = new Gauge({ name: "fansync_paths_not_replaced", help: "Paths of the current generation this node could not replace or delete (an immutable file); the rest is applied", labelNames: ["role"], registers: r });
     new Gauge({ name: "fansync_build_info", help: "fansync version", labelNames: ["version"], registers: r }).set({ version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: "fansync_process_" });
     const count = (command: string) => this.requests.inc({ command: command.replace(/Command$/, "") });
@@ -68,8 +70,9 @@ export class Metrics {
   }
 
   /** Record a finished run. */
-  recordRun(role: Role, r: { ok: boolean; generation: number; headGeneration: number; lagSeconds: number; errorClass?: string | undefined; at: Date }): void {
+  recordRun(role: Role, r: { ok: boolean; generation: number; headGeneration: number; lagSeconds: number; errorClass?: string | undefined; unapplied?: number | undefined; at: Date }): void {
     this.runs.inc({ role, result: r.ok ? "ok" : "error" });
+    this.unapplied.set({ role }, r.unapplied ?? 0);
     this.generation.set({ role }, r.generation);
     this.headGeneration.set({ role }, r.headGeneration);
     this.lag.set({ role }, r.lagSeconds);

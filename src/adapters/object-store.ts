@@ -97,8 +97,8 @@ export interface ObjectStore {
   get(key: string, opts: { maxBytes: number; ifNoneMatch?: string; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<GetResult>;
   /** GET an object as a stream, by version or with If-Match on the expected ETag; at most `maxBytes`. */
   getStream(key: string, opts: { maxBytes: number; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<StreamResult>;
-  /** HEAD an object (by version or with If-Match) for its headers; undefined when it is not that object. */
-  headAttrs(key: string, opts?: { ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<ObjectAttrs | undefined>;
+  /** HEAD an object (by version or with If-Match) for its headers and version id; undefined when it is not that object. */
+  headAttrs(key: string, opts?: { ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<(ObjectAttrs & { readonly versionId?: string | undefined }) | undefined>;
   /** PUT bytes, optionally conditional; a failed condition throws `ConditionFailed`. */
   put(key: string, body: Uint8Array, attrs: ObjectAttrs, cond?: { ifMatch?: string; ifNoneMatch?: string }, signal?: AbortSignal): Promise<PutResult>;
   /** PUT a content object whose hex sha256 the caller computed already. Unconditional. */

@@ -3,20 +3,57 @@
  * their head, and removed paths whose deletion comes after it. A run killed in between leaves
  * such objects in a bucket that may be a CDN origin; the next run deletes those the manifest does
  * not name. Used by the uploader (primary) and the replicator (each region).
+ *
+ * Beside the keys, what each object written by the unfinished run holds (sha256, size, mtime, mode,
+ * and the ETag and version id the server answered; for a single PUT also noted just before it is
+ * sent, with the MD5 ETag the object will have), appended as the writes go: the next run adopts an
+ * object that still is that write and holds the bytes it wants, instead of deleting and sending it
+ * again (issue 27: a push interrupted at 70% sent everything again).
  */
 import { rm } from "node:fs/promises";
 import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { readJson, writeJsonListAtomic } from "./state-files.ts";
+import { NdjsonAppender, readJson, readNdjsonMap, writeJsonListAtomic } from "./state-files.ts";
+
+/** What an object the unfinished run wrote holds, as the server acknowledged it. */
+export interface WrittenObject {
+  readonly sha256: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly etag: string;
+  readonly versionId?: string | undefined;
+}
 
 /** The ledger kept in one state file for one bucket/prefix. */
 export class OrphanLedger {
   private readonly file: string;
+  private readonly objectsFile: string;
+  // A run killed by SIGKILL loses at most the last batch of records: those objects are sent again.
+  private readonly objects: NdjsonAppender<WrittenObject>;
 
   constructor(file: string) {
     this.file = file;
+    this.objectsFile = file.replace(/\.json$/, "") + "-objects.ndjson";
+    this.objects = new NdjsonAppender(this.objectsFile, { batch: 16, delayMs: 100 });
+  }
+
+  /** Remember what a write put at `key` (buffered; see {@link flush}). */
+  note(key: string, o: WrittenObject): void {
+    this.objects.add(key, o);
+  }
+
+  /** Append what {@link note} buffered. */
+  flush(): void {
+    this.objects.flush();
+  }
+
+  /** What the objects an unfinished run wrote hold, by key (the last record of a key wins). */
+  async written(): Promise<Map<string, WrittenObject>> {
+    this.flush();
+    return readNdjsonMap<WrittenObject>(this.objectsFile, { tornTail: true });
   }
 
   /** Add keys before the writes that could strand them. */
@@ -33,8 +70,14 @@ export class OrphanLedger {
    * runs first when something is to be deleted (the writer re-checks its lease there).
    */
   async clean(opts: { store: ObjectStore; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
+    this.flush();
     const known = (await readJson<{ keys: unknown[] }>(this.file))?.keys;
-    if (!known) return;
+    // What the objects held is worth keeping only while their keys are recorded (another run's records included).
+    if (!known) {
+      this.objects.close();
+      await rm(this.objectsFile, { force: true });
+      return;
+    }
     const { prefix, current, done, later } = opts;
     const keys = known.filter((k): k is string => typeof k === "string");
     const kept = keys.filter((k) => later?.has(k) && !current.has(k.slice(prefix.length)));
@@ -48,5 +91,8 @@ export class OrphanLedger {
     }
     if (kept.length > 0) await writeJsonListAtomic(this.file, "keys", kept);
     else await rm(this.file, { force: true });
+    // Records of forgotten keys go with them (a key recorded again by a later run is noted again).
+    this.objects.close();
+    await rm(this.objectsFile, { force: true });
   }
 }

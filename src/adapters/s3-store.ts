@@ -110,8 +110,8 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  /** HEAD an object (by version or with If-Match) for its headers; undefined when it is not that object. */
-  async headAttrs(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<ObjectAttrs | undefined> {
+  /** HEAD an object (by version or with If-Match) for its headers (and version id); undefined when it is not that object. */
+  async headAttrs(key: string, opts: { ifMatch?: string; versionId?: string; signal?: AbortSignal } = {}): Promise<(ObjectAttrs & { readonly versionId?: string | undefined }) | undefined> {
     try {
       const res = await this.client.send(
         new HeadObjectCommand({
@@ -123,7 +123,8 @@ export class S3Store implements ObjectStore {
       );
       // Some servers ignore If-Match on HEAD (fauxqs): the ETag is compared here as well.
       if (!opts.versionId && opts.ifMatch && res.ETag && unquoteEtag(res.ETag) !== unquoteEtag(opts.ifMatch)) return undefined;
-      return { contentType: res.ContentType ?? "application/octet-stream", cacheControl: res.CacheControl, ...(res.Metadata ? { metadata: res.Metadata } : {}) };
+      const versionId = realVersion(res.VersionId);
+      return { contentType: res.ContentType ?? "application/octet-stream", cacheControl: res.CacheControl, ...(res.Metadata ? { metadata: res.Metadata } : {}), ...(versionId ? { versionId } : {}) };
     } catch (err) {
       const s = this.classifyRead(err, key);
       if (s === "not-found" || s === "precondition-failed") return undefined;

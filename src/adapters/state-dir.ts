@@ -127,6 +127,8 @@ export class StateDir {
   get pullFiles(): string { return this.file("pull-files.ndjson"); }
   get pullHead(): string { return this.file("pull-head.json"); }
   get pullStaging(): string { return this.file("pull-staging.json"); }
+  /** Temp files an interrupted pull verified (path, temp name, size, sha256): the next run renames them instead of fetching again. */
+  get pullStaged(): string { return this.file("pull-staged.ndjson"); }
   get lagCheck(): string { return this.file("pull-lag-check.json"); }
   get lastReport(): string { return this.file("report-last.json"); }
   /**

@@ -379,7 +379,7 @@ function registerFanout(program: Command): void {
     .option("--multipart-threshold <size>", "streamed copies at least this big use multipart upload (default 8MiB)")
     .option("--part-size <size>", "multipart part size (default 8MiB)")
     .option("--retain <n>", "keep manifests and journals of this many generations in each region (default 50)")
-    .option("--verify", "check every object each region's head names (one HEAD each) and copy again any that holds other bytes")
+    .option("--verify", "check the bytes of every object each region's head names (one GET each, hashed) and copy again any that holds other bytes")
     .option("--trusted-key <key|file>", "copy only primary generations signed by this public key (ed25519:… or a .pub file; repeatable)", collect)
     .option("--site <id>", "with --trusted-key: the site whose generations to copy (default: the first one verified, pinned for this run)")
     .action(async (primary: string | undefined, regions: string[], _o: unknown, cmd: Command) => {

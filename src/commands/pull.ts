@@ -84,7 +84,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       onSettled: async (st, err) => {
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;
-        monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err });
+        monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err, unapplied: st.unapplied?.length ?? 0 });
         if (st.events) monitor?.recordEvents(st.events);
       },
       queue: cfg.watch ? await eventQueueFor(cfg) : undefined,

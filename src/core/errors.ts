@@ -203,6 +203,21 @@ export class LocalIoError extends FansyncError {
   }
 }
 
+/**
+ * A node applied a generation except some paths it cannot replace or delete (an immutable file,
+ * `chattr +i`; a file the node may not write): it reports exactly those, and retries them every run.
+ */
+export class PathsNotReplaced extends LocalIoError {
+  override name = "PathsNotReplaced";
+  readonly paths: readonly string[];
+  readonly generation: number;
+  constructor(message: string, paths: readonly string[], generation: number) {
+    super(message, { retryable: true, hint: "make those files writable (chattr -i, permissions), then the next run replaces them; everything else is applied" });
+    this.paths = paths;
+    this.generation = generation;
+  }
+}
+
 /** A local file changed while it was read for upload: retried, then left for a later batch. */
 export class FileChanging extends LocalIoError {
   override name = "FileChanging";

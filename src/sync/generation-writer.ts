@@ -27,11 +27,11 @@ import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } fro
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, WriterKind } from "../core/manifest.ts";
 import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
-import { OrphanLedger } from "../adapters/orphan-ledger.ts";
+import { OrphanLedger, type WrittenObject } from "../adapters/orphan-ledger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
+import { amendGeneration, checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { formatLocation } from "../core/location.ts";
 
@@ -116,8 +116,33 @@ export class GenerationWriter {
     this.id = `${opts.label ?? ""}${newWriterId()}`;
   }
 
+  private ledgerOnce: OrphanLedger | undefined;
+
+  // One instance per writer: it buffers the records of what this run writes.
   private get ledger(): OrphanLedger {
-    return new OrphanLedger(this.o.shared.ledger);
+    this.ledgerOnce ??= new OrphanLedger(this.o.shared.ledger);
+    return this.ledgerOnce;
+  }
+
+  /**
+   * What the objects an unfinished commit of this location wrote hold, by path: the next commit
+   * adopts those that still hold what it wants instead of sending them again.
+   */
+  async interrupted(): Promise<Map<string, WrittenObject>> {
+    const out = new Map<string, WrittenObject>();
+    const { prefix } = this.o.loc;
+    for (const [k, o] of await this.ledger.written()) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), o);
+    return out;
+  }
+
+  /** Record what a transfer of this commit wrote at `entry.path` (kept until the commit's clean-up). */
+  noteWritten(entry: Entry): void {
+    this.ledger.note(this.o.loc.prefix + entry.path, { sha256: entry.sha256, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, etag: entry.etag, ...(entry.versionId ? { versionId: entry.versionId } : {}) });
+  }
+
+  /** Write out the records {@link noteWritten} buffered (before a run gives up). */
+  flushNotes(): void {
+    this.ledger.flush();
   }
 
   /**
@@ -192,6 +217,22 @@ export class GenerationWriter {
   async carry(base: HeadState, fields: { readonly approvedDeletes: number; readonly signature?: HeadSignature }): Promise<HeadState> {
     if (!this.leaseHeld) await this.hold();
     return this.rewrite(base, fields);
+  }
+
+  /**
+   * Correct the ETags or version ids that the head's own generation names for `fixed` paths (its
+   * objects were written again with the same bytes) and set its dirty list; see amendGeneration.
+   * Needs the lease.
+   */
+  async amend(base: HeadState, files: FileMap, fixed: readonly Entry[], dirty: readonly string[]): Promise<{ head: HeadState; files: FileMap }> {
+    if (!this.leaseHeld) await this.hold();
+    const conditional = await this.conditionalWrites();
+    if (!conditional) {
+      await checkLease(this.o.store, this.o.loc, this.leaseId as string);
+      const now = await readHead(this.o.store, this.o.loc, this.d.signal);
+      if (now?.etag !== base.etag) throw new RaceError(`the head of s3://${this.o.loc.bucket}/${this.o.loc.prefix} moved while this writer held the lease (generation ${now?.head.generation ?? "?"})`);
+    }
+    return amendGeneration(this.o.store, this.o.loc, base, files, fixed, dirty, conditional, this.d.signal);
   }
 
   /**

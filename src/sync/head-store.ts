@@ -263,8 +263,9 @@ const LEASE_MAX_BYTES = 64 * 1024;
  * objects the head names, which ones it may overwrite, and clears them once they are verified or
  * republished; records a master's approval of the generation's deletions after the fact.
  */
-export async function rewriteHead(store: ObjectStore, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number; readonly signature?: HeadSignature }, conditional: boolean): Promise<HeadState> {
-  const { dirty: oldDirty, approvedDeletes: oldApproval, signature: oldSignature, signatureProblem: _p, ...rest } = hs.head;
+export async function rewriteHead(store: ObjectStore, loc: Location, hs: HeadState, patch: { readonly dirty?: readonly string[]; readonly approvedDeletes?: number; readonly signature?: HeadSignature; readonly manifestSha256?: string }, conditional: boolean): Promise<HeadState> {
+  const { dirty: oldDirty, approvedDeletes: oldApproval, signature: oldSignature, signatureProblem: _p, ...kept } = hs.head;
+  const rest = patch.manifestSha256 ? { ...kept, manifestSha256: patch.manifestSha256 } : kept;
   const dirty = patch.dirty ?? oldDirty ?? [];
   const approvedDeletes = patch.approvedDeletes ?? oldApproval ?? 0;
   const signature = patch.signature ?? oldSignature;
@@ -280,6 +281,35 @@ export async function rewriteHead(store: ObjectStore, loc: Location, hs: HeadSta
     if (err instanceof ConditionFailed) throw new RaceError(`the head of s3://${loc.bucket}/${loc.prefix} moved while this writer held the lease`, { cause: err });
     throw err;
   }
+}
+
+/**
+ * Rewrite the manifest (and journal, if kept) of the head's own generation with `fixed` entries in
+ * place of the ones it named, then the head with the new manifest's sha256 and `dirty`. Only for a
+ * location whose manifests only this writer produces and only their ETags or version ids change
+ * (a region's copy of a primary generation, repaired after `replicate --verify` found objects that
+ * hold other bytes): the files and the signature stay, and nodes that applied the generation see
+ * the same generation with another manifest and look again. The caller holds the lease.
+ */
+export async function amendGeneration(store: ObjectStore, loc: Location, hs: HeadState, files: FileMap, fixed: readonly Entry[], dirty: readonly string[], conditional: boolean, signal?: AbortSignal): Promise<{ head: HeadState; files: FileMap }> {
+  const gen = hs.head.generation;
+  const meta = metaPrefix(loc);
+  const next: FileMap = new Map(files);
+  for (const e of fixed) next.set(e.path, e);
+  const ctl = { contentType: "application/json", cacheControl: "no-store" };
+  const journal = await readJournal(store, loc, gen, signal);
+  if (journal) {
+    const byPath = new Map(fixed.map((e) => [e.path, e]));
+    const puts = journal.puts.map((e) => byPath.get(e.path) ?? e);
+    await store.put(metaKeys.journal(meta, gen), serializeJournal({ ...journal, puts }), ctl, {}, signal);
+  }
+  // The files are unchanged, so the head's signature still covers them and the header keeps it.
+  const manifestBytes = await serializeManifest(gen, next, hs.head.signature);
+  const attrs = { contentType: "application/x-ndjson", cacheControl: "no-store" };
+  if (manifestBytes.length > SINGLE_PUT_MAX) await store.upload(hs.head.manifestKey, manifestBytes, attrs, { size: manifestBytes.length, partSize: SINGLE_PUT_MAX, queueSize: 4, ...(signal ? { signal } : {}) });
+  else await store.put(hs.head.manifestKey, manifestBytes, attrs, {}, signal);
+  const head = await rewriteHead(store, loc, hs, { dirty, manifestSha256: sha256Hex(manifestBytes) }, conditional);
+  return { head, files: next };
 }
 
 /** What a server does with conditional PUTs, header by header (some servers honour only one). */

@@ -67,7 +67,7 @@ export class Monitor {
   }
 
   /** Record the end of a run (a pull, an upload batch, a replication round). */
-  record(r: { ok: boolean; status?: SelfState["status"]; generation: number; headGeneration: number; lagSeconds: number; error?: unknown }): void {
+  record(r: { ok: boolean; status?: SelfState["status"]; generation: number; headGeneration: number; lagSeconds: number; error?: unknown; unapplied?: number }): void {
     const at = this.d.now();
     const iso = at.toISOString();
     const lastError = r.ok ? null : errorLine(r.error);
@@ -81,7 +81,7 @@ export class Monitor {
       lastSuccess: r.ok ? iso : this.self.lastSuccess,
       lastError,
     };
-    this.metrics.recordRun(this.o.role, { ok: r.ok, generation: r.generation, headGeneration: r.headGeneration, lagSeconds: r.lagSeconds, errorClass: (r.error as Error | undefined)?.name, at });
+    this.metrics.recordRun(this.o.role, { ok: r.ok, generation: r.generation, headGeneration: r.headGeneration, lagSeconds: r.lagSeconds, errorClass: (r.error as Error | undefined)?.name, unapplied: r.unapplied, at });
   }
 
   /** Start serving; resolves with the URL once listening (a port in use is a clear error). */

@@ -4,7 +4,7 @@
  * backoff and drain. `fansync pull` only wires it from the config.
  */
 import os from "node:os";
-import { errorMessage, FansyncError, GuardError, ObjectMoved, RemoteError, StaleHead, errorLine } from "../core/errors.ts";
+import { errorMessage, FansyncError, GuardError, ObjectMoved, PathsNotReplaced, RemoteError, StaleHead, errorLine } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
@@ -32,6 +32,8 @@ export interface PullStatus {
   readonly host: string;
   /** With `--events`: the queue's state (a queue that fails means the node is polling). */
   readonly events?: EventHealth | undefined;
+  /** Paths of the generation this node could not replace or delete (an immutable file): the rest is applied. */
+  readonly unapplied?: readonly string[];
 }
 
 /** What the job needs beyond one pull's options. */
@@ -209,6 +211,11 @@ export function statusFailed(prev: PullStatus | undefined, err: unknown, staleAf
   const since = prev?.lastSuccess ? now.getTime() - Date.parse(prev.lastSuccess) : Infinity;
   // A head older than --max-age is STALE by definition: the node serves its last generation.
   const status: PullStatus["status"] = err instanceof StaleHead || (err instanceof ObjectMoved && since <= staleAfterMs) ? "STALE" : "ERROR";
+  if (err instanceof PathsNotReplaced) {
+    // The generation is in place but for these paths: the status says which generation, and which paths.
+    const st = unsuccessful(prev, "ERROR", msg, now);
+    return { ...st, line: `ERROR ${err.generation} ${msg}`.slice(0, 300), generation: err.generation, headGeneration: Math.max(err.generation, st.headGeneration), unapplied: err.paths.slice(0, 100) };
+  }
   return unsuccessful(prev, status, msg, now);
 }
 

@@ -9,7 +9,7 @@ import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
-import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
+import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, PathsNotReplaced, RunTimeout, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
@@ -22,7 +22,7 @@ import { withRetry } from "../adapters/retry.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, newRunId, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
-import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
+import { NdjsonAppender, readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
 import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
@@ -116,8 +116,19 @@ export const APPROVE_HINT = "if the master meant these deletions: run `fansync p
 
 /** Pull `source` into the docroot once. */
 export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps): Promise<PullResult> {
+  // Temp files a killed or interrupted run verified are kept for this one (issue 27: a rerun
+  // fetched everything again); the rest of its temp files are removed.
+  const staging = { ...(await cleanStaging(o.state, d.log)), takenOver: false };
+  const res = await pullGeneration(source, o, d, staging);
+  // A run that ends without downloading (no-op, dry run, nothing to fetch) has no use for them;
+  // one that fails before that leaves them to the next run.
+  if (!staging.takenOver && !o.dryRun) await dropStaged(o.state, staging.kept);
+  return res;
+}
+
+/** {@link pullOnce} once the staging of an earlier run is known; `takenOver` is set once a plan's downloads start. */
+async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, staging: { readonly resume: boolean; readonly kept: ReadonlyMap<string, StagedFile>; takenOver: boolean }): Promise<PullResult> {
   const { log, signal } = d;
-  const resume = await cleanStaging(o.state.pullStaging, log);
   const state = await readJson<PullHead>(o.state.pullHead);
   const url = formatLocation(source.loc);
   const sameSource = state?.source === url;
@@ -199,12 +210,33 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
     log.info({ ...base }, "dry run: nothing changed");
     return { ...base, generation: have, noop: false };
   }
-  if (!isEmptyPlan(plan)) await execute(source, root, plan, held, resume, o, d);
-  await writeNdjsonMap(o.state.pullFiles, signed);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: true, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
+  let stuck: string[] = [];
+  if (!isEmptyPlan(plan)) {
+    staging.takenOver = true;
+    stuck = await execute(source, root, plan, held, staging.resume, staging.kept, o, d);
+  }
+  // Paths the node could not replace or delete keep what they hold (the previous entry, or none):
+  // the state is not complete, so the next run plans against the manifest again and retries them.
+  let heldNow = signed;
+  if (stuck.length > 0) {
+    heldNow = new Map(signed);
+    for (const p of stuck) {
+      const before = held.get(p);
+      if (before) heldNow.set(p, before);
+      else heldNow.delete(p);
+    }
+  }
+  await writeNdjsonMap(o.state.pullFiles, heldNow);
+  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: stuck.length === 0, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
+  await rm(o.state.pullStaged, { force: true });
+  if (stuck.length > 0) {
+    const shown = stuck.slice(0, 10).map(showPath).join(", ");
+    log.error({ generation: head.generation, paths: stuck.slice(0, 100), count: stuck.length }, "generation applied except paths this node cannot replace");
+    throw new PathsNotReplaced(`generation ${head.generation} applied except ${stuck.length} path(s) this node cannot replace or delete: ${shown}${stuck.length > 10 ? ", …" : ""} (immutable, or not writable)`, stuck, head.generation);
+  }
   log.info({ generation: head.generation, from: have, downloads: plan.downloads.length, bytes: plan.downloadBytes, metaOnly: plan.metaOnly.length, deletes: plan.deletes.length, drift, changed: changedPaths(plan.downloads.map((e) => e.path), plan.deletes) }, "docroot at generation");
   signal.throwIfAborted();
   return { ...base, generation: head.generation, noop: false, changedPaths: [...plan.downloads, ...plan.metaOnly].map((e) => e.path), deletedPaths: plan.deletes };
@@ -254,7 +286,8 @@ function checkAge(time: string | undefined, generation: number, url: string, o: 
   }
 }
 
-async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, o: PullerOptions, d: PullerDeps): Promise<void> {
+/** Carry a plan out; returns the paths it could not replace or delete (see {@link cannotReplace}). */
+async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, kept: ReadonlyMap<string, StagedFile>, o: PullerOptions, d: PullerDeps): Promise<string[]> {
   const { log, signal } = d;
   // A metadata-only change lands by chmod and utimes, which follow a symlink: a file replaced by
   // a symlink (to a file outside the docroot, say) would have its target's mode and mtime changed.
@@ -292,7 +325,18 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // Before the first temp file exists, record where they will be: a killed run's leftovers are
   // found and removed by the next run without scanning the docroot.
   const dirs = [...new Set(plan.downloads.map((e) => path.dirname(path.join(root, e.path))))];
+  // Verified temp files of an interrupted run that this plan wants as they are (same sha256 and
+  // size); the others go now. They are recorded again at once, so a run interrupted again keeps them.
+  const wanted = new Map(plan.downloads.map((e) => [e.path, e]));
+  const adopt = new Map<string, StagedFile>();
+  for (const [p, k] of kept) {
+    const e = wanted.get(p);
+    if (e && e.sha256 === k.sha256 && e.size === k.size && path.dirname(k.tmp) === path.dirname(path.join(root, p))) adopt.set(p, k);
+    else await unlink(k.tmp).catch(() => undefined);
+  }
   await writeJson(o.state.pullStaging, { runId, dirs } satisfies Staging);
+  await writeNdjsonMap(o.state.pullStaged, adopt);
+  const stagedLog = new NdjsonAppender<StagedFile>(o.state.pullStaged, { batch: 16, delayMs: 100 });
   const failed: { path: string; error: string }[] = [];
   const corrupt: string[] = [];
   const moved: string[] = [];
@@ -311,6 +355,10 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     tmps.push(s.tmp);
   }
   const fromPacks = new Set(packed.staged.map((s) => s.entry.path));
+  for (const p of fromPacks) {
+    const k = adopt.get(p);
+    if (k) await unlink(k.tmp).catch(() => undefined);
+  }
   // p-map starts each download only when a slot frees: no 100k pending promises at once.
   await pMap(plan.downloads.filter((e) => !fromPacks.has(e.path)), async (e) => {
     if (signal.aborted || failed.length > 0 || fatal !== undefined) return;
@@ -321,6 +369,18 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
         staged.push({ entry: e, tmp: "" });
         ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
         return;
+      }
+      // A temp file an interrupted run verified: hashed again (it is a hidden file anyone could
+      // have touched), given this generation's mode and mtime, and renamed like a download.
+      const k = adopt.get(e.path);
+      if (k) {
+        tmps.push(k.tmp);
+        if (await stagedIntact(k.tmp, e)) {
+          staged.push({ entry: e, tmp: k.tmp });
+          ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
+          return;
+        }
+        await unlink(k.tmp).catch(() => undefined);
       }
       await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs, d.beforeReplace);
       // An object that moved is not fetched again now: the next run converges (retry.ts). Each try
@@ -333,6 +393,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
         return t;
       }, { signal, unless: (err) => err instanceof ObjectMoved });
       staged.push({ entry: e, tmp });
+      stagedLog.add(e.path, { tmp, size: e.size, sha256: e.sha256 });
       ev?.file?.({ role: "pull", op: "download", bytes: e.size });
     } catch (err) {
       ev?.failed?.({ role: "pull", errorClass: (err as Error).name ?? "Error" });
@@ -348,15 +409,27 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     }
   }, { concurrency: o.concurrency });
   ev?.end?.({ role: "pull", ok: failed.length === 0 && moved.length === 0 && fatal === undefined && !signal.aborted });
+  if (fatal === undefined && signal.aborted && !(signal.reason instanceof RunTimeout)) {
+    // Interrupted (SIGINT, SIGTERM): the verified temp files stay, recorded, for the next run;
+    // nothing is renamed, so the docroot shows none of them under a final name.
+    stagedLog.flush();
+    stagedLog.close();
+    const verified = new Set(staged.map((x) => x.tmp));
+    await removeAll(tmps.filter((t) => !verified.has(t)));
+    signal.throwIfAborted();
+  }
+  stagedLog.close();
   if (fatal !== undefined || signal.aborted) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });
+    await rm(o.state.pullStaged, { force: true });
     if (fatal !== undefined) throw fatal;
     signal.throwIfAborted();
   }
   if (failed.length > 0 || moved.length > 0) {
     await removeAll(tmps);
     await rm(stagingFile, { force: true });
+    await rm(o.state.pullStaged, { force: true });
     if (corrupt.length > 0) {
       throw new IntegrityError(`${corrupt.length} object(s) do not match the manifest's sha256; the docroot was left as it was (first: ${failed.find((f) => f.path === corrupt[0])?.error})`);
     }
@@ -379,6 +452,10 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // starts; those in flight finish.
   let renameFailure: { err: unknown; target: string } | undefined;
   const landed = new Set<number>();
+  // A target this node may not replace (immutable) stops only itself: the rest of the generation
+  // is applied and the path reported (issue 27: one `chattr +i` file left a node half applied,
+  // exit 9 on every run). Any other failure stops the commit as before.
+  const stuck: string[] = [];
   await pMap(staged.keys(), async (i) => {
     const { entry, tmp } = staged[i] as { entry: Entry; tmp: string };
     if (tmp === "" || renameFailure) return;
@@ -387,6 +464,12 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await rename(tmp, path.join(root, entry.path));
       landed.add(i);
     } catch (err) {
+      if (cannotReplace(err)) {
+        stuck.push(entry.path);
+        await unlink(tmp).catch(() => undefined);
+        landed.add(i);
+        return;
+      }
       renameFailure ??= { err, target: path.join(root, entry.path) };
     }
   }, { concurrency: RENAME_CONCURRENCY });
@@ -394,14 +477,21 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     // What did not land is removed now, not left for a later run (the staging record goes too).
     await removeAll(staged.filter((x, i) => x.tmp !== "" && !landed.has(i)).map((x) => x.tmp));
     await rm(stagingFile, { force: true });
+    await rm(o.state.pullStaged, { force: true });
     // The caller's own refusal (sync's: a local change not rebased yet) is passed on as it is.
     throw renameFailure.err instanceof FansyncError ? renameFailure.err : toLocal(renameFailure.err, renameFailure.target);
   }
   for (const e of plan.metaOnly) {
     const abs = path.join(root, e.path);
     await ensureParentDirs(root, e.path, () => false);
-    await chmod(abs, e.mode).catch((err: unknown) => log.warn({ path: e.path, err }, "chmod failed"));
-    await utimes(abs, new Date(e.mtimeMs), new Date(e.mtimeMs)).catch((err: unknown) => log.warn({ path: e.path, err }, "utimes failed"));
+    let failedMeta = false;
+    const warn = (what: string) => (err: unknown) => {
+      failedMeta ||= cannotReplace(err);
+      log.warn({ path: e.path, err }, what);
+    };
+    await chmod(abs, e.mode).catch(warn("chmod failed"));
+    await utimes(abs, new Date(e.mtimeMs), new Date(e.mtimeMs)).catch(warn("utimes failed"));
+    if (failedMeta) stuck.push(e.path);
   }
   for (const p of plan.deletes) {
     const abs = path.join(root, p);
@@ -419,10 +509,21 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await d.beforeReplace?.(p);
       await unlink(abs).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+        if (cannotReplace(err)) stuck.push(p);
       });
     }
     await pruneEmptyDirs(root, p);
   }
+  return stuck.sort();
+}
+
+/**
+ * Whether a rename over, or a deletion of, one path failed for that path alone: the file is
+ * immutable or append-only (EPERM), or its directory may not be written (EACCES), or it is busy.
+ */
+function cannotReplace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === "EPERM" || code === "EACCES" || code === "EBUSY";
 }
 
 /**
@@ -515,22 +616,62 @@ interface Staging {
   dirs: string[];
 }
 
-/** Remove temp files a killed run left behind (their directories were recorded before they were created). */
-async function cleanStaging(file: string, log: Logger): Promise<boolean> {
-  const st = await readJson<Staging>(file);
-  if (!st || typeof st.runId !== "string" || !Array.isArray(st.dirs)) return false;
+/** A temp file an interrupted run verified: where it is and what it holds. */
+interface StagedFile {
+  readonly tmp: string;
+  readonly size: number;
+  readonly sha256: string;
+}
+
+/**
+ * Remove the temp files a killed or interrupted run left behind (their directories were recorded
+ * before they were created), except those it verified and recorded: returned by path, for this
+ * run to rename instead of fetching again. `resume`: there was such a run.
+ */
+async function cleanStaging(state: StateDir, log: Logger): Promise<{ resume: boolean; kept: Map<string, StagedFile> }> {
+  const kept = new Map<string, StagedFile>();
+  const st = await readJson<Staging>(state.pullStaging);
+  if (!st || typeof st.runId !== "string" || !Array.isArray(st.dirs)) {
+    await rm(state.pullStaged, { force: true });
+    return { resume: false, kept };
+  }
+  const keep = new Set<string>();
+  for (const [p, k] of await readNdjsonMap<StagedFile>(state.pullStaged, { tornTail: true })) {
+    if (typeof k?.tmp !== "string" || typeof k.sha256 !== "string" || typeof k.size !== "number" || !path.basename(k.tmp).startsWith(TEMP_MARK)) continue;
+    kept.set(p, k);
+    keep.add(k.tmp);
+  }
   const mark = `${TEMP_MARK}${st.runId}-`;
   let removed = 0;
   for (const dir of st.dirs) {
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names) {
-      if (!n.startsWith(mark)) continue;
+      if (!n.startsWith(mark) || keep.has(path.join(dir, n))) continue;
       await unlink(path.join(dir, n)).catch(() => undefined);
       removed++;
     }
   }
-  await rm(file, { force: true });
   if (removed > 0) log.info({ removed }, "removed temp files of an interrupted run");
+  if (kept.size > 0) log.info({ files: kept.size }, "an interrupted run left verified temp files: this run renames those it still wants instead of fetching them again");
+  else await rm(state.pullStaging, { force: true });
+  return { resume: true, kept };
+}
+
+/** A run that did not get to its downloads: the kept temp files are of no use now (a newer head came, or none). */
+async function dropStaged(state: StateDir, kept: ReadonlyMap<string, StagedFile>): Promise<void> {
+  if (kept.size === 0) return;
+  await removeAll([...kept.values()].map((k) => k.tmp));
+  await rm(state.pullStaging, { force: true });
+  await rm(state.pullStaged, { force: true });
+}
+
+/** Whether a kept temp file still holds `e`'s bytes; if so it gets `e`'s mode and mtime. */
+async function stagedIntact(tmp: string, e: Entry): Promise<boolean> {
+  const st = await lstat(tmp).catch(() => undefined);
+  if (!st?.isFile() || st.size !== e.size) return false;
+  if ((await hashFile(tmp, e.size).catch(() => "")) !== e.sha256) return false;
+  await chmod(tmp, e.mode);
+  await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
   return true;
 }
 

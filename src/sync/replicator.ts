@@ -16,14 +16,14 @@ import { filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGenera
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
-import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
+import { type ObjectAttrs, type PutResult, type ObjectStore, realVersion } from "../adapters/object-store.ts";
 import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
-import { copyAcross, findMovedObjects, objectRef } from "./transfer.ts";
+import { copyAcross, findMovedObjects, objectRef, verifyStored } from "./transfer.ts";
 import { PackCarrier } from "./packs.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
 import { EventListener, type EventHealth } from "./event-listener.ts";
@@ -357,7 +357,8 @@ export class Replicator {
   }
 
   private async findMoved(r: Region, files: FileMap, paths: readonly string[], log: Logger): Promise<Set<string>> {
-    const moved = await findMovedObjects(r.store, r.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal });
+    // --verify reads every object's bytes; a dirty mark is checked by ETag (one HEAD each).
+    const moved = await findMovedObjects(r.store, r.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal, bytes: paths.includes("*") });
     if (moved.size > 0) log.warn({ objects: moved.size, paths: [...moved].slice(0, 10) }, "objects the region's head names hold other bytes (an interrupted round): copying them again");
     return moved;
   }
@@ -373,13 +374,15 @@ export class Replicator {
     // Copied again only from a primary manifest that verifies (the head did, in checkPrimary).
     if (moved.size > 0 && this.o.trust && ph.signature) verifyGeneration(ph, primaryFiles.values(), { keys: this.o.trust.keys, site: ph.signature.site }, this.o.primary.url);
     const still = new Set<string>();
+    const fixed: Entry[] = [];
     await Promise.all([...moved].map(async (p) => {
       const want = primaryFiles.get(p);
       const named = files.get(p);
-      if (!want || !named) return still.add(p);
+      // Only the same bytes can be put back under this generation (its files and signature stay).
+      if (!want || !named || want.sha256 !== named.sha256 || want.size !== named.size) return still.add(p);
       try {
         const res = await withRetry(() => this.transfer(r, want), { signal: this.d.signal, unless: (err) => err instanceof ObjectMoved });
-        if (res.etag !== named.etag) still.add(p);
+        if (res.etag !== named.etag || res.versionId !== named.versionId) fixed.push({ ...named, etag: res.etag, versionId: res.versionId });
       } catch (err) {
         log.warn({ path: p, err: errorMessage(err) }, "could not copy a moved object again");
         still.add(p);
@@ -388,6 +391,15 @@ export class Replicator {
     // Every path the head marked was among those checked: what is still moved is all that stays marked.
     const left = [...still].sort();
     if (still.size > 0) log.warn({ objects: still.size }, "objects could not be restored under the region's current manifest: the next generation from the primary repairs them");
+    if (fixed.length > 0) {
+      // The objects hold the right bytes again under new ETags: the region's manifest (its own,
+      // never the primary's) names them anew, so nodes can read them now, not at the next generation.
+      const amended = await st.writer.amend(rh, files, fixed, left);
+      st.head = amended.head;
+      st.files = amended.files;
+      log.info({ generation: rh.head.generation, objects: fixed.length }, "repaired objects: the region's manifest names their new ETags");
+      return st.head;
+    }
     if (JSON.stringify(left) === JSON.stringify(rh.head.dirty ?? [])) return rh;
     st.head = await st.writer.setDirty(rh, left);
     return st.head;
@@ -460,10 +472,17 @@ export class Replicator {
         if (err instanceof ConditionFailed) throw sourceMoved(`${e.path}: the primary's object changed or vanished during the copy`);
         throw err;
       }
-      // Some servers ignore CopySourceIfMatch (fauxqs): a single-part ETag is the MD5 of the bytes,
-      // so a different one means the copy took different content.
-      if (isPlainMd5(e.etag) && isPlainMd5(res.etag) && res.etag !== e.etag) throw sourceMoved(`${e.path}: the copied object is not the one the manifest names`);
-      return res;
+      // A copy by version id is exact. Otherwise some servers ignore CopySourceIfMatch (fauxqs,
+      // moto): a single-part ETag is the MD5 of the bytes, so a different one means the copy took
+      // different content. A multipart ETag proves nothing (issue 27: an interrupted push left
+      // other bytes under big.bin, and the region published them): the copy is read back and
+      // hashed before any head names it.
+      if (realVersion(e.versionId)) return res;
+      if (isPlainMd5(e.etag) && isPlainMd5(res.etag)) {
+        if (res.etag !== e.etag) throw sourceMoved(`${e.path}: the copied object is not the one the manifest names`);
+        return res;
+      }
+      return verifyStored(r.store, dst, e, res, signal, (m) => sourceMoved(`${e.path}: the copied object is not the one the manifest names (${m})`));
     }
     return copyAcross(primary.store, src, r.store, dst, e, { multipartThreshold: this.o.multipartThreshold, partSize: this.o.partSize, signal });
   }
@@ -474,8 +493,9 @@ export class Replicator {
    */
   private async copyInRegion(r: Region, e: Entry, from: Entry): Promise<PutResult> {
     const { signal } = this.d;
-    const attrs = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...objectRef(e), signal });
-    if (!attrs) throw sourceMoved(`${e.path}: the primary's object changed or vanished`);
+    const head = await this.o.primary.store.headAttrs(this.o.primary.loc.prefix + e.path, { ...objectRef(e), signal });
+    if (!head) throw sourceMoved(`${e.path}: the primary's object changed or vanished`);
+    const { versionId: _primaryVersion, ...attrs } = head;
     try {
       return await r.store.copy(r.loc.prefix + e.path, { bucket: r.store.bucket, key: r.loc.prefix + from.path, versionId: from.versionId, etag: from.etag }, withFallbackType(attrs, e.path), signal);
     } catch (err) {

@@ -12,7 +12,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pMap from "p-map";
-import { FileChanging, ObjectMoved, TransferCorrupt } from "../core/errors.ts";
+import { FileChanging, ObjectMoved, RemoteError, TransferCorrupt } from "../core/errors.ts";
 import { type Entry, type FileMap, sha256Hex } from "../core/manifest.ts";
 import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { SizedPools } from "../adapters/buffer-pool.ts";
@@ -59,6 +59,8 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
   readonly facts?: { readonly mtimeMs: number; readonly mode: number } | undefined;
   readonly attrs: (f: FileFacts) => ObjectAttrs;
   readonly instead?: ((f: FileFacts) => Promise<PutResult | undefined>) | undefined;
+  /** Told, right before a single PUT is sent, the ETag the stored object will have (the MD5 of its bytes). */
+  readonly sending?: ((f: FileFacts, etag: string) => void) | undefined;
   readonly signal: AbortSignal;
 }): Promise<Uploaded | undefined> {
   const small = readIfSmall(abs, o.multipartThreshold);
@@ -74,7 +76,14 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
       const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
       if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
       const other = await o.instead?.(facts);
-      return { ...facts, ...(other ?? (await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal))) };
+      if (other) return { ...facts, ...other };
+      const md5 = createHash("md5").update(buf).digest("hex");
+      o.sending?.(facts, `"${md5}"`);
+      const put = await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal);
+      // The answer vouches for the bytes only when its ETag is the MD5 of what was sent; a weak
+      // one (a proxy rewrote it) or any other (a server that said 200 without storing) is checked.
+      if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === md5) return { ...facts, ...put };
+      return { ...facts, ...(await verifyStored(store, key, facts, put, o.signal)) };
     } finally {
       if (small.pooled) BUFFERS.give(small.pooled);
     }
@@ -109,10 +118,48 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
     const seen = tap.seen();
     const st2 = await fh.stat();
     if (seen.sha256 !== o.expect.sha256 || seen.bytes !== st1.size || st2.mtimeMs !== st1.mtimeMs) throw new FileChanging(`${abs} changed while being uploaded`);
+    // A multipart ETag is no MD5 of the bytes; a weak or missing one names nothing readers can ask for.
+    if (!isStrongEtag(res.etag)) res = await verifyStored(store, key, facts, res, o.signal);
     return { ...facts, ...res };
   } finally {
     await fh.close();
   }
+}
+
+/** Whether an ETag answer can be sent back as If-Match: present, and not weak (`W/"…"`). */
+export function isStrongEtag(etag: string): boolean {
+  return etag !== "" && !etag.startsWith("W/");
+}
+
+function unquoteEtag(etag: string): string {
+  return etag.replace(/^(W\/)?"|"$/g, "");
+}
+
+/**
+ * Read back an object just written whose answer does not vouch for it (issue 27: a proxy that
+ * weakens ETags, a server that answers 200 without storing): one GET (by the version the answer
+ * named, if any), hashed. The object's own strong ETag is what the manifest then records; other
+ * bytes, or none, fail the write (retryable: the next try sends it again).
+ */
+export async function verifyStored(store: ObjectStore, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal, mismatch?: (message: string) => Error): Promise<PutResult> {
+  const v = realVersion(put.versionId);
+  const got = await store.getStream(key, { ...(v ? { versionId: v } : {}), maxBytes: want.size, signal });
+  const fail = (what: string) => {
+    const message = `${key}: the server acknowledged the write (ETag ${put.etag || "none"}) but ${what}`;
+    return mismatch?.(message) ?? new RemoteError(message, { retryable: true, hint: "a proxy or the server changed the answer; the write is tried again, and nothing unverified is published" });
+  };
+  if (got.status !== "ok") throw fail(`the object is ${got.status}`);
+  const h = createHash("sha256");
+  let bytes = 0;
+  for await (const c of got.body) {
+    h.update(c as Buffer);
+    bytes += (c as Buffer).length;
+  }
+  const seen = { bytes, sha256: h.digest("hex") };
+  if (seen.bytes !== want.size || seen.sha256 !== want.sha256) throw fail(`it holds ${seen.bytes} bytes with sha256 ${seen.sha256.slice(0, 12)}…, not the ${want.size} bytes sent`);
+  const etag = got.etag.replace(/^W\//, "");
+  if (etag === "") throw fail("the server names no ETag for it");
+  return { etag, versionId: v };
 }
 
 /**
@@ -241,14 +288,45 @@ const UMASK = process.umask();
  * entry's ETag each (an entry with a version id names bytes that cannot change). `paths`: the
  * head's dirty paths, or `["*"]` for every entry.
  */
-export async function findMovedObjects(store: ObjectStore, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal }): Promise<Set<string>> {
+export async function findMovedObjects(store: ObjectStore, prefix: string, files: FileMap, paths: readonly string[], o: { readonly concurrency: number; readonly signal: AbortSignal; readonly bytes?: boolean }): Promise<Set<string>> {
   const moved = new Set<string>();
   if (paths.length === 0) return moved;
   const check = paths.includes("*") ? [...files.values()] : paths.map((p) => files.get(p)).filter((e): e is Entry => e !== undefined);
+  if (o.bytes) {
+    // Bytes, not names: an ETag says nothing when a copy the server could not condition kept the
+    // source's (multipart) ETag over other bytes (issue 27). One GET each, hashed as it passes.
+    await pMap(check, async (e) => {
+      if (!(await holdsBytes(store, prefix + e.path, e, o.signal))) moved.add(e.path);
+    }, { concurrency: o.concurrency });
+    return moved;
+  }
   await pMap(check.filter((e) => !realVersion(e.versionId)), async (e) => {
     if (!(await store.headAttrs(prefix + e.path, { ifMatch: e.etag, signal: o.signal }))) moved.add(e.path);
   }, { concurrency: o.concurrency });
   return moved;
+}
+
+/** Whether the object `key`, read as `e` names it (version or ETag), holds `e`'s bytes (see {@link verifyObject}). */
+async function holdsBytes(store: ObjectStore, key: string, e: Entry, signal: AbortSignal): Promise<boolean> {
+  try {
+    await verifyObject(store, key, objectRef(e), e, signal);
+    return true;
+  } catch (err) {
+    // Other bytes, or a body cut short: copied again either way (a repair of good bytes costs a copy).
+    if (err instanceof ObjectMoved || err instanceof TransferCorrupt) return false;
+    throw err;
+  }
+}
+
+/**
+ * Entries no reader can fetch: without a version id, and with an ETag that cannot be sent as
+ * If-Match (weak, or none; written before writes were verified, issue 27). Pure: no request, so a
+ * no-op push stays one request.
+ */
+export function unreadableEntries(files: FileMap): Set<string> {
+  const out = new Set<string>();
+  for (const e of files.values()) if (!realVersion(e.versionId) && !isStrongEtag(e.etag)) out.add(e.path);
+  return out;
 }
 
 /** Bytes that are not the manifest's: a short body (network) or a whole one with other bytes. */

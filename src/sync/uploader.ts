@@ -26,7 +26,8 @@ import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } f
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { type FileFacts, findMovedObjects, uploadFile } from "./transfer.ts";
+import type { WrittenObject } from "../adapters/orphan-ledger.ts";
+import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
@@ -163,6 +164,9 @@ export class Uploader {
       scope = undefined;
     }
     const index = await this.loadIndex();
+    // What objects an interrupted run wrote hold (issue 27): those still holding what this plan
+    // wants are adopted, not sent again. Their files are hashed now, not by their transfer.
+    const written = this.o.dryRun ? new Map<string, WrittenObject>() : await this.writer.interrupted();
     const under = scope ? minimalScope(scope) : undefined;
     const scan = await scanTree(this.o.docroot, { filter: this.o.filter, ...(under ? { under } : {}), excludeAbs: [this.o.state.dir] });
     // Once per name for the life of this uploader (a run of push; a watch or sync daemon would
@@ -176,19 +180,18 @@ export class Uploader {
       throw new GuardError(`refusing to publish an empty docroot ${this.o.docroot} (a wrong path must never wipe a site)`, "check the docroot path; use --force to publish an empty site");
     }
     // Small files new to the bucket are hashed by their transfer (one read): not in a dry run, which only plans.
-    const { local, unreadable: unhashed, pending } = await this.hashAll(scan.files, index, remote.files, !this.o.dryRun);
+    const { local, unreadable: unhashed, pending } = await this.hashAll(scan.files, index, remote.files, !this.o.dryRun, written);
     // The scan's list is not needed past this point: let it go before planning (1M entries).
     scan.files.length = 0;
     const unreadable = [...scan.unreadable, ...unhashed].sort();
     for (const p of unhashed) log.warn({ path: p, reason: "could not be read" }, "skipped");
     if (!scope && unreadable.length === 0 && pruneIndex(index, local)) this.indexDirty = true;
-    // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed first.
-    if (!this.o.dryRun) await this.writer.sweep(remote.files);
     // What cannot be read keeps its published version: neither re-planned nor deleted.
     const scoped = withoutUnder(under ? filterScope(remote.files, under) : remote.files, unreadable);
     const moved = await this.findMoved(remote.files, this.o.verify ? ["*"] : dirty);
-    const plan = planPush(local, scoped, { moved });
-    const added = [...plan.uploads, ...plan.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
+    const planned = planPush(local, scoped, { moved });
+    const added = [...planned.uploads, ...planned.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
+    let plan = planned;
     const remaining = remote.files.size - plan.deletes.length + added;
     // The guard applies to watch batches too: an `rm -rf` on the master must not wipe every node.
     const guard = { deletes: plan.deletes.length, held: remote.files.size, remaining, limit: this.o.maxDelete };
@@ -204,7 +207,20 @@ export class Uploader {
       await this.saveIndex(index);
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
-    if (isEmptyPlan(plan)) {
+    const adopted = written.size > 0 ? await this.adopt(plan.uploads, written) : new Map<string, Entry>();
+    if (adopted.size > 0) {
+      const uploads = plan.uploads.filter((f) => !adopted.has(f.path));
+      let bytes = 0;
+      for (const e of adopted.values()) bytes += e.size;
+      plan = { ...plan, uploads, uploadBytes: plan.uploadBytes - bytes };
+      summary.uploads = uploads.length;
+      summary.uploadBytes = plan.uploadBytes;
+      log.info({ objects: adopted.size, bytes }, "adopted objects an interrupted run had written (they hold the files' bytes): not sent again");
+    }
+    // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed, except
+    // those this plan writes again or adopts (the new plan's keys are recorded again before writing).
+    await this.writer.sweep(remote.files, new Set([...planned.uploads, ...planned.copies.map((c) => c.file)].map((f) => this.key(f.path))));
+    if (isEmptyPlan(plan) && adopted.size === 0) {
       await this.saveIndex(index);
       if (this.o.approveDeletes && remote.state) await this.approveAfterTheFact(remote.state);
       else if (dirty.length > 0 && remote.state) {
@@ -222,7 +238,28 @@ export class Uploader {
       log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
-    return this.execute(remote, plan, summary, index, dirty, approve, pending, moved);
+    return this.execute(remote, plan, summary, index, dirty, approve, pending, moved, adopted);
+  }
+
+  /**
+   * Which planned uploads an interrupted run already put in place: its record says the object
+   * holds this file's bytes, mtime and mode, and a HEAD shows it is still that write (its version,
+   * or its ETag) with this run's Cache-Control. Returns their entries by path.
+   */
+  private async adopt(uploads: readonly LocalFile[], written: ReadonlyMap<string, WrittenObject>): Promise<Map<string, Entry>> {
+    const out = new Map<string, Entry>();
+    const candidates = uploads.filter((f) => {
+      const w = written.get(f.path);
+      return w !== undefined && f.sha256 !== UNHASHED && w.sha256 === f.sha256 && w.size === f.size && w.mtimeMs === f.mtimeMs && w.mode === f.mode && w.etag !== "" && !w.etag.startsWith("W/");
+    });
+    await pMap(candidates, async (f) => {
+      const w = written.get(f.path) as WrittenObject;
+      const attrs = await this.d.store.headAttrs(this.key(f.path), { ...(w.versionId ? { versionId: w.versionId } : { ifMatch: w.etag }), signal: this.d.signal });
+      if (!attrs || attrs.metadata?.sha256 !== f.sha256 || (attrs.cacheControl ?? "") !== (this.o.cacheControl(f.path) ?? "")) return;
+      // A record made just before its PUT knows no version id yet: the HEAD's is that write's.
+      out.set(f.path, { path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: f.sha256, etag: w.etag, versionId: w.versionId ?? attrs.versionId });
+    }, { concurrency: this.o.concurrency });
+    return out;
   }
 
   /**
@@ -261,6 +298,7 @@ export class Uploader {
   /** Which objects the head names hold other bytes (`paths`: its dirty paths, or `["*"]`), logged. */
   private async findMoved(files: FileMap, paths: readonly string[]): Promise<Set<string>> {
     const moved = await findMovedObjects(this.d.store, this.o.loc.prefix, files, paths, { concurrency: this.o.concurrency, signal: this.d.signal });
+    for (const p of unreadableEntries(files)) moved.add(p);
     if (moved.size > 0) this.d.log.warn({ objects: moved.size, paths: [...moved].slice(0, 10) }, "objects the head names hold other bytes (an interrupted commit): uploading them again");
     return moved;
   }
@@ -297,20 +335,22 @@ export class Uploader {
     return { generation: c.head?.head.generation ?? 0, published: c.published };
   }
 
-  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>): Promise<ReconcileResult> {
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>, adopted: ReadonlyMap<string, Entry>): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
     const unreadable: string[] = [];
     let copiedInstead = 0;
     let bytesNotSent = 0;
-    const puts: Entry[] = [];
+    const puts: Entry[] = [...adopted.values()];
     const failed: FailedTransfer[] = [];
     const deferred: string[] = [];
     const vanished: string[] = [];
     await this.writer.hold();
     const written = [...plan.uploads, ...plan.copies.map((c) => c.file)];
     // Before any object is written: the paths that may exist outside a manifest if this run dies
-    // (new paths before their head, removed paths between the head and their deletion).
-    await this.writer.prepare(written.filter((f) => !remote.files.has(f.path)).map((f) => f.path).concat(plan.deletes));
+    // (new paths before their head, removed paths between the head and their deletion), and what
+    // the adopted ones hold, so that a run interrupted again still finds them.
+    await this.writer.prepare(written.filter((f) => !remote.files.has(f.path)).map((f) => f.path).concat([...adopted.keys()].filter((p) => !remote.files.has(p)), plan.deletes));
+    for (const e of adopted.values()) this.writer.noteWritten(e);
     // And, in the head itself, the objects it names that this run overwrites (path-keyed, no
     // version to fall back on): whoever writes next, from wherever, verifies them first.
     const overwritten = written.filter((f) => remote.files.has(f.path) && !remote.files.get(f.path)?.versionId).map((f) => f.path);
@@ -326,8 +366,10 @@ export class Uploader {
     const run = async (p: string, op: "upload" | "copy", size: number, fn: () => Promise<Entry | undefined>): Promise<void> => {
       try {
         const e = await withRetry(fn, { signal });
-        if (e) puts.push(e);
-        else vanished.push(p);
+        if (e) {
+          puts.push(e);
+          this.writer.noteWritten(e);
+        } else vanished.push(p);
         ev?.file?.({ role: "push", op, bytes: op === "upload" ? size : 0 });
       } catch (err) {
         if (err instanceof FileChanging) deferred.push(p);
@@ -379,6 +421,8 @@ export class Uploader {
       });
     }, { concurrency: this.o.concurrency });
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
+    // An interrupted run (SIGINT, SIGTERM) leaves the record of what it wrote for the next one.
+    this.writer.flushNotes();
     signal.throwIfAborted();
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     for (const e of puts) {
@@ -439,6 +483,9 @@ export class Uploader {
       expect: f.size >= this.o.multipartThreshold ? { size: f.size, sha256: f.sha256 } : undefined,
       attrs: (facts) => this.attrs({ path: f.path, ...facts }),
       instead,
+      // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
+      // answer never came) lets the next run find the object by that ETag and adopt it.
+      sending: (facts, etag) => this.writer.noteWritten({ path: f.path, ...facts, etag }),
       signal: this.d.signal,
     });
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
@@ -542,7 +589,7 @@ export class Uploader {
    * `pending`): its transfer reads and hashes it once, instead of a hashing pass here and a second
    * read there.
    */
-  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>, remote: FileMap, deferNew: boolean): Promise<{ local: LocalFile[]; unreadable: string[]; pending: Map<string, number> }> {
+  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>, remote: FileMap, deferNew: boolean, written: ReadonlyMap<string, unknown>): Promise<{ local: LocalFile[]; unreadable: string[]; pending: Map<string, number> }> {
     const out: LocalFile[] = [];
     const unreadable: string[] = [];
     const dirty: ScannedFile[] = [];
@@ -556,7 +603,7 @@ export class Uploader {
         const r = remote.get(f.path);
         if (r !== undefined && r.sha256 === known[3]) known[3] = r.sha256;
         out.push({ path: r?.path ?? f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: known[3] });
-      } else if (deferNew && f.size < this.o.multipartThreshold && !remote.has(f.path)) {
+      } else if (deferNew && f.size < this.o.multipartThreshold && !remote.has(f.path) && !written.has(f.path)) {
         pending.set(f.path, f.ino);
         out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: UNHASHED });
       } else dirty.push(f);

@@ -31,7 +31,11 @@ export type Fault =
    * body that never ends, sent chunked), made on the fly (nothing on disk); `everyMs`: one byte at a
    * time, this far apart (a trickle). A hostile or broken server, or whoever wrote the bucket.
    */
-  | { kind: "synth"; status: number; bytes: number; fill?: number; everyMs?: number; headers?: Record<string, string> };
+  | { kind: "synth"; status: number; bytes: number; fill?: number; everyMs?: number; headers?: Record<string, string> }
+  /** Forward the request, then answer with its ETag header rewritten (a proxy that weakens ETags: `W/"…"`). */
+  | { kind: "rewrite-etag"; to: (etag: string) => string }
+  /** Answer 200 with this ETag without forwarding anything (a server that says it stored what it did not). */
+  | { kind: "swallow"; etag: string };
 
 /** A running proxy. */
 export interface Proxy {
@@ -117,6 +121,15 @@ export async function startProxy(target: string, opts: { port?: number } = {}): 
       });
       return;
     }
+    if (f.kind === "swallow") {
+      req.resume();
+      req.on("end", () => {
+        record(200);
+        res.writeHead(200, { etag: f.etag, "content-length": "0" });
+        res.end();
+      });
+      return;
+    }
     if (f.kind === "synth") {
       record(f.status);
       req.resume();
@@ -181,6 +194,7 @@ export async function startProxy(target: string, opts: { port?: number } = {}): 
             });
             return;
           }
+          if (f.kind === "rewrite-etag" && typeof ur.headers.etag === "string") ur.headers.etag = f.to(ur.headers.etag);
           res.writeHead(ur.statusCode ?? 502, ur.headers);
           if (f.kind === "trickle") {
             void (async () => {
