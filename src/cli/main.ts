@@ -65,11 +65,11 @@ function publishOptions(cmd: Command): Command {
     .option("--hook-timeout <duration>", "kill a hook still running after this long (default 60s)");
 }
 
-/** The daemons' status page, /metrics and /healthz. */
+/** The daemons' status page, /metrics, /healthz and /readyz. */
 function httpOptions(cmd: Command): Command {
   return cmd
-    .option("--http <addr>", "serve a status page, /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9180")
-    .option("--health-max-lag <duration>", "/healthz fails when this far behind the head (default: --stale-after, 5m)")
+    .option("--http <addr>", "serve a status page, /metrics (Prometheus), /healthz (route traffic by it) and /readyz (in step with the source) on this address, e.g. 127.0.0.1:9180")
+    .option("--health-max-lag <duration>", "/readyz answers 503 (and a web node's /healthz says STALE) when this far behind the head (default: --stale-after, 5m)")
     .option("--fleet <s3url>", "with --http, also show this location's head and node reports (repeatable; e.g. regions fed by S3 CRR)", collect);
 }
 

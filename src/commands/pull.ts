@@ -11,7 +11,7 @@ import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
-import type { Source } from "../sync/puller.ts";
+import { readServedGeneration, type Source } from "../sync/puller.ts";
 import { noteLocked, PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
 import { LockedError, UsageError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
@@ -34,7 +34,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
   const trust = cfg.trustedKeys.length > 0 ? { keys: readTrustedKeys(cfg.trustedKeys), site: cfg.site } : undefined;
   const state = jobState(cfg, "pull", { docroot });
   const plog = log.child({ component: "puller" });
-  const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
+  const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval, serving: () => readServedGeneration(state) });
   const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
   const lock = await state.lock("pull").catch(async (err: unknown) => {
     await monitor?.stop();
@@ -84,7 +84,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       onSettled: async (st, err) => {
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;
-        monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err });
+        await monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err });
         if (st.events) monitor?.recordEvents(st.events);
       },
       queue: cfg.watch ? await eventQueueFor(cfg) : undefined,

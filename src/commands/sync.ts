@@ -19,6 +19,7 @@ import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
+import { readServedGeneration } from "../sync/puller.ts";
 import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
 import { type DryRunResult, type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
@@ -123,7 +124,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     logDryRun(log, await dry.dryRun());
     return;
   }
-  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
+  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target], serving: () => readServedGeneration(state) });
   const events = fanOutEvents(monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
     await monitor?.stop();
@@ -203,7 +204,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       await writeFileAtomic(statusFile, body);
       await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");
     }
-    monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
+    await monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
     if (r.events) monitor?.recordEvents(r.events);
   };
   try {

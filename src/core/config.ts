@@ -69,11 +69,11 @@ export interface Config {
   readonly reportTo: Location | undefined;
   /** This node's name in fleet reports (default: the host name). */
   readonly nodeId: string | undefined;
-  /** Listen address of the status page, /metrics and /healthz ("127.0.0.1:9180"); off when unset. */
+  /** Listen address of the status page, /metrics, /healthz and /readyz ("127.0.0.1:9180"); off when unset. */
   readonly http: { readonly host: string; readonly port: number } | undefined;
   /** More locations whose heads and node reports the status page shows (e.g. regions fed by CRR). */
   readonly fleet: readonly Location[];
-  /** /healthz answers 503 when this far behind the head (default: staleAfter). */
+  /** /readyz answers 503 (a web node's /healthz says STALE) when this far behind the head (default: staleAfter). */
   readonly healthMaxLag: number;
   /** Signed generations (core/signing.ts): the writer's private key file (push, watch, rollback). */
   readonly signingKey: string | undefined;

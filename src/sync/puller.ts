@@ -111,6 +111,15 @@ interface PullHead {
 }
 
 
+/**
+ * The generation the docroot holds complete (0: none yet), from the puller's state: the state is
+ * written only after a whole generation is in place, so a failed run leaves this number as it was.
+ */
+export async function readServedGeneration(state: StateDir): Promise<number> {
+  const h = await readJson<PullHead>(state.pullHead);
+  return h?.complete ? h.generation : 0;
+}
+
 /** What a node refused by its delete guard says to do (also in its status line). */
 export const APPROVE_HINT = "if the master meant these deletions: run `fansync push --approve-deletes` there (every node then accepts them); for this node alone: pull --force";
 
