@@ -100,6 +100,17 @@ async function step<T>(what: string, f: () => Promise<T>): Promise<T> {
   return r;
 }
 
+/**
+ * The commit built from and the build date for `fansync version`: the date is SOURCE_DATE_EPOCH
+ * when set (reproducible builds), else now; the commit "unknown" outside a git checkout.
+ */
+async function buildStamp(): Promise<{ commit: string; buildDate: string }> {
+  const epoch = Number(process.env.SOURCE_DATE_EPOCH);
+  const buildDate = (Number.isFinite(epoch) && epoch > 0 ? new Date(epoch * 1000) : new Date()).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const commit = await run("git", ["-C", ROOT, "rev-parse", "--short=12", "HEAD"]).then((r) => r.stdout.trim(), () => "unknown");
+  return { commit, buildDate };
+}
+
 /** Build every artifact; returns the manifest written to out/release/manifest.json. */
 export async function buildRelease(): Promise<ReleaseManifest> {
   const pkg = JSON.parse(await readFile(path.join(ROOT, "package.json"), "utf8")) as { version: string };
@@ -110,7 +121,8 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   await mkdir(work, { recursive: true });
   console.log(`building fansync ${version} for ${PLATFORMS.map((p) => `linux-${p.arch}`).join(", ")}`);
 
-  const bundle = await step("bundle (esbuild)", () => bundleCli({ root: ROOT, version, outFile: path.join(work, "fansync.cjs") }));
+  const stamp = await buildStamp();
+  const bundle = await step("bundle (esbuild)", () => bundleCli({ root: ROOT, version, ...stamp, outFile: path.join(work, "fansync.cjs") }));
   const bundled = await bundledPackages(bundle.inputs);
   // The blob is made by the same Node release the executables carry, on this host's CPU.
   const host = PLATFORMS.find((p) => p.arch === process.arch);

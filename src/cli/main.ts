@@ -4,7 +4,7 @@
  * pull do not pay for modules they never use.
  */
 import { Command, Option } from "commander";
-import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { BUILD_INFO, FANSYNC_VERSION, formatVersion } from "../adapters/version.ts";
 import { ExitCode, FansyncError, type ExitCodeValue } from "../core/errors.ts";
 import type { CommandName, ConfigFor } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
@@ -272,6 +272,12 @@ export function buildProgram(): Command {
         const { keygen } = await import("../commands/keygen.ts");
         await keygen(keyfile);
       });
+    });
+
+  program.command("version")
+    .description("print version, git commit, build date, Node.js version and platform (`--version` prints the version alone, for scripts)")
+    .action(() => {
+      process.stdout.write(formatVersion(BUILD_INFO));
     });
 
   registerEvents(program);

@@ -13,7 +13,7 @@ import { type LagSample, renderStatusPage } from "../core/status-page.ts";
 import { Metrics } from "../adapters/metrics.ts";
 import { type HttpAnswer, startHttpServer, type HttpServer } from "../adapters/http-server.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
-import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { BUILD_INFO, FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
@@ -43,7 +43,7 @@ type RunRecord = { ok: boolean; status?: SelfState["status"]; generation: number
 
 /** The operator's window of one daemon. */
 export class Monitor {
-  readonly metrics = new Metrics(FANSYNC_VERSION);
+  readonly metrics = new Metrics(BUILD_INFO);
   private self: SelfState;
   private fleet: FleetStatus | undefined;
   private fleetAt: number | null = null;

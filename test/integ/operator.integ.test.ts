@@ -16,6 +16,27 @@ const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
 const NO_DAC = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"] : [];
 
 describe(`operator experience (${server})`, () => {
+  test("status with no argument after a plain pull finds this machine's pullers by their state directories (exit 4 once one fails)", async () => {
+    const bucket = await ctx.server.bucket("op-status");
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, { "index.html": "<p>hi</p>\n" });
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(ctx.tmp("ms"))]), 0);
+    const ns = ctx.tmp("ns");
+    const [a, b] = [ctx.tmp("www-a"), ctx.tmp("www-b")];
+    expectCode(await ctx.cli(["pull", url, a, ...ctx.flags(ns)]), 0);
+    expectCode(await ctx.cli(["pull", url, b, ...ctx.flags(ns)]), 0);
+    const ok = await ctx.cli(["status", "--state-dir", ns]);
+    expectCode(ok, 0);
+    for (const d of [a, b]) assert.match(ok.stdout, new RegExp(`^puller  OK    generation 1 of 1 .*  ${d.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} ← ${url}`, "m"));
+    // One of them cannot reach its bucket any more: the same command says so, exit 4.
+    expectCode(await ctx.cli(["pull", url, b, "--endpoint-url", "http://127.0.0.1:9", "--state-dir", ns, "--log-format", "json", "--timeout", "2s"]), 4);
+    const bad = await ctx.cli(["status", "--state-dir", ns, "--json"]);
+    expectCode(bad, 4);
+    const pullers = (JSON.parse(bad.stdout) as { pullers: { docroot: string; status: string; generation: number }[] }).pullers;
+    assert.deepEqual(pullers.map((p) => [p.docroot, p.status, p.generation]).sort(), [[a, "OK", 1], [b, "ERROR", 1]].sort());
+  });
+
   test("pull into a docroot that does not exist: created when its parent exists (rsync's rule), refused with exit 9 when the parent is missing too", async () => {
     const bucket = await ctx.server.bucket("op-newroot");
     const master = ctx.tmp("master");
