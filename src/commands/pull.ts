@@ -67,7 +67,6 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       state,
       sources,
       statusFile,
-      keepLastStatus: reporter !== undefined,
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,

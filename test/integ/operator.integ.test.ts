@@ -30,7 +30,7 @@ describe(`operator experience (${server})`, () => {
     expectCode(ok, 0);
     for (const d of [a, b]) assert.match(ok.stdout, new RegExp(`^puller  OK    generation 1 of 1 .*  ${d.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} ← ${url}`, "m"));
     // One of them cannot reach its bucket any more: the same command says so, exit 4.
-    expectCode(await ctx.cli(["pull", url, b, "--endpoint-url", "http://127.0.0.1:9", "--state-dir", ns, "--log-format", "json", "--timeout", "2s"]), 4);
+    expectCode(await ctx.cli(["pull", url, b, "--endpoint-url", "http://127.0.0.1:9", "--state-dir", ns, "--log-format", "json", "--timeout", "2s"]), 7);
     const bad = await ctx.cli(["status", "--state-dir", ns, "--json"]);
     expectCode(bad, 4);
     const pullers = (JSON.parse(bad.stdout) as { pullers: { docroot: string; status: string; generation: number }[] }).pullers;
