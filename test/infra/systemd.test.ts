@@ -99,9 +99,9 @@ describe("unit contents", () => {
     // Only `--config`: the role's file holds the locations (and the replicator's watch: true).
     ["fansync-watch.service", "/usr/bin/fansync watch --config /etc/fansync/master.yaml", "/var/lib/fansync"],
     ["fansync-replicate.service", "/usr/bin/fansync replicate --config /etc/fansync/replicator.yaml", "/var/lib/fansync"],
-    ["fansync-pull.service", "/usr/bin/fansync pull --config /etc/fansync/node.yaml", "/var/www/html /var/lib/fansync"],
+    ["fansync-pull.service", "/usr/bin/fansync pull --config /etc/fansync/node.yaml", "-/var/www/html /var/lib/fansync -/var/www/fansync"],
     // A two-way node applies remote changes to its docroot.
-    ["fansync-sync.service", "/usr/bin/fansync sync --config /etc/fansync/sync.yaml", "/var/www/html /var/lib/fansync"],
+    ["fansync-sync.service", "/usr/bin/fansync sync --config /etc/fansync/sync.yaml", "-/var/www/html /var/lib/fansync -/var/www/fansync"],
   ];
   for (const [name, exec, writable] of services) {
     test(`${name} runs the right command as user fansync, hardened`, async () => {

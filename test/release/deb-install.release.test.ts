@@ -242,7 +242,7 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
     const r = await waitCli(pull, 120_000);
     assert.equal(r.code, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
     assert.ok(await nodeMatchesMaster(), "the node's docroot equals the master's");
-    const st = JSON.parse(await readFile(root.host("var/lib/fansync/status.json"), "utf8")) as { status: string; generation: number; source: string };
+    const st = JSON.parse(await readFile(root.host("var/www/fansync/status.json"), "utf8")) as { status: string; generation: number; source: string };
     assert.equal(st.status, "OK");
     assert.equal(st.generation, 3);
     assert.equal(st.source, "s3://fansync-us/site/", "served by its region, the first source");
@@ -267,7 +267,7 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
       assert.equal(r.command, "/usr/bin/fansync pull --config /etc/fansync/node.yaml 2>&1 | logger -t fansync-pull");
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       assert.ok(await nodeMatchesMaster(), "the node's docroot equals the master's");
-      const st = JSON.parse(await readFile(root.host("var/lib/fansync/status.json"), "utf8")) as { status: string; generation: number };
+      const st = JSON.parse(await readFile(root.host("var/www/fansync/status.json"), "utf8")) as { status: string; generation: number };
       assert.deepEqual([st.status, st.generation], ["OK", 4]);
       await until("fansync's log lines in syslog", async () => (received.join("").includes("fansync-pull") ? true : undefined), 10_000);
       const lines = received.join("");
