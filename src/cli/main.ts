@@ -5,7 +5,7 @@
  */
 import { Command, Option } from "commander";
 import { BUILD_INFO, FANSYNC_VERSION, formatVersion } from "../adapters/version.ts";
-import { ExitCode, FansyncError, type ExitCodeValue } from "../core/errors.ts";
+import { ExitCode, FansyncError, Interrupted, type ExitCodeValue } from "../core/errors.ts";
 import type { CommandName, ConfigFor } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 
@@ -95,7 +95,9 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
   let pretty = false;
   let code: number = ExitCode.ok;
   const ac = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
+    stoppedBy = sig;
     log?.info({ signal: sig }, "stopping: draining in-flight work");
     ac.abort(new Error(`received ${sig}`));
   };
@@ -114,16 +116,25 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
     }
     code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;
   } catch (err) {
-    code = report(err, pretty ? undefined : log, ac.signal.aborted);
+    code = stoppedBy ? reportStopped(err, stoppedBy, pretty ? undefined : log) : report(err, pretty ? undefined : log);
   }
   process.exit(code);
 }
 
-function report(err: unknown, log: Logger | undefined, aborted: boolean): ExitCodeValue {
-  if (aborted && !(err instanceof FansyncError)) {
-    log?.warn("interrupted");
-    return ExitCode.interrupted;
-  }
+/**
+ * A run a signal stopped: one line, in the JSON log or (a person at a terminal) on stderr, never both
+ * and never a stack trace of what the stop cut short; exit 128 + the signal's number. An error that
+ * is not about the stop (a refused config, a guard) is reported as usual, with its own code.
+ */
+function reportStopped(err: unknown, sig: NodeJS.Signals, log: Logger | undefined): ExitCodeValue {
+  if (err instanceof FansyncError && !(err instanceof Interrupted)) return report(err, log);
+  const line = err instanceof Interrupted ? err.message : "interrupted: the next run continues";
+  if (log) log.warn({ signal: sig }, line);
+  else process.stderr.write(`fansync: ${line}\n`);
+  return sig === "SIGTERM" ? ExitCode.terminated : ExitCode.interrupted;
+}
+
+function report(err: unknown, log: Logger | undefined): ExitCodeValue {
   if (err instanceof FansyncError) {
     if (err.exitCode === ExitCode.locked) {
       // A cron overlap is normal: one quiet line, its own exit code.

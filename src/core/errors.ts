@@ -16,7 +16,10 @@ export const ExitCode = {
   integrity: 8,
   localIo: 9,
   locked: 75,
+  /** SIGINT (Ctrl-C) stopped a one-shot run: 128 + 2, as shells report it. */
   interrupted: 130,
+  /** SIGTERM stopped a one-shot run: 128 + 15. */
+  terminated: 143,
 } as const;
 
 /** One of the values of {@link ExitCode}. */
@@ -35,6 +38,18 @@ export class FansyncError extends Error {
     this.exitCode = exitCode;
     this.hint = opts.hint;
     this.retryable = opts.retryable ?? false;
+  }
+}
+
+/**
+ * A one-shot run stopped by a signal before it finished: what it did is kept or redone by the next
+ * run. The entry file sets the exit code from the signal (130 for SIGINT, 143 for SIGTERM); the
+ * message is the one line an operator sees, never a stack trace of the transfers it cut short.
+ */
+export class Interrupted extends FansyncError {
+  override name = "Interrupted";
+  constructor(message: string) {
+    super(message, ExitCode.interrupted);
   }
 }
 

@@ -9,6 +9,8 @@ import { describe, test } from "node:test";
 import { runCli, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { writeTree } from "../helpers/tree.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { setTimeout as delay } from "node:timers/promises";
 
 const ctx = useServer();
 const server = process.env.FANSYNC_TEST_SERVER ?? "moto";
@@ -36,6 +38,43 @@ describe(`operator experience (${server})`, () => {
     const pullers = (JSON.parse(bad.stdout) as { pullers: { docroot: string; status: string; generation: number }[] }).pullers;
     assert.deepEqual(pullers.map((p) => [p.docroot, p.status, p.generation]).sort(), [[a, "OK", 1], [b, "ERROR", 1]].sort());
   });
+
+  for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    test(`${sig} in the middle of a push: one line "interrupted: N of M files sent, the next run continues", exit ${code}, no stack trace, no failed uploads`, async () => {
+      const bucket = await ctx.server.bucket(`op-int-${code}`);
+      const master = ctx.tmp("master");
+      const url = `s3://${bucket}/site/`;
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 60; i++) files[`f${i}.txt`] = `file ${i}\n`;
+      await writeTree(master, files);
+      const proxy = await startProxy(ctx.server.endpoint);
+      try {
+        // Every content PUT takes a while, so the signal lands with transfers in flight.
+        proxy.fault = (q) => (q.method === "PUT" && /\/f\d+\.txt/.test(q.url) ? { kind: "delay", ms: 400 } : { kind: "none" });
+        for (const format of ["pretty", "json"]) {
+          const ms = ctx.tmp("ms");
+          const child = startCli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ms, "--concurrency", "4", "--log-format", format]);
+          await proxy.waitFor((q) => q.method === "PUT" && /\/f\d+\.txt/.test(q.url), 8000).catch((e) => { throw new Error(`${e}: ${JSON.stringify(proxy.requests.slice(0, 8))} ${child.out.stdout} ${child.out.stderr}`); });
+          await delay(600);
+          child.kill(sig);
+          const r = await waitCli(child, 30_000);
+          const all = `${r.stdout}\n${r.stderr}`;
+          assert.equal(r.code, code, all);
+          const lines = all.split("\n").filter((l) => /interrupted/.test(l));
+          assert.equal(lines.length, 1, all);
+          assert.match(lines[0] as string, /interrupted: \d+ of 60 files sent, the next run continues/);
+          assert.doesNotMatch(all, /^\s+at /m, "no stack trace");
+          assert.doesNotMatch(all, /upload failed|AbortError/i);
+          assert.ok(all.split("\n").filter(Boolean).length <= 6, all);
+        }
+        // The next run continues and completes.
+        proxy.fault = () => ({ kind: "none" });
+        expectCode(await ctx.cli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ctx.tmp("ms2"), "--log-format", "json"]), 0);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
 
   test("pull into a docroot that does not exist: created when its parent exists (rsync's rule), refused with exit 9 when the parent is missing too", async () => {
     const bucket = await ctx.server.bucket("op-newroot");
