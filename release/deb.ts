@@ -35,6 +35,7 @@ export const PACKAGED_FILES: readonly PackagedFile[] = [
   // Not in /etc/cron.d: it would run on every host, the master too. Not under /usr/share/doc,
   // which minimal images drop (dpkg path-exclude). README: copy it to /etc/cron.d/fansync-pull.
   { from: "infra/cron/fansync-pull.cron", to: "usr/share/fansync/fansync-pull.cron", mode: 0o644 },
+  { from: "infra/logrotate/fansync", to: "usr/share/fansync/fansync.logrotate", mode: 0o644 },
 ];
 
 /** The installed path of the executable (the units' ExecStart). */

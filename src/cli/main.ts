@@ -5,7 +5,7 @@
  */
 import { Command, Option } from "commander";
 import { BUILD_INFO, FANSYNC_VERSION, formatVersion } from "../adapters/version.ts";
-import { ExitCode, FansyncError, Interrupted, type ExitCodeValue } from "../core/errors.ts";
+import { errorLine, ExitCode, FansyncError, Interrupted, type ExitCodeValue } from "../core/errors.ts";
 import type { CommandName, ConfigFor } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 
@@ -93,6 +93,7 @@ function flagsOf(cmd: Command): Flags {
 async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags, body: (cfg: ConfigFor<C>, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
   let log: Logger | undefined;
   let pretty = false;
+  let journal = false;
   let code: number = ExitCode.ok;
   const ac = new AbortController();
   let stoppedBy: NodeJS.Signals | undefined;
@@ -103,20 +104,55 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
+  // SIGHUP never stops fansync (its default would, and systemd counts that as a clean exit, so a
+  // daemon stayed dead): it reopens --log-file and a daemon re-reads its config file (onHangUp).
+  let hangUp: () => void = () => undefined;
+  process.on("SIGHUP", () => hangUp());
+  const configFile = cmd.opts().config as string | undefined;
   try {
     const { resolveConfig } = await import("./settings.ts");
-    const { cfg, unused } = await resolveConfig(command, cmd.opts().config as string | undefined, flags);
-    const { createLogger, isPretty } = await import("../adapters/logger.ts");
-    log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    let { cfg, unused } = await resolveConfig(command, configFile, flags);
+    const { createLogger, isPretty, reopenLogFile, stdoutIsJournal } = await import("../adapters/logger.ts");
+    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    log = logger;
     pretty = isPretty(cfg.logFormat, cfg.logFile);
-    if (unused.length > 0) {
-      const { commandsReading } = await import("../core/config.ts");
-      const where = unused.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
-      log.warn({ command, keys: unused }, `config keys not used by \`${command}\`, ignored: ${where}`);
+    // Under systemd the JSON log is the journal: the error line there is enough (not stderr too).
+    journal = !pretty && cfg.logFile === undefined && stdoutIsJournal();
+    const warnUnused = (keys: readonly string[]) => import("../core/config.ts").then(({ commandsReading }) => {
+      if (keys.length === 0) return;
+      const where = keys.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
+      logger.warn({ command, keys }, `config keys not used by \`${command}\`, ignored: ${where}`);
+    });
+    await warnUnused(unused);
+    const daemon = command === "watch" || command === "sync" || (cfg as { watch?: boolean }).watch === true;
+    // A daemon restarts its job on a config file that validates: the job drains as on SIGTERM,
+    // then starts again with the new file. One that does not validate changes nothing.
+    let reload: { ac: AbortController; next?: ConfigFor<C> } = { ac: new AbortController() };
+    hangUp = () => {
+      if (reopenLogFile()) logger.info("reopened the log file");
+      if (!daemon || configFile === undefined || ac.signal.aborted) return;
+      const pending = reload;
+      resolveConfig(command, configFile, flags).then(
+        (r) => {
+          if (pending !== reload || ac.signal.aborted) return;
+          logger.info({ config: configFile }, "config file re-read: restarting the job with it");
+          pending.next = r.cfg;
+          unused = r.unused;
+          pending.ac.abort(new Error("reloading the config file"));
+        },
+        (err: unknown) => logger.warn({ config: configFile, err: errorLine(err) }, `config file not reloaded, running on the previous one: ${errorLine(err)}`),
+      );
+    };
+    for (;;) {
+      code = (await body(cfg, logger, AbortSignal.any([ac.signal, reload.ac.signal]))) ?? ExitCode.ok;
+      if (ac.signal.aborted || reload.next === undefined) break;
+      cfg = reload.next;
+      reload = { ac: new AbortController() };
+      await warnUnused(unused);
     }
-    code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;
   } catch (err) {
-    code = stoppedBy ? reportStopped(err, stoppedBy, pretty ? undefined : log) : report(err, pretty ? undefined : log);
+    const to = pretty ? undefined : log;
+    code = stoppedBy ? reportStopped(err, stoppedBy, to) : report(err, to, journal);
   }
   process.exit(code);
 }
@@ -134,7 +170,7 @@ function reportStopped(err: unknown, sig: NodeJS.Signals, log: Logger | undefine
   return sig === "SIGTERM" ? ExitCode.terminated : ExitCode.interrupted;
 }
 
-function report(err: unknown, log: Logger | undefined): ExitCodeValue {
+function report(err: unknown, log: Logger | undefined, journal = false): ExitCodeValue {
   if (err instanceof FansyncError) {
     if (err.exitCode === ExitCode.locked) {
       // A cron overlap is normal: one quiet line, its own exit code.
@@ -143,11 +179,11 @@ function report(err: unknown, log: Logger | undefined): ExitCodeValue {
     }
     // Once for a machine (the JSON log), once for a person (stderr); a terminal's pretty log skips it.
     log?.error({ error: { type: err.name, message: err.message, code: err.exitCode, hint: err.hint, cause: causeOf(err) } }, err.message);
-    process.stderr.write(`fansync: ${err.message}\n${err.hint ? `  what to do: ${err.hint}\n` : ""}`);
+    if (!journal) process.stderr.write(`fansync: ${err.message}\n${err.hint ? `  what to do: ${err.hint}\n` : ""}`);
     return err.exitCode;
   }
   log?.fatal({ error: { type: (err as Error | undefined)?.name ?? typeof err, message: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined, code: ExitCode.fatal } }, "unexpected error");
-  process.stderr.write(`fansync: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  if (!journal) process.stderr.write(`fansync: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return ExitCode.fatal;
 }
 

@@ -35,6 +35,10 @@ async function makeRoot(): Promise<string> {
   await mkdir(join(dir, "usr/bin"), { recursive: true });
   await writeFile(join(dir, "usr/bin/fansync"), "#!/bin/sh\nexit 0\n");
   await chmod(join(dir, "usr/bin/fansync"), 0o755);
+  // ExecReload's kill (procps on Debian).
+  await mkdir(join(dir, "bin"), { recursive: true });
+  await writeFile(join(dir, "bin/kill"), "#!/bin/sh\nexit 0\n");
+  await chmod(join(dir, "bin/kill"), 0o755);
   return dir;
 }
 
@@ -142,4 +146,16 @@ describe("unit contents", () => {
     assert.equal(get("Timer", "Unit"), "fansync-pull.service");
     assert.equal(get("Install", "WantedBy"), "timers.target");
   });
+});
+
+test("the daemons reload on SIGHUP (systemctl reload) and the logrotate snippet the .deb ships sends it after rotating", async () => {
+  for (const name of ["fansync-watch.service", "fansync-replicate.service", "fansync-sync.service"]) {
+    const get = await unit(name);
+    assert.equal(get("Service", "ExecReload"), "/bin/kill -HUP $MAINPID", name);
+  }
+  const snippet = await readFile(join(UNIT_DIR, "..", "logrotate", "fansync"), "utf8");
+  assert.match(snippet, /^\/var\/log\/fansync\/\*\.log \{$/m);
+  assert.match(snippet, /postrotate\n\s+pkill -HUP -u fansync -x fansync/);
+  const deb = await readFile(join(UNIT_DIR, "..", "..", "release", "deb.ts"), "utf8");
+  assert.match(deb, /from: "infra\/logrotate\/fansync", to: "usr\/share\/fansync\/fansync\.logrotate"/);
 });

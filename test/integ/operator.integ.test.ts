@@ -3,7 +3,7 @@
  * exit code, for the cases that sent operators the wrong way.
  */
 import assert from "node:assert/strict";
-import { chmod, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { runCli, startCli, waitCli } from "../helpers/cli.ts";
@@ -154,6 +154,67 @@ describe(`operator experience (${server})`, () => {
     assert.equal((errs[0]?.error as { type: string; code: number }).type, "LocalIoError");
     assert.equal((errs[0]?.error as { code: number }).code, 9);
     assert.doesNotMatch(json.stdout, /"type":"Object"/);
+  });
+
+  test("under systemd (stdout is the journal): every JSON line carries its syslog priority (<3> for errors) and the error is written once, not again on stderr", async () => {
+    const bucket = await ctx.server.bucket("op-journal");
+    const missing = ctx.tmp("gone") + "/nope";
+    // What systemd does: JOURNAL_STREAM names the device and inode of the stream stdout is.
+    const asJournal = ["sh", "-c", 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/$$/fd/1) exec "$@"', "sh"];
+    const r = await runCli(["push", missing, `s3://${bucket}/site/`, ...ctx.flags(ctx.tmp("st"))], { wrap: asJournal });
+    expectCode(r, 9);
+    const lines = r.stdout.split("\n").filter(Boolean);
+    assert.ok(lines.length > 0 && lines.every((l) => /^<[0-7]>\{/.test(l)), r.stdout);
+    assert.equal(lines.filter((l) => l.startsWith("<3>")).length, 1, r.stdout);
+    assert.match(lines.find((l) => l.startsWith("<3>")) ?? "", /does not exist/);
+    assert.doesNotMatch(r.stderr, /does not exist/, "once: the journal has it from stdout");
+    // Redirected elsewhere (JOURNAL_STREAM inherited but stale), nothing changes.
+    const plain = await ctx.cli(["push", missing, `s3://${bucket}/site/`, ...ctx.flags(ctx.tmp("st"))], { JOURNAL_STREAM: "1:1" });
+    expectCode(plain, 9);
+    assert.ok(plain.stdout.startsWith("{"), plain.stdout);
+    assert.match(plain.stderr, /^fansync: .*does not exist/m);
+  });
+
+  test("SIGHUP: a daemon reopens its --log-file (logrotate), re-reads a config file that validates, keeps the old one when it does not, and never exits", async () => {
+    const bucket = await ctx.server.bucket("op-hup");
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, { "index.html": "<p>hi</p>\n" });
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(ctx.tmp("ms"))]), 0);
+    const dir = ctx.tmp("hup");
+    const log = path.join(dir, "fansync.log");
+    const conf = path.join(dir, "node.yaml");
+    const node = ctx.tmp("www");
+    await writeFile(conf, `sources: [${url}]\ndocroot: ${node}\ninterval: 200ms\nwatch: true\n`);
+    const d = startCli(["pull", "--config", conf, "--endpoint-url", ctx.server.endpoint, "--state-dir", ctx.tmp("ns"), "--log-file", log]);
+    const logText = () => readFile(log, "utf8").catch(() => "");
+    const until = async (what: string, f: () => Promise<boolean>) => {
+      for (let i = 0; i < 150; i++) {
+        if (await f()) return;
+        if (d.exitCode !== null || d.signalCode !== null) throw new Error(`exited (${d.exitCode ?? d.signalCode}) waiting for ${what}: ${d.out.stderr}`);
+        await delay(100);
+      }
+      throw new Error(`timed out waiting for ${what}`);
+    };
+    try {
+      await until("the first pull", async () => (await logText()).includes("docroot at generation"));
+      // logrotate: move the file away, then HUP; the daemon writes to a new file at the old name.
+      await rename(log, `${log}.1`);
+      d.kill("SIGHUP");
+      await until("a reopened log file", async () => (await logText()).includes("reopened the log file"));
+      // A config that does not validate: kept running on the old one, saying why.
+      await writeFile(conf, `sources: [${url}]\ndocroot: ${node}\ninterval: nonsense\nwatch: true\n`);
+      d.kill("SIGHUP");
+      await until("the refused config", async () => /config file not reloaded.*interval/.test(await logText()));
+      // A valid one: applied.
+      await writeFile(conf, `sources: [${url}]\ndocroot: ${node}\ninterval: 300ms\nwatch: true\n`);
+      d.kill("SIGHUP");
+      await until("the reloaded config", async () => /"intervalMs":300\b/.test(await logText()));
+      assert.ok(d.exitCode === null && d.signalCode === null, "still running");
+    } finally {
+      d.kill("SIGTERM");
+    }
+    expectCode(await waitCli(d, 30_000), 0);
   });
 
   test("a mistyped flag: the error, commander's suggestion and one line pointing to --help, not the whole help (exit 2)", async () => {
