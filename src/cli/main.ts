@@ -90,6 +90,10 @@ function flagsOf(cmd: Command): Flags {
  * Run a command body with its config (checked against the command's schema), a logger and a
  * signal that SIGTERM/SIGINT abort.
  */
+// The commands that talk to S3 with the AWS chain (doctor diagnoses the chain itself; status
+// without a location reads local files only).
+const S3_COMMANDS: ReadonlySet<CommandName> = new Set<CommandName>(["push", "watch", "pull", "replicate", "sync", "rollback", "log"]);
+
 async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags, body: (cfg: ConfigFor<C>, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
   let log: Logger | undefined;
   let pretty = false;
@@ -124,6 +128,8 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
       logger.warn({ command, keys }, `config keys not used by \`${command}\`, ignored: ${where}`);
     });
     await warnUnused(unused);
+    // No region, no credentials, an unknown profile: exit 3 now, not a daemon retrying forever.
+    if (S3_COMMANDS.has(command)) await (await import("../commands/wiring.ts")).checkRunnable(cfg);
     const daemon = command === "watch" || command === "sync" || (cfg as { watch?: boolean }).watch === true;
     // A daemon restarts its job on a config file that validates: the job drains as on SIGTERM,
     // then starts again with the new file. One that does not validate changes nothing.

@@ -169,6 +169,14 @@ export class CredentialsMissing extends FansyncError {
   }
 }
 
+/** No AWS region anywhere in the chain for a location on AWS: nothing can run until one is set. */
+export class RegionMissing extends FansyncError {
+  override name = "RegionMissing";
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.config, opts);
+  }
+}
+
 /** Remote data failed validation: corrupt or hostile manifest/journal/head, checksum mismatch. */
 export class IntegrityError extends FansyncError {
   override name = "IntegrityError";

@@ -258,6 +258,28 @@ describe(`operator experience (${server})`, () => {
     assert.ok(!pretty.stdout.split("\n").some((l) => /^\s+\w+: /.test(l)), "no field on a line of its own");
   });
 
+  test("a configuration that can never run (no region, no credentials, an unknown profile): every command, daemons included, exits 3 at once with one line naming what to set", async () => {
+    const aws = ctx.tmp("aws");
+    const base = { AWS_REGION: undefined, AWS_DEFAULT_REGION: undefined, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: undefined, AWS_PROFILE: undefined, AWS_CONFIG_FILE: path.join(aws, "config"), AWS_SHARED_CREDENTIALS_FILE: path.join(aws, "credentials"), AWS_EC2_METADATA_DISABLED: "true" };
+    const keys = { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "example" };
+    const noKeys = { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_SESSION_TOKEN: undefined };
+    const st = ["--state-dir", ctx.tmp("st"), "--log-format", "json"];
+    const cases: [string, string[], Record<string, string | undefined>, RegExp][] = [
+      ["replicate --watch, no region", ["replicate", "s3://primary-b/site/", "s3://region-b/site/", "--watch", ...st], { ...base, ...keys }, /no AWS region.*AWS_REGION/],
+      ["pull --watch, no region", ["pull", "s3://primary-b/site/", ctx.tmp("www"), "--watch", ...st], { ...base, ...keys }, /no AWS region.*AWS_REGION/],
+      ["pull --watch, no credentials", ["pull", "s3://primary-b/site/", ctx.tmp("www"), "--watch", ...st], { ...base, ...noKeys, AWS_REGION: "eu-west-1" }, /no AWS credentials found/],
+      ["watch, unknown profile", ["watch", ctx.tmp("master"), "s3://primary-b/site/", "--profile", "nosuchprofile", ...st], { ...base, ...noKeys, AWS_REGION: "eu-west-1" }, /nosuchprofile/],
+    ];
+    for (const [what, args, env, text] of cases) {
+      const r = await runCli(args, { env, timeoutMs: 20_000 });
+      assert.equal(r.code, 3, `${what}: ${r.stdout}${r.stderr}`);
+      const said = r.stderr.split("\n").filter((l) => l.startsWith("fansync: "));
+      assert.equal(said.length, 1, `${what}: ${r.stderr}`);
+      assert.match(said[0] as string, text, what);
+      assert.doesNotMatch(`${r.stdout}${r.stderr}`, /Region is missing/, what);
+    }
+  });
+
   test("no credentials at all, or a --profile that does not exist: exit 3 naming the profile; a server that accepts and never answers: --timeout gives up well within a cron interval", async () => {
     const noCreds = { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_SESSION_TOKEN: undefined, AWS_PROFILE: undefined, AWS_CONFIG_FILE: path.join(ctx.tmp("aws"), "config"), AWS_SHARED_CREDENTIALS_FILE: path.join(ctx.tmp("aws"), "credentials"), AWS_EC2_METADATA_DISABLED: "true" };
     const r = await ctx.cli(["pull", "s3://some-bucket/site/", ctx.tmp("node"), ...ctx.flags(ctx.tmp("st")), "--profile", "nosuchprofile"], noCreds);
