@@ -152,6 +152,8 @@ test("the daemons reload on SIGHUP (systemctl reload) and the logrotate snippet 
   for (const name of ["fansync-watch.service", "fansync-replicate.service", "fansync-sync.service"]) {
     const get = await unit(name);
     assert.equal(get("Service", "ExecReload"), "/bin/kill -HUP $MAINPID", name);
+    // A configuration that can never run exits 3: restarting it every few seconds helps nobody.
+    assert.equal(get("Service", "RestartPreventExitStatus"), "2 3", name);
   }
   const snippet = await readFile(join(UNIT_DIR, "..", "logrotate", "fansync"), "utf8");
   assert.match(snippet, /^\/var\/log\/fansync\/\*\.log \{$/m);
