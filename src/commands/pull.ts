@@ -9,6 +9,7 @@ import type { Config, ConfigFor } from "../core/config.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
+import { statsLinesFor } from "../adapters/progress-stats.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import { readServedGeneration, type Source } from "../sync/puller.ts";
@@ -79,7 +80,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       signal,
       now: () => new Date(),
       // With --watch, one bar per generation pulled, and only while in the foreground of a terminal.
-      events: fanOutEvents(progressBarFor(cfg), monitor?.events()),
+      events: fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, plog), monitor?.events()),
       onSettled: async (st, err) => {
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;

@@ -17,6 +17,7 @@ import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
+import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
 import { readServedGeneration } from "../sync/puller.ts";
@@ -125,7 +126,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     return;
   }
   const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target], serving: () => readServedGeneration(state) });
-  const events = fanOutEvents(monitor?.events());
+  const events = fanOutEvents(statsLinesFor(cfg, log), monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;

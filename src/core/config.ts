@@ -31,6 +31,8 @@ export interface Config {
   readonly timeout: number | undefined;
   /** Progress bar on a TTY (push, pull, watch); false after `--no-progress`. */
   readonly progress: boolean;
+  /** `--stats`: a progress log line this often (ms; 0: never); undefined: every 10 s when stderr is not a terminal. */
+  readonly stats: number | undefined;
   readonly stateDir: string | undefined;
   readonly concurrency: number;
   readonly docroot: string | undefined;
@@ -116,7 +118,7 @@ type Kind =
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
-  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", logFile: "string", timeout: "duration", progress: "bool",
+  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", logFile: "string", timeout: "duration", progress: "bool", stats: "duration",
   stateDir: "string", concurrency: "int",
   docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
   cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
@@ -144,7 +146,7 @@ export interface CommandSchema {
 }
 
 const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "logFile", "timeout", "stateDir", "concurrency", "locations"];
-const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress"];
+const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress", "stats"];
 const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
 // Signed generations: every writer that publishes a generation of its own (not the replicator).
 const SIGNER_KEYS = ["signingKey", "site"];
@@ -164,12 +166,12 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
   push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "verify", "packs", "repack", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
   watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "stats", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
     required: [needs.sources, needs.docroot],
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir", "events", "onApply"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir", "events", "onApply"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },
@@ -274,6 +276,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     logFile: out.logFile as string | undefined,
     timeout: out.timeout as number | undefined,
     progress: (out.progress as boolean | undefined) ?? true,
+    stats: out.stats as number | undefined,
     stateDir: out.stateDir as string | undefined,
     concurrency: n("concurrency", 16),
     docroot: out.docroot as string | undefined,

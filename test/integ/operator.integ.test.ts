@@ -76,6 +76,35 @@ describe(`operator experience (${server})`, () => {
     });
   }
 
+  test("--stats: a run that is not on a terminal logs a progress line every interval (files, bytes, rate, ETA); a short run with the default logs none", async () => {
+    const bucket = await ctx.server.bucket("op-stats");
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 16; i++) files[`f${i}.txt`] = `file ${i}\n`;
+    await writeTree(master, files);
+    const proxy = await startProxy(ctx.server.endpoint);
+    try {
+      proxy.fault = (q) => (q.method === "PUT" && /\/f\d+\.txt/.test(q.url) ? { kind: "delay", ms: 250 } : { kind: "none" });
+      const r = await ctx.cli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ctx.tmp("ms"), "--log-format", "json", "--concurrency", "2", "--stats", "400ms"]);
+      expectCode(r, 0);
+      const lines = r.logs.filter((l) => typeof l.msg === "string" && l.msg.startsWith("progress: "));
+      assert.ok(lines.length >= 2, r.stdout);
+      for (const l of lines) {
+        assert.match(l.msg as string, /^progress: push \d+\/16 files, \d+ B of 118 B, .*\/s, ETA /);
+        assert.equal(l.files, 16);
+      }
+      // The default (every 10 s when not on a terminal) says nothing about a run this short.
+      proxy.fault = () => ({ kind: "none" });
+      await writeTree(master, { "g.txt": "g\n" });
+      const quick = await ctx.cli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ctx.tmp("ms2"), "--log-format", "json"]);
+      expectCode(quick, 0);
+      assert.ok(!quick.logs.some((l) => String(l.msg).startsWith("progress: ")), quick.stdout);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("pull into a docroot that does not exist: created when its parent exists (rsync's rule), refused with exit 9 when the parent is missing too", async () => {
     const bucket = await ctx.server.bucket("op-newroot");
     const master = ctx.tmp("master");
