@@ -276,6 +276,8 @@ export function buildProgram(): Command {
     .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
     .option("--on-apply <command>", "after each generation applied, run this shell command with its changed/deleted paths as NDJSON on stdin (a purge, a reload)")
     .option("--hook-timeout <duration>", "kill --on-apply still running after this long (default 60s)")
+    .option("--chmod <rules>", "rsync-style modes for what lands in the docroot, e.g. D2775,F664 (D: directories, F: files; octal or chmod's u+w form)")
+    .option("--group <group>", "group (name or gid) of what lands in the docroot, e.g. www-data: with --chmod D2775,F664 the web server reads every file")
     .option("--run-timeout <duration>", "stop a run that takes longer than this plus 4s per MiB it downloads, changing nothing (exit 4; default: 10 x --interval, at least 10m; 0: none)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
@@ -294,6 +296,8 @@ export function buildProgram(): Command {
     .addOption(new Option("--conflict <rule>", "who wins a path changed here and elsewhere (default newer: the newer mtime; delete vs modify keeps the modification)").choices(["newer", "remote", "local"]))
     .option("--conflicts-dir <dir>", "where losing versions are kept, outside the docroot (default: <state dir>/sync-<id>/conflicts)")
     .option("--node-id <name>", "this node's name in conflict copies and the status (default: the host name)")
+    .option("--chmod <rules>", "rsync-style modes for what lands in the docroot, e.g. D2775,F664 (D: directories, F: files; octal or chmod's u+w form)")
+    .option("--group <group>", "group (name or gid) of what lands in the docroot, e.g. www-data: with --chmod D2775,F664 the web server reads every file")
     .option("--stats <duration>", "log a progress line (files, bytes, rate, ETA) this often while transferring; default 10s when stderr is not a terminal, 0: never")
     .option("--status-file <file>", "also write the JSON status here (and a one-line OK/ERROR companion .txt)")
     .option("--exclude <glob>", "neither publish nor apply paths matching the glob (repeatable)", collect)

@@ -21,6 +21,7 @@ import { eventQueueFor, jobState, storeFor } from "./wiring.ts";
 import { afterGenerationFor } from "./after-generation.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { readTrustedKeys } from "../adapters/keys.ts";
+import { resolveGroup } from "../adapters/groups.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
 
@@ -64,6 +65,8 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         trust,
         maxAgeMs: cfg.maxAge,
         allowSetuid: cfg.allowSetuid,
+        chmod: cfg.chmod,
+        gid: cfg.group === undefined ? undefined : await resolveGroup(cfg.group),
       },
       state,
       sources,

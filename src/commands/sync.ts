@@ -18,6 +18,7 @@ import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
+import { resolveGroup } from "../adapters/groups.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
 import { readServedGeneration } from "../sync/puller.ts";
@@ -117,6 +118,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     puller: {
       docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
       keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust, maxAgeMs: undefined, allowSetuid: false,
+      chmod: cfg.chmod, gid: cfg.group === undefined ? undefined : await resolveGroup(cfg.group),
     },
   };
   if (cfg.dryRun) {

@@ -2,6 +2,7 @@
  * Configuration as written (YAML file + flags, merged) and as resolved: one pure validation pass
  * that reports every problem with its key path and returns a frozen object with defaults filled.
  */
+import { type ChmodRules, parseChmod } from "./chmod.ts";
 import { ConfigError, ExitCode, type ExitCodeValue, UsageError } from "./errors.ts";
 import { DEFAULT_DELETE_LIMIT } from "./guard.ts";
 import { type Location, parseLocation } from "./location.ts";
@@ -89,6 +90,10 @@ export interface Config {
   readonly heartbeat: number | undefined;
   /** Apply setuid/setgid bits from the bucket (default: stripped). */
   readonly allowSetuid: boolean;
+  /** pull, sync: rsync's --chmod rules for what lands in the docroot (e.g. D2775,F664); undefined: the modes from the bucket. */
+  readonly chmod: ChmodRules | undefined;
+  /** pull, sync: the group (name or gid) of what lands in the docroot, e.g. www-data; undefined: the puller's own. */
+  readonly group: string | undefined;
   /** Also keep pack objects of small files for first pulls (push, watch; sync/packs.ts). Off by default: it costs storage and PUTs. */
   readonly packs: boolean;
   /** With packs: rebuild every pack now (push --repack). */
@@ -114,7 +119,7 @@ export interface Config {
 
 type Kind =
   | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
-  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict" | "distributions";
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict" | "distributions" | "chmod" | "group";
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
@@ -127,7 +132,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
-  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", packs: "bool", repack: "bool", runTimeout: "duration",
+  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", chmod: "chmod", group: "group", packs: "bool", repack: "bool", runTimeout: "duration",
   owns: "strlist", conflict: "conflict", conflictsDir: "string",
   events: "url", cloudfrontDistribution: "distributions", onPublish: "string", onApply: "string", hookTimeout: "duration",
 };
@@ -166,12 +171,12 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
   push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "verify", "packs", "repack", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
   watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "stats", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "stats", "chmod", "group", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
     required: [needs.sources, needs.docroot],
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir", "events", "onApply"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "chmod", "group", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir", "events", "onApply"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },
@@ -321,6 +326,8 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     maxAge: out.maxAge as number | undefined,
     heartbeat: out.heartbeat as number | undefined,
     allowSetuid: (out.allowSetuid as boolean | undefined) ?? false,
+    chmod: out.chmod === undefined ? undefined : parseChmod(out.chmod as string),
+    group: out.group as string | undefined,
     packs: (out.packs as boolean | undefined) ?? false,
     repack: (out.repack as boolean | undefined) ?? false,
     // A run should not outlive a few of its periods (cron: set interval to the cron period); the
@@ -402,6 +409,16 @@ function convert(kind: Kind, v: unknown, key: string, problems: string[]): unkno
       });
       return out;
     }
+    case "chmod":
+      try {
+        parseChmod(String(v));
+        return String(v);
+      } catch (err) {
+        return fail(`rsync-style mode rules: ${(err as Error).message}`);
+      }
+    case "group":
+      // A group name (resolved on the node) or a numeric gid.
+      return (typeof v === "string" && /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(v)) || (typeof v === "number" && Number.isInteger(v) && v >= 0) || (typeof v === "string" && /^\d+$/.test(v)) ? String(v) : fail("a group name or a numeric gid");
     case "conflict":
       return CONFLICT_RULES.includes(v as ConflictRule) ? v : fail(`one of ${CONFLICT_RULES.join(", ")}`);
     case "nodeId":

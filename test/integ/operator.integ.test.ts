@@ -105,6 +105,37 @@ describe(`operator experience (${server})`, () => {
     }
   });
 
+  test("--chmod D2775,F664 and --group: a file the master holds at 0640 lands readable by the web server's group, directories setgid; a bad rule is refused", async () => {
+    const bucket = await ctx.server.bucket("op-chmod");
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, { "index.html": "<p>hi</p>\n", "sub/page.html": "<p>page</p>\n" });
+    await chmod(path.join(master, "sub", "page.html"), 0o640);
+    await chmod(path.join(master, "sub"), 0o750);
+    expectCode(await ctx.cli(["push", master, url, ...ctx.flags(ctx.tmp("ms"))]), 0);
+    // Root may give any group; anyone else one of their own.
+    const gid = process.getuid?.() === 0 ? 4242 : (process.getgid?.() ?? 0);
+    const node = ctx.tmp("www");
+    const ns = ctx.tmp("ns");
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(ns), "--chmod", "D2775,F664", "--group", String(gid)]), 0);
+    const { stat } = await import("node:fs/promises");
+    const f = await stat(path.join(node, "sub", "page.html"));
+    assert.equal((f.mode & 0o7777).toString(8), "664");
+    assert.equal(f.gid, gid);
+    const dir = await stat(path.join(node, "sub"));
+    assert.equal((dir.mode & 0o7777).toString(8), "2775");
+    assert.equal(dir.gid, gid);
+    assert.equal(((await stat(path.join(node, "index.html"))).mode & 0o7777).toString(8), "664");
+    // A second run changes nothing and keeps the modes.
+    const again = await ctx.cli(["pull", url, node, ...ctx.flags(ns), "--verify", "--chmod", "D2775,F664", "--group", String(gid)]);
+    expectCode(again, 0);
+    assert.ok(!again.logs.some((l) => l.msg === "docroot differs from the manifest; repairing"), again.stdout);
+    assert.equal(((await stat(path.join(node, "sub", "page.html"))).mode & 0o7777).toString(8), "664");
+    const bad = await ctx.cli(["pull", url, ctx.tmp("www2"), ...ctx.flags(ctx.tmp("ns2")), "--chmod", "F99"]);
+    assert.ok(bad.code === 2 || bad.code === 3, bad.stderr);
+    assert.match(bad.stderr, /--chmod "F99"/);
+  });
+
   test("pull into a docroot that does not exist: created when its parent exists (rsync's rule), refused with exit 9 when the parent is missing too", async () => {
     const bucket = await ctx.server.bucket("op-newroot");
     const master = ctx.tmp("master");
