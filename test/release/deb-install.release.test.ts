@@ -300,10 +300,12 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
     }
   });
 
-  test("purge removes the state and the configs and disables the units; the user stays", async () => {
-    const r = await root.sh("apt-get purge -y fansync");
+  test("purge removes the configs and every enable symlink (the two-way unit's too); the operator's data and the user stay", async () => {
+    const r = await root.sh("systemctl enable fansync-sync.service && apt-get purge -y fansync");
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    for (const gone of ["usr/bin/fansync", "var/lib/fansync", "etc/fansync/master.yaml", "etc/systemd/system/timers.target.wants/fansync-pull.timer", "etc/systemd/system/multi-user.target.wants/fansync-watch.service"]) {
+    assert.match(r.stdout + r.stderr, /fansync: kept \/var\/lib\/fansync/);
+    assert.ok((await stat(root.host("var/lib/fansync"))).isDirectory(), "state, credentials and kept conflict versions stay");
+    for (const gone of ["usr/bin/fansync", "etc/fansync/master.yaml", "etc/systemd/system/multi-user.target.wants/fansync-sync.service", "etc/systemd/system/timers.target.wants/fansync-pull.timer", "etc/systemd/system/multi-user.target.wants/fansync-watch.service"]) {
       await assert.rejects(stat(root.host(gone)), { code: "ENOENT" }, `${gone} is gone`);
     }
     assert.ok(await root.user("fansync"), "the user stays (files it owns may remain, e.g. a docroot)");
