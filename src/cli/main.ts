@@ -334,6 +334,25 @@ export function buildProgram(): Command {
       });
     });
 
+  program.command("completion")
+    .description("print a shell completion script (bash or zsh), generated from the same option definitions as --help")
+    .argument("<shell>", "bash or zsh")
+    .action(async (shell: string) => {
+      const docs = await import("./help-docs.ts");
+      if (shell !== "bash" && shell !== "zsh") {
+        process.stderr.write(`fansync: completion for ${JSON.stringify(shell)}: only bash and zsh\n`);
+        process.exit(ExitCode.usage);
+      }
+      process.stdout.write(shell === "bash" ? docs.renderBashCompletion(program) : docs.renderZshCompletion(program));
+    });
+
+  // The manual page, for the release build (the .deb installs it as fansync(1)).
+  program.command("manpage", { hidden: true })
+    .action(async () => {
+      const { renderManPage } = await import("./help-docs.ts");
+      process.stdout.write(renderManPage(program, { version: BUILD_INFO.version, date: BUILD_INFO.buildDate === "unknown" ? new Date().toISOString().slice(0, 10) : BUILD_INFO.buildDate.slice(0, 10) }));
+    });
+
   program.command("version")
     .description("print version, git commit, build date, Node.js version and platform (`--version` prints the version alone, for scripts)")
     .action(() => {
