@@ -124,6 +124,9 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   const stamp = await buildStamp();
   const bundle = await step("bundle (esbuild)", () => bundleCli({ root: ROOT, version, ...stamp, outFile: path.join(work, "fansync.cjs") }));
   const bundled = await bundledPackages(bundle.inputs);
+  // The manual page and completions, from the bundle's own commander definitions (any arch's .deb).
+  const printed = async (...args: string[]) => (await run(process.execPath, [bundle.file, ...args], { maxBuffer: 16 << 20 })).stdout;
+  const docs = { manpage: await printed("manpage"), bash: await printed("completion", "bash"), zsh: await printed("completion", "zsh") };
   // The blob is made by the same Node release the executables carry, on this host's CPU.
   const host = PLATFORMS.find((p) => p.arch === process.arch);
   if (!host) throw new Error(`the release builds on linux-x64 or linux-arm64 hosts, not ${process.platform}-${process.arch}`);
@@ -147,7 +150,7 @@ export async function buildRelease(): Promise<ReleaseManifest> {
     const deb = artifactNames.deb(version, p);
     await step(`${deb} (dpkg-deb)`, () => buildDeb({
       root: ROOT, version, platform: p, binary: bin, nodeLicense: runtime.license, bundled,
-      staging: path.join(work, `deb-${p.arch}`), out: path.join(OUT_DIR, deb),
+      staging: path.join(work, `deb-${p.arch}`), out: path.join(OUT_DIR, deb), docs, buildDate: new Date(stamp.buildDate),
     }));
     await rm(path.join(work, `deb-${p.arch}`), { recursive: true, force: true });
     artifacts.push({ kind: "deb", arch: p.arch, file: deb, bytes: await size(deb) });
@@ -160,6 +163,9 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   artifacts.push({ kind: "npm", arch: "any", file: tgz, bytes: await size(tgz) });
   const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts };
   await writeFile(path.join(OUT_DIR, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  // Beside the artifacts, in sha256sum's format: `sha256sum -c SHA256SUMS` checks a download.
+  const sums = await Promise.all(artifacts.map(async (a) => `${createHash("sha256").update(await readFile(path.join(OUT_DIR, a.file))).digest("hex")}  ${a.file}\n`));
+  await writeFile(path.join(OUT_DIR, "SHA256SUMS"), sums.join(""));
   return manifest;
 }
 
