@@ -42,7 +42,7 @@ export interface ReleaseManifest {
 }
 
 // What the artifacts are made of: a change here means a rebuild.
-const SOURCES = ["src", "bin", "release", "infra/systemd", "infra/config", "infra/cron", "infra/iam", "docs", "README.md", "package.json", "package-lock.json"];
+const SOURCES = ["src", "bin", "release", "infra/systemd", "infra/config", "infra/cron", "infra/logrotate", "infra/iam", "docs", "README.md", "package.json", "package-lock.json"];
 
 /** sha256 over the paths and contents of everything the artifacts are built from. */
 export async function sourceHash(root = ROOT): Promise<string> {
