@@ -65,7 +65,15 @@ const PRIORITY: Record<string, number> = { "60": 2, "50": 3, "40": 4, "30": 6, "
 
 /** Create the process logger. Sync writes so nothing is lost when the entry file exits. */
 export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string }): Logger {
-  const base = { level: opts.level, name: opts.name ?? "fansync", base: { pid: process.pid } };
+  // An error in a log line is its type, message and code: a stack trace names source paths (a
+  // release's build directory) and says nothing an operator can act on. -v (debug) keeps it.
+  const withStack = opts.level === "debug" || opts.level === "trace";
+  const err = (e: unknown) => {
+    if (!(e instanceof Error)) return e;
+    const code = (e as NodeJS.ErrnoException).code;
+    return { type: e.name, message: e.message, ...(code !== undefined ? { code } : {}), ...(withStack ? { stack: e.stack } : {}) };
+  };
+  const base = { level: opts.level, name: opts.name ?? "fansync", base: { pid: process.pid }, serializers: { err } };
   const out = opts.file ? pino.destination({ dest: opts.file, append: true, sync: true, mkdir: true }) : pino.destination({ fd: 1, sync: true });
   logFile = opts.file ? out : undefined;
   if (isPretty(opts.format, opts.file)) {

@@ -136,6 +136,27 @@ describe(`operator experience (${server})`, () => {
     assert.match(bad.stderr, /--chmod "F99"/);
   });
 
+  test("a failed upload is logged as its error's type and message, without a stack trace (no build path in a release's logs); -v adds the stack", async () => {
+    const bucket = await ctx.server.bucket("op-nostack");
+    const master = ctx.tmp("master");
+    await writeTree(master, { "a.txt": "a\n" });
+    const proxy = await startProxy(ctx.server.endpoint);
+    try {
+      proxy.fault = (q) => (q.method === "PUT" && q.url.includes("/a.txt") ? { kind: "status", status: 403, code: "AccessDenied" } : { kind: "none" });
+      const args = ["push", master, `s3://${bucket}/site/`, "--endpoint-url", proxy.url, "--state-dir", ctx.tmp("ms"), "--log-format", "json"];
+      const r = await ctx.cli(args);
+      expectCode(r, 4);
+      const failed = r.logs.filter((l) => l.msg === "upload failed");
+      assert.equal(failed.length, 1, r.stdout);
+      assert.match(JSON.stringify(failed[0]?.err), /access denied/i);
+      assert.doesNotMatch(r.stdout + r.stderr, /"stack"|^\s+at /m);
+      const verbose = await ctx.cli([...args, "-v"]);
+      assert.match(verbose.stdout, /"stack"/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test("pull into a docroot that does not exist: created when its parent exists (rsync's rule), refused with exit 9 when the parent is missing too", async () => {
     const bucket = await ctx.server.bucket("op-newroot");
     const master = ctx.tmp("master");
