@@ -131,6 +131,16 @@ describe(`operator experience (${server})`, () => {
     expectCode(again, 0);
     assert.ok(!again.logs.some((l) => l.msg === "docroot differs from the manifest; repairing"), again.stdout);
     assert.equal(((await stat(path.join(node, "sub", "page.html"))).mode & 0o7777).toString(8), "664");
+    // Without --group: a setgid docroot owned by the web server's group (README's quick start)
+    // gives every file and directory a pull creates that group.
+    const sg = ctx.tmp("www-setgid");
+    const { chown } = await import("node:fs/promises");
+    await chown(sg, process.getuid?.() ?? 0, gid);
+    await chmod(sg, 0o2775);
+    expectCode(await ctx.cli(["pull", url, sg, ...ctx.flags(ctx.tmp("ns3"))]), 0);
+    assert.equal((await stat(path.join(sg, "sub", "page.html"))).gid, gid);
+    assert.equal((await stat(path.join(sg, "sub"))).gid, gid);
+    assert.equal((await stat(path.join(sg, "sub"))).mode & 0o2000, 0o2000, "subdirectories inherit setgid");
     const bad = await ctx.cli(["pull", url, ctx.tmp("www2"), ...ctx.flags(ctx.tmp("ns2")), "--chmod", "F99"]);
     assert.ok(bad.code === 2 || bad.code === 3, bad.stderr);
     assert.match(bad.stderr, /--chmod "F99"/);
