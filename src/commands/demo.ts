@@ -250,9 +250,9 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
       out("\nStill running (Ctrl-C stops everything). Explore:");
       out(`  edit files in ${master} and watch them reach ${path.join(dir, "nodes", "*", "www")}`);
       out(`  open http://127.0.0.1:${httpPort}/ for the fleet page (node table, lag chart), /metrics, /healthz`);
-      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync status ${PRIMARY} ${REGIONS.map(regionUrl).join(" ")} --endpoint-url ${endpoint}`);
-      out(`  fansync status --status-file ${path.join(dir, "nodes", "us", "status.json")} --state-dir ${path.join(dir, "state", "replicator")}`);
-      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync pull ${regionUrl("jp")} /tmp/my-node --endpoint-url ${endpoint}`);
+      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} npx fansync status ${PRIMARY} ${REGIONS.map(regionUrl).join(" ")} --endpoint-url ${endpoint}`);
+      out(`  npx fansync status --status-file ${path.join(dir, "nodes", "us", "status.json")} --state-dir ${path.join(dir, "state", "replicator")}`);
+      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} npx fansync pull ${regionUrl("jp")} /tmp/my-node --endpoint-url ${endpoint}`);
       out(`  logs: ${logs}`);
       await monitor.follow();
     }
