@@ -54,7 +54,7 @@ function uploadOptions(cmd: Command): Command {
     .option("--signing-key <file>", "sign every generation with this private key (fansync keygen); nodes check it with --trusted-key")
     .option("--site <id>", "with --signing-key: the site id signatures are bound to (default: the target's s3:// URL)")
     .option("--heartbeat <duration>", "with --signing-key: publish an unchanged generation when the head is older than this (keeps nodes' --max-age from going STALE on a quiet site)")
-    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)")
+    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see docs/packs.md)")
     .option("--run-timeout <duration>", "stop a push (for watch: a batch, then retried) that takes longer than this plus 4s per MiB it uploads (exit 4; default 10m; 0: none)");
 }
 
@@ -296,6 +296,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--conflict <rule>", "who wins a path changed here and elsewhere (default newer: the newer mtime; delete vs modify keeps the modification)").choices(["newer", "remote", "local"]))
     .option("--conflicts-dir <dir>", "where losing versions are kept, outside the docroot (default: <state dir>/sync-<id>/conflicts)")
     .option("--node-id <name>", "this node's name in conflict copies and the status (default: the host name)")
+    .option("--report", "write this node's status to <meta>nodes/<node-id>.json after each round, for `fansync status` (as pull --report)")
     .option("--chmod <rules>", "rsync-style modes for what lands in the docroot, e.g. D2775,F664 (D: directories, F: files; octal or chmod's u+w form)")
     .option("--group <group>", "group (name or gid) of what lands in the docroot, e.g. www-data: with --chmod D2775,F664 the web server reads every file")
     .option("--stats <duration>", "log a progress line (files, bytes, rate, ETA) this often while transferring; default 10s when stderr is not a terminal, 0: never")

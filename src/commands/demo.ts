@@ -213,7 +213,7 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     await retire("uploader");
     start("sync-master", ["sync", master, PRIMARY, "--node-id", "master", "--state-dir", path.join(dir, "state", "sync-master"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms", "--http", `127.0.0.1:${httpPort}`]);
     await retire("puller-us");
-    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms"]);
+    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--report", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms"]);
     await untilSyncReady([path.join(dir, "state", "sync-master"), path.join(dir, "state", "sync-us")], () => failure, signal);
     out("  both writers converged to the head; the US node now uploads what its users send");
     const photo = seededUpload();

@@ -19,6 +19,8 @@ import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { resolveGroup } from "../adapters/groups.ts";
+import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { writeNodeReport } from "../sync/node-reports.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
 import { readServedGeneration } from "../sync/puller.ts";
@@ -203,6 +205,14 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     };
     const body = JSON.stringify(st, null, 1) + "\n";
     await writeFileAtomic(state.syncStatus, body);
+    // Like a puller's --report: the fleet view shows this node where it stands (not a puller's
+    // old report from before it switched to sync).
+    if (cfg.report) {
+      await writeNodeReport(store, cfg.target, {
+        node, host: os.hostname(), status: st.status, generation, headGeneration: st.headGeneration,
+        lagSeconds: 0, source: url, lastSuccess, lastError: st.lastError, time: at, everyMs: 60_000, version: FANSYNC_VERSION,
+      }, { state, log });
+    }
     if (statusFile) {
       await writeFileAtomic(statusFile, body);
       await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");

@@ -176,7 +176,7 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "chmod", "group", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir", "events", "onApply"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "chmod", "group", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "report", "owns", "conflict", "conflictsDir", "events", "onApply"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },
@@ -239,7 +239,7 @@ export function commandsReading(key: string): CommandName[] {
 const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
 
 const MIN_PART = 5 * 1024 * 1024;
-/** The least default deadline of a pull run, and the default of a push or a watch batch (config runTimeout; README). */
+/** The least default deadline of a pull run, and the default of a push or a watch batch (config runTimeout; docs/commands.md). */
 const DEFAULT_RUN_TIMEOUT = 10 * 60_000;
 /** The poll interval of a daemon woken by events (docs/events.md). */
 export const DEFAULT_EVENTS_INTERVAL = 60_000;
