@@ -59,6 +59,16 @@ export function stdoutIsJournal(): boolean {
   }
 }
 
+/** Whether stdout and stderr are one stream (cron's `2>&1 | logger`, a unit's journal): an error is then written once. */
+export function stdoutIsStderr(): boolean {
+  try {
+    const [o, e] = [fstatSync(1), fstatSync(2)];
+    return o.dev === e.dev && o.ino === e.ino && !o.isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
+
 // pino's levels as syslog priorities (sd-daemon(3) prefixes): fatal crit, error err, warn warning,
 // info info, debug and trace debug. journald strips the prefix and files the line at that priority.
 const PRIORITY: Record<string, number> = { "60": 2, "50": 3, "40": 4, "30": 6, "20": 7, "10": 7 };

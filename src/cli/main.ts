@@ -117,12 +117,13 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
   try {
     const { resolveConfig } = await import("./settings.ts");
     let { cfg, unused } = await resolveConfig(command, configFile, flags);
-    const { createLogger, isPretty, reopenLogFile, stdoutIsJournal } = await import("../adapters/logger.ts");
+    const { createLogger, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
     const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
     log = logger;
     pretty = isPretty(cfg.logFormat, cfg.logFile);
-    // Under systemd the JSON log is the journal: the error line there is enough (not stderr too).
-    journal = !pretty && cfg.logFile === undefined && stdoutIsJournal();
+    // Under systemd the JSON log is the journal, and from cron stdout and stderr go to one pipe:
+    // the JSON error line there is enough (not the stderr lines too).
+    journal = !pretty && cfg.logFile === undefined && (stdoutIsJournal() || stdoutIsStderr());
     const warnUnused = (keys: readonly string[]) => import("../core/config.ts").then(({ commandsReading }) => {
       if (keys.length === 0) return;
       const where = keys.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");

@@ -259,6 +259,10 @@ describe(`operator experience (${server})`, () => {
     assert.equal(lines.filter((l) => l.startsWith("<3>")).length, 1, r.stdout);
     assert.match(lines.find((l) => l.startsWith("<3>")) ?? "", /does not exist/);
     assert.doesNotMatch(r.stderr, /does not exist/, "once: the journal has it from stdout");
+    // stdout and stderr into one pipe (cron's `2>&1 | logger`): the JSON line alone, not three lines.
+    const both = await runCli(["push", missing, `s3://${bucket}/site/`, ...ctx.flags(ctx.tmp("st"))], { wrap: ["sh", "-c", 'exec "$@" 2>&1', "sh"] });
+    expectCode(both, 9);
+    assert.equal(both.stdout.split("\n").filter((l) => l.includes("does not exist")).length, 1, both.stdout);
     // Redirected elsewhere (JOURNAL_STREAM inherited but stale), nothing changes.
     const plain = await ctx.cli(["push", missing, `s3://${bucket}/site/`, ...ctx.flags(ctx.tmp("st"))], { JOURNAL_STREAM: "1:1" });
     expectCode(plain, 9);
