@@ -3,7 +3,7 @@
  * process exit codes. Classification of remote failures is by error name / HTTP status, never text.
  */
 
-/** The documented exit codes (README "Exit codes" mirrors this table). */
+/** The documented exit codes (README "Exit codes" mirrors this table; so does `man fansync`). */
 export const ExitCode = {
   ok: 0,
   fatal: 1,
@@ -67,7 +67,7 @@ export class ConfigError extends FansyncError {
   readonly problems: readonly string[];
   constructor(problems: readonly string[], source = "configuration", exitCode: ExitCodeValue = ExitCode.config) {
     super(`invalid ${source}:\n  - ${problems.join("\n  - ")}`, exitCode, {
-      hint: "fix the listed keys (see README, Configuration) and run again",
+      hint: "fix the listed keys (see docs/configuration.md) and run again",
     });
     this.problems = problems;
   }
