@@ -39,6 +39,8 @@ export const PACKAGED_FILES: readonly PackagedFile[] = [
   // which minimal images drop (dpkg path-exclude). README: copy it to /etc/cron.d/fansync-pull.
   { from: "infra/cron/fansync-pull.cron", to: "usr/share/fansync/fansync-pull.cron", mode: 0o644 },
   { from: "infra/logrotate/fansync", to: "usr/share/fansync/fansync.logrotate", mode: 0o644 },
+  // Each override says why (lintian: no error; the warnings that cannot be fixed are explained).
+  { from: "release/debian/lintian-overrides", to: "usr/share/lintian/overrides/fansync", mode: 0o644 },
 ];
 
 /** What `fansync manpage` and `fansync completion` print, written into the package. */
