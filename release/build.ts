@@ -13,7 +13,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { bundleCli } from "./bundle.ts";
 import { buildDeb } from "./deb.ts";
-import { nodeRuntime } from "./node-runtime.ts";
+import { nodeRuntime, releaseCacheDir } from "./node-runtime.ts";
 import { artifactNames, NODE_VERSION, type Platform, PLATFORMS } from "./platforms.ts";
 import { checkSea, injectSea, writeSeaBlob } from "./sea.ts";
 
@@ -39,6 +39,8 @@ export interface ReleaseManifest {
   /** dpkg-deb's compressor (xz unless FANSYNC_DEB_COMPRESSION said otherwise). */
   readonly debCompression: string;
   readonly artifacts: readonly Artifact[];
+  /** Where the intermediates (the bundle, the SEA blob) were left, outside out/release. */
+  readonly workDir: string;
 }
 
 // What the artifacts are made of: a change here means a rebuild.
@@ -116,9 +118,13 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   const pkg = JSON.parse(await readFile(path.join(ROOT, "package.json"), "utf8")) as { version: string };
   const version = pkg.version;
   const hash = await sourceHash();
-  const work = path.join(OUT_DIR, "work");
+  // Intermediates go to the release cache, not out/release: that directory holds what is
+  // published (artifacts, manifest.json, SHA256SUMS) and nothing else.
+  const work = path.join(releaseCacheDir(), "work");
   await rm(OUT_DIR, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
+  await mkdir(OUT_DIR, { recursive: true });
   console.log(`building fansync ${version} for ${PLATFORMS.map((p) => `linux-${p.arch}`).join(", ")}`);
 
   const stamp = await buildStamp();
@@ -161,7 +167,7 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   });
   if (tgz !== artifactNames.npm(version)) throw new Error(`npm pack wrote ${tgz}, expected ${artifactNames.npm(version)}`);
   artifacts.push({ kind: "npm", arch: "any", file: tgz, bytes: await size(tgz) });
-  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts };
+  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts, workDir: work };
   await writeFile(path.join(OUT_DIR, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   // Beside the artifacts, in sha256sum's format: `sha256sum -c SHA256SUMS` checks a download.
   const sums = await Promise.all(artifacts.map(async (a) => `${createHash("sha256").update(await readFile(path.join(OUT_DIR, a.file))).digest("hex")}  ${a.file}\n`));

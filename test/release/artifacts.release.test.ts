@@ -18,7 +18,13 @@ import { loadRelease } from "../helpers/release.ts";
 
 const run = promisify(execFile);
 const rel = await loadRelease();
-const WORK = path.join(rel.dir, "work");
+// The intermediates (bundle, blob) stay in the release cache; out/release holds only what is published.
+const WORK = rel.manifest.workDir;
+
+test("out/release holds the artifacts, manifest.json and SHA256SUMS, nothing else", async () => {
+  const { readdir } = await import("node:fs/promises");
+  assert.deepEqual((await readdir(rel.dir)).sort(), [...rel.manifest.artifacts.map((a) => a.file), "SHA256SUMS", "manifest.json"].sort());
+});
 
 for (const p of PLATFORMS) {
   test(`linux-${p.arch}: a single executable for its CPU, blob injected`, async () => {
