@@ -23,9 +23,8 @@ import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
-import { readServedGeneration } from "../sync/puller.ts";
 import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
-import { type DryRunResult, type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
+import { type DryRunResult, type KeptRecord, readConvergedGeneration, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
@@ -129,7 +128,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     logDryRun(log, await dry.dryRun());
     return;
   }
-  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target], serving: () => readServedGeneration(state) });
+  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target], serving: () => readConvergedGeneration(state) });
   const events = fanOutEvents(statsLinesFor(cfg, log), monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
     await monitor?.stop();

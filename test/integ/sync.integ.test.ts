@@ -267,6 +267,10 @@ describe(`sync (${serverLabel()})`, () => {
       const metrics = await (await fetch(new URL("/metrics", page))).text();
       assert.match(metrics, /fansync_sync_kept_versions_total\{reason="conflict"\} [1-9]/);
       assert.match(metrics, /fansync_sync_conflicts_total [1-9]/);
+      // A two-way node serves the generation its docroot converged to: /healthz says so.
+      const health = await fetch(new URL("/healthz", page));
+      assert.equal(health.status, 200);
+      assert.match(await health.text(), /^OK generation [1-9]\d*\n$/);
       const shown = await ctx.cli(["status", "--state-dir", b.state]);
       expectCode(shown, 0);
       assert.match(shown.stdout, /sync +OK +generation \d+ .* node b/);
