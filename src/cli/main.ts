@@ -410,7 +410,7 @@ Coming from rsync or rclone:
 
 Exit codes: 0 ok, 1 unexpected, 2 usage, 3 config, 4 partial, 5 refused by the delete guard,
 6 another writer won, 7 remote unreachable or refused, 8 integrity, 9 local I/O, 75 locked
-(another run), 130 interrupted. \`fansync <command> --help\` for each command.`;
+(another run), 130 interrupted (SIGINT), 143 terminated (SIGTERM). \`fansync <command> --help\` for each command.`;
 
 /** `events`: the notification → topic → queue plumbing of `pull --events` (docs/events.md). */
 function registerEvents(program: Command): void {
