@@ -50,7 +50,7 @@ describe(`operator experience (${server})`, () => {
       const proxy = await startProxy(ctx.server.endpoint);
       try {
         // Every content PUT takes a while, so the signal lands with transfers in flight.
-        proxy.fault = (q) => (q.method === "PUT" && /\/f\d+\.txt/.test(q.url) ? { kind: "delay", ms: 400 } : { kind: "none" });
+        proxy.fault = (q) => (q.method === "PUT" && /\/f\d+\.txt/.test(q.url) ? { kind: "delay", ms: 1500 } : { kind: "none" });
         for (const format of ["pretty", "json"]) {
           const ms = ctx.tmp("ms");
           const child = startCli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ms, "--concurrency", "4", "--log-format", format]);
