@@ -13,7 +13,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { bundleCli } from "./bundle.ts";
 import { buildDeb } from "./deb.ts";
-import { nodeRuntime } from "./node-runtime.ts";
+import { nodeRuntime, releaseCacheDir } from "./node-runtime.ts";
 import { artifactNames, NODE_VERSION, type Platform, PLATFORMS } from "./platforms.ts";
 import { checkSea, injectSea, writeSeaBlob } from "./sea.ts";
 
@@ -39,10 +39,12 @@ export interface ReleaseManifest {
   /** dpkg-deb's compressor (xz unless FANSYNC_DEB_COMPRESSION said otherwise). */
   readonly debCompression: string;
   readonly artifacts: readonly Artifact[];
+  /** Where the intermediates (the bundle, the SEA blob) were left, outside out/release. */
+  readonly workDir: string;
 }
 
 // What the artifacts are made of: a change here means a rebuild.
-const SOURCES = ["src", "bin", "release", "infra/systemd", "infra/config", "infra/cron", "infra/iam", "docs", "README.md", "package.json", "package-lock.json"];
+const SOURCES = ["src", "bin", "release", "infra/systemd", "infra/config", "infra/cron", "infra/logrotate", "infra/iam", "docs", "README.md", "package.json", "package-lock.json"];
 
 /** sha256 over the paths and contents of everything the artifacts are built from. */
 export async function sourceHash(root = ROOT): Promise<string> {
@@ -100,18 +102,37 @@ async function step<T>(what: string, f: () => Promise<T>): Promise<T> {
   return r;
 }
 
+/**
+ * The commit built from and the build date for `fansync version`: the date is SOURCE_DATE_EPOCH
+ * when set (reproducible builds), else now; the commit "unknown" outside a git checkout.
+ */
+async function buildStamp(): Promise<{ commit: string; buildDate: string }> {
+  const epoch = Number(process.env.SOURCE_DATE_EPOCH);
+  const buildDate = (Number.isFinite(epoch) && epoch > 0 ? new Date(epoch * 1000) : new Date()).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const commit = await run("git", ["-C", ROOT, "rev-parse", "--short=12", "HEAD"]).then((r) => r.stdout.trim(), () => "unknown");
+  return { commit, buildDate };
+}
+
 /** Build every artifact; returns the manifest written to out/release/manifest.json. */
 export async function buildRelease(): Promise<ReleaseManifest> {
   const pkg = JSON.parse(await readFile(path.join(ROOT, "package.json"), "utf8")) as { version: string };
   const version = pkg.version;
   const hash = await sourceHash();
-  const work = path.join(OUT_DIR, "work");
+  // Intermediates go to the release cache, not out/release: that directory holds what is
+  // published (artifacts, manifest.json, SHA256SUMS) and nothing else.
+  const work = path.join(releaseCacheDir(), "work");
   await rm(OUT_DIR, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
+  await mkdir(OUT_DIR, { recursive: true });
   console.log(`building fansync ${version} for ${PLATFORMS.map((p) => `linux-${p.arch}`).join(", ")}`);
 
-  const bundle = await step("bundle (esbuild)", () => bundleCli({ root: ROOT, version, outFile: path.join(work, "fansync.cjs") }));
+  const stamp = await buildStamp();
+  const bundle = await step("bundle (esbuild)", () => bundleCli({ root: ROOT, version, ...stamp, outFile: path.join(work, "fansync.cjs") }));
   const bundled = await bundledPackages(bundle.inputs);
+  // The manual page and completions, from the bundle's own commander definitions (any arch's .deb).
+  const printed = async (...args: string[]) => (await run(process.execPath, [bundle.file, ...args], { maxBuffer: 16 << 20 })).stdout;
+  const docs = { manpage: await printed("manpage"), bash: await printed("completion", "bash"), zsh: await printed("completion", "zsh") };
   // The blob is made by the same Node release the executables carry, on this host's CPU.
   const host = PLATFORMS.find((p) => p.arch === process.arch);
   if (!host) throw new Error(`the release builds on linux-x64 or linux-arm64 hosts, not ${process.platform}-${process.arch}`);
@@ -135,7 +156,7 @@ export async function buildRelease(): Promise<ReleaseManifest> {
     const deb = artifactNames.deb(version, p);
     await step(`${deb} (dpkg-deb)`, () => buildDeb({
       root: ROOT, version, platform: p, binary: bin, nodeLicense: runtime.license, bundled,
-      staging: path.join(work, `deb-${p.arch}`), out: path.join(OUT_DIR, deb),
+      staging: path.join(work, `deb-${p.arch}`), out: path.join(OUT_DIR, deb), docs, buildDate: new Date(stamp.buildDate),
     }));
     await rm(path.join(work, `deb-${p.arch}`), { recursive: true, force: true });
     artifacts.push({ kind: "deb", arch: p.arch, file: deb, bytes: await size(deb) });
@@ -146,8 +167,11 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   });
   if (tgz !== artifactNames.npm(version)) throw new Error(`npm pack wrote ${tgz}, expected ${artifactNames.npm(version)}`);
   artifacts.push({ kind: "npm", arch: "any", file: tgz, bytes: await size(tgz) });
-  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts };
+  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts, workDir: work };
   await writeFile(path.join(OUT_DIR, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  // Beside the artifacts, in sha256sum's format: `sha256sum -c SHA256SUMS` checks a download.
+  const sums = await Promise.all(artifacts.map(async (a) => `${createHash("sha256").update(await readFile(path.join(OUT_DIR, a.file))).digest("hex")}  ${a.file}\n`));
+  await writeFile(path.join(OUT_DIR, "SHA256SUMS"), sums.join(""));
   return manifest;
 }
 

@@ -28,15 +28,24 @@ const BANNER = `"use strict";\nconst ${META_URL} = require("node:url").pathToFil
 // over: the modules are bundled and still evaluated only on first use.
 const LAZY_REQUIRE_LINE = "const require = createRequire(import.meta.url);";
 
-/** src/adapters/version.ts reads package.json at run time; the executable has none, so it gets the version now. */
-function versionPlugin(root: string, version: string): Plugin {
+/**
+ * src/adapters/version.ts reads package.json and the checkout's git HEAD at run time; the executable
+ * has neither, so the build writes the version, commit and build date in as constants.
+ */
+function versionPlugin(root: string, build: { version: string; commit: string; buildDate: string }): Plugin {
   const file = path.join(root, "src", "adapters", "version.ts");
   return {
     name: "fansync-version",
     setup(b) {
-      b.onLoad({ filter: /[\\/]src[\\/]adapters[\\/]version\.ts$/ }, (args) => {
+      b.onLoad({ filter: /[\\/]src[\\/]adapters[\\/]version\.ts$/ }, async (args) => {
         if (args.path !== file) return undefined;
-        return { contents: `/** Set by the release build. */\nexport const FANSYNC_VERSION: string = ${JSON.stringify(version)};\n`, loader: "ts" };
+        const text = await readFile(file, "utf8");
+        const lines = [/^export const FANSYNC_VERSION: string = .*$/m, /^export const BUILD_INFO: BuildInfo = .*$/m];
+        if (!lines.every((re) => re.test(text))) throw new Error("release/bundle.ts: src/adapters/version.ts no longer has the FANSYNC_VERSION and BUILD_INFO lines it replaces");
+        const contents = text
+          .replace(lines[0] as RegExp, `export const FANSYNC_VERSION: string = ${JSON.stringify(build.version)}; // set by the release build`)
+          .replace(lines[1] as RegExp, `export const BUILD_INFO: BuildInfo = ${JSON.stringify(build)}; // set by the release build`);
+        return { contents, loader: "ts" };
       });
     },
   };
@@ -74,7 +83,7 @@ function noDemoServerPlugin(): Plugin {
 }
 
 /** Bundle the CLI into `outFile`; fails if an excluded package or the lazy-require line's target slipped. */
-export async function bundleCli(opts: { root: string; version: string; outFile: string }): Promise<BundleResult> {
+export async function bundleCli(opts: { root: string; version: string; commit: string; buildDate: string; outFile: string }): Promise<BundleResult> {
   const result = await build({
     absWorkingDir: opts.root,
     entryPoints: [path.join(opts.root, "src", "cli", "main.ts")],
@@ -91,7 +100,7 @@ export async function bundleCli(opts: { root: string; version: string; outFile: 
     logLevel: "warning",
     define: { "import.meta.url": META_URL },
     banner: { js: BANNER },
-    plugins: [versionPlugin(opts.root, opts.version), lazyRequirePlugin(), noDemoServerPlugin()],
+    plugins: [versionPlugin(opts.root, { version: opts.version, commit: opts.commit, buildDate: opts.buildDate }), lazyRequirePlugin(), noDemoServerPlugin()],
   });
   const inputs = Object.keys(result.metafile.inputs);
   const leaked = inputs.filter((i) => EXCLUDED_PACKAGES.some((p) => i.includes(`node_modules/${p}/`)));

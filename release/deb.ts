@@ -4,7 +4,8 @@
  * fansync user and /var/lib/fansync. Built with dpkg-deb from a staging tree: no network.
  */
 import { execFile } from "node:child_process";
-import { chmod, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { gzipSync } from "node:zlib";
 import path from "node:path";
 import { promisify } from "node:util";
 import type { Platform } from "./platforms.ts";
@@ -32,10 +33,40 @@ export const PACKAGED_FILES: readonly PackagedFile[] = [
   { from: "infra/config/replicator.yaml", to: "etc/fansync/replicator.yaml", mode: 0o644, conffile: true },
   { from: "infra/config/node-us.yaml", to: "etc/fansync/node.yaml", mode: 0o644, conffile: true },
   { from: "infra/config/sync-app.yaml", to: "etc/fansync/sync.yaml", mode: 0o644, conffile: true },
+  // The units' EnvironmentFile: AWS_REGION, AWS_PROFILE; root only, it may hold a secret.
+  { from: "infra/config/fansync.env", to: "etc/fansync/fansync.env", mode: 0o600, conffile: true },
   // Not in /etc/cron.d: it would run on every host, the master too. Not under /usr/share/doc,
   // which minimal images drop (dpkg path-exclude). README: copy it to /etc/cron.d/fansync-pull.
   { from: "infra/cron/fansync-pull.cron", to: "usr/share/fansync/fansync-pull.cron", mode: 0o644 },
+  { from: "infra/logrotate/fansync", to: "usr/share/fansync/fansync.logrotate", mode: 0o644 },
+  // Each override says why (lintian: no error; the warnings that cannot be fixed are explained).
+  { from: "release/debian/lintian-overrides", to: "usr/share/lintian/overrides/fansync", mode: 0o644 },
 ];
+
+/** What `fansync manpage` and `fansync completion` print, written into the package. */
+export interface GeneratedDocs {
+  readonly manpage: string;
+  readonly bash: string;
+  readonly zsh: string;
+}
+
+/** Files the build generates into the package (beside PACKAGED_FILES, the binary and the copyright files). */
+export const GENERATED_FILES: readonly string[] = [
+  "usr/share/man/man1/fansync.1.gz",
+  "usr/share/bash-completion/completions/fansync",
+  "usr/share/zsh/vendor-completions/_fansync",
+  "usr/share/doc/fansync/changelog.gz",
+  "usr/share/doc/fansync/README.md.gz",
+  "usr/share/doc/fansync/examples/master.yaml",
+  "usr/share/doc/fansync/examples/replicator.yaml",
+  "usr/share/doc/fansync/examples/node.yaml",
+  "usr/share/doc/fansync/examples/sync.yaml",
+];
+
+/** A native package's changelog (usr/share/doc/fansync/changelog.gz), one entry for this version. */
+export function debChangelog(version: string, date: Date): string {
+  return `fansync (${version}) unstable; urgency=medium\n\n  * Release ${version} (see /usr/share/doc/fansync/README.md.gz).\n\n -- fansync developers <maintainers@fansync.invalid>  ${date.toUTCString().replace(/GMT$/, "+0000")}\n`;
+}
 
 /** The installed path of the executable (the units' ExecStart). */
 export const BINARY_PATH = "usr/bin/fansync";
@@ -109,6 +140,7 @@ export function debCopyright(bundled: readonly { name: string; version: string; 
 export async function buildDeb(o: {
   root: string; version: string; platform: Platform; binary: string; nodeLicense: string;
   bundled: readonly { name: string; version: string; license: string }[]; staging: string; out: string;
+  docs: GeneratedDocs; buildDate: Date;
 }): Promise<void> {
   const s = o.staging;
   await rm(s, { recursive: true, force: true });
@@ -121,6 +153,23 @@ export async function buildDeb(o: {
   for (const f of PACKAGED_FILES) await put(path.join(o.root, f.from), f.to, f.mode);
   await put(o.nodeLicense, "usr/share/doc/fansync/node-LICENSE", 0o644);
   await writeFile(path.join(s, "usr/share/doc/fansync/copyright"), debCopyright(o.bundled), { mode: 0o644 });
+  // gzip -9n as dh_compress does (zlib writes no name and a zero time: the same bytes every build).
+  const gz = async (to: string, text: string | Buffer) => {
+    await mkdir(path.dirname(path.join(s, to)), { recursive: true });
+    await writeFile(path.join(s, to), gzipSync(text, { level: 9 }), { mode: 0o644 });
+  };
+  const text = async (to: string, body: string) => {
+    await mkdir(path.dirname(path.join(s, to)), { recursive: true });
+    await writeFile(path.join(s, to), body, { mode: 0o644 });
+  };
+  await gz("usr/share/man/man1/fansync.1.gz", o.docs.manpage);
+  await text("usr/share/bash-completion/completions/fansync", o.docs.bash);
+  await text("usr/share/zsh/vendor-completions/_fansync", o.docs.zsh);
+  await gz("usr/share/doc/fansync/changelog.gz", debChangelog(o.version, o.buildDate));
+  await gz("usr/share/doc/fansync/README.md.gz", await readFile(path.join(o.root, "README.md")));
+  for (const [from, to] of [["master.yaml", "master.yaml"], ["replicator.yaml", "replicator.yaml"], ["node-us.yaml", "node.yaml"], ["sync-app.yaml", "sync.yaml"]] as const) {
+    await put(path.join(o.root, "infra", "config", from), `usr/share/doc/fansync/examples/${to}`, 0o644);
+  }
   for (const m of MAINTAINER_SCRIPTS) await put(path.join(o.root, "release", "debian", m), `DEBIAN/${m}`, 0o755);
   await writeFile(path.join(s, "DEBIAN/conffiles"), PACKAGED_FILES.filter((f) => f.conffile).map((f) => `/${f.to}\n`).join(""), { mode: 0o644 });
   const installedSizeKiB = await treeKiB(s, "DEBIAN");

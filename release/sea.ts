@@ -21,16 +21,19 @@ const require = createRequire(import.meta.url);
  * execArgv gives the executable the launcher's V8 flag (see bin/fansync.js).
  */
 export async function writeSeaBlob(opts: { node: string; bundle: string; blob: string }): Promise<void> {
-  const config = path.join(path.dirname(opts.blob), "sea-config.json");
+  const dir = path.dirname(opts.blob);
+  const config = path.join(dir, "sea-config.json");
+  // Paths relative to the blob's directory: the executable names its main script as written here
+  // (in a stack trace, say), and a build directory must not appear in a release's output.
   await writeFile(config, JSON.stringify({
-    main: opts.bundle,
-    output: opts.blob,
+    main: path.relative(dir, opts.bundle),
+    output: path.basename(opts.blob),
     disableExperimentalSEAWarning: true,
     useCodeCache: false,
     useSnapshot: false,
     execArgv: ["--max-semi-space-size=8"],
   }, null, 2));
-  await run(opts.node, ["--experimental-sea-config", config]);
+  await run(opts.node, ["--experimental-sea-config", "sea-config.json"], { cwd: dir });
 }
 
 /** Copy `node` to `out` and inject `blob` into it. */

@@ -93,7 +93,7 @@ const lines = [
   "Written by `npm run compat` (test/compatibility.ts), which starts each server of the test suite with the",
   "harness, makes one bucket, asks for versioning on it, and runs `fansync doctor --json` against it. Do",
   `not edit by hand: run it again. Last run: ${new Date().toISOString().slice(0, 10)}, Node ${process.version}.`,
-  "What a server lacks and what the suite does about it: README, \"S3 servers for tests\".",
+  "What a server lacks and what the suite does about it: docs/testing.md.",
   "",
   "| server | conditional PUT | versioning | multipart ETag | sha256 checksum | listing (non-ASCII keys, paged) |",
   "| --- | --- | --- | --- | --- | --- |",

@@ -1,4 +1,5 @@
 /** pino logger construction: JSON on stdout by default, pretty on a TTY or when asked. */
+import { fstatSync } from "node:fs";
 import { createRequire } from "node:module";
 import pino, { type Logger } from "pino";
 import type PinoPretty from "pino-pretty";
@@ -33,10 +34,58 @@ export function isPretty(format: "json" | "pretty" | undefined, file?: string): 
 // Byte counts in pretty lines, as the progress bar shows them; JSON keeps them exact.
 const BYTE_FIELDS = ["bytes", "uploadBytes", "downloadBytes", "transferBytes"];
 
+// The --log-file destination, reopened on SIGHUP (logrotate's postrotate).
+let logFile: ReturnType<typeof pino.destination> | undefined;
+
+/** Reopen the --log-file at its path (after logrotate moved it); false when logs go to stdout. */
+export function reopenLogFile(): boolean {
+  if (!logFile) return false;
+  logFile.reopen();
+  return true;
+}
+
+/**
+ * Whether stdout is the systemd journal: JOURNAL_STREAM names its device and inode (systemd sets
+ * it for a unit whose stdout is the journal, and a child that redirected stdout no longer matches).
+ */
+export function stdoutIsJournal(): boolean {
+  const want = process.env.JOURNAL_STREAM;
+  if (!want) return false;
+  try {
+    const st = fstatSync(1);
+    return want === `${st.dev}:${st.ino}`;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether stdout and stderr are one stream (cron's `2>&1 | logger`, a unit's journal): an error is then written once. */
+export function stdoutIsStderr(): boolean {
+  try {
+    const [o, e] = [fstatSync(1), fstatSync(2)];
+    return o.dev === e.dev && o.ino === e.ino && !o.isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
+
+// pino's levels as syslog priorities (sd-daemon(3) prefixes): fatal crit, error err, warn warning,
+// info info, debug and trace debug. journald strips the prefix and files the line at that priority.
+const PRIORITY: Record<string, number> = { "60": 2, "50": 3, "40": 4, "30": 6, "20": 7, "10": 7 };
+
 /** Create the process logger. Sync writes so nothing is lost when the entry file exits. */
 export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string }): Logger {
-  const base = { level: opts.level, name: opts.name ?? "fansync", base: { pid: process.pid } };
+  // An error in a log line is its type, message and code: a stack trace names source paths (a
+  // release's build directory) and says nothing an operator can act on. -v (debug) keeps it.
+  const withStack = opts.level === "debug" || opts.level === "trace";
+  const err = (e: unknown) => {
+    if (!(e instanceof Error)) return e;
+    const code = (e as NodeJS.ErrnoException).code;
+    return { type: e.name, message: e.message, ...(code !== undefined ? { code } : {}), ...(withStack ? { stack: e.stack } : {}) };
+  };
+  const base = { level: opts.level, name: opts.name ?? "fansync", base: { pid: process.pid }, serializers: { err } };
   const out = opts.file ? pino.destination({ dest: opts.file, append: true, sync: true, mkdir: true }) : pino.destination({ fd: 1, sync: true });
+  logFile = opts.file ? out : undefined;
   if (isPretty(opts.format, opts.file)) {
     // Formatted on this thread rather than in a pino transport's worker, so each line is written at
     // a known moment: the progress bar is erased just before it and redrawn just after, where a
@@ -50,6 +99,14 @@ export function createLogger(opts: { level: string; format: "json" | "pretty" | 
         transient?.clear();
         out.write(pretty(line));
         transient?.redraw();
+      },
+    });
+  }
+  if (!opts.file && stdoutIsJournal()) {
+    // Under systemd, so `journalctl -p err` shows errors: each JSON line gets its priority prefix.
+    return pino(base, {
+      write(line: string) {
+        out.write(`<${PRIORITY[/^\{"level":(\d+)/.exec(line)?.[1] ?? "30"] ?? 6}>${line}`);
       },
     });
   }

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Role, TransferEvents } from "../core/transfer-events.ts";
 import { requestObservers } from "./s3-client.ts";
+import type { BuildInfo } from "./version.ts";
 
 /** A daemon's metrics; one per process. */
 export class Metrics {
@@ -29,7 +30,7 @@ export class Metrics {
   private readonly unapplied: Gauge<"role">;
   private readonly detach: () => void;
 
-  constructor(version: string) {
+  constructor(build: BuildInfo) {
     const r = [this.registry];
     this.files = new Counter({ name: "fansync_files_transferred_total", help: "Files transferred (op: upload, copy, download, skip)", labelNames: ["role", "op"], registers: r });
     this.bytes = new Counter({ name: "fansync_bytes_transferred_total", help: "Bytes of file content transferred", labelNames: ["role"], registers: r });
@@ -47,8 +48,10 @@ export class Metrics {
     this.eventMessages = new Counter({ name: "fansync_events_messages_total", help: "With --events: messages taken from the event queue", registers: r });
     this.skipped = new Gauge({ name: "fansync_skipped_paths", help: "Paths the last scan could not carry and skipped (names that cannot be keys, unreadable files)", labelNames: ["role"], registers: r });
     this.unapplied = new Gauge({ name: "fansync_paths_not_replaced", help: "Paths of the current generation this node could not replace or delete (an immutable file); the rest is applied", labelNames: ["role"], registers: r });
-    new Gauge({ name: "fansync_build_info", help: "fansync version", labelNames: ["version"], registers: r }).set({ version }, 1);
-    collectDefaultMetrics({ register: this.registry, prefix: "fansync_process_" });
+    new Gauge({ name: "fansync_build_info", help: "This fansync build: version, git commit, Node.js version", labelNames: ["version", "commit", "nodeVersion"], registers: r })
+      .set({ version: build.version, commit: build.commit, nodeVersion: process.version }, 1);
+    // Unprefixed: the standard process_* and nodejs_* names every Node.js dashboard expects.
+    collectDefaultMetrics({ register: this.registry });
     const count = (command: string) => this.requests.inc({ command: command.replace(/Command$/, "") });
     requestObservers.add(count);
     this.detach = () => requestObservers.delete(count);

@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
-import { ConditionFailed } from "../core/errors.ts";
+import { ConditionFailed, RegionMissing } from "../core/errors.ts";
 import { capBody, declaredLength, readCapped } from "./bounded-io.ts";
 import type { LeanHttp } from "./lean-http.ts";
 import {
@@ -44,6 +44,27 @@ export class S3Store implements ObjectStore {
     this.endpoint = opts.endpoint;
     this.profile = opts.profile;
     this.data = opts.data;
+  }
+
+  /**
+   * Settle what the SDK resolves lazily, before a job starts: the region and the credentials. A
+   * setting that can never work fails here, once, with what to set (exit 3), instead of on every
+   * request of a daemon's loop ("Region is missing" every 2 s).
+   */
+  async checkRunnable(): Promise<void> {
+    try {
+      await this.client.config.region();
+    } catch {
+      // The SDK's own words ("Region is missing") add nothing to ours.
+      throw new RegionMissing(`no AWS region for s3://${this.bucket}${this.profile ? ` (profile ${JSON.stringify(this.profile)})` : ""}: set AWS_REGION`, {
+        hint: "AWS_REGION in the environment (/etc/fansync/fansync.env for the units), a region in the AWS profile, or --endpoint-url for an S3-compatible server",
+      });
+    }
+    try {
+      await this.client.config.credentials();
+    } catch (err) {
+      throw toRemoteError(err, `s3://${this.bucket}`, this.endpoint, this.profile);
+    }
   }
 
   /**

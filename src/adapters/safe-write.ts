@@ -99,7 +99,8 @@ export function toLocal(err: unknown, where: string): LocalIoError {
   const code = (err as NodeJS.ErrnoException).code;
   const hint =
     code === "ENOSPC" ? "the disk is full: free space; the next run resumes"
-    : code === "EACCES" || code === "EPERM" || code === "EROFS" ? "the docroot is not writable by this user"
+    : code === "EROFS" ? "the file system is read-only here; under systemd the unit must list the docroot in ReadWritePaths= (systemctl edit fansync-pull.service, or fansync-sync.service: see docs/operating.md, \"Another docroot\")"
+    : code === "EACCES" || code === "EPERM" ? "the docroot is not writable by this user"
     : undefined;
   return new LocalIoError(`cannot write ${where}: ${code ?? (err as Error).message}`, { cause: err, ...(hint ? { hint } : {}) });
 }

@@ -4,8 +4,8 @@
  * pull do not pay for modules they never use.
  */
 import { Command, Option } from "commander";
-import { FANSYNC_VERSION } from "../adapters/version.ts";
-import { ExitCode, FansyncError, type ExitCodeValue } from "../core/errors.ts";
+import { BUILD_INFO, FANSYNC_VERSION, formatVersion } from "../adapters/version.ts";
+import { errorLine, ExitCode, FansyncError, Interrupted, type ExitCodeValue } from "../core/errors.ts";
 import type { CommandName, ConfigFor } from "../core/config.ts";
 import type { Logger } from "../adapters/logger.ts";
 
@@ -50,10 +50,11 @@ function uploadOptions(cmd: Command): Command {
     .option("-n, --dry-run", "print the plan and change nothing")
     .option("--retain <n>", "keep manifests and journals of this many generations (default 50)")
     .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a transfer lasts over 0.5s)")
+    .option("--stats <duration>", "log a progress line (files, bytes, rate, ETA) this often while transferring; default 10s when stderr is not a terminal, 0: never")
     .option("--signing-key <file>", "sign every generation with this private key (fansync keygen); nodes check it with --trusted-key")
     .option("--site <id>", "with --signing-key: the site id signatures are bound to (default: the target's s3:// URL)")
     .option("--heartbeat <duration>", "with --signing-key: publish an unchanged generation when the head is older than this (keeps nodes' --max-age from going STALE on a quiet site)")
-    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see README)")
+    .option("--packs", "also keep pack objects of small files, so a new node's first pull needs a few large GETs (costs storage and PUTs; see docs/packs.md)")
     .option("--run-timeout <duration>", "stop a push (for watch: a batch, then retried) that takes longer than this plus 4s per MiB it uploads (exit 4; default 10m; 0: none)");
 }
 
@@ -65,11 +66,11 @@ function publishOptions(cmd: Command): Command {
     .option("--hook-timeout <duration>", "kill a hook still running after this long (default 60s)");
 }
 
-/** The daemons' status page, /metrics and /healthz. */
+/** The daemons' status page, /metrics, /healthz and /readyz. */
 function httpOptions(cmd: Command): Command {
   return cmd
-    .option("--http <addr>", "serve a status page, /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9180")
-    .option("--health-max-lag <duration>", "/healthz fails when this far behind the head (default: --stale-after, 5m)")
+    .option("--http <addr>", "serve a status page, /metrics (Prometheus), /healthz (route traffic by it) and /readyz (in step with the source) on this address, e.g. 127.0.0.1:9180")
+    .option("--health-max-lag <duration>", "/readyz answers 503 (and a web node's /healthz says STALE) when this far behind the head (default: --stale-after, 5m)")
     .option("--fleet <s3url>", "with --http, also show this location's head and node reports (repeatable; e.g. regions fed by S3 CRR)", collect);
 }
 
@@ -90,40 +91,94 @@ function flagsOf(cmd: Command): Flags {
  * Run a command body with its config (checked against the command's schema), a logger and a
  * signal that SIGTERM/SIGINT abort.
  */
+// The commands that talk to S3 with the AWS chain (doctor diagnoses the chain itself; status
+// without a location reads local files only).
+const S3_COMMANDS: ReadonlySet<CommandName> = new Set<CommandName>(["push", "watch", "pull", "replicate", "sync", "rollback", "log"]);
+
 async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags, body: (cfg: ConfigFor<C>, log: Logger, signal: AbortSignal) => Promise<number | void>): Promise<never> {
   let log: Logger | undefined;
   let pretty = false;
+  let journal = false;
   let code: number = ExitCode.ok;
   const ac = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
+    stoppedBy = sig;
     log?.info({ signal: sig }, "stopping: draining in-flight work");
     ac.abort(new Error(`received ${sig}`));
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
+  // SIGHUP never stops fansync (its default would, and systemd counts that as a clean exit, so a
+  // daemon stayed dead): it reopens --log-file and a daemon re-reads its config file (onHangUp).
+  let hangUp: () => void = () => undefined;
+  process.on("SIGHUP", () => hangUp());
+  const configFile = cmd.opts().config as string | undefined;
   try {
     const { resolveConfig } = await import("./settings.ts");
-    const { cfg, unused } = await resolveConfig(command, cmd.opts().config as string | undefined, flags);
-    const { createLogger, isPretty } = await import("../adapters/logger.ts");
-    log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    let { cfg, unused } = await resolveConfig(command, configFile, flags);
+    const { createLogger, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
+    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    log = logger;
     pretty = isPretty(cfg.logFormat, cfg.logFile);
-    if (unused.length > 0) {
-      const { commandsReading } = await import("../core/config.ts");
-      const where = unused.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
-      log.warn({ command, keys: unused }, `config keys not used by \`${command}\`, ignored: ${where}`);
+    // Under systemd the JSON log is the journal, and from cron stdout and stderr go to one pipe:
+    // the JSON error line there is enough (not the stderr lines too).
+    journal = !pretty && cfg.logFile === undefined && (stdoutIsJournal() || stdoutIsStderr());
+    const warnUnused = (keys: readonly string[]) => import("../core/config.ts").then(({ commandsReading }) => {
+      if (keys.length === 0) return;
+      const where = keys.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
+      logger.warn({ command, keys }, `config keys not used by \`${command}\`, ignored: ${where}`);
+    });
+    await warnUnused(unused);
+    // No region, no credentials, an unknown profile: exit 3 now, not a daemon retrying forever.
+    if (S3_COMMANDS.has(command)) await (await import("../commands/wiring.ts")).checkRunnable(cfg);
+    const daemon = command === "watch" || command === "sync" || (cfg as { watch?: boolean }).watch === true;
+    // A daemon restarts its job on a config file that validates: the job drains as on SIGTERM,
+    // then starts again with the new file. One that does not validate changes nothing.
+    let reload: { ac: AbortController; next?: ConfigFor<C> } = { ac: new AbortController() };
+    hangUp = () => {
+      if (reopenLogFile()) logger.info("reopened the log file");
+      if (!daemon || configFile === undefined || ac.signal.aborted) return;
+      const pending = reload;
+      resolveConfig(command, configFile, flags).then(
+        (r) => {
+          if (pending !== reload || ac.signal.aborted) return;
+          logger.info({ config: configFile }, "config file re-read: restarting the job with it");
+          pending.next = r.cfg;
+          unused = r.unused;
+          pending.ac.abort(new Error("reloading the config file"));
+        },
+        (err: unknown) => logger.warn({ config: configFile, err: errorLine(err) }, `config file not reloaded, running on the previous one: ${errorLine(err)}`),
+      );
+    };
+    for (;;) {
+      code = (await body(cfg, logger, AbortSignal.any([ac.signal, reload.ac.signal]))) ?? ExitCode.ok;
+      if (ac.signal.aborted || reload.next === undefined) break;
+      cfg = reload.next;
+      reload = { ac: new AbortController() };
+      await warnUnused(unused);
     }
-    code = (await body(cfg, log, ac.signal)) ?? ExitCode.ok;
   } catch (err) {
-    code = report(err, pretty ? undefined : log, ac.signal.aborted);
+    const to = pretty ? undefined : log;
+    code = stoppedBy ? reportStopped(err, stoppedBy, to) : report(err, to, journal);
   }
   process.exit(code);
 }
 
-function report(err: unknown, log: Logger | undefined, aborted: boolean): ExitCodeValue {
-  if (aborted && !(err instanceof FansyncError)) {
-    log?.warn("interrupted");
-    return ExitCode.interrupted;
-  }
+/**
+ * A run a signal stopped: one line, in the JSON log or (a person at a terminal) on stderr, never both
+ * and never a stack trace of what the stop cut short; exit 128 + the signal's number. An error that
+ * is not about the stop (a refused config, a guard) is reported as usual, with its own code.
+ */
+function reportStopped(err: unknown, sig: NodeJS.Signals, log: Logger | undefined): ExitCodeValue {
+  if (err instanceof FansyncError && !(err instanceof Interrupted)) return report(err, log);
+  const line = err instanceof Interrupted ? err.message : "interrupted: the next run continues";
+  if (log) log.warn({ signal: sig }, line);
+  else process.stderr.write(`fansync: ${line}\n`);
+  return sig === "SIGTERM" ? ExitCode.terminated : ExitCode.interrupted;
+}
+
+function report(err: unknown, log: Logger | undefined, journal = false): ExitCodeValue {
   if (err instanceof FansyncError) {
     if (err.exitCode === ExitCode.locked) {
       // A cron overlap is normal: one quiet line, its own exit code.
@@ -132,11 +187,11 @@ function report(err: unknown, log: Logger | undefined, aborted: boolean): ExitCo
     }
     // Once for a machine (the JSON log), once for a person (stderr); a terminal's pretty log skips it.
     log?.error({ error: { type: err.name, message: err.message, code: err.exitCode, hint: err.hint, cause: causeOf(err) } }, err.message);
-    process.stderr.write(`fansync: ${err.message}\n${err.hint ? `  what to do: ${err.hint}\n` : ""}`);
+    if (!journal) process.stderr.write(`fansync: ${err.message}\n${err.hint ? `  what to do: ${err.hint}\n` : ""}`);
     return err.exitCode;
   }
   log?.fatal({ error: { type: (err as Error | undefined)?.name ?? typeof err, message: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined, code: ExitCode.fatal } }, "unexpected error");
-  process.stderr.write(`fansync: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  if (!journal) process.stderr.write(`fansync: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return ExitCode.fatal;
 }
 
@@ -215,12 +270,15 @@ export function buildProgram(): Command {
     .option("--report-to <s3url>", "write the node report to this location instead (implies --report)")
     .option("--node-id <name>", "this node's name in reports (default: the host name)")
     .option("--no-progress", "no progress bar (drawn on stderr on a terminal when a download lasts over 0.5s)")
+    .option("--stats <duration>", "log a progress line (files, bytes, rate, ETA) this often while transferring; default 10s when stderr is not a terminal, 0: never")
     .option("--trusted-key <key|file>", "accept only generations signed by this public key (ed25519:… or a .pub file; repeatable, for key rotation)", collect)
     .option("--site <id>", "with --trusted-key: the site whose generations to accept (default: the first one verified, pinned)")
     .option("--max-age <duration>", "report STALE and apply nothing when the head was signed longer ago than this (a frozen mirror)")
     .option("--allow-setuid", "keep setuid/setgid bits from the bucket (default: stripped)")
     .option("--on-apply <command>", "after each generation applied, run this shell command with its changed/deleted paths as NDJSON on stdin (a purge, a reload)")
     .option("--hook-timeout <duration>", "kill --on-apply still running after this long (default 60s)")
+    .option("--chmod <rules>", "rsync-style modes for what lands in the docroot, e.g. D2775,F664 (D: directories, F: files; octal or chmod's u+w form)")
+    .option("--group <group>", "group (name or gid) of what lands in the docroot, e.g. www-data: with --chmod D2775,F664 the web server reads every file")
     .option("--run-timeout <duration>", "stop a run that takes longer than this plus 4s per MiB it downloads, changing nothing (exit 4; default: 10 x --interval, at least 10m; 0: none)")
     .action(async (source: string | undefined, docroot: string | undefined, _o: unknown, cmd: Command) => {
       const extra = (cmd.opts().source as string[] | undefined) ?? [];
@@ -239,6 +297,10 @@ export function buildProgram(): Command {
     .addOption(new Option("--conflict <rule>", "who wins a path changed here and elsewhere (default newer: the newer mtime; delete vs modify keeps the modification)").choices(["newer", "remote", "local"]))
     .option("--conflicts-dir <dir>", "where losing versions are kept, outside the docroot (default: <state dir>/sync-<id>/conflicts)")
     .option("--node-id <name>", "this node's name in conflict copies and the status (default: the host name)")
+    .option("--report", "write this node's status to <meta>nodes/<node-id>.json after each round, for `fansync status` (as pull --report)")
+    .option("--chmod <rules>", "rsync-style modes for what lands in the docroot, e.g. D2775,F664 (D: directories, F: files; octal or chmod's u+w form)")
+    .option("--group <group>", "group (name or gid) of what lands in the docroot, e.g. www-data: with --chmod D2775,F664 the web server reads every file")
+    .option("--stats <duration>", "log a progress line (files, bytes, rate, ETA) this often while transferring; default 10s when stderr is not a terminal, 0: never")
     .option("--status-file <file>", "also write the JSON status here (and a one-line OK/ERROR companion .txt)")
     .option("--exclude <glob>", "neither publish nor apply paths matching the glob (repeatable)", collect)
     .option("--exclude-from <file>", "read exclude globs from a file, one per line")
@@ -272,6 +334,31 @@ export function buildProgram(): Command {
         const { keygen } = await import("../commands/keygen.ts");
         await keygen(keyfile);
       });
+    });
+
+  program.command("completion")
+    .description("print a shell completion script (bash or zsh), generated from the same option definitions as --help")
+    .argument("<shell>", "bash or zsh")
+    .action(async (shell: string) => {
+      const docs = await import("./help-docs.ts");
+      if (shell !== "bash" && shell !== "zsh") {
+        process.stderr.write(`fansync: completion for ${JSON.stringify(shell)}: only bash and zsh\n`);
+        process.exit(ExitCode.usage);
+      }
+      process.stdout.write(shell === "bash" ? docs.renderBashCompletion(program) : docs.renderZshCompletion(program));
+    });
+
+  // The manual page, for the release build (the .deb installs it as fansync(1)).
+  program.command("manpage", { hidden: true })
+    .action(async () => {
+      const { renderManPage } = await import("./help-docs.ts");
+      process.stdout.write(renderManPage(program, { version: BUILD_INFO.version, date: BUILD_INFO.buildDate === "unknown" ? new Date().toISOString().slice(0, 10) : BUILD_INFO.buildDate.slice(0, 10) }));
+    });
+
+  program.command("version")
+    .description("print version, git commit, build date, Node.js version and platform (`--version` prints the version alone, for scripts)")
+    .action(() => {
+      process.stdout.write(formatVersion(BUILD_INFO));
     });
 
   registerEvents(program);
@@ -323,7 +410,7 @@ Coming from rsync or rclone:
 
 Exit codes: 0 ok, 1 unexpected, 2 usage, 3 config, 4 partial, 5 refused by the delete guard,
 6 another writer won, 7 remote unreachable or refused, 8 integrity, 9 local I/O, 75 locked
-(another run), 130 interrupted. \`fansync <command> --help\` for each command.`;
+(another run), 130 interrupted (SIGINT), 143 terminated (SIGTERM). \`fansync <command> --help\` for each command.`;
 
 /** `events`: the notification → topic → queue plumbing of `pull --events` (docs/events.md). */
 function registerEvents(program: Command): void {

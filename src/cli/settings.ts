@@ -11,7 +11,12 @@ export async function readConfigFile(file: string): Promise<Record<string, unkno
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new UsageError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read config file ${file}: ${code ?? String(err)}`, {
+      hint: code === "ENOENT"
+        ? "check the path; the .deb installs one per role in /etc/fansync/ (master.yaml, replicator.yaml, node.yaml, sync.yaml)"
+        : "check the file's permissions: the user fansync runs as must read it",
+    });
   }
   let doc: unknown;
   try {

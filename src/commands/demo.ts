@@ -213,7 +213,7 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     await retire("uploader");
     start("sync-master", ["sync", master, PRIMARY, "--node-id", "master", "--state-dir", path.join(dir, "state", "sync-master"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms", "--http", `127.0.0.1:${httpPort}`]);
     await retire("puller-us");
-    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms"]);
+    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--report", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms"]);
     await untilSyncReady([path.join(dir, "state", "sync-master"), path.join(dir, "state", "sync-us")], () => failure, signal);
     out("  both writers converged to the head; the US node now uploads what its users send");
     const photo = seededUpload();
@@ -250,9 +250,9 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
       out("\nStill running (Ctrl-C stops everything). Explore:");
       out(`  edit files in ${master} and watch them reach ${path.join(dir, "nodes", "*", "www")}`);
       out(`  open http://127.0.0.1:${httpPort}/ for the fleet page (node table, lag chart), /metrics, /healthz`);
-      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync status ${PRIMARY} ${REGIONS.map(regionUrl).join(" ")} --endpoint-url ${endpoint}`);
-      out(`  fansync status --status-file ${path.join(dir, "nodes", "us", "status.json")} --state-dir ${path.join(dir, "state", "replicator")}`);
-      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} fansync pull ${regionUrl("jp")} /tmp/my-node --endpoint-url ${endpoint}`);
+      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} npx fansync status ${PRIMARY} ${REGIONS.map(regionUrl).join(" ")} --endpoint-url ${endpoint}`);
+      out(`  npx fansync status --status-file ${path.join(dir, "nodes", "us", "status.json")} --state-dir ${path.join(dir, "state", "replicator")}`);
+      out(`  AWS_ACCESS_KEY_ID=${DEMO_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${DEMO_ENV.AWS_SECRET_ACCESS_KEY} npx fansync pull ${regionUrl("jp")} /tmp/my-node --endpoint-url ${endpoint}`);
       out(`  logs: ${logs}`);
       await monitor.follow();
     }

@@ -7,7 +7,7 @@ import { storeFor } from "./wiring.ts";
 import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
 
 /** The monitor for a daemon, listening; undefined when `--http` is not set. */
-export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal, o: { role: MonitorOptions["role"]; daemon: boolean; detail: string; fleet: readonly Location[]; expectEveryMs?: number }): Promise<Monitor | undefined> {
+export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal, o: { role: MonitorOptions["role"]; daemon: boolean; detail: string; fleet: readonly Location[]; expectEveryMs?: number; serving?: () => Promise<number> }): Promise<Monitor | undefined> {
   if (!cfg.http) return undefined;
   if (!o.daemon) throw new UsageError("--http serves a daemon's status: it needs --watch", { hint: "add --watch, or use `fansync status` for a one-shot look" });
   const m = new Monitor(
@@ -20,6 +20,7 @@ export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal
       silentAfterMs: cfg.staleAfter,
       healthMaxLagMs: cfg.healthMaxLag,
       expectEveryMs: o.expectEveryMs,
+      serving: o.serving,
       sampleEveryMs: sampleEveryFromEnv(),
     },
     { log: log.child({ component: "http" }), now: () => new Date(), signal },

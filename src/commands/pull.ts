@@ -9,9 +9,10 @@ import type { Config, ConfigFor } from "../core/config.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
+import { statsLinesFor } from "../adapters/progress-stats.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
-import type { Source } from "../sync/puller.ts";
+import { readServedGeneration, type Source } from "../sync/puller.ts";
 import { noteLocked, PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
 import { LockedError, UsageError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
@@ -20,6 +21,7 @@ import { eventQueueFor, jobState, storeFor } from "./wiring.ts";
 import { afterGenerationFor } from "./after-generation.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { readTrustedKeys } from "../adapters/keys.ts";
+import { resolveGroup } from "../adapters/groups.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
 
@@ -34,7 +36,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
   const trust = cfg.trustedKeys.length > 0 ? { keys: readTrustedKeys(cfg.trustedKeys), site: cfg.site } : undefined;
   const state = jobState(cfg, "pull", { docroot });
   const plog = log.child({ component: "puller" });
-  const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval });
+  const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval, serving: () => readServedGeneration(state) });
   const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
   const lock = await state.lock("pull").catch(async (err: unknown) => {
     await monitor?.stop();
@@ -63,11 +65,12 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
         trust,
         maxAgeMs: cfg.maxAge,
         allowSetuid: cfg.allowSetuid,
+        chmod: cfg.chmod,
+        gid: cfg.group === undefined ? undefined : await resolveGroup(cfg.group),
       },
       state,
       sources,
       statusFile,
-      keepLastStatus: reporter !== undefined,
       staleAfterMs: cfg.staleAfter,
       maxLag: cfg.maxLag,
       intervalMs: cfg.interval,
@@ -80,11 +83,11 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       signal,
       now: () => new Date(),
       // With --watch, one bar per generation pulled, and only while in the foreground of a terminal.
-      events: fanOutEvents(progressBarFor(cfg), monitor?.events()),
+      events: fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, plog), monitor?.events()),
       onSettled: async (st, err) => {
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;
-        monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err, unapplied: st.unapplied?.length ?? 0 });
+        await monitor?.record({ ok: err === undefined, status: err === undefined ? st.status : undefined, generation: st.generation, headGeneration: st.headGeneration, lagSeconds, error: err, unapplied: st.unapplied?.length ?? 0 });
         if (st.events) monitor?.recordEvents(st.events);
       },
       queue: cfg.watch ? await eventQueueFor(cfg) : undefined,

@@ -9,6 +9,7 @@ import { compileCacheControl, compileFilter, parseFilterFile } from "../core/fil
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
+import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
 import { fanOutEvents, type TransferEvents } from "../core/transfer-events.ts";
 import { RunScope } from "../sync/run-deadline.ts";
@@ -73,7 +74,7 @@ export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSig
   const state = pushState(cfg);
   const after = await afterGenerationFor(cfg, "publish", state, log, signal);
   const runs = new RunScope(cfg.runTimeout, signal);
-  const uploader = createUploader(cfg, log, runs, progressBarFor(cfg), after);
+  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, log)), after);
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");
   let res: ReconcileResult;

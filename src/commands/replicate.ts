@@ -66,7 +66,7 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
         regions.set(s.region, s);
         const all = [...regions.values()];
         const bad = all.find((x) => x.status === "ERROR");
-        monitor.record({
+        void monitor.record({
           ok: bad === undefined,
           generation: Math.min(...all.map((x) => x.generation)),
           headGeneration: Math.max(...all.map((x) => x.primaryGeneration)),

@@ -1,7 +1,7 @@
 /**
  * `fansync status s3://primary [s3://region ...]`: each location's head and the fleet of nodes
- * that report there (pull --report). Without a location: what this machine's puller and replicator
- * last wrote locally (`--status-file`, the state directory), never the bucket.
+ * that report there (pull --report). Without a location: what this machine's pullers, two-way nodes
+ * and replicator last wrote locally (their state directories, `--status-file`), never the bucket.
  */
 import path from "node:path";
 import type { Config } from "../core/config.ts";
@@ -21,7 +21,8 @@ import type { EventHealth } from "../sync/event-listener.ts";
 
 /** Everything `status` found. */
 export interface StatusReport {
-  readonly puller: (PullStatus & { readonly file: string }) | null;
+  /** This machine's pullers: the one `--status-file` names, then every puller state directory. */
+  readonly pullers: readonly (PullStatus & { readonly file: string })[];
   readonly regions: readonly (RegionStatus & { readonly file: string })[];
   /** Two-way nodes on this machine (`fansync sync`), with the versions they kept. */
   readonly syncs: readonly (SyncStatus & { readonly file: string })[];
@@ -65,15 +66,15 @@ function renderFleet(st: FleetStatus): string {
 /** Print the report; exit code 4 (partial) when anything reports ERROR, so it can back a health check. */
 export async function status(cfg: Config, opts: { json: boolean }): Promise<number> {
   const report = await readStatus(cfg);
-  if (!report.puller && report.regions.length === 0 && report.syncs.length === 0) {
+  if (report.pullers.length === 0 && report.regions.length === 0 && report.syncs.length === 0) {
     throw new UsageError(`no status found (state directory ${baseStateDir(cfg)}${cfg.statusFile ? `, status file ${cfg.statusFile}` : ""})`, {
-      hint: "pass --status-file of a puller (pull --status-file) or the --state-dir a replicator uses",
+      hint: "pass the --state-dir the jobs use (a systemd unit's is /var/lib/fansync/...: see its config file's stateDir), or a puller's --status-file",
     });
   }
   // One line: easy to pipe into jq, and to tell apart from log lines.
   if (opts.json) process.stdout.write(JSON.stringify(report) + "\n");
   else process.stdout.write(render(report));
-  const bad = report.puller?.status === "ERROR" || report.regions.some((r) => r.status === "ERROR") || report.syncs.some((s) => s.status === "ERROR");
+  const bad = report.pullers.some((p) => p.status === "ERROR") || report.regions.some((r) => r.status === "ERROR") || report.syncs.some((s) => s.status === "ERROR");
   return bad ? ExitCode.partial : ExitCode.ok;
 }
 
@@ -84,6 +85,12 @@ export async function readStatus(cfg: Config): Promise<StatusReport> {
   // A sync node's --status-file is a sync status, not a puller's.
   const pull = given && !("kind" in given) ? given : undefined;
   const base = baseStateDir(cfg);
+  const pullers: (PullStatus & { file: string })[] = pull && file ? [{ ...pull, file }] : [];
+  for (const dir of await listJobStateDirs(base, "pull")) {
+    const s = await readJson<PullStatus>(dir.lastStatus);
+    // The same run seen through --status-file and the state directory is listed once.
+    if (s && !pullers.some((p) => p.lastAttempt === s.lastAttempt && (p.docroot ?? s.docroot) === s.docroot)) pullers.push({ ...s, file: dir.lastStatus });
+  }
   const syncs: (SyncStatus & { file: string })[] = [];
   if (given && "kind" in given && given.kind === "fansync-sync-status/1" && file) syncs.push({ ...given, file });
   for (const dir of await listJobStateDirs(base, "sync")) {
@@ -98,15 +105,14 @@ export async function readStatus(cfg: Config): Promise<StatusReport> {
       if (s?.kind === "fansync-region-status/1") regions.push({ ...s, file: f });
     }
   }
-  return { puller: pull && file ? { ...pull, file } : null, regions, syncs };
+  return { pullers, regions, syncs };
 }
 
 function render(r: StatusReport): string {
   const lines: string[] = [];
   const ago = (iso: string | null) => (iso ? `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))}s ago` : "never");
-  if (r.puller) {
-    const p = r.puller;
-    lines.push(`puller  ${p.status.padEnd(5)} generation ${p.generation} of ${p.headGeneration} (lag ${p.lag.generations} gen, ${p.lag.seconds}s)  source ${p.source || "-"}`);
+  for (const p of r.pullers) {
+    lines.push(`puller  ${p.status.padEnd(5)} generation ${p.generation} of ${p.headGeneration} (lag ${p.lag.generations} gen, ${p.lag.seconds}s)  ${p.docroot ?? "-"} ← ${p.source || "-"}`);
     lines.push(`        last success ${ago(p.lastSuccess)}, last attempt ${ago(p.lastAttempt)}${p.lastError ? `, last error: ${p.lastError}` : ""}  [${p.file}]`);
     // --events: a queue that cannot be read means the node is polling (docs/events.md).
     if (p.events) lines.push(eventsLine(p.events, ago));

@@ -17,10 +17,14 @@ import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
+import { statsLinesFor } from "../adapters/progress-stats.ts";
+import { resolveGroup } from "../adapters/groups.ts";
+import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { writeNodeReport } from "../sync/node-reports.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
 import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
-import { type DryRunResult, type KeptRecord, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
+import { type DryRunResult, type KeptRecord, readConvergedGeneration, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
@@ -115,6 +119,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     puller: {
       docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
       keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust, maxAgeMs: undefined, allowSetuid: false,
+      chmod: cfg.chmod, gid: cfg.group === undefined ? undefined : await resolveGroup(cfg.group),
     },
   };
   if (cfg.dryRun) {
@@ -123,8 +128,8 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     logDryRun(log, await dry.dryRun());
     return;
   }
-  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target] });
-  const events = fanOutEvents(monitor?.events());
+  const monitor = await startMonitor(cfg, log, signal, { role: "sync", daemon: true, detail: `${docroot} ⇄ ${url}`, fleet: [cfg.target], serving: () => readConvergedGeneration(state) });
+  const events = fanOutEvents(statsLinesFor(cfg, log), monitor?.events());
   const lock = await state.lock("sync").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;
@@ -199,11 +204,19 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     };
     const body = JSON.stringify(st, null, 1) + "\n";
     await writeFileAtomic(state.syncStatus, body);
+    // Like a puller's --report: the fleet view shows this node where it stands (not a puller's
+    // old report from before it switched to sync).
+    if (cfg.report) {
+      await writeNodeReport(store, cfg.target, {
+        node, host: os.hostname(), status: st.status, generation, headGeneration: st.headGeneration,
+        lagSeconds: 0, source: url, lastSuccess, lastError: st.lastError, time: at, everyMs: 60_000, version: FANSYNC_VERSION,
+      }, { state, log });
+    }
     if (statusFile) {
       await writeFileAtomic(statusFile, body);
       await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");
     }
-    monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
+    await monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
     if (r.events) monitor?.recordEvents(r.events);
   };
   try {

@@ -7,6 +7,7 @@ import type { ConfigFor } from "../core/config.ts";
 import { RaceError } from "../core/errors.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
+import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import { Drain } from "../sync/drain.ts";
 import { RunScope } from "../sync/run-deadline.ts";
@@ -28,7 +29,7 @@ export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortS
   const after = await afterGenerationFor(cfg, "publish", pushState(cfg), log, signal);
   // Each batch ends by its deadline (--run-timeout): a stuck one fails, is reported and retried.
   const runs = new RunScope(cfg.runTimeout, drain.hard);
-  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), monitor?.events()), after, "watch");
+  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, log), monitor?.events()), after, "watch");
   const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;

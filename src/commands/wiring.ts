@@ -53,6 +53,23 @@ export function storeFor(cfg: Config, loc: Location): S3Store {
   return new S3Store({ client, bucket: loc.bucket, endpoint, profile: s.profile, data });
 }
 
+/**
+ * Refuse a configuration that can never run, before any job starts: each distinct connection
+ * (endpoint and profile) of the command's locations must resolve a region and credentials. Throws
+ * RegionMissing or CredentialsMissing (exit 3); daemons would otherwise retry it forever.
+ */
+export async function checkRunnable(cfg: Config): Promise<void> {
+  const locs = [cfg.target, ...cfg.sources, cfg.source, ...cfg.targets, cfg.reportTo].filter((l): l is Location => l !== undefined);
+  const seen = new Set<string>();
+  for (const loc of locs) {
+    const s = settingsFor(cfg, loc);
+    const key = JSON.stringify([s.endpointUrl, s.profile]);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    await storeFor(cfg, loc).checkRunnable();
+  }
+}
+
 /** The base state directory: --state-dir, systemd's STATE_DIRECTORY, XDG, or ~/.local/state. */
 export function baseStateDir(cfg: Config): string {
   if (cfg.stateDir) return path.resolve(cfg.stateDir);

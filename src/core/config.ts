@@ -2,6 +2,7 @@
  * Configuration as written (YAML file + flags, merged) and as resolved: one pure validation pass
  * that reports every problem with its key path and returns a frozen object with defaults filled.
  */
+import { type ChmodRules, parseChmod } from "./chmod.ts";
 import { ConfigError, ExitCode, type ExitCodeValue, UsageError } from "./errors.ts";
 import { DEFAULT_DELETE_LIMIT } from "./guard.ts";
 import { type Location, parseLocation } from "./location.ts";
@@ -31,6 +32,8 @@ export interface Config {
   readonly timeout: number | undefined;
   /** Progress bar on a TTY (push, pull, watch); false after `--no-progress`. */
   readonly progress: boolean;
+  /** `--stats`: a progress log line this often (ms; 0: never); undefined: every 10 s when stderr is not a terminal. */
+  readonly stats: number | undefined;
   readonly stateDir: string | undefined;
   readonly concurrency: number;
   readonly docroot: string | undefined;
@@ -69,11 +72,11 @@ export interface Config {
   readonly reportTo: Location | undefined;
   /** This node's name in fleet reports (default: the host name). */
   readonly nodeId: string | undefined;
-  /** Listen address of the status page, /metrics and /healthz ("127.0.0.1:9180"); off when unset. */
+  /** Listen address of the status page, /metrics, /healthz and /readyz ("127.0.0.1:9180"); off when unset. */
   readonly http: { readonly host: string; readonly port: number } | undefined;
   /** More locations whose heads and node reports the status page shows (e.g. regions fed by CRR). */
   readonly fleet: readonly Location[];
-  /** /healthz answers 503 when this far behind the head (default: staleAfter). */
+  /** /readyz answers 503 (a web node's /healthz says STALE) when this far behind the head (default: staleAfter). */
   readonly healthMaxLag: number;
   /** Signed generations (core/signing.ts): the writer's private key file (push, watch, rollback). */
   readonly signingKey: string | undefined;
@@ -87,6 +90,10 @@ export interface Config {
   readonly heartbeat: number | undefined;
   /** Apply setuid/setgid bits from the bucket (default: stripped). */
   readonly allowSetuid: boolean;
+  /** pull, sync: rsync's --chmod rules for what lands in the docroot (e.g. D2775,F664); undefined: the modes from the bucket. */
+  readonly chmod: ChmodRules | undefined;
+  /** pull, sync: the group (name or gid) of what lands in the docroot, e.g. www-data; undefined: the puller's own. */
+  readonly group: string | undefined;
   /** Also keep pack objects of small files for first pulls (push, watch; sync/packs.ts). Off by default: it costs storage and PUTs. */
   readonly packs: boolean;
   /** With packs: rebuild every pack now (push --repack). */
@@ -112,11 +119,11 @@ export interface Config {
 
 type Kind =
   | "string" | "bool" | "int" | "size" | "duration" | "deleteLimit" | "s3" | "s3list" | "strlist"
-  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict" | "distributions";
+  | "logLevel" | "logFormat" | "url" | "cacheControl" | "locations" | "nodeId" | "listen" | "site" | "conflict" | "distributions" | "chmod" | "group";
 
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
-  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", logFile: "string", timeout: "duration", progress: "bool",
+  endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", logFile: "string", timeout: "duration", progress: "bool", stats: "duration",
   stateDir: "string", concurrency: "int",
   docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
   cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
@@ -125,7 +132,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   staleAfter: "duration", deleteExtraneous: "bool", maxLag: "int", verify: "bool", checksum: "bool",
   source: "s3", targets: "s3list", locations: "locations",
   report: "bool", reportTo: "s3", nodeId: "nodeId", http: "listen", healthMaxLag: "duration", fleet: "s3list",
-  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", packs: "bool", repack: "bool", runTimeout: "duration",
+  signingKey: "string", site: "site", trustedKeys: "strlist", maxAge: "duration", heartbeat: "duration", allowSetuid: "bool", chmod: "chmod", group: "group", packs: "bool", repack: "bool", runTimeout: "duration",
   owns: "strlist", conflict: "conflict", conflictsDir: "string",
   events: "url", cloudfrontDistribution: "distributions", onPublish: "string", onApply: "string", hookTimeout: "duration",
 };
@@ -144,7 +151,7 @@ export interface CommandSchema {
 }
 
 const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "logFile", "timeout", "stateDir", "concurrency", "locations"];
-const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress"];
+const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress", "stats"];
 const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
 // Signed generations: every writer that publishes a generation of its own (not the replicator).
 const SIGNER_KEYS = ["signingKey", "site"];
@@ -164,12 +171,12 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
   push: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "verify", "packs", "repack", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync push <docroot> s3://bucket/prefix" },
   watch: { keys: [...COMMON_KEYS, ...UPLOAD_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "heartbeat", "packs", "delay", "maxDelay", "rescanInterval", "replicateTo", "runTimeout"], required: [needs.docroot, needs.target], usage: "fansync watch <docroot> s3://bucket/prefix" },
   pull: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, "sources", "docroot", "maxDelete", "force", "dryRun", "statusFile", "watch", "interval", "deleteExtraneous", "verify", "checksum", "maxLag", "report", "reportTo", "nodeId", "progress", "stats", "chmod", "group", "trustedKeys", "site", "maxAge", "events", "onApply", "hookTimeout"],
     required: [needs.sources, needs.docroot],
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "owns", "conflict", "conflictsDir", "events", "onApply"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "chmod", "group", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "report", "owns", "conflict", "conflictsDir", "events", "onApply"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },
@@ -232,7 +239,7 @@ export function commandsReading(key: string): CommandName[] {
 const SECRET_KEY_RE = /secret|password|accesskey|access_key|sessiontoken|credential/i;
 
 const MIN_PART = 5 * 1024 * 1024;
-/** The least default deadline of a pull run, and the default of a push or a watch batch (config runTimeout; README). */
+/** The least default deadline of a pull run, and the default of a push or a watch batch (config runTimeout; docs/commands.md). */
 const DEFAULT_RUN_TIMEOUT = 10 * 60_000;
 /** The poll interval of a daemon woken by events (docs/events.md). */
 export const DEFAULT_EVENTS_INTERVAL = 60_000;
@@ -274,6 +281,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     logFile: out.logFile as string | undefined,
     timeout: out.timeout as number | undefined,
     progress: (out.progress as boolean | undefined) ?? true,
+    stats: out.stats as number | undefined,
     stateDir: out.stateDir as string | undefined,
     concurrency: n("concurrency", 16),
     docroot: out.docroot as string | undefined,
@@ -318,6 +326,8 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     maxAge: out.maxAge as number | undefined,
     heartbeat: out.heartbeat as number | undefined,
     allowSetuid: (out.allowSetuid as boolean | undefined) ?? false,
+    chmod: out.chmod === undefined ? undefined : parseChmod(out.chmod as string),
+    group: out.group as string | undefined,
     packs: (out.packs as boolean | undefined) ?? false,
     repack: (out.repack as boolean | undefined) ?? false,
     // A run should not outlive a few of its periods (cron: set interval to the cron period); the
@@ -399,6 +409,16 @@ function convert(kind: Kind, v: unknown, key: string, problems: string[]): unkno
       });
       return out;
     }
+    case "chmod":
+      try {
+        parseChmod(String(v));
+        return String(v);
+      } catch (err) {
+        return fail(`rsync-style mode rules: ${(err as Error).message}`);
+      }
+    case "group":
+      // A group name (resolved on the node) or a numeric gid.
+      return (typeof v === "string" && /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(v)) || (typeof v === "number" && Number.isInteger(v) && v >= 0) || (typeof v === "string" && /^\d+$/.test(v)) ? String(v) : fail("a group name or a numeric gid");
     case "conflict":
       return CONFLICT_RULES.includes(v as ConflictRule) ? v : fail(`one of ${CONFLICT_RULES.join(", ")}`);
     case "nodeId":

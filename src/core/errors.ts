@@ -3,7 +3,7 @@
  * process exit codes. Classification of remote failures is by error name / HTTP status, never text.
  */
 
-/** The documented exit codes (README "Exit codes" mirrors this table). */
+/** The documented exit codes (README "Exit codes" mirrors this table; so does `man fansync`). */
 export const ExitCode = {
   ok: 0,
   fatal: 1,
@@ -16,7 +16,10 @@ export const ExitCode = {
   integrity: 8,
   localIo: 9,
   locked: 75,
+  /** SIGINT (Ctrl-C) stopped a one-shot run: 128 + 2, as shells report it. */
   interrupted: 130,
+  /** SIGTERM stopped a one-shot run: 128 + 15. */
+  terminated: 143,
 } as const;
 
 /** One of the values of {@link ExitCode}. */
@@ -38,6 +41,18 @@ export class FansyncError extends Error {
   }
 }
 
+/**
+ * A one-shot run stopped by a signal before it finished: what it did is kept or redone by the next
+ * run. The entry file sets the exit code from the signal (130 for SIGINT, 143 for SIGTERM); the
+ * message is the one line an operator sees, never a stack trace of the transfers it cut short.
+ */
+export class Interrupted extends FansyncError {
+  override name = "Interrupted";
+  constructor(message: string) {
+    super(message, ExitCode.interrupted);
+  }
+}
+
 /** Bad command-line usage: a malformed flag, URL or argument. */
 export class UsageError extends FansyncError {
   override name = "UsageError";
@@ -52,7 +67,7 @@ export class ConfigError extends FansyncError {
   readonly problems: readonly string[];
   constructor(problems: readonly string[], source = "configuration", exitCode: ExitCodeValue = ExitCode.config) {
     super(`invalid ${source}:\n  - ${problems.join("\n  - ")}`, exitCode, {
-      hint: "fix the listed keys (see README, Configuration) and run again",
+      hint: "fix the listed keys (see docs/configuration.md) and run again",
     });
     this.problems = problems;
   }
@@ -149,6 +164,14 @@ export class TransferCorrupt extends FansyncError {
  */
 export class CredentialsMissing extends FansyncError {
   override name = "CredentialsMissing";
+  constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
+    super(message, ExitCode.config, opts);
+  }
+}
+
+/** No AWS region anywhere in the chain for a location on AWS: nothing can run until one is set. */
+export class RegionMissing extends FansyncError {
+  override name = "RegionMissing";
   constructor(message: string, opts: { cause?: unknown; hint?: string } = {}) {
     super(message, ExitCode.config, opts);
   }

@@ -156,3 +156,12 @@ export function formatProgressLine(f: ProgressFrame, width: number): string {
   const full = Math.round(fraction * size);
   return `${f.role} [${"█".repeat(full)}${"░".repeat(size - full)}] ${text}`;
 }
+
+/**
+ * `--stats`: one log line of a batch's progress, for logs that no bar reaches (the journal, cron):
+ * `progress: push 126/300 files, 1.9 MiB of 4.6 MiB, 3.1 MiB/s, ETA 2s`.
+ */
+export function formatStatsLine(f: ProgressFrame): string {
+  const rate = f.bytesPerSecond === undefined ? "--/s" : `${formatBytes(Math.max(0, Math.round(f.bytesPerSecond)))}/s`;
+  return `progress: ${f.role} ${f.filesDone}/${f.files} files, ${formatBytes(f.bytesDone)} of ${formatBytes(f.bytes)}, ${rate}, ETA ${formatEta(f.etaSeconds)}${f.failed > 0 ? `, ${f.failed} failed` : ""}`;
+}

@@ -29,7 +29,9 @@ export interface StatusPageModel {
   readonly version: string;
   readonly now: number;
   readonly self: SelfState;
+  /** /healthz (serving) and /readyz (in step with the source). */
   readonly health: HealthVerdict;
+  readonly readiness: HealthVerdict;
   readonly locations: readonly PageLocation[];
   readonly fleet: FleetView | undefined;
   /** When the fleet was last read, and what went wrong if it could not be. */
@@ -46,7 +48,7 @@ export function escapeHtml(s: string): string {
 }
 
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
-const STATUS_CLASS: Record<string, string> = { OK: "ok", STALE: "warn", ERROR: "bad", SILENT: "bad", STARTING: "warn", LAGGING: "warn", STUCK: "bad" };
+const STATUS_CLASS: Record<string, string> = { OK: "ok", STALE: "warn", ERROR: "bad", SILENT: "bad", STARTING: "warn", LAGGING: "warn", STUCK: "bad", DEGRADED: "warn", EMPTY: "bad" };
 
 /** Render the whole page. */
 export function renderStatusPage(m: StatusPageModel): string {
@@ -54,7 +56,7 @@ export function renderStatusPage(m: StatusPageModel): string {
   const s = m.self;
   const ago = (iso: string | null) => (iso ? `${formatAge((m.now - Date.parse(iso)) / 1000)} ago` : "never");
   const badge = (word: string) => `<span class="badge ${STATUS_CLASS[word] ?? "warn"}">${e(word)}</span>`;
-  const healthWord = m.health.text.split(" ")[0] ?? "";
+  const healthWord = m.health.word;
   const rows = (m.fleet?.nodes ?? []).map((n: NodeRow) =>
     `<tr><td>${e(n.node)}</td><td>${badge(n.status)}</td><td class="num">${n.generation}</td><td class="num">${n.behind}</td><td class="num">${e(formatAge(n.lagSeconds))}</td>` +
     `<td>${e(ago(n.lastSuccess))}</td><td>${e(formatAge(n.reportAgeSeconds))} ago</td><td class="url">${e(n.source)}</td><td class="err">${e(n.lastError ?? "")}</td></tr>`,
@@ -95,6 +97,7 @@ svg text{font:11px system-ui,sans-serif;fill:#4b5563}
 <div class="kv">lag<b>${e(formatAge(s.lagSeconds))}</b></div>
 <div class="kv">last success<b>${e(ago(s.lastSuccess))}</b></div>
 <div class="kv">health<b>${e(healthWord)}</b><span class="muted">${e(m.health.text)}</span></div>
+<div class="kv">source<b>${e(m.readiness.word)}</b><span class="muted">${e(m.readiness.text)}</span></div>
 </div>
 ${s.lastError ? `<div class="card err">last error: ${e(s.lastError)}</div>` : ""}
 <h2>Locations</h2>
@@ -108,7 +111,7 @@ ${rows.join("\n") || `<tr><td colspan="9" class="muted">no node has reported (pu
 </tbody></table>
 <h2>Propagation lag per node (seconds behind the newest head), up to the last ${Math.round(m.windowMs / 60_000)} minutes</h2>
 <div class="card">${renderLagChart(m.history, m.now, m.windowMs)}</div>
-<p class="muted"><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/status.json">/status.json</a> · refreshes every ${m.refreshSeconds}s</p>
+<p class="muted"><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a> · <a href="/status.json">/status.json</a> · refreshes every ${m.refreshSeconds}s</p>
 </body></html>
 `;
 }

@@ -1,18 +1,19 @@
 /**
  * A daemon's window for operators (`--http`): it keeps the job's own state, reads the fleet now and
- * then, samples everyone's lag for the chart, and serves the page, /metrics, /healthz and
- * /status.json. The job only calls {@link Monitor.record} after each run and passes
+ * then, samples everyone's lag for the chart, and serves the page, /metrics, /healthz (what a load
+ * balancer routes by: the node serves a complete generation), /readyz (in step with the source)
+ * and /status.json. The job only calls {@link Monitor.record} after each run and passes
  * {@link Monitor.events} to its transfers.
  */
 import os from "node:os";
 import { errorMessage, errorLine } from "../core/errors.ts";
-import { judgeHealth, type SelfState } from "../core/health.ts";
+import { type HealthVerdict, judgeHealth, judgeSource, type SelfState } from "../core/health.ts";
 import type { Location } from "../core/location.ts";
 import { type LagSample, renderStatusPage } from "../core/status-page.ts";
 import { Metrics } from "../adapters/metrics.ts";
-import { startHttpServer, type HttpServer } from "../adapters/http-server.ts";
+import { type HttpAnswer, startHttpServer, type HttpServer } from "../adapters/http-server.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
-import { FANSYNC_VERSION } from "../adapters/version.ts";
+import { BUILD_INFO, FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
@@ -27,6 +28,8 @@ export interface MonitorOptions {
   readonly silentAfterMs: number;
   readonly healthMaxLagMs: number;
   readonly expectEveryMs?: number | undefined;
+  /** A job that serves a docroot (pull, sync): the generation complete in it now (0: none). */
+  readonly serving?: (() => Promise<number>) | undefined;
   /** How often the fleet is read for the chart (default 30 s). */
   readonly sampleEveryMs?: number;
 }
@@ -35,9 +38,12 @@ const WINDOW_MS = 3_600_000;
 // A page view re-reads the fleet when the last read is older than this.
 const FRESH_MS = 5_000;
 
+/** The end of one run, as a job tells it. */
+type RunRecord = { ok: boolean; status?: SelfState["status"]; generation: number; headGeneration: number; lagSeconds: number; error?: unknown; unapplied?: number };
+
 /** The operator's window of one daemon. */
 export class Monitor {
-  readonly metrics = new Metrics(FANSYNC_VERSION);
+  readonly metrics = new Metrics(BUILD_INFO);
   private self: SelfState;
   private fleet: FleetStatus | undefined;
   private fleetAt: number | null = null;
@@ -67,7 +73,12 @@ export class Monitor {
   }
 
   /** Record the end of a run (a pull, an upload batch, a replication round). */
-  record(r: { ok: boolean; status?: SelfState["status"]; generation: number; headGeneration: number; lagSeconds: number; error?: unknown; unapplied?: number }): void {
+  record(r: RunRecord): Promise<void> {
+    this.apply(r);
+    return this.readServing();
+  }
+
+  private apply(r: RunRecord): void {
     const at = this.d.now();
     const iso = at.toISOString();
     const lastError = r.ok ? null : errorLine(r.error);
@@ -84,18 +95,28 @@ export class Monitor {
     this.metrics.recordRun(this.o.role, { ok: r.ok, generation: r.generation, headGeneration: r.headGeneration, lagSeconds: r.lagSeconds, errorClass: (r.error as Error | undefined)?.name, unapplied: r.unapplied, at });
   }
 
+  /** What the docroot holds, read from the job's state after each run (and at the start). */
+  private async readServing(): Promise<void> {
+    if (!this.o.serving) return;
+    try {
+      this.self = { ...this.self, serving: await this.o.serving() };
+    } catch (err) {
+      this.d.log.warn({ err: errorMessage(err) }, "could not read which generation the docroot holds");
+    }
+  }
+
   /** Start serving; resolves with the URL once listening (a port in use is a clear error). */
   async start(): Promise<string> {
+    // A node restarted while its source is down still serves what its docroot holds.
+    await this.readServing();
     this.server = await startHttpServer(this.o.listen, {
       "/": async () => ({ status: 200, type: "text/html; charset=utf-8", body: renderStatusPage(await this.model()) }),
       "/status.json": async () => {
         const m = await this.model();
-        return { status: 200, type: "application/json", body: JSON.stringify({ self: m.self, health: m.health, locations: m.locations, fleet: m.fleet, fleetAt: m.fleetAt, fleetError: m.fleetError, history: m.history }) + "\n" };
+        return { status: 200, type: "application/json", body: JSON.stringify({ self: m.self, health: m.health, readiness: m.readiness, locations: m.locations, fleet: m.fleet, fleetAt: m.fleetAt, fleetError: m.fleetError, history: m.history }) + "\n" };
       },
-      "/healthz": async () => {
-        const v = judgeHealth(this.self, this.d.now().getTime(), this.o.healthMaxLagMs);
-        return { status: v.ok ? 200 : 503, type: "text/plain; charset=utf-8", body: v.text + "\n" };
-      },
+      "/healthz": async () => answer(judgeHealth(this.self, this.d.now().getTime(), this.o.healthMaxLagMs)),
+      "/readyz": async () => answer(judgeSource(this.self, this.d.now().getTime(), this.o.healthMaxLagMs)),
       "/metrics": async () => {
         const t = await this.metrics.text();
         return { status: 200, type: t.contentType, body: t.body };
@@ -131,6 +152,7 @@ export class Monitor {
       now,
       self,
       health: judgeHealth(self, now, this.o.healthMaxLagMs),
+      readiness: judgeSource(self, now, this.o.healthMaxLagMs),
       locations: this.fleet?.locations ?? [],
       fleet: this.fleet?.fleet,
       fleetAt: this.fleetAt,
@@ -164,4 +186,8 @@ export class Monitor {
     })();
     return this.reading;
   }
+}
+
+function answer(v: HealthVerdict): HttpAnswer {
+  return { status: v.ok ? 200 : 503, type: "text/plain; charset=utf-8", body: v.text + "\n" };
 }

@@ -67,7 +67,7 @@ export async function readPackIndex(site: PackSite, files: number, signal: Abort
   return { index: parsePackIndex(res.body, max), etag: res.etag, bytes: res.body };
 }
 
-/** What one pack write did (the figures the README's cost paragraph comes from). */
+/** What one pack write did (the figures docs/packs.md's cost paragraph comes from). */
 export interface PackWriteResult {
   readonly changed: boolean;
   readonly reason: string;

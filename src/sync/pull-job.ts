@@ -34,6 +34,8 @@ export interface PullStatus {
   readonly events?: EventHealth | undefined;
   /** Paths of the generation this node could not replace or delete (an immutable file): the rest is applied. */
   readonly unapplied?: readonly string[];
+  /** The docroot this puller keeps (`fansync status` lists every puller of the machine). */
+  readonly docroot?: string;
 }
 
 /** What the job needs beyond one pull's options. */
@@ -43,8 +45,6 @@ export interface PullJobOptions {
   readonly sources: readonly Source[];
   /** `--status-file` (absolute), or undefined. */
   readonly statusFile: string | undefined;
-  /** Keep the last status in the state directory even without a status file (for --report). */
-  readonly keepLastStatus: boolean;
   readonly staleAfterMs: number;
   readonly maxLag: number;
   readonly intervalMs: number;
@@ -84,17 +84,13 @@ export class PullJob {
     this.listener = deps.queue ? new EventListener(deps.queue, () => this.wake.fire(), deps) : undefined;
   }
 
-  /** Where the last status is kept across processes: the status file, else (with --report) the state dir. */
-  private get lastStatusFile(): string | undefined {
-    return this.o.statusFile ?? (this.o.keepLastStatus ? this.o.state.lastStatus : undefined);
-  }
 
   /** One run; records its status either way and throws what failed. */
   async runOnce(signal: AbortSignal = this.d.signal): Promise<PullResult> {
     if (!this.loaded) {
-      // A failed run repeats what the last good one knew (generation, source, last success).
-      const file = this.lastStatusFile;
-      this.last = file ? await readJson<PullStatus>(file) : undefined;
+      // A failed run repeats what the last good one knew (generation, source, last success): kept
+      // in the state directory (a status file alone, from before that, is read too).
+      this.last = (await readJson<PullStatus>(this.o.state.lastStatus)) ?? (this.o.statusFile ? await readJson<PullStatus>(this.o.statusFile) : undefined);
       this.loaded = true;
     }
     const deadline = new RunDeadline(this.o.runTimeoutMs, signal);
@@ -173,10 +169,12 @@ export class PullJob {
   }
 
   private async settle(status: PullStatus, err: unknown): Promise<void> {
-    const st = this.listener ? { ...status, events: this.listener.health } : status;
+    const st: PullStatus = { ...status, docroot: this.o.puller.docroot, ...(this.listener ? { events: this.listener.health } : {}) };
     this.last = st;
+    // Always in the state directory, where `fansync status` finds every puller of the machine;
+    // also in --status-file for a load balancer or a monitoring check.
+    await writeFileAtomic(this.o.state.lastStatus, JSON.stringify(st) + "\n");
     if (this.o.statusFile) await writeStatus(this.o.statusFile, st);
-    else if (this.lastStatusFile) await writeFileAtomic(this.lastStatusFile, JSON.stringify(st) + "\n");
     await this.d.onSettled?.(st, err);
   }
 }

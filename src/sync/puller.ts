@@ -5,11 +5,12 @@
  * generation to the next, and a failed or interrupted run leaves it as it was.
  */
 import type { Stats } from "node:fs";
-import { chmod, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink, utimes } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, readdir, realpath, rename, rm, rmdir, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { errorMessage, FansyncError, IntegrityError, LocalIoError, ObjectMoved, PartialFailureError, PathsNotReplaced, RunTimeout, StaleHead, TransferCorrupt, UntrustedHead, UsageError } from "../core/errors.ts";
+import { applyChmod, type ChmodRules } from "../core/chmod.ts";
 import { checkDeleteGuard } from "../core/guard.ts";
 import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, metaKeys } from "../core/manifest.ts";
@@ -51,6 +52,10 @@ export interface PullerOptions {
   readonly maxAgeMs: number | undefined;
   /** Apply setuid/setgid bits from the bucket; by default they are stripped. */
   readonly allowSetuid: boolean;
+  /** rsync's --chmod: the modes files and directories get in the docroot instead of the bucket's. */
+  readonly chmod?: ChmodRules | undefined;
+  /** --group: the group id of what lands in the docroot (files and the directories on their way). */
+  readonly gid?: number | undefined;
 }
 
 /** One source to pull from. */
@@ -110,6 +115,15 @@ interface PullHead {
   manifestSha256?: string;
 }
 
+
+/**
+ * The generation the docroot holds complete (0: none yet), from the puller's state: the state is
+ * written only after a whole generation is in place, so a failed run leaves this number as it was.
+ */
+export async function readServedGeneration(state: StateDir): Promise<number> {
+  const h = await readJson<PullHead>(state.pullHead);
+  return h?.complete ? h.generation : 0;
+}
 
 /** What a node refused by its delete guard says to do (also in its status line). */
 export const APPROVE_HINT = "if the master meant these deletions: run `fansync push --approve-deletes` there (every node then accepts them); for this node alone: pull --force";
@@ -176,11 +190,11 @@ async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, s
   const { files: signed, approvedDeletes } = await readTarget(source, head, sig, state, sameSource, held, o, d);
   // What is planned and applied is without setuid/setgid bits; what is recorded as held is the
   // generation as published (journals apply on top of it, and its digest is the signed one).
-  const target = o.allowSetuid ? signed : withoutSetuid(signed, log);
+  const target = withLocalModes(o.allowSetuid ? signed : withoutSetuid(signed, log), o.chmod);
   const root = await openDocroot(o.docroot, o.dryRun, log);
   const keep = new Set(o.keep.map((k) => path.relative(root, k).split(path.sep).join("/")));
   // What is on disk, for --verify (drift) and --delete-extraneous (files fansync never wrote).
-  let heldForPlan: ReadonlyMap<string, HeldFile> = o.allowSetuid ? held : withoutSetuid(held);
+  let heldForPlan: ReadonlyMap<string, HeldFile> = withLocalModes(o.allowSetuid ? held : withoutSetuid(held), o.chmod);
   let drift = 0;
   if (o.verify) {
     const checked = await checkDisk(root, target, o.checksum);
@@ -275,6 +289,40 @@ function withoutSetuid(files: FileMap, log?: Logger): FileMap {
     log?.warn({ path: p, mode: e.mode.toString(8) }, "setuid/setgid bits stripped (allowSetuid is off)");
   }
   return out ?? files;
+}
+
+/** --chmod: the modes files get in this docroot (planned and checked against, like the bucket's). */
+function withLocalModes(files: FileMap, rules: ChmodRules | undefined): FileMap {
+  if (!rules) return files;
+  const out = new Map(files);
+  for (const [p, e] of files) {
+    const mode = applyChmod(rules, e.mode, "file");
+    if (mode !== e.mode) out.set(p, { ...e, mode });
+  }
+  return out;
+}
+
+/**
+ * --chmod's directory rules and --group, on every directory a run wrote into (the docroot too):
+ * directories are created 0755 (umask applied) like any mkdir, then given what the operator asked.
+ */
+async function fixDirectories(root: string, paths: readonly string[], o: PullerOptions, log: Logger): Promise<void> {
+  if (!o.chmod && o.gid === undefined) return;
+  const dirs = new Set<string>([""]);
+  for (const p of paths) for (let d = path.posix.dirname(p); d !== "." && !dirs.has(d); d = path.posix.dirname(d)) dirs.add(d);
+  for (const d of dirs) {
+    const abs = path.join(root, d);
+    try {
+      const st = await lstat(abs);
+      if (!st.isDirectory()) continue;
+      if (o.gid !== undefined && st.gid !== o.gid) await chown(abs, -1, o.gid);
+      const mode = o.chmod ? applyChmod(o.chmod, st.mode, "dir") : st.mode & 0o7777;
+      // After the chown: changing the group clears a directory's setgid bit on some systems.
+      if (o.chmod) await chmod(abs, mode);
+    } catch (err) {
+      log.warn({ path: d || ".", err: errorMessage(err) }, "could not set the directory's mode or group");
+    }
+  }
 }
 
 /** --max-age: a head older than that means its source stopped updating (a freeze): STALE, nothing applied. */
@@ -461,6 +509,8 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     if (tmp === "" || renameFailure) return;
     try {
       await d.beforeReplace?.(entry.path);
+      // --group: the file has its group before it is visible (its mode is already the planned one).
+      if (o.gid !== undefined) await chown(tmp, -1, o.gid);
       await rename(tmp, path.join(root, entry.path));
       landed.add(i);
     } catch (err) {
@@ -489,10 +539,12 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       failedMeta ||= cannotReplace(err);
       log.warn({ path: e.path, err }, what);
     };
+    if (o.gid !== undefined) await chown(abs, -1, o.gid).catch(warn("chown failed"));
     await chmod(abs, e.mode).catch(warn("chmod failed"));
     await utimes(abs, new Date(e.mtimeMs), new Date(e.mtimeMs)).catch(warn("utimes failed"));
     if (failedMeta) stuck.push(e.path);
   }
+  await fixDirectories(root, [...plan.downloads, ...plan.metaOnly].map((e) => e.path), o, log);
   for (const p of plan.deletes) {
     const abs = path.join(root, p);
     let st: Stats | undefined;

@@ -141,6 +141,14 @@ interface BaseDoc {
 
 type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
 
+/**
+ * The generation a two-way node's docroot last converged to (its base; 0: none yet), for /healthz.
+ * Not the puller's head, which a round marks incomplete while it pulls: the docroot still holds the base.
+ */
+export async function readConvergedGeneration(state: StateDir): Promise<number> {
+  return (await readJson<BaseDoc>(state.syncBaseHead))?.generation ?? 0;
+}
+
 // While another writer holds the lease: wait between this and twice this, up to this many times per round.
 const LEASE_WAIT_MS = 300;
 const LEASE_TRIES = 400;

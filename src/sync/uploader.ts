@@ -7,7 +7,7 @@ import path from "node:path";
 import pMap from "p-map";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, IntegrityError, LocalIoError, UntrustedHead } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, FileChanging, GuardError, IntegrityError, Interrupted, LocalIoError, UntrustedHead } from "../core/errors.ts";
 import type { WriterTuning } from "../core/config.ts";
 import type { PathFilter } from "../core/filters.ts";
 import { checkDeleteGuard, guardRefuses } from "../core/guard.ts";
@@ -372,6 +372,8 @@ export class Uploader {
         } else vanished.push(p);
         ev?.file?.({ role: "push", op, bytes: op === "upload" ? size : 0 });
       } catch (err) {
+        // A transfer the stop cut short is not a failure: the run ends as interrupted, below.
+        if (signal.aborted) return;
         if (err instanceof FileChanging) deferred.push(p);
         else if (pending.has(p) && unreadableCode(err)) {
           // As the hashing pass does: a file the uploader may not read is skipped, never fatal.
@@ -423,7 +425,7 @@ export class Uploader {
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     // An interrupted run (SIGINT, SIGTERM) leaves the record of what it wrote for the next one.
     this.writer.flushNotes();
-    signal.throwIfAborted();
+    if (signal.aborted) throw new Interrupted(`interrupted: ${puts.length} of ${jobs.length} files sent, the next run continues`);
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     for (const e of puts) {
       const ino = pending.get(e.path);

@@ -3,7 +3,7 @@
  * moto (server mode), fauxqs, LocalStack or versitygw, chosen by FANSYNC_TEST_SERVER and started
  * once per test file; or, with S3_ENDPOINT set, a server someone else started (test/run.sh starts
  * one LocalStack for a whole suite run that way, see with-server.ts). Facts about each server:
- * README "S3 servers for tests" and shared/S3-SERVERS.md.
+ * docs/testing.md and shared/S3-SERVERS.md.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";

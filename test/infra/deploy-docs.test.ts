@@ -22,10 +22,10 @@ for (const role of ["uploader", "replicator", "puller"]) {
   });
 }
 
-test("README's cdk bootstrap line names every region infra/cdk.json deploys to", async () => {
+test("docs/aws.md's cdk bootstrap line names every region infra/cdk.json deploys to", async () => {
   const cdk = JSON.parse(await readFile(join(ROOT, "infra", "cdk.json"), "utf8")) as { context: Record<string, unknown> };
   const regions = [cdk.context["fansync:primaryRegion"] as string, ...(cdk.context["fansync:regionalBuckets"] as { region: string }[]).map((b) => b.region)];
-  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  const readme = await readFile(join(ROOT, "docs", "aws.md"), "utf8");
   const line = readme.split("\n").find((l) => l.startsWith("npx cdk bootstrap"));
   assert.ok(line);
   const named = [...line.matchAll(/aws:\/\/ACCOUNT\/([a-z0-9-]+)/g)].map((m) => m[1]);

@@ -57,3 +57,19 @@ test("the master and replicator configs point at the primary", async () => {
   // The unit runs `fansync replicate --config …` only: the file makes it a daemon.
   assert.equal(replicator.watch, true);
 });
+
+test("the status files live in one documented place nginx can serve, outside every docroot (a sync node never publishes them), writable by the units and created by the .deb", async () => {
+  const STATUS_DIR = "/var/www/fansync/";
+  for (const file of ["node-us.yaml", "sync-app.yaml"]) {
+    const doc = parse(await readFile(join(INFRA, "config", file), "utf8")) as Record<string, string>;
+    assert.ok(doc.statusFile?.startsWith(STATUS_DIR), `${file}: statusFile ${doc.statusFile} is under ${STATUS_DIR}`);
+    assert.ok(!doc.statusFile.startsWith(`${doc.docroot}/`), `${file}: not inside the docroot`);
+  }
+  for (const unit of ["fansync-pull.service", "fansync-sync.service"]) {
+    const text = await readFile(join(INFRA, "systemd", unit), "utf8");
+    assert.match(text, /^ReadWritePaths=.*-\/var\/www\/fansync(\s|$)/m, unit);
+  }
+  const postinst = await readFile(join(INFRA, "..", "release", "debian", "postinst"), "utf8");
+  assert.match(postinst, /mkdir -p \/var\/www\/fansync/);
+  assert.match(postinst, /chmod 0755 \/var\/www\/fansync/);
+});

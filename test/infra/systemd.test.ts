@@ -35,6 +35,10 @@ async function makeRoot(): Promise<string> {
   await mkdir(join(dir, "usr/bin"), { recursive: true });
   await writeFile(join(dir, "usr/bin/fansync"), "#!/bin/sh\nexit 0\n");
   await chmod(join(dir, "usr/bin/fansync"), 0o755);
+  // ExecReload's kill (procps on Debian).
+  await mkdir(join(dir, "bin"), { recursive: true });
+  await writeFile(join(dir, "bin/kill"), "#!/bin/sh\nexit 0\n");
+  await chmod(join(dir, "bin/kill"), 0o755);
   return dir;
 }
 
@@ -99,9 +103,9 @@ describe("unit contents", () => {
     // Only `--config`: the role's file holds the locations (and the replicator's watch: true).
     ["fansync-watch.service", "/usr/bin/fansync watch --config /etc/fansync/master.yaml", "/var/lib/fansync"],
     ["fansync-replicate.service", "/usr/bin/fansync replicate --config /etc/fansync/replicator.yaml", "/var/lib/fansync"],
-    ["fansync-pull.service", "/usr/bin/fansync pull --config /etc/fansync/node.yaml", "/var/www/html /var/lib/fansync"],
+    ["fansync-pull.service", "/usr/bin/fansync pull --config /etc/fansync/node.yaml", "-/var/www/html /var/lib/fansync -/var/www/fansync"],
     // A two-way node applies remote changes to its docroot.
-    ["fansync-sync.service", "/usr/bin/fansync sync --config /etc/fansync/sync.yaml", "/var/www/html /var/lib/fansync"],
+    ["fansync-sync.service", "/usr/bin/fansync sync --config /etc/fansync/sync.yaml", "-/var/www/html /var/lib/fansync -/var/www/fansync"],
   ];
   for (const [name, exec, writable] of services) {
     test(`${name} runs the right command as user fansync, hardened`, async () => {
@@ -142,4 +146,18 @@ describe("unit contents", () => {
     assert.equal(get("Timer", "Unit"), "fansync-pull.service");
     assert.equal(get("Install", "WantedBy"), "timers.target");
   });
+});
+
+test("the daemons reload on SIGHUP (systemctl reload) and the logrotate snippet the .deb ships sends it after rotating", async () => {
+  for (const name of ["fansync-watch.service", "fansync-replicate.service", "fansync-sync.service"]) {
+    const get = await unit(name);
+    assert.equal(get("Service", "ExecReload"), "/bin/kill -HUP $MAINPID", name);
+    // A configuration that can never run exits 3: restarting it every few seconds helps nobody.
+    assert.equal(get("Service", "RestartPreventExitStatus"), "2 3", name);
+  }
+  const snippet = await readFile(join(UNIT_DIR, "..", "logrotate", "fansync"), "utf8");
+  assert.match(snippet, /^\/var\/log\/fansync\/\*\.log \{$/m);
+  assert.match(snippet, /postrotate\n\s+pkill -HUP -u fansync -x fansync/);
+  const deb = await readFile(join(UNIT_DIR, "..", "..", "release", "deb.ts"), "utf8");
+  assert.match(deb, /from: "infra\/logrotate\/fansync", to: "usr\/share\/fansync\/fansync\.logrotate"/);
 });

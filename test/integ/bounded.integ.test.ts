@@ -176,7 +176,7 @@ describe(`every read and every wait is bounded (${server})`, () => {
         child.kill("SIGTERM");
         const r = await waitCli(child, 30_000);
         const took = Date.now() - t0;
-        assert.equal(r.code, 130, `SIGTERM (${dataPath}): exit ${r.code} ${r.signal ?? ""}\n${r.stderr.slice(-2000)}`);
+        assert.equal(r.code, 143, `SIGTERM (${dataPath}): exit ${r.code} ${r.signal ?? ""}\n${r.stderr.slice(-2000)}`);
         assert.ok(took < 5_000, `SIGTERM (${dataPath}) took ${took} ms`);
         assert.equal(await generation(), headBefore, `SIGTERM (${dataPath}): no generation was published`);
         process.stdout.write(`# push (${dataPath}): SIGTERM during a trickling PUT ended it in ${took} ms, exit ${r.code}\n`);
@@ -289,7 +289,7 @@ describe(`SIGTERM during a huge pull (${server})`, () => {
         clearInterval(sampler);
         const took = Date.now() - t0;
         process.stdout.write(`# SIGTERM during a ${n}-entry pull with ${downloaded} files staged (${dataPath}): peak ${Math.round(before)} MiB before, ${Math.round(peak)} MiB at exit ${r.code} after ${took} ms\n`);
-        assert.equal(r.code, 130, `${dataPath}: exit ${r.code} ${r.signal ?? ""}\n${r.stderr.slice(-2000)}`);
+        assert.equal(r.code, 143, `${dataPath}: exit ${r.code} ${r.signal ?? ""}\n${r.stderr.slice(-2000)}`);
         // Before the fix the 30k temp files were removed all at once: +41 MiB here (1M: +880 MiB).
         assert.ok(peak < before + 24, `${dataPath}: the peak grew from ${Math.round(before)} to ${Math.round(peak)} MiB while draining`);
         // An interrupted pull keeps its verified temp files for the next run (issue 27 item 11): what is

@@ -11,6 +11,7 @@ import { expectCode, useServer } from "../helpers/ctx.ts";
 import { listKeys, putBytes } from "../helpers/s3.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
+import { startProxy } from "../helpers/proxy.ts";
 
 const ctx = useServer();
 const kind = serverLabel();
@@ -187,18 +188,68 @@ describe(`fleet status (${kind})`, () => {
     }
   });
 
-  test("/healthz answers 503 with the reason while every run fails, and a used port is a clear error", async () => {
+  test("/healthz stays 200 (DEGRADED) with the bucket cut off while the docroot holds a complete generation; /readyz says 503", async () => {
+    const s = await site("fleet-cut");
+    const node = ctx.tmp("node");
+    const ns = ctx.tmp("ns");
+    const proxy = await startProxy(ctx.server.endpoint);
+    const flags = ["--endpoint-url", proxy.url, "--state-dir", ns, "--log-format", "json"];
+    const start = () => startCli(["pull", s.url, node, ...flags, "--watch", "--interval", "200ms", "--http", "127.0.0.1:0"]);
+    const get = async (base: string, p: string) => {
+      const res = await fetch(new URL(p, base));
+      return { status: res.status, body: await res.text() };
+    };
+    let d = start();
+    try {
+      let base = await pageUrl(d);
+      await eventually("in step", async () => ((await get(base, "readyz")).status === 200 ? true : undefined));
+      assert.deepEqual(await get(base, "healthz"), { status: 200, body: "OK generation 1\n" });
+      // The bucket is cut off: the source is unreachable, the docroot still holds generation 1.
+      proxy.fault = () => ({ kind: "status", status: 503, code: "ServiceUnavailable" });
+      const ready = await eventually("a failed run on /readyz", async () => {
+        const r = await get(base, "readyz");
+        return r.status === 503 ? r.body : undefined;
+      });
+      assert.match(ready, /^ERROR generation 1: /);
+      const live = await get(base, "healthz");
+      assert.equal(live.status, 200, live.body);
+      assert.match(live.body, /^DEGRADED generation 1: the last run failed: /);
+      // A node restarted during the outage still serves what its docroot holds.
+      d.kill("SIGTERM");
+      await waitCli(d, 30_000);
+      d = start();
+      base = await pageUrl(d);
+      await eventually("a failed first run", async () => ((await get(base, "readyz")).body.startsWith("ERROR") ? true : undefined));
+      const again = await get(base, "healthz");
+      assert.equal(again.status, 200, again.body);
+      assert.match(again.body, /^DEGRADED generation 1: /);
+      const st = (await (await fetch(new URL("status.json", base))).json()) as Record<string, any>;
+      assert.equal(st.health.ok, true);
+      assert.equal(st.readiness.ok, false);
+      assert.equal((await snapshot(node)).size, 3, "the docroot is untouched");
+    } finally {
+      d.kill("SIGTERM");
+      await waitCli(d, 30_000);
+      await proxy.close();
+    }
+  });
+
+  test("/readyz and /healthz answer 503 with the reason while every run fails and nothing was pulled, and a used port is a clear error", async () => {
     const bucket = `missing-${Date.now()}`;
     const url = `s3://${bucket}/site/`;
     const d = startCli(["pull", url, ctx.tmp("node"), ...ctx.flags(ctx.tmp("ns")), "--watch", "--interval", "200ms", "--http", "127.0.0.1:0"]);
     try {
       const base = await pageUrl(d);
       const text = await eventually("a failed run", async () => {
-        const res = await fetch(new URL("healthz", base));
+        const res = await fetch(new URL("readyz", base));
         const body = await res.text();
         return res.status === 503 && body.startsWith("ERROR") ? body : undefined;
       });
       assert.match(text, /ERROR generation 0: /);
+      // Nothing to serve yet: the load balancer's check fails too, saying why.
+      const live = await fetch(new URL("healthz", base));
+      assert.equal(live.status, 503);
+      assert.match(await live.text(), /^EMPTY no complete generation in the docroot yet; ERROR generation 0: /);
       const metrics = await (await fetch(new URL("metrics", base))).text();
       assert.match(metrics, /^fansync_runs_total\{role="pull",result="error"\} [1-9]\d*$/m);
       // Same port again: a usage error naming the address, not a crash.

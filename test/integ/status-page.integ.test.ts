@@ -1,7 +1,7 @@
 /**
  * The daemons' status page in a real browser (Debian's chromium driven by playwright-core): the
  * fleet table and the lag chart render, bucket-supplied text stays text, and a screenshot is taken
- * (kept when FANSYNC_SCREENSHOT names a file: that is how README's picture is made).
+ * (kept when FANSYNC_SCREENSHOT names a file: that is how docs/fleet.md's picture is made).
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";

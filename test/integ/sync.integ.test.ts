@@ -129,6 +129,30 @@ describe(`sync (${serverLabel()})`, () => {
     }
   });
 
+  test("--report: a two-way node reports like a puller, so `fansync status` shows it at the head (issue 23: the demo showed web-us BEHIND after it switched to sync)", async (t) => {
+    if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    const bucket = await ctx.server.bucket("sync-report");
+    const url = `s3://${bucket}/w`;
+    const a = node("a");
+    await writeTree(a.root, { "index.html": "home" });
+    start(a, url, ["--report"]);
+    try {
+      await until("a published", async () => (await generation(bucket)) >= 1, 30_000, [a]);
+      await writeTree(a.root, { "two.html": "two" });
+      await until("a published its edit", async () => (await generation(bucket)) >= 2, 30_000, [a]);
+      const head = await generation(bucket);
+      const st = await until("a's report at the head", async () => {
+        const r = await ctx.cli(["status", url, ...ctx.flags(ctx.tmp("st")), "--json"]);
+        const n = (JSON.parse(r.stdout) as { fleet: { nodes: { node: string; generation: number; behind: number; status: string }[] } }).fleet.nodes.find((x) => x.node === "a");
+        return n && n.generation === head ? n : undefined;
+      }, 30_000, [a]);
+      assert.equal(st.behind, 0);
+      assert.equal(st.status, "OK");
+    } finally {
+      await stop(a);
+    }
+  });
+
   test("two writers: disjoint edits meet, renames and deletes travel, nothing echoes back", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-two");
@@ -243,6 +267,10 @@ describe(`sync (${serverLabel()})`, () => {
       const metrics = await (await fetch(new URL("/metrics", page))).text();
       assert.match(metrics, /fansync_sync_kept_versions_total\{reason="conflict"\} [1-9]/);
       assert.match(metrics, /fansync_sync_conflicts_total [1-9]/);
+      // A two-way node serves the generation its docroot converged to: /healthz says so.
+      const health = await fetch(new URL("/healthz", page));
+      assert.equal(health.status, 200);
+      assert.match(await health.text(), /^OK generation [1-9]\d*\n$/);
       const shown = await ctx.cli(["status", "--state-dir", b.state]);
       expectCode(shown, 0);
       assert.match(shown.stdout, /sync +OK +generation \d+ .* node b/);

@@ -242,7 +242,7 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
     const r = await waitCli(pull, 120_000);
     assert.equal(r.code, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
     assert.ok(await nodeMatchesMaster(), "the node's docroot equals the master's");
-    const st = JSON.parse(await readFile(root.host("var/lib/fansync/status.json"), "utf8")) as { status: string; generation: number; source: string };
+    const st = JSON.parse(await readFile(root.host("var/www/fansync/status.json"), "utf8")) as { status: string; generation: number; source: string };
     assert.equal(st.status, "OK");
     assert.equal(st.generation, 3);
     assert.equal(st.source, "s3://fansync-us/site/", "served by its region, the first source");
@@ -267,7 +267,7 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
       assert.equal(r.command, "/usr/bin/fansync pull --config /etc/fansync/node.yaml 2>&1 | logger -t fansync-pull");
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       assert.ok(await nodeMatchesMaster(), "the node's docroot equals the master's");
-      const st = JSON.parse(await readFile(root.host("var/lib/fansync/status.json"), "utf8")) as { status: string; generation: number };
+      const st = JSON.parse(await readFile(root.host("var/www/fansync/status.json"), "utf8")) as { status: string; generation: number };
       assert.deepEqual([st.status, st.generation], ["OK", 4]);
       await until("fansync's log lines in syslog", async () => (received.join("").includes("fansync-pull") ? true : undefined), 10_000);
       const lines = received.join("");
@@ -300,10 +300,12 @@ describe("the .deb in a fresh Debian root, deployed as README \"Deploying\" says
     }
   });
 
-  test("purge removes the state and the configs and disables the units; the user stays", async () => {
-    const r = await root.sh("apt-get purge -y fansync");
+  test("purge removes the configs and every enable symlink (the two-way unit's too); the operator's data and the user stay", async () => {
+    const r = await root.sh("systemctl enable fansync-sync.service && apt-get purge -y fansync");
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    for (const gone of ["usr/bin/fansync", "var/lib/fansync", "etc/fansync/master.yaml", "etc/systemd/system/timers.target.wants/fansync-pull.timer", "etc/systemd/system/multi-user.target.wants/fansync-watch.service"]) {
+    assert.match(r.stdout + r.stderr, /fansync: kept \/var\/lib\/fansync/);
+    assert.ok((await stat(root.host("var/lib/fansync"))).isDirectory(), "state, credentials and kept conflict versions stay");
+    for (const gone of ["usr/bin/fansync", "etc/fansync/master.yaml", "etc/systemd/system/multi-user.target.wants/fansync-sync.service", "etc/systemd/system/timers.target.wants/fansync-pull.timer", "etc/systemd/system/multi-user.target.wants/fansync-watch.service"]) {
       await assert.rejects(stat(root.host(gone)), { code: "ENOENT" }, `${gone} is gone`);
     }
     assert.ok(await root.user("fansync"), "the user stays (files it owns may remain, e.g. a docroot)");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { validateConfig } from "../../src/core/config.ts";
-import { judgeHealth, type SelfState } from "../../src/core/health.ts";
+import { judgeHealth, judgeSource, type SelfState } from "../../src/core/health.ts";
 import { NODE_REPORT_FORMAT, type NodeReport, parseNodeReport, planFleetView, renderFleetTable, reportChangeKey, shouldReport } from "../../src/core/node-report.ts";
 import { escapeHtml, renderLagChart, renderStatusPage } from "../../src/core/status-page.ts";
 
@@ -73,21 +73,41 @@ test("renderFleetTable: a row per node, and a hint when nobody reports", () => {
 
 const self: SelfState = { role: "pull", status: "OK", generation: 5, headGeneration: 5, lagSeconds: 0, lastSuccess: ago(1), lastAttempt: ago(1), lastError: null, expectEveryMs: 2000, detail: "" };
 
-test("judgeHealth: starting, error, lagging, stuck, ok", () => {
-  assert.deepEqual(judgeHealth(self, NOW, 300_000), { ok: true, text: "OK generation 5" });
-  assert.match(judgeHealth({ ...self, status: "STARTING", lastAttempt: null }, NOW, 300_000).text, /^STARTING/);
-  assert.equal(judgeHealth({ ...self, lastError: "RemoteError: down" }, NOW, 300_000).ok, false);
-  assert.match(judgeHealth({ ...self, lagSeconds: 301 }, NOW, 300_000).text, /^LAGGING .*301s behind \(limit 300s\)/);
-  assert.match(judgeHealth({ ...self, lastAttempt: ago(400) }, NOW, 300_000).text, /^STUCK no run for 400s/);
+test("judgeSource (/readyz): starting, error, lagging, stuck, ok", () => {
+  assert.deepEqual(judgeSource(self, NOW, 300_000), { ok: true, word: "OK", text: "OK generation 5" });
+  assert.match(judgeSource({ ...self, status: "STARTING", lastAttempt: null }, NOW, 300_000).text, /^STARTING/);
+  assert.equal(judgeSource({ ...self, lastError: "RemoteError: down" }, NOW, 300_000).ok, false);
+  assert.match(judgeSource({ ...self, lagSeconds: 301 }, NOW, 300_000).text, /^LAGGING .*301s behind \(limit 300s\)/);
+  assert.match(judgeSource({ ...self, lastAttempt: ago(400) }, NOW, 300_000).text, /^STUCK no run for 400s/);
   // The uploader does not poll: a quiet docroot is not a stuck daemon.
-  assert.equal(judgeHealth({ ...self, role: "push", expectEveryMs: undefined, lastAttempt: ago(86_400) }, NOW, 300_000).ok, true);
+  assert.equal(judgeSource({ ...self, role: "push", expectEveryMs: undefined, lastAttempt: ago(86_400) }, NOW, 300_000).ok, true);
+});
+
+test("judgeHealth (/healthz): a node with a complete generation stays up whatever its source does", () => {
+  const serving = { ...self, serving: 5 };
+  const cases: [Partial<SelfState>, boolean, RegExp][] = [
+    [{}, true, /^OK generation 5$/],
+    [{ lastError: "RemoteError: down" }, true, /^DEGRADED generation 5: the last run failed: RemoteError: down$/],
+    [{ lagSeconds: 301 }, true, /^STALE generation 5: generation 5 of 5, 301s behind \(limit 300s\)$/],
+    [{ lastAttempt: ago(400) }, true, /^DEGRADED generation 5: no run for 400s/],
+    [{ status: "STARTING", lastAttempt: null }, true, /^DEGRADED generation 5: no run has finished yet$/],
+    [{ serving: 0, lastError: "RemoteError: down" }, false, /^EMPTY no complete generation in the docroot yet; ERROR generation 5: RemoteError: down$/],
+    [{ serving: 0, status: "STARTING", lastAttempt: null }, false, /^EMPTY .*; STARTING/],
+    // Without a docroot (push, replicate) the source rule decides.
+    [{ serving: undefined, lastError: "RemoteError: down" }, false, /^ERROR generation 5/],
+  ];
+  for (const [change, ok, text] of cases) {
+    const v = judgeHealth({ ...serving, ...change }, NOW, 300_000);
+    assert.equal(v.ok, ok, JSON.stringify(change));
+    assert.match(v.text, text, JSON.stringify(change));
+  }
 });
 
 test("status page escapes bucket-supplied text and draws one line per node", () => {
   assert.equal(escapeHtml(`<a href="x">'&`), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
   const fleet = planFleetView(head, [{ report: rep("n1", { status: "ERROR", lastError: "<script>alert(1)</script>" }), from: "s3://b/<x>/" }], NOW, 300_000);
   const html = renderStatusPage({
-    host: "h", version: "1", now: NOW, self, health: judgeHealth(self, NOW, 300_000), locations: [{ url: "s3://b/site/", generation: 5, time: ago(100), files: 3, bytes: 10, error: null }],
+    host: "h", version: "1", now: NOW, self, health: judgeHealth(self, NOW, 300_000), readiness: judgeSource(self, NOW, 300_000), locations: [{ url: "s3://b/site/", generation: 5, time: ago(100), files: 3, bytes: 10, error: null }],
     fleet, fleetAt: NOW, fleetError: null, history: [{ t: NOW - 20_000, lags: { n1: 3, n2: 0 } }, { t: NOW - 10_000, lags: { n1: 5, n2: 1 } }], windowMs: 3_600_000, refreshSeconds: 15,
   });
   assert.ok(!html.includes("<script>alert"), "no live script from a report");

@@ -1,10 +1,12 @@
 // The release build's pure parts and the parsers the release tests rely on: ELF headers, the
 // Debian control file, the package layout, README step blocks, unit and cron lines.
 import assert from "node:assert/strict";
-import { access, readFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { debControl, PACKAGED_FILES } from "../../release/deb.ts";
+import { debChangelog, debControl, PACKAGED_FILES } from "../../release/deb.ts";
 import { parseElfHeader } from "../../release/elf.ts";
 import { artifactNames, PLATFORMS } from "../../release/platforms.ts";
 import { execStartArgv, parseCronFile, parseUnit } from "../helpers/unit-file.ts";
@@ -52,9 +54,24 @@ test("debControl: the fields dpkg needs, a folded description, a final newline",
 
 test("the package layout: every source exists, configs are conffiles under /etc, nothing lands in /usr/local", async () => {
   for (const f of PACKAGED_FILES) await access(path.join(ROOT, f.from));
-  assert.deepEqual(PACKAGED_FILES.filter((f) => f.conffile).map((f) => f.to), ["etc/fansync/master.yaml", "etc/fansync/replicator.yaml", "etc/fansync/node.yaml", "etc/fansync/sync.yaml"]);
+  assert.deepEqual(PACKAGED_FILES.filter((f) => f.conffile).map((f) => f.to), ["etc/fansync/master.yaml", "etc/fansync/replicator.yaml", "etc/fansync/node.yaml", "etc/fansync/sync.yaml", "etc/fansync/fansync.env"]);
+  // The units read the environment file the package ships.
+  assert.equal(PACKAGED_FILES.find((f) => f.to === "etc/fansync/fansync.env")?.mode, 0o600);
   assert.ok(PACKAGED_FILES.every((f) => !f.to.startsWith("usr/local/") && !f.to.startsWith("/")));
   for (const m of ["postinst", "prerm", "postrm"]) assert.match(await readFile(path.join(ROOT, "release", "debian", m), "utf8"), /^#!\/bin\/sh\n[\s\S]*\nset -e\n/);
+});
+
+test("debChangelog: one entry dpkg-parsechangelog reads, for this version", async () => {
+  const text = debChangelog("1.2.3", new Date(Date.UTC(2026, 11, 7, 19, 10, 0)));
+  assert.equal(text, "fansync (1.2.3) unstable; urgency=medium\n\n  * Release 1.2.3 (see /usr/share/doc/fansync/README.md.gz).\n\n -- fansync developers <maintainers@fansync.invalid>  Mon, 07 Dec 2026 19:10:00 +0000\n");
+  const dir = await mkdtemp(path.join(tmpdir(), "fansync-changelog-"));
+  try {
+    await writeFile(path.join(dir, "changelog"), text);
+    const r = spawnSync("dpkg-parsechangelog", ["-l", path.join(dir, "changelog"), "-S", "Version"], { encoding: "utf8" });
+    if (r.error === undefined) assert.equal(r.stdout.trim(), "1.2.3", r.stderr);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test("bin/fansync.js refuses the Node versions package.json's engines refuses", async () => {
