@@ -62,8 +62,9 @@ test("the status files live in one documented place nginx can serve, outside eve
   const STATUS_DIR = "/var/www/fansync/";
   for (const file of ["node-us.yaml", "sync-app.yaml"]) {
     const doc = parse(await readFile(join(INFRA, "config", file), "utf8")) as Record<string, string>;
-    assert.ok(doc.statusFile?.startsWith(STATUS_DIR), `${file}: statusFile ${doc.statusFile} is under ${STATUS_DIR}`);
-    assert.ok(!doc.statusFile.startsWith(`${doc.docroot}/`), `${file}: not inside the docroot`);
+    const statusFile = doc.statusFile ?? "";
+    assert.ok(statusFile.startsWith(STATUS_DIR), `${file}: statusFile ${statusFile} is under ${STATUS_DIR}`);
+    assert.ok(!statusFile.startsWith(`${doc.docroot}/`), `${file}: not inside the docroot`);
   }
   for (const unit of ["fansync-pull.service", "fansync-sync.service"]) {
     const text = await readFile(join(INFRA, "systemd", unit), "utf8");
