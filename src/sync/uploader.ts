@@ -185,6 +185,9 @@ export class Uploader {
     scan.files.length = 0;
     const unreadable = [...scan.unreadable, ...unhashed].sort();
     for (const p of unhashed) log.warn({ path: p, reason: "could not be read" }, "skipped");
+    // What cannot be read keeps its published version, which a signing writer signs again: only
+    // from a head it can vouch for (issue 22: a forged entry must not be laundered by a permission slip).
+    if (unreadable.length > 0 && !this.vouchesFor(remote)) throw this.unvouched(remote, unreadable, "could not be read here");
     if (!scope && unreadable.length === 0 && pruneIndex(index, local)) this.indexDirty = true;
     // What cannot be read keeps its published version: neither re-planned nor deleted.
     const scoped = withoutUnder(under ? filterScope(remote.files, under) : remote.files, unreadable);
@@ -444,6 +447,9 @@ export class Uploader {
     const deletes = [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))];
     // What the new head still cannot vouch for: marked objects neither published anew nor deleted.
     const settled = new Set([...puts.map((e) => e.path), ...(failed.length === 0 ? deletes : [])]);
+    // A failed path keeps its previous entry, signed again: from a head this writer cannot vouch
+    // for, nothing is published (the exact rule) and the run says why.
+    if (failed.length > 0 && !this.vouchesFor(remote)) throw this.unvouched(remote, failed.map((f) => f.path), "failed to upload");
     try {
       const c = await this.writer.commit({
         base,
@@ -560,6 +566,13 @@ export class Uploader {
       if (err instanceof UntrustedHead) return false;
       throw err;
     }
+  }
+
+  /** Why a signing writer publishes nothing: `paths` would carry their entries from a head it cannot vouch for. */
+  private unvouched(remote: Remote, paths: readonly string[], why: string): UntrustedHead {
+    return new UntrustedHead(
+      `refusing to sign generation ${(remote.state?.head.generation ?? 0) + 1}: the head of ${formatLocation(this.o.loc)} does not verify under this writer's key, and ${paths.length} path(s) ${why} (first: ${paths[0]}): their published entries would be signed unverified. Make them readable (or fix what failed) and run again: the next run publishes the docroot whole`,
+    );
   }
 
   /** With trust: the generation this uploader is about to build on verifies (see {@link UploaderOptions.trust}). */

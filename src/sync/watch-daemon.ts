@@ -6,7 +6,7 @@
  */
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, GuardError, PartialFailureError, RaceError } from "../core/errors.ts";
+import { errorMessage, GuardError, PartialFailureError, RaceError, UntrustedHead } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { Drain } from "./drain.ts";
@@ -135,8 +135,10 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
         log.error({ err: { message: err.message }, hint: err.hint }, "batch refused by the delete guard; waiting for the docroot to change");
         return;
       }
-      // A partly failed batch is tried again later whatever failed (a refusal may be fixed meanwhile).
-      if (err instanceof PartialFailureError || isRetryable(err)) {
+      // A partly failed batch is tried again later whatever failed (a refusal may be fixed meanwhile);
+      // so is one refused because it would sign paths it carries from a head it cannot vouch for
+      // (unreadable or failed files: a later batch publishes the docroot whole once they are fixed).
+      if (err instanceof PartialFailureError || err instanceof UntrustedHead || isRetryable(err)) {
         backoff = Math.min(MAX_BACKOFF_MS, Math.max(1000, backoff * 2));
         log.warn({ err: { message: errorMessage(err) }, retryInMs: backoff }, "batch failed; retrying");
         if (doFull) full = true;

@@ -16,7 +16,8 @@ import { describe, test } from "node:test";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { type Entry, type FileMap, metaKeys } from "../../src/core/manifest.ts";
-import { startCli, waitCli } from "../helpers/cli.ts";
+import { chmod } from "node:fs/promises";
+import { runCli, startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { getBytes, putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
@@ -27,6 +28,9 @@ const ctx = useServer();
 const META = "site/.fansync/";
 const LEGIT = "<h1>home</h1>\n";
 const DEFACED = "<h1>pwned</h1><script>steal()</script>\n";
+
+// Root reads any file: a file is unreadable to the CLI only without these capabilities.
+const NO_DAC = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"] : [];
 
 const sha256 = (s: string | Buffer) => createHash("sha256").update(s).digest("hex");
 const text = (f: string) => readFile(f, "utf8").catch(() => undefined);
@@ -140,6 +144,38 @@ describe(`trust: nothing is signed, copied or applied that was not verified firs
     const node = ctx.tmp("trust-watch-node");
     expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(ctx.tmp("trust-watch-nstate")), "--trusted-key", k.pub]), 0);
     assert.equal(await text(path.join(node, "index.html")), LEGIT);
+  });
+
+  test("push --signing-key never signs what it carries from a head it cannot verify: an unreadable file or a failed upload keeps no forged entry", async () => {
+    const bucket = await ctx.server.bucket("trust-push-carry");
+    const url = `s3://${bucket}/site`;
+    const k = await keygen(ctx, "trust-push-key");
+    const master = ctx.tmp("trust-push-master");
+    const flags = ctx.flags(ctx.tmp("trust-push-state"));
+    await writeTree(master, { "index.html": LEGIT, "about.html": "about\n" });
+    expectCode(await ctx.cli(["push", master, url, ...flags, "--signing-key", k.key]), 0);
+    // A bucket writer without the key publishes generation 2 with the home page defaced.
+    const g1 = await manifestOf(ctx, bucket, META, 1);
+    await plant(ctx, bucket, META, 2, withEntry(g1, await putObject(bucket, "index.html", DEFACED, g1.get("index.html") as Entry)));
+    // The master cannot read its own index.html this time (a permission slip), and edits a page.
+    await writeFile(path.join(master, "news.html"), "news\n");
+    await chmod(path.join(master, "index.html"), 0o000);
+    try {
+      const r = await runCli(["push", master, url, ...flags, "--signing-key", k.key], { wrap: NO_DAC });
+      // Before: exit 4, generation 3 carried the defaced entry for the unreadable path, signed.
+      expectCode(r, 8);
+      assert.match(r.stderr, /index\.html/);
+      assert.match(r.stderr, /could not be read|does not verify/);
+      assert.equal((await readHeadDoc(ctx.server.client, bucket, "site/")).generation, 2, "nothing was published over the forged head");
+    } finally {
+      await chmod(path.join(master, "index.html"), 0o644);
+    }
+    // Readable again: the push publishes the docroot whole, signed, and a trusted node gets the real page.
+    expectCode(await ctx.cli(["push", master, url, ...flags, "--signing-key", k.key]), 0);
+    const node = ctx.tmp("trust-push-node");
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(ctx.tmp("trust-push-nstate")), "--trusted-key", k.pub]), 0);
+    assert.equal(await text(path.join(node, "index.html")), LEGIT);
+    assert.equal(await text(path.join(node, "news.html")), "news\n");
   });
 
   test("sync says at start when signing is configured on one side only: checks but does not sign; neither checks nor signs a signed location", async (t) => {
