@@ -283,7 +283,7 @@ export class TwoWayNode {
    * checks its signal after saving) or a kill in between left a docroot at generation N and a base
    * at N-1. Planned from that stale base, a docroot restored to the old version looks unchanged
    * and the puller, already at N, applies nothing: the node serves the old file for good. A
-   * complete pull record of this location at another generation than the base's is exactly that
+   * complete pull record of this location at a newer generation than the base's is exactly that
    * state, and adopting it is the step the stopped round did not take (the same for a round stopped
    * between saving a published generation as pulled and recording it as the base).
    */
@@ -296,10 +296,14 @@ export class TwoWayNode {
     return { generation: reached };
   }
 
-  /** The generation a complete pull record of this location says the docroot reached, when the base says another. */
+  /**
+   * The generation a complete pull record of this location says the docroot reached, when the base
+   * is older. (The record is saved before the base in every sequence, never after: a base newer
+   * than the record is not this state, and the base is never moved back.)
+   */
   private async unrecordedGeneration(doc: BaseDoc | undefined): Promise<number | undefined> {
     const ph = await readJson<{ generation: number; source: string; complete?: boolean }>(this.o.state.pullHead);
-    return ph?.complete && ph.source === this.url && ph.generation !== doc?.generation ? ph.generation : undefined;
+    return ph?.complete && ph.source === this.url && ph.generation > (doc?.generation ?? 0) ? ph.generation : undefined;
   }
 
   /**

@@ -57,6 +57,11 @@ describe(`sync stopped between apply and base (${serverLabel()})`, () => {
     assert.equal(await readFile(path.join(root, "x.html"), "utf8"), "x2", "the apply landed before the stop");
     // The docroot comes back from a backup taken before generation 2: x.html is x1 again, as it was.
     await writeTree(root, { "x.html": "x1" }, old);
+    // `sync --dry-run` plans from the generation the docroot reached, and records nothing.
+    const dry = await node(new AbortController().signal).dryRun();
+    assert.equal(dry.generation, 2);
+    assert.deepEqual(dry.plan.keep.map((k) => [k.path, k.reason]), [["x.html", "older-than-base"]]);
+    assert.equal((await readJson<{ generation: number }>(state.syncBaseHead))?.generation, 1, "the dry run wrote no base");
     const r = await node(new AbortController().signal).round({ joining: true });
     assert.equal(await readFile(path.join(root, "x.html"), "utf8"), "x2", "the restored older x.html took the head's version");
     assert.equal(r.generation, 2);
