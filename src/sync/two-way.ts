@@ -12,7 +12,9 @@
  *
  * The base lives in the node's state directory (`sync-base.ndjson`, `sync-base.json`), written
  * only after the docroot reached it: a round killed half way is planned again from the old base,
- * and what it had applied already then equals the head and is no change of this node's.
+ * and what it had applied already then equals the head and is no change of this node's. A round
+ * stopped after the puller recorded the whole apply but before the base was written is finished by
+ * the next one, which adopts that record first (readBaseDoc).
  * Echo suppression follows: a file the puller wrote equals the base, so it is never published again.
  */
 import { randomBytes } from "node:crypto";
@@ -197,7 +199,7 @@ export class TwoWayNode {
    */
   async round(opts: { joining: boolean; scan?: boolean }): Promise<RoundResult> {
     const { log } = this.d;
-    const doc = await readJson<BaseDoc>(this.baseDoc);
+    const doc = await this.readBaseDoc();
     const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
     const generation = doc?.generation ?? 0;
     let scan = opts.scan === false && doc ? { local: new Map<string, FileFacts>(base), deferred: 0 } : await this.scanLocal(base);
@@ -275,12 +277,45 @@ export class TwoWayNode {
   }
 
   /**
+   * The base, after healing a round stopped between the apply and the base's record: the puller
+   * saves its state (complete, at the generation it brought the docroot to) right after its last
+   * rename, and the base is written from it only after pullOnce returns, so a SIGTERM (the puller
+   * checks its signal after saving) or a kill in between left a docroot at generation N and a base
+   * at N-1. Planned from that stale base, a docroot restored to the old version looks unchanged
+   * and the puller, already at N, applies nothing: the node serves the old file for good. A
+   * complete pull record of this location at a newer generation than the base's is exactly that
+   * state, and adopting it is the step the stopped round did not take (the same for a round stopped
+   * between saving a published generation as pulled and recording it as the base).
+   */
+  private async readBaseDoc(): Promise<BaseDoc | undefined> {
+    const doc = await readJson<BaseDoc>(this.baseDoc);
+    const reached = await this.unrecordedGeneration(doc);
+    if (reached === undefined) return doc;
+    this.d.log.info({ generation: reached, base: doc?.generation ?? 0 }, "the docroot reached a generation the last round did not record as its base (stopped in between): adopting it");
+    await this.adoptPulled(reached);
+    return { generation: reached };
+  }
+
+  /**
+   * The generation a complete pull record of this location says the docroot reached, when the base
+   * is older. (The record is saved before the base in every sequence, never after: a base newer
+   * than the record is not this state, and the base is never moved back.)
+   */
+  private async unrecordedGeneration(doc: BaseDoc | undefined): Promise<number | undefined> {
+    const ph = await readJson<{ generation: number; source: string; complete?: boolean }>(this.o.state.pullHead);
+    return ph?.complete && ph.source === this.url && ph.generation > (doc?.generation ?? 0) ? ph.generation : undefined;
+  }
+
+  /**
    * `sync --dry-run`: the round a starting daemon would run, planned and not carried out. Reads
    * the base, the docroot and the head; takes no lease, keeps nothing, writes nothing.
    */
   async dryRun(): Promise<DryRunResult> {
-    const doc = await readJson<BaseDoc>(this.baseDoc);
-    const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
+    let doc = await readJson<BaseDoc>(this.baseDoc);
+    // The base a round would heal to (see readBaseDoc), read and not written.
+    const reached = await this.unrecordedGeneration(doc);
+    if (reached !== undefined) doc = { generation: reached };
+    const base: FileMap = doc ? await readNdjsonMap<Entry>(reached !== undefined ? this.o.state.pullFiles : this.baseFiles) : new Map();
     const scan = await this.scanLocal(base);
     const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
     const remote: FileMap = !hs ? new Map() : doc && hs.head.generation === doc.generation ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;

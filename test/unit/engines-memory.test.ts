@@ -8,6 +8,7 @@ import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, 
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
+import pino from "pino";
 import { currentOf, MemoryStore, MemoryWorld } from "../../src/adapters/memory-store.ts";
 import { sha256Hex } from "../../src/core/manifest.ts";
 import { makePackWriter, makeReplicator, makeTwoWay, makeUploader, pullOnceWith, runRollback } from "../../sim/world.ts";
@@ -193,4 +194,39 @@ test("uploader: a writer that died after writing the next manifest (other conten
   const r = await up.reconcile();
   assert.equal(r.generation, 2);
   assert.equal(object(world, "primary", "site/index.html"), "two");
+});
+
+test("two-way: a node stopped between applying the head and recording its base, its docroot then restored from an old backup: the head's newer version is applied and the old one kept, its own edits published", async () => {
+  // sync.integ's "restored from an old snapshot" failed about one run in four: its SIGTERM landed
+  // after the puller had renamed x2 into place and saved its own state, and before the round recorded
+  // the base. The stop lands there every time here: the signal aborts when the puller logs that the
+  // docroot reached the generation (written after its state, right before it checks the signal).
+  const { store, root } = setup();
+  const url = "s3://primary/shared/";
+  const A = path.join(root, "A");
+  const B = path.join(root, "B");
+  const a = makeTwoWay(store, { docroot: A, url, base: path.join(root, "sa"), nodeId: "a" });
+  const old = Date.now() / 1000 - 7200;
+  writeTree(A, { "x.html": "x1", "y.html": "y1" }, old);
+  await a.node.round({ joining: true });
+  await makeTwoWay(store, { docroot: B, url, base: path.join(root, "sb"), nodeId: "b" }).node.round({ joining: true });
+  writeTree(A, { "x.html": "x2" }, Date.now() / 1000 - 60);
+  await a.node.round({ joining: false });
+  const stop = new AbortController();
+  const log = pino({ level: "info" }, { write: (line: string) => (line.includes("docroot at generation") ? stop.abort() : undefined) });
+  const stopped = makeTwoWay(store, { docroot: B, url, base: path.join(root, "sb"), nodeId: "b" }, { log, signal: stop.signal });
+  await assert.rejects(stopped.node.round({ joining: false }), (e: unknown) => (e as Error).name === "AbortError");
+  assert.equal(readTree(B)["x.html"], "x2", "the apply landed before the stop");
+  // B's docroot comes back from last night's backup, then y.html is edited and z.html added.
+  rmSync(B, { recursive: true });
+  writeTree(B, { "x.html": "x1", "y.html": "y1" }, old);
+  writeTree(B, { "y.html": "y edited on b", "z.html": "new on b" });
+  const b = makeTwoWay(store, { docroot: B, url, base: path.join(root, "sb"), nodeId: "b" });
+  const r = await b.node.round({ joining: true });
+  assert.deepEqual(r.kept.map((k) => [k.path, k.reason]), [["x.html", "older-than-base"]]);
+  assert.equal(readTree(b.conflictsDir)[r.kept[0]?.kept ?? ""], "x1", "the restored x1 is kept");
+  await a.node.round({ joining: false });
+  const want = { "x.html": "x2", "y.html": "y edited on b", "z.html": "new on b" };
+  assert.deepEqual(readTree(B), want);
+  assert.deepEqual(readTree(A), want);
 });
