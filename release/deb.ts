@@ -106,7 +106,7 @@ export function debCopyright(bundled: readonly { name: string; version: string; 
     "Upstream-Name: fansync",
     "",
     "Files: *",
-    "Copyright: fansync developers",
+    "Copyright: 2026 fansync developers",
     "License: MIT",
     "",
     "Files: usr/bin/fansync",

@@ -7,68 +7,21 @@ import assert from "node:assert/strict";
 import { readFile, rm, utimes, writeFile, mkdir, readdir } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { type CapturedChild, startCli, waitCli } from "../helpers/cli.ts";
+import { startCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
+import { allEqualHead as allEqualHeadOf, startSync, stopSync, type SyncNode, syncNode, syncStatusOf, textOf, until } from "../helpers/sync-nodes.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
 
 const ctx = useServer();
 
-interface Node {
-  name: string;
-  root: string;
-  state: string;
-  child: CapturedChild | undefined;
-}
-
-function node(name: string): Node {
-  return { name, root: path.join(ctx.tmp(`sync-${name}`), "www"), state: ctx.tmp(`sync-${name}-state`), child: undefined };
-}
-
-function start(n: Node, url: string, extra: readonly string[] = []): void {
-  n.child = startCli(["sync", n.root, url, ...ctx.flags(n.state), "--node-id", n.name, "--delay", "150ms", "--max-delay", "1s", "--interval", "300ms", ...extra]);
-}
-
-async function stop(n: Node): Promise<void> {
-  const c = n.child;
-  if (!c) return;
-  n.child = undefined;
-  c.kill("SIGTERM");
-  const r = await waitCli(c, 40_000);
-  expectCode(r, 0);
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, nodes: readonly Node[] = []): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      const logs = nodes.map((n) => `--- ${n.name}\n${n.child?.out.stdout.slice(-4000) ?? ""}\n${n.child?.out.stderr.slice(-2000) ?? ""}`).join("\n");
-      throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ""}\n${logs}`);
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
-
-const text = (n: Node, p: string) => readFile(path.join(n.root, p), "utf8").catch(() => undefined);
-
-/** Every docroot equals the head's manifest, path → sha256; returns the generation. */
-async function allEqualHead(bucket: string, nodes: readonly Node[]): Promise<number | undefined> {
-  const { header, entries } = await readManifestDoc(ctx.server.client, bucket, "w/");
-  const want = JSON.stringify(entries.map((e) => [e.path, e.sha256]).sort());
-  for (const n of nodes) {
-    const snap = await snapshot(n.root);
-    if (JSON.stringify([...snap].map(([p, s]) => [p, s.sha256]).sort()) !== want) return undefined;
-  }
-  return header.generation as number;
-}
+type Node = SyncNode;
+const node = (name: string): Node => syncNode(ctx, name);
+const start = (n: Node, url: string, extra: readonly string[] = []): void => startSync(ctx, n, url, extra);
+const stop = stopSync;
+const text = textOf;
+const allEqualHead = (bucket: string, nodes: readonly Node[]): Promise<number | undefined> => allEqualHeadOf(ctx, bucket, "w/", nodes);
 
 async function generation(bucket: string): Promise<number> {
   return (await readHeadDoc(ctx.server.client, bucket, "w/")).generation as number;
@@ -87,10 +40,7 @@ async function listKept(n: Node): Promise<string[]> {
   return out.sort();
 }
 
-async function syncStatus(n: Node): Promise<Record<string, unknown>> {
-  const top = (await readdir(n.state)).find((d) => d.startsWith("sync-")) as string;
-  return JSON.parse(await readFile(path.join(n.state, top, "sync-status.json"), "utf8")) as Record<string, unknown>;
-}
+const syncStatus = syncStatusOf;
 
 describe(`sync (${serverLabel()})`, () => {
   test("a server without conditional writes: sync refuses to start, says why, exit 2", async (t) => {
