@@ -15,7 +15,7 @@
  * throw, so a new one cannot be silently ignored.
  */
 import { execFile } from "node:child_process";
-import { access, mkdir, mkdtemp, readdir, readFile, rename, rm } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -118,7 +118,7 @@ export function sandboxScript(s: Sandbox, argv: readonly string[]): string {
 // restrict, or only matter to systemd's own bookkeeping: restarts, timeouts, exit statuses).
 const APPLIED = new Set(["Type", "User", "Group", "ExecStart", "EnvironmentFile", "StateDirectory", "StateDirectoryMode", "ProtectSystem", "ReadWritePaths", "PrivateTmp", "NoNewPrivileges", "CapabilityBoundingSet", "UMask"]);
 const LEFT_TO_SYSTEMD = new Set([
-  "Restart", "RestartSec", "KillSignal", "TimeoutStopSec", "TimeoutStartSec", "SuccessExitStatus", "ProtectHome", "PrivateDevices",
+  "Restart", "RestartSec", "RestartPreventExitStatus", "ExecReload", "KillSignal", "TimeoutStopSec", "TimeoutStartSec", "SuccessExitStatus", "ProtectHome", "PrivateDevices",
   "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectClock", "ProtectHostname",
   "RestrictAddressFamilies", "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID", "LockPersonality", "SystemCallArchitectures",
 ]);
@@ -212,7 +212,14 @@ export class DebianRoot {
     Object.assign(env, extra.env);
     const protect = get("ProtectSystem");
     if (protect !== undefined && protect !== "strict") throw new Error(`${name}: ProtectSystem=${protect} is not emulated`);
-    const writable = (unit.get("Service")?.get("ReadWritePaths") ?? []).flatMap((v) => v.split(/\s+/).filter(Boolean));
+    // A leading "-" makes a path optional: systemd skips it when it does not exist.
+    const writable: string[] = [];
+    for (const spec of (unit.get("Service")?.get("ReadWritePaths") ?? []).flatMap((v) => v.split(/\s+/).filter(Boolean))) {
+      const optional = spec.startsWith("-");
+      const p = optional ? spec.slice(1) : spec;
+      if (optional && !(await stat(this.host(p)).catch(() => undefined))) continue;
+      writable.push(p);
+    }
     if (stateDir) writable.push(`/var/lib/${stateDir}`);
     const sandbox: Sandbox = {
       binds: extra.binds,
