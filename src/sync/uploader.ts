@@ -353,10 +353,12 @@ export class Uploader {
     // object (d/x.html while d exists) and an object over keys (d while d/… exist). Such deletions
     // go first, as their own generation (the head stops naming them, then they are deleted), so
     // the puts that clash with them can be written; a crash between leaves that generation valid.
+    let publishedFirst = false;
     const clashing = prefixClashes(plan.deletes, [...written.map((f) => f.path), ...adopted.keys()]);
     if (clashing.length > 0 && remote.state && !remote.rebuilt && this.vouchesFor(remote)) {
       const first = await this.writer.commit({ base: remote.state, baseFiles: remote.files, puts: [], deletes: clashing, failed: [], exact: false, what: "deletions", total: clashing.length, dirty: dirty.filter((p) => !clashing.includes(p)), approveDeletes, keepRecorded: [...adopted.keys()] });
       if (first.published && first.head && first.manifestBytes) {
+        publishedFirst = true;
         remote = { state: first.head, files: first.files };
         this.remote = remote;
         this.vouchedManifest = first.head.head.manifestSha256;
@@ -490,7 +492,7 @@ export class Uploader {
         this.remote = { state: base, files: remote.files };
       }
       const counts = { uploads: summary.uploads - copiedInstead - unreadable.length, copies: summary.copies + copiedInstead, uploadBytes: summary.uploadBytes - bytesNotSent, unreadable: [...summary.unreadable, ...unreadable].sort() };
-      return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published, deferred };
+      return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published || publishedFirst, deferred };
     } finally {
       await this.saveIndex(index);
     }
