@@ -86,6 +86,8 @@ export interface CommitInput {
    * the replicator holds no key). It must fit the published files; it wins over this writer's signer.
    */
   readonly signature?: HeadSignature | undefined;
+  /** Paths whose ledger records this commit's clean-up keeps (objects a later commit of this run publishes). */
+  readonly keepRecorded?: readonly string[] | undefined;
 }
 
 /** What a commit did. */
@@ -306,7 +308,7 @@ export class GenerationWriter {
       }
     }
     const done = new Set<string>();
-    const left = new Set<string>();
+    const left = new Set<string>(c.keepRecorded?.map((p) => loc.prefix + p));
     if (result.published && deletes.length > 0) {
       // Objects go only after the head stopped naming them: readers of the old generation may
       // still fetch them a moment longer, and fail over to the next run if not. The generation is

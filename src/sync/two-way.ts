@@ -493,13 +493,19 @@ export class TwoWayNode {
   private async adoptPublished(generation: number): Promise<void> {
     const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
     if (!hs || hs.head.generation !== generation) throw new RaceError(`published generation ${generation}, but the head of ${this.url} is ${hs?.head.generation ?? "gone"}`);
-    const journal = await readJournal(this.d.store, this.o.loc, generation, this.d.signal);
-    let files: FileMap;
-    if (journal) {
-      files = await readNdjsonMap<Entry>(this.baseFiles);
-      for (const p of journal.deletes) files.delete(p);
-      for (const e of journal.puts) files.set(e.path, e);
-    } else files = (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+    // The uploader may have published more than one generation over the base (deletions that
+    // clash with its puts go first, as their own generation): every journal since the base counts.
+    const from = ((await readJson<BaseDoc>(this.baseDoc))?.generation ?? generation - 1) + 1;
+    let files: FileMap | undefined = from <= generation ? await readNdjsonMap<Entry>(this.baseFiles) : undefined;
+    for (let g = from; files && g <= generation; g++) {
+      const journal = await readJournal(this.d.store, this.o.loc, g, this.d.signal);
+      if (!journal) files = undefined;
+      else {
+        for (const p of journal.deletes) files.delete(p);
+        for (const e of journal.puts) files.set(e.path, e);
+      }
+    }
+    files ??= (await readManifest(this.d.store, hs.head, this.d.signal)).files;
     await this.savePulled(hs, files);
     await writeNdjsonMap(this.baseFiles, files);
     await writeJson(this.baseDoc, { generation } satisfies BaseDoc);

@@ -349,6 +349,25 @@ export class Uploader {
     const vanished: string[] = [];
     await this.writer.hold();
     const written = [...plan.uploads, ...plan.copies.map((c) => c.file)];
+    // A server that keeps objects as files of a POSIX tree (versitygw) refuses a key under an
+    // object (d/x.html while d exists) and an object over keys (d while d/… exist). Such deletions
+    // go first, as their own generation (the head stops naming them, then they are deleted), so
+    // the puts that clash with them can be written; a crash between leaves that generation valid.
+    let publishedFirst = false;
+    const clashing = prefixClashes(plan.deletes, [...written.map((f) => f.path), ...adopted.keys()]);
+    if (clashing.length > 0 && remote.state && !remote.rebuilt && this.vouchesFor(remote)) {
+      const first = await this.writer.commit({ base: remote.state, baseFiles: remote.files, puts: [], deletes: clashing, failed: [], exact: false, what: "deletions", total: clashing.length, dirty: dirty.filter((p) => !clashing.includes(p)), approveDeletes, keepRecorded: [...adopted.keys()] });
+      if (first.published && first.head && first.manifestBytes) {
+        publishedFirst = true;
+        remote = { state: first.head, files: first.files };
+        this.remote = remote;
+        this.vouchedManifest = first.head.head.manifestSha256;
+        await this.saveRemoteCache(first.head.head, first.head.etag, first.manifestBytes);
+        const gone = new Set(clashing);
+        plan = { ...plan, deletes: plan.deletes.filter((p) => !gone.has(p)) };
+        dirty = dirty.filter((p) => !gone.has(p));
+      }
+    }
     // Before any object is written: the paths that may exist outside a manifest if this run dies
     // (new paths before their head, removed paths between the head and their deletion), and what
     // the adopted ones hold, so that a run interrupted again still finds them.
@@ -473,7 +492,7 @@ export class Uploader {
         this.remote = { state: base, files: remote.files };
       }
       const counts = { uploads: summary.uploads - copiedInstead - unreadable.length, copies: summary.copies + copiedInstead, uploadBytes: summary.uploadBytes - bytesNotSent, unreadable: [...summary.unreadable, ...unreadable].sort() };
-      return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published, deferred };
+      return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published || publishedFirst, deferred };
     } finally {
       await this.saveIndex(index);
     }
@@ -713,4 +732,19 @@ function filterScope(files: FileMap, under: readonly string[]): FileMap {
     }
   }
   return out;
+}
+
+/**
+ * The deletions a server that refuses dir/file prefix clashes must see done before `puts` can be
+ * written: a deleted path that is a directory of a put (d for d/x.html) or lies under one (d/x.html for d).
+ */
+export function prefixClashes(deletes: readonly string[], puts: readonly string[]): string[] {
+  const put = new Set(puts);
+  const dirs = new Set<string>();
+  for (const p of puts) for (let i = p.indexOf("/"); i > 0; i = p.indexOf("/", i + 1)) dirs.add(p.slice(0, i));
+  return deletes.filter((d) => {
+    if (dirs.has(d)) return true;
+    for (let i = d.indexOf("/"); i > 0; i = d.indexOf("/", i + 1)) if (put.has(d.slice(0, i))) return true;
+    return false;
+  });
 }

@@ -230,3 +230,61 @@ test("two-way: a node stopped between applying the head and recording its base, 
   assert.deepEqual(readTree(B), want);
   assert.deepEqual(readTree(A), want);
 });
+
+test("uploader on a server that refuses dir/file prefix clashes (versitygw): file d → directory d/ and back heal within the run", async () => {
+  const world = new MemoryWorld();
+  world.bucket("primary", "off");
+  const store = new MemoryStore({ world, bucket: "primary", quirks: { refusesPrefixClash: true } });
+  const root = tmp();
+  const docroot = path.join(root, "master");
+  writeTree(docroot, { "index.html": "i", d: "a file" });
+  const up = makeUploader(store, { docroot, url: "s3://primary/site/", base: path.join(root, "state") });
+  await up.reconcile();
+  writeTree(docroot, { d: null });
+  writeTree(docroot, { "d/x.html": "now a directory" });
+  await up.reconcile();
+  assert.equal(object(world, "primary", "site/d/x.html"), "now a directory");
+  assert.equal(object(world, "primary", "site/d"), undefined);
+  writeTree(docroot, { d: null });
+  writeTree(docroot, { d: "a file again" });
+  await up.reconcile();
+  assert.equal(object(world, "primary", "site/d"), "a file again");
+  assert.equal(object(world, "primary", "site/d/x.html"), undefined);
+});
+
+test("two-way on a server that refuses dir/file prefix clashes (versitygw): a node turning file d into directory d/ and back publishes it, and the other node follows", async () => {
+  const world = new MemoryWorld();
+  world.bucket("primary", "off");
+  const store = new MemoryStore({ world, bucket: "primary", quirks: { refusesPrefixClash: true } });
+  const root = tmp();
+  const url = "s3://primary/shared/";
+  const A = path.join(root, "A");
+  const B = path.join(root, "B");
+  const a = makeTwoWay(store, { docroot: A, url, base: path.join(root, "sa"), nodeId: "a" });
+  const b = makeTwoWay(store, { docroot: B, url, base: path.join(root, "sb"), nodeId: "b" });
+  writeTree(A, { "f.txt": "f", d: "a file" });
+  await a.node.round({ joining: true });
+  await b.node.round({ joining: true });
+  assert.deepEqual(readTree(B), { "f.txt": "f", d: "a file" });
+  writeTree(A, { d: null });
+  writeTree(A, { "d/x.html": "now a directory" });
+  await a.node.round({ joining: false });
+  assert.equal(object(world, "primary", "shared/d/x.html"), "now a directory");
+  assert.equal(object(world, "primary", "shared/d"), undefined);
+  // A's base follows both generations it published (the deletion of d went first, as its own).
+  const baseOfA = readFileSync(path.join(path.dirname(a.conflictsDir), "sync-base.ndjson"), "utf8").split("\n").filter(Boolean).map((l) => (JSON.parse(l) as [string, unknown])[0]).sort();
+  assert.deepEqual(baseOfA, ["d/x.html", "f.txt"]);
+  await b.node.round({ joining: false });
+  assert.deepEqual(readTree(B), { "f.txt": "f", "d/x.html": "now a directory" });
+  writeTree(B, { d: null });
+  writeTree(B, { d: "a file again" });
+  await b.node.round({ joining: false });
+  assert.equal(object(world, "primary", "shared/d"), "a file again");
+  assert.equal(object(world, "primary", "shared/d/x.html"), undefined);
+  await a.node.round({ joining: false });
+  assert.deepEqual(readTree(A), { "f.txt": "f", d: "a file again" });
+  assert.deepEqual(readTree(a.conflictsDir), {});
+  await a.node.round({ joining: false });
+  await b.node.round({ joining: false });
+  assert.deepEqual(readTree(A), readTree(B));
+});
