@@ -34,7 +34,10 @@ async function createDistribution(cf: CloudFrontClient, bucket: string): Promise
       DefaultCacheBehavior: { TargetOriginId: "s3", ViewerProtocolPolicy: "allow-all", MinTTL: 0, ForwardedValues: { QueryString: false, Cookies: { Forward: "none" } }, TrustedSigners: { Enabled: false, Quantity: 0 } },
     },
   }));
-  return out.Distribution?.Id as string;
+  // fauxqs answers any unknown API with a 200 and an empty body: no id means no CloudFront here.
+  const id = out.Distribution?.Id;
+  if (!id) throw Object.assign(new Error("CreateDistribution answered without a distribution id"), { name: "NoDistributionId" });
+  return id;
 }
 
 /** Every invalidation of the distribution, oldest first, with its paths sorted. */
