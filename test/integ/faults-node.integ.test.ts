@@ -124,6 +124,16 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     await writeTree(s.master, { sub: "now a file" });
     // On versitygw (objects are the files of a POSIX tree) the key sub cannot be written while
     // keys below it exist, nor sub/… while sub does: the push deletes them first, as their own generation.
+    if (ctx.server.kind === "versitygw" && process.env.FANSYNC_TEST_VERSIONING === "all") {
+      // A known limit: on a versioned versitygw bucket the deleted keys' versions keep sub/ a
+      // directory, so the key sub stays refused (409 ExistingObjectIsDirectory). The push says so,
+      // as a refusal a rerun meets again (exit 4), and publishes nothing half (docs/guarantees.md §13).
+      const r = await ctx.cli(["push", s.master, s.url, ...ctx.flags(s.mstate)]);
+      expectCode(r, 4);
+      assert.match(r.stderr, /ExistingObjectIsDirectory/);
+      assert.match(r.stderr, /a refusal by the server/);
+      return;
+    }
     await s.push();
     expectCode(await s.pull(), 0);
     assert.deepEqual(await snapshot(s.node), await snapshot(s.master));
