@@ -6,12 +6,12 @@
 // Run alone:   node bench/lib/interrupted.ts [files]      (prints the rows as JSON)
 // From run.ts: `await runInterrupted({ repo, workDir, serverKind, bucket, prefix, seed, files, env, logPath, log })`.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, rmSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startCountingProxy, type ProxiedRequest } from "./counting-proxy.ts";
-import type { PropagationOptions } from "./propagation.ts";
+import { freshRunDirs, type PropagationOptions } from "./propagation.ts";
 import { startS3Server } from "./server.ts";
 import { planTree, writeTree, type TreeSpec } from "./tree.ts";
 import { compareListing, readTreeSizes } from "./verify.ts";
@@ -51,13 +51,7 @@ function exited(child: ChildProcess): Promise<number | null> {
 /** Runs both halves against a fresh server. Never throws: failures become the status. */
 export async function runInterrupted(o: PropagationOptions): Promise<Interrupted> {
   const result: Interrupted = { status: "ok", files: o.files };
-  rmSync(o.workDir, { recursive: true, force: true });
-  const master = join(o.workDir, "master");
-  const node = join(o.workDir, "node");
-  mkdirSync(master, { recursive: true });
-  mkdirSync(node, { recursive: true });
-  mkdirSync(dirname(o.logPath), { recursive: true });
-  writeFileSync(o.logPath, "");
+  const { master, node } = freshRunDirs(o);
   const spec: TreeSpec = { name: "interrupted", files: o.files, dirs: Math.max(1, Math.round(o.files / 100)), minSize: 1024, maxSize: 20 * 1024, bigFiles: 0, bigMinSize: 0, bigMaxSize: 0, unicode: false };
   const tree = planTree(spec, o.seed);
   writeTree(master, tree, o.seed);

@@ -59,8 +59,8 @@ export async function arrived(path: string, want: Buffer): Promise<boolean> {
 }
 
 /** Runs the daemons, writes the files, returns the latencies. Never throws: failures become the status. */
-export async function runPropagation(o: PropagationOptions): Promise<Propagation> {
-  const result: Propagation = { status: "ok", samplesMs: [], files: o.files, lost: 0, delayMs: DELAY_MS, intervalMs: INTERVAL_MS };
+/** A fresh work directory with an empty master and node docroot, and an empty log: where a scenario starts. */
+export function freshRunDirs(o: Pick<PropagationOptions, "workDir" | "logPath">): { master: string; node: string } {
   rmSync(o.workDir, { recursive: true, force: true });
   const master = join(o.workDir, "master");
   const node = join(o.workDir, "node");
@@ -68,6 +68,12 @@ export async function runPropagation(o: PropagationOptions): Promise<Propagation
   mkdirSync(node, { recursive: true });
   mkdirSync(dirname(o.logPath), { recursive: true });
   writeFileSync(o.logPath, "");
+  return { master, node };
+}
+
+export async function runPropagation(o: PropagationOptions): Promise<Propagation> {
+  const result: Propagation = { status: "ok", samplesMs: [], files: o.files, lost: 0, delayMs: DELAY_MS, intervalMs: INTERVAL_MS };
+  const { master, node } = freshRunDirs(o);
   const base = planTree(BASE, o.seed);
   writeTree(master, base, o.seed);
   const server = await startS3Server(o.serverKind, [o.bucket]);
