@@ -266,3 +266,35 @@ export function planApply(base: ReadonlyMap<string, FileFacts>, remote: Readonly
 
 /** A content hash no file has: the puller replaces whatever is there. */
 export const UNKNOWN_SHA256 = "0".repeat(64);
+
+/** Another writer's generation applied to the docroot, with the paths it changed and deleted there. */
+export interface Applied {
+  readonly generation: number;
+  readonly changed: readonly string[];
+  readonly deleted: readonly string[];
+}
+
+/** An Applied, or undefined when it changed nothing. */
+export function appliedOrNone(generation: number, changed: readonly string[], deleted: readonly string[]): Applied | undefined {
+  return changed.length === 0 && deleted.length === 0 ? undefined : { generation, changed, deleted };
+}
+
+/** What bringing a docroot from the files `from` to the files `to` (generation `generation`) changed and deleted. */
+export function appliedBetween(from: ReadonlyMap<string, FileFacts>, to: ReadonlyMap<string, FileFacts>, generation: number): Applied | undefined {
+  const paths = localChanges(from, to);
+  return appliedOrNone(generation, paths.filter((p) => to.has(p)), paths.filter((p) => !to.has(p)));
+}
+
+/**
+ * Two applies in a row as one, for the later generation (a node that jumps generations runs one
+ * hook with every path it changed): a path's last operation counts.
+ */
+export function mergeApplied(a: Applied | undefined, b: Applied | undefined): Applied | undefined {
+  if (!a || !b) return a ?? b;
+  const [changedA, deletedA, changedB, deletedB] = [a.changed, a.deleted, b.changed, b.deleted].map((l) => new Set(l)) as [Set<string>, Set<string>, Set<string>, Set<string>];
+  return {
+    generation: Math.max(a.generation, b.generation),
+    changed: [...a.changed.filter((p) => !deletedB.has(p)), ...b.changed.filter((p) => !changedA.has(p))],
+    deleted: [...a.deleted.filter((p) => !changedB.has(p)), ...b.deleted.filter((p) => !deletedA.has(p))],
+  };
+}

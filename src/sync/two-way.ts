@@ -26,7 +26,7 @@ import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
 import { filesDigest, verifyGeneration } from "../core/signing.ts";
-import { type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
+import { type Applied, appliedBetween, appliedOrNone, type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, mergeApplied, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
 import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -103,7 +103,7 @@ export interface RoundResult {
    * Another writer's generation this round applied to the docroot, with the paths it changed and
    * deleted there (for `--on-apply`); undefined when the round applied nothing.
    */
-  readonly applied?: { readonly generation: number; readonly changed: readonly string[]; readonly deleted: readonly string[] } | undefined;
+  readonly applied?: Applied | undefined;
   /** What the last scan could not carry (names that cannot be keys, unreadable files), as push reports them. */
   readonly skipped: readonly Skipped[];
 }
@@ -141,6 +141,7 @@ interface BaseDoc {
   readonly generation: number;
 }
 
+
 type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
 
 /**
@@ -170,6 +171,12 @@ export class TwoWayNode {
   /** This round did not scan: a difference from the base found while applying stops the apply (issue 27). */
   private unscanned = false;
   private roundGeneration = 0;
+  /**
+   * Another writer's generation adopted while healing a stopped round (readBaseDoc): the puller
+   * applied it, the stopped round never reported it, so the next round that succeeds does
+   * (`applied`, for --on-apply), merged with what that round applies itself.
+   */
+  private healed: Applied | undefined;
 
   constructor(o: TwoWayOptions, d: TwoWayDeps) {
     this.o = o;
@@ -207,7 +214,7 @@ export class TwoWayNode {
     if (changes.length === 0) {
       // Nothing of our own: a plain pull (the no-op is one conditional GET).
       const hs = doc ? undefined : await readHead(this.d.store, this.o.loc, this.d.signal);
-      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred, skipped: this.skipped };
+      if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred, skipped: this.skipped, applied: this.takeHealed(changes, undefined) };
       // The puller plans against its own record: it must say what the base says (a round killed
       // after it prepared the puller left another record behind).
       const ph = await readJson<{ complete?: boolean }>(this.o.state.pullHead);
@@ -227,7 +234,7 @@ export class TwoWayNode {
         this.unscanned = false;
       }
       if (!r.noop || !doc) await this.adoptPulled(r.generation);
-      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred, skipped: this.skipped, applied: appliedBy(r) };
+      return { generation: r.generation, headGeneration: r.headGeneration, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: this.takeKeptDuringApply(), deferred: scan.deferred, skipped: this.skipped, applied: this.takeHealed(changes, appliedBy(r)) };
     }
     await this.takeLease();
     try {
@@ -270,7 +277,7 @@ export class TwoWayNode {
           now = res.generation;
         }
       }
-      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped, applied };
+      return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped, applied: this.takeHealed(changes, applied) };
     } finally {
       await this.d.publisher.releaseLease();
     }
@@ -291,9 +298,28 @@ export class TwoWayNode {
     const doc = await readJson<BaseDoc>(this.baseDoc);
     const reached = await this.unrecordedGeneration(doc);
     if (reached === undefined) return doc;
-    this.d.log.info({ generation: reached, base: doc?.generation ?? 0 }, "the docroot reached a generation the last round did not record as its base (stopped in between): adopting it");
-    await this.adoptPulled(reached);
-    return { generation: reached };
+    this.d.log.info({ generation: reached.generation, base: doc?.generation ?? 0 }, "the docroot reached a generation the last round did not record as its base (stopped in between): adopting it");
+    // An applied generation (not one this node published) was never reported to --on-apply: what
+    // it changed here is the difference between the old base and the generation reached.
+    if (!reached.publishedHere) {
+      const changes = appliedBetween(doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map(), await readNdjsonMap<Entry>(this.o.state.pullFiles), reached.generation);
+      this.healed = mergeApplied(this.healed, changes);
+    }
+    await this.adoptPulled(reached.generation);
+    return { generation: reached.generation };
+  }
+
+  /**
+   * The generation healed by readBaseDoc, for the round's result (then forgotten), merged with
+   * what the round applied itself; paths the node changed locally since (its own version is in
+   * the docroot, to be published) are not among the healed generation's.
+   */
+  private takeHealed(local: readonly string[], applied: Applied | undefined): Applied | undefined {
+    const h = this.healed;
+    this.healed = undefined;
+    if (!h) return applied;
+    const own = new Set(local);
+    return mergeApplied(appliedOrNone(h.generation, h.changed.filter((p) => !own.has(p)), h.deleted.filter((p) => !own.has(p))), applied);
   }
 
   /**
@@ -301,9 +327,9 @@ export class TwoWayNode {
    * is older. (The record is saved before the base in every sequence, never after: a base newer
    * than the record is not this state, and the base is never moved back.)
    */
-  private async unrecordedGeneration(doc: BaseDoc | undefined): Promise<number | undefined> {
-    const ph = await readJson<{ generation: number; source: string; complete?: boolean }>(this.o.state.pullHead);
-    return ph?.complete && ph.source === this.url && ph.generation > (doc?.generation ?? 0) ? ph.generation : undefined;
+  private async unrecordedGeneration(doc: BaseDoc | undefined): Promise<{ generation: number; publishedHere: boolean } | undefined> {
+    const ph = await readJson<{ generation: number; source: string; complete?: boolean; publishedHere?: boolean }>(this.o.state.pullHead);
+    return ph?.complete && ph.source === this.url && ph.generation > (doc?.generation ?? 0) ? { generation: ph.generation, publishedHere: ph.publishedHere === true } : undefined;
   }
 
   /**
@@ -314,7 +340,7 @@ export class TwoWayNode {
     let doc = await readJson<BaseDoc>(this.baseDoc);
     // The base a round would heal to (see readBaseDoc), read and not written.
     const reached = await this.unrecordedGeneration(doc);
-    if (reached !== undefined) doc = { generation: reached };
+    if (reached !== undefined) doc = { generation: reached.generation };
     const base: FileMap = doc ? await readNdjsonMap<Entry>(reached !== undefined ? this.o.state.pullFiles : this.baseFiles) : new Map();
     const scan = await this.scanLocal(base);
     const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
@@ -514,14 +540,13 @@ export class TwoWayNode {
   private async savePulled(hs: HeadState, files: FileMap): Promise<void> {
     const st = this.o.state;
     await writeNdjsonMap(st.pullFiles, files);
-    await writeJson(st.pullHead, { generation: hs.head.generation, etag: hs.etag, source: this.url, headTime: hs.head.time, complete: true, filesSha256: filesDigest(files.values()), manifestSha256: hs.head.manifestSha256 });
+    // publishedHere: healed after a stop before the base's record, this generation is the node's
+    // own, never another writer's for --on-apply (readBaseDoc). The puller's next apply drops it.
+    await writeJson(st.pullHead, { generation: hs.head.generation, etag: hs.etag, source: this.url, headTime: hs.head.time, complete: true, filesSha256: filesDigest(files.values()), manifestSha256: hs.head.manifestSha256, publishedHere: true });
   }
 }
 
 /** What a pull changed in the docroot, as `RoundResult.applied` (nothing for a no-op or an empty change). */
-function appliedBy(r: PullResult): RoundResult["applied"] {
-  const changed = r.changedPaths ?? [];
-  const deleted = r.deletedPaths ?? [];
-  if (r.noop || (changed.length === 0 && deleted.length === 0)) return undefined;
-  return { generation: r.generation, changed, deleted };
+function appliedBy(r: PullResult): Applied | undefined {
+  return r.noop ? undefined : appliedOrNone(r.generation, r.changedPaths ?? [], r.deletedPaths ?? []);
 }

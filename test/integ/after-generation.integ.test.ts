@@ -4,10 +4,19 @@
  * --on-publish / --on-apply hooks run once per generation with the right NDJSON.
  */
 import assert from "node:assert/strict";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { CloudFrontClient, CreateDistributionCommand, GetInvalidationCommand, ListInvalidationsCommand } from "@aws-sdk/client-cloudfront";
+import pino from "pino";
+import { UsageError } from "../../src/core/errors.ts";
+import { compileFilter } from "../../src/core/filters.ts";
+import { formatLocation, parseLocation } from "../../src/core/location.ts";
+import { createS3Client } from "../../src/adapters/s3-client.ts";
+import { S3Store } from "../../src/adapters/s3-store.ts";
+import { jobStateDir } from "../../src/adapters/state-dir.ts";
+import { TwoWayNode } from "../../src/sync/two-way.ts";
+import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { writeTree } from "../helpers/tree.ts";
 
@@ -113,4 +122,64 @@ test("pull --on-apply runs once per generation applied with its paths", async ()
     "1 put a.css", "1 put index.html", "gen 1",
     "2 put index.html", "2 delete a.css", "gen 2",
   ]);
+});
+
+test("sync --on-apply runs for a generation the node adopted while healing a stopped round, once", async () => {
+  // A sync node stopped between applying another writer's generation and recording it as its base
+  // (sync-apply-kill.integ.test.ts makes that stop land every time: the node runs in this process
+  // and aborts when the puller logs "docroot at generation"). The next round adopts the generation
+  // the docroot reached instead of applying it: its --on-apply hook must still run for it.
+  const dir = ctx.tmp("sync-heal-hook");
+  const bucket = await ctx.server.bucket("sync-heal-hook");
+  const url = `s3://${bucket}/www`;
+  const master = path.join(dir, "master");
+  const root = path.join(dir, "node");
+  const stateBase = path.join(dir, "state-n");
+  const hookOut = path.join(dir, "hook.ndjson");
+  const statusFile = path.join(dir, "status.json");
+  const push = async () => expectCode(await ctx.cli(["push", master, url, ...ctx.flags(path.join(dir, "state-m"))]), 0);
+  // The CLI's own state directory for this node, so the daemon below finds what the stopped round left.
+  const state = jobStateDir(stateBase, "sync", { docroot: root, url: formatLocation(parseLocation(url)) });
+  const store = new S3Store({ client: createS3Client({ endpointUrl: ctx.server.endpoint, pathStyle: true, profile: undefined, maxSockets: 8 }), bucket, endpoint: ctx.server.endpoint });
+  const publisher = { holdLease: async () => {}, releaseLease: async () => {}, reconcile: () => Promise.reject(new UsageError("nothing of this node's is to be published")) };
+  const node = (signal: AbortSignal, log = pino({ level: "silent" })) => new TwoWayNode({
+    docroot: root, loc: parseLocation(url), state, conflictsDir: path.join(dir, "conflicts"), filter: compileFilter({ exclude: [], include: [] }), owns: () => true, rule: "newer", nodeId: "n", settleMs: 0,
+    puller: { docroot: root, state, concurrency: 4, maxDelete: { kind: "percent", value: 50 }, force: false, dryRun: false, deleteExtraneous: false, verify: false, checksum: false, keep: [], maxJournals: 20, trust: undefined, maxAgeMs: undefined, allowSetuid: false },
+  }, { store, publisher, log, signal, now: () => new Date() });
+
+  await mkdir(root);
+  await writeTree(master, { "index.html": "one\n", "x.html": "x1\n", "y.html": "y1\n" }, new Date(Date.now() - 7_200_000));
+  await push();
+  await node(new AbortController().signal).round({ joining: true });
+  await writeTree(master, { "x.html": "x2\n" }, new Date(Date.now() - 60_000));
+  await rm(path.join(master, "y.html"));
+  await push();
+  const stop = new AbortController();
+  const log = pino({ level: "info" }, { write: (line: string) => (line.includes("docroot at generation") ? stop.abort() : undefined) });
+  await assert.rejects(node(stop.signal, log).round({ joining: false }), (e: unknown) => (e as Error).name === "AbortError");
+  assert.equal(await readFile(path.join(root, "x.html"), "utf8"), "x2\n", "the apply landed before the stop");
+
+  // The daemon starts on that state: generation 2 is in the docroot but is not its base yet.
+  const daemon = async () => {
+    await rm(statusFile, { force: true });
+    const child = startCli(["sync", root, url, ...ctx.flags(stateBase), "--node-id", "n", "--interval", "10m", "--status-file", statusFile, "--on-apply", `cat >> '${hookOut}'`]);
+    try {
+      for (let i = 0; ; i++) {
+        const st = await readFile(statusFile, "utf8").then((t) => JSON.parse(t) as { status: string; generation: number }, () => undefined);
+        if (st?.status === "OK" && st.generation === 2) break;
+        if (i > 300) throw new Error(`the sync node never reported generation 2\n${child.out.stdout.slice(-3000)}\n${child.out.stderr.slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      child.kill("SIGTERM");
+      // SIGTERM drains the hook queue before the daemon exits.
+      expectCode(await waitCli(child, 40_000), 0);
+    }
+  };
+  const hookLines = async () => (await readFile(hookOut, "utf8").catch(() => "")).split("\n").filter(Boolean).map((l) => (({ generation, op, path: p }) => `${generation} ${op} ${p}`)(JSON.parse(l) as { generation: number; op: string; path: string }));
+  await daemon();
+  assert.deepEqual(await hookLines(), ["2 put x.html", "2 delete y.html"], "the hook ran for the healed generation with its paths");
+  // A restart finds generation 2 recorded as the base and hooked: the hook never runs twice.
+  await daemon();
+  assert.deepEqual(await hookLines(), ["2 put x.html", "2 delete y.html"]);
 });

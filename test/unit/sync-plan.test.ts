@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type FileFacts, heldForApply, localWins, planApply, planSync, type SyncPlanInput, UNKNOWN_SHA256 } from "../../src/core/sync-plan.ts";
+import { appliedBetween, type FileFacts, heldForApply, localWins, mergeApplied, planApply, planSync, type SyncPlanInput, UNKNOWN_SHA256 } from "../../src/core/sync-plan.ts";
 import type { Entry } from "../../src/core/manifest.ts";
 
 const f = (sha: string, mtimeMs = 1000, mode = 0o644): FileFacts => ({ size: sha.length, mtimeMs, mode, sha256: sha.padEnd(64, "0") });
@@ -139,4 +139,13 @@ test("planApply (sync --dry-run): what the head writes and removes, published pa
   // A restored path is fetched even when the head has the base's version (the docroot's is the loser).
   const owned = plan({ base, local: m({ ...Object.fromEntries(base), d: f("mine", 5000) }), remote: base, owns: (x) => x !== "d" });
   assert.deepEqual(planApply(base, base, owned), { fetch: ["d"], remove: [] });
+});
+
+test("a healed generation's paths (--on-apply): what the docroot changed from the old base, merged with a later apply by each path's last operation", () => {
+  const healed = appliedBetween(m({ a: f("a"), b: f("b"), c: f("c") }), m({ a: f("a2"), c: f("c"), d: f("d") }), 2);
+  assert.deepEqual(healed, { generation: 2, changed: ["a", "d"], deleted: ["b"] });
+  assert.equal(appliedBetween(m({ a: f("a") }), m({ a: f("a") }), 2), undefined, "nothing changed: no hook");
+  assert.deepEqual(mergeApplied(healed, { generation: 3, changed: ["b", "e"], deleted: ["d"] }), { generation: 3, changed: ["a", "b", "e"], deleted: ["d"] });
+  assert.deepEqual(mergeApplied(healed, undefined), healed);
+  assert.deepEqual(mergeApplied(undefined, healed), healed);
 });
