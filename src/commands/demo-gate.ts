@@ -6,6 +6,8 @@
  * current ETag is read with a HEAD, and the PUT is refused with 412 (or 404 when `If-Match` names a
  * key that does not exist) or forwarded. Everything else passes through untouched. Only the demo
  * uses it: every S3 client in the demo goes through the gate, so no write reaches fauxqs around it.
+ * Seeing every write, it also tells `onPut` of each PUT that succeeded: the demo's event relay
+ * (demo-events.ts) stands in there for the bucket notifications fauxqs's S3 does not send.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -17,7 +19,7 @@ export interface DemoGate {
 }
 
 /** Start a gate on 127.0.0.1 (a free port) in front of the S3 server at `upstreamPort`. */
-export async function startDemoGate(upstreamPort: number): Promise<DemoGate> {
+export async function startDemoGate(upstreamPort: number, opts: { onPut?: (objectPath: string) => void } = {}): Promise<DemoGate> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   // One chain of conditional PUTs per key: the check and the write of one never interleave with another's.
   const queues = new Map<string, Promise<void>>();
@@ -27,7 +29,11 @@ export async function startDemoGate(upstreamPort: number): Promise<DemoGate> {
       const up = http.request({ host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers, agent }, (ur) => {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         ur.pipe(res);
-        ur.once("end", () => resolve());
+        ur.once("end", () => {
+          // After the whole answer, as S3 notifies after the write.
+          if (req.method === "PUT" && (ur.statusCode ?? 0) >= 200 && (ur.statusCode ?? 0) < 300) opts.onPut?.(req.url ?? "/");
+          resolve();
+        });
         ur.once("error", () => resolve());
       });
       up.once("error", (err) => {

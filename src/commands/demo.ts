@@ -7,7 +7,9 @@
  * byte (compared by sha256). Its last act is two-way: the master and the US web node switch to
  * `fansync sync` (the web node owning uploads/** only) and a user upload on the web node reaches the
  * master and every other node. fauxqs ignores conditional writes, which sync needs: every client
- * goes through the demo's conditional-write gate (demo-gate.ts).
+ * goes through the demo's conditional-write gate (demo-gate.ts). The web nodes are woken by events
+ * (each its own SQS queue on its bucket's SNS topic, a 10-minute poll as the safety net); fauxqs's
+ * S3 sends no notifications, so the gate relays each head write to the topic (demo-events.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
@@ -27,6 +29,7 @@ import { burstFile, initialSite, type SiteFiles } from "./demo-site.ts";
 import { sleep } from "../sync/sleep.ts";
 import { createServer } from "node:net";
 import { startDemoGate } from "./demo-gate.ts";
+import { formatWoken, type NodeEvents, startDemoEvents } from "./demo-events.ts";
 
 /** A TCP port free on 127.0.0.1 right now. */
 function freePort(): Promise<number> {
@@ -59,6 +62,8 @@ const POLL_MS = 100;
 const CHANGE_TIMEOUT_MS = 60_000;
 // Local-only credentials for the embedded server, given to the children's environment only.
 const DEMO_ENV = { AWS_ACCESS_KEY_ID: "fansync-demo", AWS_SECRET_ACCESS_KEY: "fansync-demo", AWS_REGION: "us-east-1" };
+// The web nodes' poll with events: long enough that a change arriving within CHANGE_TIMEOUT_MS came by an event.
+const EVENTS_INTERVAL = "10m";
 
 /** A node the demo watches: a bucket's head or a puller's status file. */
 interface Node {
@@ -91,9 +96,12 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
   mkdirSync(logs, { recursive: true });
 
   const server = await startFauxqs({ host: "127.0.0.1", port: 0, logger: false });
+  const buckets = [PRIMARY, ...REGIONS.map(regionUrl)].map((u) => parseLocation(u).bucket);
+  const events = startDemoEvents(server, buckets);
   // Every client reaches fauxqs through the conditional-write gate, so the two-way act's writers
-  // serialise as they would on S3 (fauxqs alone ignores If-Match and If-None-Match).
-  const gate = await startDemoGate(server.port);
+  // serialise as they would on S3 (fauxqs alone ignores If-Match and If-None-Match); the gate also
+  // hands every write to the event relay.
+  const gate = await startDemoGate(server.port, { onPut: (p) => events.relay(p) });
   const endpoint = gate.endpoint;
   // The uploader serves the fleet's status page; a free port is taken now (a port in use would stop the demo).
   const httpPort = o.httpPort ?? (await freePort());
@@ -136,6 +144,8 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     out(`fansync demo: embedded S3 server (fauxqs) on ${endpoint}; files in ${dir}`);
     out(`  primary ${PRIMARY} → regions ${REGIONS.map(regionUrl).join(" ")}`);
     out(`  web nodes ${REGIONS.join(", ")}: each pulls its region first, the primary as fallback; logs in ${logs}`);
+    out(`  events: each web node long-polls its own SQS queue on its bucket's SNS topic (pull --events, --interval ${EVENTS_INTERVAL} as the safety net);`);
+    out(`    fauxqs's S3 sends no bucket notifications, so the demo's gate relays each head.json write to the topic in their place`);
     const site = initialSite();
     await writeSite(master, site);
 
@@ -178,7 +188,7 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     for (const r of REGIONS) {
       const www = path.join(dir, "nodes", r, "www");
       await mkdir(www, { recursive: true });
-      start(`puller-${r}`, ["pull", regionUrl(r), www, "--source", PRIMARY, "--watch", "--interval", "250ms", "--status-file", path.join(dir, "nodes", r, "status.json"), "--state-dir", path.join(dir, "state", r), "--report", "--node-id", `web-${r}`]);
+      start(`puller-${r}`, ["pull", regionUrl(r), www, "--source", PRIMARY, "--watch", "--events", events.queueFor(`web-${r}`, parseLocation(regionUrl(r)).bucket), "--interval", EVENTS_INTERVAL, "--status-file", path.join(dir, "nodes", r, "status.json"), "--state-dir", path.join(dir, "state", r), "--report", "--node-id", `web-${r}`]);
     }
     await monitor.untilAll(g1, initial.name, t0);
     changes.push({ change: initial, gen: g1, t0 });
@@ -210,10 +220,12 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     // uploaded on the web node reaches the master's docroot, every region and the other web nodes.
     monitor.section("two-way: the master and web-us switch to `fansync sync` (web-us owns uploads/**)");
     const us = path.join(dir, "nodes", "us");
+    // What events woke the US puller before it makes way for the sync node (which writes the same status file).
+    const pullerUs = await readNodeEvents("web-us (pull, before the two-way act)", path.join(us, "status.json"));
     await retire("uploader");
     start("sync-master", ["sync", master, PRIMARY, "--node-id", "master", "--state-dir", path.join(dir, "state", "sync-master"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms", "--http", `127.0.0.1:${httpPort}`]);
     await retire("puller-us");
-    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--report", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--interval", "250ms"]);
+    start("sync-us", ["sync", path.join(us, "www"), PRIMARY, "--owns", "uploads/**", "--node-id", "web-us", "--report", "--state-dir", path.join(dir, "state", "sync-us"), "--status-file", path.join(us, "status.json"), "--delay", "200ms", "--max-delay", "1s", "--events", events.queueFor("web-us-sync", parseLocation(PRIMARY).bucket), "--interval", EVENTS_INTERVAL]);
     await untilSyncReady([path.join(dir, "state", "sync-master"), path.join(dir, "state", "sync-us")], () => failure, signal);
     out("  both writers converged to the head; the US node now uploads what its users send");
     const photo = seededUpload();
@@ -235,6 +247,9 @@ export async function demo(o: DemoOptions, signal: AbortSignal): Promise<number>
     out("");
     out(`Summary: seconds from the edit until each node held it (polled every ${POLL_MS} ms)`);
     out(table(changes.map(({ change, gen, t0: t }) => [change.name, `g${gen}`, ...nodes.map((n) => fmt(arrival(n, gen, t)))]), ["change", "gen", ...nodes.map((n) => n.name)]));
+    out("");
+    const woken = [pullerUs, ...(await Promise.all(REGIONS.map((r) => readNodeEvents(r === "us" ? "web-us (sync)" : `web-${r}`, path.join(dir, "nodes", r, "status.json")))))];
+    for (const l of formatWoken(woken, events.relayed, EVENTS_INTERVAL)) out(l);
     const diffs = await compareDocroots(master, REGIONS.map((r) => ({ name: `web-${r}`, root: path.join(dir, "nodes", r, "www") })));
     const files = (await hashTree(master)).size;
     if (diffs.length === 0) {
@@ -488,6 +503,12 @@ async function findSyncStatus(stateDir: string): Promise<{ status?: string } | u
     if (st) return st;
   }
   return undefined;
+}
+
+/** A web node's event queue, from its status file. */
+async function readNodeEvents(node: string, statusFile: string): Promise<NodeEvents> {
+  const st = await readJson<{ events?: { messages?: number; state?: string } }>(statusFile).catch(() => undefined);
+  return { node, messages: st?.events?.messages, state: st?.events?.state };
 }
 
 /** Wait until `file` holds exactly `content`. */

@@ -26,6 +26,14 @@ test("fansync demo converges every node and exits 0", { timeout: 150_000 }, asyn
       // Seven timings per row (primary, three regions, three web nodes), none missing.
       assert.equal(line.trim().split(/\s+/).slice(-7).filter((c) => /^\d+\.\d$/.test(c)).length, 7, line);
     }
+    // Events: the web nodes poll every 10 minutes, so a change that reached them within the demo's
+    // 60 s per change came by a message; the relay in the demo's gate stands in for S3's notification.
+    assert.match(r.stdout, /events: each web node long-polls its own SQS queue .*--interval 10m/);
+    assert.match(r.stdout, /Events: 4 of 4 web node processes woken by events \(web-us \(pull, before the two-way act\), web-us \(sync\), web-jp, web-uk\); their poll interval is 10m/);
+    for (const node of ["web-us \\(pull, before the two-way act\\)", "web-us \\(sync\\)", "web-jp", "web-uk"]) {
+      assert.match(r.stdout, new RegExp(`^  ${node}: [1-9]\\d* message\\(s\\), queue listening$`, "m"), node);
+    }
+    assert.match(r.stdout, /the relay published [1-9]\d* head write\(s\) to the buckets' SNS topics, standing in for S3's ObjectCreated notification \(fauxqs's S3 sends none\)/);
     // --dir keeps the files: check the docroots ourselves, byte for byte.
     const master = await snapshot(path.join(t.dir, "master"));
     // The two-way act: the file a "user" uploaded on the US web node (a sync writer owning uploads/**)
