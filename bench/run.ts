@@ -500,23 +500,26 @@ async function main(): Promise<void> {
     });
   }
   if (onlyScenarios === undefined || onlyScenarios.includes("startup")) await runStartup(tools, fansyncOk);
+  // The fleet polling, then (fleet-events) the same fleet woken by events.
+  const fleetRun = (events: boolean) => runFleet({
+    ...fleetSettingsFromEnv(scale),
+    repo: fansyncRepo,
+    workDir: join(workDir, "runs", events ? "fleet-events" : "fleet"),
+    serverKind,
+    serverLabel: serverVersion(serverKind, benchRepo),
+    bucket: BUCKET,
+    prefix: PREFIX,
+    seed,
+    env: baseEnv(),
+    logPath: join(outDir, "logs", events ? "fleet-events.log" : "fleet.log"),
+    log,
+    fansyncOk,
+    events,
+  });
   let fleet: FleetResult | undefined;
-  if (onlyScenarios === undefined || onlyScenarios.includes("fleet")) {
-    fleet = await runFleet({
-      ...fleetSettingsFromEnv(scale),
-      repo: fansyncRepo,
-      workDir: join(workDir, "runs", "fleet"),
-      serverKind,
-      serverLabel: serverVersion(serverKind, benchRepo),
-      bucket: BUCKET,
-      prefix: PREFIX,
-      seed,
-      env: baseEnv(),
-      logPath: join(outDir, "logs", "fleet.log"),
-      log,
-      fansyncOk,
-    });
-  }
+  if (onlyScenarios === undefined || onlyScenarios.includes("fleet")) fleet = await fleetRun(false);
+  let fleetEvents: FleetResult | undefined;
+  if (onlyScenarios === undefined || onlyScenarios.includes("fleet-events")) fleetEvents = await fleetRun(true);
 
   // Events vs polling (issue 24): on moto whatever BENCH_SERVER says (S3 → SNS → SQS in one server).
   let events: EventsResult | undefined;
@@ -553,6 +556,7 @@ async function main(): Promise<void> {
     ...(syncPropagation !== undefined ? { syncPropagation } : {}),
     ...(interrupted !== undefined ? { interrupted } : {}),
     ...(fleet !== undefined ? { fleet } : {}),
+    ...(fleetEvents !== undefined ? { fleetEvents } : {}),
     ...(events !== undefined ? { events } : {}),
   };
   const merged = mergeInto(report);
@@ -577,6 +581,7 @@ function mergeInto(report: BenchReport): BenchReport {
   for (const r of rows) r.measuredAt ??= earlier.startedAt.split(" ")[0];
   log(`merged ${report.rows.length} rows into ${base}`);
   const fleet = report.fleet ?? earlier.fleet;
+  const fleetEvents = report.fleetEvents ?? earlier.fleetEvents;
   // A propagation run that was not selected this time keeps the earlier figures.
   const propagation = report.propagation.status === "n/a" ? earlier.propagation : report.propagation;
   const syncPropagation = report.syncPropagation ?? earlier.syncPropagation;
@@ -584,7 +589,7 @@ function mergeInto(report: BenchReport): BenchReport {
   const interrupted = report.interrupted ?? earlier.interrupted;
   // The trees of both invocations: a re-measured tree's facts replace the earlier ones.
   const trees = [...earlier.trees.filter((t) => !report.trees.some((n) => n.name === t.name)), ...report.trees];
-  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(interrupted !== undefined ? { interrupted } : {}), ...(fleet !== undefined ? { fleet } : {}), ...(events !== undefined ? { events } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
+  return { ...earlier, trees, rows, propagation, ...(syncPropagation !== undefined ? { syncPropagation } : {}), ...(interrupted !== undefined ? { interrupted } : {}), ...(fleet !== undefined ? { fleet } : {}), ...(fleetEvents !== undefined ? { fleetEvents } : {}), ...(events !== undefined ? { events } : {}), finishedAt: report.finishedAt, startedAt: `${earlier.startedAt} (rows re-measured ${report.startedAt})` };
 }
 
 /** RESULTS.md and the chart, from a report (fresh, or re-read by `--render`). */

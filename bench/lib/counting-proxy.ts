@@ -52,8 +52,11 @@ export function requestKind(method: string, url: string): string {
 // 100-continue to the client and streams the body upstream straight away.
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect"]);
 
-/** One answered request, as an observer sees it once the response has been sent in full. */
-export type ProxiedRequest = { method: string; url: string; status: number; endMs: number };
+/**
+ * One answered request, as an observer sees it once the response has been sent in full. `target`:
+ * the X-Amz-Target header of an AWS JSON-protocol call (SQS's `AmazonSQS.ReceiveMessage`…).
+ */
+export type ProxiedRequest = { method: string; url: string; status: number; endMs: number; target?: string };
 
 /**
  * Starts a streaming, keep-alive proxy on 127.0.0.1 forwarding to `upstream` (http://host:port).
@@ -62,9 +65,10 @@ export type ProxiedRequest = { method: string; url: string; status: number; endM
  * `delayMs` > 0 holds each request that long before it goes upstream and each answer that long
  * before it goes back: a WAN's latency in both directions, for every tool alike.
  */
-export async function startCountingProxy(upstream: string, observe?: (r: ProxiedRequest) => void, delayMs = 0): Promise<CountingProxy> {
+export async function startCountingProxy(upstream: string, observe?: (r: ProxiedRequest) => void, delayMs = 0, maxSockets = 256): Promise<CountingProxy> {
   const target = new URL(upstream);
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  // maxSockets: a fleet of event-driven nodes holds one 20 s long poll open per node.
+  const agent = new Agent({ keepAlive: true, maxSockets });
   const counts: ProxyCounts = { requests: {}, bytesUp: 0, bytesDown: 0 };
 
   // A WAN delay: `then` runs delayMs later (at once without one). The request body waits, paused, in
@@ -100,7 +104,8 @@ export async function startCountingProxy(upstream: string, observe?: (r: Proxied
         upRes.pipe(res);
         upRes.on("error", () => res.destroy());
         if (observe !== undefined) {
-          upRes.on("end", () => observe({ method, url: req.url ?? "/", status: upRes.statusCode ?? 0, endMs: Date.now() }));
+          const amzTarget = req.headers["x-amz-target"];
+          upRes.on("end", () => observe({ method, url: req.url ?? "/", status: upRes.statusCode ?? 0, endMs: Date.now(), ...(typeof amzTarget === "string" ? { target: amzTarget } : {}) }));
         }
       }),
     );

@@ -12,10 +12,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PutBucketNotificationConfigurationCommand, S3Client } from "@aws-sdk/client-s3";
-import { CreateTopicCommand, SNSClient, SubscribeCommand } from "@aws-sdk/client-sns";
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { diffCounts, startCountingProxy, totalRequests } from "./counting-proxy.ts";
+import { setupHeadEvents } from "./head-events.ts";
 import { arrived } from "./propagation.ts";
 import { startS3Server } from "./server.ts";
 
@@ -109,23 +107,8 @@ async function measure(o: EventsBenchOptions, mode: Mode, endpoint: string, buck
   });
   const push = () => run(o, [bin, "push", master, url, "--endpoint-url", writerProxy.endpoint, "--state-dir", join(dir, "state-m"), "--log-level", "warn", "--no-progress"]);
   await push();
-  const aws = { endpoint, region: "us-east-1", credentials: { accessKeyId: "bench", secretAccessKey: "benchsecret" } };
-  const queues: string[] = [];
-  if (mode === "events") {
-    const sqs = new SQSClient(aws);
-    const sns = new SNSClient(aws);
-    const topic = (await sns.send(new CreateTopicCommand({ Name: `bench-${bucket}` }))).TopicArn as string;
-    for (let n = 0; n < nodes; n++) {
-      const q = (await sqs.send(new CreateQueueCommand({ QueueName: `bench-${bucket}-${n}` }))).QueueUrl as string;
-      const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: q, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn as string;
-      await sns.send(new SubscribeCommand({ TopicArn: topic, Protocol: "sqs", Endpoint: arn }));
-      queues.push(q);
-    }
-    await new S3Client({ ...aws, forcePathStyle: true }).send(new PutBucketNotificationConfigurationCommand({
-      Bucket: bucket,
-      NotificationConfiguration: { TopicConfigurations: [{ TopicArn: topic, Events: ["s3:ObjectCreated:*"], Filter: { Key: { FilterRules: [{ Name: "prefix", Value: "www/.fansync/" }, { Name: "suffix", Value: "head.json" }] } } }] },
-    }));
-  }
+  // moto delivers the bucket's notification: S3 → SNS → one queue per node.
+  const queues = mode === "events" ? (await setupHeadEvents({ endpoint, bucket, prefix: "www/", nodes, s3Notifications: true, name: `bench-${bucket}` })).queues : [];
   const proxy = await startCountingProxy(endpoint);
   const daemons: ChildProcess[] = [];
   const docroots: string[] = [];

@@ -20,6 +20,8 @@ export type WorkerInit = {
   firstNode: number;
   nodes: number;
   intervalMs: number;
+  /** With events: each node's SQS queue (this worker's nodes, in order); the poll is then fansync's default with --events. */
+  queues?: string[];
   baseFiles: { rel: string; size: number }[];
   logFile: string;
 };
@@ -55,7 +57,8 @@ let failed = 0;
 
 // Each node starts at a random point of its first interval, as independent machines would: fansync
 // adds no jitter of its own, so nodes started together would poll in lockstep.
-const runs = nodes.map(async (node) => {
+const runs = nodes.map(async (node, i) => {
+  const queue = init.queues?.[i];
   mkdirSync(docroot(node), { recursive: true });
   await new Promise((r) => setTimeout(r, Math.random() * init.intervalMs));
   const { cfg } = await resolveConfig("pull", undefined, {
@@ -64,7 +67,7 @@ const runs = nodes.map(async (node) => {
     endpointUrl: init.endpoint,
     stateDir: join(init.root, `node-${node}`, "state"),
     watch: true,
-    interval: `${init.intervalMs}ms`,
+    ...(queue ? { events: queue } : { interval: `${init.intervalMs}ms` }),
     progress: false,
     logLevel: "warn",
   });

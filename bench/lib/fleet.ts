@@ -15,12 +15,18 @@
 // - The poll interval is fansync's default (2 s) unless FLEET_INTERVAL_MS says otherwise: at that
 //   rate a few minutes hold ~100 polls per node, enough for the per-poll and per-change figures the
 //   cost model scales to other intervals; nothing is time-compressed.
+// - With `events` (the fleet-events scenario, issue 24) each node is `pull --watch --events QUEUE`
+//   instead, its own SQS queue subscribed to the head's topic, the poll at its 60 s default as the
+//   safety net: a node is woken by a message, not by its poll. The head's event comes from the
+//   bucket's notification on moto, from a relay on the master's proxy on fauxqs (whose S3 sends
+//   none); lib/head-events.ts makes either. SQS calls go through the fleet's proxy and are counted.
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startCountingProxy, type ProxiedRequest } from "./counting-proxy.ts";
+import { setupHeadEvents } from "./head-events.ts";
 import { readCpuSeconds, readPeakRssKb, runMeasured } from "./measure.ts";
 import type { FleetResult } from "./results.ts";
 import { startS3Server, type ServerKind, waitExit } from "./server.ts";
@@ -45,7 +51,12 @@ export type FleetOptions = FleetSettings & {
   logPath: string;
   log: (msg: string) => void;
   fansyncOk: boolean;
+  /** Nodes woken by events (their own SQS queues) instead of polling at intervalMs. */
+  events?: boolean;
 };
+
+/** The safety poll of a node with events: fansync's default with --events. */
+const EVENTS_INTERVAL_MS = 60_000;
 
 const num = (v: string | undefined, dflt: number): number => {
   const n = Number(v);
@@ -69,7 +80,9 @@ export function fleetSettingsFromEnv(scale: string): FleetSettings {
  * The type of a request as the cost model needs it: method, what the key is (the head, a journal,
  * a manifest, other control objects, site content, a bucket listing) and the status.
  */
-export function classifyRequest(method: string, url: string, status: number): string {
+export function classifyRequest(method: string, url: string, status: number, target?: string): string {
+  // An SQS call (AWS JSON protocol: POST / with X-Amz-Target) of an event-driven node.
+  if (target !== undefined) return `SQS ${target.split(".").pop() ?? target} ${status}`;
   const path = url.split("?", 1)[0] ?? "/";
   const segments = path.split("/").filter((s) => s !== "");
   if (segments.length <= 1) return `${method === "GET" ? "LIST" : method} bucket ${status}`;
@@ -92,9 +105,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const result: FleetResult = {
     status: "ok",
+    mode: o.events ? "events" : "polling",
     nodes: o.nodes,
     workers: Math.min(o.workers, o.nodes),
-    intervalMs: o.intervalMs,
+    intervalMs: o.events ? EVENTS_INTERVAL_MS : o.intervalMs,
     publishEveryMs: o.publishEveryMs,
     durationMs: 0,
     publishes: 0,
@@ -126,17 +140,22 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const headPuts: number[] = [];
   const count = (into: Record<string, number>) => (r: ProxiedRequest) => {
     if (!measuring) return;
-    const k = classifyRequest(r.method, r.url, r.status);
+    const k = classifyRequest(r.method, r.url, r.status, r.target);
     into[k] = (into[k] ?? 0) + 1;
   };
   const countFleet = count(result.requests);
   const countMaster = count(result.masterRequests);
   const server = await startS3Server(o.serverKind, [o.bucket]);
-  const fleetProxy = await startCountingProxy(server.endpoint, countFleet);
+  // Events: one long poll held open per node, on top of the runs' own requests.
+  const fleetProxy = await startCountingProxy(server.endpoint, countFleet, 0, o.events ? 256 + o.nodes : 256);
+  let relay: (() => void) | undefined;
   const masterProxy = await startCountingProxy(server.endpoint, (r) => {
     countMaster(r);
     // The head's PUT being answered is the moment a generation is published.
-    if (r.method === "PUT" && r.status < 300 && /\/\.fansync\/head\.json$/.test(r.url.split("?", 1)[0] ?? "")) headPuts.push(r.endMs);
+    if (r.method === "PUT" && r.status < 300 && /\/\.fansync\/head\.json$/.test(r.url.split("?", 1)[0] ?? "")) {
+      headPuts.push(r.endMs);
+      relay?.();
+    }
   });
   const bin = join(o.repo, "bin/fansync.js");
   const url = `s3://${o.bucket}/${o.prefix}`;
@@ -148,6 +167,14 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   try {
     const first = await runMeasured({ cmd: bin, args: ["push", master, url, "--endpoint-url", masterProxy.endpoint, "--state-dir", join(o.workDir, "master-state"), "--log-level", "warn"], env: o.env }, o.logPath, 300_000);
     if (first.exitCode !== 0) throw new Error(`initial push failed (exit ${first.exitCode}): ${first.tail.slice(-200)}`);
+    let queues: string[] | undefined;
+    if (o.events) {
+      const ev = await setupHeadEvents({ endpoint: server.endpoint, bucket: o.bucket, prefix: o.prefix.replace(/\/?$/, "/"), nodes: o.nodes, s3Notifications: o.serverKind === "moto", name: "fleet-head" });
+      queues = ev.queues;
+      relay = ev.relay;
+      result.eventsVia = ev.via;
+      o.log(`fleet: ${queues.length} event queues, the head's event by ${ev.via}`);
+    }
     const watch = spawn(bin, ["watch", master, url, "--endpoint-url", masterProxy.endpoint, "--state-dir", join(o.workDir, "master-state"), "--delay", "100ms", "--log-level", "warn"], { env: o.env, stdio: ["ignore", "pipe", "pipe"] });
     watch.stdout?.pipe(logStream, { end: false });
     watch.stderr?.pipe(logStream, { end: false });
@@ -169,6 +196,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         firstNode,
         nodes: count,
         intervalMs: o.intervalMs,
+        ...(queues ? { queues: queues.slice(firstNode, firstNode + count) } : {}),
         baseFiles: base.map((e) => ({ rel: e.path, size: e.size })),
         logFile: join(dirname(o.logPath), `fleet-worker-${w}.log`),
       };
@@ -195,7 +223,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         }),
       );
     }
-    o.log(`fleet: ${o.nodes} pullers in ${workers.length} processes, interval ${o.intervalMs} ms; waiting for every node to hold the base tree`);
+    o.log(`fleet: ${o.nodes} pullers in ${workers.length} processes, ${o.events ? `woken by events (safety poll ${EVENTS_INTERVAL_MS} ms)` : `interval ${o.intervalMs} ms`}; waiting for every node to hold the base tree`);
     const readyBy = Date.now() + 60_000 + o.nodes * 500;
     while (ready < workers.length) {
       if (Date.now() > readyBy) throw new Error(`only ${ready} of ${workers.length} worker processes had the base tree on every node in time (see ${o.logPath})`);

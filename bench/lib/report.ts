@@ -394,6 +394,38 @@ export function fleetSection(f: FleetResult | undefined): string {
   return lines.join("\n");
 }
 
+/**
+ * The fleet woken by events beside the polling fleet (issue 24): the head's GET rate, what a node
+ * sends an hour, and change → served across the fleet, each mode on its own line.
+ */
+export function fleetEventsSection(poll: FleetResult | undefined, ev: FleetResult | undefined): string {
+  if (ev === undefined) return "_Not run (BENCH_SCENARIOS=fleet-events runs it; `node bench/fleet.ts` runs both modes alone)._";
+  if (ev.status !== "ok") return `_${ev.status}${ev.note ? `: ${ev.note}` : ""}_`;
+  const p = (xs: number[], q: number): string => (xs.length === 0 ? "—" : formatCount(percentile(xs, q)));
+  const row = (f: FleetResult): string[] => {
+    const u = fleetUnits(f);
+    const sqs = Object.entries(f.requests).filter(([k]) => k.startsWith("SQS ")).reduce((a, [, v]) => a + v, 0);
+    return [
+      f.mode === "events" ? `events (safety poll ${formatNumber(f.intervalMs / 1000)} s)` : `polling ${formatNumber(f.intervalMs / 1000)} s`,
+      formatCount(f.nodes),
+      u ? formatNumber(u.headPerS) : "—",
+      u ? formatNumber(sqs / (f.durationMs / 1000)) : "—",
+      u ? formatCount(u.totalRequests / u.nodeHours) : "—",
+      `${p(f.delaysMs, 50)} / ${p(f.delaysMs, 95)} / ${p(f.delaysMs, 99)}`,
+      `${f.missed} of ${formatCount(f.publishes * f.nodes)}`,
+      u ? formatNumber(u.serverCpuPerNodeHour) : "—",
+    ];
+  };
+  const rows = [...(poll?.status === "ok" ? [row(poll)] : []), row(ev)];
+  const table = formatTable(["mode", "nodes", "head GET req/s (all nodes)", "SQS req/s (all nodes)", "requests / node / hour", "change → served p50 / p95 / p99 ms (head PUT → on disk)", "missed", "server CPU s / node / hour"], rows, ["l", "r", "r", "r", "r", "r", "r", "r"]);
+  const u = fleetUnits(ev);
+  const pu = poll?.status === "ok" ? fleetUnits(poll) : undefined;
+  const headRatio = u && pu && u.headPerS > 0 ? ` The head's GET rate with events is 1/${formatNumber(pu.headPerS / u.headPerS)} of polling's.` : "";
+  const sizes = poll && poll.nodes !== ev.nodes ? ` (polling ran ${formatCount(poll.nodes)} nodes, events ${formatCount(ev.nodes)}: compare per node)` : "";
+  const kinds = u ? Object.entries(u.perNodeHour).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${formatNumber(v)} ${k}`).join(", ") : "—";
+  return `${table}\n\nThe same fleet and master as above${sizes}, each node \`pull --watch --events QUEUE\` with its own SQS queue on the head's SNS topic, the head's event by ${ev.eventsVia ?? "?"}; ${ev.publishes} changes in ${formatNumber(ev.durationMs / 1000)} s.${headRatio} With events, per node per hour: ${kinds}. An idle event-driven node sends one ReceiveMessage per 20 s long poll plus the safety poll's head GET; each change costs the run's head GET, journal and file, plus the message's ReceiveMessage and deletion: at a change every ${formatNumber(ev.publishEveryMs / 1000)} s the changes, not the polls, set the head's rate (an idle node's saving is in "Events vs polling" below).${ev.note ? ` Note: ${ev.note}.` : ""}`;
+}
+
 /** The cost model, from the fleet's per-poll and per-change figures. */
 export function costSection(f: FleetResult | undefined): string {
   const u = f === undefined || f.status !== "ok" ? undefined : fleetUnits(f);
@@ -631,6 +663,10 @@ export function renderReport(report: BenchReport, chartFile: string): string {
   lines.push("");
   lines.push(fleetSection(report.fleet));
   lines.push("");
+  lines.push("### The fleet woken by events: the head's GET rate and change → served, events vs polling");
+  lines.push("");
+  lines.push(fleetEventsSection(report.fleet, report.fleetEvents));
+  lines.push("");
   lines.push("## Cost model: requests and dollars per node per month");
   lines.push("");
   lines.push(costSection(report.fleet));
@@ -659,8 +695,10 @@ export function eventsSection(e: EventsResult | undefined): string {
   const poll = e.rows.find((r) => r.mode === "polling 2s");
   const ev = e.rows.find((r) => r.mode === "events");
   const ratio = poll && ev && ev.idleRequestsPerNodeHour > 0 ? `Idle requests, events ÷ polling: 1/${formatNumber(poll.idleRequestsPerNodeHour / ev.idleRequestsPerNodeHour)} (goal ≤ 1/10). ` : "";
+  // The goal's figures side by side, over the same number of changes per mode.
+  const side = poll && ev ? `Change → served on all ${e.nodes} nodes, events vs 2 s polling: p50 ${ms(ev.samplesMs, 50)} vs ${ms(poll.samplesMs, 50)} ms, p99 ${ms(ev.samplesMs, 99)} vs ${ms(poll.samplesMs, 99)} ms (over ${ev.samplesMs.length} and ${poll.samplesMs.length} changes served).\n\n` : "";
   const few = e.changes < 50 ? ` Only ${e.changes} changes: too few for a p99 (the goal names ≥ 50).` : "";
-  return `${table}\n\n${e.nodes} \`fansync pull --watch\` nodes on moto, ${e.changes} changes per mode, each timed from the server's answer to the head's PUT until every node holds the file. Goals (issue 24), with events: p50 < 300 ms, p99 < 1 s. ${ratio}The idle window is ${e.idleSeconds} s through a counting proxy (S3 and SQS requests alike); with events the 60 s safety poll adds 60 head GETs an hour, which a window under a minute may miss.${few}`;
+  return `${table}\n\n${side}${e.nodes} \`fansync pull --watch\` nodes on moto, ${e.changes} changes per mode, each timed from the server's answer to the head's PUT until every node holds the file. Goals (issue 24), with events: p50 < 300 ms, p99 < 1 s. ${ratio}The idle window is ${e.idleSeconds} s through a counting proxy (S3 and SQS requests alike); with events the 60 s safety poll adds 60 head GETs an hour, which a window under a minute may miss.${few}`;
 }
 
 /** The two-way row: a file written on node A until B and C both serve it, and back from C. */

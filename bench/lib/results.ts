@@ -76,6 +76,8 @@ export type BenchReport = {
   interrupted?: Interrupted;
   /** The simulated fleet (lib/fleet.ts), when run. */
   fleet?: FleetResult;
+  /** The same fleet woken by events (lib/fleet.ts with `events`), when run. */
+  fleetEvents?: FleetResult;
   /** Events vs polling (lib/events-bench.ts), when run. */
   events?: EventsResult;
 };
@@ -87,6 +89,10 @@ export type FleetRequestKinds = Record<string, number>;
 export type FleetResult = {
   status: RowStatus;
   note?: string;
+  /** Polling at intervalMs, or woken by events (intervalMs is then the safety poll); absent: polling. */
+  mode?: "polling" | "events";
+  /** With events: how a head write became each node's message. */
+  eventsVia?: string;
   nodes: number;
   workers: number;
   intervalMs: number;

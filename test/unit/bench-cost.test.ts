@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cdnHeadMonth, fleetUnits, MONTH_S, nodeMonth, prefixLimitNodes } from "../../bench/lib/cost.ts";
 import { classifyRequest } from "../../bench/lib/fleet.ts";
-import { cpuPer1k, pairedRatios } from "../../bench/lib/report.ts";
+import { cpuPer1k, fleetEventsSection, pairedRatios } from "../../bench/lib/report.ts";
 import type { FleetResult, Row } from "../../bench/lib/results.ts";
 
 const fleet = (over: Partial<FleetResult> = {}): FleetResult => ({
@@ -74,6 +74,8 @@ test("classifyRequest names the object and keeps the status", () => {
   assert.equal(classifyRequest("PUT", "/b/site/.fansync/lease", 200), "PUT meta 200");
   assert.equal(classifyRequest("GET", "/b/site/a/b.html", 200), "GET content 200");
   assert.equal(classifyRequest("GET", "/b?list-type=2", 200), "LIST bucket 200");
+  // An event-driven node's SQS calls (fleet-events) are named by their X-Amz-Target, not taken for a bucket POST.
+  assert.equal(classifyRequest("POST", "/", 200, "AmazonSQS.ReceiveMessage"), "SQS ReceiveMessage 200");
 });
 
 const row = (toolId: string, walls: number[], measuredAt = "t0", cpu?: number): Row => ({
@@ -98,4 +100,18 @@ test("pairedRatios divides within each round, and says when rows come from diffe
 test("cpuPer1k is CPU seconds per 1,000 requests, median over runs", () => {
   assert.equal(cpuPer1k(row("fansync", [1, 1], "t0", 2), "cpuS"), 2);
   assert.equal(cpuPer1k(row("fansync", [1]), "cpuS"), undefined);
+});
+
+test("fleetEventsSection: polling and events side by side, the head's GET rate compared, SQS counted apart", () => {
+  const poll = fleet({ delaysMs: [1000, 2000] });
+  const ev = fleet({
+    mode: "events", intervalMs: 60_000, eventsVia: "a relay", delaysMs: [100, 200],
+    requests: { "GET head 200": 1_000, "GET head 304": 600, "GET journal 200": 1_000, "GET content 200": 1_000, "SQS ReceiveMessage 200": 2_800, "SQS DeleteMessageBatch 200": 1_000 },
+  });
+  const md = fleetEventsSection(poll, ev);
+  assert.match(md, /^\| polling 2\.00 s \| 10 \| 5\.00 \| 0\.000 \|/m);
+  assert.match(md, /^\| events \(safety poll 60\.0 s\) \| 10 \| 0\.444 \| 1\.06 \|/m);
+  assert.match(md, /The head's GET rate with events is 1\/11\.3 of polling's/);
+  assert.match(md, /the head's event by a relay/);
+  assert.match(fleetEventsSection(poll, undefined), /Not run \(BENCH_SCENARIOS=fleet-events/);
 });
