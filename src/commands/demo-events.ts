@@ -89,7 +89,7 @@ export interface NodeEvents {
 export function formatWoken(nodes: readonly NodeEvents[], relayed: number, interval: string): string[] {
   const woken = nodes.filter((n) => (n.messages ?? 0) > 0);
   return [
-    `Events: ${woken.length} of ${nodes.length} web node processes woken by events (${woken.map((n) => n.node).join(", ") || "none"}); their poll interval is ${interval}, so every change above reached them through a message`,
+    `Events: ${woken.length} of ${nodes.length} web node processes woken by events (${woken.map((n) => n.node).join(", ") || "none"}); their poll interval is ${interval}, so every change from another writer reached them through a message`,
     ...nodes.map((n) => `  ${n.node}: ${n.messages ?? 0} message(s), queue ${n.state ?? "not used"}`),
     `  the relay published ${relayed} head write(s) to the buckets' SNS topics, standing in for S3's ObjectCreated notification (fauxqs's S3 sends none)`,
   ];
