@@ -1,13 +1,13 @@
 /**
  * Options that several commands build from a resolved config the same way, built once here (push,
  * watch and sync build an uploader; pull and sync a puller; pull and sync name their node and keep
- * their status files). A rule written twice drifts: the node name once lost its leading-symbol rule
+ * their status files; the uploader and rollback publish with the same tuning). A rule written twice drifts: the node name once lost its leading-symbol rule
  * in sync only, and the status file's text twin was spelled two ways.
  */
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type Config, type ConfigFor, writerTuning } from "../core/config.ts";
+import { type Config, type ConfigFor, type WriterTuning, writerTuning } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { compileCacheControl, compileFilter, parseFilterFile, type PathFilter } from "../core/filters.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -89,6 +89,14 @@ export async function pullerOptions(cfg: ConfigFor<"pull" | "sync">, role: "pull
 }
 
 /**
+ * What every writer of `loc` that publishes files from this machine is tuned with (uploader,
+ * rollback): the location's shared state (ledger, capabilities), transfers and guard, Cache-Control.
+ */
+export function publishTuning(cfg: Config, loc: Location): WriterTuning & { readonly shared: StateDir; readonly cacheControl: (p: string) => string | undefined } {
+  return { shared: locationState(cfg, formatLocation(loc)), ...writerTuning(cfg), cacheControl: compileCacheControl(cfg.cacheControl) };
+}
+
+/**
  * The uploader's options for `push`/`watch` (the whole docroot, `--verify`, `--approve-deletes`,
  * heartbeats) or for a `sync` node (its filter hides its status files; it builds only on verified
  * heads; its dry run is planned elsewhere).
@@ -102,11 +110,9 @@ export function uploaderOptions(
     docroot: path.resolve(cfg.docroot),
     loc: o.loc,
     state: o.state,
-    shared: locationState(cfg, formatLocation(o.loc)),
-    ...writerTuning(cfg),
+    ...publishTuning(cfg, o.loc),
     dryRun: oneWay && cfg.dryRun,
     filter: o.filter,
-    cacheControl: compileCacheControl(cfg.cacheControl),
     verify: oneWay && cfg.verify,
     approveDeletes: oneWay && cfg.approveDeletes,
     signer: o.signer,
