@@ -15,6 +15,7 @@ import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
+import { HashIndex } from "../adapters/hash-index.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
@@ -105,7 +106,9 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   };
   if (cfg.dryRun) {
     const refuse = () => Promise.reject(new UsageError("a dry run publishes nothing"));
-    const dry = new TwoWayNode(nodeOptions, { store, publisher: { holdLease: refuse, releaseLease: async () => {}, reconcile: refuse }, log: log.child({ component: "sync" }), signal, now: () => new Date() });
+    // Its hash index is read, never written (the dry run's scan saves nothing).
+    const publisher = { hashes: new HashIndex(state.index), holdLease: refuse, releaseLease: async () => {}, reconcile: refuse };
+    const dry = new TwoWayNode(nodeOptions, { store, publisher, log: log.child({ component: "sync" }), signal, now: () => new Date() });
     logDryRun(log, await dry.dryRun());
     return;
   }

@@ -28,7 +28,7 @@ import type { Entry, FileMap } from "../core/manifest.ts";
 import { verifyGeneration } from "../core/signing.ts";
 import { type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
 import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
-import { HashIndex } from "../adapters/hash-index.ts";
+import type { HashIndex } from "../adapters/hash-index.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
@@ -45,9 +45,9 @@ import type { ReconcileResult } from "./uploader.ts";
 export interface Publisher {
   /**
    * The docroot's hash index the publisher keeps (the uploader's): the node's scan hashes into it,
-   * so the publisher finds what changed already hashed (undefined: the node keeps its own).
+   * so the publisher finds what changed already hashed, and nothing is hashed twice in a round.
    */
-  readonly hashes?: HashIndex | undefined;
+  readonly hashes: HashIndex;
   holdLease(): Promise<void>;
   releaseLease(): Promise<void>;
   reconcile(scope?: readonly string[]): Promise<ReconcileResult>;
@@ -182,7 +182,7 @@ export class TwoWayNode {
     this.o = o;
     this.d = d;
     this.url = formatLocation(o.loc);
-    this.hashes = d.publisher.hashes ?? new HashIndex(o.state.index);
+    this.hashes = d.publisher.hashes;
   }
 
   private get baseFiles(): string {
