@@ -21,6 +21,7 @@ import { Replicator } from "../src/sync/replicator.ts";
 import { rollback, type RollbackResult } from "../src/sync/rollback.ts";
 import { TwoWayNode } from "../src/sync/two-way.ts";
 import { Uploader } from "../src/sync/uploader.ts";
+import type { Hasher } from "../src/adapters/hash-index.ts";
 
 /** What every engine is given besides its store: the injected trio. */
 export interface EngineEnv {
@@ -83,7 +84,7 @@ export function pullOnceWith(source: Source, o: { docroot: string; base: string;
 }
 
 /** A two-way node (`fansync sync`) with its uploader, as commands/sync.ts wires it. */
-export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string; base: string; nodeId: string; signer?: { key: SigningKey; site: string } | undefined; trust?: TrustPolicy | undefined }, env: EngineEnv = {}): { node: TwoWayNode; uploader: Uploader; conflictsDir: string } {
+export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string; base: string; nodeId: string; signer?: { key: SigningKey; site: string } | undefined; trust?: TrustPolicy | undefined; hasher?: Hasher | undefined }, env: EngineEnv = {}): { node: TwoWayNode; uploader: Uploader; conflictsDir: string } {
   const loc = parseLocation(o.url);
   const state = jobStateDir(o.base, "sync", { docroot: o.docroot, url: o.url });
   const conflictsDir = path.join(state.dir, "conflicts");
@@ -91,7 +92,8 @@ export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string
   const d = deps(env);
   const uploader = new Uploader(
     { docroot: o.docroot, loc, state, shared: locationStateDir(o.base, o.url), ...tuning({ force: false, maxDelete: { kind: "percent", value: 100 } }), filter: compileFilter({ exclude: [], include: [] }), cacheControl: () => undefined, verify: false, approveDeletes: false, signer: o.signer },
-    { store, ...d },
+    // The node's scan hashes into the uploader's index (uploader.hashes), with this hasher.
+    { store, ...d, hasher: o.hasher },
   );
   const node = new TwoWayNode(
     {

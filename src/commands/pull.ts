@@ -13,31 +13,27 @@ import { statsLinesFor } from "../adapters/progress-stats.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import { readServedGeneration, type Source } from "../sync/puller.ts";
-import { noteLocked, PullJob, type PullStatus, textPath } from "../sync/pull-job.ts";
+import { noteLocked, PullJob, type PullStatus } from "../sync/pull-job.ts";
 import { LockedError, UsageError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { eventQueueFor, jobState, storeFor } from "./wiring.ts";
+import { eventQueueFor, jobState, storeFor, trustFor } from "./wiring.ts";
+import { FALLBACK_INTERVAL_MS, nodeName, pullerOptions, statusFiles } from "./job-options.ts";
 import { afterGenerationFor } from "./after-generation.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
-import { readTrustedKeys } from "../adapters/keys.ts";
-import { resolveGroup } from "../adapters/groups.ts";
 
 export type { PullStatus } from "../sync/pull-job.ts";
-
-/** The poll interval of a node whose event queue cannot be read (the default of a node without events). */
-const FALLBACK_INTERVAL_MS = 2000;
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot);
   if (cfg.events && !cfg.watch) throw new UsageError("--events wakes a daemon: it needs --watch", { hint: "add --watch (a cron run reads the head when cron starts it)" });
   // Signed generations: read the trusted keys before anything runs (a bad key is a usage error).
-  const trust = cfg.trustedKeys.length > 0 ? { keys: readTrustedKeys(cfg.trustedKeys), site: cfg.site } : undefined;
+  const trust = trustFor(cfg, undefined);
   const state = jobState(cfg, "pull", { docroot });
   const plog = log.child({ component: "puller" });
   const monitor = await startMonitor(cfg, log, signal, { role: "pull", daemon: cfg.watch, detail: `${docroot} ← ${cfg.sources.map(formatLocation).join(", ")}`, fleet: [...cfg.sources, ...(cfg.reportTo ? [cfg.reportTo] : [])], expectEveryMs: cfg.interval, serving: () => readServedGeneration(state) });
-  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  const statusFile = statusFiles(cfg)?.file;
   const lock = await state.lock("pull").catch(async (err: unknown) => {
     await monitor?.stop();
     // A run that cannot even start says so where the load balancer looks, once the last word there
@@ -51,23 +47,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
   const after = await afterGenerationFor(cfg, "apply", state, log, signal);
   const job = new PullJob(
     {
-      puller: {
-        docroot,
-        concurrency: cfg.concurrency,
-        maxDelete: cfg.maxDelete,
-        force: cfg.force,
-        dryRun: cfg.dryRun,
-        deleteExtraneous: cfg.deleteExtraneous,
-        verify: cfg.verify,
-        checksum: cfg.checksum,
-        keep: statusFile ? [statusFile, textPath(statusFile)] : [],
-        maxJournals: 20,
-        trust,
-        maxAgeMs: cfg.maxAge,
-        allowSetuid: cfg.allowSetuid,
-        chmod: cfg.chmod,
-        gid: cfg.group === undefined ? undefined : await resolveGroup(cfg.group),
-      },
+      puller: await pullerOptions(cfg, "pull", trust),
       state,
       sources,
       statusFile,
@@ -117,7 +97,7 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
  */
 function nodeReporter(cfg: Config, sources: readonly Source[], state: StateDir, log: Logger): (st: PullStatus) => Promise<void> {
   // The host name, made a valid key segment (a name that is only symbols becomes "node").
-  const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64) || "node");
+  const node = nodeName(cfg);
   const fixed = cfg.reportTo ? { loc: cfg.reportTo, store: storeFor(cfg, cfg.reportTo) } : undefined;
   const everyMs = cfg.watch ? 60_000 : 300_000;
   return async (st) => {

@@ -1,16 +1,15 @@
 /** `fansync push <docroot> s3://bucket/prefix`: one-shot reconcile of a docroot into a bucket. */
 import type { StateDir } from "../adapters/state-dir.ts";
 import { type AfterGeneration, afterGenerationFor } from "./after-generation.ts";
-import { readFileSync } from "node:fs";
 import path from "node:path";
-import { type ConfigFor, writerTuning } from "../core/config.ts";
-import { PartialFailureError, UsageError } from "../core/errors.ts";
-import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
+import type { ConfigFor } from "../core/config.ts";
+import { PartialFailureError } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
-import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
+import { jobState, signerFor, storeFor } from "./wiring.ts";
+import { docrootFilter, uploaderOptions } from "./job-options.ts";
 import { fanOutEvents, type TransferEvents } from "../core/transfer-events.ts";
 import { RunScope } from "../sync/run-deadline.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
@@ -23,33 +22,9 @@ import { packsAfter } from "./packs-hook.ts";
  * to upload).
  */
 export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, runs: RunScope, events?: TransferEvents, after?: AfterGeneration, kind: "push" | "watch" = "push"): Uploader {
-  const docroot = path.resolve(cfg.docroot);
-  let exclude = [...cfg.exclude];
-  if (cfg.excludeFrom) {
-    let text: string;
-    try {
-      text = readFileSync(cfg.excludeFrom, "utf8");
-    } catch (err) {
-      throw new UsageError(`cannot read --exclude-from ${cfg.excludeFrom}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
-    exclude = [...exclude, ...parseFilterFile(text)];
-  }
   const state = pushState(cfg);
   return new Uploader(
-    {
-      docroot,
-      loc: cfg.target,
-      state,
-      shared: locationState(cfg, formatLocation(cfg.target)),
-      ...writerTuning(cfg),
-      filter: compileFilter({ exclude, include: cfg.include }),
-      cacheControl: compileCacheControl(cfg.cacheControl),
-      verify: cfg.verify,
-      approveDeletes: cfg.approveDeletes,
-      signer: signerFor(cfg, cfg.target),
-      heartbeatMs: cfg.heartbeat,
-      writerKind: kind,
-    },
+    uploaderOptions(cfg, { state, loc: cfg.target, filter: docrootFilter(cfg, path.resolve(cfg.docroot)), kind, signer: signerFor(cfg, cfg.target) }),
     {
       store: storeFor(cfg, cfg.target),
       log: log.child({ component: "uploader" }),

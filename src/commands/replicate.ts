@@ -13,6 +13,7 @@ import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
 import { type AfterGeneration, afterGenerationFor } from "./after-generation.ts";
+import { FALLBACK_INTERVAL_MS } from "./job-options.ts";
 
 /** Build the replicator for a primary and its regions from the resolved config. */
 export function createReplicator(cfg: Config, primary: Location, regions: readonly Location[], log: Logger, signal: AbortSignal, onStatus?: (s: RegionStatus) => void, queue?: EventQueue, after?: AfterGeneration): Replicator {
@@ -95,7 +96,7 @@ export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal
   rlog.info({ primary: formatLocation(cfg.source), regions: cfg.targets.map(formatLocation), intervalMs: cfg.interval, ...(cfg.events ? { events: cfg.events } : {}) }, "replicating");
   try {
     // A queue that cannot be read: poll as often as a replicator without events would.
-    await rep.daemon(cfg.interval, signal, 2000);
+    await rep.daemon(cfg.interval, signal, FALLBACK_INTERVAL_MS);
   } finally {
     drain.dispose();
     await after?.flush();

@@ -5,13 +5,13 @@
  */
 import { afterGenerationFor } from "./after-generation.ts";
 import path from "node:path";
-import { type ConfigFor, writerTuning } from "../core/config.ts";
+import type { ConfigFor } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
-import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { jobState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { publishTuning } from "./job-options.ts";
 import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
@@ -47,9 +47,7 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
         to,
         fromDir: opts.from === undefined ? undefined : path.resolve(opts.from),
         state,
-        shared: locationState(cfg, url),
-        ...writerTuning(cfg),
-        cacheControl: compileCacheControl(cfg.cacheControl),
+        ...publishTuning(cfg, loc),
         signer,
         trust,
       },

@@ -18,6 +18,7 @@ import type { PullStatus } from "./pull.ts";
 import type { RegionStatus } from "../sync/replicator.ts";
 import type { SyncStatus } from "./sync.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
+import { statusFiles } from "./job-options.ts";
 
 /** Everything `status` found. */
 export interface StatusReport {
@@ -80,7 +81,7 @@ export async function status(cfg: Config, opts: { json: boolean }): Promise<numb
 
 /** Read the puller's status file (if given) and every replicator region status under the state dir. */
 export async function readStatus(cfg: Config): Promise<StatusReport> {
-  const file = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  const file = statusFiles(cfg)?.file;
   const given = file ? await readJson<PullStatus | SyncStatus>(file) : undefined;
   // A sync node's --status-file is a sync status, not a puller's.
   const pull = given && !("kind" in given) ? given : undefined;

@@ -4,21 +4,19 @@
  * use. Needs a server that enforces conditional writes: on one that does not, it refuses to start.
  */
 import { afterGenerationFor } from "./after-generation.ts";
-import { readFileSync } from "node:fs";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import picomatch from "picomatch";
-import { type ConfigFor, writerTuning } from "../core/config.ts";
+import type { ConfigFor } from "../core/config.ts";
 import { errorLine, LocalIoError, UsageError } from "../core/errors.ts";
-import { compileCacheControl, compileFilter, parseFilterFile } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { S3Store } from "../adapters/s3-store.ts";
 import { writeFileAtomic } from "../adapters/state-files.ts";
+import { HashIndex } from "../adapters/hash-index.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
-import { resolveGroup } from "../adapters/groups.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
@@ -27,7 +25,8 @@ import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
 import { type DryRunResult, type KeptRecord, readConvergedGeneration, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { docrootFilter, FALLBACK_INTERVAL_MS, nodeName, pullerOptions, statusFiles, uploaderOptions } from "./job-options.ts";
 
 /** The status a sync node writes after every round (`<state>/sync-status.json`, and `--status-file`). */
 export interface SyncStatus {
@@ -59,9 +58,6 @@ export interface SyncStatus {
   readonly events?: EventHealth | undefined;
 }
 
-/** The poll interval of a node whose event queue cannot be read (the default of a node without events). */
-const FALLBACK_INTERVAL_MS = 2000;
-
 /** Run the two-way daemon until `signal` aborts. */
 export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSignal): Promise<void> {
   const docroot = path.resolve(cfg.docroot);
@@ -90,22 +86,12 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       hint: "use a server that enforces conditional writes (AWS S3, MinIO, versitygw, LocalStack, moto), or run one writer (`fansync watch`) and pull elsewhere",
     });
   }
-  let exclude = [...cfg.exclude];
-  if (cfg.excludeFrom) {
-    try {
-      exclude = [...exclude, ...parseFilterFile(readFileSync(cfg.excludeFrom, "utf8"))];
-    } catch (err) {
-      throw new UsageError(`cannot read --exclude-from ${cfg.excludeFrom}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
-  }
-  const statusFile = cfg.statusFile ? path.resolve(cfg.statusFile) : undefined;
+  const status = statusFiles(cfg);
   // A status file inside the docroot is this node's own: never published (each node's differs).
-  const own = statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"].map((f) => path.relative(docroot, f).split(path.sep).join("/")) : [];
-  const filtered = compileFilter({ exclude, include: cfg.include });
-  const filter = { matches: (p: string) => !own.includes(p) && filtered.matches(p), prunesDir: (d: string) => filtered.prunesDir(d) };
+  const filter = docrootFilter(cfg, docroot, status?.both);
   const owned = cfg.owns.map((g) => picomatch(g.replace(/^\//, ""), { dot: true }));
   const owns = owned.length === 0 ? () => true : (p: string) => owned.some((m) => m(p));
-  const node = cfg.nodeId ?? (os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node");
+  const node = nodeName(cfg);
   const nodeOptions = {
     docroot,
     loc: cfg.target,
@@ -116,15 +102,13 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     rule: cfg.conflict,
     nodeId: node,
     settleMs: cfg.delay,
-    puller: {
-      docroot, state, concurrency: cfg.concurrency, maxDelete: cfg.maxDelete, force: cfg.force, dryRun: false, deleteExtraneous: false, verify: false, checksum: false,
-      keep: statusFile ? [statusFile, statusFile.replace(/\.json$/, "") + ".txt"] : [], maxJournals: 20, trust, maxAgeMs: undefined, allowSetuid: false,
-      chmod: cfg.chmod, gid: cfg.group === undefined ? undefined : await resolveGroup(cfg.group),
-    },
+    puller: { ...(await pullerOptions(cfg, "sync", trust)), state },
   };
   if (cfg.dryRun) {
     const refuse = () => Promise.reject(new UsageError("a dry run publishes nothing"));
-    const dry = new TwoWayNode(nodeOptions, { store, publisher: { holdLease: refuse, releaseLease: async () => {}, reconcile: refuse }, log: log.child({ component: "sync" }), signal, now: () => new Date() });
+    // Its hash index is read, never written (the dry run's scan saves nothing).
+    const publisher = { hashes: new HashIndex(state.index), holdLease: refuse, releaseLease: async () => {}, reconcile: refuse };
+    const dry = new TwoWayNode(nodeOptions, { store, publisher, log: log.child({ component: "sync" }), signal, now: () => new Date() });
     logDryRun(log, await dry.dryRun());
     return;
   }
@@ -139,21 +123,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const after = await afterGenerationFor(cfg, "publish", state, log, signal);
   const afterApply = await afterGenerationFor(cfg, "apply", state, log, signal);
   const uploader = new Uploader(
-    {
-      docroot,
-      loc: cfg.target,
-      state,
-      shared: locationState(cfg, url),
-      ...writerTuning(cfg),
-      dryRun: false,
-      filter,
-      cacheControl: compileCacheControl(cfg.cacheControl),
-      verify: false,
-      approveDeletes: false,
-      signer,
-      trust,
-      writerKind: "sync",
-    },
+    uploaderOptions(cfg, { state, loc: cfg.target, filter, kind: "sync", signer, trust }),
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );
   // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).
@@ -212,9 +182,9 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
         lagSeconds: 0, source: url, lastSuccess, lastError: st.lastError, time: at, everyMs: 60_000, version: FANSYNC_VERSION,
       }, { state, log });
     }
-    if (statusFile) {
-      await writeFileAtomic(statusFile, body);
-      await writeFileAtomic(statusFile.replace(/\.json$/, "") + ".txt", st.line + "\n");
+    if (status) {
+      await writeFileAtomic(status.file, body);
+      await writeFileAtomic(status.text, st.line + "\n");
     }
     await monitor?.record(r.ok ? { ok: true, generation, headGeneration: st.headGeneration, lagSeconds: 0 } : { ok: false, generation, headGeneration: st.headGeneration, lagSeconds: 0, error: r.error });
     if (r.events) monitor?.recordEvents(r.events);

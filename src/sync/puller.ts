@@ -25,6 +25,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, newRunId, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
 import { NdjsonAppender, readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
+import { type PullState, readPulledFiles, readPullState, refreshPullState, writePullState } from "./pull-state.ts";
 import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
@@ -98,30 +99,12 @@ export interface PullResult {
   readonly deletedPaths?: readonly string[];
 }
 
-/** The small state file read on every run (the no-op path reads only this). */
-interface PullHead {
-  generation: number;
-  etag: string;
-  source: string;
-  headTime: string;
-  /** False when the docroot may not equal `generation` (then journals are not applied on top). */
-  complete: boolean;
-  /** filesDigest of the generation applied (core/signing.ts): the same number with other content is refused. */
-  filesSha256?: string;
-  /** Of the signature verified when it was applied: the site (pinned) and when it was signed (--max-age). */
-  site?: string;
-  signedTime?: string;
-  /** The manifest of the generation applied: the same number with another manifest is looked at again. */
-  manifestSha256?: string;
-}
-
-
 /**
  * The generation the docroot holds complete (0: none yet), from the puller's state: the state is
  * written only after a whole generation is in place, so a failed run leaves this number as it was.
  */
 export async function readServedGeneration(state: StateDir): Promise<number> {
-  const h = await readJson<PullHead>(state.pullHead);
+  const h = await readPullState(state);
   return h?.complete ? h.generation : 0;
 }
 
@@ -143,7 +126,7 @@ export async function pullOnce(source: Source, o: PullerOptions, d: PullerDeps):
 /** {@link pullOnce} once the staging of an earlier run is known; `takenOver` is set once a plan's downloads start. */
 async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, staging: { readonly resume: boolean; readonly kept: ReadonlyMap<string, StagedFile>; takenOver: boolean }): Promise<PullResult> {
   const { log, signal } = d;
-  const state = await readJson<PullHead>(o.state.pullHead);
+  const state = await readPullState(o.state);
   const url = formatLocation(source.loc);
   const sameSource = state?.source === url;
   // The no-op path: one conditional GET of the head.
@@ -182,11 +165,11 @@ async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, s
     log.warn({ generation: have }, "the head names this generation with another manifest than the one applied: applying it");
   }
   if (state && sameSource && state.complete && head.generation === have && sameManifest && !o.verify) {
-    await writeJson(o.state.pullHead, { ...state, ...signedFields, etag: hs.etag });
+    await refreshPullState(o.state, { ...state, ...signedFields, etag: hs.etag });
     return { generation: have, headGeneration: have, headTime: head.time, source: url, noop: true, downloads: 0, downloadBytes: 0, metaOnly: 0, deletes: 0, drift: 0, ...unchecked };
   }
 
-  const held = await readNdjsonMap<Entry>(o.state.pullFiles);
+  const held = await readPulledFiles(o.state);
   const { files: signed, approvedDeletes } = await readTarget(source, head, sig, state, sameSource, held, o, d);
   // What is planned and applied is without setuid/setgid bits; what is recorded as held is the
   // generation as published (journals apply on top of it, and its digest is the signed one).
@@ -240,8 +223,7 @@ async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, s
       else heldNow.delete(p);
     }
   }
-  await writeNdjsonMap(o.state.pullFiles, heldNow);
-  await writeJson(o.state.pullHead, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: stuck.length === 0, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields } satisfies PullHead);
+  await writePullState(o.state, heldNow, { generation: head.generation, etag: hs.etag, source: url, headTime: head.time, complete: stuck.length === 0, filesSha256: sig?.filesSha256 ?? filesDigest(signed.values()), manifestSha256: head.manifestSha256, ...signedFields });
   // The staging record goes only once the new state is saved: a run killed before that is resumed
   // (files already renamed into place are recognised instead of fetched again).
   await rm(o.state.pullStaging, { force: true });
@@ -262,7 +244,7 @@ async function pullGeneration(source: Source, o: PullerOptions, d: PullerDeps, s
  * ones signed: journals that do not add up to them are set aside for the manifest, and a manifest
  * that does not (swapped for another generation's, or edited) is refused.
  */
-async function readTarget(source: Source, head: Head, sig: HeadSignature | undefined, state: PullHead | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
+async function readTarget(source: Source, head: Head, sig: HeadSignature | undefined, state: PullState | undefined, sameSource: boolean, held: FileMap, o: PullerOptions, d: PullerDeps): Promise<{ files: FileMap; approvedDeletes: number }> {
   // Journals apply only on top of a docroot known to be at `have`, from this same source.
   if (state?.complete && sameSource && !o.verify) {
     const caught = await catchUpThroughJournals(held, state.generation, head, o.maxJournals, (g) => readJournal(source.store, source.loc, g, d.signal), d.log);
@@ -725,9 +707,4 @@ async function stagedIntact(tmp: string, e: Entry): Promise<boolean> {
   await chmod(tmp, e.mode);
   await utimes(tmp, new Date(e.mtimeMs), new Date(e.mtimeMs));
   return true;
-}
-
-/** The small state of a puller (generation, head ETag, source), for `status`. */
-export async function readPullState(state: StateDir): Promise<PullHead | undefined> {
-  return readJson<PullHead>(state.pullHead);
 }

@@ -10,7 +10,8 @@ import type { Logger } from "../adapters/logger.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { readHead } from "./head-store.ts";
-import { readPullState, type Source } from "./puller.ts";
+import type { Source } from "./puller.ts";
+import { readPullState } from "./pull-state.ts";
 
 /** Order `sources` for this run (preferred first unless the lag rule or a fallback says otherwise). */
 export async function orderSources(sources: readonly Source[], o: { state: StateDir; maxLag: number; checkEveryMs: number }, d: { log: Logger; signal: AbortSignal; now: () => Date }): Promise<{ sources: Source[]; choice: SourceChoice }> {

@@ -25,13 +25,16 @@ import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap } from "../core/manifest.ts";
-import { filesDigest, verifyGeneration } from "../core/signing.ts";
+import { verifyGeneration } from "../core/signing.ts";
 import { type Applied, appliedBetween, appliedOrNone, type ApplyPlan, type ConflictRule, type FileFacts, heldForApply, type KeptVersion, localChanges, mergeApplied, planApply, planSync, type SyncConflict, type SyncPlan } from "../core/sync-plan.ts";
 import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
+import type { HashIndex } from "../adapters/hash-index.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
-import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
+import { readHead, readJournal, readManifest } from "./head-store.ts";
+import { catchUpThroughJournals } from "./journals.ts";
+import { adoptPullState, preparePullState, readPulledFiles, readPullState } from "./pull-state.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";
@@ -40,6 +43,11 @@ import type { ReconcileResult } from "./uploader.ts";
 
 /** What the node publishes with (the uploader, scoped to the paths it wins). */
 export interface Publisher {
+  /**
+   * The docroot's hash index the publisher keeps (the uploader's): the node's scan hashes into it,
+   * so the publisher finds what changed already hashed, and nothing is hashed twice in a round.
+   */
+  readonly hashes: HashIndex;
   holdLease(): Promise<void>;
   releaseLease(): Promise<void>;
   reconcile(scope?: readonly string[]): Promise<ReconcileResult>;
@@ -141,9 +149,6 @@ interface BaseDoc {
   readonly generation: number;
 }
 
-
-type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
-
 /**
  * The generation a two-way node's docroot last converged to (its base; 0: none yet), for /healthz.
  * Not the puller's head, which a round marks incomplete while it pulls: the docroot still holds the base.
@@ -160,7 +165,8 @@ const LEASE_TRIES = 400;
 export class TwoWayNode {
   private readonly o: TwoWayOptions;
   private readonly d: TwoWayDeps;
-  private readonly index = new Map<string, IndexEntry>();
+  /** The docroot's persisted hash index, shared with the publisher: a changed file is hashed once per round. */
+  private readonly hashes: HashIndex;
   private readonly url: string;
   /** The docroot as this round planned with it: a file that differs when the puller replaces it is kept first. */
   private expected: ReadonlyMap<string, FileFacts> = new Map();
@@ -182,6 +188,7 @@ export class TwoWayNode {
     this.o = o;
     this.d = d;
     this.url = formatLocation(o.loc);
+    this.hashes = d.publisher.hashes;
   }
 
   private get baseFiles(): string {
@@ -217,7 +224,7 @@ export class TwoWayNode {
       if (!doc && !hs) return { generation: 0, headGeneration: 0, published: false, localChanges: 0, conflicts: [], notOwned: [], kept: [], deferred: scan.deferred, skipped: this.skipped, applied: this.takeHealed(changes, undefined) };
       // The puller plans against its own record: it must say what the base says (a round killed
       // after it prepared the puller left another record behind).
-      const ph = await readJson<{ complete?: boolean }>(this.o.state.pullHead);
+      const ph = await readPullState(this.o.state);
       if (!doc || !ph?.complete) await this.preparePull(base, generation);
       let r: Awaited<ReturnType<typeof pullOnce>>;
       try {
@@ -302,7 +309,7 @@ export class TwoWayNode {
     // An applied generation (not one this node published) was never reported to --on-apply: what
     // it changed here is the difference between the old base and the generation reached.
     if (!reached.publishedHere) {
-      const changes = appliedBetween(doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map(), await readNdjsonMap<Entry>(this.o.state.pullFiles), reached.generation);
+      const changes = appliedBetween(doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map(), await readPulledFiles(this.o.state), reached.generation);
       this.healed = mergeApplied(this.healed, changes);
     }
     await this.adoptPulled(reached.generation);
@@ -328,7 +335,7 @@ export class TwoWayNode {
    * than the record is not this state, and the base is never moved back.)
    */
   private async unrecordedGeneration(doc: BaseDoc | undefined): Promise<{ generation: number; publishedHere: boolean } | undefined> {
-    const ph = await readJson<{ generation: number; source: string; complete?: boolean; publishedHere?: boolean }>(this.o.state.pullHead);
+    const ph = await readPullState(this.o.state);
     return ph?.complete && ph.source === this.url && ph.generation > (doc?.generation ?? 0) ? { generation: ph.generation, publishedHere: ph.publishedHere === true } : undefined;
   }
 
@@ -341,8 +348,8 @@ export class TwoWayNode {
     // The base a round would heal to (see readBaseDoc), read and not written.
     const reached = await this.unrecordedGeneration(doc);
     if (reached !== undefined) doc = { generation: reached.generation };
-    const base: FileMap = doc ? await readNdjsonMap<Entry>(reached !== undefined ? this.o.state.pullFiles : this.baseFiles) : new Map();
-    const scan = await this.scanLocal(base);
+    const base: FileMap = doc ? await (reached !== undefined ? readPulledFiles(this.o.state) : readNdjsonMap<Entry>(this.baseFiles)) : new Map();
+    const scan = await this.scanLocal(base, { persist: false });
     const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
     const remote: FileMap = !hs ? new Map() : doc && hs.head.generation === doc.generation ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;
     // A generation the round would refuse is refused here too (said, not planned with).
@@ -405,7 +412,7 @@ export class TwoWayNode {
    * not read; others are hashed once per (size, mtime, inode). Files younger than `settleMs` are
    * left as the base has them, for a later round.
    */
-  private async scanLocal(base: FileMap): Promise<{ local: Map<string, FileFacts>; deferred: number }> {
+  private async scanLocal(base: FileMap, opts: { persist: boolean } = { persist: true }): Promise<{ local: Map<string, FileFacts>; deferred: number }> {
     const s = await scanTree(this.o.docroot, { filter: this.o.filter, excludeAbs: [this.o.state.dir, this.o.conflictsDir] });
     // Issue 27: sync skipped these silently (push warns). Warned once per name per process (a round
     // every few seconds would repeat it forever); the status and /metrics carry the current list.
@@ -415,6 +422,7 @@ export class TwoWayNode {
       this.warned.add(k.path);
       this.d.log.warn({ path: k.path, reason: k.reason }, "skipped");
     }
+    const hashes = await this.hashes.load();
     const local = new Map<string, FileFacts>();
     const now = this.d.now().getTime();
     let deferred = 0;
@@ -435,21 +443,22 @@ export class TwoWayNode {
         if (b) local.set(f.path, b);
         continue;
       }
-      const known = this.index.get(f.path);
-      let sha = known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino ? known[3] : undefined;
+      let sha = hashes.known(f)?.[3];
       if (sha === undefined) {
         try {
-          sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
+          sha = await hashes.hash(path.join(this.o.docroot, f.path), f);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
           if (b) local.set(f.path, b);
           continue;
         }
-        this.index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
       }
       local.set(f.path, { size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
     }
-    for (const p of this.index.keys()) if (!seen.has(p)) this.index.delete(p);
+    // A whole scan: what is gone is forgotten (not when a directory could not be read).
+    if (s.unreadable.length === 0) hashes.prune((p) => seen.has(p));
+    // Kept across restarts, as the uploader's: a restarted node does not read the docroot again.
+    if (opts.persist) await hashes.save();
     return { local, deferred };
   }
 
@@ -498,16 +507,13 @@ export class TwoWayNode {
   }
 
   /** Tell the puller what the docroot holds (its plan then touches only what must change). */
-  private async preparePull(held: FileMap, generation: number): Promise<void> {
-    const st = this.o.state;
-    await writeNdjsonMap(st.pullFiles, held);
-    // Not "complete": the puller reads the head's manifest and plans against `held` (never journals on top of it).
-    await writeJson(st.pullHead, { generation, etag: "", source: this.url, headTime: "", complete: false });
+  private preparePull(held: FileMap, generation: number): Promise<void> {
+    return preparePullState(this.o.state, held, generation, this.url);
   }
 
   /** The puller brought the docroot to `generation`: that is the new base. */
   private async adoptPulled(generation: number): Promise<void> {
-    const files = await readNdjsonMap<Entry>(this.o.state.pullFiles);
+    const files = await readPulledFiles(this.o.state);
     await writeNdjsonMap(this.baseFiles, files);
     await writeJson(this.baseDoc, { generation } satisfies BaseDoc);
   }
@@ -520,29 +526,14 @@ export class TwoWayNode {
     const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
     if (!hs || hs.head.generation !== generation) throw new RaceError(`published generation ${generation}, but the head of ${this.url} is ${hs?.head.generation ?? "gone"}`);
     // The uploader may have published more than one generation over the base (deletions that
-    // clash with its puts go first, as their own generation): every journal since the base counts.
-    const from = ((await readJson<BaseDoc>(this.baseDoc))?.generation ?? generation - 1) + 1;
-    let files: FileMap | undefined = from <= generation ? await readNdjsonMap<Entry>(this.baseFiles) : undefined;
-    for (let g = from; files && g <= generation; g++) {
-      const journal = await readJournal(this.d.store, this.o.loc, g, this.d.signal);
-      if (!journal) files = undefined;
-      else {
-        for (const p of journal.deletes) files.delete(p);
-        for (const e of journal.puts) files.set(e.path, e);
-      }
-    }
-    files ??= (await readManifest(this.d.store, hs.head, this.d.signal)).files;
-    await this.savePulled(hs, files);
+    // clash with its puts go first, as their own generation): the base catches up through every
+    // journal since, the way the puller does (else the manifest).
+    const have = (await readJson<BaseDoc>(this.baseDoc))?.generation ?? 0;
+    const caught = have > 0 && have < generation ? await catchUpThroughJournals(await readNdjsonMap<Entry>(this.baseFiles), have, hs.head, this.o.puller.maxJournals, (g) => readJournal(this.d.store, this.o.loc, g, this.d.signal), this.d.log) : undefined;
+    const files = caught?.files ?? (await readManifest(this.d.store, hs.head, this.d.signal)).files;
+    await adoptPullState(this.o.state, this.url, hs.head, hs.etag, files);
     await writeNdjsonMap(this.baseFiles, files);
     await writeJson(this.baseDoc, { generation } satisfies BaseDoc);
-  }
-
-  private async savePulled(hs: HeadState, files: FileMap): Promise<void> {
-    const st = this.o.state;
-    await writeNdjsonMap(st.pullFiles, files);
-    // publishedHere: healed after a stop before the base's record, this generation is the node's
-    // own, never another writer's for --on-apply (readBaseDoc). The puller's next apply drops it.
-    await writeJson(st.pullHead, { generation: hs.head.generation, etag: hs.etag, source: this.url, headTime: hs.head.time, complete: true, filesSha256: filesDigest(files.values()), manifestSha256: hs.head.manifestSha256, publishedHere: true });
   }
 }
 

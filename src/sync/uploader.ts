@@ -16,7 +16,8 @@ import { type Entry, type FileMap, type Head, parseManifest } from "../core/mani
 import { copySources, isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
 import { formatAge } from "../core/units.ts";
 import { type SigningKey, trustedKeyOf, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
-import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
+import { scanTree, type ScannedFile } from "../adapters/local-tree.ts";
+import { type Hasher, HashIndex } from "../adapters/hash-index.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
@@ -68,6 +69,8 @@ export interface UploaderOptions extends WriterTuning {
 /** Injected collaborators. */
 export interface UploaderDeps extends JobDeps, PublishDeps {
   readonly store: ObjectStore;
+  /** How changed files are hashed (default: read and hash them; tests count the reads). */
+  readonly hasher?: Hasher | undefined;
   /** Observer of transfers (progress bar, metrics). */
   readonly events?: TransferEvents | undefined;
 }
@@ -91,9 +94,6 @@ export interface ReconcileResult {
   readonly repaired: number;
 }
 
-/** Index entry: what a file looked like when it was last hashed. */
-type IndexEntry = [size: number, mtimeMs: number, ino: number, sha256: string];
-
 interface Remote {
   state: HeadState | undefined;
   files: FileMap;
@@ -108,21 +108,26 @@ export class Uploader {
   private readonly writer: GenerationWriter;
   private readonly warnedSkipped = new Set<string>();
   private remote: Remote | undefined;
-  private index: Map<string, IndexEntry> | undefined;
+  /** The docroot's hash index (a two-way node's scan shares it: see {@link hashes}). */
+  private readonly index: HashIndex;
   /** The manifest (by sha256) of the last generation this signing writer verified or published itself. */
   private vouchedManifest: string | undefined;
-  /** Whether the index changed since it was last written: a no-op push rewrites nothing. */
-  private indexDirty = false;
 
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
+    this.index = new HashIndex(opts.state.index, deps.hasher);
     this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, kind: opts.writerKind, signer: opts.signer }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
   get state(): StateDir {
     return this.o.state;
+  }
+
+  /** The docroot's hash index: whoever scans the same docroot in this process uses it too (a two-way node). */
+  get hashes(): HashIndex {
+    return this.index;
   }
 
   /** Take (or renew) the write lease: watch holds it for as long as it runs. */
@@ -163,7 +168,7 @@ export class Uploader {
       log.warn({ generation: remote.state?.head.generation }, "the head does not verify under this writer's key: reconciling the whole docroot, so that nothing it did not verify is signed");
       scope = undefined;
     }
-    const index = await this.loadIndex();
+    const index = await this.index.load();
     // What objects an interrupted run wrote hold (issue 27): those still holding what this plan
     // wants are adopted, not sent again. Their files are hashed now, not by their transfer.
     const written = this.o.dryRun ? new Map<string, WrittenObject>() : await this.writer.interrupted();
@@ -188,7 +193,10 @@ export class Uploader {
     // What cannot be read keeps its published version, which a signing writer signs again: only
     // from a head it can vouch for (issue 22: a forged entry must not be laundered by a permission slip).
     if (unreadable.length > 0 && !this.vouchesFor(remote)) throw this.unvouched(remote, unreadable, "could not be read here");
-    if (!scope && unreadable.length === 0 && pruneIndex(index, local)) this.indexDirty = true;
+    if (!scope && unreadable.length === 0) {
+      const keep = new Set(local.map((f) => f.path));
+      index.prune((p) => keep.has(p));
+    }
     // What cannot be read keeps its published version: neither re-planned nor deleted.
     const scoped = withoutUnder(under ? filterScope(remote.files, under) : remote.files, unreadable);
     const moved = await this.findMoved(remote.files, this.o.verify ? ["*"] : dirty);
@@ -207,7 +215,7 @@ export class Uploader {
     if (this.o.dryRun) {
       logPlan(log, plan);
       log.info({ ...summary, unreadable: unreadable.length, generation: gen, bytes: plan.uploadBytes }, "dry run: nothing changed");
-      await this.saveIndex(index);
+      await index.save();
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
     const adopted = written.size > 0 ? await this.adopt(plan.uploads, written) : new Map<string, Entry>();
@@ -224,7 +232,7 @@ export class Uploader {
     // those this plan writes again or adopts (the new plan's keys are recorded again before writing).
     await this.writer.sweep(remote.files, new Set([...planned.uploads, ...planned.copies.map((c) => c.file)].map((f) => this.key(f.path))));
     if (isEmptyPlan(plan) && adopted.size === 0) {
-      await this.saveIndex(index);
+      await index.save();
       if (this.o.approveDeletes && remote.state) await this.approveAfterTheFact(remote.state);
       else if (dirty.length > 0 && remote.state) {
         // Every object the head marked dirty holds its bytes after all (the interrupted commit
@@ -338,7 +346,7 @@ export class Uploader {
     return { generation: c.head?.head.generation ?? 0, published: c.published };
   }
 
-  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: Map<string, IndexEntry>, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>, adopted: ReadonlyMap<string, Entry>): Promise<ReconcileResult> {
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: HashIndex, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>, adopted: ReadonlyMap<string, Entry>): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
     const unreadable: string[] = [];
     let copiedInstead = 0;
@@ -454,13 +462,11 @@ export class Uploader {
       if (ino !== undefined) {
         // Hashed by its transfer: the index learns it now.
         index.set(e.path, [e.size, e.mtimeMs, ino, e.sha256]);
-        this.indexDirty = true;
         continue;
       }
       const st = index.get(e.path);
       if (st && st[3] !== e.sha256) {
         index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
-        this.indexDirty = true;
       }
     }
     const deletes = [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))];
@@ -494,7 +500,7 @@ export class Uploader {
       const counts = { uploads: summary.uploads - copiedInstead - unreadable.length, copies: summary.copies + copiedInstead, uploadBytes: summary.uploadBytes - bytesNotSent, unreadable: [...summary.unreadable, ...unreadable].sort() };
       return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published || publishedFirst, deferred };
     } finally {
-      await this.saveIndex(index);
+      await index.save();
     }
   }
 
@@ -606,32 +612,21 @@ export class Uploader {
     await writeJson(this.o.state.remoteHead, { generation: head.generation, manifestSha256: head.manifestSha256, etag });
   }
 
-  private async loadIndex(): Promise<Map<string, IndexEntry>> {
-    this.index ??= await readNdjsonMap<IndexEntry>(this.o.state.index);
-    return this.index;
-  }
-
-  private async saveIndex(index: Map<string, IndexEntry>): Promise<void> {
-    if (!this.indexDirty) return;
-    await writeNdjsonMap(this.o.state.index, index);
-    this.indexDirty = false;
-  }
-
   /**
    * Hash files whose size/mtime/inode changed since the index saw them. With `deferNew`, a small
    * file whose path the bucket (`remote`) does not hold is left {@link UNHASHED} (its inode in
    * `pending`): its transfer reads and hashes it once, instead of a hashing pass here and a second
    * read there.
    */
-  private async hashAll(files: readonly ScannedFile[], index: Map<string, IndexEntry>, remote: FileMap, deferNew: boolean, written: ReadonlyMap<string, unknown>): Promise<{ local: LocalFile[]; unreadable: string[]; pending: Map<string, number> }> {
+  private async hashAll(files: readonly ScannedFile[], index: HashIndex, remote: FileMap, deferNew: boolean, written: ReadonlyMap<string, unknown>): Promise<{ local: LocalFile[]; unreadable: string[]; pending: Map<string, number> }> {
     const out: LocalFile[] = [];
     const unreadable: string[] = [];
     const dirty: ScannedFile[] = [];
     const pending = new Map<string, number>();
     // Files the index knows unchanged (size, mtime, inode) are not read at all: a no-op push hashes nothing.
     for (const f of files) {
-      const known = index.get(f.path);
-      if (known && known[0] === f.size && known[1] === f.mtimeMs && known[2] === f.ino) {
+      const known = index.known(f);
+      if (known) {
         // The index shares the manifest's sha256 string, and the file its path string, instead of
         // equal copies (the scan's list is let go once hashed): ~130 MB less at 1M files.
         const r = remote.get(f.path);
@@ -646,7 +641,7 @@ export class Uploader {
     await pMap(dirty, async (f) => {
       let sha: string;
       try {
-        sha = await hashFile(path.join(this.o.docroot, f.path), f.size);
+        sha = await index.hash(path.join(this.o.docroot, f.path), f);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "ENOENT") return;
@@ -658,26 +653,11 @@ export class Uploader {
         throw err;
       }
       hashed++;
-      this.indexDirty = true;
-      index.set(f.path, [f.size, f.mtimeMs, f.ino, sha]);
       out.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: sha });
     }, { concurrency: 4 });
     if (hashed > 0) this.d.log.debug({ hashed, files: files.length }, "hashed changed files");
     return { local: out, unreadable, pending };
   }
-}
-
-/** After a full scan, forget index entries of files that no longer exist; true when any went. */
-function pruneIndex(index: Map<string, IndexEntry>, local: readonly LocalFile[]): boolean {
-  const keep = new Set(local.map((f) => f.path));
-  let pruned = false;
-  for (const p of index.keys()) {
-    if (!keep.has(p)) {
-      index.delete(p);
-      pruned = true;
-    }
-  }
-  return pruned;
 }
 
 /** Whether a transfer failed because the file may not be read (EACCES, EPERM). */

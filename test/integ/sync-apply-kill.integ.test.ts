@@ -17,6 +17,7 @@ import { parseLocation } from "../../src/core/location.ts";
 import { createS3Client } from "../../src/adapters/s3-client.ts";
 import { S3Store } from "../../src/adapters/s3-store.ts";
 import { StateDir } from "../../src/adapters/state-dir.ts";
+import { HashIndex } from "../../src/adapters/hash-index.ts";
 import { readJson } from "../../src/adapters/state-files.ts";
 import { TwoWayNode } from "../../src/sync/two-way.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
@@ -37,7 +38,7 @@ describe(`sync stopped between apply and base (${serverLabel()})`, () => {
     const store = new S3Store({ client: createS3Client({ endpointUrl: ctx.server.endpoint, pathStyle: true, profile: undefined, maxSockets: 8 }), bucket, endpoint: ctx.server.endpoint });
     const push = async () => expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate)]), 0);
     // This node has nothing of its own to publish in any round below.
-    const publisher = { holdLease: async () => {}, releaseLease: async () => {}, reconcile: () => Promise.reject(new UsageError("nothing of b's is to be published")) };
+    const publisher = { hashes: new HashIndex(state.index), holdLease: async () => {}, releaseLease: async () => {}, reconcile: () => Promise.reject(new UsageError("nothing of b's is to be published")) };
     const node = (signal: AbortSignal, log = pino({ level: "silent" })) =>
       new TwoWayNode({
         docroot: root, loc: parseLocation(url), state, conflictsDir, filter: compileFilter({ exclude: [], include: [] }), owns: () => true, rule: "newer", nodeId: "b", settleMs: 0,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatWoken, headWrite, startDemoEvents } from "../../src/commands/demo-events.ts";
+import { formatWoken, headWrite, startDemoEvents } from "../../src/demo/events.ts";
 
 test("the demo's relay publishes a head write to its bucket's topic, in S3's record shape, and nothing else", () => {
   const published: { topic: string; message: string }[] = [];

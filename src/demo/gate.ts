@@ -7,7 +7,7 @@
  * key that does not exist) or forwarded. Everything else passes through untouched. Only the demo
  * uses it: every S3 client in the demo goes through the gate, so no write reaches fauxqs around it.
  * Seeing every write, it also tells `onPut` of each PUT that succeeded: the demo's event relay
- * (demo-events.ts) stands in there for the bucket notifications fauxqs's S3 does not send.
+ * (events.ts) stands in there for the bucket notifications fauxqs's S3 does not send.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
