@@ -7,6 +7,7 @@
  *   next run deletes it), the failed path keeps its old entry and stays marked dirty in the head;
  * - a deletion that fails after the head moved: the object stays, the next run deletes it;
  * - a head that moved under the commit: the commit is refused (RaceError), nothing is deleted.
+ * Rollback commits through the same object: its overwritten objects are marked like the others'.
  * Faults come from the store's gate; no server, no subprocess. Buckets are unversioned (objects are
  * path-keyed and overwritten in place: the case the dirty marks exist for).
  */
@@ -19,7 +20,7 @@ import { currentOf, MemoryStore, MemoryWorld, type StoreCall, type StoreGate } f
 import { PartialFailureError, RaceError, RemoteError } from "../../src/core/errors.ts";
 import { sha256Hex } from "../../src/core/manifest.ts";
 import { readHead, readManifest } from "../../src/sync/head-store.ts";
-import { makeReplicator, makeUploader } from "../../sim/world.ts";
+import { makeReplicator, makeUploader, runRollback } from "../../sim/world.ts";
 
 const roots: string[] = [];
 after(() => {
@@ -206,3 +207,30 @@ for (const side of ["primary", "region"] as const) {
     assert.equal(object(s, side, "gone.html"), "g", "nothing was deleted");
   });
 }
+
+test("rollback: a restore that fails marks in the head the objects it already rewrote, and the next push repairs them", async () => {
+  const s = setup();
+  const backup = path.join(path.dirname(s.master), "backup");
+  writeTree(backup, { "a.html": "a1", "b.html": "b1" });
+  writeTree(s.master, { "a.html": "a1", "b.html": "b1" });
+  await s.uploader.reconcile();
+  writeTree(s.master, { "a.html": "a2", "b.html": "b2" });
+  await s.uploader.reconcile();
+  await s.uploader.releaseLease();
+  // No versions to copy back: both come from --from; b's upload is refused, a's lands.
+  s.faults.primary.rule = (c) => (isWriteOf("b.html")(c) ? "before" : undefined);
+  await assert.rejects(runRollback(s.stores.primary, { url: "s3://primary/site/", base: path.join(path.dirname(s.master), "rb"), to: 1, fromDir: backup }), PartialFailureError);
+  s.faults.primary.rule = () => undefined;
+  const two = await published(s, "primary");
+  assert.equal(two.generation, 2, "all or nothing: no generation was published");
+  assert.equal(object(s, "primary", "a.html"), "a1", "a's object already holds the old bytes");
+  assert.deepEqual(two.dirty, ["a.html", "b.html"], "so the head marks the objects the rollback rewrites");
+  // The master gives up on the rollback: its next push verifies the marked objects and sends a again.
+  await s.uploader.reconcile();
+  const three = await published(s, "primary");
+  assert.deepEqual(three.names, { "a.html": sha("a2"), "b.html": sha("b2") });
+  assert.equal(object(s, "primary", "a.html"), "a2", "the object the head names holds its bytes again");
+  // b's object was verified intact but not rewritten: its mark goes with the next run that finds nothing to do.
+  await s.uploader.reconcile();
+  assert.deepEqual((await published(s, "primary")).dirty, []);
+});
