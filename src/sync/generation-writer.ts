@@ -85,6 +85,7 @@ export interface CommitInput {
   /**
    * Deletions of this generation approved for every node (they do not count against a node's
    * guard): the uploader's own approval, or one carried from the generation a replica copies.
+   * A commit with a failed transfer deletes nothing, and so approves nothing.
    */
   readonly approvedDeletes?: number | undefined;
   /** `files` are not the base generation's files (its manifest was unreadable): journals do not chain across this one. */
@@ -98,8 +99,6 @@ export interface CommitInput {
 
 /** One generation being committed: {@link GenerationWriter.begin} made it, `finish` (or `abort`) ends it. */
 export interface Commit {
-  /** The head the transfers run under (the base, rewritten with this commit's dirty marks). */
-  readonly base: HeadState | undefined;
   /** Written paths whose objects the base names without a version: they may hold other bytes until the commit publishes. */
   readonly overwrites: ReadonlySet<string>;
   /** Record what a transfer wrote at `entry.path` (an interrupted run's next commit adopts it). */
@@ -117,6 +116,7 @@ export interface Commit {
 /** What a commit did. */
 export interface CommitResult {
   readonly published: boolean;
+  /** The head now: the one published, else the base (with this commit's dirty marks, if it set any). */
   readonly head: HeadState | undefined;
   readonly files: FileMap;
   /** The manifest as published (the uploader caches it). */
@@ -308,7 +308,6 @@ export class GenerationWriter {
       this.ledger.flush();
     };
     return {
-      base: head,
       overwrites,
       note: (e) => this.noteWritten(e),
       finish: async (puts, failed, gone = []) => {

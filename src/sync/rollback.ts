@@ -149,7 +149,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     const key = (p: string) => o.loc.prefix + p;
     const written = [...plan.copyVersions, ...plan.copies.map((c) => c.entry), ...plan.uploads.map((u) => u.entry)];
     // Over the current generation (its journal is the small delta pullers apply); the objects the
-    // restores overwrite are marked in the head first, so any later writer verifies them.
+    // restores overwrite are marked in the head first, so a later push verifies them.
     const commit = await writer.begin(hs, { files: current, writes: written.map((e) => e.path), deletes: plan.deletes, exact: true });
 
     const puts: Entry[] = [];
@@ -188,8 +188,9 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     if (failed.length > 0) {
       // In a bucket without versioning some paths the head names may already hold the old bytes:
       // pullers refuse those (If-Match on the manifest's ETag) and skip the run until a head names
-      // them; the head marks them dirty, so the next writer of any kind verifies them first.
-      const stale = puts.filter((e) => current.get(e.path) && !current.get(e.path)?.versionId).length;
+      // them. The head marks them dirty (begin did): a push verifies and repairs them, and the same
+      // rollback run again rewrites them.
+      const stale = puts.filter((e) => commit.overwrites.has(e.path)).length;
       if (stale > 0) log.warn({ objects: stale, generation: hs.head.generation }, "objects already hold the old bytes while the head still names the current ones: pullers skip those files until this rollback is run again and completes");
     }
     for (const { entry, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: entry.mtimeMs, mode: entry.mode });
