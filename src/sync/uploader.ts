@@ -25,7 +25,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
-import { type Commit, GenerationWriter } from "./generation-writer.ts";
+import { type Commit, type CommitResult, GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
 import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
 
@@ -330,11 +330,7 @@ export class Uploader {
     const base = remote.state as HeadState;
     const commit = await this.writer.begin(base, { files: remote.files, writes: [], deletes: [], generation: base.head.generation + 1 });
     const c = await commit.finish([], []);
-    if (c.published && c.head && c.manifestBytes) {
-      this.remote = { state: c.head, files: c.files };
-      this.vouchedManifest = c.head.head.manifestSha256;
-      await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
-    }
+    await this.remember(c);
     this.d.log.info({ generation: c.head?.head.generation, reason: why }, "nothing changed: published an unchanged, signed generation");
     return { generation: c.head?.head.generation ?? 0, published: c.published };
   }
@@ -360,12 +356,10 @@ export class Uploader {
     if (clashing.length > 0 && remote.state && !remote.rebuilt && this.vouchesFor(remote)) {
       const commit = await this.writer.begin(remote.state, { files: remote.files, writes: [], deletes: clashing, keep: [...writes, ...adopted.keys()], approvedDeletes: approve ? clashing.length : undefined });
       const first = await commit.finish([], []);
-      if (first.published && first.head && first.manifestBytes) {
+      const published = await this.remember(first);
+      if (published) {
         publishedFirst = true;
-        remote = { state: first.head, files: first.files };
-        this.remote = remote;
-        this.vouchedManifest = first.head.head.manifestSha256;
-        await this.saveRemoteCache(first.head.head, first.head.etag, first.manifestBytes);
+        remote = published;
         const gone = new Set(clashing);
         plan = { ...plan, deletes: plan.deletes.filter((p) => !gone.has(p)) };
       }
@@ -471,12 +465,7 @@ export class Uploader {
     }
     try {
       const c = await commit.finish(puts, failed, vanished);
-      if (c.published && c.head && c.manifestBytes) {
-        this.remote = { state: c.head, files: c.files };
-        // Published from a head it vouched for (or the whole docroot): its own generation needs no check.
-        this.vouchedManifest = c.head.head.manifestSha256;
-        await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
-      } else if (c.head && c.head !== remote.state) {
+      if (!(await this.remember(c)) && c.head && c.head !== remote.state) {
         // Nothing published, but the head was rewritten with this run's dirty marks.
         this.remote = { state: c.head, files: remote.files };
       }
@@ -587,6 +576,18 @@ export class Uploader {
   private verifyBase(hs: HeadState, files: FileMap): void {
     const t = this.o.trust;
     if (t) verifyGeneration(hs.head, files.values(), t, formatLocation(this.o.loc));
+  }
+
+  /**
+   * A generation this uploader published becomes what it builds on next (cached on disk). Published
+   * from a head it vouched for (or the whole docroot): its own generation needs no check.
+   */
+  private async remember(c: CommitResult): Promise<Remote | undefined> {
+    if (!c.published || !c.head || !c.manifestBytes) return undefined;
+    this.remote = { state: c.head, files: c.files };
+    this.vouchedManifest = c.head.head.manifestSha256;
+    await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
+    return this.remote;
   }
 
   /** Remember the head (and, when it changed, its manifest) so the next run needs no manifest GET. */
