@@ -1,23 +1,30 @@
 /**
  * The one place a generation is committed. Every writer (the uploader, the replicator in each
- * region, rollback) plans and produces its puts, and the writer does the rest, in this order:
+ * region, rollback, and through the uploader the two-way node) plans its transfers, then:
  *
- *   hold()     take the write lease (renewed in the background until release())
- *   sweep()    delete what an interrupted commit left outside the current manifest (orphan ledger)
- *   prepare()  record the keys this commit may strand (new paths, deletions) before writing them,
- *   setDirty() and, in the head itself, the paths whose objects it may overwrite
- *   …          the engine's transfers (objects only; nothing names them yet)
- *   commit()   the partial-failure rule → next file map → lease check → manifest, journal, head
- *              (conditional) → deletions → ledger clean-up
+ *   const commit = await writer.begin(base, { files, writes, deletes, … })
+ *       hold      take the write lease if not held (renewed in the background until released)
+ *       sweep     delete what an interrupted commit left outside `files` (orphan ledger)
+ *       prepare   record the keys this commit may strand (new paths, deletions) before writing them
+ *       mark      record in the head itself the paths whose objects the writes overwrite (dirty)
+ *   …the engine's transfers (objects only; nothing names them yet; `commit.note` records them)
+ *   await commit.finish(puts, failed)
+ *       settle    the partial-failure rule → next file map → what stays dirty
+ *       publish   lease check → manifest, journal, head (conditional, signed) → afterGeneration
+ *       delete    deletions → ledger clean-up → release the lease if begin took it
  *
+ * (`commit.abort()` instead, when the transfers themselves throw: the records stay for the next run.)
  * The rules, written once:
  * - Partial failure. An `exact` commit (a replica of generation N, a rollback to generation N: its
  *   content is defined elsewhere) publishes nothing when any transfer failed. Otherwise the puts
  *   that succeeded are published, each failed path keeps its previous entry, and nothing is deleted
- *   (rclone's rule: a run with errors deletes nothing). Either way the run ends in
+ *   nor approved (rclone's rule: a run with errors deletes nothing). Either way the run ends in
  *   {@link PartialFailureError} (exit 4) and the next commit retries.
+ * - Dirty paths. The new head still marks every path the base marked or the writes overwrote,
+ *   except those it publishes anew or no longer names (a deletion the failure rule held back is
+ *   not settled: the old object is still named and may hold other bytes).
  * - Deletions run only after the head stopped naming the objects. A deletion that fails stays in
- *   the ledger, and the next commit of this writer (or its sweep) deletes it.
+ *   the ledger, and the next commit of any writer of the location (or its sweep) deletes it.
  * - The lease must still be ours right before the head is written; the head's own condition
  *   (If-Match / If-None-Match) then makes a lost race an error, never a fork.
  */
@@ -53,46 +60,63 @@ export interface GenerationWriterOptions {
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
 }
 
-/** One commit's inputs. */
+/** What a commit is to do, given to {@link GenerationWriter.begin} (plain facts; the writer words its own errors). */
 export interface CommitInput {
-  /** The head the plan was made against (undefined: nothing published yet) and its files. */
-  readonly base: HeadState | undefined;
-  readonly baseFiles: FileMap;
-  /** Entries of the objects written (or metadata-only changes) that the next generation names. */
-  readonly puts: readonly Entry[];
+  /** The base generation's files (empty when nothing is published yet, or when its manifest was unreadable: see `rebuilt`). */
+  readonly files: FileMap;
+  /** Paths whose objects the transfers write (uploads, copies, restores): the count a failure is told against. */
+  readonly writes: readonly string[];
   /** Paths the next generation no longer names. */
   readonly deletes: readonly string[];
-  /** Transfers that failed (after their retries). */
-  readonly failed: readonly FailedTransfer[];
+  /**
+   * Objects an unfinished commit wrote that already hold what this one publishes (the uploader's
+   * adoption, issue 27): recorded again before any transfer, and published with the puts.
+   */
+  readonly adopted?: readonly Entry[] | undefined;
+  /** Paths a later commit of this run writes or adopts: this commit's sweep and clean-up leave their objects and records. */
+  readonly keep?: readonly string[] | undefined;
   /** All or nothing (see the module comment). */
-  readonly exact: boolean;
-  /** The generation number to publish; default base + 1 (a replica passes the primary's). */
-  readonly generation?: number;
-  /** What the transfers were and how many, for the failure message ("transfers", 120). */
-  readonly what: string;
-  readonly total: number;
-  /** What to do about a failure, said in the message and as the hint (default hint: the next run retries). */
-  readonly retryHint?: string;
-  /** Paths the new head still cannot vouch for (an object this commit may have overwritten without publishing it). */
-  readonly dirty?: readonly string[];
-  /** The writer approves this commit's deletions for every node (they do not count against a node's guard). */
-  readonly approveDeletes?: boolean;
-  /** An approval made by the writer of the generation this one copies (a region of the primary's). */
+  readonly exact?: boolean | undefined;
+  /**
+   * The generation to publish; default base + 1 (a replica passes the primary's). Given, the commit
+   * publishes even with nothing changed (a signing writer's heartbeat).
+   */
+  readonly generation?: number | undefined;
+  /**
+   * Deletions of this generation approved for every node (they do not count against a node's
+   * guard): the uploader's own approval, or one carried from the generation a replica copies.
+   * A commit with a failed transfer deletes nothing, and so approves nothing.
+   */
   readonly approvedDeletes?: number | undefined;
-  /** `baseFiles` are not the base generation's files (its manifest was unreadable): journals do not chain across this one. */
+  /** `files` are not the base generation's files (its manifest was unreadable): journals do not chain across this one. */
   readonly rebuilt?: boolean | undefined;
   /**
    * A signature made by another writer, carried unchanged (a region's copy of a primary generation:
    * the replicator holds no key). It must fit the published files; it wins over this writer's signer.
    */
   readonly signature?: HeadSignature | undefined;
-  /** Paths whose ledger records this commit's clean-up keeps (objects a later commit of this run publishes). */
-  readonly keepRecorded?: readonly string[] | undefined;
+}
+
+/** One generation being committed: {@link GenerationWriter.begin} made it, `finish` (or `abort`) ends it. */
+export interface Commit {
+  /** Written paths whose objects the base names without a version: they may hold other bytes until the commit publishes. */
+  readonly overwrites: ReadonlySet<string>;
+  /** Record what a transfer wrote at `entry.path` (an interrupted run's next commit adopts it). */
+  note(entry: Entry): void;
+  /**
+   * The rest of the protocol (see the module comment): `puts`, the entries of the objects written
+   * (or metadata-only changes); `failed`, the transfers that failed after their retries; `gone`,
+   * paths the transfers found removed from the source (deleted too, where the base names them).
+   */
+  finish(puts: readonly Entry[], failed: readonly FailedTransfer[], gone?: readonly string[]): Promise<CommitResult>;
+  /** Give up before finishing (the transfers threw): the records stay for the next run; the lease goes if begin took it. */
+  abort(): Promise<void>;
 }
 
 /** What a commit did. */
 export interface CommitResult {
   readonly published: boolean;
+  /** The head now: the one published, else the base (with this commit's dirty marks, if it set any). */
   readonly head: HeadState | undefined;
   readonly files: FileMap;
   /** The manifest as published (the uploader caches it). */
@@ -137,14 +161,9 @@ export class GenerationWriter {
     return out;
   }
 
-  /** Record what a transfer of this commit wrote at `entry.path` (kept until the commit's clean-up). */
-  noteWritten(entry: Entry): void {
+  // What a transfer of a commit wrote at `entry.path` (kept until the commit's clean-up).
+  private noteWritten(entry: Entry): void {
     this.ledger.note(this.o.loc.prefix + entry.path, { sha256: entry.sha256, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode, etag: entry.etag, ...(entry.versionId ? { versionId: entry.versionId } : {}) });
-  }
-
-  /** Write out the records {@link noteWritten} buffered (before a run gives up). */
-  flushNotes(): void {
-    this.ledger.flush();
   }
 
   /**
@@ -187,8 +206,8 @@ export class GenerationWriter {
     await this.ledger.clean({ store: this.o.store, prefix: this.o.loc.prefix, current, ...(except ? { done: except } : {}), signal: this.d.signal, log: this.d.log, beforeDelete: () => this.hold() });
   }
 
-  /** Record, before writing them, the paths whose objects may exist outside any manifest if this run dies. */
-  async prepare(paths: Iterable<string>): Promise<void> {
+  // Record, before writing them, the paths whose objects may exist outside any manifest if this run dies.
+  private async prepare(paths: Iterable<string>): Promise<void> {
     await this.ledger.record([...paths].map((p) => this.o.loc.prefix + p));
   }
 
@@ -251,33 +270,94 @@ export class GenerationWriter {
     return rewriteHead(this.o.store, this.o.loc, base, patch, conditional);
   }
 
-  /** Commit one generation (see the module comment for the order and the rules). */
-  async commit(c: CommitInput): Promise<CommitResult> {
+  /**
+   * Start committing a generation over `base` (undefined: nothing published yet): hold, sweep,
+   * prepare and mark (see the module comment). The engine then runs its transfers and calls
+   * `finish` on what it gets back; a lease this takes is released when the commit ends.
+   */
+  async begin(base: HeadState | undefined, c: CommitInput): Promise<Commit> {
+    const { prefix } = this.o.loc;
+    const took = !this.leaseHeld;
+    if (took) await this.hold();
+    const adopted = c.adopted ?? [];
+    const overwrites = new Set(c.writes.filter((p) => c.files.has(p) && !c.files.get(p)?.versionId));
+    // What the base marked stays marked until this commit settles it; what the writes overwrite joins it.
+    const marked = [...new Set([...(base?.head.dirty ?? []), ...overwrites])];
+    let head = base;
+    try {
+      // Objects a killed commit wrote before its head, or meant to delete after it, go first,
+      // except those this run writes (or adopts) again.
+      const ours = [...c.writes, ...adopted.map((e) => e.path), ...(c.keep ?? [])];
+      await this.sweep(c.files, new Set(ours.map((p) => prefix + p)));
+      // New paths land before the head names them and removed ones go after it: a kill in between
+      // would strand them (in a bucket that may be a CDN origin), so they are recorded first, with
+      // what the adopted objects hold, so that a run interrupted again still finds them.
+      await this.prepare([...c.writes, ...adopted.map((e) => e.path)].filter((p) => !c.files.has(p)).concat(c.deletes));
+      for (const e of adopted) this.noteWritten(e);
+      // And, in the head itself, the objects it names that the writes overwrite (path-keyed, no
+      // version to fall back on): whoever writes next, from wherever, verifies them first.
+      if (head && overwrites.size > 0) head = await this.setDirty(head, marked);
+    } catch (err) {
+      if (took) await this.release();
+      throw err;
+    }
+    let ended = false;
+    const end = (): void => {
+      if (ended) throw new Error("a commit ends once: finish or abort, not both");
+      ended = true;
+      this.ledger.flush();
+    };
+    return {
+      overwrites,
+      note: (e) => this.noteWritten(e),
+      finish: async (puts, failed, gone = []) => {
+        end();
+        try {
+          return await this.finish(head, c, marked, [...adopted, ...puts], failed, gone);
+        } finally {
+          if (took) await this.release();
+        }
+      },
+      abort: async () => {
+        end();
+        if (took) await this.release();
+      },
+    };
+  }
+
+  // The rest of a commit begun over `base` (see the module comment for the order and the rules).
+  private async finish(base: HeadState | undefined, c: CommitInput, marked: readonly string[], puts: readonly Entry[], failures: readonly FailedTransfer[], gone: readonly string[]): Promise<CommitResult> {
     const { store, loc } = this.o;
     const { log, signal } = this.d;
-    const failed = c.failed.length > 0;
+    const failed = failures.length > 0;
+    const total = c.writes.length;
+    const rerun = this.o.kind === "rollback" ? "run the same rollback again" : undefined;
     const partial = () => new PartialFailureError(
-      `${c.failed.length} of ${c.total} ${c.what} failed; ${c.exact ? "no generation was published and " : ""}nothing was deleted${c.retryHint ? `; ${c.retryHint}` : ""} (first: ${c.failed[0]?.path}: ${c.failed[0]?.error})`,
-      c.failed,
-      c.retryHint,
+      `${failures.length} of ${total} transfers failed; ${c.exact ? "no generation was published and " : ""}nothing was deleted${rerun ? `; ${rerun}` : ""} (first: ${failures[0]?.path}: ${failures[0]?.error})`,
+      failures,
+      rerun,
     );
     if (failed && c.exact) throw partial();
-    const deletes = failed ? [] : c.deletes;
-    const next: FileMap = new Map(c.baseFiles);
+    // A run with a failed transfer deletes nothing (and so approves nothing).
+    const deletes = failed ? [] : [...c.deletes, ...gone.filter((p) => c.files.has(p))];
+    const next: FileMap = new Map(c.files);
     for (const p of deletes) next.delete(p);
-    for (const e of c.puts) next.set(e.path, e);
-    let result: CommitResult = { published: false, head: c.base, files: c.baseFiles, manifestBytes: undefined, deleted: 0 };
-    if (c.puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {
+    for (const e of puts) next.set(e.path, e);
+    const settled = new Set([...puts.map((e) => e.path), ...deletes]);
+    const dirty = marked.filter((p) => !settled.has(p));
+    const approvedDeletes = failed ? undefined : c.approvedDeletes;
+    let result: CommitResult = { published: false, head: base, files: c.files, manifestBytes: undefined, deleted: 0 };
+    if (puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {
       if (!this.leaseHeld) await this.hold();
-      if (c.base?.head.signature && !this.signingFor(c)) {
-        log.warn({ generation: c.base.head.generation, keyId: c.base.head.signature.keyId }, "publishing an unsigned generation over a signed one: nodes with --trusted-key refuse it (give --signing-key)");
+      if (base?.head.signature && !this.signingFor(c)) {
+        log.warn({ generation: base.head.generation, keyId: base.head.signature.keyId }, "publishing an unsigned generation over a signed one: nodes with --trusted-key refuse it (give --signing-key)");
       }
       await this.prepare(deletes);
       await checkLease(store, loc, this.leaseId as string);
       const pub = await publishGeneration(store, loc, {
-        previous: c.base,
+        previous: base,
         files: next,
-        puts: c.puts,
+        puts,
         deletes,
         writer: this.id,
         writerKind: this.o.kind,
@@ -285,10 +365,10 @@ export class GenerationWriter {
         now: this.d.now,
         conditional: await this.conditionalWrites(),
         signing: this.signingFor(c),
+        dirty,
         ...(c.generation !== undefined ? { generation: c.generation } : {}),
-        ...(c.dirty ? { dirty: c.dirty } : {}),
         ...(c.rebuilt ? { rebuilt: true } : {}),
-        ...(c.approveDeletes && deletes.length > 0 ? { approvedDeletes: deletes.length } : c.approvedDeletes ? { approvedDeletes: c.approvedDeletes } : {}),
+        ...(approvedDeletes ? { approvedDeletes } : {}),
       }, log);
       result = { published: true, head: { head: pub.head, etag: pub.etag }, files: next, manifestBytes: pub.manifestBytes, deleted: 0 };
       if (!(await this.conditionalWrites())) {
@@ -308,7 +388,7 @@ export class GenerationWriter {
       }
     }
     const done = new Set<string>();
-    const left = new Set<string>(c.keepRecorded?.map((p) => loc.prefix + p));
+    const left = new Set<string>(c.keep?.map((p) => loc.prefix + p));
     if (result.published && deletes.length > 0) {
       // Objects go only after the head stopped naming them: readers of the old generation may
       // still fetch them a moment longer, and fail over to the next run if not. The generation is
@@ -324,7 +404,7 @@ export class GenerationWriter {
     if (result.published && result.head) {
       // CDN invalidation and --on-publish run on their own queues: the next generation never waits for them.
       try {
-        this.d.afterGeneration?.({ location: formatLocation(loc), generation: result.head.head.generation, changed: c.puts.map((e) => e.path), deleted: deletes });
+        this.d.afterGeneration?.({ location: formatLocation(loc), generation: result.head.head.generation, changed: puts.map((e) => e.path), deleted: deletes });
       } catch (err) {
         log.warn({ err: errorMessage(err) }, "after-generation observer failed");
       }

@@ -316,26 +316,17 @@ export class Replicator {
     const moved = await this.findMoved(r, files, check, log);
     const plan = planReplicate(target, withoutPaths(files, moved));
     const deletes = [...plan.deletes, ...[...moved].filter((p) => !target.has(p))];
-    await st.writer.hold();
-    try {
-      // New paths land before the head names them and removed ones go after it: a kill in between
-      // would strand them in the region (maybe a CDN origin), so they are recorded first.
-      await st.writer.prepare([...target.keys()].filter((p) => !files.has(p)).concat(deletes));
-      // And the region's head marks the objects it names that this round overwrites.
-      const written = [...plan.transfers, ...plan.regionCopies.map((c) => c.entry), ...plan.twins.map((t) => t.entry)].map((e) => e.path);
-      const overwritten = written.filter((p) => files.has(p) && !files.get(p)?.versionId);
-      const marked = [...new Set([...(rh?.head.dirty ?? []), ...overwritten])];
-      const base = rh && overwritten.length > 0 ? await st.writer.setDirty(rh, marked) : rh;
-      const { puts, failed } = await this.copyObjects(r, plan);
-      const settled = new Set([...puts.map((e) => e.path), ...deletes]);
-      // A region's generation N is the primary's generation N: all of it or nothing, under the
-      // primary's signature (the replicator holds no key; the signature covers no ETag).
-      const c = await st.writer.commit({ base, baseFiles: files, puts: [...puts, ...plan.metaOnly], deletes, failed, exact: true, generation: ph.generation, signature: ph.signature, what: "copies", total: written.length, dirty: marked.filter((p) => !settled.has(p)), approvedDeletes: have === ph.generation - 1 ? ph.approvedDeletes : undefined });
-      st.head = c.head;
-      st.files = c.files;
-    } finally {
-      await st.writer.release();
-    }
+    const written = [...plan.transfers, ...plan.regionCopies.map((c) => c.entry), ...plan.twins.map((t) => t.entry)].map((e) => e.path);
+    // A region's generation N is the primary's generation N: all of it or nothing, under the
+    // primary's signature (the replicator holds no key; the signature covers no ETag).
+    const commit = await st.writer.begin(rh, { files, writes: written, deletes, exact: true, generation: ph.generation, signature: ph.signature, approvedDeletes: have === ph.generation - 1 ? ph.approvedDeletes : undefined });
+    const copied = await this.copyObjects(r, plan).catch(async (err: unknown) => {
+      await commit.abort();
+      throw err;
+    });
+    const c = await commit.finish([...copied.puts, ...plan.metaOnly], copied.failed);
+    st.head = c.head;
+    st.files = c.files;
     st.generation = ph.generation;
     st.behindSince = null;
     await this.packs.carry(r, ph.files, true, log);

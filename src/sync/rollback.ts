@@ -148,11 +148,9 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     }
     const key = (p: string) => o.loc.prefix + p;
     const written = [...plan.copyVersions, ...plan.copies.map((c) => c.entry), ...plan.uploads.map((u) => u.entry)];
-    const newPaths = written.filter((e) => !current.has(e.path)).map((e) => e.path);
-    // Objects a killed rollback wrote before its head (or meant to delete after it) go first,
-    // except those this run writes again.
-    await writer.sweep(current, new Set(newPaths.map(key)));
-    await writer.prepare([...newPaths, ...plan.deletes]);
+    // Over the current generation (its journal is the small delta pullers apply); the objects the
+    // restores overwrite are marked in the head first, so a later push verifies them.
+    const commit = await writer.begin(hs, { files: current, writes: written.map((e) => e.path), deletes: plan.deletes, exact: true });
 
     const puts: Entry[] = [];
     const failed: FailedTransfer[] = [];
@@ -189,13 +187,14 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
 
     if (failed.length > 0) {
       // In a bucket without versioning some paths the head names may already hold the old bytes:
-      // pullers refuse those (If-Match on the manifest's ETag) and skip the run until a head names them.
-      const stale = puts.filter((e) => current.get(e.path) && !current.get(e.path)?.versionId).length;
+      // pullers refuse those (If-Match on the manifest's ETag) and skip the run until a head names
+      // them. The head marks them dirty (begin did): a push verifies and repairs them, and the same
+      // rollback run again rewrites them.
+      const stale = puts.filter((e) => commit.overwrites.has(e.path)).length;
       if (stale > 0) log.warn({ objects: stale, generation: hs.head.generation }, "objects already hold the old bytes while the head still names the current ones: pullers skip those files until this rollback is run again and completes");
     }
     for (const { entry, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: entry.mtimeMs, mode: entry.mode });
-    // The journal is the delta from the current generation, so pullers apply a small journal.
-    const c = await writer.commit({ base: hs, baseFiles: current, puts, deletes: plan.deletes, failed, exact: true, what: "restores", total: jobs.length, retryHint: "run the same rollback again" });
+    const c = await commit.finish(puts, failed);
     const gen = c.head?.head.generation ?? hs.head.generation;
     log.info({ ...summary, generation: gen, to: o.to, previous: hs.head.generation }, "rolled back");
     return { generation: gen, previous: hs.head.generation, to: o.to, published: true, summary };

@@ -26,7 +26,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
-import { GenerationWriter } from "./generation-writer.ts";
+import { type Commit, type CommitResult, GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
 import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
 
@@ -228,10 +228,10 @@ export class Uploader {
       summary.uploadBytes = plan.uploadBytes;
       log.info({ objects: adopted.size, bytes }, "adopted objects an interrupted run had written (they hold the files' bytes): not sent again");
     }
-    // Objects a crashed run wrote or meant to delete, outside the head's manifest: removed, except
-    // those this plan writes again or adopts (the new plan's keys are recorded again before writing).
-    await this.writer.sweep(remote.files, new Set([...planned.uploads, ...planned.copies.map((c) => c.file)].map((f) => this.key(f.path))));
     if (isEmptyPlan(plan) && adopted.size === 0) {
+      // Objects a crashed run wrote or meant to delete, outside the head's manifest, go even when
+      // there is nothing to publish (a commit sweeps them itself).
+      await this.writer.sweep(remote.files);
       await index.save();
       if (this.o.approveDeletes && remote.state) await this.approveAfterTheFact(remote.state);
       else if (dirty.length > 0 && remote.state) {
@@ -249,7 +249,7 @@ export class Uploader {
       log.info({ generation: gen, files: remote.files.size }, "nothing changed: no new generation");
       return { ...summary, generation: gen, published: false, deferred: [] };
     }
-    return this.execute(remote, plan, summary, index, dirty, approve, pending, moved, adopted);
+    return this.execute(remote, plan, summary, index, approve, pending, moved, adopted);
   }
 
   /**
@@ -336,69 +336,61 @@ export class Uploader {
   /** Publish the current files again as the next generation, signed with this writer's key. */
   private async resign(remote: Remote, why: string): Promise<{ generation: number; published: boolean }> {
     const base = remote.state as HeadState;
-    const c = await this.writer.commit({ base, baseFiles: remote.files, puts: [], deletes: [], failed: [], exact: false, generation: base.head.generation + 1, what: "transfers", total: 0 });
-    if (c.published && c.head && c.manifestBytes) {
-      this.remote = { state: c.head, files: c.files };
-      this.vouchedManifest = c.head.head.manifestSha256;
-      await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
-    }
+    const commit = await this.writer.begin(base, { files: remote.files, writes: [], deletes: [], generation: base.head.generation + 1 });
+    const c = await commit.finish([], []);
+    await this.remember(c);
     this.d.log.info({ generation: c.head?.head.generation, reason: why }, "nothing changed: published an unchanged, signed generation");
     return { generation: c.head?.head.generation ?? 0, published: c.published };
   }
 
-  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: HashIndex, dirty: readonly string[], approveDeletes: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>, adopted: ReadonlyMap<string, Entry>): Promise<ReconcileResult> {
+  private async execute(remote: Remote, plan: PushPlan, summary: Omit<ReconcileResult, "generation" | "published" | "deferred">, index: HashIndex, approve: boolean, pending: ReadonlyMap<string, number>, moved: ReadonlySet<string>, adopted: ReadonlyMap<string, Entry>): Promise<ReconcileResult> {
     const { log, store, signal } = this.d;
     const unreadable: string[] = [];
     let copiedInstead = 0;
     let bytesNotSent = 0;
-    const puts: Entry[] = [...adopted.values()];
+    const puts: Entry[] = [];
     const failed: FailedTransfer[] = [];
     const deferred: string[] = [];
     const vanished: string[] = [];
+    // The lease spans the run's generations (a clash-first one and the rest); push releases it at its end, watch and sync hold it on.
     await this.writer.hold();
-    const written = [...plan.uploads, ...plan.copies.map((c) => c.file)];
+    const writes = [...plan.uploads, ...plan.copies.map((c) => c.file)].map((f) => f.path);
     // A server that keeps objects as files of a POSIX tree (versitygw) refuses a key under an
     // object (d/x.html while d exists) and an object over keys (d while d/… exist). Such deletions
     // go first, as their own generation (the head stops naming them, then they are deleted), so
     // the puts that clash with them can be written; a crash between leaves that generation valid.
     let publishedFirst = false;
-    const clashing = prefixClashes(plan.deletes, [...written.map((f) => f.path), ...adopted.keys()]);
+    const clashing = prefixClashes(plan.deletes, [...writes, ...adopted.keys()]);
     if (clashing.length > 0 && remote.state && !remote.rebuilt && this.vouchesFor(remote)) {
-      const first = await this.writer.commit({ base: remote.state, baseFiles: remote.files, puts: [], deletes: clashing, failed: [], exact: false, what: "deletions", total: clashing.length, dirty: dirty.filter((p) => !clashing.includes(p)), approveDeletes, keepRecorded: [...adopted.keys()] });
-      if (first.published && first.head && first.manifestBytes) {
+      const commit = await this.writer.begin(remote.state, { files: remote.files, writes: [], deletes: clashing, keep: [...writes, ...adopted.keys()], approvedDeletes: approve ? clashing.length : undefined });
+      const first = await commit.finish([], []);
+      const published = await this.remember(first);
+      if (published) {
         publishedFirst = true;
-        remote = { state: first.head, files: first.files };
-        this.remote = remote;
-        this.vouchedManifest = first.head.head.manifestSha256;
-        await this.saveRemoteCache(first.head.head, first.head.etag, first.manifestBytes);
+        remote = published;
         const gone = new Set(clashing);
         plan = { ...plan, deletes: plan.deletes.filter((p) => !gone.has(p)) };
-        dirty = dirty.filter((p) => !gone.has(p));
       }
     }
-    // Before any object is written: the paths that may exist outside a manifest if this run dies
-    // (new paths before their head, removed paths between the head and their deletion), and what
-    // the adopted ones hold, so that a run interrupted again still finds them.
-    await this.writer.prepare(written.filter((f) => !remote.files.has(f.path)).map((f) => f.path).concat([...adopted.keys()].filter((p) => !remote.files.has(p)), plan.deletes));
-    for (const e of adopted.values()) this.writer.noteWritten(e);
-    // And, in the head itself, the objects it names that this run overwrites (path-keyed, no
-    // version to fall back on): whoever writes next, from wherever, verifies them first.
-    const overwritten = written.filter((f) => remote.files.has(f.path) && !remote.files.get(f.path)?.versionId).map((f) => f.path);
-    const marked = [...new Set([...dirty, ...overwritten])];
+    const commit = await this.writer.begin(remote.state, {
+      files: remote.files,
+      writes,
+      deletes: plan.deletes,
+      adopted: [...adopted.values()],
+      approvedDeletes: approve && plan.deletes.length > 0 ? plan.deletes.length : undefined,
+      rebuilt: remote.rebuilt,
+    });
     // Unhashed files: what the bucket holds by content, so one whose bytes are there already is
     // copied server-side as planPush would have planned it, by the same rule (built only when
-    // there are any).
-    const notSources = new Set(overwritten);
-    const bySha = pending.size > 0 ? copySources(remote.files, 1, (p) => moved.has(p) || notSources.has(p)) : undefined;
-    let base = remote.state;
-    if (base && overwritten.length > 0) base = await this.writer.setDirty(base, marked);
+    // there are any); never from an object this run overwrites.
+    const bySha = pending.size > 0 ? copySources(remote.files, 1, (p) => moved.has(p) || commit.overwrites.has(p)) : undefined;
     const ev = this.d.events;
     const run = async (p: string, op: "upload" | "copy", size: number, fn: () => Promise<Entry | undefined>): Promise<void> => {
       try {
         const e = await withRetry(fn, { signal });
         if (e) {
           puts.push(e);
-          this.writer.noteWritten(e);
+          commit.note(e);
         } else vanished.push(p);
         ev?.file?.({ role: "push", op, bytes: op === "upload" ? size : 0 });
       } catch (err) {
@@ -425,8 +417,8 @@ export class Uploader {
     await pMap(jobs, (job) => {
       if (job.kind === "upload") {
         const f = job.file;
-        if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f));
-        return run(f.path, "upload", f.size, () => this.uploadFile(f, async (facts) => {
+        if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f, commit));
+        return run(f.path, "upload", f.size, () => this.uploadFile(f, commit, async (facts) => {
           const twin = bySha.get(facts.sha256);
           if (!twin || twin.size !== facts.size) return undefined;
           try {
@@ -447,15 +439,17 @@ export class Uploader {
           return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
         } catch (err) {
           // The copy source changed under us: fall back to uploading the bytes.
-          if (err instanceof ConditionFailed) return this.uploadFile(file);
+          if (err instanceof ConditionFailed) return this.uploadFile(file, commit);
           throw err;
         }
       });
     }, { concurrency: this.o.concurrency });
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     // An interrupted run (SIGINT, SIGTERM) leaves the record of what it wrote for the next one.
-    this.writer.flushNotes();
-    if (signal.aborted) throw new Interrupted(`interrupted: ${puts.length} of ${jobs.length} files sent, the next run continues`);
+    if (signal.aborted) {
+      await commit.abort();
+      throw new Interrupted(`interrupted: ${puts.length} of ${jobs.length} files sent, the next run continues`);
+    }
     for (const { file, from } of plan.metaOnly) puts.push({ ...from, mtimeMs: file.mtimeMs, mode: file.mode });
     for (const e of puts) {
       const ino = pending.get(e.path);
@@ -469,33 +463,17 @@ export class Uploader {
         index.set(e.path, [e.size, e.mtimeMs, st[2], e.sha256]);
       }
     }
-    const deletes = [...plan.deletes, ...vanished.filter((p) => remote.files.has(p))];
-    // What the new head still cannot vouch for: marked objects neither published anew nor deleted.
-    const settled = new Set([...puts.map((e) => e.path), ...(failed.length === 0 ? deletes : [])]);
     // A failed path keeps its previous entry, signed again: from a head this writer cannot vouch
     // for, nothing is published (the exact rule) and the run says why.
-    if (failed.length > 0 && !this.vouchesFor(remote)) throw this.unvouched(remote, failed.map((f) => f.path), "failed to upload");
+    if (failed.length > 0 && !this.vouchesFor(remote)) {
+      await commit.abort();
+      throw this.unvouched(remote, failed.map((f) => f.path), "failed to upload");
+    }
     try {
-      const c = await this.writer.commit({
-        base,
-        baseFiles: remote.files,
-        puts,
-        deletes,
-        failed,
-        exact: false,
-        what: "transfers",
-        total: jobs.length,
-        dirty: marked.filter((p) => !settled.has(p)),
-        approveDeletes,
-        rebuilt: remote.rebuilt,
-      });
-      if (c.published && c.head && c.manifestBytes) {
-        this.remote = { state: c.head, files: c.files };
-        // Published from a head it vouched for (or the whole docroot): its own generation needs no check.
-        this.vouchedManifest = c.head.head.manifestSha256;
-        await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
-      } else if (base && base !== remote.state) {
-        this.remote = { state: base, files: remote.files };
+      const c = await commit.finish(puts, failed, vanished);
+      if (!(await this.remember(c)) && c.head && c.head !== remote.state) {
+        // Nothing published, but the head was rewritten with this run's dirty marks.
+        this.remote = { state: c.head, files: remote.files };
       }
       const counts = { uploads: summary.uploads - copiedInstead - unreadable.length, copies: summary.copies + copiedInstead, uploadBytes: summary.uploadBytes - bytesNotSent, unreadable: [...summary.unreadable, ...unreadable].sort() };
       return { ...summary, ...counts, generation: c.head?.head.generation ?? 0, published: c.published || publishedFirst, deferred };
@@ -508,7 +486,7 @@ export class Uploader {
    * Upload one file with its own bytes; returns its new entry, or undefined when it vanished.
    * `instead`: see transfer.ts uploadFile (a server-side copy of bytes the bucket holds already).
    */
-  private async uploadFile(f: LocalFile, instead?: (facts: FileFacts) => Promise<PutResult | undefined>): Promise<Entry | undefined> {
+  private async uploadFile(f: LocalFile, commit: Commit, instead?: (facts: FileFacts) => Promise<PutResult | undefined>): Promise<Entry | undefined> {
     const up = await uploadFile(this.d.store, this.key(f.path), path.join(this.o.docroot, f.path), {
       multipartThreshold: this.o.multipartThreshold,
       partSize: this.o.partSize,
@@ -518,7 +496,7 @@ export class Uploader {
       instead,
       // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
       // answer never came) lets the next run find the object by that ETag and adopt it.
-      sending: (facts, etag) => this.writer.noteWritten({ path: f.path, ...facts, etag }),
+      sending: (facts, etag) => commit.note({ path: f.path, ...facts, etag }),
       signal: this.d.signal,
     });
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
@@ -604,6 +582,18 @@ export class Uploader {
   private verifyBase(hs: HeadState, files: FileMap): void {
     const t = this.o.trust;
     if (t) verifyGeneration(hs.head, files.values(), t, formatLocation(this.o.loc));
+  }
+
+  /**
+   * A generation this uploader published becomes what it builds on next (cached on disk). Published
+   * from a head it vouched for (or the whole docroot): its own generation needs no check.
+   */
+  private async remember(c: CommitResult): Promise<Remote | undefined> {
+    if (!c.published || !c.head || !c.manifestBytes) return undefined;
+    this.remote = { state: c.head, files: c.files };
+    this.vouchedManifest = c.head.head.manifestSha256;
+    await this.saveRemoteCache(c.head.head, c.head.etag, c.manifestBytes);
+    return this.remote;
   }
 
   /** Remember the head (and, when it changed, its manifest) so the next run needs no manifest GET. */

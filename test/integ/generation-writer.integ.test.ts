@@ -49,17 +49,19 @@ describe(`generation writer (${server})`, () => {
     const s = await setup("gw-partial");
     const w = s.writer();
     await w.hold();
-    const first = await w.commit({ base: undefined, baseFiles: new Map(), puts: [await s.put("a", "a0"), await s.put("b", "b0"), await s.put("c", "c0")], deletes: [], failed: [], exact: false, what: "transfers", total: 3 });
+    const first = await (await w.begin(undefined, { files: new Map(), writes: ["a", "b", "c"], deletes: [] })).finish([await s.put("a", "a0"), await s.put("b", "b0"), await s.put("c", "c0")], []);
     assert.equal(first.head?.head.generation, 1);
     const one = await s.current();
     const failed = [{ path: "b", error: "injected" }];
     // Exact: nothing is published, nothing deleted.
-    await assert.rejects(w.commit({ base: one.hs, baseFiles: one.files, puts: [await s.put("a", "a1")], deletes: ["c"], failed, exact: true, what: "copies", total: 2 }),
-      (e: unknown) => e instanceof PartialFailureError && /1 of 2 copies failed; no generation was published and nothing was deleted/.test(e.message));
+    const exact = await w.begin(one.hs, { files: one.files, writes: ["a", "b"], deletes: ["c"], exact: true });
+    await assert.rejects(exact.finish([await s.put("a", "a1")], failed),
+      (e: unknown) => e instanceof PartialFailureError && /1 of 2 transfers failed; no generation was published and nothing was deleted/.test(e.message));
     assert.equal((await s.current()).hs?.head.generation, 1);
     assert.ok((await listKeys(ctx.server.client, s.bucket, "site/")).includes("site/c"));
     // Not exact: the put that succeeded is published; b keeps its entry; c is not deleted.
-    await assert.rejects(w.commit({ base: one.hs, baseFiles: one.files, puts: [await s.put("a", "a2")], deletes: ["c"], failed, exact: false, what: "transfers", total: 2 }),
+    const partial = await w.begin((await s.current()).hs, { files: one.files, writes: ["a", "b"], deletes: ["c"] });
+    await assert.rejects(partial.finish([await s.put("a", "a2")], failed),
       (e: unknown) => e instanceof PartialFailureError && /1 of 2 transfers failed; nothing was deleted/.test(e.message));
     const two = await s.current();
     assert.equal(two.hs?.head.generation, 2);
@@ -77,10 +79,10 @@ describe(`generation writer (${server})`, () => {
       let deletesFailed = 0;
       const w = s.writer();
       await w.hold();
-      await w.commit({ base: undefined, baseFiles: new Map(), puts: [await s.put("keep", "k"), await s.put("gone", "g")], deletes: [], failed: [], exact: false, what: "transfers", total: 2 });
+      await (await w.begin(undefined, { files: new Map(), writes: ["keep", "gone"], deletes: [] })).finish([await s.put("keep", "k"), await s.put("gone", "g")], []);
       const one = await s.current();
       proxy.fault = (q): Fault => (q.method === "POST" && /[?&]delete/.test(q.url) && deletesFailed++ < 3 ? { kind: "status", status: 500, code: "InternalError" } : { kind: "none" });
-      const c = await w.commit({ base: one.hs, baseFiles: one.files, puts: [], deletes: ["gone"], failed: [], exact: false, what: "transfers", total: 0 });
+      const c = await (await w.begin(one.hs, { files: one.files, writes: [], deletes: ["gone"] })).finish([], []);
       assert.equal(c.head?.head.generation, 2, "the generation is published although its deletion failed");
       assert.equal(c.deleted, 0);
       assert.ok((await listKeys(ctx.server.client, s.bucket, "site/")).includes("site/gone"));

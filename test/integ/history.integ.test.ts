@@ -266,7 +266,7 @@ describe(`history and rollback (${serverLabel()})`, () => {
     proxy.fault = (req) => (req.method === "PUT" && req.url.includes("/www/css/site.css") ? { kind: "status", status: 403, code: "AccessDenied" } : { kind: "none" });
     const failed = await ctx.cli(["rollback", site.url, "--to", "1", "--from", backup, "--endpoint-url", proxy.url, "--state-dir", opState, "--log-format", "json"]).finally(() => proxy.close());
     expectCode(failed, 4);
-    assert.match(failed.stderr, /1 of 4 restores failed; no generation was published and nothing was deleted; run the same rollback again \(first: css\/site\.css/);
+    assert.match(failed.stderr, /1 of 4 transfers failed; no generation was published and nothing was deleted; run the same rollback again \(first: css\/site\.css/);
     // A 403 is the server's decision, not a glitch: no promise that the next run retries it away.
     assert.doesNotMatch(failed.stderr, /the next run retries/);
     assert.match(failed.stderr, /what to do: 1 of the failures is a refusal by the server \(HTTP 4xx\), which a rerun meets again: fix its cause first/);
