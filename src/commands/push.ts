@@ -10,7 +10,7 @@ import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { progressBarFor } from "../adapters/progress-bar.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
-import { jobState, locationState, signerFor, storeFor } from "./wiring.ts";
+import { jobState, leaseTtlMs, locationState, signerFor, storeFor } from "./wiring.ts";
 import { fanOutEvents, type TransferEvents } from "../core/transfer-events.ts";
 import { RunScope } from "../sync/run-deadline.ts";
 import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
@@ -49,6 +49,7 @@ export function createUploader(cfg: ConfigFor<"push" | "watch">, log: Logger, ru
       signer: signerFor(cfg, cfg.target),
       heartbeatMs: cfg.heartbeat,
       writerKind: kind,
+      leaseTtlMs: leaseTtlMs(),
     },
     {
       store: storeFor(cfg, cfg.target),

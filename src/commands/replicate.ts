@@ -7,7 +7,7 @@ import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, leaseTtlMs, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
@@ -35,6 +35,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       multipartThreshold: cfg.multipartThreshold,
       partSize: cfg.partSize,
       retain: cfg.retain,
+      leaseTtlMs: leaseTtlMs(),
       maxJournals: 20,
       verify: cfg.verify,
       // Copy only what verifies: --trusted-key, and a master replicating its own generations (watch

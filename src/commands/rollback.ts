@@ -11,7 +11,7 @@ import { compileCacheControl } from "../core/filters.ts";
 import { formatLocation } from "../core/location.ts";
 import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { jobState, leaseTtlMs, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
@@ -52,6 +52,7 @@ export async function rollbackCommand(cfg: ConfigFor<"rollback">, opts: Rollback
         cacheControl: compileCacheControl(cfg.cacheControl),
         signer,
         trust,
+        leaseTtlMs: leaseTtlMs(),
       },
       { store: storeFor(cfg, loc), log: log.child({ component: "rollback" }), signal, now: () => new Date(), afterGeneration: after && ((g) => after.notify(g)) },
     );

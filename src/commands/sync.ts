@@ -21,13 +21,14 @@ import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { resolveGroup } from "../adapters/groups.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
-import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
+import { readHead } from "../sync/generation-reader.ts";
+import { conditionalWrites } from "../sync/publisher.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
 import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
 import { type DryRunResult, type KeptRecord, readConvergedGeneration, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, leaseTtlMs, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 
 /** The status a sync node writes after every round (`<state>/sync-status.json`, and `--status-file`). */
 export interface SyncStatus {
@@ -81,10 +82,12 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const signer = signerFor(cfg, cfg.target);
   const trust = trustFor(cfg, signer);
   const store = storeFor(cfg, cfg.target);
+  const shared = locationState(cfg, url);
   // Several writers serialise through the lease and the head's If-Match: without conditional
-  // writes two nodes could both publish generation N and one node's changes would vanish.
+  // writes two nodes could both publish generation N and one node's changes would vanish. Asked
+  // where the node's writer asks (probed once, cached with the location's state).
   // (A dry run writes nothing, not even the probe's object.)
-  const conditional = cfg.dryRun || (await probeConditionalWrites(store, cfg.target));
+  const conditional = cfg.dryRun || (await conditionalWrites(store, cfg.target, shared, log));
   if (!conditional) {
     throw new UsageError(`refusing to sync with ${url}: the server at ${store.endpoint} ignores conditional writes (If-Match / If-None-Match), so two writers could overwrite each other's generations`, {
       hint: "use a server that enforces conditional writes (AWS S3, MinIO, versitygw, LocalStack, moto), or run one writer (`fansync watch`) and pull elsewhere",
@@ -143,7 +146,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       docroot,
       loc: cfg.target,
       state,
-      shared: locationState(cfg, url),
+      shared,
       ...writerTuning(cfg),
       dryRun: false,
       filter,
@@ -153,6 +156,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
       signer,
       trust,
       writerKind: "sync",
+      leaseTtlMs: leaseTtlMs(),
     },
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );

@@ -17,6 +17,7 @@ import { readSigningKey, readTrustedKeys } from "../adapters/keys.ts";
 import { formatLocation } from "../core/location.ts";
 import { checkSite, type SigningKey, trustedKeyOf, type TrustPolicy } from "../core/signing.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
+import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "../sync/lease.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -40,6 +41,15 @@ function leanDataPath(): boolean {
   if (raw === undefined || raw === "" || raw === "lean") return true;
   if (raw === "sdk") return false;
   throw new UsageError(`FANSYNC_DATA_PATH=${JSON.stringify(raw)} is not "lean" or "sdk"`, { hint: "unset it, or set it to sdk to send content objects through the AWS SDK" });
+}
+
+/**
+ * FANSYNC_LEASE_TTL (a duration, at least 1s) shortens the writers' 60 s write lease, for tests of
+ * writers that stall past it; anything else keeps the default.
+ */
+export function leaseTtlMs(): number {
+  const ms = parseDuration(process.env.FANSYNC_LEASE_TTL ?? "");
+  return ms !== undefined && ms >= MIN_LEASE_TTL_MS ? ms : DEFAULT_LEASE_TTL_MS;
 }
 
 /** An S3 store for `loc` with its own connection settings. */

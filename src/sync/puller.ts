@@ -25,7 +25,7 @@ import type { StateDir } from "../adapters/state-dir.ts";
 import { ensureParentDirs, newRunId, pruneEmptyDirs, tempPathFor, toLocal } from "../adapters/safe-write.ts";
 import { NdjsonAppender, readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
-import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { downloadTo } from "./transfer.ts";

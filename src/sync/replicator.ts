@@ -20,7 +20,7 @@ import { type ObjectAttrs, type PutResult, type ObjectStore, realVersion } from 
 import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef, verifyStored } from "./transfer.ts";
@@ -53,6 +53,8 @@ export interface ReplicatorOptions {
   readonly multipartThreshold: number;
   readonly partSize: number;
   readonly retain: number;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
   /** A region at most this many generations behind catches up through the primary's journals. */
   readonly maxJournals: number;
   /** Check every object a region's head names (not only those it marks dirty) and copy again those that moved. */
@@ -554,7 +556,7 @@ export class Replicator {
   private stateOf(r: Region): RegionState {
     let st = this.states.get(r.url);
     if (!st) {
-      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, shared: r.shared, retain: this.o.retain }, this.d);
+      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, shared: r.shared, retain: this.o.retain, leaseTtlMs: this.o.leaseTtlMs }, this.d);
       st = { files: undefined, head: undefined, writer, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
       this.states.set(r.url, st);
     }

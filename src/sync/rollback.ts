@@ -23,7 +23,7 @@ import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
-import { type HeadState, readHead, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readManifest } from "./generation-reader.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
@@ -43,6 +43,8 @@ export interface RollbackOptions extends WriterTuning {
   readonly cacheControl: (p: string) => string | undefined;
   /** Sign the new generation (signed generations): the uploader's key and site. */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
   /**
    * The keys a retained generation must be signed with to be restored (--trusted-key, and the
    * signer's own public key): undefined only when the rollback neither signs nor checks.
@@ -134,7 +136,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, kind: "rollback", signer: o.signer }, d);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, kind: "rollback", signer: o.signer, leaseTtlMs: o.leaseTtlMs }, d);
   try {
     await writer.hold();
   } catch (err) {

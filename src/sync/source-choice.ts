@@ -9,7 +9,7 @@ import { chooseSource, orderFrom, type SourceChoice } from "../core/source-order
 import type { Logger } from "../adapters/logger.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { readHead } from "./head-store.ts";
+import { readHead } from "./generation-reader.ts";
 import { readPullState, type Source } from "./puller.ts";
 
 /** Order `sources` for this run (preferred first unless the lag rule or a fallback says otherwise). */

@@ -31,7 +31,7 @@ import { hashFile, scanTree, type Skipped } from "../adapters/local-tree.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
-import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";

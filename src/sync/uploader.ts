@@ -24,7 +24,7 @@ import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-sto
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
-import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
 import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
@@ -49,6 +49,8 @@ export interface UploaderOptions extends WriterTuning {
   readonly approveDeletes: boolean;
   /** Sign every generation with this key, for this site (signed generations). */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
   /**
    * Which command publishes (recorded in the head). A one-way uploader (`push`, `watch`) refuses to
    * publish over a generation of `sync` writers unless forced (see {@link checkOverSync}).
@@ -117,7 +119,7 @@ export class Uploader {
   constructor(opts: UploaderOptions, deps: UploaderDeps) {
     this.o = opts;
     this.d = deps;
-    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, kind: opts.writerKind, signer: opts.signer }, deps);
+    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, kind: opts.writerKind, signer: opts.signer, leaseTtlMs: opts.leaseTtlMs }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
