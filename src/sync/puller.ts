@@ -28,7 +28,7 @@ import { hashFile } from "../adapters/local-tree.ts";
 import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { downloadTo } from "./transfer.ts";
+import { downloadTo, transferBuffers } from "./transfer.ts";
 import { stagePackedFiles } from "./packs.ts";
 
 /** Resolved options of a puller. */
@@ -337,6 +337,7 @@ function checkAge(time: string | undefined, generation: number, url: string, o: 
 /** Carry a plan out; returns the paths it could not replace or delete (see {@link cannotReplace}). */
 async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, kept: ReadonlyMap<string, StagedFile>, o: PullerOptions, d: PullerDeps): Promise<string[]> {
   const { log, signal } = d;
+  const buffers = transferBuffers();
   // A metadata-only change lands by chmod and utimes, which follow a symlink: a file replaced by
   // a symlink (to a file outside the docroot, say) would have its target's mode and mtime changed.
   // Such a path is downloaded instead; the rename then replaces the link itself.
@@ -437,7 +438,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       const tmp = await withRetry(async () => {
         const t = tempPathFor(root, e.path, runId, seq++);
         tmps.push(t);
-        await downloadTo(source.store, source.loc.prefix + e.path, e, t, signal);
+        await downloadTo(source.store, source.loc.prefix + e.path, e, t, signal, buffers);
         return t;
       }, { signal, unless: (err) => err instanceof ObjectMoved });
       staged.push({ entry: e, tmp });

@@ -27,7 +27,8 @@ import { type HeadState, readHead, readManifest } from "./generation-reader.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
-import { objectRef, uploadFile, verifyObject } from "./transfer.ts";
+import type { SizedPools } from "../adapters/buffer-pool.ts";
+import { objectRef, transferBuffers, uploadFile, verifyObject } from "./transfer.ts";
 
 /** Everything a rollback needs to know, resolved. */
 export interface RollbackOptions extends WriterTuning {
@@ -174,6 +175,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
       ...plan.copies.map((c) => ({ kind: "copy" as const, e: c.entry, from: c.from })),
       ...plan.uploads.map((u) => ({ kind: "upload" as const, e: u.entry, local: u.local })),
     ];
+    const buffers = transferBuffers();
     await pMap(jobs, (j) => {
       const k = key(j.e.path);
       if (j.kind === "version") {
@@ -185,7 +187,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
         const { from } = j;
         return attempt(j.e, "copy", { from: from.path }, () => store.copy(k, { bucket: store.bucket, key: key(from.path), versionId: from.versionId, etag: from.etag }, attrsFor(j.e, o), signal));
       }
-      return attempt(j.e, j.local === undefined ? "put-empty" : "upload", j.local === undefined ? {} : { from: j.local }, () => upload(j.e, j.local, o, d));
+      return attempt(j.e, j.local === undefined ? "put-empty" : "upload", j.local === undefined ? {} : { from: j.local }, () => upload(j.e, j.local, o, d, buffers));
     }, { concurrency: o.concurrency });
     signal.throwIfAborted();
 
@@ -282,7 +284,7 @@ async function hashLocal(dir: string, sizes: ReadonlySet<number>, o: RollbackOpt
 }
 
 /** Upload an old file's bytes, sent only when they are still the old entry's. */
-async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d: RollbackDeps): Promise<PutResult> {
+async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d: RollbackDeps, buffers: SizedPools): Promise<PutResult> {
   const key = o.loc.prefix + e.path;
   if (local === undefined) return d.store.put(key, Buffer.alloc(0), attrsFor(e, o), {}, d.signal);
   const up = await uploadFile(d.store, key, path.join(o.fromDir as string, local), {
@@ -291,6 +293,7 @@ async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d
     expect: { size: e.size, sha256: e.sha256 },
     facts: { mtimeMs: e.mtimeMs, mode: e.mode },
     attrs: () => attrsFor(e, o),
+    buffers,
     signal: d.signal,
   });
   if (!up) throw new FileChanging(`${local} under --from vanished since it was hashed`);

@@ -35,7 +35,7 @@ import { type HeadState, readHead, readJournal, readManifest } from "./generatio
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";
-import { downloadTo } from "./transfer.ts";
+import { downloadTo, transferBuffers } from "./transfer.ts";
 import type { ReconcileResult } from "./uploader.ts";
 
 /** What the node publishes with (the uploader, scoped to the paths it wins). */
@@ -168,6 +168,8 @@ export class TwoWayNode {
   /** What the last scan skipped; the names already warned about (once per name, as push does per run). */
   private skipped: readonly Skipped[] = [];
   private readonly warned = new Set<string>();
+  /** Read buffers for the versions it keeps, this node's own. */
+  private readonly buffers = transferBuffers();
   /** This round did not scan: a difference from the base found while applying stops the apply (issue 27). */
   private unscanned = false;
   private roundGeneration = 0;
@@ -484,7 +486,7 @@ export class TwoWayNode {
       } else {
         const e = remote.get(k.path);
         if (!e) continue;
-        await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal);
+        await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal, this.buffers);
         facts = e;
       }
       await rename(tmp, abs);

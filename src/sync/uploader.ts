@@ -27,7 +27,7 @@ import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
-import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
+import { type FileFacts, findMovedObjects, transferBuffers, unreadableEntries, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
@@ -109,6 +109,8 @@ export class Uploader {
   private readonly d: UploaderDeps;
   private readonly writer: GenerationWriter;
   private readonly warnedSkipped = new Set<string>();
+  /** Read buffers for small files, this uploader's own. */
+  private readonly buffers = transferBuffers();
   private remote: Remote | undefined;
   private index: Map<string, IndexEntry> | undefined;
   /** The manifest (by sha256) of the last generation this signing writer verified or published itself. */
@@ -515,6 +517,7 @@ export class Uploader {
       // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
       // answer never came) lets the next run find the object by that ETag and adopt it.
       sending: (facts, etag) => this.writer.noteWritten({ path: f.path, ...facts, etag }),
+      buffers: this.buffers,
       signal: this.d.signal,
     });
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
