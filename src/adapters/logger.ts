@@ -45,15 +45,15 @@ export function reopenLogFile(): boolean {
 }
 
 /**
- * Whether stdout is the systemd journal: JOURNAL_STREAM names its device and inode (systemd sets
- * it for a unit whose stdout is the journal, and a child that redirected stdout no longer matches).
+ * Whether stdout is the systemd journal: JOURNAL_STREAM (`journalStream`, as the CLI read it) names
+ * its device and inode (systemd sets it for a unit whose stdout is the journal, and a child that
+ * redirected stdout no longer matches).
  */
-export function stdoutIsJournal(): boolean {
-  const want = process.env.JOURNAL_STREAM;
-  if (!want) return false;
+export function stdoutIsJournal(journalStream: string | undefined): boolean {
+  if (!journalStream) return false;
   try {
     const st = fstatSync(1);
-    return want === `${st.dev}:${st.ino}`;
+    return journalStream === `${st.dev}:${st.ino}`;
   } catch {
     return false;
   }
@@ -74,7 +74,7 @@ export function stdoutIsStderr(): boolean {
 const PRIORITY: Record<string, number> = { "60": 2, "50": 3, "40": 4, "30": 6, "20": 7, "10": 7 };
 
 /** Create the process logger. Sync writes so nothing is lost when the entry file exits. */
-export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string }): Logger {
+export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string; journalStream?: string | undefined }): Logger {
   // An error in a log line is its type, message and code: a stack trace names source paths (a
   // release's build directory) and says nothing an operator can act on. -v (debug) keeps it.
   const withStack = opts.level === "debug" || opts.level === "trace";
@@ -102,7 +102,7 @@ export function createLogger(opts: { level: string; format: "json" | "pretty" | 
       },
     });
   }
-  if (!opts.file && stdoutIsJournal()) {
+  if (!opts.file && stdoutIsJournal(opts.journalStream)) {
     // Under systemd, so `journalctl -p err` shows errors: each JSON line gets its priority prefix.
     return pino(base, {
       write(line: string) {

@@ -118,12 +118,12 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
     const { resolveConfig } = await import("./settings.ts");
     let { cfg, unused } = await resolveConfig(command, configFile, flags);
     const { createLogger, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
-    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile, journalStream: process.env.JOURNAL_STREAM });
     log = logger;
     pretty = isPretty(cfg.logFormat, cfg.logFile);
     // Under systemd the JSON log is the journal, and from cron stdout and stderr go to one pipe:
     // the JSON error line there is enough (not the stderr lines too).
-    journal = !pretty && cfg.logFile === undefined && (stdoutIsJournal() || stdoutIsStderr());
+    journal = !pretty && cfg.logFile === undefined && (stdoutIsJournal(process.env.JOURNAL_STREAM) || stdoutIsStderr());
     const warnUnused = (keys: readonly string[]) => import("../core/config.ts").then(({ commandsReading }) => {
       if (keys.length === 0) return;
       const where = keys.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");

@@ -3,7 +3,7 @@ import type { Config } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { storeFor } from "./wiring.ts";
+import { requestsOf, storeFor } from "./wiring.ts";
 import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
 
 /** The monitor for a daemon, listening; undefined when `--http` is not set. */
@@ -22,6 +22,7 @@ export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal
       expectEveryMs: o.expectEveryMs,
       serving: o.serving,
       sampleEveryMs: sampleEveryFromEnv(),
+      requests: requestsOf(cfg),
     },
     { log: log.child({ component: "http" }), now: () => new Date(), signal },
   );

@@ -23,6 +23,8 @@ export interface HookOptions {
   readonly timeoutMs: number;
   /** The state file recording the last generation hooked, per location. */
   readonly recordFile: string;
+  /** The environment a hook inherits (fansync's own, as the CLI hands it over); the FANSYNC_* variables are added. */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
 /** The NDJSON a hook reads for one generation. */
@@ -65,7 +67,7 @@ export class HookRunner {
     // Recorded before it runs: a crash during the hook must not run it a second time.
     this.record = { ...this.record, [g.location]: g.generation };
     await writeJson(this.o.recordFile, this.record);
-    const r = await runHookProcess(this.o.command, hookInput(g), { FANSYNC_GENERATION: String(g.generation), FANSYNC_LOCATION: g.location, FANSYNC_HOOK: this.o.name }, this.o.timeoutMs);
+    const r = await runHookProcess(this.o.command, hookInput(g), { ...this.o.env, FANSYNC_GENERATION: String(g.generation), FANSYNC_LOCATION: g.location, FANSYNC_HOOK: this.o.name }, this.o.timeoutMs);
     const fields = { hook: this.o.name, generation: g.generation, exitCode: r.code, signal: r.signal ?? undefined, durationMs: r.durationMs, output: r.output.trim().slice(-500) || undefined };
     if (r.timedOut) log.error({ ...fields, timeoutMs: this.o.timeoutMs }, "hook timed out and was killed");
     else if (r.code === 0) log.info(fields, "hook ran");

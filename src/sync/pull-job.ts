@@ -52,6 +52,8 @@ export interface PullJobOptions {
   readonly fallbackIntervalMs?: number | undefined;
   /** Each run's deadline before time for its bytes is added (run-deadline.ts); 0: none. */
   readonly runTimeoutMs: number;
+  /** How long a stopping daemon lets its run finish before aborting its requests (default 30 s). */
+  readonly drainDeadlineMs?: number | undefined;
 }
 
 /** Collaborators: `signal` is the stop (SIGTERM); each settled run is told to `onSettled`. */
@@ -119,7 +121,7 @@ export class PullJob {
     const listening = this.listener?.run(this.d.signal);
     let backoff = 0;
     while (!this.d.signal.aborted) {
-      const drain = new Drain(this.d.signal);
+      const drain = new Drain(this.d.signal, this.o.drainDeadlineMs);
       try {
         await this.runOnce(drain.hard);
         backoff = 0;
