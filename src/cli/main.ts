@@ -117,7 +117,7 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
   try {
     const { resolveConfig } = await import("./settings.ts");
     let { cfg, unused } = await resolveConfig(command, configFile, flags);
-    const { createLogger, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
+    const { createLogger, errorFields, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
     const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile, journalStream: process.env.JOURNAL_STREAM });
     log = logger;
     pretty = isPretty(cfg.logFormat, cfg.logFile);
@@ -148,7 +148,7 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
           unused = r.unused;
           pending.ac.abort(new Error("reloading the config file"));
         },
-        (err: unknown) => logger.warn({ config: configFile, err: errorLine(err) }, `config file not reloaded, running on the previous one: ${errorLine(err)}`),
+        (err: unknown) => logger.warn({ config: configFile, ...errorFields(err) }, `config file not reloaded, running on the previous one: ${errorLine(err)}`),
       );
     };
     for (;;) {

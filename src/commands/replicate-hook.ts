@@ -1,6 +1,6 @@
 /** `watch --replicate-to`: replicate each published generation from inside the uploader. */
 import type { Config } from "../core/config.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { Drain } from "../sync/drain.ts";
 import type { AfterGeneration } from "./after-generation.ts";
 import { drainDeadlineMs } from "./wiring.ts";
@@ -34,7 +34,7 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal, af
       kick = () => rep.kick();
       return rep.daemon(SAFETY_INTERVAL_MS, stop.signal);
     })
-    .catch((err: unknown) => log.error({ err }, "replication stopped"));
+    .catch((err: unknown) => log.error(errorFields(err), "replication stopped"));
   // The generation number is not needed: a kick makes each region read the primary's head anew.
   const after = async (_generation: number) => {
     kick?.();

@@ -33,6 +33,7 @@ import { checkLease, DEFAULT_LEASE_TTL_MS, loadLeaseId, readLease, releaseLease,
 import { amendGeneration, conditionalWrites, newWriterId, publishGeneration, rewriteHead } from "./publisher.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { formatLocation } from "../core/location.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** What the writer is given. */
 export interface GenerationWriterOptions {
@@ -165,7 +166,7 @@ export class GenerationWriter {
     this.leaseTimer ??= setInterval(() => {
       takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional, ttlMs, true).catch((err: unknown) => {
         // The check before the next head write refuses to publish if the lease is really gone.
-        this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
+        this.d.log.warn(errorFields(err), "could not renew the write lease");
       });
     }, ttlMs / 3).unref();
   }
@@ -177,7 +178,7 @@ export class GenerationWriter {
     if (!this.leaseHeld || !this.leaseId) return;
     this.leaseHeld = false;
     await releaseLease(this.o.store, this.o.loc, this.leaseId).catch((err: unknown) => {
-      this.d.log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
+      this.d.log.warn(errorFields(err), "could not release the write lease (it expires by itself)");
     });
   }
 
@@ -328,7 +329,7 @@ export class GenerationWriter {
       try {
         this.d.afterGeneration?.({ location: formatLocation(loc), generation: result.head.head.generation, changed: c.puts.map((e) => e.path), deleted: deletes });
       } catch (err) {
-        log.warn({ err: errorMessage(err) }, "after-generation observer failed");
+        log.warn(errorFields(err), "after-generation observer failed");
       }
     }
     signal.throwIfAborted();

@@ -10,10 +10,10 @@
  * - Its exit status is logged; a hook still running after the timeout is killed with its group.
  * - A generation that changed nothing (a heartbeat) runs no hook.
  */
-import { errorMessage } from "../core/errors.ts";
 import { runHookProcess } from "../adapters/hook-process.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import type { GenerationDone, JobDeps } from "./job-deps.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** One hook: what runs, how long it may, and where its record is kept. */
 export interface HookOptions {
@@ -48,7 +48,7 @@ export class HookRunner {
   /** A generation was published or applied. */
   notify(g: GenerationDone): void {
     if (g.changed.length === 0 && g.deleted.length === 0) return;
-    this.queue = this.queue.then(() => this.run(g)).catch((err: unknown) => this.d.log.error({ hook: this.o.name, err: errorMessage(err) }, "hook not run"));
+    this.queue = this.queue.then(() => this.run(g)).catch((err: unknown) => this.d.log.error({ hook: this.o.name, ...errorFields(err) }, "hook not run"));
   }
 
   /** Wait for every queued hook to finish. */

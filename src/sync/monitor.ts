@@ -18,6 +18,7 @@ import { BUILD_INFO, FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** How the monitor is set up. */
 export interface MonitorOptions {
@@ -105,7 +106,7 @@ export class Monitor {
     try {
       this.self = { ...this.self, serving: await this.o.serving() };
     } catch (err) {
-      this.d.log.warn({ err: errorMessage(err) }, "could not read which generation the docroot holds");
+      this.d.log.warn(errorFields(err), "could not read which generation the docroot holds");
     }
   }
 
@@ -183,7 +184,7 @@ export class Monitor {
         while ((this.history[0]?.t ?? t) < t - WINDOW_MS) this.history.shift();
       } catch (err) {
         this.fleetError = errorMessage(err);
-        this.d.log.debug({ err: this.fleetError }, "could not read the fleet");
+        this.d.log.debug(errorFields(err), "could not read the fleet");
       } finally {
         this.reading = undefined;
       }

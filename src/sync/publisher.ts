@@ -14,7 +14,7 @@ import {
   DIRTY_MAX, DIRTY_MAX_BYTES, type FileMap, JOURNAL_MAX_BYTES, manifestMaxBytes, type Head, HEAD_FORMAT, JOURNAL_FORMAT, type Entry, metaKeys,
   serializeHead, serializeJournal, serializeManifest, sha256Hex, type WriterKind,
 } from "../core/manifest.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -191,7 +191,7 @@ async function finishPublish(store: ObjectStore, loc: Location, input: PublishIn
   }
   if (oldKeys.length > 0) {
     const failed = await store.deleteMany(oldKeys).catch((err: unknown) => {
-      log.warn({ err: toRemoteError(err, "prune", store.endpoint) }, "could not prune old generation");
+      log.warn({ ...errorFields(toRemoteError(err, "prune", store.endpoint)) }, "could not prune old generation");
       return [];
     });
     if (failed.length) log.warn({ failed }, "could not prune old generation");

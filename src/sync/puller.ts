@@ -18,7 +18,7 @@ import { showPath, TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
 import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
 import { type DeleteLimit, formatAge } from "../core/units.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -320,7 +320,7 @@ async function fixDirectories(root: string, paths: readonly string[], o: PullerO
       // After the chown: changing the group clears a directory's setgid bit on some systems.
       if (o.chmod) await chmod(abs, mode);
     } catch (err) {
-      log.warn({ path: d || ".", err: errorMessage(err) }, "could not set the directory's mode or group");
+      log.warn({ path: d || ".", ...errorFields(err) }, "could not set the directory's mode or group");
     }
   }
 }
@@ -538,7 +538,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     let failedMeta = false;
     const warn = (what: string) => (err: unknown) => {
       failedMeta ||= cannotReplace(err);
-      log.warn({ path: e.path, err }, what);
+      log.warn({ path: e.path, ...errorFields(err) }, what);
     };
     if (o.gid !== undefined) await chown(abs, -1, o.gid).catch(warn("chown failed"));
     await chmod(abs, e.mode).catch(warn("chmod failed"));
@@ -554,14 +554,14 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await ensureParentDirs(root, p, () => false);
       st = await lstat(abs);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof LocalIoError)) log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof LocalIoError)) log.warn({ path: p, ...errorFields(err) }, "could not delete");
     }
     if (st?.isDirectory()) continue;
     if (st) {
       // The caller's refusal (sync: a local change not rebased yet) ends the run; nothing else here does.
       await d.beforeReplace?.(p);
       await unlink(abs).catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, ...errorFields(err) }, "could not delete");
         if (cannotReplace(err)) stuck.push(p);
       });
     }

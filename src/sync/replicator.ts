@@ -8,12 +8,12 @@
  */
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/content-type.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, FansyncError, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, Journal } from "../core/manifest.ts";
 import { planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
 import { filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import { type ObjectAttrs, type PutResult, type ObjectStore, realVersion } from "../adapters/object-store.ts";
@@ -245,7 +245,7 @@ export class Replicator {
         tries: retries + 1,
         minTimeoutMs: 500,
         signal: this.d.signal,
-        onRetry: (err, _left, delayMs) => log.warn({ err: errorMessage(err), retryInMs: delayMs }, "region round failed; retrying"),
+        onRetry: (err, _left, delayMs) => log.warn({ ...errorFields(err), retryInMs: delayMs }, "region round failed; retrying"),
       });
       st.failures = 0;
       st.lastSuccess = this.d.now().toISOString();
@@ -254,8 +254,8 @@ export class Replicator {
     } catch (err) {
       st.failures++;
       const lag = this.lagOf(st);
-      log.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, generation: st.generation, primaryGeneration: st.primaryGeneration, lagGenerations: lag.generations, lagSeconds: lag.seconds, failures: st.failures }, "region failed");
-      await this.recordStatus(r, st, err).catch((e: unknown) => log.warn({ err: errorMessage(e) }, "could not write the region status"));
+      log.error({ ...errorFields(err), generation: st.generation, primaryGeneration: st.primaryGeneration, lagGenerations: lag.generations, lagSeconds: lag.seconds, failures: st.failures }, "region failed");
+      await this.recordStatus(r, st, err).catch((e: unknown) => log.warn(errorFields(e), "could not write the region status"));
       throw err;
     }
   }
@@ -386,7 +386,7 @@ export class Replicator {
         const res = await withRetry(() => this.transfer(r, want), { signal: this.d.signal, unless: (err) => err instanceof ObjectMoved });
         if (res.etag !== named.etag || res.versionId !== named.versionId) fixed.push({ ...named, etag: res.etag, versionId: res.versionId });
       } catch (err) {
-        log.warn({ path: p, err: errorMessage(err) }, "could not copy a moved object again");
+        log.warn({ path: p, ...errorFields(err) }, "could not copy a moved object again");
         still.add(p);
       }
     }));

@@ -18,7 +18,7 @@ import type { Entry, FileMap, ParsedManifest } from "../core/manifest.ts";
 import { type SigningKey, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
@@ -166,7 +166,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
         log.info({ op, path: e.path, ...from, bytes: e.size }, "restored");
       } catch (err) {
         failed.push({ path: e.path, error: errorMessage(err), retryable: isRetryable(err) });
-        log.error({ op, path: e.path, err }, "restore failed");
+        log.error({ op, path: e.path, ...errorFields(err) }, "restore failed");
       }
     };
     type Job = { kind: "version"; e: Entry } | { kind: "copy"; e: Entry; from: Entry } | { kind: "upload"; e: Entry; local: string | undefined };

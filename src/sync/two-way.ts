@@ -20,7 +20,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, FileChanging, RaceError } from "../core/errors.ts";
+import { FileChanging, RaceError } from "../core/errors.ts";
 import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -37,6 +37,7 @@ import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";
 import { downloadTo, transferBuffers } from "./transfer.ts";
 import type { ReconcileResult } from "./uploader.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** What the node publishes with (the uploader, scoped to the paths it wins). */
 export interface Publisher {
@@ -396,7 +397,7 @@ export class TwoWayNode {
       } catch (err) {
         if (!(err instanceof RaceError) || i >= LEASE_TRIES) throw err;
         this.d.signal.throwIfAborted();
-        if (i % 20 === 0) this.d.log.info({ err: { message: errorMessage(err) } }, "another writer holds the lease: waiting");
+        if (i % 20 === 0) this.d.log.info(errorFields(err), "another writer holds the lease: waiting");
         await sleep(LEASE_WAIT_MS + Math.floor(Math.random() * LEASE_WAIT_MS), this.d.signal);
       }
     }

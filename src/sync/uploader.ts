@@ -17,7 +17,7 @@ import { copySources, isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHA
 import { formatAge } from "../core/units.ts";
 import { type SigningKey, trustedKeyOf, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { hashFile, scanTree, type ScannedFile } from "../adapters/local-tree.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
@@ -408,7 +408,7 @@ export class Uploader {
         } else {
           failed.push({ path: p, error: errorMessage(err), retryable: isRetryable(err) });
           ev?.failed?.({ role: "push", errorClass: (err as Error).name ?? "Error" });
-          log.error({ path: p, err }, "upload failed");
+          log.error({ path: p, ...errorFields(err) }, "upload failed");
         }
       }
     };
@@ -566,7 +566,7 @@ export class Uploader {
       // server without conditional writes, or the bucket was damaged): nodes stop at it (exit 8)
       // until a writer repairs it. The master's docroot is the truth: it is published whole as
       // the next generation (objects it does not name are left as garbage, never deleted blindly).
-      this.d.log.error({ generation: hs.head.generation, err: errorMessage(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
+      this.d.log.error({ generation: hs.head.generation, ...errorFields(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
       return (this.remote = { state: hs, files: new Map(), rebuilt: true });
     }
     this.verifyBase(hs, manifest.files);
