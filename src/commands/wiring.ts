@@ -82,6 +82,15 @@ export function drainDeadlineMs(): number {
   return parseDuration(process.env.FANSYNC_DRAIN_DEADLINE ?? "") ?? DEFAULT_DRAIN_DEADLINE_MS;
 }
 
+/**
+ * FANSYNC_SAMPLE_EVERY (ms) shortens the status page chart's sampling period; the tests use it to
+ * see several samples in seconds instead of minutes. Operators have no reason to change the 30 s default.
+ */
+export function sampleEveryMs(): number {
+  const v = Number(process.env.FANSYNC_SAMPLE_EVERY);
+  return Number.isFinite(v) && v >= 100 ? v : 30_000;
+}
+
 /** An S3 store for `loc` with its own connection settings. */
 export function storeFor(cfg: Config, loc: Location): S3Store {
   const s = settingsFor(cfg, loc);
