@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import type { ObjectStore, PutResult } from "../src/adapters/object-store.ts";
 import type { Source } from "../src/sync/puller.ts";
-import { readHead, readManifest } from "../src/sync/head-store.ts";
+import { readHead, readManifest } from "../src/sync/generation-reader.ts";
 import { TEMP_MARK } from "../src/core/paths.ts";
 import { listFiles } from "./docroots.ts";
 

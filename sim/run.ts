@@ -12,10 +12,8 @@
  * Prints `sim: N seeds, M steps, K faults, C crashes, V violations`; each violation prints its seed,
  * step and a one-line command replaying it. Exit 1 on any violation.
  */
-// The lease TTL is read when head-store.ts loads: virtual seconds, see scheduler.ts.
-process.env.FANSYNC_LEASE_TTL ??= "20s";
+import { ACTOR_CLASSES, PLANTS, runSeed } from "./seed.ts";
 
-const { runSeed, ACTOR_CLASSES, PLANTS } = await import("./seed.ts");
 type ActorClass = (typeof ACTOR_CLASSES)[number];
 type Plant = (typeof PLANTS)[number];
 

@@ -44,6 +44,9 @@ function deps(env: EngineEnv) {
  */
 export const SMALL_PARTS = { multipartThreshold: 2048, partSize: 1024 } as const;
 
+/** The writers' lease lives 20 s: virtual seconds (see scheduler.ts), so a crashed writer's lease runs out within a seed. */
+export const SIM_LEASE_TTL_MS = 20_000;
+
 /** The writer tuning of a small site: one transfer at a time (the simulation's scheduler orders them). */
 export function tuning(over: Partial<WriterTuning> = {}): WriterTuning {
   return { concurrency: 1, ...SMALL_PARTS, maxDelete: { kind: "percent", value: 100 }, force: true, dryRun: false, retain: 5, ...over };
@@ -63,6 +66,7 @@ export function makeUploader(store: ObjectStore, o: { docroot: string; url: stri
       verify: o.verify ?? false,
       approveDeletes: false,
       signer: o.signer,
+      leaseTtlMs: SIM_LEASE_TTL_MS,
     },
     { store, ...deps(env) },
   );
@@ -91,7 +95,7 @@ export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string
   mkdirSync(o.docroot, { recursive: true });
   const d = deps(env);
   const uploader = new Uploader(
-    { docroot: o.docroot, loc, state, shared: locationStateDir(o.base, o.url), ...tuning({ force: false, maxDelete: { kind: "percent", value: 100 } }), filter: compileFilter({ exclude: [], include: [] }), cacheControl: () => undefined, verify: false, approveDeletes: false, signer: o.signer },
+    { docroot: o.docroot, loc, state, shared: locationStateDir(o.base, o.url), ...tuning({ force: false, maxDelete: { kind: "percent", value: 100 } }), filter: compileFilter({ exclude: [], include: [] }), cacheControl: () => undefined, verify: false, approveDeletes: false, signer: o.signer, leaseTtlMs: SIM_LEASE_TTL_MS },
     // The node's scan hashes into the uploader's index (uploader.hashes), with this hasher.
     { store, ...d, hasher: o.hasher },
   );
@@ -117,7 +121,7 @@ export function makeReplicator(primary: ObjectStore, region: ObjectStore, o: { p
     {
       primary: { url: o.primaryUrl, loc: parseLocation(o.primaryUrl), store: primary },
       regions: [{ store: region, url: o.regionUrl }, ...(o.more ?? [])].map((r) => ({ url: r.url, loc: parseLocation(r.url), store: r.store, serverSideCopy: o.serverSideCopy ?? true, shared: locationStateDir(o.base, r.url) })),
-      stateDir: state.dir, concurrency: 1, ...SMALL_PARTS, retain: 5, maxJournals: 20, verify: o.verify ?? false,
+      stateDir: state.dir, concurrency: 1, ...SMALL_PARTS, retain: 5, leaseTtlMs: SIM_LEASE_TTL_MS, maxJournals: 20, verify: o.verify ?? false,
     },
     deps(env),
   );
@@ -133,6 +137,7 @@ export function runRollback(store: ObjectStore, o: { url: string; base: string; 
       shared: locationStateDir(o.base, o.url),
       cacheControl: () => undefined,
       signer: o.signer,
+      leaseTtlMs: SIM_LEASE_TTL_MS,
       // As commands/rollback.ts: a signing rollback restores only a retained generation that verifies.
       trust: o.trust,
     },

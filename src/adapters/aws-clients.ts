@@ -6,12 +6,15 @@ import { CloudFrontClient } from "@aws-sdk/client-cloudfront";
 import { SNSClient } from "@aws-sdk/client-sns";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
+import { type AwsEnv, NO_AWS_ENV } from "./aws-env.ts";
 
 /** What every client here is built from. */
 export interface AwsClientSettings {
   /** `--endpoint-url` (the S3 endpoint): used when the service has no endpoint variable of its own. */
   readonly endpointUrl: string | undefined;
   readonly profile: string | undefined;
+  /** The AWS variables of the environment, as the CLI read them; none: as if unset. */
+  readonly aws?: AwsEnv | undefined;
 }
 
 type Service = "SQS" | "SNS" | "CLOUDFRONT";
@@ -22,7 +25,8 @@ type Service = "SQS" | "SNS" | "CLOUDFRONT";
  * AWS_ENDPOINT_URL; none: the service's AWS endpoint.
  */
 export function endpointFor(service: Service, s: AwsClientSettings): string | undefined {
-  return process.env[`AWS_ENDPOINT_URL_${service}`] || s.endpointUrl || process.env.AWS_ENDPOINT_URL || undefined;
+  const aws = s.aws ?? NO_AWS_ENV;
+  return aws.serviceEndpoints[service] || s.endpointUrl || aws.endpointUrl || undefined;
 }
 
 /** The region written in an AWS queue or topic address (`sqs.eu-west-1.amazonaws.com`, `arn:aws:sns:eu-west-1:…`). */
@@ -35,9 +39,9 @@ export function regionOf(address: string | undefined): string | undefined {
 
 function common(service: Service, s: AwsClientSettings, address?: string): Record<string, unknown> {
   const endpoint = endpointFor(service, s);
-  const regionFromEnv = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const regionFromEnv = s.aws?.region;
   // An address on AWS names its region; a local endpoint without any region configured: us-east-1.
-  const region = regionOf(address) ?? (!regionFromEnv && !s.profile && !process.env.AWS_PROFILE ? (endpoint || service === "CLOUDFRONT" ? "us-east-1" : undefined) : undefined);
+  const region = regionOf(address) ?? (!regionFromEnv && !s.profile && !s.aws?.profile ? (endpoint || service === "CLOUDFRONT" ? "us-east-1" : undefined) : undefined);
   return { ...(endpoint ? { endpoint } : {}), ...(s.profile ? { profile: s.profile } : {}), ...(region ? { region } : {}), maxAttempts: SDK_MAX_ATTEMPTS };
 }
 

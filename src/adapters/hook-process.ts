@@ -18,13 +18,13 @@ export interface HookOutcome {
 const KILL_GRACE_MS = 2000;
 const OUTPUT_TAIL = 2000;
 
-/** Run `command` with `input` on stdin and `env` added; never throws (a spawn failure is an outcome). */
-export async function runHookProcess(command: string, input: string, env: Readonly<Record<string, string>>, timeoutMs: number): Promise<HookOutcome> {
+/** Run `command` with `input` on stdin and `env` as its whole environment; never throws (a spawn failure is an outcome). */
+export async function runHookProcess(command: string, input: string, env: Readonly<Record<string, string | undefined>>, timeoutMs: number): Promise<HookOutcome> {
   const started = Date.now();
   return new Promise((resolve) => {
     let output = "";
     let timedOut = false;
-    const child = spawn("/bin/sh", ["-c", command], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    const child = spawn("/bin/sh", ["-c", command], { env: { ...env }, stdio: ["pipe", "pipe", "pipe"], detached: true });
     const keep = (d: Buffer) => (output = (output + d.toString()).slice(-OUTPUT_TAIL));
     child.stdout.on("data", keep);
     child.stderr.on("data", keep);

@@ -19,7 +19,7 @@ import https from "node:https";
 import { LocalIoError } from "../core/errors.ts";
 import { readErrorBody, RequestDeadline } from "./bounded-io.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
-import { requestObservers } from "./s3-client.ts";
+import type { RequestObservers } from "./s3-client.ts";
 import { isRetryable, parseS3ErrorXml, S3HttpError } from "./s3-errors.ts";
 
 /** A request target: what is sent on the wire and what the signer sees. */
@@ -120,10 +120,15 @@ export class LeanHttp {
   private readonly maxSockets: number;
   private httpsAgent: https.Agent | undefined;
   private readonly routes = new Map<string, Promise<BucketRoute>>();
+  private readonly caBundle: string | undefined;
+  private readonly requests: RequestObservers | undefined;
 
-  constructor(client: S3Client, o: { maxSockets: number; requestTimeoutMs?: number | undefined }) {
+  /** `caBundle`: AWS_CA_BUNDLE as the CLI read it; `requests`: told of every attempt (the client's own observers). */
+  constructor(client: S3Client, o: { maxSockets: number; requestTimeoutMs?: number | undefined; caBundle?: string | undefined; requests?: RequestObservers | undefined }) {
     this.client = client;
     this.requestTimeoutMs = o.requestTimeoutMs ?? 60_000;
+    this.caBundle = o.caBundle;
+    this.requests = o.requests;
     const agentOpts = { keepAlive: true, maxSockets: o.maxSockets };
     this.httpAgent = new http.Agent(agentOpts);
     this.maxSockets = o.maxSockets;
@@ -155,7 +160,7 @@ export class LeanHttp {
    */
   private tlsAgent(): https.Agent {
     if (!this.httpsAgent) {
-      const caFile = process.env.AWS_CA_BUNDLE;
+      const caFile = this.caBundle;
       let ca: Buffer | undefined;
       try {
         ca = caFile ? readFileSync(caFile) : undefined;
@@ -197,7 +202,7 @@ export class LeanHttp {
     const target = objectTarget(base, key, query);
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
-      for (const o of requestObservers) o(command);
+      this.requests?.notify(command);
       try {
         return await this.attempt(signer, method, target, headers, payloadSha256, body, signal);
       } catch (err) {

@@ -3,6 +3,7 @@ import { fstatSync } from "node:fs";
 import { createRequire } from "node:module";
 import pino, { type Logger } from "pino";
 import type PinoPretty from "pino-pretty";
+import { FansyncError } from "../core/errors.ts";
 import { formatBytes } from "../core/units.ts";
 
 export type { Logger } from "pino";
@@ -45,15 +46,15 @@ export function reopenLogFile(): boolean {
 }
 
 /**
- * Whether stdout is the systemd journal: JOURNAL_STREAM names its device and inode (systemd sets
- * it for a unit whose stdout is the journal, and a child that redirected stdout no longer matches).
+ * Whether stdout is the systemd journal: JOURNAL_STREAM (`journalStream`, as the CLI read it) names
+ * its device and inode (systemd sets it for a unit whose stdout is the journal, and a child that
+ * redirected stdout no longer matches).
  */
-export function stdoutIsJournal(): boolean {
-  const want = process.env.JOURNAL_STREAM;
-  if (!want) return false;
+export function stdoutIsJournal(journalStream: string | undefined): boolean {
+  if (!journalStream) return false;
   try {
     const st = fstatSync(1);
-    return want === `${st.dev}:${st.ino}`;
+    return journalStream === `${st.dev}:${st.ino}`;
   } catch {
     return false;
   }
@@ -73,16 +74,37 @@ export function stdoutIsStderr(): boolean {
 // info info, debug and trace debug. journald strips the prefix and files the line at that priority.
 const PRIORITY: Record<string, number> = { "60": 2, "50": 3, "40": 4, "30": 6, "20": 7, "10": 7 };
 
+/**
+ * The fields of a log line about `err`, the same wherever an error is logged: `err` (written as its
+ * type, message and code, see {@link errorRecord}) and, when fansync's error says what to do, `hint`.
+ * Spread into the line's fields: `log.warn({ path, ...errorFields(err) }, "could not delete")`.
+ */
+export function errorFields(err: unknown): { err: unknown; hint?: string } {
+  const hint = err instanceof FansyncError ? err.hint : undefined;
+  return { err, ...(hint ? { hint } : {}) };
+}
+
+/**
+ * What a log line's `err` holds: the error's type (an SDK error's S3 code when its name says only
+ * "Error"), message and code. An error in a log line is that: a stack trace names source paths (a
+ * release's build directory) and says nothing an operator can act on; `withStack` (-v) keeps it.
+ */
+export function errorRecord(e: unknown, withStack = false): { type: string; message: string; code?: string | number; stack?: string } {
+  if (!(e instanceof Error)) {
+    // Something thrown that is not an Error (a string, an SDK's plain object): its name and words.
+    const o = (e ?? {}) as { name?: unknown; message?: unknown };
+    return typeof o.message === "string" ? { type: typeof o.name === "string" ? o.name : "Error", message: o.message } : { type: typeof e === "string" ? "Error" : typeof e, message: String(e) };
+  }
+  const code = (e as NodeJS.ErrnoException).code;
+  const type = e.name === "Error" && typeof code === "string" && code !== "" ? code : e.name;
+  return { type, message: e.message || e.name, ...(code !== undefined ? { code } : {}), ...(withStack && e.stack ? { stack: e.stack } : {}) };
+}
+
 /** Create the process logger. Sync writes so nothing is lost when the entry file exits. */
-export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string }): Logger {
-  // An error in a log line is its type, message and code: a stack trace names source paths (a
-  // release's build directory) and says nothing an operator can act on. -v (debug) keeps it.
+export function createLogger(opts: { level: string; format: "json" | "pretty" | undefined; file?: string | undefined; name?: string; journalStream?: string | undefined }): Logger {
+  // Every `err` field (errorFields) is written by errorRecord; -v (debug) keeps the stack.
   const withStack = opts.level === "debug" || opts.level === "trace";
-  const err = (e: unknown) => {
-    if (!(e instanceof Error)) return e;
-    const code = (e as NodeJS.ErrnoException).code;
-    return { type: e.name, message: e.message, ...(code !== undefined ? { code } : {}), ...(withStack ? { stack: e.stack } : {}) };
-  };
+  const err = (e: unknown) => errorRecord(e, withStack);
   const base = { level: opts.level, name: opts.name ?? "fansync", base: { pid: process.pid }, serializers: { err } };
   const out = opts.file ? pino.destination({ dest: opts.file, append: true, sync: true, mkdir: true }) : pino.destination({ fd: 1, sync: true });
   logFile = opts.file ? out : undefined;
@@ -102,7 +124,7 @@ export function createLogger(opts: { level: string; format: "json" | "pretty" | 
       },
     });
   }
-  if (!opts.file && stdoutIsJournal()) {
+  if (!opts.file && stdoutIsJournal(opts.journalStream)) {
     // Under systemd, so `journalctl -p err` shows errors: each JSON line gets its priority prefix.
     return pino(base, {
       write(line: string) {

@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Role, TransferEvents } from "../core/transfer-events.ts";
-import { requestObservers } from "./s3-client.ts";
+import type { RequestObservers } from "./s3-client.ts";
 import type { BuildInfo } from "./version.ts";
 
 /** A daemon's metrics; one per process. */
@@ -30,7 +30,8 @@ export class Metrics {
   private readonly unapplied: Gauge<"role">;
   private readonly detach: () => void;
 
-  constructor(build: BuildInfo) {
+  /** `requests`: the run's request observers (every store of the run tells them); none: requests are not counted. */
+  constructor(build: BuildInfo, requests?: RequestObservers) {
     const r = [this.registry];
     this.files = new Counter({ name: "fansync_files_transferred_total", help: "Files transferred (op: upload, copy, download, skip)", labelNames: ["role", "op"], registers: r });
     this.bytes = new Counter({ name: "fansync_bytes_transferred_total", help: "Bytes of file content transferred", labelNames: ["role"], registers: r });
@@ -53,8 +54,7 @@ export class Metrics {
     // Unprefixed: the standard process_* and nodejs_* names every Node.js dashboard expects.
     collectDefaultMetrics({ register: this.registry });
     const count = (command: string) => this.requests.inc({ command: command.replace(/Command$/, "") });
-    requestObservers.add(count);
-    this.detach = () => requestObservers.delete(count);
+    this.detach = requests?.add(count) ?? (() => {});
   }
 
   /** The observer the uploader and puller call per file. */

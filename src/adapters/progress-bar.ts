@@ -22,8 +22,8 @@ export interface BarStream extends NodeJS.WritableStream {
   readonly columns?: number;
 }
 
-/** The progress bar for a command, or undefined when nobody is watching (see shouldShowProgress). */
-export function progressBarFor(cfg: Pick<Config, "logFormat" | "progress">, stream: BarStream = process.stderr, env: NodeJS.ProcessEnv = process.env): TransferEvents | undefined {
+/** The progress bar for a command, or undefined when nobody is watching (see shouldShowProgress); `env`: the process environment, as the CLI hands it over. */
+export function progressBarFor(cfg: Pick<Config, "logFormat" | "progress">, env: Readonly<Record<string, string | undefined>>, stream: BarStream = process.stderr): TransferEvents | undefined {
   const ctx = { stderrIsTTY: stream.isTTY === true, logFormat: cfg.logFormat, progress: cfg.progress, env };
   // Foreground is asked each time a bar is about to appear, not here: a daemon can be sent to the
   // background (bg) and brought back (fg) while it runs.

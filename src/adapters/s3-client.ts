@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { declaredLength, ERROR_BODY_MAX_BYTES, readErrorBody, RequestDeadline } from "./bounded-io.ts";
 import { nameForStatus, parseS3ErrorXml } from "./s3-errors.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
+import { type AwsEnv, NO_AWS_ENV } from "./aws-env.ts";
 
 /** Connection settings for one location. */
 export interface ClientSettings {
@@ -20,14 +21,31 @@ export interface ClientSettings {
    * retried. Also the base of each request's whole deadline (adapters/bounded-io.ts).
    */
   readonly requestTimeoutMs?: number | undefined;
+  /** The AWS variables of the environment (endpoint, region, profile), as the CLI read them; none: as if unset. */
+  readonly aws?: AwsEnv | undefined;
+  /** Told of every request attempt of this client (a daemon's metrics count them). */
+  readonly requests?: RequestObservers | undefined;
 }
 
 /**
  * Called with the command name (e.g. "GetObjectCommand") for every request attempt, retries
- * included. Process-wide because clients are built per location deep in the commands; only the
- * daemons' metrics subscribe.
+ * included, of the clients (SDK and lean data path) it is handed. The commands build one per run
+ * and give it to every store they build and to the daemon's metrics, which subscribe.
  */
-export const requestObservers = new Set<(command: string) => void>();
+export class RequestObservers {
+  private readonly observers = new Set<(command: string) => void>();
+
+  /** Observe every request from now on; returns the function that stops it. */
+  add(observer: (command: string) => void): () => void {
+    this.observers.add(observer);
+    return () => void this.observers.delete(observer);
+  }
+
+  /** Tell every observer of one request attempt. */
+  notify(command: string): void {
+    for (const o of this.observers) o(command);
+  }
+}
 
 /**
  * Create an S3 client. Region and credentials come from the standard AWS chain only; with an explicit
@@ -36,14 +54,15 @@ export const requestObservers = new Set<(command: string) => void>();
  * bodies is not understood by every S3-compatible server and could land framing bytes in objects.
  */
 export function createS3Client(s: ClientSettings): S3Client {
-  const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
-  const regionFromEnv = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const aws = s.aws ?? NO_AWS_ENV;
+  const endpoint = s3EndpointOf(s);
+  const regionFromEnv = aws.region;
   const agentOpts = { keepAlive: true, maxSockets: s.maxSockets };
   const client = new S3Client({
     ...(endpoint ? { endpoint } : {}),
     forcePathStyle: s.pathStyle ?? Boolean(endpoint),
     ...(s.profile ? { profile: s.profile } : {}),
-    ...(!regionFromEnv && endpoint && !s.profile && !process.env.AWS_PROFILE ? { region: "us-east-1" } : {}),
+    ...(!regionFromEnv && endpoint && !s.profile && !aws.profile ? { region: "us-east-1" } : {}),
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     maxAttempts: SDK_MAX_ATTEMPTS,
@@ -59,14 +78,23 @@ export function createS3Client(s: ClientSettings): S3Client {
     }),
   });
   // The deserialize step runs inside the SDK's retry loop: once per attempt.
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      for (const o of requestObservers) o(context.commandName ?? "unknown");
-      return next(args);
-    },
-    { step: "deserialize", name: "fansyncRequestObserver" },
-  );
+  const requests = s.requests;
+  if (requests) {
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        requests.notify(context.commandName ?? "unknown");
+        return next(args);
+      },
+      { step: "deserialize", name: "fansyncRequestObserver" },
+    );
+  }
   return client;
+}
+
+/** The S3 endpoint: --endpoint-url, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL; undefined: AWS. */
+export function s3EndpointOf(s: Pick<ClientSettings, "endpointUrl" | "aws">): string | undefined {
+  const aws = s.aws ?? NO_AWS_ENV;
+  return s.endpointUrl ?? aws.serviceEndpoints.S3 ?? aws.endpointUrl;
 }
 
 /**

@@ -94,14 +94,13 @@ export function isRetryable(err: unknown): boolean {
   return networkCode(err) !== undefined;
 }
 
-/** Turn an SDK/network error into a {@link RemoteError} that says what to do. */
+/** Turn an SDK/network error into a {@link RemoteError} that says what to do (`profile`: --profile or AWS_PROFILE, as the store was built with). */
 export function toRemoteError(err: unknown, what: string, endpoint: string, profile?: string): FansyncError {
   if (err instanceof FansyncError) return err;
   if (errName(err) === "CredentialsProviderError") {
     // The SDK's own words name the profile it looked for ("Profile x could not be found …").
     const detail = err instanceof Error && err.message ? err.message.split("\n")[0] : "";
-    const named = profile ?? process.env.AWS_PROFILE;
-    return new CredentialsMissing(`${what}: no AWS credentials found${named ? ` for profile ${JSON.stringify(named)}` : ""}: ${detail}`, {
+    return new CredentialsMissing(`${what}: no AWS credentials found${profile ? ` for profile ${JSON.stringify(profile)}` : ""}: ${detail}`, {
       cause: err,
       hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --profile / AWS_PROFILE naming a profile in ~/.aws/config, or run where an instance role is attached; `fansync doctor` checks the chain",
     });

@@ -82,12 +82,37 @@ export async function listJobStateDirs(base: string, role: JobRole): Promise<Sta
   return entries.filter((d) => d.isDirectory() && d.name.startsWith(`${role}-`)).map((d) => new StateDir(path.join(base, d.name)));
 }
 
-/** One job's state directory and the names of the files in it. */
+/**
+ * One job's state directory and the names of the files in it. The object also carries what the
+ * jobs of one process that were handed it share in memory (a value loaded once, read-modify-writes
+ * of one file taking turns): build one per directory in the wiring and pass it to each of them. Two
+ * objects for one directory share nothing but the files (two processes, or two simulated ones).
+ */
 export class StateDir {
   readonly dir: string;
+  private readonly loaded = new Map<string, Promise<unknown>>();
+  private readonly turns = new Map<string, Promise<unknown>>();
 
   constructor(dir: string) {
     this.dir = dir;
+  }
+
+  /** `load()` once per `key` for this object (concurrent callers share it); a failure is not kept. */
+  once<T>(key: string, load: () => Promise<T>): Promise<T> {
+    let p = this.loaded.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = load();
+      p.catch(() => this.loaded.delete(key));
+      this.loaded.set(key, p);
+    }
+    return p;
+  }
+
+  /** Run `update` (a read-modify-write of `file`) after every earlier one of `file` through this object. */
+  inTurn<T>(file: string, update: () => Promise<T>): Promise<T> {
+    const turn = (this.turns.get(file) ?? Promise.resolve()).then(update);
+    this.turns.set(file, turn.catch(() => undefined));
+    return turn;
   }
 
   private file(name: string): string {

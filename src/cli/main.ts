@@ -117,13 +117,13 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
   try {
     const { resolveConfig } = await import("./settings.ts");
     let { cfg, unused } = await resolveConfig(command, configFile, flags);
-    const { createLogger, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
-    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile });
+    const { createLogger, errorFields, isPretty, reopenLogFile, stdoutIsJournal, stdoutIsStderr } = await import("../adapters/logger.ts");
+    const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat, file: cfg.logFile, journalStream: process.env.JOURNAL_STREAM });
     log = logger;
     pretty = isPretty(cfg.logFormat, cfg.logFile);
     // Under systemd the JSON log is the journal, and from cron stdout and stderr go to one pipe:
     // the JSON error line there is enough (not the stderr lines too).
-    journal = !pretty && cfg.logFile === undefined && (stdoutIsJournal() || stdoutIsStderr());
+    journal = !pretty && cfg.logFile === undefined && (stdoutIsJournal(process.env.JOURNAL_STREAM) || stdoutIsStderr());
     const warnUnused = (keys: readonly string[]) => import("../core/config.ts").then(({ commandsReading }) => {
       if (keys.length === 0) return;
       const where = keys.map((k) => `${k} (${commandsReading(k).join(", ") || "no command"})`).join(", ");
@@ -148,7 +148,7 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
           unused = r.unused;
           pending.ac.abort(new Error("reloading the config file"));
         },
-        (err: unknown) => logger.warn({ config: configFile, err: errorLine(err) }, `config file not reloaded, running on the previous one: ${errorLine(err)}`),
+        (err: unknown) => logger.warn({ config: configFile, ...errorFields(err) }, `config file not reloaded, running on the previous one: ${errorLine(err)}`),
       );
     };
     for (;;) {

@@ -9,6 +9,7 @@ import type { Logger } from "../adapters/logger.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { HookRunner } from "../sync/hooks.ts";
 import type { GenerationDone } from "../sync/job-deps.ts";
+import { awsEnv } from "./wiring.ts";
 
 /** The observers of one job's generations. */
 export interface AfterGeneration {
@@ -24,12 +25,12 @@ export async function afterGenerationFor(cfg: Config, role: "publish" | "apply",
   if (role === "publish" && cfg.cloudfrontDistribution.length > 0) {
     // Loaded only when asked for: a writer without a CDN never pays for the CloudFront client.
     const [{ createCloudFrontClient }, { CloudFrontApi }, { CdnInvalidator }] = await Promise.all([import("../adapters/aws-clients.ts"), import("../adapters/cloudfront.ts"), import("../sync/cdn-invalidator.ts")]);
-    const api = new CloudFrontApi(createCloudFrontClient({ endpointUrl: cfg.endpointUrl, profile: cfg.profile }));
+    const api = new CloudFrontApi(createCloudFrontClient({ endpointUrl: cfg.endpointUrl, profile: cfg.profile, aws: awsEnv() }));
     parts.push(new CdnInvalidator(cfg.cloudfrontDistribution.map((d) => ({ id: d.id, location: d.location && formatLocation(d.location) })), api, deps));
   }
   const command = role === "publish" ? cfg.onPublish : cfg.onApply;
   const name = role === "publish" ? "on-publish" : "on-apply";
-  if (command) parts.push(new HookRunner({ name, command, timeoutMs: cfg.hookTimeout, recordFile: state.hookRecord(name) }, deps));
+  if (command) parts.push(new HookRunner({ name, command, timeoutMs: cfg.hookTimeout, recordFile: state.hookRecord(name), env: process.env }, deps));
   if (parts.length === 0) return undefined;
   return {
     notify: (g) => parts.forEach((p) => p.notify(g)),

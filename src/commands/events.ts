@@ -18,6 +18,7 @@ import { createSnsClient, createSqsClient } from "../adapters/aws-clients.ts";
 import { isSubscribed, pruneExpiredQueues, readHeadNotification, readQueue, registerQueue, setupTopic, topicExists, unregisterQueue } from "../adapters/event-plumbing.ts";
 import { parseDuration } from "../core/units.ts";
 import { settingsFor } from "../core/config.ts";
+import { awsEnv } from "./wiring.ts";
 
 /** What the subcommands take besides the config. */
 export interface EventsOptions {
@@ -40,7 +41,7 @@ const ROUND_TRIP_MS = 25_000;
 
 /** Run one subcommand; prints what it made (stdout) and returns the exit code. */
 export async function events(cfg: Config, o: EventsOptions, signal: AbortSignal): Promise<number> {
-  const aws = { endpointUrl: cfg.endpointUrl, profile: cfg.profile };
+  const aws = { endpointUrl: cfg.endpointUrl, profile: cfg.profile, aws: awsEnv() };
   const need = <T>(v: T | undefined, what: string): T => {
     if (v === undefined) throw new UsageError(`fansync events ${o.action} needs ${what}`, { hint: "fansync events --help" });
     return v;
@@ -49,7 +50,7 @@ export async function events(cfg: Config, o: EventsOptions, signal: AbortSignal)
     case "setup": {
       const loc = need(o.location, "an s3://bucket/prefix location");
       const sns = createSnsClient(aws);
-      const arn = await setupTopic(createS3Client({ ...settingsFor(cfg, loc), maxSockets: 4 }), sns, loc);
+      const arn = await setupTopic(createS3Client({ ...settingsFor(cfg, loc), maxSockets: 4, aws: aws.aws }), sns, loc);
       process.stdout.write(`${arn}\n`);
       return ExitCode.ok;
     }
@@ -101,8 +102,8 @@ async function check(cfg: Config, loc: Location, queue: string, signal: AbortSig
 
 /** The notification of the head key, the queue, the topic, the subscription, and a round trip through them. */
 export async function runEventChecks(cfg: Config, loc: Location, queue: string, signal: AbortSignal): Promise<EventCheck[]> {
-  const aws = { endpointUrl: cfg.endpointUrl, profile: cfg.profile };
-  const s3 = createS3Client({ ...settingsFor(cfg, loc), maxSockets: 4 });
+  const aws = { endpointUrl: cfg.endpointUrl, profile: cfg.profile, aws: awsEnv() };
+  const s3 = createS3Client({ ...settingsFor(cfg, loc), maxSockets: 4, aws: aws.aws });
   const sqs = createSqsClient(aws, queue);
   const out: EventCheck[] = [];
   const say = (status: EventCheck["status"], name: EventCheck["name"], detail: string) => out.push({ status, name, detail });

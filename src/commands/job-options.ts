@@ -17,7 +17,7 @@ import { resolveGroup } from "../adapters/groups.ts";
 import type { PullerOptions } from "../sync/puller.ts";
 import { textPath } from "../sync/pull-job.ts";
 import type { UploaderOptions } from "../sync/uploader.ts";
-import { locationState } from "./wiring.ts";
+import { leaseTtlMs, locationState } from "./wiring.ts";
 
 /** The poll interval of a daemon whose event queue cannot be read (the default of a node without events). */
 export const FALLBACK_INTERVAL_MS = 2000;
@@ -92,8 +92,8 @@ export async function pullerOptions(cfg: ConfigFor<"pull" | "sync">, role: "pull
  * What every writer of `loc` that publishes files from this machine is tuned with (uploader,
  * rollback): the location's shared state (ledger, capabilities), transfers and guard, Cache-Control.
  */
-export function publishTuning(cfg: Config, loc: Location): WriterTuning & { readonly shared: StateDir; readonly cacheControl: (p: string) => string | undefined } {
-  return { shared: locationState(cfg, formatLocation(loc)), ...writerTuning(cfg), cacheControl: compileCacheControl(cfg.cacheControl) };
+export function publishTuning(cfg: Config, loc: Location): WriterTuning & { readonly shared: StateDir; readonly cacheControl: (p: string) => string | undefined; readonly leaseTtlMs: number } {
+  return { shared: locationState(cfg, formatLocation(loc)), ...writerTuning(cfg), cacheControl: compileCacheControl(cfg.cacheControl), leaseTtlMs: leaseTtlMs() };
 }
 
 /**
@@ -103,7 +103,7 @@ export function publishTuning(cfg: Config, loc: Location): WriterTuning & { read
  */
 export function uploaderOptions(
   cfg: ConfigFor<"push" | "watch" | "sync">,
-  o: { readonly state: StateDir; readonly loc: Location; readonly filter: PathFilter; readonly kind: "push" | "watch" | "sync"; readonly signer: { readonly key: SigningKey; readonly site: string } | undefined; readonly trust?: TrustPolicy | undefined },
+  o: { readonly state: StateDir; readonly loc: Location; readonly filter: PathFilter; readonly kind: "push" | "watch" | "sync"; readonly signer: { readonly key: SigningKey; readonly site: string } | undefined; readonly trust?: TrustPolicy | undefined; readonly shared?: StateDir },
 ): UploaderOptions {
   const oneWay = o.kind !== "sync";
   return {
@@ -111,6 +111,8 @@ export function uploaderOptions(
     loc: o.loc,
     state: o.state,
     ...publishTuning(cfg, o.loc),
+    // The location's state the caller already asked (sync's conditional-write check), so both share its turns.
+    ...(o.shared === undefined ? {} : { shared: o.shared }),
     dryRun: oneWay && cfg.dryRun,
     filter: o.filter,
     verify: oneWay && cfg.verify,

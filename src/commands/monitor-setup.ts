@@ -3,7 +3,7 @@ import type { Config } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { storeFor } from "./wiring.ts";
+import { requestsOf, sampleEveryMs, storeFor } from "./wiring.ts";
 import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
 
 /** The monitor for a daemon, listening; undefined when `--http` is not set. */
@@ -21,17 +21,11 @@ export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal
       healthMaxLagMs: cfg.healthMaxLag,
       expectEveryMs: o.expectEveryMs,
       serving: o.serving,
-      sampleEveryMs: sampleEveryFromEnv(),
+      sampleEveryMs: sampleEveryMs(),
+      requests: requestsOf(cfg),
     },
     { log: log.child({ component: "http" }), now: () => new Date(), signal },
   );
   await m.start();
   return m;
-}
-
-// FANSYNC_SAMPLE_EVERY (ms) shortens the chart's sampling period; the tests use it to see several
-// samples in seconds instead of minutes. Operators have no reason to change the 30 s default.
-function sampleEveryFromEnv(): number {
-  const v = Number(process.env.FANSYNC_SAMPLE_EVERY);
-  return Number.isFinite(v) && v >= 100 ? v : 30_000;
 }

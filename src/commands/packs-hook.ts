@@ -1,9 +1,8 @@
 /** `push --packs` / `watch --packs` (`packs: true`): pack objects written after each generation (sync/packs.ts). */
 import path from "node:path";
 import type { Config } from "../core/config.ts";
-import { errorMessage } from "../core/errors.ts";
 import { DEFAULT_PACK_TUNING } from "../core/pack-format.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { PackWriter } from "../sync/packs.ts";
 import type { Reconciler } from "../sync/watch-daemon.ts";
 import type { Uploader } from "../sync/uploader.ts";
@@ -32,7 +31,7 @@ export function packsAfter(cfg: Config, uploader: Uploader, log: Logger, signal:
       await writer.write(at.files, at.generation, () => uploader.holdLease(), repack);
     } catch (err) {
       signal.throwIfAborted();
-      log.warn({ err: errorMessage(err), generation: at.generation }, "could not write packs: nodes fetch path-keyed objects meanwhile; the next generation tries again");
+      log.warn({ ...errorFields(err), generation: at.generation }, "could not write packs: nodes fetch path-keyed objects meanwhile; the next generation tries again");
     }
   };
 }

@@ -17,7 +17,7 @@ import { noteLocked, PullJob, type PullStatus } from "../sync/pull-job.ts";
 import { LockedError, UsageError } from "../core/errors.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { eventQueueFor, jobState, storeFor, trustFor } from "./wiring.ts";
+import { drainDeadlineMs, eventQueueFor, jobState, storeFor, trustFor } from "./wiring.ts";
 import { FALLBACK_INTERVAL_MS, nodeName, pullerOptions, statusFiles } from "./job-options.ts";
 import { afterGenerationFor } from "./after-generation.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
@@ -57,13 +57,14 @@ export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSig
       // A queue that cannot be read: poll as often as a node without events would.
       fallbackIntervalMs: FALLBACK_INTERVAL_MS,
       runTimeoutMs: cfg.runTimeout,
+      drainDeadlineMs: drainDeadlineMs(),
     },
     {
       log: plog,
       signal,
       now: () => new Date(),
       // With --watch, one bar per generation pulled, and only while in the foreground of a terminal.
-      events: fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, plog), monitor?.events()),
+      events: fanOutEvents(progressBarFor(cfg, process.env), statsLinesFor(cfg, plog), monitor?.events()),
       onSettled: async (st, err) => {
         await reporter?.(st);
         const lagSeconds = err === undefined ? st.lag.seconds : st.lastSuccess ? Math.round((Date.now() - Date.parse(st.lastSuccess)) / 1000) : 0;

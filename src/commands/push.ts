@@ -49,7 +49,7 @@ export async function push(cfg: ConfigFor<"push">, log: Logger, signal: AbortSig
   const state = pushState(cfg);
   const after = await afterGenerationFor(cfg, "publish", state, log, signal);
   const runs = new RunScope(cfg.runTimeout, signal);
-  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, log)), after);
+  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg, process.env), statsLinesFor(cfg, log)), after);
   // One run per state directory: its index, orphan list and write lease belong to one process.
   const lock = await uploader.state.lock("push");
   let res: ReconcileResult;

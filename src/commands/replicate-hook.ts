@@ -1,8 +1,9 @@
 /** `watch --replicate-to`: replicate each published generation from inside the uploader. */
 import type { Config } from "../core/config.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { Drain } from "../sync/drain.ts";
 import type { AfterGeneration } from "./after-generation.ts";
+import { drainDeadlineMs } from "./wiring.ts";
 
 /** Called after each published generation; `drain` stops replication after the rounds in flight. */
 export interface AfterPublish {
@@ -23,7 +24,7 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal, af
   const primary = cfg.target;
   const stop = new AbortController();
   // Requests are aborted by the uploader's hard stop, or by ours once the drain deadline passed.
-  const drainer = new Drain(stop.signal);
+  const drainer = new Drain(stop.signal, drainDeadlineMs());
   const requests = AbortSignal.any([signal, drainer.hard]);
   let kick: (() => void) | undefined;
   // The loops start with the uploader: a region left behind while it was down catches up at once.
@@ -33,7 +34,7 @@ export function replicateAfter(cfg: Config, log: Logger, signal: AbortSignal, af
       kick = () => rep.kick();
       return rep.daemon(SAFETY_INTERVAL_MS, stop.signal);
     })
-    .catch((err: unknown) => log.error({ err }, "replication stopped"));
+    .catch((err: unknown) => log.error(errorFields(err), "replication stopped"));
   // The generation number is not needed: a kick makes each region read the primary's head anew.
   const after = async (_generation: number) => {
     kick?.();

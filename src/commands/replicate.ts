@@ -7,7 +7,7 @@ import { settingsFor } from "../core/config.ts";
 import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { drainDeadlineMs, eventQueueFor, jobState, leaseTtlMs, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { type RegionStatus, Replicator } from "../sync/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { Drain } from "../sync/drain.ts";
@@ -36,6 +36,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
       multipartThreshold: cfg.multipartThreshold,
       partSize: cfg.partSize,
       retain: cfg.retain,
+      leaseTtlMs: leaseTtlMs(),
       maxJournals: 20,
       verify: cfg.verify,
       // Copy only what verifies: --trusted-key, and a master replicating its own generations (watch
@@ -50,7 +51,7 @@ export function createReplicator(cfg: Config, primary: Location, regions: readon
 export async function replicate(cfg: ConfigFor<"replicate">, log: Logger, signal: AbortSignal): Promise<void> {
   if (cfg.events && !cfg.watch) throw new UsageError("--events wakes the daemon: it needs --watch", { hint: "add --watch (a one-shot run reads the primary's head when it starts)" });
   // Rounds in flight when SIGTERM comes drain; their requests are aborted after the deadline.
-  const drain = new Drain(signal);
+  const drain = new Drain(signal, drainDeadlineMs());
   const monitor = await startMonitor(cfg, log, signal, {
     role: "replicate",
     daemon: cfg.watch,

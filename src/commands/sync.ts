@@ -19,13 +19,14 @@ import { HashIndex } from "../adapters/hash-index.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 import { writeNodeReport } from "../sync/node-reports.ts";
-import { probeConditionalWrites, readHead } from "../sync/head-store.ts";
+import { readHead } from "../sync/generation-reader.ts";
+import { conditionalWrites } from "../sync/publisher.ts";
 import type { EventHealth } from "../sync/event-listener.ts";
 import { runSyncDaemon, type RoundOutcome } from "../sync/sync-daemon.ts";
 import { type DryRunResult, type KeptRecord, readConvergedGeneration, type RoundResult, TwoWayNode } from "../sync/two-way.ts";
 import { Uploader } from "../sync/uploader.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { eventQueueFor, jobState, signerFor, storeFor, trustFor } from "./wiring.ts";
+import { eventQueueFor, jobState, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { docrootFilter, FALLBACK_INTERVAL_MS, nodeName, pullerOptions, statusFiles, uploaderOptions } from "./job-options.ts";
 
 /** The status a sync node writes after every round (`<state>/sync-status.json`, and `--status-file`). */
@@ -77,10 +78,12 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const signer = signerFor(cfg, cfg.target);
   const trust = trustFor(cfg, signer);
   const store = storeFor(cfg, cfg.target);
+  const shared = locationState(cfg, url);
   // Several writers serialise through the lease and the head's If-Match: without conditional
-  // writes two nodes could both publish generation N and one node's changes would vanish.
+  // writes two nodes could both publish generation N and one node's changes would vanish. Asked
+  // where the node's writer asks (probed once, cached with the location's state).
   // (A dry run writes nothing, not even the probe's object.)
-  const conditional = cfg.dryRun || (await probeConditionalWrites(store, cfg.target));
+  const conditional = cfg.dryRun || (await conditionalWrites(store, cfg.target, shared, log));
   if (!conditional) {
     throw new UsageError(`refusing to sync with ${url}: the server at ${store.endpoint} ignores conditional writes (If-Match / If-None-Match), so two writers could overwrite each other's generations`, {
       hint: "use a server that enforces conditional writes (AWS S3, MinIO, versitygw, LocalStack, moto), or run one writer (`fansync watch`) and pull elsewhere",
@@ -123,7 +126,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
   const after = await afterGenerationFor(cfg, "publish", state, log, signal);
   const afterApply = await afterGenerationFor(cfg, "apply", state, log, signal);
   const uploader = new Uploader(
-    uploaderOptions(cfg, { state, loc: cfg.target, filter, kind: "sync", signer, trust }),
+    uploaderOptions(cfg, { state, loc: cfg.target, filter, kind: "sync", signer, trust, shared }),
     { store, log: log.child({ component: "uploader" }), signal, now: () => new Date(), events, afterGeneration: after && ((g) => after.notify(g)) },
   );
   // What earlier runs kept stays listed (conflicts.ndjson is the node's whole record of them).

@@ -18,18 +18,19 @@ import { afterGenerationFor } from "./after-generation.ts";
 import { formatLocation } from "../core/location.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { packsAfter, withPacks } from "./packs-hook.ts";
+import { drainDeadlineMs } from "./wiring.ts";
 
 /** Run the uploader daemon until `signal` aborts; resolves after draining. */
 export async function watch(cfg: ConfigFor<"watch">, log: Logger, signal: AbortSignal): Promise<void> {
   // The batch in flight when SIGTERM comes drains; its requests are aborted after the deadline.
-  const drain = new Drain(signal);
+  const drain = new Drain(signal, drainDeadlineMs());
   const target = formatLocation(cfg.target);
   const monitor = await startMonitor(cfg, log, signal, { role: "push", daemon: true, detail: `${path.resolve(cfg.docroot)} → ${[target, ...cfg.replicateTo.map(formatLocation)].join(", ")}`, fleet: [cfg.target, ...cfg.replicateTo] });
   // One bar per batch, and only while the daemon runs in the foreground of a terminal.
   const after = await afterGenerationFor(cfg, "publish", pushState(cfg), log, signal);
   // Each batch ends by its deadline (--run-timeout): a stuck one fails, is reported and retried.
   const runs = new RunScope(cfg.runTimeout, drain.hard);
-  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg), statsLinesFor(cfg, log), monitor?.events()), after, "watch");
+  const uploader = createUploader(cfg, log, runs, fanOutEvents(progressBarFor(cfg, process.env), statsLinesFor(cfg, log), monitor?.events()), after, "watch");
   const lock = await uploader.state.lock("push").catch(async (err: unknown) => {
     await monitor?.stop();
     throw err;

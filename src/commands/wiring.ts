@@ -9,7 +9,8 @@ import { settingsFor } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import { parseDuration } from "../core/units.ts";
-import { createS3Client } from "../adapters/s3-client.ts";
+import { createS3Client, RequestObservers, s3EndpointOf } from "../adapters/s3-client.ts";
+import { type AwsEnv, parseAwsEnv } from "../adapters/aws-env.ts";
 import { LeanHttp } from "../adapters/lean-http.ts";
 import { S3Store } from "../adapters/s3-store.ts";
 import { type JobRole, jobStateDir, locationStateDir, type StateDir } from "../adapters/state-dir.ts";
@@ -17,6 +18,8 @@ import { readSigningKey, readTrustedKeys } from "../adapters/keys.ts";
 import { formatLocation } from "../core/location.ts";
 import { checkSite, type SigningKey, trustedKeyOf, type TrustPolicy } from "../core/signing.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
+import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "../sync/lease.ts";
+import { DEFAULT_DRAIN_DEADLINE_MS } from "../sync/drain.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from
@@ -42,15 +45,63 @@ function leanDataPath(): boolean {
   throw new UsageError(`FANSYNC_DATA_PATH=${JSON.stringify(raw)} is not "lean" or "sdk"`, { hint: "unset it, or set it to sdk to send content objects through the AWS SDK" });
 }
 
+/**
+ * FANSYNC_LEASE_TTL (a duration, at least 1s) shortens the writers' 60 s write lease, for tests of
+ * writers that stall past it; anything else keeps the default.
+ */
+export function leaseTtlMs(): number {
+  const ms = parseDuration(process.env.FANSYNC_LEASE_TTL ?? "");
+  return ms !== undefined && ms >= MIN_LEASE_TTL_MS ? ms : DEFAULT_LEASE_TTL_MS;
+}
+
+/** The AWS variables fansync reads itself (endpoints, region, profile, CA bundle): read here, passed down. */
+export function awsEnv(): AwsEnv {
+  return parseAwsEnv(process.env);
+}
+
+// One set of request observers per run (its resolved config): every store of the run tells it,
+// and the daemon's metrics count from it. A reloaded config starts a new run, with its own.
+const runRequests = new WeakMap<Config, RequestObservers>();
+
+/** The request observers of the run of `cfg` (see {@link storeFor}, commands/monitor-setup.ts). */
+export function requestsOf(cfg: Config): RequestObservers {
+  let r = runRequests.get(cfg);
+  if (!r) {
+    r = new RequestObservers();
+    runRequests.set(cfg, r);
+  }
+  return r;
+}
+
+/**
+ * FANSYNC_DRAIN_DEADLINE (a duration) shortens or lengthens how long a stopping daemon lets its work
+ * in flight finish before aborting its requests (30 s): a unit file whose TimeoutStopSec is shorter,
+ * and the tests. Anything that is not a duration keeps the default.
+ */
+export function drainDeadlineMs(): number {
+  return parseDuration(process.env.FANSYNC_DRAIN_DEADLINE ?? "") ?? DEFAULT_DRAIN_DEADLINE_MS;
+}
+
+/**
+ * FANSYNC_SAMPLE_EVERY (ms) shortens the status page chart's sampling period; the tests use it to
+ * see several samples in seconds instead of minutes. Operators have no reason to change the 30 s default.
+ */
+export function sampleEveryMs(): number {
+  const v = Number(process.env.FANSYNC_SAMPLE_EVERY);
+  return Number.isFinite(v) && v >= 100 ? v : 30_000;
+}
+
 /** An S3 store for `loc` with its own connection settings. */
 export function storeFor(cfg: Config, loc: Location): S3Store {
   const s = settingsFor(cfg, loc);
+  const aws = awsEnv();
+  const requests = requestsOf(cfg);
   const maxSockets = Math.max(8, cfg.concurrency * 2);
   const requestTimeoutMs = cfg.timeout ?? requestTimeoutFromEnv();
-  const client = createS3Client({ ...s, maxSockets, requestTimeoutMs });
-  const endpoint = s.endpointUrl ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL ?? "AWS S3";
-  const data = leanDataPath() ? new LeanHttp(client, { maxSockets, requestTimeoutMs }) : undefined;
-  return new S3Store({ client, bucket: loc.bucket, endpoint, profile: s.profile, data });
+  const client = createS3Client({ ...s, maxSockets, requestTimeoutMs, aws, requests });
+  const endpoint = s3EndpointOf({ ...s, aws }) ?? "AWS S3";
+  const data = leanDataPath() ? new LeanHttp(client, { maxSockets, requestTimeoutMs, caBundle: aws.caBundle, requests }) : undefined;
+  return new S3Store({ client, bucket: loc.bucket, endpoint, profile: s.profile ?? aws.profile, data });
 }
 
 /**
@@ -119,5 +170,5 @@ export async function eventQueueFor(cfg: Config): Promise<EventQueue | undefined
   if (!cfg.events) return undefined;
   // Loaded only with --events: a polling node never pays for the SQS client.
   const [{ createSqsClient }, { SqsEventQueue }] = await Promise.all([import("../adapters/aws-clients.ts"), import("../adapters/event-queue.ts")]);
-  return new SqsEventQueue(createSqsClient({ endpointUrl: cfg.endpointUrl, profile: cfg.profile }, cfg.events), cfg.events);
+  return new SqsEventQueue(createSqsClient({ endpointUrl: cfg.endpointUrl, profile: cfg.profile, aws: awsEnv() }, cfg.events), cfg.events);
 }

@@ -24,7 +24,7 @@ import { hashFile, scanTree } from "../adapters/local-tree.ts";
 import { S3Store } from "../adapters/s3-store.ts";
 import { readJson } from "../adapters/state-files.ts";
 import { listJobStateDirs } from "../adapters/state-dir.ts";
-import { readHead, readManifest } from "../sync/head-store.ts";
+import { readHead, readManifest } from "../sync/generation-reader.ts";
 import { burstFile, initialSite, type SiteFiles } from "./site.ts";
 import { sleep } from "../sync/sleep.ts";
 import { createServer } from "node:net";

@@ -7,12 +7,12 @@
  * invalidations still in progress.
  */
 import { createHash } from "node:crypto";
-import { errorMessage } from "../core/errors.ts";
 import { CLOUDFRONT_MAX_PATHS_IN_PROGRESS, CLOUDFRONT_MAX_WILDCARDS_IN_PROGRESS, DEFAULT_COLLAPSE_ABOVE, planInvalidation } from "../core/invalidation-plan.ts";
 import type { CdnApi } from "../adapters/cloudfront.ts";
 import { errName, httpStatus } from "../adapters/s3-errors.ts";
 import type { GenerationDone, JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** One distribution, for every location (undefined) or one location's generations (its s3:// URL). */
 export interface Distribution {
@@ -108,10 +108,10 @@ export class CdnInvalidator {
         const name = errName(err);
         const final = FINAL.has(name) || (httpStatus(err) === 403);
         if (final || attempt === TRIES) {
-          log.error({ distribution: dist, generation: last.generation, errorType: name, err: errorMessage(err), tries: attempt }, `CDN invalidation failed: the CDN may serve the old files of generation ${last.generation} until they expire (invalidate by hand: aws cloudfront create-invalidation --distribution-id ${dist} --paths '/*')`);
+          log.error({ distribution: dist, generation: last.generation, ...errorFields(err), tries: attempt }, `CDN invalidation failed: the CDN may serve the old files of generation ${last.generation} until they expire (invalidate by hand: aws cloudfront create-invalidation --distribution-id ${dist} --paths '/*')`);
           return;
         }
-        log.warn({ distribution: dist, generation: last.generation, errorType: name, err: errorMessage(err), retryInMs: pause }, "CDN invalidation failed; retrying");
+        log.warn({ distribution: dist, generation: last.generation, ...errorFields(err), retryInMs: pause }, "CDN invalidation failed; retrying");
         await sleep(pause, signal);
         pause = Math.min(MAX_PAUSE_MS, pause * 2);
       }

@@ -13,7 +13,9 @@ import { formatLocation, type Location, metaPrefix } from "../core/location.ts";
 import { HEAD_MAX_BYTES, metaKeys } from "../core/manifest.ts";
 import { errName, httpStatus, toRemoteError } from "../adapters/s3-errors.ts";
 import type { ListOnce, ObjectStore } from "../adapters/object-store.ts";
-import { probeConditionalSupport, readHead, readLease, readManifest } from "./head-store.ts";
+import { readHead, readManifest } from "./generation-reader.ts";
+import { readLease } from "./lease.ts";
+import { probeConditionalSupport } from "./publisher.ts";
 import { findMovedObjects } from "./transfer.ts";
 import type { JobDeps } from "./job-deps.ts";
 

@@ -4,13 +4,12 @@
  * a deadline passes. One helper, so the four daemons cannot drift apart.
  */
 
-import { parseDuration } from "../core/units.ts";
-
 /**
- * How long a stopping daemon waits for work in flight before aborting its requests: 30 s, or
- * FANSYNC_DRAIN_DEADLINE (a duration; a unit file whose TimeoutStopSec is shorter, and the tests).
+ * How long a stopping daemon waits for work in flight before aborting its requests, unless told
+ * otherwise (FANSYNC_DRAIN_DEADLINE, read by the CLI's wiring: a unit file whose TimeoutStopSec is
+ * shorter, and the tests).
  */
-export const DRAIN_DEADLINE_MS = parseDuration(process.env.FANSYNC_DRAIN_DEADLINE ?? "") ?? 30_000;
+export const DEFAULT_DRAIN_DEADLINE_MS = 30_000;
 
 /** `hard` aborts `ms` after `stop` did (or at once with {@link Drain.abortNow}). */
 export class Drain {
@@ -19,7 +18,7 @@ export class Drain {
   private readonly stop: AbortSignal;
   private readonly onStop: () => void;
 
-  constructor(stop: AbortSignal, ms = DRAIN_DEADLINE_MS) {
+  constructor(stop: AbortSignal, ms = DEFAULT_DRAIN_DEADLINE_MS) {
     this.stop = stop;
     this.onStop = () => {
       this.timer = setTimeout(() => this.ac.abort(new Error("drain deadline passed")), ms);

@@ -12,6 +12,7 @@ import type { EventQueue } from "../adapters/event-queue.ts";
 import { errName } from "../adapters/s3-errors.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** What the status file, the status page and `fansync status` say about the event queue. */
 export interface EventHealth {
@@ -76,7 +77,7 @@ export class EventListener {
     } catch (err) {
       if (stop.aborted || this.refreshWarned) return;
       this.refreshWarned = true;
-      this.d.log.warn({ queue: this.queue.url, errorType: errName(err), err: errorMessage(err) }, "cannot refresh the event queue's expiry (sqs:ListQueueTags, sqs:TagQueue): `fansync events prune` may delete it once it expires");
+      this.d.log.warn({ queue: this.queue.url, ...errorFields(err) }, "cannot refresh the event queue's expiry (sqs:ListQueueTags, sqs:TagQueue): `fansync events prune` may delete it once it expires");
     }
   }
 
@@ -100,12 +101,12 @@ export class EventListener {
         log.debug({ queue: this.queue.url, messages: msgs.length, body: msgs[0]?.body.slice(0, 200) }, "event");
         this.onHint();
         // Deleted after the hint: a failed delete only brings the message back once more (one more hint).
-        await this.queue.remove(msgs.map((m) => m.handle), stop).catch((err: unknown) => log.warn({ queue: this.queue.url, err: errorMessage(err) }, "could not delete event messages (they come back as one more hint)"));
+        await this.queue.remove(msgs.map((m) => m.handle), stop).catch((err: unknown) => log.warn({ queue: this.queue.url, ...errorFields(err) }, "could not delete event messages (they come back as one more hint)"));
       } catch (err) {
         if (stop.aborted) break;
         const reason = `${errName(err)}: ${errorMessage(err)}`.slice(0, 300);
         if (!this.failing) {
-          log.error({ queue: this.queue.url, errorType: errName(err), err: errorMessage(err) }, "cannot read the event queue: polling the head instead until it answers");
+          log.error({ queue: this.queue.url, ...errorFields(err) }, "cannot read the event queue: polling the head instead until it answers");
           this.h = { ...this.h, state: "failing", since: this.d.now().toISOString() };
           // The daemon may be napping for the long interval: wake it, so it looks at the head now
           // (an event may be lost already) and naps for the fallback interval from then on.

@@ -6,7 +6,7 @@ import { errorLine } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import { type FleetView, planFleetView } from "../core/node-report.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
-import { readHead } from "./head-store.ts";
+import { readHead } from "./generation-reader.ts";
 import { readNodeReports } from "./node-reports.ts";
 
 /** One location's head as seen now (or why it could not be read). */

@@ -28,8 +28,6 @@
  * - The lease must still be ours right before the head is written; the head's own condition
  *   (If-Match / If-None-Match) then makes a lost race an error, never a fork.
  */
-import { randomBytes } from "node:crypto";
-import os from "node:os";
 import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, WriterKind } from "../core/manifest.ts";
@@ -37,10 +35,12 @@ import { type GenerationSigning, type HeadSignature, signGeneration, type Signin
 import { OrphanLedger, type WrittenObject } from "../adapters/orphan-ledger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
-import { readJson, writeJson } from "../adapters/state-files.ts";
-import { amendGeneration, checkLease, type HeadState, LEASE_TTL_MS, newWriterId, probeConditionalWrites, publishGeneration, readHead, readLease, releaseLease, rewriteHead, takeLease } from "./head-store.ts";
+import { type HeadState, readHead } from "./generation-reader.ts";
+import { checkLease, DEFAULT_LEASE_TTL_MS, loadLeaseId, readLease, releaseLease, takeLease } from "./lease.ts";
+import { amendGeneration, conditionalWrites, newWriterId, publishGeneration, rewriteHead } from "./publisher.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { formatLocation } from "../core/location.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** What the writer is given. */
 export interface GenerationWriterOptions {
@@ -58,6 +58,8 @@ export interface GenerationWriterOptions {
   readonly kind?: WriterKind | undefined;
   /** Sign every head this writer publishes with this key, for this site (core/signing.ts). */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
 }
 
 /** What a commit is to do, given to {@link GenerationWriter.begin} (plain facts; the writer words its own errors). */
@@ -177,14 +179,15 @@ export class GenerationWriter {
     // The lease id is stable per state directory, so a restarted writer (after a crash) takes its
     // own lease back at once instead of waiting for it to expire.
     this.leaseId ??= await loadLeaseId(this.o.state, this.o.label);
-    await takeLease(this.o.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, conditional);
+    const ttlMs = this.o.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    await takeLease(this.o.store, this.o.loc, this.leaseId, this.d.now, this.leaseHeld, conditional, ttlMs);
     this.leaseHeld = true;
     this.leaseTimer ??= setInterval(() => {
-      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional, true).catch((err: unknown) => {
+      takeLease(this.o.store, this.o.loc, this.leaseId as string, this.d.now, true, conditional, ttlMs, true).catch((err: unknown) => {
         // The check before the next head write refuses to publish if the lease is really gone.
-        this.d.log.warn({ err: { message: errorMessage(err) } }, "could not renew the write lease");
+        this.d.log.warn(errorFields(err), "could not renew the write lease");
       });
-    }, LEASE_TTL_MS / 3).unref();
+    }, ttlMs / 3).unref();
   }
 
   /** Give the write lease up, if held; never throws (an unreleased lease expires by itself). */
@@ -194,7 +197,7 @@ export class GenerationWriter {
     if (!this.leaseHeld || !this.leaseId) return;
     this.leaseHeld = false;
     await releaseLease(this.o.store, this.o.loc, this.leaseId).catch((err: unknown) => {
-      this.d.log.warn({ err: { message: errorMessage(err) } }, "could not release the write lease (it expires by itself)");
+      this.d.log.warn(errorFields(err), "could not release the write lease (it expires by itself)");
     });
   }
 
@@ -406,7 +409,7 @@ export class GenerationWriter {
       try {
         this.d.afterGeneration?.({ location: formatLocation(loc), generation: result.head.head.generation, changed: puts.map((e) => e.path), deleted: deletes });
       } catch (err) {
-        log.warn({ err: errorMessage(err) }, "after-generation observer failed");
+        log.warn(errorFields(err), "after-generation observer failed");
       }
     }
     signal.throwIfAborted();
@@ -426,50 +429,9 @@ export class GenerationWriter {
     return this.o.signer && { kind: "sign", key: this.o.signer.key, site: this.o.signer.site };
   }
 
-  /** Whether the server enforces conditional writes, probed once per endpoint and bucket and cached. */
+  /** Whether the server enforces conditional writes (publisher.ts probes once per endpoint and bucket and caches it). */
   private async conditionalWrites(): Promise<boolean> {
-    this.conditional ??= await cachedCapability(this.o.shared.capabilities, `${this.o.store.endpoint} ${this.o.store.bucket}`, async () => {
-      const enforced = await probeConditionalWrites(this.o.store, this.o.loc);
-      if (!enforced) {
-        this.d.log.warn({ endpoint: this.o.store.endpoint, bucket: this.o.store.bucket }, "this S3 server ignores conditional writes: run exactly one writer per location (a read-back check detects, but cannot prevent, a second writer)");
-      }
-      return enforced;
-    });
+    this.conditional ??= await conditionalWrites(this.o.store, this.o.loc, this.o.shared, this.d.log);
     return this.conditional;
   }
-}
-
-// Writers of one process share a capability file (the replicator's regions): one read-modify-write at a time.
-const capabilityTurns = new Map<string, Promise<unknown>>();
-
-async function cachedCapability(file: string, id: string, probe: () => Promise<boolean>): Promise<boolean> {
-  const turn = (capabilityTurns.get(file) ?? Promise.resolve()).then(async () => {
-    const known = (await readJson<Record<string, unknown>>(file)) ?? {};
-    const hit = known[id];
-    if (typeof hit === "boolean") return hit;
-    const value = await probe();
-    await writeJson(file, { ...known, [id]: value });
-    return value;
-  });
-  capabilityTurns.set(file, turn.catch(() => undefined));
-  return turn;
-}
-
-// One id per state directory even when several writers of one process ask at once (the regions).
-const leaseIds = new Map<string, Promise<string>>();
-
-function loadLeaseId(state: StateDir, label: string | undefined): Promise<string> {
-  let id = leaseIds.get(state.writerId);
-  if (!id) {
-    id = (async () => {
-      const known = await readJson<{ id: string }>(state.writerId);
-      if (typeof known?.id === "string" && known.id !== "") return known.id;
-      const fresh = `${label ?? ""}${os.hostname()}:${randomBytes(4).toString("hex")}`;
-      await writeJson(state.writerId, { id: fresh });
-      return fresh;
-    })();
-    id.catch(() => leaseIds.delete(state.writerId));
-    leaseIds.set(state.writerId, id);
-  }
-  return id;
 }

@@ -9,7 +9,7 @@ import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import { applyJournal, type FileMap, type Journal, JOURNAL_MAX_BYTES, metaKeys, type ParsedManifest, parseJournal, parseSignedManifest, RETAINED_MANIFEST_MAX_BYTES, sha256Hex } from "../core/manifest.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
-import type { HeadState } from "./head-store.ts";
+import type { HeadState } from "./generation-reader.ts";
 
 /** What the meta prefix holds, up to the head's generation. */
 export interface Retained {

@@ -10,10 +10,10 @@
  * - Its exit status is logged; a hook still running after the timeout is killed with its group.
  * - A generation that changed nothing (a heartbeat) runs no hook.
  */
-import { errorMessage } from "../core/errors.ts";
 import { runHookProcess } from "../adapters/hook-process.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import type { GenerationDone, JobDeps } from "./job-deps.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** One hook: what runs, how long it may, and where its record is kept. */
 export interface HookOptions {
@@ -23,6 +23,8 @@ export interface HookOptions {
   readonly timeoutMs: number;
   /** The state file recording the last generation hooked, per location. */
   readonly recordFile: string;
+  /** The environment a hook inherits (fansync's own, as the CLI hands it over); the FANSYNC_* variables are added. */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
 /** The NDJSON a hook reads for one generation. */
@@ -46,7 +48,7 @@ export class HookRunner {
   /** A generation was published or applied. */
   notify(g: GenerationDone): void {
     if (g.changed.length === 0 && g.deleted.length === 0) return;
-    this.queue = this.queue.then(() => this.run(g)).catch((err: unknown) => this.d.log.error({ hook: this.o.name, err: errorMessage(err) }, "hook not run"));
+    this.queue = this.queue.then(() => this.run(g)).catch((err: unknown) => this.d.log.error({ hook: this.o.name, ...errorFields(err) }, "hook not run"));
   }
 
   /** Wait for every queued hook to finish. */
@@ -65,7 +67,7 @@ export class HookRunner {
     // Recorded before it runs: a crash during the hook must not run it a second time.
     this.record = { ...this.record, [g.location]: g.generation };
     await writeJson(this.o.recordFile, this.record);
-    const r = await runHookProcess(this.o.command, hookInput(g), { FANSYNC_GENERATION: String(g.generation), FANSYNC_LOCATION: g.location, FANSYNC_HOOK: this.o.name }, this.o.timeoutMs);
+    const r = await runHookProcess(this.o.command, hookInput(g), { ...this.o.env, FANSYNC_GENERATION: String(g.generation), FANSYNC_LOCATION: g.location, FANSYNC_HOOK: this.o.name }, this.o.timeoutMs);
     const fields = { hook: this.o.name, generation: g.generation, exitCode: r.code, signal: r.signal ?? undefined, durationMs: r.durationMs, output: r.output.trim().slice(-500) || undefined };
     if (r.timedOut) log.error({ ...fields, timeoutMs: this.o.timeoutMs }, "hook timed out and was killed");
     else if (r.code === 0) log.info(fields, "hook ran");

@@ -5,7 +5,7 @@
 import type { FileMap, Head, Journal } from "../core/manifest.ts";
 import { applyJournals, canUseJournals } from "../core/replicate-plan.ts";
 import type { Logger } from "../adapters/logger.ts";
-import { JOURNAL_MAX_CHANGES } from "./head-store.ts";
+import { JOURNAL_MAX_CHANGES } from "./generation-reader.ts";
 
 /** Journals fetched at once while catching up. */
 const JOURNAL_FETCH_CONCURRENCY = 8;

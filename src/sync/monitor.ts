@@ -11,12 +11,14 @@ import { type HealthVerdict, judgeHealth, judgeSource, type SelfState } from "..
 import type { Location } from "../core/location.ts";
 import { type LagSample, renderStatusPage } from "../core/status-page.ts";
 import { Metrics } from "../adapters/metrics.ts";
+import type { RequestObservers } from "../adapters/s3-client.ts";
 import { type HttpAnswer, startHttpServer, type HttpServer } from "../adapters/http-server.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import { BUILD_INFO, FANSYNC_VERSION } from "../adapters/version.ts";
 import { type FleetStatus, readFleet } from "./fleet.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** How the monitor is set up. */
 export interface MonitorOptions {
@@ -32,6 +34,8 @@ export interface MonitorOptions {
   readonly serving?: (() => Promise<number>) | undefined;
   /** How often the fleet is read for the chart (default 30 s). */
   readonly sampleEveryMs?: number;
+  /** The run's request observers: /metrics counts the S3 requests of every store of the run. */
+  readonly requests?: RequestObservers | undefined;
 }
 
 const WINDOW_MS = 3_600_000;
@@ -43,7 +47,7 @@ type RunRecord = { ok: boolean; status?: SelfState["status"]; generation: number
 
 /** The operator's window of one daemon. */
 export class Monitor {
-  readonly metrics = new Metrics(BUILD_INFO);
+  readonly metrics: Metrics;
   private self: SelfState;
   private fleet: FleetStatus | undefined;
   private fleetAt: number | null = null;
@@ -59,6 +63,7 @@ export class Monitor {
   constructor(o: MonitorOptions, d: JobDeps) {
     this.o = o;
     this.d = d;
+    this.metrics = new Metrics(BUILD_INFO, o.requests);
     this.self = { role: o.role, status: "STARTING", generation: 0, headGeneration: 0, lagSeconds: 0, lastSuccess: null, lastAttempt: null, lastError: null, expectEveryMs: o.expectEveryMs, detail: o.detail };
   }
 
@@ -101,7 +106,7 @@ export class Monitor {
     try {
       this.self = { ...this.self, serving: await this.o.serving() };
     } catch (err) {
-      this.d.log.warn({ err: errorMessage(err) }, "could not read which generation the docroot holds");
+      this.d.log.warn(errorFields(err), "could not read which generation the docroot holds");
     }
   }
 
@@ -179,7 +184,7 @@ export class Monitor {
         while ((this.history[0]?.t ?? t) < t - WINDOW_MS) this.history.shift();
       } catch (err) {
         this.fleetError = errorMessage(err);
-        this.d.log.debug({ err: this.fleetError }, "could not read the fleet");
+        this.d.log.debug(errorFields(err), "could not read the fleet");
       } finally {
         this.reading = undefined;
       }

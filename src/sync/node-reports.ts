@@ -8,7 +8,7 @@ import { errorMessage } from "../core/errors.ts";
 import { BodyTooLarge } from "../adapters/bounded-io.ts";
 import { formatLocation, metaPrefix, type Location } from "../core/location.ts";
 import { NODE_REPORT_FORMAT, NODE_REPORT_MAX_BYTES, type NodeReport, nodeReportKey, parseNodeReport, reportChangeKey, shouldReport } from "../core/node-report.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
@@ -31,7 +31,7 @@ export async function writeNodeReport(store: ObjectStore, loc: Location, report:
   } catch (err) {
     // A report is advisory: a node that cannot write it still serves its docroot; the fleet view
     // shows it as SILENT soon enough.
-    o.log.warn({ location: formatLocation(loc), err: errorMessage(err) }, "could not write the node report");
+    o.log.warn({ location: formatLocation(loc), ...errorFields(err) }, "could not write the node report");
     return false;
   }
 }

@@ -24,6 +24,7 @@ import { readJson, writeJson } from "../adapters/state-files.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { writeStagedFile } from "./transfer.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** A pack not named by the index is deleted only when older than this (another writer's, still on its way). */
 export const ORPHAN_PACK_GRACE_MS = 15 * 60 * 1000;
@@ -159,7 +160,7 @@ export class PackWriter {
       return got;
     } catch (err) {
       // An index the writer cannot read is rebuilt from scratch; its packs become orphans (deleted after the grace).
-      this.d.log.warn({ err: errorMessage(err) }, "the pack index is unreadable: building new packs");
+      this.d.log.warn(errorFields(err), "the pack index is unreadable: building new packs");
       return undefined;
     }
   }
@@ -271,7 +272,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
     idx = got.index;
   } catch (err) {
     signal.throwIfAborted();
-    log.error({ err: errorMessage(err) }, "pack index refused: fetching every file path-keyed");
+    log.error(errorFields(err), "pack index refused: fetching every file path-keyed");
     return none;
   }
   const { fetches } = planPackFetch(idx, downloads, t);
@@ -286,7 +287,7 @@ export async function stagePackedFiles(source: PackSite, downloads: readonly Ent
     try {
       bytes = await withRetry(() => fetchPack(source.store, packKeys.pack(meta, f.pack.id), f.pack.size, signal), { signal });
     } catch (err) {
-      log.warn({ pack: f.pack.id, err: errorMessage(err) }, "pack could not be fetched: its files come path-keyed");
+      log.warn({ pack: f.pack.id, ...errorFields(err) }, "pack could not be fetched: its files come path-keyed");
     }
     if (!bytes) {
       fellBack += f.files.length;
@@ -410,7 +411,7 @@ export class PackCarrier {
     const before = st.etag;
     await carryPacks(this.primary, region, files, this.o, st, { ...this.d, log }).catch((err: unknown) => {
       this.d.signal.throwIfAborted();
-      log.warn({ err: errorMessage(err) }, "could not carry packs to the region: its nodes fetch path-keyed objects meanwhile");
+      log.warn(errorFields(err), "could not carry packs to the region: its nodes fetch path-keyed objects meanwhile");
     });
     if (st.etag !== before) await writeJson(file, { etag: st.etag });
   }

@@ -4,7 +4,7 @@
  * backoff and drain. `fansync pull` only wires it from the config.
  */
 import os from "node:os";
-import { errorMessage, FansyncError, GuardError, ObjectMoved, PathsNotReplaced, RemoteError, StaleHead, errorLine } from "../core/errors.ts";
+import { GuardError, ObjectMoved, PathsNotReplaced, RemoteError, StaleHead, errorLine } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
@@ -17,6 +17,7 @@ import { EventListener, type EventHealth } from "./event-listener.ts";
 import { sleep } from "./sleep.ts";
 import { orderSources } from "./source-choice.ts";
 import { Wake } from "./wake.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** The status document written after every run (`--status-file`; `fansync status` reads it). */
 export interface PullStatus {
@@ -52,6 +53,8 @@ export interface PullJobOptions {
   readonly fallbackIntervalMs?: number | undefined;
   /** Each run's deadline before time for its bytes is added (run-deadline.ts); 0: none. */
   readonly runTimeoutMs: number;
+  /** How long a stopping daemon lets its run finish before aborting its requests (default 30 s). */
+  readonly drainDeadlineMs?: number | undefined;
 }
 
 /** Collaborators: `signal` is the stop (SIGTERM); each settled run is told to `onSettled`. */
@@ -119,13 +122,13 @@ export class PullJob {
     const listening = this.listener?.run(this.d.signal);
     let backoff = 0;
     while (!this.d.signal.aborted) {
-      const drain = new Drain(this.d.signal);
+      const drain = new Drain(this.d.signal, this.o.drainDeadlineMs);
       try {
         await this.runOnce(drain.hard);
         backoff = 0;
       } catch (err) {
         backoff = Math.min(60_000, Math.max(this.o.intervalMs, backoff * 2));
-        log.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "pull failed");
+        log.error({ ...errorFields(err), retryInMs: backoff }, "pull failed");
       } finally {
         drain.dispose();
       }
@@ -162,7 +165,7 @@ export class PullJob {
         // Only an unreachable or failing source is skipped; bad data or a local problem is not
         // something another source can fix, and the guard must never be bypassed by a fallback.
         if (!(err instanceof RemoteError) || i === ordered.length - 1) throw err;
-        this.d.log.warn({ source: formatLocation(s.loc), err: errorMessage(err) }, "source unavailable; trying the next one");
+        this.d.log.warn({ source: formatLocation(s.loc), ...errorFields(err) }, "source unavailable; trying the next one");
       }
     }
     throw lastErr;
@@ -245,7 +248,7 @@ export async function noteLocked(file: string, err: Error, staleAfterMs: number,
     if (Number.isFinite(last) && now.getTime() - last <= staleAfterMs) return;
     await writeStatus(file, unsuccessful(prev, "STALE", `could not run: ${err.message}`, now));
   } catch (e) {
-    log.warn({ err: errorMessage(e) }, "could not write the status file");
+    log.warn(errorFields(e), "could not write the status file");
   }
 }
 

@@ -18,7 +18,7 @@ import { showPath, TEMP_MARK } from "../core/paths.ts";
 import { type HeldFile, isEmptyPlan, planPull, type PullPlan } from "../core/plan.ts";
 import { filesDigest, filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
 import { type DeleteLimit, formatAge } from "../core/units.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
@@ -26,10 +26,10 @@ import { ensureParentDirs, newRunId, pruneEmptyDirs, tempPathFor, toLocal } from
 import { NdjsonAppender, readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import { hashFile } from "../adapters/local-tree.ts";
 import { type PullState, readPulledFiles, readPullState, refreshPullState, writePullState } from "./pull-state.ts";
-import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { downloadTo } from "./transfer.ts";
+import { downloadTo, transferBuffers } from "./transfer.ts";
 import { stagePackedFiles } from "./packs.ts";
 
 /** Resolved options of a puller. */
@@ -302,7 +302,7 @@ async function fixDirectories(root: string, paths: readonly string[], o: PullerO
       // After the chown: changing the group clears a directory's setgid bit on some systems.
       if (o.chmod) await chmod(abs, mode);
     } catch (err) {
-      log.warn({ path: d || ".", err: errorMessage(err) }, "could not set the directory's mode or group");
+      log.warn({ path: d || ".", ...errorFields(err) }, "could not set the directory's mode or group");
     }
   }
 }
@@ -319,6 +319,7 @@ function checkAge(time: string | undefined, generation: number, url: string, o: 
 /** Carry a plan out; returns the paths it could not replace or delete (see {@link cannotReplace}). */
 async function execute(source: Source, root: string, planned: PullPlan, held: FileMap, resume: boolean, kept: ReadonlyMap<string, StagedFile>, o: PullerOptions, d: PullerDeps): Promise<string[]> {
   const { log, signal } = d;
+  const buffers = transferBuffers();
   // A metadata-only change lands by chmod and utimes, which follow a symlink: a file replaced by
   // a symlink (to a file outside the docroot, say) would have its target's mode and mtime changed.
   // Such a path is downloaded instead; the rename then replaces the link itself.
@@ -419,7 +420,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       const tmp = await withRetry(async () => {
         const t = tempPathFor(root, e.path, runId, seq++);
         tmps.push(t);
-        await downloadTo(source.store, source.loc.prefix + e.path, e, t, signal);
+        await downloadTo(source.store, source.loc.prefix + e.path, e, t, signal, buffers);
         return t;
       }, { signal, unless: (err) => err instanceof ObjectMoved });
       staged.push({ entry: e, tmp });
@@ -519,7 +520,7 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     let failedMeta = false;
     const warn = (what: string) => (err: unknown) => {
       failedMeta ||= cannotReplace(err);
-      log.warn({ path: e.path, err }, what);
+      log.warn({ path: e.path, ...errorFields(err) }, what);
     };
     if (o.gid !== undefined) await chown(abs, -1, o.gid).catch(warn("chown failed"));
     await chmod(abs, e.mode).catch(warn("chmod failed"));
@@ -535,14 +536,14 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
       await ensureParentDirs(root, p, () => false);
       st = await lstat(abs);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof LocalIoError)) log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && !(err instanceof LocalIoError)) log.warn({ path: p, ...errorFields(err) }, "could not delete");
     }
     if (st?.isDirectory()) continue;
     if (st) {
       // The caller's refusal (sync: a local change not rebased yet) ends the run; nothing else here does.
       await d.beforeReplace?.(p);
       await unlink(abs).catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, err: errorMessage(err) }, "could not delete");
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ path: p, ...errorFields(err) }, "could not delete");
         if (cannotReplace(err)) stuck.push(p);
       });
     }

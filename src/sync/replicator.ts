@@ -8,19 +8,19 @@
  */
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/content-type.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, FansyncError, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, Journal } from "../core/manifest.ts";
 import { planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
 import { filesMatchSignature, type HeadSignature, type TrustPolicy, verifyGeneration, verifyHeadSignature } from "../core/signing.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import { type ObjectAttrs, type PutResult, type ObjectStore, realVersion } from "../adapters/object-store.ts";
 import { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
 import { GenerationWriter } from "./generation-writer.ts";
-import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { copyAcross, findMovedObjects, objectRef, verifyStored } from "./transfer.ts";
@@ -53,6 +53,8 @@ export interface ReplicatorOptions {
   readonly multipartThreshold: number;
   readonly partSize: number;
   readonly retain: number;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
   /** A region at most this many generations behind catches up through the primary's journals. */
   readonly maxJournals: number;
   /** Check every object a region's head names (not only those it marks dirty) and copy again those that moved. */
@@ -243,7 +245,7 @@ export class Replicator {
         tries: retries + 1,
         minTimeoutMs: 500,
         signal: this.d.signal,
-        onRetry: (err, _left, delayMs) => log.warn({ err: errorMessage(err), retryInMs: delayMs }, "region round failed; retrying"),
+        onRetry: (err, _left, delayMs) => log.warn({ ...errorFields(err), retryInMs: delayMs }, "region round failed; retrying"),
       });
       st.failures = 0;
       st.lastSuccess = this.d.now().toISOString();
@@ -252,8 +254,8 @@ export class Replicator {
     } catch (err) {
       st.failures++;
       const lag = this.lagOf(st);
-      log.error({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, generation: st.generation, primaryGeneration: st.primaryGeneration, lagGenerations: lag.generations, lagSeconds: lag.seconds, failures: st.failures }, "region failed");
-      await this.recordStatus(r, st, err).catch((e: unknown) => log.warn({ err: errorMessage(e) }, "could not write the region status"));
+      log.error({ ...errorFields(err), generation: st.generation, primaryGeneration: st.primaryGeneration, lagGenerations: lag.generations, lagSeconds: lag.seconds, failures: st.failures }, "region failed");
+      await this.recordStatus(r, st, err).catch((e: unknown) => log.warn(errorFields(e), "could not write the region status"));
       throw err;
     }
   }
@@ -375,7 +377,7 @@ export class Replicator {
         const res = await withRetry(() => this.transfer(r, want), { signal: this.d.signal, unless: (err) => err instanceof ObjectMoved });
         if (res.etag !== named.etag || res.versionId !== named.versionId) fixed.push({ ...named, etag: res.etag, versionId: res.versionId });
       } catch (err) {
-        log.warn({ path: p, err: errorMessage(err) }, "could not copy a moved object again");
+        log.warn({ path: p, ...errorFields(err) }, "could not copy a moved object again");
         still.add(p);
       }
     }));
@@ -545,7 +547,7 @@ export class Replicator {
   private stateOf(r: Region): RegionState {
     let st = this.states.get(r.url);
     if (!st) {
-      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, shared: r.shared, retain: this.o.retain }, this.d);
+      const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, shared: r.shared, retain: this.o.retain, leaseTtlMs: this.o.leaseTtlMs }, this.d);
       st = { files: undefined, head: undefined, writer, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
       this.states.set(r.url, st);
     }

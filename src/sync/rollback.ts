@@ -18,16 +18,17 @@ import type { Entry, FileMap, ParsedManifest } from "../core/manifest.ts";
 import { type SigningKey, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
-import { type HeadState, readHead, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readManifest } from "./generation-reader.ts";
 import { GenerationWriter } from "./generation-writer.ts";
 import { listRetained, readGenerationManifest } from "./history.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
-import { objectRef, uploadFile, verifyObject } from "./transfer.ts";
+import type { SizedPools } from "../adapters/buffer-pool.ts";
+import { objectRef, transferBuffers, uploadFile, verifyObject } from "./transfer.ts";
 
 /** Everything a rollback needs to know, resolved. */
 export interface RollbackOptions extends WriterTuning {
@@ -43,6 +44,8 @@ export interface RollbackOptions extends WriterTuning {
   readonly cacheControl: (p: string) => string | undefined;
   /** Sign the new generation (signed generations): the uploader's key and site. */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
   /**
    * The keys a retained generation must be signed with to be restored (--trusted-key, and the
    * signer's own public key): undefined only when the rollback neither signs nor checks.
@@ -134,7 +137,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
   const url = formatLocation(o.loc);
   // The same write lease the uploader holds: a running uploader (or a second rollback) keeps this
   // one out, and this one keeps an uploader out until the new head is published.
-  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, kind: "rollback", signer: o.signer }, d);
+  const writer = new GenerationWriter({ loc: o.loc, store, state: o.state, shared: o.shared, retain: o.retain, label: ROLLBACK_WRITER, kind: "rollback", signer: o.signer, leaseTtlMs: o.leaseTtlMs }, d);
   try {
     await writer.hold();
   } catch (err) {
@@ -161,7 +164,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
         log.info({ op, path: e.path, ...from, bytes: e.size }, "restored");
       } catch (err) {
         failed.push({ path: e.path, error: errorMessage(err), retryable: isRetryable(err) });
-        log.error({ op, path: e.path, err }, "restore failed");
+        log.error({ op, path: e.path, ...errorFields(err) }, "restore failed");
       }
     };
     type Job = { kind: "version"; e: Entry } | { kind: "copy"; e: Entry; from: Entry } | { kind: "upload"; e: Entry; local: string | undefined };
@@ -170,6 +173,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
       ...plan.copies.map((c) => ({ kind: "copy" as const, e: c.entry, from: c.from })),
       ...plan.uploads.map((u) => ({ kind: "upload" as const, e: u.entry, local: u.local })),
     ];
+    const buffers = transferBuffers();
     await pMap(jobs, (j) => {
       const k = key(j.e.path);
       if (j.kind === "version") {
@@ -181,7 +185,7 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
         const { from } = j;
         return attempt(j.e, "copy", { from: from.path }, () => store.copy(k, { bucket: store.bucket, key: key(from.path), versionId: from.versionId, etag: from.etag }, attrsFor(j.e, o), signal));
       }
-      return attempt(j.e, j.local === undefined ? "put-empty" : "upload", j.local === undefined ? {} : { from: j.local }, () => upload(j.e, j.local, o, d));
+      return attempt(j.e, j.local === undefined ? "put-empty" : "upload", j.local === undefined ? {} : { from: j.local }, () => upload(j.e, j.local, o, d, buffers));
     }, { concurrency: o.concurrency });
     signal.throwIfAborted();
 
@@ -279,7 +283,7 @@ async function hashLocal(dir: string, sizes: ReadonlySet<number>, o: RollbackOpt
 }
 
 /** Upload an old file's bytes, sent only when they are still the old entry's. */
-async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d: RollbackDeps): Promise<PutResult> {
+async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d: RollbackDeps, buffers: SizedPools): Promise<PutResult> {
   const key = o.loc.prefix + e.path;
   if (local === undefined) return d.store.put(key, Buffer.alloc(0), attrsFor(e, o), {}, d.signal);
   const up = await uploadFile(d.store, key, path.join(o.fromDir as string, local), {
@@ -288,6 +292,7 @@ async function upload(e: Entry, local: string | undefined, o: RollbackOptions, d
     expect: { size: e.size, sha256: e.sha256 },
     facts: { mtimeMs: e.mtimeMs, mode: e.mode },
     attrs: () => attrsFor(e, o),
+    buffers,
     signal: d.signal,
   });
   if (!up) throw new FileChanging(`${local} under --from vanished since it was hashed`);

@@ -3,13 +3,12 @@
  * conditional GET: the other sources' heads are looked at only every `checkEveryMs` (the time of
  * the last look is kept in the state directory), or while this node is on a fallback source.
  */
-import { errorMessage } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import { chooseSource, orderFrom, type SourceChoice } from "../core/source-order.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeJson } from "../adapters/state-files.ts";
-import { readHead } from "./head-store.ts";
+import { readHead } from "./generation-reader.ts";
 import type { Source } from "./puller.ts";
 import { readPullState } from "./pull-state.ts";
 
@@ -23,7 +22,7 @@ export async function orderSources(sources: readonly Source[], o: { state: State
     readHead(s.store, s.loc, d.signal).then(
       (h) => h?.head.generation ?? 0,
       (err: unknown) => {
-        d.log.debug({ source: formatLocation(s.loc), err: errorMessage(err) }, "could not read the head");
+        d.log.debug({ source: formatLocation(s.loc), ...errorFields(err) }, "could not read the head");
         return undefined;
       },
     );

@@ -8,7 +8,7 @@
  * the poll interval as the safety net, and the fallback interval while the queue cannot be read.
  */
 import path from "node:path";
-import { ConfigError, errorMessage, ExitCode, FansyncError, LockedError, UsageError } from "../core/errors.ts";
+import { ConfigError, ExitCode, FansyncError, LockedError, UsageError } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
 import { EventListener, type EventHealth } from "./event-listener.ts";
@@ -16,6 +16,7 @@ import type { JobDeps } from "./job-deps.ts";
 import { sleep } from "./sleep.ts";
 import type { RoundResult } from "./two-way.ts";
 import { Wake } from "./wake.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 // The longest pause between attempts of a failing round: short, since a node that cannot finish a
 // round neither publishes its users' edits nor applies anyone else's (pull --watch waits up to 60 s).
@@ -89,7 +90,7 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
       kick();
     }, Math.max(0, Math.min(o.delayMs, o.maxDelayMs - (now - firstEvent))));
   });
-  watcher.on("error", (err: unknown) => log.error({ err }, "watcher error"));
+  watcher.on("error", (err: unknown) => log.error(errorFields(err), "watcher error"));
   await ready;
   log.info({ docroot: o.docroot, delayMs: o.delayMs, intervalMs: o.intervalMs, ...(d.queue ? { events: d.queue.url } : {}) }, "syncing");
   // The listener stops with the daemon: no hint is taken once stopping.
@@ -128,7 +129,7 @@ export async function runSyncDaemon(o: SyncDaemonOptions, d: SyncDaemonDeps): Pr
         // A bucket that holds what it should not (a generation no trusted key signed) is an error, as
         // in `pull --watch`; a transfer or a race that the next round may settle is a warning.
         const level = err instanceof FansyncError && err.exitCode === ExitCode.integrity ? "error" : "warn";
-        log[level]({ err: { type: (err as Error).name, message: errorMessage(err) }, hint: err instanceof FansyncError ? err.hint : undefined, retryInMs: backoff }, "round failed; retrying");
+        log[level]({ ...errorFields(err), retryInMs: backoff }, "round failed; retrying");
       }
       if (d.signal.aborted) break;
       // Sleep until the poll interval, an event's quiet window, a hint from the queue, or the stop,

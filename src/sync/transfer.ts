@@ -61,9 +61,11 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
   readonly instead?: ((f: FileFacts) => Promise<PutResult | undefined>) | undefined;
   /** Told, right before a single PUT is sent, the ETag the stored object will have (the MD5 of its bytes). */
   readonly sending?: ((f: FileFacts, etag: string) => void) | undefined;
+  /** The engine's read buffers for small files (see {@link transferBuffers}). */
+  readonly buffers: SizedPools;
   readonly signal: AbortSignal;
 }): Promise<Uploaded | undefined> {
-  const small = readIfSmall(abs, o.multipartThreshold);
+  const small = readIfSmall(abs, o.multipartThreshold, o.buffers);
   if (small === "gone") return undefined;
   if (small !== "large") {
     // One read into a reused buffer, one hash: that sha256 is recorded, decides a copy, and is
@@ -85,7 +87,7 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
       if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === md5) return { ...facts, ...put };
       return { ...facts, ...(await verifyStored(store, key, facts, put, o.signal)) };
     } finally {
-      if (small.pooled) BUFFERS.give(small.pooled);
+      if (small.pooled) o.buffers.give(small.pooled);
     }
   }
   let fh: FileHandle;
@@ -190,14 +192,15 @@ export async function copyAcross(src: ObjectStore, srcKey: string, dst: ObjectSt
  * Download object `e` into the temp file `tmp` (a new file, created with its final permission
  * bits), verify size and sha256, then set its mode and mtime: renaming it over the target is the
  * caller's commit. A small object is verified in memory and written with one open, write,
- * futimes (fchmod) and close; a large one streams to disk through a hash.
+ * futimes (fchmod) and close; a large one streams to disk through a hash. `buffers`: the engine's
+ * (see {@link transferBuffers}).
  */
-export async function downloadTo(store: ObjectStore, key: string, e: Entry, tmp: string, signal: AbortSignal): Promise<void> {
+export async function downloadTo(store: ObjectStore, key: string, e: Entry, tmp: string, signal: AbortSignal, buffers: SizedPools): Promise<void> {
   // Never more than the manifest's size: an endless body fails at size + 1 bytes (bounded-io.ts),
   // so a large object's temp file never grows past it.
   const res = await store.getStream(key, { ...objectRef(e), maxBytes: e.size, signal });
   if (res.status !== "ok") throw new ObjectMoved(`${e.path}: ${res.status}`);
-  if (e.size < BUFFERS.largest) return downloadSmall(res.body, e, tmp);
+  if (e.size < buffers.largest) return downloadSmall(res.body, e, tmp, buffers);
   const tap = hashingTap();
   try {
     await pipeline(res.body, tap.stream, createWriteStream(tmp, { mode: e.mode & 0o777, flags: "wx" }), { signal });
@@ -217,8 +220,8 @@ export async function downloadTo(store: ObjectStore, key: string, e: Entry, tmp:
 }
 
 /** A small object: its body into a reused buffer, checked, then one write of a new file. */
-async function downloadSmall(body: Readable, e: Entry, tmp: string): Promise<void> {
-  const buf = BUFFERS.take(e.size) as Buffer;
+async function downloadSmall(body: Readable, e: Entry, tmp: string, buffers: SizedPools): Promise<void> {
+  const buf = buffers.take(e.size) as Buffer;
   try {
     let n = 0;
     for await (const chunk of body) {
@@ -241,7 +244,7 @@ async function downloadSmall(body: Readable, e: Entry, tmp: string): Promise<voi
       throw toLocal(err, tmp);
     }
   } finally {
-    BUFFERS.give(buf);
+    buffers.give(buf);
   }
 }
 
@@ -366,8 +369,14 @@ async function readAll(body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-// Read buffers for files under 1 MiB (most of a website), one per transfer in flight.
-const BUFFERS = new SizedPools([64 * 1024, 1024 * 1024], 64);
+/**
+ * Read buffers for files under 1 MiB (most of a website), one per transfer in flight: each engine
+ * (an uploader, a two-way node, a pull or rollback run) makes its own and hands it to every
+ * {@link uploadFile} and {@link downloadTo} of its own, so two engines in one process share none.
+ */
+export function transferBuffers(): SizedPools {
+  return new SizedPools([64 * 1024, 1024 * 1024], 64);
+}
 
 /**
  * A file under `threshold` bytes read whole (its bytes, the buffer to give back to the pool, its
@@ -376,7 +385,7 @@ const BUFFERS = new SizedPools([64 * 1024, 1024 * 1024], 64);
  * same calls through the thread pool's promises (measured on 10k files), and that CPU is what
  * bounds a push. A file that changes while it is read throws {@link FileChanging}.
  */
-function readIfSmall(abs: string, threshold: number): "gone" | "large" | { buf: Buffer; pooled: Buffer | undefined; st: Stats } {
+function readIfSmall(abs: string, threshold: number, buffers: SizedPools): "gone" | "large" | { buf: Buffer; pooled: Buffer | undefined; st: Stats } {
   let fd: number;
   try {
     fd = openSync(abs, "r");
@@ -387,11 +396,11 @@ function readIfSmall(abs: string, threshold: number): "gone" | "large" | { buf: 
   try {
     const st = fstatSync(fd);
     if (st.size >= threshold) return "large";
-    const pooled = BUFFERS.take(st.size + 1);
+    const pooled = buffers.take(st.size + 1);
     const buf = readExactlySync(fd, st.size, pooled ?? Buffer.allocUnsafe(st.size + 1));
     const st2 = fstatSync(fd);
     if (!buf || st2.mtimeMs !== st.mtimeMs || st2.size !== buf.length) {
-      if (pooled) BUFFERS.give(pooled);
+      if (pooled) buffers.give(pooled);
       throw new FileChanging(`${abs} changed while being read`);
     }
     return { buf, pooled, st };

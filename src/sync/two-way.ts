@@ -20,7 +20,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, FileChanging, RaceError } from "../core/errors.ts";
+import { FileChanging, RaceError } from "../core/errors.ts";
 import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -32,14 +32,15 @@ import type { HashIndex } from "../adapters/hash-index.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
-import { readHead, readJournal, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import { adoptPullState, preparePullState, readPulledFiles, readPullState } from "./pull-state.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";
-import { downloadTo } from "./transfer.ts";
+import { downloadTo, transferBuffers } from "./transfer.ts";
 import type { ReconcileResult } from "./uploader.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 /** What the node publishes with (the uploader, scoped to the paths it wins). */
 export interface Publisher {
@@ -174,6 +175,8 @@ export class TwoWayNode {
   /** What the last scan skipped; the names already warned about (once per name, as push does per run). */
   private skipped: readonly Skipped[] = [];
   private readonly warned = new Set<string>();
+  /** Read buffers for the versions it keeps, this node's own. */
+  private readonly buffers = transferBuffers();
   /** This round did not scan: a difference from the base found while applying stops the apply (issue 27). */
   private unscanned = false;
   private roundGeneration = 0;
@@ -401,7 +404,7 @@ export class TwoWayNode {
       } catch (err) {
         if (!(err instanceof RaceError) || i >= LEASE_TRIES) throw err;
         this.d.signal.throwIfAborted();
-        if (i % 20 === 0) this.d.log.info({ err: { message: errorMessage(err) } }, "another writer holds the lease: waiting");
+        if (i % 20 === 0) this.d.log.info(errorFields(err), "another writer holds the lease: waiting");
         await sleep(LEASE_WAIT_MS + Math.floor(Math.random() * LEASE_WAIT_MS), this.d.signal);
       }
     }
@@ -493,7 +496,7 @@ export class TwoWayNode {
       } else {
         const e = remote.get(k.path);
         if (!e) continue;
-        await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal);
+        await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal, this.buffers);
         facts = e;
       }
       await rename(tmp, abs);

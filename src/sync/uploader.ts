@@ -18,17 +18,17 @@ import { formatAge } from "../core/units.ts";
 import { type SigningKey, trustedKeyOf, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import { type Hasher, HashIndex } from "../adapters/hash-index.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import { withRetry } from "../adapters/retry.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { ObjectAttrs, PutResult, ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, readNdjsonMap, writeFileAtomic, writeJson, writeNdjsonMap } from "../adapters/state-files.ts";
 import type { JobDeps, PublishDeps } from "./job-deps.ts";
-import { type HeadState, readHead, readJournal, readManifest } from "./head-store.ts";
+import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import { type Commit, type CommitResult, GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
-import { type FileFacts, findMovedObjects, unreadableEntries, uploadFile } from "./transfer.ts";
+import { type FileFacts, findMovedObjects, transferBuffers, unreadableEntries, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
 export interface UploaderOptions extends WriterTuning {
@@ -50,6 +50,8 @@ export interface UploaderOptions extends WriterTuning {
   readonly approveDeletes: boolean;
   /** Sign every generation with this key, for this site (signed generations). */
   readonly signer?: { readonly key: SigningKey; readonly site: string } | undefined;
+  /** How long the write lease lives without renewal (default 60 s; the CLI's FANSYNC_LEASE_TTL). */
+  readonly leaseTtlMs?: number | undefined;
   /**
    * Which command publishes (recorded in the head). A one-way uploader (`push`, `watch`) refuses to
    * publish over a generation of `sync` writers unless forced (see {@link checkOverSync}).
@@ -107,6 +109,8 @@ export class Uploader {
   private readonly d: UploaderDeps;
   private readonly writer: GenerationWriter;
   private readonly warnedSkipped = new Set<string>();
+  /** Read buffers for small files, this uploader's own. */
+  private readonly buffers = transferBuffers();
   private remote: Remote | undefined;
   /** The docroot's hash index (a two-way node's scan shares it: see {@link hashes}). */
   private readonly index: HashIndex;
@@ -117,7 +121,7 @@ export class Uploader {
     this.o = opts;
     this.d = deps;
     this.index = new HashIndex(opts.state.index, deps.hasher);
-    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, kind: opts.writerKind, signer: opts.signer }, deps);
+    this.writer = new GenerationWriter({ loc: opts.loc, store: deps.store, state: opts.state, shared: opts.shared, retain: opts.retain, kind: opts.writerKind, signer: opts.signer, leaseTtlMs: opts.leaseTtlMs }, deps);
   }
 
   /** This uploader's state directory (its commands take their lock there). */
@@ -404,7 +408,7 @@ export class Uploader {
         } else {
           failed.push({ path: p, error: errorMessage(err), retryable: isRetryable(err) });
           ev?.failed?.({ role: "push", errorClass: (err as Error).name ?? "Error" });
-          log.error({ path: p, err }, "upload failed");
+          log.error({ path: p, ...errorFields(err) }, "upload failed");
         }
       }
     };
@@ -497,6 +501,7 @@ export class Uploader {
       // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
       // answer never came) lets the next run find the object by that ETag and adopt it.
       sending: (facts, etag) => commit.note({ path: f.path, ...facts, etag }),
+      buffers: this.buffers,
       signal: this.d.signal,
     });
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
@@ -545,7 +550,7 @@ export class Uploader {
       // server without conditional writes, or the bucket was damaged): nodes stop at it (exit 8)
       // until a writer repairs it. The master's docroot is the truth: it is published whole as
       // the next generation (objects it does not name are left as garbage, never deleted blindly).
-      this.d.log.error({ generation: hs.head.generation, err: errorMessage(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
+      this.d.log.error({ generation: hs.head.generation, ...errorFields(err) }, "the head names a manifest that does not match it: publishing the docroot whole as the next generation");
       return (this.remote = { state: hs, files: new Map(), rebuilt: true });
     }
     this.verifyBase(hs, manifest.files);

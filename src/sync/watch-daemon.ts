@@ -6,12 +6,13 @@
  */
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, GuardError, PartialFailureError, RaceError, UntrustedHead } from "../core/errors.ts";
+import { GuardError, PartialFailureError, RaceError, UntrustedHead } from "../core/errors.ts";
 import { TEMP_MARK } from "../core/paths.ts";
 import { isRetryable } from "../adapters/s3-errors.ts";
 import type { Drain } from "./drain.ts";
 import type { JobDeps } from "./job-deps.ts";
 import type { ReconcileResult } from "./uploader.ts";
+import { errorFields } from "../adapters/logger.ts";
 
 // Above this many changed paths a batch is cheaper as one full reconcile than as scoped scans.
 const FULL_RECONCILE_ABOVE = 5000;
@@ -132,7 +133,7 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
       failingSince ??= Date.now();
       d.onBatch?.({ ok: false, generation, failingForMs: Date.now() - failingSince, error: err });
       if (err instanceof GuardError) {
-        log.error({ err: { message: err.message }, hint: err.hint }, "batch refused by the delete guard; waiting for the docroot to change");
+        log.error(errorFields(err), "batch refused by the delete guard; waiting for the docroot to change");
         return;
       }
       // A partly failed batch is tried again later whatever failed (a refusal may be fixed meanwhile);
@@ -140,7 +141,7 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
       // (unreadable or failed files: a later batch publishes the docroot whole once they are fixed).
       if (err instanceof PartialFailureError || err instanceof UntrustedHead || isRetryable(err)) {
         backoff = Math.min(MAX_BACKOFF_MS, Math.max(1000, backoff * 2));
-        log.warn({ err: { message: errorMessage(err) }, retryInMs: backoff }, "batch failed; retrying");
+        log.warn({ ...errorFields(err), retryInMs: backoff }, "batch failed; retrying");
         if (doFull) full = true;
         else for (const p of scope) pending.add(p);
         return;
@@ -167,7 +168,7 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
     pending.add(rel);
     schedule(o.delayMs);
   });
-  watcher.on("error", (err: unknown) => log.error({ err }, "watcher error"));
+  watcher.on("error", (err: unknown) => log.error(errorFields(err), "watcher error"));
   await ready;
   log.info({ docroot, delayMs: o.delayMs, maxDelayMs: o.maxDelayMs }, "watching");
 

@@ -15,7 +15,7 @@ import { createS3Client } from "../../src/adapters/s3-client.ts";
 import { S3Store } from "../../src/adapters/s3-store.ts";
 import { StateDir } from "../../src/adapters/state-dir.ts";
 import { GenerationWriter } from "../../src/sync/generation-writer.ts";
-import { readHead, readManifest } from "../../src/sync/head-store.ts";
+import { readHead, readManifest } from "../../src/sync/generation-reader.ts";
 import { useServer } from "../helpers/ctx.ts";
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { listKeys } from "../helpers/s3.ts";

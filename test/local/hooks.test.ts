@@ -18,7 +18,7 @@ test("a hook gets the generation's paths as NDJSON, once per generation, even ac
     const command = `cat >> '${out}'; echo "env $FANSYNC_HOOK $FANSYNC_GENERATION" >> '${out}'`;
     const mk = () => {
       const f = fakeLog();
-      return { ...f, hook: new HookRunner({ name: "on-publish", command, timeoutMs: 10_000, recordFile: record }, { log: f.log, signal: new AbortController().signal, now: () => new Date() }) };
+      return { ...f, hook: new HookRunner({ name: "on-publish", command, timeoutMs: 10_000, recordFile: record, env: process.env }, { log: f.log, signal: new AbortController().signal, now: () => new Date() }) };
     };
     const a = mk();
     a.hook.notify(g(2, ["a.html", "d/b.css"], ["old.js"]));
@@ -52,7 +52,7 @@ test("a failing hook's exit status is logged; a hanging one is killed after the 
   try {
     const f = fakeLog();
     const deps = { log: f.log, signal: new AbortController().signal, now: () => new Date() };
-    const failing = new HookRunner({ name: "on-apply", command: "echo nope >&2; exit 3", timeoutMs: 10_000, recordFile: path.join(t.dir, "r1.json") }, deps);
+    const failing = new HookRunner({ name: "on-apply", command: "echo nope >&2; exit 3", timeoutMs: 10_000, recordFile: path.join(t.dir, "r1.json"), env: process.env }, deps);
     failing.notify(g(1, ["a"]));
     await failing.flush();
     const failed = f.lines.find((l) => l.msg === "hook failed");
@@ -60,7 +60,7 @@ test("a failing hook's exit status is logged; a hanging one is killed after the 
     assert.equal(failed?.fields.output, "nope");
 
     const pidFile = path.join(t.dir, "child.pid");
-    const hanging = new HookRunner({ name: "on-apply", command: `sleep 30 & echo $! > '${pidFile}'; wait`, timeoutMs: 300, recordFile: path.join(t.dir, "r2.json") }, deps);
+    const hanging = new HookRunner({ name: "on-apply", command: `sleep 30 & echo $! > '${pidFile}'; wait`, timeoutMs: 300, recordFile: path.join(t.dir, "r2.json"), env: process.env }, deps);
     const started = Date.now();
     hanging.notify(g(1, ["a"]));
     await hanging.flush();

@@ -19,7 +19,7 @@ import { after, test } from "node:test";
 import { currentOf, MemoryStore, MemoryWorld, type StoreCall, type StoreGate } from "../../src/adapters/memory-store.ts";
 import { PartialFailureError, RaceError, RemoteError } from "../../src/core/errors.ts";
 import { sha256Hex } from "../../src/core/manifest.ts";
-import { readHead, readManifest } from "../../src/sync/head-store.ts";
+import { readHead, readManifest } from "../../src/sync/generation-reader.ts";
 import { makeReplicator, makeUploader, runRollback } from "../../sim/world.ts";
 
 const roots: string[] = [];

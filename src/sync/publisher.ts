@@ -1,70 +1,30 @@
 /**
- * Reading and publishing generations: head, manifest and journal objects under the meta prefix.
- * Publishing writes the manifest and journal first and the head last, with a conditional write.
+ * Publishing generations: the manifest and journal first, the head last with a conditional write
+ * (If-Match on the previous ETag, If-None-Match: * for the first), so the chain never forks; the
+ * head rewritten in place (its dirty list, an approval, a repaired manifest); and whether the
+ * server enforces those conditions at all (probed once per endpoint and bucket, cached in the
+ * location's state directory). The caller holds the write lease (`lease.ts`).
  */
 import os from "node:os";
 import { randomBytes } from "node:crypto";
 import { ConditionFailed, IntegrityError, RaceError } from "../core/errors.ts";
-import { parseDuration } from "../core/units.ts";
 import type { Location } from "../core/location.ts";
 import { metaPrefix } from "../core/location.ts";
 import {
-  DIRTY_MAX, DIRTY_MAX_BYTES, type FileMap, HEAD_MAX_BYTES, JOURNAL_MAX_BYTES, manifestMaxBytes, type Head, HEAD_FORMAT, type Journal, JOURNAL_FORMAT, type Entry, metaKeys, parseHead, parseJournal, parseManifest,
+  DIRTY_MAX, DIRTY_MAX_BYTES, type FileMap, JOURNAL_MAX_BYTES, manifestMaxBytes, type Head, HEAD_FORMAT, JOURNAL_FORMAT, type Entry, metaKeys,
   serializeHead, serializeJournal, serializeManifest, sha256Hex, type WriterKind,
 } from "../core/manifest.ts";
-import type { Logger } from "../adapters/logger.ts";
+import { errorFields, type Logger } from "../adapters/logger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import { toRemoteError } from "../adapters/s3-errors.ts";
+import type { StateDir } from "../adapters/state-dir.ts";
+import { readJson, writeJson } from "../adapters/state-files.ts";
 import { type GenerationSigning, type HeadSignature, signatureFor } from "../core/signing.ts";
-
-/** The head as read, with the ETag needed for the next conditional write. */
-export interface HeadState {
-  readonly head: Head;
-  readonly etag: string;
-}
+import { changedPaths, type HeadState, JOURNAL_MAX_CHANGES, readHead, readJournal } from "./generation-reader.ts";
 
 /** A unique id for this writer process, recorded in every head it writes. */
 export function newWriterId(): string {
   return `${os.hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
-}
-
-/** Read the head; undefined when the location has never been published. */
-export async function readHead(store: ObjectStore, loc: Location, signal?: AbortSignal): Promise<HeadState | undefined> {
-  const res = await readHeadIfChanged(store, loc, undefined, signal);
-  return res === "not-modified" ? undefined : res;
-}
-
-/**
- * Read the head unless its ETag is still `etag` (one conditional GET: the no-op path of every
- * reader): "not-modified", the head, or undefined when the location has never been published.
- */
-export async function readHeadIfChanged(store: ObjectStore, loc: Location, etag: string | undefined, signal?: AbortSignal): Promise<HeadState | "not-modified" | undefined> {
-  const meta = metaPrefix(loc);
-  const res = await store.get(metaKeys.head(meta), { maxBytes: HEAD_MAX_BYTES, ...(etag ? { ifNoneMatch: etag } : {}), ...(signal ? { signal } : {}) });
-  if (res.status === "not-modified" && etag) return "not-modified";
-  if (res.status === "not-found") return undefined;
-  if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading head.json: ${res.status}`);
-  return { head: parseHead(res.body, meta), etag: res.etag };
-}
-
-/** Read generation `gen`'s journal; undefined when it is not there (pruned, or never written). */
-export async function readJournal(store: ObjectStore, loc: Location, gen: number, signal?: AbortSignal): Promise<Journal | undefined> {
-  const res = await store.get(metaKeys.journal(metaPrefix(loc), gen), { maxBytes: JOURNAL_MAX_BYTES, ...(signal ? { signal } : {}) });
-  return res.status === "ok" ? parseJournal(res.body, gen) : undefined;
-}
-
-/** Read and verify the manifest a head names. */
-export async function readManifest(store: ObjectStore, head: Head, signal?: AbortSignal): Promise<{ files: FileMap; bytes: Buffer }> {
-  // The head names no manifest size; its file count bounds it (a larger body is refused unread).
-  const res = await store.get(head.manifestKey, { maxBytes: manifestMaxBytes(head.files), ...(signal ? { signal } : {}) });
-  if (res.status === "not-found") {
-    throw new IntegrityError(`head names manifest ${head.manifestKey} (generation ${head.generation}) but it does not exist`, {
-      hint: "the bucket is incomplete (replication still arriving?) or damaged; the next run retries",
-    });
-  }
-  if (res.status !== "ok") throw new IntegrityError(`unexpected answer reading ${head.manifestKey}: ${res.status}`);
-  // The head's file count bounds what the manifest may inflate to (a gzip bomb stops early).
-  return { files: await parseManifest(res.body, head.manifestSha256, head.generation, head.files), bytes: res.body };
 }
 
 /** What one publish changed. */
@@ -95,8 +55,6 @@ export interface PublishInput {
   readonly rebuilt?: boolean | undefined;
 }
 
-/** Deltas with more changes than this get no journal (readers fetch the manifest instead). */
-export const JOURNAL_MAX_CHANGES = 10_000;
 /** Control objects above this size are uploaded in parts. */
 const SINGLE_PUT_MAX = 8 * 1024 * 1024;
 
@@ -233,18 +191,12 @@ async function finishPublish(store: ObjectStore, loc: Location, input: PublishIn
   }
   if (oldKeys.length > 0) {
     const failed = await store.deleteMany(oldKeys).catch((err: unknown) => {
-      log.warn({ err: toRemoteError(err, "prune", store.endpoint) }, "could not prune old generation");
+      log.warn({ ...errorFields(toRemoteError(err, "prune", store.endpoint)) }, "could not prune old generation");
       return [];
     });
     if (failed.length) log.warn({ failed }, "could not prune old generation");
   }
   return { head, etag, manifestBytes };
-}
-
-/** What a small change changed, for the info line: up to 10 paths, "+N more" after. */
-export function changedPaths(puts: readonly string[], deletes: readonly string[]): string[] {
-  const all = [...puts, ...deletes.map((p) => `-${p}`)];
-  return all.length <= 10 ? all : [...all.slice(0, 10), `+${all.length - 10} more`];
 }
 
 function capDirty(paths: readonly string[]): readonly string[] {
@@ -253,9 +205,6 @@ function capDirty(paths: readonly string[]): readonly string[] {
   // A head readers refuse unread above HEAD_MAX_BYTES must not be made long by its dirty list.
   return unique.reduce((n, p) => n + Buffer.byteLength(p) + 4, 0) > DIRTY_MAX_BYTES ? ["*"] : unique;
 }
-
-/** A lease document is a few hundred bytes. */
-const LEASE_MAX_BYTES = 64 * 1024;
 
 /**
  * Rewrite the head with another `dirty` list (or approval) and nothing else changed (same
@@ -351,7 +300,7 @@ export async function probeConditionalSupport(store: ObjectStore, key: string, s
  * server that ignores either one lets a second writer through unseen (the read-back check and the
  * settle pause of the lease are then what guard the head).
  */
-export async function probeConditionalWrites(store: ObjectStore, loc: Location): Promise<boolean> {
+async function probeConditionalWrites(store: ObjectStore, loc: Location): Promise<boolean> {
   const key = `${metaPrefix(loc)}probe/${randomBytes(6).toString("hex")}`;
   try {
     const s = await probeConditionalSupport(store, key);
@@ -361,139 +310,24 @@ export async function probeConditionalWrites(store: ObjectStore, loc: Location):
   }
 }
 
-/** How long a write lease lives without renewal; its holder renews it every third of that. */
-export const LEASE_TTL_MS = leaseTtlFromEnv();
-
 /**
- * FANSYNC_LEASE_TTL (a duration, at least 1s) shortens the 60 s lease, for tests of writers that
- * stall past it; anything else keeps the default.
+ * Whether the server of `store` enforces conditional writes: probed once per endpoint and bucket
+ * and cached in the location's `capabilities.json` (`shared`, the state every writer of the location
+ * shares). The writers of one process handed the same `shared` take turns with the file. Every
+ * writer, and `fansync sync` before it starts, asks here; none probes on its own.
  */
-function leaseTtlFromEnv(): number {
-  const ms = parseDuration(process.env.FANSYNC_LEASE_TTL ?? "");
-  return ms !== undefined && ms >= 1000 ? ms : 60_000;
-}
-// A new lease is read back after this pause: two writers that both saw no lease have then both
-// written theirs, the last write won, and exactly one of them reads its own id back.
-const LEASE_SETTLE_MS = 1000;
-const LEASE_FORMAT = "fansync-lease/1";
-
-/**
- * `lease.json`: who may publish to a location, and until when. It is never deleted: a writer that
- * is done overwrites it as `released` (expired at that moment, for readers that predate the field),
- * so the next writer takes it with If-Match. Deleting it left a delete marker on a versioned bucket,
- * and versitygw refuses `If-None-Match: *` over a delete marker (issue 13): every push after the
- * first failed there.
- */
-export interface LeaseDoc {
-  readonly format: typeof LEASE_FORMAT;
-  readonly writer: string;
-  readonly expires: string;
-  readonly time: string;
-  /** Given up by `writer`: free for anyone, whatever the clocks say. */
-  readonly released?: boolean;
-}
-
-function parseLease(body: Uint8Array): LeaseDoc | undefined {
-  try {
-    const o = JSON.parse(Buffer.from(body).toString("utf8")) as Partial<LeaseDoc> | null;
-    if (o?.format !== LEASE_FORMAT || typeof o.writer !== "string" || typeof o.expires !== "string" || !Number.isFinite(Date.parse(o.expires))) return undefined;
-    return o as LeaseDoc;
-  } catch {
-    return undefined; // a damaged lease is treated as absent: the head's read-back still guards
-  }
-}
-
-/** Read the write lease of a location; undefined when there is none, it is damaged or it was released. */
-export async function readLease(store: ObjectStore, loc: Location): Promise<LeaseDoc | undefined> {
-  const doc = (await readLeaseState(store, loc))?.doc;
-  return doc?.released ? undefined : doc;
-}
-
-async function readLeaseState(store: ObjectStore, loc: Location): Promise<{ doc: LeaseDoc | undefined; etag: string } | undefined> {
-  const res = await store.get(metaKeys.lease(metaPrefix(loc)), { maxBytes: LEASE_MAX_BYTES });
-  return res.status === "ok" ? { doc: parseLease(res.body), etag: res.etag } : undefined;
-}
-
-function leaseRace(loc: Location, l: LeaseDoc, why: string, conditional: boolean): RaceError {
-  const how = conditional ? "" : " (this server has no conditional writes, so one uploader at a time holds the lease)";
-  return new RaceError(`${why}: uploader ${l.writer} holds the write lease of s3://${loc.bucket}/${loc.prefix} until ${l.expires}${how}`);
-}
-
-/**
- * Take or renew the single-writer lease. A live lease of another writer refuses with
- * {@link RaceError}; so does a lease we held and lost. Where the server enforces conditions the
- * lease is written with If-Match on the one there (If-None-Match: * only for a location's very
- * first lease), so two writers cannot both take it; elsewhere a fresh lease is read back after a
- * pause, so two writers starting together cannot both go on.
- */
-export async function takeLease(store: ObjectStore, loc: Location, writer: string, now: () => Date, held: boolean, conditional: boolean, renew = false): Promise<void> {
-  const st = await readLeaseState(store, loc);
-  const cur = st?.doc?.released ? undefined : st?.doc;
-  // A renewal only extends a lease that is still ours: one released or gone meanwhile was taken
-  // over (and given up) by another writer while this one was stalled; writing it again would hide that.
-  if (renew && cur?.writer !== writer) {
-    throw cur ? leaseRace(loc, cur, "lost the write lease", conditional) : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix}: it was released or removed while this writer held it`);
-  }
-  if (cur && cur.writer !== writer && (held || Date.parse(cur.expires) > now().getTime())) {
-    throw leaseRace(loc, cur, held ? "lost the write lease" : "another uploader is publishing here", conditional);
-  }
-  const t = now();
-  const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: new Date(t.getTime() + LEASE_TTL_MS).toISOString(), time: t.toISOString() };
-  const key = metaKeys.lease(metaPrefix(loc));
-  const attrs = { contentType: "application/json", cacheControl: "no-store" };
-  let settle = !conditional;
-  try {
-    await store.put(key, Buffer.from(JSON.stringify(doc)), attrs, !conditional ? {} : st ? { ifMatch: st.etag } : { ifNoneMatch: "*" });
-  } catch (err) {
-    if (!(err instanceof ConditionFailed)) throw err;
-    // Ours anyway when the answer to our own write was lost and the SDK's retry hit the condition.
-    const back = await readLeaseState(store, loc);
-    if (back?.doc?.writer === writer && !back.doc.released) return;
-    if (back) {
-      const other = back.doc && !back.doc.released ? back.doc : undefined;
-      if (other) throw leaseRace(loc, other, "another uploader took the write lease at the same moment", conditional);
-      throw new RaceError(`another uploader took and released the write lease of s3://${loc.bucket}/${loc.prefix} while this one was taking it`, { hint: "run again; if it keeps happening, another uploader writes to this location: run a single uploader per prefix" });
+export function conditionalWrites(store: ObjectStore, loc: Location, shared: StateDir, log: Logger): Promise<boolean> {
+  const file = shared.capabilities;
+  const id = `${store.endpoint} ${store.bucket}`;
+  return shared.inTurn(file, async () => {
+    const known = (await readJson<Record<string, unknown>>(file)) ?? {};
+    const hit = known[id];
+    if (typeof hit === "boolean") return hit;
+    const enforced = await probeConditionalWrites(store, loc);
+    if (!enforced) {
+      log.warn({ endpoint: store.endpoint, bucket: store.bucket }, "this S3 server ignores conditional writes: run exactly one writer per location (a read-back check detects, but cannot prevent, a second writer)");
     }
-    // Refused although there is no lease at all: the key's current version is a delete marker (a
-    // lease.json deleted by an older fansync, or by hand) and the server refuses If-None-Match: *
-    // over it (versitygw does; AWS does not). Write it unconditionally and settle as on a server
-    // without conditional writes: of two writers doing this, exactly one reads its own id back.
-    // From then on lease.json exists, and is taken with If-Match.
-    await store.put(key, Buffer.from(JSON.stringify(doc)), attrs);
-    settle = true;
-  }
-  if (!settle || (held && cur?.writer === writer)) return;
-  await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
-  const back = await readLease(store, loc);
-  if (back?.writer !== writer) {
-    if (back) throw leaseRace(loc, back, "another uploader took the write lease at the same moment", conditional);
-    throw new RaceError(`the write lease of s3://${loc.bucket}/${loc.prefix} was written but is not there when read back (lease.json ${(await readLeaseState(store, loc)) ? "was released" : "is gone"})`, { hint: "another uploader may be starting at the same moment: run again; run a single uploader per prefix" });
-  }
-}
-
-/** Before a head is written: the lease must still name us (whoever took it over publishes instead). */
-export async function checkLease(store: ObjectStore, loc: Location, writer: string): Promise<void> {
-  const cur = await readLease(store, loc);
-  if (cur?.writer !== writer) {
-    throw cur
-      ? leaseRace(loc, cur, "lost the write lease before publishing", true)
-      : new RaceError(`lost the write lease of s3://${loc.bucket}/${loc.prefix} before publishing (lease.json is gone or was released)`);
-  }
-}
-
-/**
- * Give the lease up (end of a push, watch stopping): overwrite ours as released, with If-Match, so
- * a writer that took it over in the meantime keeps it. Never a delete (see {@link LeaseDoc}).
- */
-export async function releaseLease(store: ObjectStore, loc: Location, writer: string, now: () => Date = () => new Date()): Promise<void> {
-  const st = await readLeaseState(store, loc);
-  if (!st?.doc || st.doc.writer !== writer || st.doc.released) return;
-  const t = now().toISOString();
-  const doc: LeaseDoc = { format: LEASE_FORMAT, writer, expires: t, time: t, released: true };
-  try {
-    await store.put(metaKeys.lease(metaPrefix(loc)), Buffer.from(JSON.stringify(doc)), { contentType: "application/json", cacheControl: "no-store" }, { ifMatch: st.etag });
-  } catch (err) {
-    if (!(err instanceof ConditionFailed)) throw err;
-    // Someone else holds it now: nothing of ours to give up.
-  }
+    await writeJson(file, { ...known, [id]: enforced });
+    return enforced;
+  });
 }
