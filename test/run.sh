@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README: `npm test`): build, unit tests, the release tests, then the integration
 # suite on each local S3 server in turn (moto, LocalStack, versitygw, fauxqs), each started and
-# stopped by the harness, with the counts and time per server at the end. `test/run.sh integ` runs
+# stopped by the harness, with the counts and time per server at the end. Every integration file
+# has a tier (test/helpers/integ-tiers.ts): the reference server (moto) runs them all, the others
+# the protocol edges only (docs/testing.md, tiers). `test/run.sh integ` runs
 # only the integration suite (`unit`, `sim`, `release`, `e2e` likewise); with S3_ENDPOINT set it runs once
 # against that endpoint.
 #   FANSYNC_TEST_SERVERS="moto versitygw:versioned"  choose servers; ":versioned" versions every bucket
@@ -33,7 +35,7 @@ run_tests() {
   total_pass=$((total_pass + ${pass:-0})) total_fail=$((total_fail + ${fail:-0})) total_skip=$((total_skip + ${skip:-0}))
   # A run that died before its summary (a server that did not start) counts as a failure.
   [ -n "$n" ] || { total_fail=$((total_fail + 1)); fail="? (no summary: exit $rc)"; }
-  summary+=("$(printf '%-34s %4s tests, %4s pass, %4s fail, %3s skipped  %4d s' "$name" "${n:-?}" "${pass:-?}" "${fail:-?}" "${skip:-?}" $((SECONDS - start)))")
+  summary+=("$(printf '%-50s %4s tests, %4s pass, %4s fail, %3s skipped  %4d s' "$name" "${n:-?}" "${pass:-?}" "${fail:-?}" "${skip:-?}" $((SECONDS - start)))")
 }
 
 if [ "$what" = all ] || [ "$what" = unit ]; then
@@ -50,7 +52,7 @@ if [ "$what" = all ] || [ "$what" = sim ]; then
   node sim/run.ts --self-test || sim_rc=1
   node sim/run.ts --seeds "${FANSYNC_SIM_SEEDS:-2000}" --actors master,sync,replicator,puller,rollback --no-quirks || sim_rc=1
   [ $sim_rc -eq 0 ] || status=1
-  summary+=("$(printf '%-34s %s  %4d s' "simulation (self-test + seeds)" "$([ $sim_rc -eq 0 ] && echo ok || echo FAILED)" $((SECONDS - sim_start)))")
+  summary+=("$(printf '%-50s %s  %4d s' "simulation (self-test + seeds)" "$([ $sim_rc -eq 0 ] && echo ok || echo FAILED)" $((SECONDS - sim_start)))")
 fi
 # The release (issue 15): the single executables, .debs and npm tarball are built when the sources
 # changed since the last build (out/release/manifest.json); the tests then install the .deb into a
@@ -69,16 +71,29 @@ if [ "$what" = all ] || [ "$what" = integ ]; then
   export FANSYNC_FIGURES="$logs/figures.ndjson"
   # One seed for the whole run, printed with the figures: FANSYNC_SEED=<n> replays it.
   export FANSYNC_SEED="${FANSYNC_SEED:-$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))}"
-  integ=(node --test --test-concurrency="$conc" "${extra[@]}" 'test/integ/**/*.integ.test.ts')
+  # The files of a tier ("all" or "edge"), from the one list; it fails, naming the file, when a
+  # file has no tier, so nothing is left out unseen.
+  tier_files() { node test/helpers/integ-tiers.ts files "$1"; }
+  all_files=$(tier_files all) || exit 1
+  n_all=$(echo "$all_files" | wc -l)
   if [ -n "${S3_ENDPOINT:-}" ]; then
-    echo "=== integration suite on ${FANSYNC_TEST_SERVER:-external} at $S3_ENDPOINT ==="
-    run_tests "${FANSYNC_TEST_SERVER:-external} at $S3_ENDPOINT" "${integ[@]}"
+    echo "=== integration suite on ${FANSYNC_TEST_SERVER:-external} at $S3_ENDPOINT (all tiers) ==="
+    # shellcheck disable=SC2046 # one file per line, no spaces in the names
+    run_tests "${FANSYNC_TEST_SERVER:-external} at $S3_ENDPOINT: all tiers, $n_all files" node --test --test-concurrency="$conc" "${extra[@]}" $all_files
   else
-    for spec in ${FANSYNC_TEST_SERVERS:-moto localstack:versioned versitygw:versioned fauxqs}; do
+    specs=${FANSYNC_TEST_SERVERS:-moto localstack:versioned versitygw:versioned fauxqs}
+    # The engine tier runs on the reference server, or on the first server listed when it is not.
+    reference=moto
+    case " $specs " in *" moto "* | *" moto:versioned "*) ;; *) reference=${specs%% *} reference=${reference%%:*} ;; esac
+    for spec in $specs; do
       server=${spec%%:*}
       versioning=""
       [ "$spec" = "$server:versioned" ] && versioning=all
-      echo "=== integration suite on $server${versioning:+ (every bucket versioned)} ==="
+      if [ "$server" = "$reference" ]; then tier=all files=$all_files; else tier=edge files=$(tier_files edge) || exit 1; fi
+      n=$(echo "$files" | wc -l)
+      label="$spec: $([ $tier = all ] && echo "all tiers" || echo "edge tier"), $n of $n_all files"
+      echo "=== integration suite on $server${versioning:+ (every bucket versioned)}: $label ==="
+      integ=(node --test --test-concurrency="$conc" "${extra[@]}" $files)
       case $server in
         # Installed (built) once, before test files start servers two at a time.
         localstack | versitygw) bash "$server/install.sh" >/dev/null ;;
@@ -86,9 +101,9 @@ if [ "$what" = all ] || [ "$what" = integ ]; then
       if [ "$server" = localstack ]; then
         # One LocalStack for the whole run (it takes seconds to start), reached as S3_ENDPOINT; with
         # SQS and SNS, so the events tests (docs/events.md) run on it too.
-        FANSYNC_LOCALSTACK_SERVICES=${FANSYNC_LOCALSTACK_SERVICES:-s3,sqs,sns} FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" node test/helpers/with-server.ts localstack -- "${integ[@]}"
+        FANSYNC_INTEG_TIER=$tier FANSYNC_LOCALSTACK_SERVICES=${FANSYNC_LOCALSTACK_SERVICES:-s3,sqs,sns} FANSYNC_TEST_VERSIONING=$versioning run_tests "$label" node test/helpers/with-server.ts localstack -- "${integ[@]}"
       else
-        FANSYNC_TEST_SERVER=$server FANSYNC_TEST_VERSIONING=$versioning run_tests "$spec" "${integ[@]}"
+        FANSYNC_INTEG_TIER=$tier FANSYNC_TEST_SERVER=$server FANSYNC_TEST_VERSIONING=$versioning run_tests "$label" "${integ[@]}"
       fi
     done
   fi

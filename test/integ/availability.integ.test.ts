@@ -18,6 +18,7 @@ import { checkBucketEqualsTree, checkHeadComplete, readGeneration, useFigures } 
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { getBytes } from "../helpers/s3.ts";
 import { seededBytes, writeTree } from "../helpers/tree.ts";
+import { skipEngineTier } from "../helpers/integ-tiers.ts";
 
 const ctx = useServer();
 const fig = useFigures("availability");
@@ -29,7 +30,8 @@ const NO_DAC = process.getuid?.() === 0 ? ["setpriv", "--bounding-set=-dac_overr
 
 describe(`availability (${server})`, () => {
   for (const fresh of [false, true]) {
-    test(`a push killed after its objects, then a revert: the next push ${fresh ? "from a fresh state dir " : ""}repairs what the head names; a new node converges`, async () => {
+    test(`a push killed after its objects, then a revert: the next push ${fresh ? "from a fresh state dir " : ""}repairs what the head names; a new node converges`, async (t) => {
+      if (skipEngineTier(t)) return;
       const bucket = await ctx.server.bucket(`av-revert${fresh ? "-fresh" : ""}`, { versioning: false });
       const proxy = await startProxy(ctx.server.endpoint);
       const master = ctx.tmp("master");
@@ -78,7 +80,8 @@ describe(`availability (${server})`, () => {
     });
   }
 
-  test("a replicate round killed after its copies, then a revert on the master: the next round repairs the region; a regional node converges", async () => {
+  test("a replicate round killed after its copies, then a revert on the master: the next round repairs the region; a regional node converges", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("av-rep-p", { versioning: false });
     const region = await ctx.server.bucket("av-rep-r", { versioning: false });
     const proxy = await startProxy(ctx.server.endpoint);
@@ -130,7 +133,8 @@ describe(`availability (${server})`, () => {
     assert.ok((await readFile(path.join(node, "big.bin"))).equals(seededBytes(7, 6 * 1024 * 1024 + 17)));
   });
 
-  test("an unreadable file or directory is skipped and named, the rest is published (exit 4), its published version stays", async () => {
+  test("an unreadable file or directory is skipped and named, the rest is published (exit 4), its published version stays", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("av-unreadable");
     const master = ctx.tmp("master");
     const url = `s3://${bucket}/site/`;
@@ -172,7 +176,8 @@ describe(`availability (${server})`, () => {
     }
   });
 
-  test("a file that keeps changing while it is uploaded is named and counted: push exits 4, the next push converges", async () => {
+  test("a file that keeps changing while it is uploaded is named and counted: push exits 4, the next push converges", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("av-changing");
     const proxy = await startProxy(ctx.server.endpoint);
     const master = ctx.tmp("master");
@@ -200,7 +205,8 @@ describe(`availability (${server})`, () => {
     }
   });
 
-  test("a push whose head PUT answers are all lost: it reads the head back, sees it stored, and exits 0", async () => {
+  test("a push whose head PUT answers are all lost: it reads the head back, sees it stored, and exits 0", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("av-lost-head");
     const proxy = await startProxy(ctx.server.endpoint);
     const master = ctx.tmp("master");
@@ -222,7 +228,8 @@ describe(`availability (${server})`, () => {
     }
   });
 
-  test("a node that cannot run because its lock is held says so in its status file once the last run is older than --stale-after; a cron overlap stays quiet", async () => {
+  test("a node that cannot run because its lock is held says so in its status file once the last run is older than --stale-after; a cron overlap stays quiet", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("av-locked");
     const master = ctx.tmp("master");
     const node = ctx.tmp("node");
@@ -252,7 +259,8 @@ describe(`availability (${server})`, () => {
     assert.match(await readFile(status.replace(/\.json$/, ".txt"), "utf8"), /^OK 1/);
   });
 
-  test("names that cannot be keys and temp-looking names are skipped with a warning naming them", async () => {
+  test("names that cannot be keys and temp-looking names are skipped with a warning naming them", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("av-names");
     const master = ctx.tmp("master");
     await writeTree(master, { "ok.html": "ok\n", ".fansync-tmp-abc-x.html": "tmp\n" });

@@ -18,6 +18,7 @@ import { startProxy } from "../helpers/proxy.ts";
 import { getBytes, putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { seededBytes, snapshot, writeTree } from "../helpers/tree.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
+import { skipEngineTier } from "../helpers/integ-tiers.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-hostile");
@@ -69,7 +70,8 @@ async function unchanged(s: Setup, before: Awaited<ReturnType<typeof snapshot>>,
 }
 
 describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
-  test("hostile manifests: each fails with exit 8 and a clear message; the docroot is untouched", async () => {
+  test("hostile manifests: each fails with exit 8 and a clear message; the docroot is untouched", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("hostile-manifest");
     const before = await snapshot(s.node);
     const good = await entries(s);
@@ -134,7 +136,8 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
     fig.hostile++;
   });
 
-  test("hostile and broken journals: exit 8, nothing applied", async () => {
+  test("hostile and broken journals: exit 8, nothing applied", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("hostile-journal");
     await writeTree(s.master, { "d.html": "d" });
     await s.push();
@@ -159,7 +162,8 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
     }
   });
 
-  test("content that does not match the manifest's sha256: that file fails, nothing is committed (exit 8)", async () => {
+  test("content that does not match the manifest's sha256: that file fails, nothing is committed (exit 8)", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("hostile-sha");
     const before = await snapshot(s.node);
     await writeTree(s.master, { "a.html": "A2", "e.html": "e" });
@@ -175,7 +179,8 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
     assert.deepEqual((await readdir(s.node, { recursive: true })).filter((n) => n.includes(".fansync-tmp-")), []);
   });
 
-  test("symlinks in the docroot: nothing is written, chmodded or deleted through them", async () => {
+  test("symlinks in the docroot: nothing is written, chmodded or deleted through them", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("hostile-symlink");
     // A directory replaced by a symlink to a directory outside, between two runs.
     await writeFile(path.join(s.outside, "b.html"), "outside b");
@@ -210,7 +215,8 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
     fig.hostile++;
   });
 
-  test("config and command line: unknown keys, wrong types, bad URLs, missing bucket, unreachable endpoint", async () => {
+  test("config and command line: unknown keys, wrong types, bad URLs, missing bucket, unreachable endpoint", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("hostile-cli");
     const cfg = path.join(ctx.tmp("cfg"), "fansync.yaml");
     const cases: [string, string[], number, RegExp][] = [];
@@ -274,6 +280,7 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
   });
 
   test("a full disk on a node: exit 9 saying so, nothing half-written; the run after space is freed converges", async (t) => {
+    if (skipEngineTier(t)) return;
     const mnt = ctx.tmp("tmpfs");
     try {
       execFileSync("mount", ["-t", "tmpfs", "-o", "size=512k", "fansync-test", mnt], { stdio: "pipe" });
@@ -310,7 +317,8 @@ describe(`hostile and broken input (${server}, seed ${SEED})`, () => {
     }
   });
 
-  test("files that change while they are uploaded are never published with a sha256 that does not match the bytes", async () => {
+  test("files that change while they are uploaded are never published with a sha256 that does not match the bytes", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("hostile-churn", { versioning: true });
     const master = ctx.tmp("master");
     const mstate = ctx.tmp("mstate");

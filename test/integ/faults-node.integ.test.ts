@@ -17,6 +17,7 @@ import { SEED, useFigures } from "../helpers/faults.ts";
 import { putBytes, readHeadDoc } from "../helpers/s3.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
 import { createHash } from "node:crypto";
+import { skipEngineTier } from "../helpers/integ-tiers.ts";
 
 const ctx = useServer();
 const fig = useFigures("faults-node");
@@ -68,6 +69,7 @@ async function runMeasured(args: readonly string[]): Promise<{ code: number | nu
 
 describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
   test("a 1 MB gzip bomb as the manifest: memory stays bounded, exit 8, nothing written", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("node-bomb");
     const before = await snapshot(s.node);
     const head = await readHeadDoc(ctx.server.client, s.bucket, "site/");
@@ -146,7 +148,8 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     assert.deepEqual(await snapshot(s.node), await snapshot(s.master));
   });
 
-  test("a pull into / (or a symlink to it) is refused (exit 2), nothing written", async () => {
+  test("a pull into / (or a symlink to it) is refused (exit 2), nothing written", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("node-root");
     const link = path.join(ctx.tmp("link"), "www");
     await symlink("/", link);
@@ -159,7 +162,8 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     }
   });
 
-  test("a state directory inside the docroot is refused when the docroot is a symlink, or the state directory one", async () => {
+  test("a state directory inside the docroot is refused when the docroot is a symlink, or the state directory one", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("node-state-in-docroot");
     const real = ctx.tmp("real-www");
     const links = ctx.tmp("links");
@@ -182,7 +186,8 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     }
   });
 
-  test("setuid/setgid bits from the bucket are stripped unless the config allows them", async () => {
+  test("setuid/setgid bits from the bucket are stripped unless the config allows them", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("node-setuid");
     await writeTree(s.master, { "bin/tool": "#!/bin/sh\n", "bin/group": "#!/bin/sh\n" });
     await chmod(path.join(s.master, "bin/tool"), 0o4755);
@@ -212,7 +217,8 @@ describe(`a web node's own safety (${server}, seed ${SEED})`, () => {
     assert.equal(await mode(node2, "bin/group"), 0o2775);
   });
 
-  test("a body that trickles or stalls: the run ends at its deadline (--run-timeout), changing nothing; the next run converges", async () => {
+  test("a body that trickles or stalls: the run ends at its deadline (--run-timeout), changing nothing; the next run converges", async (t) => {
+    if (skipEngineTier(t)) return;
     const s = await setup("node-deadline");
     await writeTree(s.master, { "a.html": "a".repeat(2000), "new.html": "n" });
     await s.push();

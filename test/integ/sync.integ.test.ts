@@ -13,6 +13,7 @@ import { readHeadDoc, readManifestDoc } from "../helpers/s3.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 import { allEqualHead as allEqualHeadOf, startSync, stopSync, type SyncNode, syncNode, syncStatusOf, textOf, until } from "../helpers/sync-nodes.ts";
 import { snapshot, writeTree } from "../helpers/tree.ts";
+import { skipEngineTier } from "../helpers/integ-tiers.ts";
 
 const ctx = useServer();
 
@@ -59,6 +60,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("from --config: a wrong conflict rule is a config error (exit 3) naming the key; a good file runs the daemon", async (t) => {
+    if (skipEngineTier(t)) return;
     const bucket = await ctx.server.bucket("sync-config");
     const a = node("a");
     await mkdir(a.root, { recursive: true });
@@ -80,6 +82,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("--report: a two-way node reports like a puller, so `fansync status` shows it at the head (issue 23: the demo showed web-us BEHIND after it switched to sync)", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-report");
     const url = `s3://${bucket}/w`;
@@ -138,6 +141,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("a burst of 1,000 files on one node is a few generations, and the other node applies them without publishing any", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-burst");
     const url = `s3://${bucket}/w`;
@@ -165,6 +169,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("the same path edited on two nodes in the same second: the newer wins everywhere, the other is kept and listed", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-conflict");
     const url = `s3://${bucket}/w`;
@@ -233,6 +238,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("three writers edit one path in the same second (and a file each): the newest wins on every node, both others are kept", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-three");
     const url = `s3://${bucket}/w`;
@@ -268,6 +274,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("the delete guard holds a node's mass deletion: nothing published, the other node keeps its files, the status says why", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-guard");
     const url = `s3://${bucket}/w`;
@@ -293,6 +300,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("a docroot restored from an old snapshot: older files take the head's version (kept), newer ones and new files are published", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-restore");
     const url = `s3://${bucket}/w`;
@@ -333,6 +341,7 @@ describe(`sync (${serverLabel()})`, () => {
   });
 
   test("an app server owning uploads/**: its uploads reach the master and a plain pull node; its other edits are undone and kept", async (t) => {
+    if (skipEngineTier(t)) return;
     if (!ctx.server.features.conditionalWrites) return t.skip("needs conditional writes");
     const bucket = await ctx.server.bucket("sync-owns");
     const url = `s3://${bucket}/w`;
