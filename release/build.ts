@@ -5,14 +5,20 @@
  *
  *   node release/build.ts              build everything
  *   node release/build.ts --if-stale   build only if the sources changed since the last build
+ *
+ * Every build is also kept in the release cache under a key made of its inputs (the sources, the
+ * .deb compression, the Node release inside): with --if-stale a clone whose out/release is missing
+ * or stale takes a cached build of the same inputs instead of building (a second CI run on the same
+ * machine, another worktree). The newest few builds are kept.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { bundleCli } from "./bundle.ts";
-import { buildDeb } from "./deb.ts";
+import { buildDeb, debCompression } from "./deb.ts";
 import { nodeRuntime, releaseCacheDir } from "./node-runtime.ts";
 import { artifactNames, NODE_VERSION, type Platform, PLATFORMS } from "./platforms.ts";
 import { checkSea, injectSea, writeSeaBlob } from "./sea.ts";
@@ -36,7 +42,7 @@ export interface ReleaseManifest {
   readonly nodeVersion: string;
   readonly sourceHash: string;
   readonly bundleBytes: number;
-  /** dpkg-deb's compressor (xz unless FANSYNC_DEB_COMPRESSION said otherwise). */
+  /** dpkg-deb's compressor and level (debCompression()). */
   readonly debCompression: string;
   readonly artifacts: readonly Artifact[];
   /** Where the intermediates (the bundle, the SEA blob) were left, outside out/release. */
@@ -59,6 +65,55 @@ export async function sourceHash(root = ROOT): Promise<string> {
   for (const s of SOURCES) await walk(s);
   for (const f of files.sort()) h.update(`${f}\0`).update(await readFile(path.join(root, f))).update("\0");
   return h.digest("hex");
+}
+
+/** The release cache's key for a build: its sources, the .deb compression and the Node release inside. */
+export function buildKey(hash: string, compression = debCompression().label): string {
+  return createHash("sha256").update(`${hash}\0${compression}\0${NODE_VERSION}`).digest("hex").slice(0, 32);
+}
+
+/** Where a build of `key` is kept: out/ (what out/release holds) and work/ (the intermediates). */
+export function cachedBuildDir(key: string): string {
+  return path.join(releaseCacheDir(), "builds", key);
+}
+
+// Each build is about 0.4 GB; keep the newest few (worktrees of one machine share the cache).
+const KEEP_BUILDS = 3;
+
+/** Copy every file of `from` into `to` (a clone where the filesystem can, else a copy). */
+async function copyFlat(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const f of await readdir(from)) await copyFile(path.join(from, f), path.join(to, f), constants.COPYFILE_FICLONE);
+}
+
+/** Keep the build just made in the cache (out/release and its work dir), then drop the oldest beyond KEEP_BUILDS. */
+async function keepBuild(key: string, staging: string): Promise<void> {
+  const dir = cachedBuildDir(key);
+  await copyFlat(OUT_DIR, path.join(staging, "out"));
+  await rm(dir, { recursive: true, force: true });
+  await rename(staging, dir).catch(async () => rm(staging, { recursive: true, force: true })); // another build of the same key won
+  const root = path.dirname(dir);
+  const builds = await Promise.all((await readdir(root)).filter((d) => !d.includes(".")).map(async (d) => ({ d, t: (await stat(path.join(root, d))).mtimeMs })));
+  for (const { d } of builds.sort((a, b) => b.t - a.t).slice(KEEP_BUILDS)) await rm(path.join(root, d), { recursive: true, force: true });
+}
+
+/** `outDir` (out/release) from the cached build of these sources, if there is a complete one; else undefined. */
+export async function restoreBuild(hash: string, outDir = OUT_DIR): Promise<ReleaseManifest | undefined> {
+  const dir = cachedBuildDir(buildKey(hash));
+  const m = await readReleaseManifest(path.join(dir, "out"));
+  if (!m || m.sourceHash !== hash || m.debCompression !== debCompression().label || !(await complete(m, path.join(dir, "out")))) return undefined;
+  await rm(outDir, { recursive: true, force: true });
+  await copyFlat(path.join(dir, "out"), outDir);
+  const now = new Date();
+  await utimes(dir, now, now); // the newest use is kept longest
+  return m;
+}
+
+/** Every artifact of `m` is in `dir` with its size, and the intermediates the release tests read are there. */
+async function complete(m: ReleaseManifest, dir: string): Promise<boolean> {
+  for (const a of m.artifacts) if ((await stat(path.join(dir, a.file)).catch(() => undefined))?.size !== a.bytes) return false;
+  for (const f of ["fansync.cjs", "fansync.blob"]) if (!(await stat(path.join(m.workDir, f)).catch(() => undefined))) return false;
+  return true;
 }
 
 /** Read the manifest of the last build, if any. */
@@ -119,10 +174,14 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   const version = pkg.version;
   const hash = await sourceHash();
   // Intermediates go to the release cache, not out/release: that directory holds what is
-  // published (artifacts, manifest.json, SHA256SUMS) and nothing else.
-  const work = path.join(releaseCacheDir(), "work");
+  // published (artifacts, manifest.json, SHA256SUMS) and nothing else. They are made in a staging
+  // directory that becomes this build's cache entry at the end (keepBuild), where the manifest's
+  // workDir points.
+  const key = buildKey(hash);
+  const staging = `${cachedBuildDir(key)}.${process.pid}`;
+  const work = path.join(staging, "work");
   await rm(OUT_DIR, { recursive: true, force: true });
-  await rm(work, { recursive: true, force: true });
+  await rm(staging, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   await mkdir(OUT_DIR, { recursive: true });
   console.log(`building fansync ${version} for ${PLATFORMS.map((p) => `linux-${p.arch}`).join(", ")}`);
@@ -167,27 +226,29 @@ export async function buildRelease(): Promise<ReleaseManifest> {
   });
   if (tgz !== artifactNames.npm(version)) throw new Error(`npm pack wrote ${tgz}, expected ${artifactNames.npm(version)}`);
   artifacts.push({ kind: "npm", arch: "any", file: tgz, bytes: await size(tgz) });
-  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: process.env.FANSYNC_DEB_COMPRESSION ?? "xz", artifacts, workDir: work };
+  const manifest: ReleaseManifest = { version, nodeVersion: NODE_VERSION, sourceHash: hash, bundleBytes: bundle.bytes, debCompression: debCompression().label, artifacts, workDir: path.join(cachedBuildDir(key), "work") };
   await writeFile(path.join(OUT_DIR, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   // Beside the artifacts, in sha256sum's format: `sha256sum -c SHA256SUMS` checks a download.
   const sums = await Promise.all(artifacts.map(async (a) => `${createHash("sha256").update(await readFile(path.join(OUT_DIR, a.file))).digest("hex")}  ${a.file}\n`));
   await writeFile(path.join(OUT_DIR, "SHA256SUMS"), sums.join(""));
+  await keepBuild(key, staging);
   return manifest;
 }
 
-/** True when the last build's manifest matches the sources and its files are all there. */
-async function upToDate(): Promise<ReleaseManifest | undefined> {
+/** The last build's manifest when it matches the sources and its files are all there. */
+async function upToDate(hash: string): Promise<ReleaseManifest | undefined> {
   const m = await readReleaseManifest();
-  if (!m || m.sourceHash !== (await sourceHash()) || m.debCompression !== (process.env.FANSYNC_DEB_COMPRESSION ?? "xz")) return undefined;
-  for (const a of m.artifacts) if (!(await stat(path.join(OUT_DIR, a.file)).catch(() => undefined))) return undefined;
-  return m;
+  if (!m || m.sourceHash !== hash || m.debCompression !== debCompression().label) return undefined;
+  return (await complete(m, OUT_DIR)) ? m : undefined;
 }
 
 if (import.meta.main) {
   const ifStale = process.argv.includes("--if-stale");
   const t0 = Date.now();
-  const fresh = ifStale ? await upToDate() : undefined;
+  const hash = ifStale ? await sourceHash() : "";
+  let fresh = ifStale ? await upToDate(hash) : undefined;
   if (fresh) console.log("release artifacts are up to date with the sources");
+  else if (ifStale && (fresh = await restoreBuild(hash))) console.log(`release artifacts taken from the cache (${cachedBuildDir(buildKey(hash))}): built before from the same sources`);
   const m = fresh ?? (await buildRelease());
   printSizes(m);
   if (!fresh) console.log(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
