@@ -18,7 +18,9 @@ extra=("$@")
 conc=${TEST_CONCURRENCY:-2}
 status=0
 logs=$(mktemp -d "${TMPDIR:-/tmp}/fansync-test-logs.XXXXXX")
-trap 'rm -rf "$logs"' EXIT
+sim_pid=""
+# A run that stops early also stops the simulation it started in the background.
+trap '[ -z "$sim_pid" ] || { pkill -TERM -P "$sim_pid"; kill "$sim_pid"; } 2>/dev/null; rm -rf "$logs"' EXIT
 summary=()
 total_pass=0 total_fail=0 total_skip=0
 
@@ -62,7 +64,6 @@ sim_summary() {
 # about a third of a core each, their servers and CLI processes included: docs/testing.md). So with `all` (unless
 # FANSYNC_TEST_OVERLAP=0) it runs in the background beside the release build, the release tests,
 # the demo and the integration suite, its output kept and printed, with its summary line, at the end.
-sim_pid=""
 if [ "$what" = all ] && [ "${FANSYNC_TEST_OVERLAP:-1}" = 1 ]; then
   sim_start=$SECONDS
   { rc=0; run_sim || rc=$?; echo $((SECONDS - sim_start)) >"$logs/sim.seconds"; exit $rc; } >"$logs/sim.log" 2>&1 &
@@ -134,6 +135,7 @@ fi
 if [ -n "$sim_pid" ]; then
   sim_rc=0
   wait "$sim_pid" || sim_rc=1
+  sim_pid=""
   echo "=== simulation (ran in the background since $sim_start s) ==="
   cat "$logs/sim.log"
   sim_summary $sim_rc "$(cat "$logs/sim.seconds" 2>/dev/null || echo $((SECONDS - sim_start)))" " (in the background)"
