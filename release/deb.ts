@@ -139,10 +139,10 @@ export function debCopyright(bundled: readonly { name: string; version: string; 
 /**
  * The xz level of the .debs. Measured on the amd64 package's payload (the 131 MB executable;
  * docs/testing.md, the release build): dpkg-deb's default -6 took 68 s of CPU for 30.6 MB, -3 43 s
- * for 34.1 MB, -2 23 s for 34.9 MB, -1 13 s for 36.1 MB: -1 saves about a minute per package for
- * 18% more bytes to download (still xz, which every dpkg reads).
+ * for 34.1 MB, -2 23 s for 34.9 MB, -1 13 s for 36.1 MB: -2 saves 45 s per package for 14% more
+ * bytes to download, the knee of the curve (still xz, which every dpkg reads).
  */
-export const DEB_XZ_LEVEL = 1;
+export const DEB_XZ_LEVEL = 2;
 
 /** dpkg-deb's compressor and level: xz at DEB_XZ_LEVEL, or the type FANSYNC_DEB_COMPRESSION names (gzip, zstd, none) at its default level. */
 export function debCompression(): { type: string; level?: number; label: string } {
