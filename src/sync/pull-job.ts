@@ -8,13 +8,13 @@ import { GuardError, ObjectMoved, PathsNotReplaced, RemoteError, StaleHead, erro
 import { formatLocation } from "../core/location.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { readJson, writeFileAtomic } from "../adapters/state-files.ts";
+import { runDaemonLoop } from "./daemon-loop.ts";
 import { Drain } from "./drain.ts";
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerDeps, type PullerOptions, type PullResult, type Source } from "./puller.ts";
 import { RunDeadline } from "./run-deadline.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
 import { EventListener, type EventHealth } from "./event-listener.ts";
-import { sleep } from "./sleep.ts";
 import { orderSources } from "./source-choice.ts";
 import { Wake } from "./wake.ts";
 import { errorFields } from "../adapters/logger.ts";
@@ -113,30 +113,35 @@ export class PullJob {
   }
 
   /**
-   * The daemon: a run every interval, backing off (doubling, capped) while runs fail. On stop, the
-   * run in flight drains, with its requests aborted once the drain deadline passes.
+   * The daemon: a run every interval (or at once on an event), backing off while runs fail, ended
+   * only by what the daemon loop's table calls fatal (daemon-loop.ts). On stop, the run in flight
+   * drains, with its requests aborted once the drain deadline passes.
    */
   async daemon(): Promise<void> {
     const { log } = this.d;
-    // The listener stops with the daemon (not with the drain): no new hint is taken once stopping.
-    const listening = this.listener?.run(this.d.signal);
-    let backoff = 0;
-    while (!this.d.signal.aborted) {
-      const drain = new Drain(this.d.signal, this.o.drainDeadlineMs);
-      try {
-        await this.runOnce(drain.hard);
-        backoff = 0;
-      } catch (err) {
-        backoff = Math.min(60_000, Math.max(this.o.intervalMs, backoff * 2));
-        log.error({ ...errorFields(err), retryInMs: backoff }, "pull failed");
-      } finally {
-        drain.dispose();
-      }
-      if (backoff) await sleep(backoff, this.d.signal);
-      // A failing run backs off first; a hint that came meanwhile still wakes the nap below at once.
-      await this.wake.nap(backoff ? 0 : this.pollIntervalMs, this.d.signal);
+    // The listener stops with the daemon (its stop or a fatal run, not the drain): no new hint is taken once stopping.
+    const stopListening = new AbortController();
+    const listening = this.listener?.run(AbortSignal.any([this.d.signal, stopListening.signal]));
+    try {
+      await runDaemonLoop({
+        run: async () => {
+          const drain = new Drain(this.d.signal, this.o.drainDeadlineMs);
+          try {
+            await this.runOnce(drain.hard);
+          } finally {
+            drain.dispose();
+          }
+        },
+        signal: this.d.signal,
+        wake: this.wake,
+        pollMs: () => this.pollIntervalMs,
+        writers: "shared",
+        onRetry: (err, retryInMs) => log.error({ ...errorFields(err), retryInMs }, "pull failed"),
+      });
+    } finally {
+      stopListening.abort();
+      await listening;
     }
-    await listening;
   }
 
   /** The poll interval now: the fallback while the event queue cannot be read. */

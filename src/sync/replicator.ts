@@ -4,7 +4,7 @@
  * streamed GET→PUT), then the region's manifest and journal rewritten with the region's own ETags
  * and VersionIds, then the region's head (conditional, through publishGeneration), then deletions.
  * A region's generation N is the primary's generation N, so pullers can compare sources.
- * Regions never wait for each other: each has its own round, retries and backoff.
+ * Regions never wait for each other: each has its own round, retries and daemon loop.
  */
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/content-type.ts";
@@ -27,6 +27,8 @@ import { copyAcross, findMovedObjects, objectRef, verifyStored } from "./transfe
 import { PackCarrier } from "./packs.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
 import { EventListener, type EventHealth } from "./event-listener.ts";
+import { runDaemonLoop } from "./daemon-loop.ts";
+import { Wake } from "./wake.ts";
 
 /** A location with its store. */
 export interface Endpoint {
@@ -120,8 +122,6 @@ export const ROUND_TRIES = 2;
 
 // CopyObject copies at most 5 GiB in one request; bigger objects are streamed.
 const MAX_COPY_BYTES = 5 * 1024 ** 3;
-// Backoff of a failing region in daemon mode, doubled per failure up to this cap.
-const MAX_BACKOFF_MS = 30_000;
 // Status files are rewritten when something changes, else at most this often.
 const STATUS_REFRESH_MS = 5_000;
 
@@ -137,9 +137,8 @@ interface RegionState {
   failures: number;
   loaded: boolean;
   written: { text: string; at: number } | undefined;
-  /** Daemon mode: wakes a napping loop; `kicked` says a new generation was announced. */
-  wake: (() => void) | undefined;
-  kicked: boolean;
+  /** Daemon mode: a new generation announced (or an event) cuts the region's nap short. */
+  readonly wake: Wake;
 }
 
 /** Replicates one primary location to its regions. */
@@ -176,19 +175,39 @@ export class Replicator {
   }
 
   /**
-   * Daemon: every region polls the primary every `intervalMs` on its own loop; a failing region
-   * backs off (doubling, capped) without delaying the others. Resolves once `stop` aborted and the
-   * rounds in flight finished.
+   * Daemon: every region polls the primary every `intervalMs` on its own daemon loop
+   * (daemon-loop.ts); a failing region backs off without delaying the others. Resolves once `stop`
+   * aborted and the rounds in flight finished; a fatal error in one region (the loop's table) stops
+   * the others after their rounds in flight and is thrown.
    */
   async daemon(intervalMs: number, stop: AbortSignal, fallbackIntervalMs = intervalMs): Promise<void> {
     // Events (issue 24): a message is a kick, as a new generation announced by `watch` is; while the
     // queue cannot be read the regions poll at the fallback interval.
     const listener = this.d.queue ? new EventListener(this.d.queue, () => this.kick(), this.d) : undefined;
     this.listener = listener;
-    const listening = listener?.run(stop);
+    const fatal = new AbortController();
+    const until = AbortSignal.any([stop, fatal.signal]);
+    const listening = listener?.run(until);
     const every = () => (listener?.failing ? Math.min(intervalMs, fallbackIntervalMs) : intervalMs);
-    await Promise.allSettled(this.o.regions.map((r) => this.regionLoop(r, every, stop)));
+    const loops = await Promise.allSettled(
+      this.o.regions.map((r) =>
+        runDaemonLoop({
+          // runRegion logged the failure and wrote the status file.
+          run: async () => void (await this.runRegion(r, 0)),
+          signal: until,
+          wake: this.stateOf(r).wake,
+          pollMs: every,
+          writers: "shared",
+        }).catch((err: unknown) => {
+          fatal.abort(err);
+          throw err;
+        }),
+      ),
+    );
+    fatal.abort();
     await listening;
+    const failed = loops.find((l) => l.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   /** With `--events`, the queue's state (the daemon's /metrics); undefined without. */
@@ -196,43 +215,9 @@ export class Replicator {
     return this.listener?.health;
   }
 
-  /** Announce a new primary generation (watch --replicate-to): healthy regions start a round now. */
+  /** Announce a new primary generation (watch --replicate-to): every region runs a round now, or after its backoff. */
   kick(): void {
-    for (const r of this.o.regions) {
-      const st = this.stateOf(r);
-      st.kicked = true;
-      if (st.failures === 0) st.wake?.();
-    }
-  }
-
-  private async regionLoop(r: Region, every: () => number, stop: AbortSignal): Promise<void> {
-    const st = this.stateOf(r);
-    while (!stop.aborted) {
-      const intervalMs = every();
-      st.kicked = false;
-      try {
-        await this.runRegion(r, 0);
-      } catch {
-        // runRegion logged the failure and wrote the status file; the loop backs off below.
-        if (stop.aborted || this.d.signal.aborted) break;
-      }
-      const wait = st.failures > 0 ? Math.min(MAX_BACKOFF_MS, intervalMs * 2 ** st.failures) : intervalMs;
-      if (st.kicked && st.failures === 0) continue;
-      // A stop that came during the round: an abort listener added now would never fire, and the
-      // nap would last the whole interval (ten minutes with a long --interval) before the drain.
-      if (stop.aborted) break;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, wait);
-        function done() {
-          clearTimeout(t);
-          stop.removeEventListener("abort", done);
-          st.wake = undefined;
-          resolve();
-        }
-        st.wake = done;
-        stop.addEventListener("abort", done, { once: true });
-      });
-    }
+    for (const r of this.o.regions) this.stateOf(r).wake.fire();
   }
 
   /** One round in one region with whole-round retries; records the region's status either way. */
@@ -548,7 +533,7 @@ export class Replicator {
     let st = this.states.get(r.url);
     if (!st) {
       const writer = new GenerationWriter({ loc: r.loc, store: r.store, state: this.state, shared: r.shared, retain: this.o.retain, leaseTtlMs: this.o.leaseTtlMs }, this.d);
-      st = { files: undefined, head: undefined, writer, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: undefined, kicked: false };
+      st = { files: undefined, head: undefined, writer, generation: 0, primaryGeneration: 0, behindSince: null, lastSuccess: null, failures: 0, loaded: false, written: undefined, wake: new Wake() };
       this.states.set(r.url, st);
     }
     return st;

@@ -6,18 +6,17 @@
  */
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { GuardError, PartialFailureError, RaceError, UntrustedHead } from "../core/errors.ts";
-import { TEMP_MARK } from "../core/paths.ts";
-import { isRetryable } from "../adapters/s3-errors.ts";
+import { GuardError, RaceError } from "../core/errors.ts";
+import { errorFields } from "../adapters/logger.ts";
+import { watchDocroot } from "../adapters/docroot-watcher.ts";
+import { runDaemonLoop } from "./daemon-loop.ts";
 import type { Drain } from "./drain.ts";
 import type { JobDeps } from "./job-deps.ts";
 import type { ReconcileResult } from "./uploader.ts";
-import { errorFields } from "../adapters/logger.ts";
+import { Wake } from "./wake.ts";
 
 // Above this many changed paths a batch is cheaper as one full reconcile than as scoped scans.
 const FULL_RECONCILE_ABOVE = 5000;
-// The longest pause between attempts of a failing batch.
-const MAX_BACKOFF_MS = 60_000;
 
 /** What the daemon reconciles with (the uploader). */
 export interface Reconciler {
@@ -45,57 +44,23 @@ export interface WatchDaemonDeps extends JobDeps {
 
 /**
  * Run until `signal` aborts, then let the batch in flight finish (the caller's {@link Drain}
- * aborts its requests once the deadline passes). Lost races, configuration and local errors end
- * the daemon: thrown.
+ * aborts its requests once the deadline passes). What ends the daemon is the daemon loop's table
+ * (daemon-loop.ts; this daemon holds the write lease, so a lost race ends it too): thrown.
  */
 export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps): Promise<void> {
   const { docroot } = o;
   const log = d.log;
   const pending = new Set<string>();
   let full = true; // the start is a full reconcile
-  let batchStart = 0;
-  let quietTimer: NodeJS.Timeout | undefined;
-  let capTimer: NodeJS.Timeout | undefined;
-  let busy: Promise<void> | undefined;
-  let backoff = 0;
-  let stopped = false;
+  let lastFull = Date.now();
   // For the status page: the uploader is "behind" from its first failed batch until one succeeds.
   let generation = 0;
   let failingSince: number | undefined;
+  const wake = new Wake();
 
-  const schedule = (ms: number) => {
-    if (stopped) return;
-    if (quietTimer) clearTimeout(quietTimer);
-    quietTimer = setTimeout(flush, ms);
-    if (!capTimer) capTimer = setTimeout(flush, Math.max(ms, o.maxDelayMs - (Date.now() - batchStart)));
-  };
-
-  let fatal: unknown;
-  let finish!: () => void;
-  const done = new Promise<void>((resolve) => (finish = resolve));
-  const startBatch = () => {
-    if (busy || stopped) return;
-    busy = runBatch()
-      .catch((err: unknown) => {
-        fatal = err;
-        finish();
-      })
-      .finally(() => {
-        busy = undefined;
-        if ((pending.size > 0 || full) && !stopped && !fatal) {
-          batchStart = Date.now();
-          schedule(backoff || o.delayMs);
-        }
-      });
-  };
-  const flush = () => {
-    if (quietTimer) clearTimeout(quietTimer);
-    if (capTimer) clearTimeout(capTimer);
-    quietTimer = capTimer = undefined;
-    startBatch(); // a running batch reschedules when done
-  };
-
-  const runBatch = async () => {
+  const runBatch = async (): Promise<void> => {
+    // A periodic full rescan catches what the watcher missed (and publishes the heartbeat).
+    if (Date.now() - lastFull >= o.rescanIntervalMs) full = true;
     const doFull = full || pending.size > FULL_RECONCILE_ABOVE;
     const taken = doFull ? [] : [...pending];
     const scope: string[] = [];
@@ -114,12 +79,12 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
     if (doFull) {
       pending.clear();
       full = false;
+      lastFull = Date.now();
     }
     if (!doFull && scope.length === 0) return;
     const started = Date.now();
     try {
       const res = doFull ? await d.uploader.reconcile() : await d.uploader.reconcile(scope);
-      backoff = 0;
       generation = res.generation;
       failingSince = undefined;
       d.onBatch?.({ ok: true, generation });
@@ -129,22 +94,13 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
         await d.onPublished?.(res.generation);
       }
     } catch (err) {
-      if (err instanceof RaceError) throw err;
-      failingSince ??= Date.now();
-      d.onBatch?.({ ok: false, generation, failingForMs: Date.now() - failingSince, error: err });
-      if (err instanceof GuardError) {
-        log.error(errorFields(err), "batch refused by the delete guard; waiting for the docroot to change");
-        return;
-      }
-      // A partly failed batch is tried again later whatever failed (a refusal may be fixed meanwhile);
-      // so is one refused because it would sign paths it carries from a head it cannot vouch for
-      // (unreadable or failed files: a later batch publishes the docroot whole once they are fixed).
-      if (err instanceof PartialFailureError || err instanceof UntrustedHead || isRetryable(err)) {
-        backoff = Math.min(MAX_BACKOFF_MS, Math.max(1000, backoff * 2));
-        log.warn({ ...errorFields(err), retryInMs: backoff }, "batch failed; retrying");
-        if (doFull) full = true;
-        else for (const p of scope) pending.add(p);
-        return;
+      // Whatever failed, the batch keeps its paths: a retry (or a later batch, for a refusal the
+      // docroot or the bucket may fix meanwhile) publishes them.
+      if (doFull) full = true;
+      else for (const p of scope) pending.add(p);
+      if (!(err instanceof RaceError)) {
+        failingSince ??= Date.now();
+        d.onBatch?.({ ok: false, generation, failingForMs: Date.now() - failingSince, error: err });
       }
       throw err;
     } finally {
@@ -152,42 +108,29 @@ export async function runWatchDaemon(o: WatchDaemonOptions, d: WatchDaemonDeps):
     }
   };
 
-  const { watch: chokidarWatch } = await import("chokidar");
-  const ignoreDir = path.resolve(o.ignoreDir);
-  const watcher = chokidarWatch(docroot, {
-    ignoreInitial: true,
-    persistent: true,
-    atomic: true,
-    ignored: (p: string) => p.startsWith(ignoreDir + path.sep) || path.basename(p).startsWith(TEMP_MARK),
-  });
-  const ready = new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
-  watcher.on("all", (_event: string, abs: string) => {
-    const rel = path.relative(docroot, abs).split(path.sep).join("/");
-    if (rel === "" || rel.startsWith("..")) return;
-    if (pending.size === 0 && !busy) batchStart = Date.now();
-    pending.add(rel);
-    schedule(o.delayMs);
-  });
-  watcher.on("error", (err: unknown) => log.error(errorFields(err), "watcher error"));
-  await ready;
+  const watcher = await watchDocroot({ docroot, ignoreDirs: [o.ignoreDir], delayMs: o.delayMs, maxDelayMs: o.maxDelayMs }, (paths) => {
+    for (const p of paths) pending.add(p);
+    wake.fire();
+  }, log);
   log.info({ docroot, delayMs: o.delayMs, maxDelayMs: o.maxDelayMs }, "watching");
-
-  const rescan = setInterval(() => {
-    full = true;
-    schedule(0);
-  }, o.rescanIntervalMs);
-
-  if (d.signal.aborted) finish();
-  else d.signal.addEventListener("abort", () => finish(), { once: true });
-  batchStart = Date.now();
-  startBatch();
-  await done;
-  stopped = true;
-  clearInterval(rescan);
-  if (quietTimer) clearTimeout(quietTimer);
-  if (capTimer) clearTimeout(capTimer);
-  await watcher.close();
-  await busy?.catch(() => undefined);
-  if (fatal) throw fatal;
+  try {
+    await runDaemonLoop({
+      // Paths left for later (still being written) come back after the quiet window.
+      run: async () => {
+        await runBatch();
+        return pending.size > 0 ? { againInMs: o.delayMs } : {};
+      },
+      signal: d.signal,
+      wake,
+      pollMs: () => Math.max(0, lastFull + o.rescanIntervalMs - Date.now()),
+      writers: "single",
+      onRetry: (err, retryInMs) => {
+        if (err instanceof GuardError) log.error({ ...errorFields(err), retryInMs }, "batch refused by the delete guard; retrying");
+        else log.warn({ ...errorFields(err), retryInMs }, "batch failed; retrying");
+      },
+    });
+  } finally {
+    await watcher.close();
+  }
   log.info({ pending: pending.size }, "stopped");
 }
