@@ -15,12 +15,12 @@ const FATAL: readonly [string, () => Error, readonly Writers[]][] = [
   ["credentials", () => new CredentialsMissing("no AWS credentials found"), ["single", "shared"]],
   ["region", () => new RegionMissing("no AWS region"), ["single", "shared"]],
   ["locked", () => new LockedError("another fansync run holds the lock"), ["single", "shared"]],
-  ["race, single writer", () => new RaceError("lost the race"), ["single"]],
+  ["lost race", () => new RaceError("lost the race"), ["single"]],
 ];
 
 // Everything a later run may settle is retried, whatever the daemon.
 const RETRIED: readonly [string, () => unknown, readonly Writers[]][] = [
-  ["race, shared location", () => new RaceError("lost the race"), ["shared"]],
+  ["lost race", () => new RaceError("lost the race"), ["shared"]],
   ["partial", () => new PartialFailureError("1 failed", [{ path: "a", error: "503" }]), ["single", "shared"]],
   ["remote", () => new RemoteError("unreachable", { retryable: true }), ["single", "shared"]],
   ["guard", () => new GuardError("would delete 90%"), ["single", "shared"]],
@@ -42,9 +42,10 @@ for (const [kind, make, writers] of FATAL) {
       const err = make();
       let runs = 0;
       const retries: number[] = [];
+      // A second run (a wrong verdict) stops the loop, so the test fails instead of spinning.
       const stop = new AbortController();
       await assert.rejects(
-        runDaemonLoop({ run: async () => { runs++; throw err; }, signal: stop.signal, wake: new Wake(), pollMs: () => 60_000, writers: w, onRetry: (_e, ms) => retries.push(ms), sleep: noSleep }),
+        runDaemonLoop({ run: async () => { runs++; if (runs > 1) stop.abort(); throw err; }, signal: stop.signal, wake: new Wake(), pollMs: () => 60_000, writers: w, onRetry: (_e, ms) => retries.push(ms), sleep: noSleep }),
         (thrown) => thrown === err,
       );
       assert.equal(runs, 1);
