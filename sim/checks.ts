@@ -54,6 +54,8 @@ export class Checker {
   readonly edited = new Map<string, number>();
   /** Pullers whose clean run refused the head (the right answer to a forgery in a signed run). */
   readonly refused = new Set<string>();
+  /** Keys (bucket/key) the adversary wrote garbage over. */
+  private readonly garbage = new Set<string>();
   private readonly written = new Map<string, Map<string, Set<string>>>();
   private readonly published = new Map<string, Set<string>>();
   private readonly manifests = new Map<string, FileMap>();
@@ -290,7 +292,9 @@ export class Checker {
       const files = this.heads.get(url)?.files;
       const paths = files ? [...files.keys()] : [];
       if (paths.length === 0) return "nothing to overwrite";
-      await store.put(loc.prefix + (paths[r % paths.length] as string), Buffer.from(`garbage ${r}\n`), { contentType: "text/html" });
+      const key = loc.prefix + (paths[r % paths.length] as string);
+      this.garbage.add(`${loc.bucket}/${key}`);
+      await store.put(key, Buffer.from(`garbage ${r}\n`), { contentType: "text/html" });
       return "overwrote an object";
     }
     // Deface: take the site as it is (no key needed to read), change a page, publish it unsigned.
@@ -308,6 +312,25 @@ export class Checker {
       await up.releaseLease();
     }
     return "published a defaced, unsigned generation";
+  }
+
+  /**
+   * Whether the head of `url` names an object the adversary wrote garbage over that holds other
+   * bytes still: lost for good when no writer held those bytes to upload them again (--verify),
+   * so a reader refusing it (and saying which) is the right answer. Judged on the bucket itself.
+   */
+  lostToGarbage(url: string): boolean {
+    const snap = this.heads.get(url);
+    const loc = parseLocation(url);
+    const b = this.world.buckets.get(loc.bucket);
+    if (!snap?.files || !b) return false;
+    for (const e of snap.files.values()) {
+      const key = loc.prefix + e.path;
+      if (!this.garbage.has(`${loc.bucket}/${key}`) || realVersion(e.versionId)) continue;
+      const v = currentOf(b, key);
+      if (!v || sha256Hex(v.body) !== e.sha256) return true;
+    }
+    return false;
   }
 
   /** The end state, once every actor ran clean. */

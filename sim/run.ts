@@ -1,6 +1,6 @@
 /**
  * `npm run sim -- --seeds N [--seed S] [--first F] [--actors a,b,… | -a,-b] [--steps K] [--no-quirks]
- *  [--no-flips] [--plant P] [--self-test] [--verbose]`
+ *  [--no-flips] [--plant P] [--self-test] [--verbose] [--jobs J]`
  *
  * The seeded simulation of every engine (issue 26): actors running the real engine code on a
  * MemoryStore world and real temp docroots, every store call scheduled by the seed (sim/scheduler.ts),
@@ -10,9 +10,12 @@
  *
  * Actor classes (`--actors`, default all): master, sync, replicator, puller, rollback, adversary.
  * Prints `sim: N seeds, M steps, K faults, C crashes, V violations`; each violation prints its seed,
- * step and a one-line command replaying it. Exit 1 on any violation.
+ * step and a one-line command replaying it. Exit 1 on any violation. `--jobs J` splits the seeds
+ * over J child processes (each seed runs alone as before, so a seed replays the same either way): on
+ * the two-core machine two processes took about 0.7 of the time of one.
  */
 import { ACTOR_CLASSES, PLANTS, runSeed } from "./seed.ts";
+import { spawn } from "node:child_process";
 
 type ActorClass = (typeof ACTOR_CLASSES)[number];
 type Plant = (typeof PLANTS)[number];
@@ -28,10 +31,11 @@ interface Args {
   verbose: boolean;
   quirks: boolean;
   flips: boolean;
+  jobs: number;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { seeds: 200, seed: undefined, first: 1, actors: [...ACTOR_CLASSES], steps: 120, selfTest: false, plant: undefined, verbose: false, quirks: true, flips: true };
+  const a: Args = { seeds: 200, seed: undefined, first: 1, actors: [...ACTOR_CLASSES], steps: 120, selfTest: false, plant: undefined, verbose: false, quirks: true, flips: true, jobs: 1 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -56,9 +60,11 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (k === "--no-quirks") a.quirks = false;
     else if (k === "--no-flips") a.flips = false;
     else if (k === "--verbose") a.verbose = true;
+    else if (k === "--jobs") a.jobs = Number(v());
     else throw new Error(`unknown argument ${k}`);
   }
   if (!Number.isInteger(a.seeds) || a.seeds < 1) throw new Error("--seeds takes a positive integer");
+  if (!Number.isInteger(a.jobs) || a.jobs < 1) throw new Error("--jobs takes a positive integer");
   return a;
 }
 
@@ -124,13 +130,56 @@ async function selfTest(a: Args): Promise<number> {
   return missed === 0 ? 0 : 1;
 }
 
+type Totals = Awaited<ReturnType<typeof runMany>>;
+
+/**
+ * The seeds split over `a.jobs` child processes running this command on a share each; their
+ * violation reports pass through, their summary lines are added up.
+ */
+async function runJobs(a: Args, argv: readonly string[]): Promise<Totals> {
+  const own = new Set(["--jobs", "--seeds", "--first"]);
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (own.has(argv[i] as string)) i++;
+    else rest.push(argv[i] as string);
+  }
+  const per = Math.ceil(a.seeds / a.jobs);
+  const shares = Array.from({ length: a.jobs }, (_, j) => ({ first: a.first + j * per, seeds: Math.min(per, a.seeds - j * per) })).filter((x) => x.seeds > 0);
+  const outs = await Promise.all(shares.map((sh) => new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, ...rest, "--seeds", String(sh.seeds), "--first", String(sh.first)], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (d: string) => {
+      out += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 || code === 1 ? resolve(out) : reject(new Error(`a simulation job (seeds ${sh.first}..${sh.first + sh.seeds - 1}) exited with ${code}`))));
+  })));
+  const tot: Totals = { violations: 0, steps: 0, faults: 0, crashes: 0, seeds: 0, failedSeeds: [] };
+  for (const out of outs) {
+    for (const line of out.split("\n")) {
+      const m = /^sim: (\d+) seeds, (\d+) steps, (\d+) faults, (\d+) crashes, (\d+) violations/.exec(line);
+      if (m) {
+        tot.seeds += Number(m[1]);
+        tot.steps += Number(m[2]);
+        tot.faults += Number(m[3]);
+        tot.crashes += Number(m[4]);
+        tot.violations += Number(m[5]);
+      } else if (line.startsWith("sim: failing seeds: ")) tot.failedSeeds.push(...line.slice(20).split(" ").map(Number));
+      else if (line !== "") process.stdout.write(`${line}\n`);
+    }
+  }
+  return tot;
+}
+
 async function main(): Promise<number> {
-  const a = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const a = parseArgs(argv);
   if (a.selfTest) return selfTest(a);
   const t0 = Date.now();
-  const r = await runMany(a);
+  const r = a.jobs > 1 && a.seed === undefined ? await runJobs(a, argv) : await runMany(a);
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  process.stdout.write(`sim: ${r.seeds} seeds, ${r.steps} steps, ${r.faults} faults, ${r.crashes} crashes, ${r.violations} violations (${secs} s; actors: ${a.actors.join(",")}${a.plant ? `; planted: ${a.plant}` : ""})\n`);
+  process.stdout.write(`sim: ${r.seeds} seeds, ${r.steps} steps, ${r.faults} faults, ${r.crashes} crashes, ${r.violations} violations (${secs} s${a.jobs > 1 && a.seed === undefined ? ` in ${a.jobs} jobs` : ""}; actors: ${a.actors.join(",")}${a.plant ? `; planted: ${a.plant}` : ""})\n`);
   if (r.failedSeeds.length > 0) process.stdout.write(`sim: failing seeds: ${r.failedSeeds.join(" ")}\n`);
   return r.violations === 0 ? 0 : 1;
 }

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { MemoryStore, MemoryWorld, type MemoryQuirks } from "../src/adapters/memory-store.ts";
 import type { ObjectStore } from "../src/adapters/object-store.ts";
-import { GuardError, IntegrityError } from "../src/core/errors.ts";
+import { GuardError, IntegrityError, ObjectMoved } from "../src/core/errors.ts";
 import { parseLocation } from "../src/core/location.ts";
 import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type SigningKey, type TrustPolicy } from "../src/core/signing.ts";
 import type { Uploader } from "../src/sync/uploader.ts";
@@ -52,6 +52,8 @@ const SHARED = "s3://primary/shared/";
 const REGION = "s3://region/site/";
 const REGION2 = "s3://region2/site/";
 const START_MS = Date.UTC(2026, 0, 1);
+// How often the clean phase runs every actor while one still fails without a reason (see runSeed).
+const CLEAN_PASSES = 3;
 // One signing key for the whole run: generating one per seed costs more than a seed.
 const KEYS = (() => {
   const k = generateSigningKeyPair();
@@ -74,6 +76,8 @@ interface Actor {
   done?(ok: boolean, value: unknown): Promise<Violation | undefined>;
   /** A refusal that is the right answer in a signed run (a trusted node meeting a forgery). */
   readonly refusalIsAnswer?: boolean;
+  /** The location a reader reads (pullers, sync nodes). */
+  readonly source?: string;
 }
 
 /** Run seed `seed`. */
@@ -146,10 +150,12 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       let joining = true;
       const base = path.join(root, `${id}-state`);
       actors.push({
-        id, cls: "sync", ctx: ctxOf(id, 0, true), incarnation: 0, startChance: 0.3, refusalIsAnswer: signed,
-        make() {
-          // A signing node trusts its own key's public half (commands/wiring.ts trustFor).
-          node = makeTwoWay(gated("primary"), { docroot, url: SHARED, base, nodeId: id, signer, trust }, { now: sched.now });
+        id, cls: "sync", ctx: ctxOf(id, 0, true), incarnation: 0, startChance: 0.3, refusalIsAnswer: signed, source: SHARED,
+        make(clean) {
+          // A signing node trusts its own key's public half (commands/wiring.ts trustFor). In a signed
+          // run the adversary may have written over objects: the clean run is `sync --verify`, as the
+          // master's is `push --verify`.
+          node = makeTwoWay(gated("primary"), { docroot, url: SHARED, base, nodeId: id, signer, trust, verify: clean && signed }, { now: sched.now });
           checker.conflictDirs.add(node.conflictsDir);
           joining = true;
         },
@@ -197,7 +203,7 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
         const written = s.url === SHARED ? SHARED : SITE;
         checker.pullers.push({ id: s.id, docroot, written, trusted: signed });
         actors.push({
-          id: s.id, cls: "puller", ctx: ctxOf(s.id, 0, true), incarnation: 0, startChance: 0.35, refusalIsAnswer: signed,
+          id: s.id, cls: "puller", ctx: ctxOf(s.id, 0, true), incarnation: 0, startChance: 0.35, refusalIsAnswer: signed, source: s.url,
           make() {},
           op: () => () => {
             const source = { loc: parseLocation(s.url), store: gated(s.bucket) };
@@ -267,7 +273,10 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
         // A refusal that says why is an answer: a trusted node meeting a forgery, and a node's
         // delete guard refusing a generation that empties the site (the master pushed an empty
         // tree, or a rollback restored one). The node then keeps what it has.
-        if ((a.refusalIsAnswer && out.error instanceof IntegrityError) || (a.cls === "puller" && out.error instanceof GuardError)) {
+        // And, in a signed run, a reader refusing an object the adversary wrote garbage over that no
+        // writer could upload again (its bytes are nowhere else: checked on the bucket).
+        const lost = a.refusalIsAnswer && out.error instanceof ObjectMoved && a.source !== undefined && checker.lostToGarbage(a.source);
+        if ((a.refusalIsAnswer && out.error instanceof IntegrityError) || (a.cls === "puller" && out.error instanceof GuardError) || lost) {
           checker.refused.add(a.id);
           return undefined;
         }
@@ -321,15 +330,33 @@ export async function runSeed(seed: number, o: SeedOptions): Promise<SeedResult>
       ...actors.filter((a) => a.cls === "replicator"),
       ...actors.filter((a) => a.cls === "puller"),
     ];
-    for (const a of order) {
-      const fn = a.op();
-      if (!fn) continue;
-      sched.start(a.ctx, fn);
-      for (let i = 0; i < 3000 && a.ctx.busy; i++) await sched.step();
-      if (a.ctx.busy) return result({ step: sched.stats.steps, check: "stuck", message: `${a.id} did not finish a clean run in 3000 store calls` });
-      const v = (await finished(a, true)) ?? (await checker.afterStep(sched.stats.steps));
-      if (v) return result(v);
+    // Stuck means no progress and no report within bounded steps: one actor's clean run may fail
+    // because of another's state that a later clean run repairs (a sync node whose pull meets an
+    // object written over, which the node holding those bytes uploads again with --verify). So the
+    // order runs again while some actor failed without saying why, up to CLEAN_PASSES times; an actor
+    // whose last run still failed so is stuck. (A refusal that says why is an answer: see finished.)
+    const failing = new Map<string, Violation>();
+    for (let pass = 0; pass < CLEAN_PASSES && (pass === 0 || failing.size > 0); pass++) {
+      const again = new Set(failing.keys());
+      failing.clear();
+      for (const a of order) {
+        // A rollback that went through is not run again (it would publish yet another generation).
+        if (pass > 0 && a.cls === "rollback" && !again.has(a.id)) continue;
+        const fn = a.op();
+        if (!fn) continue;
+        sched.start(a.ctx, fn);
+        for (let i = 0; i < 3000 && a.ctx.busy; i++) await sched.step();
+        if (a.ctx.busy) return result({ step: sched.stats.steps, check: "stuck", message: `${a.id} did not finish a clean run in 3000 store calls` });
+        const v = await finished(a, true);
+        if (v?.check === "stuck") failing.set(a.id, v);
+        else if (v) return result(v);
+        else failing.delete(a.id);
+        const w = await checker.afterStep(sched.stats.steps);
+        if (w) return result(w);
+      }
     }
+    const stuck = failing.values().next().value;
+    if (stuck) return result({ ...stuck, message: `${stuck.message} (still after ${CLEAN_PASSES} clean passes)` });
     const v = await checker.atEnd(sched.stats.steps, {
       regions: actors.some((a) => a.cls === "replicator") ? [REGION, ...(regions > 1 ? [REGION2] : [])] : [],
       syncIds: actors.filter((a) => a.cls === "sync").map((a) => a.id),

@@ -88,7 +88,7 @@ export function pullOnceWith(source: Source, o: { docroot: string; base: string;
 }
 
 /** A two-way node (`fansync sync`) with its uploader, as commands/sync.ts wires it. */
-export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string; base: string; nodeId: string; signer?: { key: SigningKey; site: string } | undefined; trust?: TrustPolicy | undefined; hasher?: Hasher | undefined }, env: EngineEnv = {}): { node: TwoWayNode; uploader: Uploader; conflictsDir: string } {
+export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string; base: string; nodeId: string; signer?: { key: SigningKey; site: string } | undefined; trust?: TrustPolicy | undefined; hasher?: Hasher | undefined; verify?: boolean }, env: EngineEnv = {}): { node: TwoWayNode; uploader: Uploader; conflictsDir: string } {
   const loc = parseLocation(o.url);
   const state = jobStateDir(o.base, "sync", { docroot: o.docroot, url: o.url });
   const conflictsDir = path.join(state.dir, "conflicts");
@@ -101,7 +101,7 @@ export function makeTwoWay(store: ObjectStore, o: { docroot: string; url: string
   );
   const node = new TwoWayNode(
     {
-      docroot: o.docroot, loc, state, conflictsDir, filter: compileFilter({ exclude: [], include: [] }), owns: () => true, rule: "newer", nodeId: o.nodeId, settleMs: 0,
+      docroot: o.docroot, loc, state, conflictsDir, filter: compileFilter({ exclude: [], include: [] }), owns: () => true, rule: "newer", nodeId: o.nodeId, settleMs: 0, verify: o.verify ?? false,
       // As commands/sync.ts: a node applies only what verifies under its trusted keys (its own signing key's included).
       puller: { ...pullerOptions({ docroot: o.docroot, base: o.base, trust: o.trust }), state },
     },

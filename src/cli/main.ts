@@ -297,6 +297,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--conflict <rule>", "who wins a path changed here and elsewhere (default newer: the newer mtime; delete vs modify keeps the modification)").choices(["newer", "remote", "local"]))
     .option("--conflicts-dir <dir>", "where losing versions are kept, outside the docroot (default: <state dir>/sync-<id>/conflicts)")
     .option("--node-id <name>", "this node's name in conflict copies and the status (default: the host name)")
+    .option("--verify", "at start, check every object of the generation this node converged to (one HEAD each) and upload again, from the docroot, any written over outside fansync")
     .option("--report", "write this node's status to <meta>nodes/<node-id>.json after each round, for `fansync status` (as pull --report)")
     .option("--chmod <rules>", "rsync-style modes for what lands in the docroot, e.g. D2775,F664 (D: directories, F: files; octal or chmod's u+w form)")
     .option("--group <group>", "group (name or gid) of what lands in the docroot, e.g. www-data: with --chmod D2775,F664 the web server reads every file")

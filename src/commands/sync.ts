@@ -105,6 +105,7 @@ export async function sync(cfg: ConfigFor<"sync">, log: Logger, signal: AbortSig
     rule: cfg.conflict,
     nodeId: node,
     settleMs: cfg.delay,
+    verify: cfg.verify,
     puller: { ...(await pullerOptions(cfg, "sync", trust)), state },
   };
   if (cfg.dryRun) {

@@ -176,7 +176,7 @@ export const COMMAND_SCHEMAS: Readonly<Record<CommandName, CommandSchema>> = {
     usage: "fansync pull s3://bucket/prefix <docroot>",
   },
   sync: {
-    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "chmod", "group", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "report", "owns", "conflict", "conflictsDir", "events", "onApply"],
+    keys: [...COMMON_KEYS, ...DAEMON_KEYS, ...SIGNER_KEYS, ...PUBLISH_KEYS, "trustedKeys", "docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "dryRun", "retain", "progress", "stats", "chmod", "group", "delay", "maxDelay", "rescanInterval", "interval", "statusFile", "nodeId", "report", "owns", "conflict", "conflictsDir", "events", "onApply", "verify"],
     required: [needs.docroot, needs.target],
     usage: "fansync sync <docroot> s3://bucket/prefix",
   },

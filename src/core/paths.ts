@@ -91,3 +91,19 @@ export function compareUtf8(a: string, b: string): number {
 function codePointRank(u: number): number {
   return u < 0xd800 ? u : u < 0xe000 ? u + 0x2000 : u - 0x800;
 }
+
+/**
+ * The deletions a server that refuses dir/file prefix clashes (versitygw keeps keys as files of a
+ * POSIX tree) must see done before `puts` can be written: a deleted path that is a directory of a
+ * put (d for d/x.html) or lies under one (d/x.html for d).
+ */
+export function prefixClashes(deletes: readonly string[], puts: readonly string[]): string[] {
+  const put = new Set(puts);
+  const dirs = new Set<string>();
+  for (const p of puts) for (let i = p.indexOf("/"); i > 0; i = p.indexOf("/", i + 1)) dirs.add(p.slice(0, i));
+  return deletes.filter((d) => {
+    if (dirs.has(d)) return true;
+    for (let i = d.indexOf("/"); i > 0; i = d.indexOf("/", i + 1)) if (put.has(d.slice(0, i))) return true;
+    return false;
+  });
+}

@@ -8,7 +8,8 @@
  */
 import pLimit from "p-limit";
 import { contentTypeFor } from "../core/content-type.ts";
-import { ConditionFailed, errorMessage, type FailedTransfer, IntegrityError, ObjectMoved, errorLine } from "../core/errors.ts";
+import { ConditionFailed, errorMessage, type FailedTransfer, IntegrityError, ObjectMoved, RemoteError, errorLine } from "../core/errors.ts";
+import { prefixClashes } from "../core/paths.ts";
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, Journal } from "../core/manifest.ts";
 import { planReplicate, type ReplicatePlan } from "../core/replicate-plan.ts";
@@ -304,16 +305,35 @@ export class Replicator {
     const plan = planReplicate(target, withoutPaths(files, moved));
     const deletes = [...plan.deletes, ...[...moved].filter((p) => !target.has(p))];
     const written = [...plan.transfers, ...plan.regionCopies.map((c) => c.entry), ...plan.twins.map((t) => t.entry)].map((e) => e.path);
-    // A region's generation N is the primary's generation N: all of it or nothing, under the
-    // primary's signature (the replicator holds no key; the signature covers no ETag).
-    const commit = await st.writer.begin(rh, { files, writes: written, deletes, exact: true, generation: ph.generation, signature: ph.signature, approvedDeletes: have === ph.generation - 1 ? ph.approvedDeletes : undefined });
-    const copied = await this.copyObjects(r, plan).catch(async (err: unknown) => {
-      await commit.abort();
-      throw err;
-    });
-    const c = await commit.finish([...copied.puts, ...plan.metaOnly], copied.failed);
-    st.head = c.head;
-    st.files = c.files;
+    // A region whose server refuses dir/file prefix clashes (versitygw) takes d/x.html only once d
+    // is gone (and d once d/… are). A writer of its own content publishes such deletions first as
+    // their own generation; a region cannot (its generation N is the primary's N, under the
+    // primary's signature, and there is no number between), so they are treated as overwrites:
+    // marked in the region's head, then deleted before the copies. Readers of a versioned region
+    // still read them by version; of an unversioned one they skip them until the head moves, as
+    // for an object this round overwrites. (begin's sweep then removes what an interrupted round
+    // stranded outside the region's manifest, which may clash too.)
+    const clashing = prefixClashes(deletes, written);
+    try {
+      let base = rh;
+      if (rh && clashing.length > 0) {
+        base = await st.writer.setDirty(rh, [...new Set([...(rh.head.dirty ?? []), ...clashing])]);
+        await this.deleteAhead(r, clashing, log);
+      }
+      // A region's generation N is the primary's generation N: all of it or nothing, under the
+      // primary's signature (the replicator holds no key; the signature covers no ETag).
+      const commit = await st.writer.begin(base, { files, writes: written, deletes, exact: true, generation: ph.generation, signature: ph.signature, approvedDeletes: have === ph.generation - 1 ? ph.approvedDeletes : undefined });
+      const copied = await this.copyObjects(r, plan).catch(async (err: unknown) => {
+        await commit.abort();
+        throw err;
+      });
+      const c = await commit.finish([...copied.puts, ...plan.metaOnly], copied.failed);
+      st.head = c.head;
+      st.files = c.files;
+    } finally {
+      // The lease the dirty mark took (begin releases only one it took itself).
+      await st.writer.release();
+    }
     st.generation = ph.generation;
     st.behindSince = null;
     await this.packs.carry(r, ph.files, true, log);
@@ -332,6 +352,13 @@ export class Replicator {
     const { region: _r, ...fields } = res;
     log.info({ ...fields, unchanged: plan.unchanged, serverSideCopy: r.serverSideCopy }, "region at generation");
     return res;
+  }
+
+  /** Delete region objects before the head stops naming them (they are marked dirty in it); a failure fails the round. */
+  private async deleteAhead(r: Region, paths: readonly string[], log: Logger): Promise<void> {
+    const failed = await r.store.deleteMany(paths.map((p) => r.loc.prefix + p), this.d.signal);
+    if (failed.length > 0) throw new RemoteError(`could not delete ${failed[0]?.key} ahead of the copies that clash with it: ${failed[0]?.error}`, { retryable: true });
+    log.info({ objects: paths.length, paths: paths.slice(0, 10) }, "deleted the objects that clash with this round's copies (a server that refuses dir/file prefix clashes) before copying");
   }
 
   private async findMoved(r: Region, files: FileMap, paths: readonly string[], log: Logger): Promise<Set<string>> {

@@ -15,6 +15,7 @@ import { checkDeleteGuard } from "../core/guard.ts";
 import { ROLLBACK_WRITER } from "../core/history.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Entry, FileMap, ParsedManifest } from "../core/manifest.ts";
+import { prefixClashes } from "../core/paths.ts";
 import { type SigningKey, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { isNoopRollback, type LocalSource, planRollback, restoreCandidates, type RollbackPlan } from "../core/rollback-plan.ts";
 import { hashFile, scanTree } from "../adapters/local-tree.ts";
@@ -151,9 +152,29 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     }
     const key = (p: string) => o.loc.prefix + p;
     const written = [...plan.copyVersions, ...plan.copies.map((c) => c.entry), ...plan.uploads.map((u) => u.entry)];
+    // The uploader's rule for a server that refuses dir/file prefix clashes (versitygw): deletions
+    // that clash with the restores (d for d/x.html, d/x.html for d) go first, as their own
+    // generation, so the restores can be written; a crash between leaves that generation valid and
+    // the same rollback, run again, finishes. Not for an unversioned copy source (its bytes would go
+    // with it), nor over a head this rollback cannot vouch for (it would sign the head's entries).
+    let base = hs;
+    let files = current;
+    let deletes = plan.deletes;
+    const sources = new Set(plan.copies.filter((c) => !c.from.versionId).map((c) => c.from.path));
+    const clashing = prefixClashes(plan.deletes, written.map((e) => e.path)).filter((p) => !sources.has(p));
+    if (clashing.length > 0 && vouchesFor(hs, current, o.trust, url)) {
+      const first = await (await writer.begin(hs, { files: current, writes: [], deletes: clashing, keep: written.map((e) => e.path) })).finish([], []);
+      if (first.published && first.head) {
+        base = first.head;
+        files = first.files;
+        const gone = new Set(clashing);
+        deletes = deletes.filter((p) => !gone.has(p));
+        log.info({ generation: first.head.head.generation, deletes: clashing.length }, "deleted the paths that clash with the restores first, as their own generation");
+      }
+    }
     // Over the current generation (its journal is the small delta pullers apply); the objects the
     // restores overwrite are marked in the head first, so a later push verifies them.
-    const commit = await writer.begin(hs, { files: current, writes: written.map((e) => e.path), deletes: plan.deletes, exact: true });
+    const commit = await writer.begin(base, { files, writes: written.map((e) => e.path), deletes, exact: true });
 
     const puts: Entry[] = [];
     const failed: FailedTransfer[] = [];
@@ -204,6 +225,18 @@ async function execute(o: RollbackOptions, d: RollbackDeps, hs: HeadState, curre
     return { generation: gen, previous: hs.head.generation, to: o.to, published: true, summary };
   } finally {
     await writer.release();
+  }
+}
+
+/** Whether a rollback may publish the current head's entries again: it checks nothing, or the head verifies. */
+function vouchesFor(hs: HeadState, current: FileMap, trust: TrustPolicy | undefined, url: string): boolean {
+  if (!trust) return true;
+  try {
+    verifyGeneration(hs.head, current.values(), trust, url);
+    return true;
+  } catch (err) {
+    if (err instanceof UntrustedHead) return false;
+    throw err;
   }
 }
 

@@ -20,7 +20,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFile, copyFile, lstat, mkdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
-import { FileChanging, RaceError } from "../core/errors.ts";
+import { errorMessage, FileChanging, IntegrityError, ObjectMoved, RaceError, UntrustedHead } from "../core/errors.ts";
 import type { PathFilter } from "../core/filters.ts";
 import type { TransferEvents } from "../core/transfer-events.ts";
 import { formatLocation, type Location } from "../core/location.ts";
@@ -38,7 +38,7 @@ import { adoptPullState, preparePullState, readPulledFiles, readPullState } from
 import type { JobDeps } from "./job-deps.ts";
 import { pullOnce, type PullerOptions, type PullResult } from "./puller.ts";
 import { sleep } from "./sleep.ts";
-import { downloadTo, transferBuffers } from "./transfer.ts";
+import { downloadTo, findMovedObjects, transferBuffers } from "./transfer.ts";
 import type { ReconcileResult } from "./uploader.ts";
 import { errorFields } from "../adapters/logger.ts";
 
@@ -51,7 +51,8 @@ export interface Publisher {
   readonly hashes: HashIndex;
   holdLease(): Promise<void>;
   releaseLease(): Promise<void>;
-  reconcile(scope?: readonly string[]): Promise<ReconcileResult>;
+  /** `repair`: paths whose objects hold other bytes than the head names, uploaded again from the docroot. */
+  reconcile(scope?: readonly string[], o?: { readonly repair?: readonly string[] }): Promise<ReconcileResult>;
 }
 
 /** A node's settings. */
@@ -71,6 +72,11 @@ export interface TwoWayOptions {
   readonly puller: PullerOptions;
   /** Files modified less than this long ago are left for a later round (still being written). */
   readonly settleMs: number;
+  /**
+   * `sync --verify`: the first round of the process also checks every object of the generation it
+   * converged to (one HEAD each) and uploads again, from the docroot, those that hold other bytes.
+   */
+  readonly verify?: boolean | undefined;
 }
 
 /** Collaborators. */
@@ -215,6 +221,21 @@ export class TwoWayNode {
    * ({@link UnseenLocalChange}).
    */
   async round(opts: { joining: boolean; scan?: boolean }): Promise<RoundResult> {
+    if (!opts.joining || !this.o.verify) return this.roundOnce(opts);
+    let r: RoundResult;
+    try {
+      r = await this.roundOnce(opts);
+    } catch (err) {
+      // The round's own reads may meet what --verify repairs: repaired, the round runs again.
+      const moved = err instanceof ObjectMoved || (err instanceof IntegrityError && err.cause instanceof ObjectMoved);
+      if (!moved || !(await this.repairObjects())) throw err;
+      return this.roundOnce(opts);
+    }
+    await this.repairObjects();
+    return r;
+  }
+
+  private async roundOnce(opts: { joining: boolean; scan?: boolean }): Promise<RoundResult> {
     const { log } = this.d;
     const doc = await this.readBaseDoc();
     const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
@@ -239,7 +260,7 @@ export class TwoWayNode {
         if (!(err instanceof UnseenLocalChange)) throw err;
         this.takeKeptDuringApply();
         log.info({ path: err.path }, "the docroot changed where the watcher had not said yet: scanning before applying");
-        return this.round({ joining: opts.joining, scan: true });
+        return this.roundOnce({ joining: opts.joining, scan: true });
       } finally {
         this.unscanned = false;
       }
@@ -250,6 +271,20 @@ export class TwoWayNode {
     try {
       // Under the lease no other writer moves the head: what is read now is what we publish over.
       const hs = await readHead(this.d.store, this.o.loc, this.d.signal);
+      // An old head put back (a replay) is refused, as the puller refuses it: the docroot keeps the base.
+      if (hs && hs.head.generation < generation && !this.o.puller.force) {
+        throw new IntegrityError(`the head at ${this.url} went backwards: generation ${hs.head.generation}, this node's base is ${generation}; nothing was applied or published`, {
+          hint: "someone put an old head.json back (check who can write to the bucket); if the location was deliberately reset, rerun with --force",
+        });
+      }
+      // Nor is the number this node applied, with other signed content, taken for what it applied
+      // (a writer that never saw that generation published its own under the number over an old
+      // head put back): the puller's rule, on its record of the last complete apply or publish.
+      const sig = hs?.head.signature;
+      const ph = sig ? await readJson<{ generation: number; complete?: boolean; filesSha256?: string }>(this.o.state.pullHead) : undefined;
+      if (hs && sig && ph?.complete && ph.generation === hs.head.generation && ph.filesSha256 !== undefined && ph.filesSha256 !== sig.filesSha256 && !this.o.puller.force) {
+        throw new UntrustedHead(`the head at ${this.url} is generation ${ph.generation} with other content than the generation ${ph.generation} this node applied (signed digest ${sig.filesSha256.slice(0, 12)}…, applied ${ph.filesSha256.slice(0, 12)}…); nothing was applied or published`);
+      }
       const remote: FileMap = !hs ? new Map() : hs.head.generation === generation && doc ? base : (await readManifest(this.d.store, hs.head, this.d.signal)).files;
       // The base was applied (verified) or published by this node; anything newer verifies before
       // it is planned with, kept against, applied or published over (issue 22). Without local
@@ -270,7 +305,15 @@ export class TwoWayNode {
         // head plus our own changes before anything is published: whatever the uploader scans is ours.
         await this.preparePull(heldForApply(base, remote, plan), generation);
         this.roundGeneration = hs.head.generation;
-        const r = await this.pull(scan.local);
+        const r = await this.pull(scan.local).catch((err: unknown) => {
+          // Under the lease the head cannot move: an object holding other bytes than it names was
+          // written over outside fansync, and "the next run converges" would not be true.
+          if (!(err instanceof ObjectMoved)) throw err;
+          throw new IntegrityError(`${err.message}: the head did not move (this node holds the write lease), so those objects were written over outside fansync`, {
+            cause: err,
+            hint: "a node that holds their bytes uploads them again with `fansync sync --verify` (push --verify on a master); else publish or delete those paths from a node",
+          });
+        });
         await this.adoptPulled(r.generation);
         applied = appliedBy(r);
         kept.push(...this.takeKeptDuringApply());
@@ -288,6 +331,42 @@ export class TwoWayNode {
         }
       }
       return { generation: now, headGeneration: now, published, localChanges: changes.length, conflicts: plan.conflicts, notOwned: plan.notOwned, kept, deferred, skipped: this.skipped, applied: this.takeHealed(changes, applied) };
+    } finally {
+      await this.d.publisher.releaseLease();
+    }
+  }
+
+  /**
+   * `--verify`: objects of the head's generation that hold other bytes than it names (written over
+   * by someone without the key: every reader refuses them, and nothing else repairs them) are
+   * uploaded again from the docroot where it holds the very bytes the (verified) generation names,
+   * and published. Versioned objects are read by version and need nothing. Returns whether a
+   * generation was published.
+   */
+  private async repairObjects(): Promise<boolean> {
+    const { store, signal, log } = this.d;
+    const hs = await readHead(store, this.o.loc, signal);
+    if (!hs) return false;
+    const { files } = await readManifest(store, hs.head, signal);
+    // Only bytes a trusted key signed are uploaded again (the uploader builds on the head only if it verifies, too).
+    const trust = this.o.puller.trust;
+    if (trust) verifyGeneration(hs.head, files.values(), trust, this.url);
+    const moved = await findMovedObjects(store, this.o.loc.prefix, files, ["*"], { concurrency: this.o.puller.concurrency, signal });
+    if (moved.size === 0) return false;
+    const doc = await readJson<BaseDoc>(this.baseDoc);
+    const base: FileMap = doc ? await readNdjsonMap<Entry>(this.baseFiles) : new Map();
+    const { local } = await this.scanLocal(base);
+    const held = [...moved].filter((p) => local.get(p)?.sha256 === files.get(p)?.sha256).sort();
+    log.warn({ generation: hs.head.generation, objects: moved.size, paths: [...moved].slice(0, 10), repairable: held.length }, "objects of the head's generation hold other bytes than it names (written outside fansync): uploading those this docroot holds again");
+    if (held.length === 0) return false;
+    await this.takeLease();
+    try {
+      // Under the lease, over the head that was checked (else the next --verify looks again).
+      if ((await readHead(store, this.o.loc, signal))?.etag !== hs.etag) return false;
+      const res = await this.d.publisher.reconcile(held, { repair: held });
+      // The same files under new ETags: a docroot that held the repaired generation holds this one.
+      if (res.published && doc?.generation === hs.head.generation) await this.adoptPublished(res.generation);
+      return res.published;
     } finally {
       await this.d.publisher.releaseLease();
     }
@@ -496,7 +575,16 @@ export class TwoWayNode {
       } else {
         const e = remote.get(k.path);
         if (!e) continue;
-        await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal, this.buffers);
+        try {
+          await downloadTo(this.d.store, this.o.loc.prefix + e.path, e, tmp, this.d.signal, this.buffers);
+        } catch (err) {
+          await unlink(tmp).catch(() => undefined);
+          if (!(err instanceof ObjectMoved)) throw err;
+          // Under the lease the head cannot move: its object was written over outside fansync, and
+          // those bytes are in the bucket no more. Waiting would wedge the node for good.
+          this.d.log.error({ path: k.path, generation, err: errorMessage(err) }, "the losing version could not be kept: the object the head names holds other bytes (written outside fansync)");
+          continue;
+        }
         facts = e;
       }
       await rename(tmp, abs);

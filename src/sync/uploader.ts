@@ -15,6 +15,7 @@ import { formatLocation, type Location } from "../core/location.ts";
 import { type Entry, type FileMap, type Head, parseManifest } from "../core/manifest.ts";
 import { copySources, isEmptyPlan, type LocalFile, planPush, type PushPlan, UNHASHED } from "../core/plan.ts";
 import { formatAge } from "../core/units.ts";
+import { prefixClashes } from "../core/paths.ts";
 import { type SigningKey, trustedKeyOf, type TrustPolicy, verifyGeneration } from "../core/signing.ts";
 import { scanTree, type ScannedFile } from "../adapters/local-tree.ts";
 import { type Hasher, HashIndex } from "../adapters/hash-index.ts";
@@ -156,9 +157,10 @@ export class Uploader {
 
   /**
    * Make the bucket equal the docroot. `scope` limits the scan to some relative paths (files or
-   * directories, from watcher events); without it the whole docroot is reconciled.
+   * directories, from watcher events); without it the whole docroot is reconciled. `repair`: paths
+   * whose objects hold other bytes than the head names (found by the caller): uploaded again.
    */
-  async reconcile(scope?: readonly string[]): Promise<ReconcileResult> {
+  async reconcile(scope?: readonly string[], o: { readonly repair?: readonly string[] } = {}): Promise<ReconcileResult> {
     const { log } = this.d;
     await this.checkDocroot();
     const remote = await this.loadRemote();
@@ -204,6 +206,8 @@ export class Uploader {
     // What cannot be read keeps its published version: neither re-planned nor deleted.
     const scoped = withoutUnder(under ? filterScope(remote.files, under) : remote.files, unreadable);
     const moved = await this.findMoved(remote.files, this.o.verify ? ["*"] : dirty);
+    // Objects a caller found holding other bytes than the head names (a two-way node's --verify).
+    for (const p of o.repair ?? []) if (remote.files.has(p)) moved.add(p);
     const planned = planPush(local, scoped, { moved });
     const added = [...planned.uploads, ...planned.copies.map((c) => c.file)].filter((f) => !remote.files.has(f.path)).length;
     let plan = planned;
@@ -530,6 +534,15 @@ export class Uploader {
     if (!hs) return (this.remote = { state: undefined, files: new Map() });
     if (this.remote?.state?.etag === hs.etag && this.remote.state.head.generation === hs.head.generation) return this.remote;
     const cached = await readJson<{ generation: number; manifestSha256: string }>(this.o.state.remoteHead);
+    // Generation numbers only go forward, and a signature binds the number: a head older than one
+    // this writer published or read is an old head.json put back (a replay by someone with bucket
+    // write access, or a restored backup). Publishing over it would give a used number other content.
+    const known = Math.max(cached?.generation ?? 0, this.remote?.state?.head.generation ?? 0);
+    if (hs.head.generation < known && !this.o.force) {
+      throw new IntegrityError(`the head at ${formatLocation(this.o.loc)} went backwards: generation ${hs.head.generation}, this writer already published or read generation ${known}; nothing was published over it`, {
+        hint: "someone put an old head.json back (check who can write to the bucket); if the location was deliberately reset, rerun with --force",
+      });
+    }
     if (cached && cached.generation === hs.head.generation && cached.manifestSha256 === hs.head.manifestSha256) {
       try {
         const bytes = await readFile(this.o.state.remoteManifest);
@@ -707,19 +720,4 @@ function filterScope(files: FileMap, under: readonly string[]): FileMap {
     }
   }
   return out;
-}
-
-/**
- * The deletions a server that refuses dir/file prefix clashes must see done before `puts` can be
- * written: a deleted path that is a directory of a put (d for d/x.html) or lies under one (d/x.html for d).
- */
-export function prefixClashes(deletes: readonly string[], puts: readonly string[]): string[] {
-  const put = new Set(puts);
-  const dirs = new Set<string>();
-  for (const p of puts) for (let i = p.indexOf("/"); i > 0; i = p.indexOf("/", i + 1)) dirs.add(p.slice(0, i));
-  return deletes.filter((d) => {
-    if (dirs.has(d)) return true;
-    for (let i = d.indexOf("/"); i > 0; i = d.indexOf("/", i + 1)) if (put.has(d.slice(0, i))) return true;
-    return false;
-  });
 }

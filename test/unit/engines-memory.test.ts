@@ -4,52 +4,14 @@
  * a user sees: bytes in the bucket, bytes on disk, what is kept.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync, existsSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import pino from "pino";
-import { currentOf, MemoryStore, MemoryWorld } from "../../src/adapters/memory-store.ts";
+import { MemoryStore, MemoryWorld } from "../../src/adapters/memory-store.ts";
 import { sha256Hex } from "../../src/core/manifest.ts";
 import { makePackWriter, makeReplicator, makeTwoWay, makeUploader, pullOnceWith, runRollback } from "../../sim/world.ts";
-
-const roots: string[] = [];
-after(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), "fansync-mem-"));
-  roots.push(d);
-  return d;
-}
-
-/** Write `files` under `dir` (mtime `t` seconds, so rounds see a change). */
-function writeTree(dir: string, files: Record<string, string | null>, t = Date.now() / 1000 - 10): void {
-  for (const [p, body] of Object.entries(files)) {
-    const abs = path.join(dir, p);
-    if (body === null) {
-      rmSync(abs, { force: true, recursive: true });
-      continue;
-    }
-    mkdirSync(path.dirname(abs), { recursive: true });
-    writeFileSync(abs, body);
-    utimesSync(abs, t, t);
-  }
-}
-
-/** Every file under `dir` (relative path → content), skipping nothing. */
-function readTree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string, rel: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) walk(path.join(d, e.name), r);
-      else out[r] = readFileSync(path.join(d, e.name), "utf8");
-    }
-  };
-  if (existsSync(dir)) walk(dir, "");
-  return out;
-}
+import { object, readTree, tmp, writeTree } from "../helpers/memory-world.ts";
 
 function setup(versioning: "off" | "Enabled" = "off") {
   const world = new MemoryWorld();
@@ -58,12 +20,6 @@ function setup(versioning: "off" | "Enabled" = "off") {
   const store = new MemoryStore({ world, bucket: "primary" });
   const root = tmp();
   return { world, store, root, url: "s3://primary/site/" };
-}
-
-function object(world: MemoryWorld, bucket: string, key: string): string | undefined {
-  const b = world.buckets.get(bucket);
-  const v = b && currentOf(b, key);
-  return v?.body.toString();
 }
 
 test("uploader: a push puts every file's bytes under the prefix, a second push is a no-op, a removed file's object goes", async () => {
