@@ -291,12 +291,7 @@ class ManifestLines {
   }
 }
 
-/** Build a {@link FileMap} from entries after checking the path set (duplicates, file/dir clashes, hostile names). */
-export function toFileMap(entries: readonly Entry[], what: string): FileMap {
-  throwOnPathProblems(checkPathSet(entries.map((e) => e.path)), what);
-  return new Map(entries.map((e) => [e.path, e]));
-}
-
+/** Refuse a path set with problems (hostile names, file/dir clashes), naming the first five. */
 function throwOnPathProblems(problems: readonly string[], what: string): void {
   if (problems.length === 0) return;
   const shown = problems.slice(0, 5).join("; ");
@@ -410,7 +405,7 @@ function parseJsonObject(text: string, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** Check an entry's fields (path validity is checked over the whole set by {@link toFileMap}). */
+/** Check an entry's fields (path validity is checked over the whole set by {@link checkPathKeys}). */
 export function validateEntry(v: unknown, where: string): Entry {
   if (typeof v !== "object" || v === null) throw new IntegrityError(`${where}: entry is not an object`);
   const o = v as Record<string, unknown>;
