@@ -9,7 +9,9 @@
 // not the 2-4x V8 allows a small heap by default. Request objects that outlive two scavenges (16
 // transfers in flight) pile up there as garbage: a 10k push held 31 MB live but reached 81 MB of
 // old space, a 100k push 48 MB live and 162 MB (issue 25). With it, peak RSS of a 10k push and
-// pull went from 182-190 MiB to 134-148 MiB for the same client CPU (bench/lib/profile.ts).
+// pull went from 182-190 MiB to 134-148 MiB (bench/lib/profile.ts), for more full GCs: GC pauses
+// of a 10k push + pull summed 1.3 s without it and 2.1 s with it on a loaded machine (to be
+// confirmed idle; dropping this flag alone undoes it).
 // The compile cache keeps V8's bytecode on disk, so a cron-driven no-op pull does not re-parse the
 // AWS SDK every minute (Node >= 22.1; silently unavailable elsewhere).
 //
