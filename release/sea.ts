@@ -31,7 +31,8 @@ export async function writeSeaBlob(opts: { node: string; bundle: string; blob: s
     disableExperimentalSEAWarning: true,
     useCodeCache: false,
     useSnapshot: false,
-    execArgv: ["--max-semi-space-size=8"],
+    // The launcher's flags (bin/fansync.js says why each).
+    execArgv: ["--max-semi-space-size=8", "--heap-growing-percent=50"],
   }, null, 2));
   await run(opts.node, ["--experimental-sea-config", "sea-config.json"], { cwd: dir });
 }

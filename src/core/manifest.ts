@@ -8,7 +8,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import { IntegrityError } from "./errors.ts";
-import { checkPathSet, compareUtf8, showPath } from "./paths.ts";
+import { checkPathKeys, checkPathSet, compareUtf8, showPath } from "./paths.ts";
 import { type HeadSignature, parseHeadSignature } from "./signing.ts";
 
 /** Format tags written into every control object. */
@@ -253,7 +253,9 @@ class ManifestLines {
     if (this.pendingBytes > 0 || this.line === 0) this.onLine(Buffer.concat(this.pending, this.pendingBytes));
     const count = this.line - 1;
     if (this.announced !== count) throw new IntegrityError(`manifest header announces ${String(this.announced)} files, body has ${count}`);
-    return toFileMap([...this.files.values()], "manifest");
+    // Checked in place: the parsed map is the one returned (duplicates were refused line by line).
+    throwOnPathProblems(checkPathKeys(this.files), "manifest");
+    return this.files;
   }
 
   private take(part: Buffer): void {
@@ -289,14 +291,11 @@ class ManifestLines {
   }
 }
 
-/** Build a {@link FileMap} from entries after checking the path set (duplicates, file/dir clashes, hostile names). */
-export function toFileMap(entries: readonly Entry[], what: string): FileMap {
-  const problems = checkPathSet(entries.map((e) => e.path));
-  if (problems.length > 0) {
-    const shown = problems.slice(0, 5).join("; ");
-    throw new IntegrityError(`${what} has ${problems.length} invalid path(s): ${shown}${problems.length > 5 ? "; ..." : ""}`);
-  }
-  return new Map(entries.map((e) => [e.path, e]));
+/** Refuse a path set with problems (hostile names, file/dir clashes), naming the first five. */
+function throwOnPathProblems(problems: readonly string[], what: string): void {
+  if (problems.length === 0) return;
+  const shown = problems.slice(0, 5).join("; ");
+  throw new IntegrityError(`${what} has ${problems.length} invalid path(s): ${shown}${problems.length > 5 ? "; ..." : ""}`);
 }
 
 /** Serialise a journal document. */
@@ -331,8 +330,10 @@ export function applyJournal(files: FileMap, j: Journal): FileMap {
   const next = new Map(files);
   for (const p of j.deletes) next.delete(p);
   for (const e of j.puts) next.set(e.path, e);
-  // A journal applied on top of a valid map can still create a file/directory clash.
-  return toFileMap([...next.values()], `generation ${j.generation}`);
+  // A journal applied on top of a valid map can still create a file/directory clash (checked in
+  // place: one new map, not a second copy of it).
+  throwOnPathProblems(checkPathKeys(next), `generation ${j.generation}`);
+  return next;
 }
 
 /** Serialise a head document. */
@@ -404,7 +405,7 @@ function parseJsonObject(text: string, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** Check an entry's fields (path validity is checked over the whole set by {@link toFileMap}). */
+/** Check an entry's fields (path validity is checked over the whole set by {@link checkPathKeys}). */
 export function validateEntry(v: unknown, where: string): Entry {
   if (typeof v !== "object" || v === null) throw new IntegrityError(`${where}: entry is not an object`);
   const o = v as Record<string, unknown>;

@@ -59,11 +59,38 @@ export function checkPathSet(paths: Iterable<string>): string[] {
     if (seen.has(p)) problems.push(`${showPath(p)}: duplicate path`);
     seen.add(p);
   }
-  for (const p of seen) {
+  problems.push(...fileDirClashes(seen));
+  return problems;
+}
+
+/**
+ * {@link checkPathSet} for paths that are already unique, the keys of a map: checked where they
+ * are, with no copy of the set (a 1M-entry manifest was held twice while its paths were checked,
+ * issue 25).
+ */
+export function checkPathKeys(paths: ReadonlyMap<string, unknown> | ReadonlySet<string>): string[] {
+  const problems: string[] = [];
+  const invalid = new Set<string>();
+  for (const p of paths.keys()) {
+    const why = checkRelativePath(p);
+    if (why) {
+      problems.push(`${showPath(p)}: ${why}`);
+      invalid.add(p);
+    }
+  }
+  problems.push(...fileDirClashes(paths, invalid));
+  return problems;
+}
+
+/** Every path of `paths` (but those in `skip`) that is also a directory of another (`a` and `a/b`). */
+function fileDirClashes(paths: ReadonlyMap<string, unknown> | ReadonlySet<string>, skip?: ReadonlySet<string>): string[] {
+  const problems: string[] = [];
+  for (const p of paths.keys()) {
+    if (skip?.has(p)) continue;
     let i = p.indexOf("/");
     while (i !== -1) {
       const dir = p.slice(0, i);
-      if (seen.has(dir)) problems.push(`${showPath(dir)}: is both a file and a directory (${showPath(p)})`);
+      if (paths.has(dir)) problems.push(`${showPath(dir)}: is both a file and a directory (${showPath(p)})`);
       i = p.indexOf("/", i + 1);
     }
   }

@@ -337,7 +337,17 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   // left on every run). One holding only files this plan deletes (a directory that became a file)
   // is emptied before the renames; any other refuses the generation now.
   const clearFirst: { dir: string; files: string[]; dirs: string[] }[] = [];
+  // A target whose parent directory does not resolve cannot be anything: one lstat per missing
+  // directory instead of one per file (a first pull lstat-ed all of its 10k targets, issue 25).
+  const parentMissing = new Map<string, boolean>();
   for (const e of plan.downloads) {
+    const parent = path.dirname(path.join(root, e.path));
+    let missing = parentMissing.get(parent);
+    if (missing === undefined) {
+      missing = (await lstat(parent).catch((err: NodeJS.ErrnoException) => err.code)) === "ENOENT";
+      parentMissing.set(parent, missing);
+    }
+    if (missing) continue;
     const st = await lstat(path.join(root, e.path)).catch(() => undefined);
     if (!st?.isDirectory()) continue;
     const inside = await listUnder(root, e.path);

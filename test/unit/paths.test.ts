@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { checkPathSet, checkRelativePath, compareUtf8 } from "../../src/core/paths.ts";
+import { checkPathKeys, checkPathSet, checkRelativePath, compareUtf8 } from "../../src/core/paths.ts";
 
 test("accepts ordinary relative paths, unicode and spaces", () => {
   for (const p of ["index.html", "a/b/c.css", "caf\u00e9/menu.html", "cafe\u0301/menu.html", "with space/x y.txt", ".well-known/x"]) {
@@ -36,6 +36,16 @@ test("a path set rejects duplicates and file/directory clashes", () => {
   assert.match(checkPathSet(["a", "a"]).join(), /duplicate/);
   assert.match(checkPathSet(["a", "a/b"]).join(), /both a file and a directory/);
   assert.match(checkPathSet(["x/y", "x/y/z/w"]).join(), /both a file and a directory/);
+});
+
+test("the keys of a map are checked in place as a path set is", () => {
+  const sets: string[][] = [["a", "b/c"], ["a", "a/b"], ["x/y", "x/y/z/w"], ["ok", "../up", "/abs"], ["d/.fansync-tmp-1", "d"]];
+  for (const paths of sets) {
+    const map = new Map(paths.map((p) => [p, 0]));
+    assert.deepEqual(checkPathKeys(map), checkPathSet(paths), JSON.stringify(paths));
+    assert.deepEqual(checkPathKeys(new Set(paths)), checkPathSet(paths), JSON.stringify(paths));
+  }
+  assert.match(checkPathKeys(new Map([["x/y", 1], ["x/y/z", 2]])).join(), /"x\/y": is both a file and a directory/);
 });
 
 test("UTF-8 byte order differs from UTF-16 order where S3 cares", () => {
