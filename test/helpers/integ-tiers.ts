@@ -66,6 +66,7 @@ export const INTEG_TIERS: Readonly<Record<string, TierEntry>> = {
   "status-page": { tier: "engine", why: "the status page in chromium", twin: "none yet (a browser)" },
   "sync-apply-kill": { tier: "engine", why: "a sync node stopped between apply and base", twin: "unit: engines-memory (the same scenario)" },
   "sync-events": { tier: "engine", why: "sync woken by events (moto's SNS/SQS); events.integ keeps the edge", twin: "unit: events-wake" },
+  "sim-heal": { tier: "edge", why: "replicate and rollback across a file ↔ directory flip on each server (versitygw's prefix clash), sync --verify re-uploading an overwritten object", twin: "unit: prefix-clash-memory, adversary-memory; simulation (adversary, quirks)" },
   "sync-heal": { tier: "mixed", why: "edge: dir→file settled on each server (versitygw's prefix clash); the rest is sync's conflict rules", twin: "unit: engines-memory (two-way, prefix clash), sync-plan; simulation (flips)" },
   sync: { tier: "mixed", why: "edge: refusal without conditional writes (fauxqs) and two writers meeting; the rest is sync's rules", twin: "unit: engines-memory (two-way), sync-plan; simulation (sync actors)" },
   trust: { tier: "engine", why: "launderings of unverified generations; needs conditional writes and versioning (moto)", twin: "unit: signing; none yet on MemoryStore (the simulation's adversary is off in CI)" },
