@@ -20,7 +20,7 @@ import { jobStateDir } from "../src/adapters/state-dir.ts";
 import { type Location, metaPrefix, parseLocation } from "../src/core/location.ts";
 import { type FileMap, metaKeys, parseJournal, parseManifest, serializeManifest, sha256Hex } from "../src/core/manifest.ts";
 import { TEMP_MARK } from "../src/core/paths.ts";
-import { type HeadState, readHead } from "../src/sync/generation-reader.ts";
+import { type HeadState, readHead } from "../src/engine/generation-reader.ts";
 import type { DocrootWriter } from "./docroots.ts";
 import { listFiles } from "./docroots.ts";
 import { makeUploader, pullOnceWith } from "./world.ts";

@@ -7,8 +7,8 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { ObjectStore, PutResult } from "../src/adapters/object-store.ts";
-import type { Source } from "../src/sync/puller.ts";
-import { readHead, readManifest } from "../src/sync/generation-reader.ts";
+import type { Source } from "../src/engine/puller.ts";
+import { readHead, readManifest } from "../src/engine/generation-reader.ts";
 import { TEMP_MARK } from "../src/core/paths.ts";
 import { listFiles } from "./docroots.ts";
 

@@ -11,7 +11,7 @@ import type { ObjectStore } from "../src/adapters/object-store.ts";
 import { GuardError, IntegrityError, ObjectMoved } from "../src/core/errors.ts";
 import { parseLocation } from "../src/core/location.ts";
 import { generateSigningKeyPair, parsePrivateKey, parsePublicKey, type SigningKey, type TrustPolicy } from "../src/core/signing.ts";
-import type { Uploader } from "../src/sync/uploader.ts";
+import type { Uploader } from "../src/engine/uploader.ts";
 import { Checker, type Violation } from "./checks.ts";
 import { type ActorCtx, Crash, Scheduler } from "./scheduler.ts";
 import { DocrootWriter } from "./docroots.ts";

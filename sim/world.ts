@@ -15,12 +15,12 @@ import { DEFAULT_PACK_TUNING, type PackTuning } from "../src/core/pack-format.ts
 import type { SigningKey, TrustPolicy } from "../src/core/signing.ts";
 import type { WriterTuning } from "../src/core/config.ts";
 import type { Logger } from "../src/adapters/logger.ts";
-import { PackWriter } from "../src/sync/packs.ts";
-import { pullOnce, type PullerOptions, type PullResult, type Source } from "../src/sync/puller.ts";
-import { Replicator } from "../src/sync/replicator.ts";
-import { rollback, type RollbackResult } from "../src/sync/rollback.ts";
-import { TwoWayNode } from "../src/sync/two-way.ts";
-import { Uploader } from "../src/sync/uploader.ts";
+import { PackWriter } from "../src/engine/packs.ts";
+import { pullOnce, type PullerOptions, type PullResult, type Source } from "../src/engine/puller.ts";
+import { Replicator } from "../src/engine/replicator.ts";
+import { rollback, type RollbackResult } from "../src/engine/rollback.ts";
+import { TwoWayNode } from "../src/engine/two-way.ts";
+import { Uploader } from "../src/engine/uploader.ts";
 import type { Hasher } from "../src/adapters/hash-index.ts";
 
 /** What every engine is given besides its store: the injected trio. */

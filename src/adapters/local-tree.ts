@@ -147,7 +147,7 @@ function hashSmallSync(abs: string): string {
 /** sha256 of a file, streamed. */
 export async function hashFile(abs: string, sizeHint?: number): Promise<string> {
   // Small files (most of a website): read synchronously into one reused buffer (no stream, no
-  // fresh Buffer per file; a fifth of the CPU of promise reads, see sync/transfer.ts readIfSmall).
+  // fresh Buffer per file; a fifth of the CPU of promise reads, see engine/transfer.ts readIfSmall).
   if (sizeHint !== undefined && sizeHint < HASH_BUF.length) return hashSmallSync(abs);
   const h = createHash("sha256");
   for await (const chunk of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(chunk as Buffer);

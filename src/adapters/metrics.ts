@@ -83,7 +83,7 @@ export class Metrics {
     else this.errors.inc({ role, class: r.errorClass ?? "Error" });
   }
 
-  /** The event queue's state (sync/event-listener.ts). */
+  /** The event queue's state (engine/event-listener.ts). */
   recordEvents(h: { readonly state: "listening" | "failing"; readonly messages: number }): void {
     this.eventsListening.set(h.state === "listening" ? 1 : 0);
     if (h.messages > this.eventsSeen) this.eventMessages.inc(h.messages - this.eventsSeen);

@@ -82,7 +82,7 @@ export type ListOnce =
   | ({ readonly ok: true; readonly keyCount: number } & ServerClock)
   | ({ readonly ok: false; readonly error: unknown } & ServerClock);
 
-/** Requests against one bucket: everything the engines (src/sync) send. */
+/** Requests against one bucket: everything the engines (src/engine) send. */
 export interface ObjectStore {
   readonly bucket: string;
   /** For messages: where this store points. */
@@ -116,7 +116,7 @@ export interface ObjectStore {
   /** Keys under `prefix` (operator commands only), at most `max`; `truncated` says so. */
   list(prefix: string, opts?: { max?: number; signal?: AbortSignal | undefined }): Promise<{ keys: ListedKey[]; truncated: boolean }>;
 
-  // The probes `fansync doctor` needs (sync/doctor-checks.ts): facts about the server itself.
+  // The probes `fansync doctor` needs (engine/doctor-checks.ts): facts about the server itself.
   /** The bucket's versioning setting. */
   readVersioning(signal?: AbortSignal): Promise<VersioningState>;
   /** Resolve the credential chain the way a request would; only the key id's tail comes out. */

@@ -7,8 +7,8 @@ import type { Config } from "../core/config.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
-import { HookRunner } from "../sync/hooks.ts";
-import type { GenerationDone } from "../sync/job-deps.ts";
+import { HookRunner } from "../engine/hooks.ts";
+import type { GenerationDone } from "../engine/job-deps.ts";
 import { awsEnv } from "./wiring.ts";
 
 /** The observers of one job's generations. */
@@ -24,7 +24,7 @@ export async function afterGenerationFor(cfg: Config, role: "publish" | "apply",
   const deps = { log: log.child({ component: role === "publish" ? "after-publish" : "after-apply" }), signal, now: () => new Date() };
   if (role === "publish" && cfg.cloudfrontDistribution.length > 0) {
     // Loaded only when asked for: a writer without a CDN never pays for the CloudFront client.
-    const [{ createCloudFrontClient }, { CloudFrontApi }, { CdnInvalidator }] = await Promise.all([import("../adapters/aws-clients.ts"), import("../adapters/cloudfront.ts"), import("../sync/cdn-invalidator.ts")]);
+    const [{ createCloudFrontClient }, { CloudFrontApi }, { CdnInvalidator }] = await Promise.all([import("../adapters/aws-clients.ts"), import("../adapters/cloudfront.ts"), import("../engine/cdn-invalidator.ts")]);
     const api = new CloudFrontApi(createCloudFrontClient({ endpointUrl: cfg.endpointUrl, profile: cfg.profile, aws: awsEnv() }));
     parts.push(new CdnInvalidator(cfg.cloudfrontDistribution.map((d) => ({ id: d.id, location: d.location && formatLocation(d.location) })), api, deps));
   }

@@ -10,7 +10,7 @@ import { ExitCode } from "../core/errors.ts";
 import { formatLocation } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { storeFor } from "./wiring.ts";
-import { runDoctor } from "../sync/doctor-checks.ts";
+import { runDoctor } from "../engine/doctor-checks.ts";
 
 /** Run the checks, print the report (stdout) and the FAIL lines (stderr); returns the exit code. */
 export async function doctor(cfg: ConfigFor<"doctor">, log: Logger, signal: AbortSignal, opts: { json: boolean; write: boolean }): Promise<number> {

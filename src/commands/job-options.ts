@@ -14,9 +14,9 @@ import { formatLocation, type Location } from "../core/location.ts";
 import type { SigningKey, TrustPolicy } from "../core/signing.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { resolveGroup } from "../adapters/groups.ts";
-import type { PullerOptions } from "../sync/puller.ts";
-import { textPath } from "../sync/pull-job.ts";
-import type { UploaderOptions } from "../sync/uploader.ts";
+import type { PullerOptions } from "../engine/puller.ts";
+import { textPath } from "../engine/pull-job.ts";
+import type { UploaderOptions } from "../engine/uploader.ts";
 import { leaseTtlMs, locationState } from "./wiring.ts";
 
 /** The poll interval of a daemon whose event queue cannot be read (the default of a node without events). */

@@ -8,8 +8,8 @@ import { UsageError } from "../core/errors.ts";
 import { formatHistory } from "../core/history.ts";
 import { formatLocation } from "../core/location.ts";
 import { storeFor } from "./wiring.ts";
-import { readHead } from "../sync/generation-reader.ts";
-import { listRetained, readHistory } from "../sync/history.ts";
+import { readHead } from "../engine/generation-reader.ts";
+import { listRetained, readHistory } from "../engine/history.ts";
 
 /** Options of `fansync log` beyond the common ones. */
 export interface LogOptions {

@@ -4,7 +4,7 @@ import { UsageError } from "../core/errors.ts";
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { requestsOf, sampleEveryMs, storeFor } from "./wiring.ts";
-import { Monitor, type MonitorOptions } from "../sync/monitor.ts";
+import { Monitor, type MonitorOptions } from "../engine/monitor.ts";
 
 /** The monitor for a daemon, listening; undefined when `--http` is not set. */
 export async function startMonitor(cfg: Config, log: Logger, signal: AbortSignal, o: { role: MonitorOptions["role"]; daemon: boolean; detail: string; fleet: readonly Location[]; expectEveryMs?: number; serving?: () => Promise<number> }): Promise<Monitor | undefined> {

@@ -1,11 +1,11 @@
-/** `push --packs` / `watch --packs` (`packs: true`): pack objects written after each generation (sync/packs.ts). */
+/** `push --packs` / `watch --packs` (`packs: true`): pack objects written after each generation (engine/packs.ts). */
 import path from "node:path";
 import type { Config } from "../core/config.ts";
 import { DEFAULT_PACK_TUNING } from "../core/pack-format.ts";
 import { errorFields, type Logger } from "../adapters/logger.ts";
-import { PackWriter } from "../sync/packs.ts";
-import type { Reconciler } from "../sync/watch-daemon.ts";
-import type { Uploader } from "../sync/uploader.ts";
+import { PackWriter } from "../engine/packs.ts";
+import type { Reconciler } from "../engine/watch-daemon.ts";
+import type { Uploader } from "../engine/uploader.ts";
 import { storeFor } from "./wiring.ts";
 
 /**

@@ -12,17 +12,17 @@ import { progressBarFor } from "../adapters/progress-bar.ts";
 import { statsLinesFor } from "../adapters/progress-stats.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { fanOutEvents } from "../core/transfer-events.ts";
-import { readServedGeneration, type Source } from "../sync/puller.ts";
-import { noteLocked, PullJob, type PullStatus } from "../sync/pull-job.ts";
+import { readServedGeneration, type Source } from "../engine/puller.ts";
+import { noteLocked, PullJob, type PullStatus } from "../engine/pull-job.ts";
 import { LockedError, UsageError } from "../core/errors.ts";
-import { writeNodeReport } from "../sync/node-reports.ts";
+import { writeNodeReport } from "../engine/node-reports.ts";
 import { startMonitor } from "./monitor-setup.ts";
 import { drainDeadlineMs, eventQueueFor, jobState, storeFor, trustFor } from "./wiring.ts";
 import { FALLBACK_INTERVAL_MS, nodeName, pullerOptions, statusFiles } from "./job-options.ts";
 import { afterGenerationFor } from "./after-generation.ts";
 import { FANSYNC_VERSION } from "../adapters/version.ts";
 
-export type { PullStatus } from "../sync/pull-job.ts";
+export type { PullStatus } from "../engine/pull-job.ts";
 
 /** Run `pull` once (throws what failed) or as a daemon until `signal` aborts (then drains). */
 export async function pull(cfg: ConfigFor<"pull">, log: Logger, signal: AbortSignal): Promise<void> {

@@ -11,8 +11,8 @@ import { statsLinesFor } from "../adapters/progress-stats.ts";
 import { jobState, signerFor, storeFor } from "./wiring.ts";
 import { docrootFilter, uploaderOptions } from "./job-options.ts";
 import { fanOutEvents, type TransferEvents } from "../core/transfer-events.ts";
-import { RunScope } from "../sync/run-deadline.ts";
-import { type ReconcileResult, Uploader } from "../sync/uploader.ts";
+import { RunScope } from "../engine/run-deadline.ts";
+import { type ReconcileResult, Uploader } from "../engine/uploader.ts";
 import { packsAfter } from "./packs-hook.ts";
 
 /**

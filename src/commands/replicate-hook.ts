@@ -1,7 +1,7 @@
 /** `watch --replicate-to`: replicate each published generation from inside the uploader. */
 import type { Config } from "../core/config.ts";
 import { errorFields, type Logger } from "../adapters/logger.ts";
-import { Drain } from "../sync/drain.ts";
+import { Drain } from "../engine/drain.ts";
 import type { AfterGeneration } from "./after-generation.ts";
 import { drainDeadlineMs } from "./wiring.ts";
 

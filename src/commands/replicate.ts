@@ -8,9 +8,9 @@ import { errorMessage, PartialFailureError, UsageError } from "../core/errors.ts
 import { formatLocation, type Location } from "../core/location.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { drainDeadlineMs, eventQueueFor, jobState, leaseTtlMs, locationState, signerFor, storeFor, trustFor } from "./wiring.ts";
-import { type RegionStatus, Replicator } from "../sync/replicator.ts";
+import { type RegionStatus, Replicator } from "../engine/replicator.ts";
 import { startMonitor } from "./monitor-setup.ts";
-import { Drain } from "../sync/drain.ts";
+import { Drain } from "../engine/drain.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
 import { type AfterGeneration, afterGenerationFor } from "./after-generation.ts";
 import { FALLBACK_INTERVAL_MS } from "./job-options.ts";

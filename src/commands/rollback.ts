@@ -12,7 +12,7 @@ import { formatBytes } from "../core/units.ts";
 import type { Logger } from "../adapters/logger.ts";
 import { jobState, signerFor, storeFor, trustFor } from "./wiring.ts";
 import { publishTuning } from "./job-options.ts";
-import { rollback, type RollbackResult, type RollbackSummary } from "../sync/rollback.ts";
+import { rollback, type RollbackResult, type RollbackSummary } from "../engine/rollback.ts";
 
 /** Options of `fansync rollback` beyond the common ones, as given on the command line. */
 export interface RollbackCommandOptions {

@@ -10,14 +10,14 @@ import type { Location } from "../core/location.ts";
 import { renderFleetTable } from "../core/node-report.ts";
 import { formatAge, formatBytes } from "../core/units.ts";
 import { storeFor } from "./wiring.ts";
-import { type FleetStatus, readFleet } from "../sync/fleet.ts";
+import { type FleetStatus, readFleet } from "../engine/fleet.ts";
 import { readJson } from "../adapters/state-files.ts";
 import { listJobStateDirs } from "../adapters/state-dir.ts";
 import { baseStateDir } from "./wiring.ts";
 import type { PullStatus } from "./pull.ts";
-import type { RegionStatus } from "../sync/replicator.ts";
+import type { RegionStatus } from "../engine/replicator.ts";
 import type { SyncStatus } from "./sync.ts";
-import type { EventHealth } from "../sync/event-listener.ts";
+import type { EventHealth } from "../engine/event-listener.ts";
 import { statusFiles } from "./job-options.ts";
 
 /** Everything `status` found. */

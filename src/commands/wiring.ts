@@ -1,6 +1,6 @@
 /**
  * Wiring shared by the commands: from a resolved {@link Config} to the adapters a job is given (S3
- * stores, state directories). The engines in src/sync never see a Config.
+ * stores, state directories). The engines in src/engine never see a Config.
  */
 import os from "node:os";
 import path from "node:path";
@@ -18,8 +18,8 @@ import { readSigningKey, readTrustedKeys } from "../adapters/keys.ts";
 import { formatLocation } from "../core/location.ts";
 import { checkSite, type SigningKey, trustedKeyOf, type TrustPolicy } from "../core/signing.ts";
 import type { EventQueue } from "../adapters/event-queue.ts";
-import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "../sync/lease.ts";
-import { DEFAULT_DRAIN_DEADLINE_MS } from "../sync/drain.ts";
+import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from "../engine/lease.ts";
+import { DEFAULT_DRAIN_DEADLINE_MS } from "../engine/drain.ts";
 
 /**
  * FANSYNC_REQUEST_TIMEOUT (a duration: "5s", "500ms") lowers the per-request socket timeout from

@@ -94,7 +94,7 @@ export interface Config {
   readonly chmod: ChmodRules | undefined;
   /** pull, sync: the group (name or gid) of what lands in the docroot, e.g. www-data; undefined: the puller's own. */
   readonly group: string | undefined;
-  /** Also keep pack objects of small files for first pulls (push, watch; sync/packs.ts). Off by default: it costs storage and PUTs. */
+  /** Also keep pack objects of small files for first pulls (push, watch; engine/packs.ts). Off by default: it costs storage and PUTs. */
   readonly packs: boolean;
   /** With packs: rebuild every pack now (push --repack). */
   readonly repack: boolean;

@@ -1,7 +1,7 @@
 /**
  * `fansync doctor`'s report: what each finding means (status, and what fansync will do about it),
  * rendered as text lines or one JSON document, and the exit code. Pure: the probing that gathers
- * the facts lives in sync/doctor-checks.ts.
+ * the facts lives in engine/doctor-checks.ts.
  */
 import { ExitCode, type ExitCodeValue } from "./errors.ts";
 import { formatAge, formatBytes } from "./units.ts";

@@ -1,6 +1,6 @@
 /**
  * Rollback planning (pure): how to make the bucket hold the content of a retained generation again,
- * path by path, and where each path's old bytes come from. The executor (src/sync/rollback.ts)
+ * path by path, and where each path's old bytes come from. The executor (src/engine/rollback.ts)
  * finds out which sources exist (a HEAD per old VersionId, a hashed scan of `--from`) and carries
  * the plan out; nothing here touches the clock, the disk or the network.
  *

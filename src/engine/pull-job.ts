@@ -152,7 +152,7 @@ export class PullJob {
   private async fromSources(signal: AbortSignal, deadline: RunDeadline): Promise<PullResult> {
     const { sources } = this.o;
     const deps: PullerDeps = { log: this.d.log, signal, now: this.d.now, events: this.d.events, deadline };
-    // The lag rule (src/sync/source-choice.ts) may put a fresher source first; see docs/replication.md.
+    // The lag rule (src/engine/source-choice.ts) may put a fresher source first; see docs/replication.md.
     const lagRule = { state: this.o.state, maxLag: this.o.maxLag, checkEveryMs: LAG_CHECK_RUNS * this.o.intervalMs };
     const ordered = (await orderSources(sources, lagRule, deps)).sources;
     let lastErr: unknown;

@@ -1,7 +1,7 @@
 /**
  * The puller's own state: which generation of which source the docroot holds (`pull-head.json`)
  * and that generation's files (`pull-files.ndjson`). Only the puller's modules write it; a two-way
- * node (sync/two-way.ts) that applies through the puller tells it what the docroot holds with
+ * node (engine/two-way.ts) that applies through the puller tells it what the docroot holds with
  * {@link preparePullState} and records a generation it published itself with
  * {@link adoptPullState}, instead of writing the puller's files by hand (issue 26).
  */
@@ -28,7 +28,7 @@ export interface PullState {
   readonly manifestSha256?: string | undefined;
   /**
    * Set by {@link adoptPullState}: the generation is the two-way node's own, never another writer's
-   * for `--on-apply` when a round heals into it (sync/two-way.ts). The puller's next apply drops it.
+   * for `--on-apply` when a round heals into it (engine/two-way.ts). The puller's next apply drops it.
    */
   readonly publishedHere?: boolean | undefined;
 }

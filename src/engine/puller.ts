@@ -73,7 +73,7 @@ export interface PullerDeps extends JobDeps {
   readonly deadline?: { allow(bytes: number): void } | undefined;
   /**
    * Two-way sync: called right before a path of the docroot is replaced or deleted, so that a file
-   * written there since the node last looked is kept first (sync/two-way.ts), or the apply stops:
+   * written there since the node last looked is kept first (engine/two-way.ts), or the apply stops:
    * a FansyncError it throws ends the run as it is, with what landed so far left in place (each
    * of those files is the generation's). Pull never sets it.
    */

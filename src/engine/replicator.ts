@@ -155,7 +155,7 @@ export class Replicator {
   private pinnedSite: string | undefined;
   private warnedUnchecked = false;
   private readonly journals = new Map<number, Promise<Journal | undefined>>();
-  /** Packs (issue 14): carried to each region after its generation (sync/packs.ts). */
+  /** Packs (issue 14): carried to each region after its generation (engine/packs.ts). */
   private readonly packs: PackCarrier;
   private listener: EventListener | undefined;
 

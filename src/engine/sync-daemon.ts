@@ -1,5 +1,5 @@
 /**
- * The two-way daemon's loop: a round (sync/two-way.ts) when the docroot changed (chokidar events,
+ * The two-way daemon's loop: a round (engine/two-way.ts) when the docroot changed (chokidar events,
  * a quiet window plus a cap, as in `watch`: a rename or a burst of thousands of files is one round),
  * and every poll interval otherwise (one conditional GET of the head when nothing moved). The loop,
  * its backoff and what ends it are the daemon loop's (daemon-loop.ts), the batching the docroot

@@ -16,7 +16,7 @@ import { createS3Client } from "../../src/adapters/s3-client.ts";
 import { HashIndex } from "../../src/adapters/hash-index.ts";
 import { S3Store } from "../../src/adapters/s3-store.ts";
 import { jobStateDir } from "../../src/adapters/state-dir.ts";
-import { TwoWayNode } from "../../src/sync/two-way.ts";
+import { TwoWayNode } from "../../src/engine/two-way.ts";
 import { startCli, waitCli } from "../helpers/cli.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { writeTree } from "../helpers/tree.ts";

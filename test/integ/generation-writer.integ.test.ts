@@ -1,5 +1,5 @@
 /**
- * The generation writer itself (src/sync/generation-writer.ts), against a real server: its two
+ * The generation writer itself (src/engine/generation-writer.ts), against a real server: its two
  * rules written once, tested once here (each engine has its own test in writer.integ.test.ts).
  * - a failed transfer: an exact commit publishes nothing; any other publishes what succeeded,
  *   keeps the failed path's previous entry and deletes nothing; both end in exit 4's error;
@@ -14,8 +14,8 @@ import { createLogger } from "../../src/adapters/logger.ts";
 import { createS3Client } from "../../src/adapters/s3-client.ts";
 import { S3Store } from "../../src/adapters/s3-store.ts";
 import { StateDir } from "../../src/adapters/state-dir.ts";
-import { GenerationWriter } from "../../src/sync/generation-writer.ts";
-import { readHead, readManifest } from "../../src/sync/generation-reader.ts";
+import { GenerationWriter } from "../../src/engine/generation-writer.ts";
+import { readHead, readManifest } from "../../src/engine/generation-reader.ts";
 import { useServer } from "../helpers/ctx.ts";
 import { type Fault, startProxy } from "../helpers/proxy.ts";
 import { listKeys } from "../helpers/s3.ts";

@@ -19,7 +19,7 @@ import { S3Store } from "../../src/adapters/s3-store.ts";
 import { StateDir } from "../../src/adapters/state-dir.ts";
 import { HashIndex } from "../../src/adapters/hash-index.ts";
 import { readJson } from "../../src/adapters/state-files.ts";
-import { TwoWayNode } from "../../src/sync/two-way.ts";
+import { TwoWayNode } from "../../src/engine/two-way.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 import { writeTree } from "../helpers/tree.ts";

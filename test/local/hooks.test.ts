@@ -1,10 +1,10 @@
-/** --on-publish / --on-apply (sync/hooks.ts) with real processes and a temp state dir. */
+/** --on-publish / --on-apply (engine/hooks.ts) with real processes and a temp state dir. */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { HookRunner, hookInput } from "../../src/sync/hooks.ts";
+import { HookRunner, hookInput } from "../../src/engine/hooks.ts";
 import { fakeLog } from "../helpers/fake-log.ts";
 import { tempDir } from "../helpers/tree.ts";
 

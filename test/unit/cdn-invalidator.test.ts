@@ -1,8 +1,8 @@
-/** The CDN invalidator (sync/cdn-invalidator.ts) on an in-memory CDN: one invalidation per generation, retries, limits. */
+/** The CDN invalidator (engine/cdn-invalidator.ts) on an in-memory CDN: one invalidation per generation, retries, limits. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { CdnApi } from "../../src/adapters/cloudfront.ts";
-import { CdnInvalidator } from "../../src/sync/cdn-invalidator.ts";
+import { CdnInvalidator } from "../../src/engine/cdn-invalidator.ts";
 import { fakeLog } from "../helpers/fake-log.ts";
 
 /** An in-memory CDN: records invalidations; `fail` answers the next calls with these errors. */

@@ -1,12 +1,12 @@
-/** The one daemon loop (sync/daemon-loop.ts) with a fake runner: no server, no docroot. */
+/** The one daemon loop (engine/daemon-loop.ts) with a fake runner: no server, no docroot. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   ConfigError, CredentialsMissing, FileChanging, GuardError, IntegrityError, LocalIoError, LockedError, ObjectMoved, PartialFailureError,
   RaceError, RegionMissing, RemoteError, RunTimeout, TransferCorrupt, UntrustedHead, UsageError,
 } from "../../src/core/errors.ts";
-import { BACKOFF_CAP_MS, daemonVerdict, retryDelayMs, runDaemonLoop, type RunContext, type Writers } from "../../src/sync/daemon-loop.ts";
-import { Wake } from "../../src/sync/wake.ts";
+import { BACKOFF_CAP_MS, daemonVerdict, retryDelayMs, runDaemonLoop, type RunContext, type Writers } from "../../src/engine/daemon-loop.ts";
+import { Wake } from "../../src/engine/wake.ts";
 
 // What waiting cannot fix ends every daemon; a lost race ends only the one that holds the lease.
 const FATAL: readonly [string, () => Error, readonly Writers[]][] = [

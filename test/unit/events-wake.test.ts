@@ -1,9 +1,9 @@
-/** The coalescing wake-up (sync/wake.ts) and the event listener (sync/event-listener.ts) on an in-memory queue. */
+/** The coalescing wake-up (engine/wake.ts) and the event listener (engine/event-listener.ts) on an in-memory queue. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { EventQueue, QueueMessage } from "../../src/adapters/event-queue.ts";
-import { EventListener } from "../../src/sync/event-listener.ts";
-import { Wake } from "../../src/sync/wake.ts";
+import { EventListener } from "../../src/engine/event-listener.ts";
+import { Wake } from "../../src/engine/wake.ts";
 import { fakeLog } from "../helpers/fake-log.ts";
 
 test("any number of fires during a run leave exactly one pending run", async () => {

@@ -1,5 +1,5 @@
 /**
- * The commit object's rules (src/sync/generation-writer.ts: begin → transfers → finish) on the
+ * The commit object's rules (src/engine/generation-writer.ts: begin → transfers → finish) on the
  * MemoryStore, each seen through both engines that commit partial work differently — the uploader
  * (a generation of its own: what succeeded is published) and the replicator (a region's copy of a
  * primary generation: all or nothing) — so that the two are shown to keep one rule:
@@ -19,7 +19,7 @@ import { after, test } from "node:test";
 import { currentOf, MemoryStore, MemoryWorld, type StoreCall, type StoreGate } from "../../src/adapters/memory-store.ts";
 import { PartialFailureError, RaceError, RemoteError } from "../../src/core/errors.ts";
 import { sha256Hex } from "../../src/core/manifest.ts";
-import { readHead, readManifest } from "../../src/sync/generation-reader.ts";
+import { readHead, readManifest } from "../../src/engine/generation-reader.ts";
 import { makeReplicator, makeUploader, runRollback } from "../../sim/world.ts";
 
 const roots: string[] = [];

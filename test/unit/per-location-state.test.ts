@@ -17,8 +17,8 @@ import { jobStateDir, locationStateDir } from "../../src/adapters/state-dir.ts";
 import { BUILD_INFO } from "../../src/adapters/version.ts";
 import { metaPrefix, parseLocation } from "../../src/core/location.ts";
 import { metaKeys } from "../../src/core/manifest.ts";
-import { GenerationWriter } from "../../src/sync/generation-writer.ts";
-import { readLease } from "../../src/sync/lease.ts";
+import { GenerationWriter } from "../../src/engine/generation-writer.ts";
+import { readLease } from "../../src/engine/lease.ts";
 
 const roots: string[] = [];
 after(() => {

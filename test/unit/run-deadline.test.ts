@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { RunTimeout } from "../../src/core/errors.ts";
-import { DEADLINE_FLOOR_BYTES_PER_S, RunDeadline } from "../../src/sync/run-deadline.ts";
+import { DEADLINE_FLOOR_BYTES_PER_S, RunDeadline } from "../../src/engine/run-deadline.ts";
 
 const aborted = (s: AbortSignal) => new Promise<unknown>((r) => (s.aborted ? r(s.reason) : s.addEventListener("abort", () => r(s.reason), { once: true })));
 
