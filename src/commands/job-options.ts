@@ -92,8 +92,8 @@ export async function pullerOptions(cfg: ConfigFor<"pull" | "sync">, role: "pull
  * What every writer of `loc` that publishes files from this machine is tuned with (uploader,
  * rollback): the location's shared state (ledger, capabilities), transfers and guard, Cache-Control.
  */
-export function publishTuning(cfg: Config, loc: Location): WriterTuning & { readonly shared: StateDir; readonly cacheControl: (p: string) => string | undefined; readonly leaseTtlMs: number } {
-  return { shared: locationState(cfg, formatLocation(loc)), ...writerTuning(cfg), cacheControl: compileCacheControl(cfg.cacheControl), leaseTtlMs: leaseTtlMs() };
+export function publishTuning(cfg: Config, loc: Location, shared: StateDir = locationState(cfg, formatLocation(loc))): WriterTuning & { readonly shared: StateDir; readonly cacheControl: (p: string) => string | undefined; readonly leaseTtlMs: number } {
+  return { shared, ...writerTuning(cfg), cacheControl: compileCacheControl(cfg.cacheControl), leaseTtlMs: leaseTtlMs() };
 }
 
 /**
@@ -110,9 +110,8 @@ export function uploaderOptions(
     docroot: path.resolve(cfg.docroot),
     loc: o.loc,
     state: o.state,
-    ...publishTuning(cfg, o.loc),
-    // The location's state the caller already asked (sync's conditional-write check), so both share its turns.
-    ...(o.shared === undefined ? {} : { shared: o.shared }),
+    // o.shared: the location's state the caller already asked (sync's conditional-write check), so both share its turns.
+    ...publishTuning(cfg, o.loc, o.shared),
     dryRun: oneWay && cfg.dryRun,
     filter: o.filter,
     verify: oneWay && cfg.verify,
