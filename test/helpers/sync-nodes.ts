@@ -5,6 +5,9 @@ import { type CapturedChild, startCli, waitCli } from "./cli.ts";
 import { type Ctx as TestContext, expectCode } from "./ctx.ts";
 import { readManifestDoc } from "./s3.ts";
 import { snapshot } from "./tree.ts";
+import { UsageError } from "../../src/core/errors.ts";
+import { HashIndex } from "../../src/adapters/hash-index.ts";
+import type { StateDir } from "../../src/adapters/state-dir.ts";
 
 /** One node: its docroot, its state directory, its daemon while it runs. */
 export interface SyncNode {
@@ -90,4 +93,12 @@ export async function keptContents(n: SyncNode): Promise<{ path: string; reason:
 /** The node's status file. */
 export async function syncStatusOf(n: SyncNode): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(path.join(await syncStateDir(n), "sync-status.json"), "utf8")) as Record<string, unknown>;
+}
+
+/**
+ * The publisher of a two-way node run in-process that has nothing of its own to publish: it shares
+ * the node's hash index (Publisher.hashes) and refuses, saying `why`, if a round ever asks it to publish.
+ */
+export function nothingToPublish(state: StateDir, why: string) {
+  return { hashes: new HashIndex(state.index), holdLease: async () => {}, releaseLease: async () => {}, reconcile: () => Promise.reject(new UsageError(why)) };
 }

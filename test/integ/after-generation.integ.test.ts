@@ -9,15 +9,14 @@ import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { CloudFrontClient, CreateDistributionCommand, GetInvalidationCommand, ListInvalidationsCommand } from "@aws-sdk/client-cloudfront";
 import pino from "pino";
-import { UsageError } from "../../src/core/errors.ts";
 import { compileFilter } from "../../src/core/filters.ts";
 import { formatLocation, parseLocation } from "../../src/core/location.ts";
 import { createS3Client } from "../../src/adapters/s3-client.ts";
-import { HashIndex } from "../../src/adapters/hash-index.ts";
 import { S3Store } from "../../src/adapters/s3-store.ts";
 import { jobStateDir } from "../../src/adapters/state-dir.ts";
 import { TwoWayNode } from "../../src/engine/two-way.ts";
 import { startCli, waitCli } from "../helpers/cli.ts";
+import { nothingToPublish } from "../helpers/sync-nodes.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { writeTree } from "../helpers/tree.ts";
 
@@ -142,7 +141,7 @@ test("sync --on-apply runs for a generation the node adopted while healing a sto
   // The CLI's own state directory for this node, so the daemon below finds what the stopped round left.
   const state = jobStateDir(stateBase, "sync", { docroot: root, url: formatLocation(parseLocation(url)) });
   const store = new S3Store({ client: createS3Client({ endpointUrl: ctx.server.endpoint, pathStyle: true, profile: undefined, maxSockets: 8 }), bucket, endpoint: ctx.server.endpoint });
-  const publisher = { hashes: new HashIndex(state.index), holdLease: async () => {}, releaseLease: async () => {}, reconcile: () => Promise.reject(new UsageError("nothing of this node's is to be published")) };
+  const publisher = nothingToPublish(state, "nothing of this node's is to be published");
   const node = (signal: AbortSignal, log = pino({ level: "silent" })) => new TwoWayNode({
     docroot: root, loc: parseLocation(url), state, conflictsDir: path.join(dir, "conflicts"), filter: compileFilter({ exclude: [], include: [] }), owns: () => true, rule: "newer", nodeId: "n", settleMs: 0,
     puller: { docroot: root, state, concurrency: 4, maxDelete: { kind: "percent", value: 50 }, force: false, dryRun: false, deleteExtraneous: false, verify: false, checksum: false, keep: [], maxJournals: 20, trust: undefined, maxAgeMs: undefined, allowSetuid: false },

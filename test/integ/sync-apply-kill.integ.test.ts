@@ -11,15 +11,14 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import pino from "pino";
-import { UsageError } from "../../src/core/errors.ts";
 import { compileFilter } from "../../src/core/filters.ts";
 import { parseLocation } from "../../src/core/location.ts";
 import { createS3Client } from "../../src/adapters/s3-client.ts";
 import { S3Store } from "../../src/adapters/s3-store.ts";
 import { StateDir } from "../../src/adapters/state-dir.ts";
-import { HashIndex } from "../../src/adapters/hash-index.ts";
 import { readJson } from "../../src/adapters/state-files.ts";
 import { TwoWayNode } from "../../src/engine/two-way.ts";
+import { nothingToPublish } from "../helpers/sync-nodes.ts";
 import { expectCode, useServer } from "../helpers/ctx.ts";
 import { serverLabel } from "../helpers/s3-server.ts";
 import { writeTree } from "../helpers/tree.ts";
@@ -38,7 +37,7 @@ describe(`sync stopped between apply and base (${serverLabel()})`, () => {
     const store = new S3Store({ client: createS3Client({ endpointUrl: ctx.server.endpoint, pathStyle: true, profile: undefined, maxSockets: 8 }), bucket, endpoint: ctx.server.endpoint });
     const push = async () => expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate)]), 0);
     // This node has nothing of its own to publish in any round below.
-    const publisher = { hashes: new HashIndex(state.index), holdLease: async () => {}, releaseLease: async () => {}, reconcile: () => Promise.reject(new UsageError("nothing of b's is to be published")) };
+    const publisher = nothingToPublish(state, "nothing of b's is to be published");
     const node = (signal: AbortSignal, log = pino({ level: "silent" })) =>
       new TwoWayNode({
         docroot: root, loc: parseLocation(url), state, conflictsDir, filter: compileFilter({ exclude: [], include: [] }), owns: () => true, rule: "newer", nodeId: "b", settleMs: 0,
