@@ -2,7 +2,7 @@
 // through the counting proxy against a fresh S3 server, and writes bench/RESULTS.md and the chart.
 // Settings come from the environment; see bench/README.md.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -198,7 +198,7 @@ function changedEntry(t: PreparedTree): TreeEntry {
  */
 async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number, order: number): Promise<void> {
   const runDir = join(workDir, "runs", `${tool.id}-${planName(t.plan)}-${runIndex}`);
-  rmSync(runDir, { recursive: true, force: true });
+  toTrash(runDir);
   const scratch = join(runDir, "scratch");
   const nodeDir = join(runDir, "node");
   mkdirSync(scratch, { recursive: true });
@@ -276,8 +276,23 @@ async function runPipeline(tool: Tool, t: PreparedTree, runIndex: number, order:
     await server.stop();
     // Put the master tree back exactly as generated, for the next tool.
     writeTreeFile(t.root, changed, seed, 0, TREE_MTIME);
-    rmSync(runDir, { recursive: true, force: true });
+    toTrash(runDir);
   }
+}
+
+/**
+ * Where each run's files go when it ends, deleted only when the bench is done: on an ext4 without a
+ * journal (this machine's disk), a file created within 1 to 6 minutes of a mass deletion costs the
+ * kernel a scan of the freed inodes (ext4's recently_deleted; perf put a quarter of a 10k pull's
+ * samples there), so deleting one tool's 10k-file tree right before the next tool's pull charged
+ * that tool for the bench's own rm -rf.
+ */
+const trashDir = join(workDir, "trash");
+
+function toTrash(dir: string): void {
+  if (!existsSync(dir)) return;
+  mkdirSync(trashDir, { recursive: true });
+  renameSync(dir, join(trashDir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`));
 }
 
 /**
@@ -562,6 +577,9 @@ async function main(): Promise<void> {
   const merged = mergeInto(report);
   writeFileSync(resultsJson, JSON.stringify(merged, null, 2));
   await writeOutputs(merged);
+  // Every measurement is done: the runs' files can go now (see toTrash).
+  log(`deleting ${trashDir}`);
+  rmSync(trashDir, { recursive: true, force: true });
 }
 
 /**

@@ -11,7 +11,7 @@
 // --work between invocations, recognised by its listing digest. Each step prints one line:
 //   push 10k: 5.21 s wall, 3.90 s CPU (3.10 user + 0.80 sys), peak RSS 180.2 MiB, exit 0
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     work: { type: "string", default: "/tmp/fansync-profile" },
     "node-flag": { type: "string", multiple: true, default: [] },
     repo: { type: "string" },
+    wrap: { type: "string" },
   },
 });
 
@@ -64,7 +65,16 @@ if (!existsSync(marker) || readFileSync(marker, "utf8") !== digest) {
 }
 
 const runDir = join(work, "run");
-rmSync(runDir, { recursive: true, force: true });
+// The last run's files are moved aside, never deleted here: on an ext4 without a journal (this
+// machine's disk) a file created within 1 to 6 minutes of a mass deletion costs the kernel a scan
+// of the freed inodes (ext4's recently_deleted: perf put a quarter of a 10k pull's samples there),
+// which would be the profiler's doing, not fansync's. Delete --work/trash by hand when done.
+const trash = join(work, "trash");
+if (existsSync(runDir)) {
+  mkdirSync(trash, { recursive: true });
+  renameSync(runDir, join(trash, String(Date.now())));
+  process.stdout.write(`the last run's files are under ${trash}: delete them when done, not right before a run\n`);
+}
 const nodeDir = join(runDir, "node");
 mkdirSync(nodeDir, { recursive: true });
 const bucket = "profile";
@@ -80,7 +90,9 @@ async function step(name: string, args: string[]): Promise<void> {
     node.push("--cpu-prof", `--cpu-prof-dir=${resolve(values["cpu-prof"])}`, `--cpu-prof-name=${name}-${spec.name}.cpuprofile`);
   }
   const common = ["--endpoint-url", server.endpoint, "--concurrency", String(values.concurrency), "--log-level", "warn"];
-  const argv = ["-f", "%e %U %S %M", ...node, join(repo, "bin/fansync.js"), ...args, ...common];
+  // --wrap: a command the CLI runs under (`strace -c -f -o FILE`, `perf record -g -o FILE --`).
+  const wrap = values.wrap ? values.wrap.split(" ").filter((a) => a !== "") : [];
+  const argv = ["-f", "%e %U %S %M", ...wrap, ...node, join(repo, "bin/fansync.js"), ...args, ...common];
   const child = spawn("/usr/bin/time", argv, { env: baseEnv(), stdio: ["ignore", "inherit", "pipe"] });
   let err = "";
   child.stderr.on("data", (b: Buffer) => (err += b.toString()));
