@@ -6,6 +6,7 @@
 //   node bench/lib/profile.ts [--files 10000] [--sparse] [--steps push,pull,noop-push]
 //                             [--cpu-prof DIR] [--concurrency 16] [--work /tmp/fansync-profile]
 //                             [--node-flag=--trace-gc ...] [--repo OTHER_CHECKOUT]
+//                             [--arg=--threads=0 ...] [--wrap "strace -c -f -o FILE"]
 //
 // The tree is bench/run.ts's (same generator, seed 42, site or sparse shape) and kept under
 // --work between invocations, recognised by its listing digest. Each step prints one line:
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     "node-flag": { type: "string", multiple: true, default: [] },
     repo: { type: "string" },
     wrap: { type: "string" },
+    arg: { type: "string", multiple: true, default: [] },
   },
 });
 
@@ -89,7 +91,7 @@ async function step(name: string, args: string[]): Promise<void> {
     mkdirSync(values["cpu-prof"], { recursive: true });
     node.push("--cpu-prof", `--cpu-prof-dir=${resolve(values["cpu-prof"])}`, `--cpu-prof-name=${name}-${spec.name}.cpuprofile`);
   }
-  const common = ["--endpoint-url", server.endpoint, "--concurrency", String(values.concurrency), "--log-level", "warn"];
+  const common = ["--endpoint-url", server.endpoint, "--concurrency", String(values.concurrency), "--log-level", "warn", ...(values.arg ?? [])];
   // --wrap: a command the CLI runs under (`strace -c -f -o FILE`, `perf record -g -o FILE --`).
   const wrap = values.wrap ? values.wrap.split(" ").filter((a) => a !== "") : [];
   const argv = ["-f", "%e %U %S %M", ...wrap, ...node, join(repo, "bin/fansync.js"), ...args, ...common];

@@ -12,14 +12,15 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
 import { createHash, createHmac, type Hash, type Hmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
 import { LocalIoError } from "../core/errors.ts";
-import { readErrorBody, RequestDeadline } from "./bounded-io.ts";
+import { capBody, declaredLength, readErrorBody, RequestDeadline } from "./bounded-io.ts";
+import type { ObjectAttrs, StreamResult } from "./object-store.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
-import type { RequestObservers } from "./s3-client.ts";
 import { isRetryable, parseS3ErrorXml, S3HttpError } from "./s3-errors.ts";
 
 /** A request target: what is sent on the wire and what the signer sees. */
@@ -102,9 +103,73 @@ export async function bucketUrl(client: S3Client, bucket: string): Promise<{ url
   return { url: new URL(resolved.url.href), signingRegion: scheme?.signingRegion ?? region };
 }
 
+/** Told of every request attempt (the run's RequestObservers, adapters/s3-client.ts; a transfer thread's counter). */
+export interface AttemptObserver {
+  notify(command: string): void;
+}
+
 interface BucketRoute {
   readonly base: URL;
   readonly signer: SignatureV4;
+}
+
+/**
+ * Where the signer's facts come from: the SDK client's own resolved configuration in the main
+ * thread ({@link clientSigning}), or a {@link DataPathSpec} handed to a transfer thread, which
+ * loads no SDK client ({@link LeanHttp.fromSpec}).
+ */
+export interface SigningSource {
+  /** The bucket's base URL and the region to sign for. */
+  bucketUrl(bucket: string): Promise<{ url: URL; signingRegion: string }>;
+  readonly credentials: AwsCredentialIdentityProvider;
+  /** The client's clock correction (RequestTimeTooSkewed), in ms. */
+  clockOffsetMs(): number;
+}
+
+/** An SDK client as the signing source: its endpoint rules, credential chain and clock offset. */
+export function clientSigning(client: S3Client): SigningSource {
+  return {
+    bucketUrl: (bucket) => bucketUrl(client, bucket),
+    credentials: client.config.credentials,
+    clockOffsetMs: () => client.config.systemClockOffset ?? 0,
+  };
+}
+
+/**
+ * Everything a transfer thread needs to GET one bucket's content objects as this process would:
+ * plain data (a worker_threads message). The credentials are the resolved ones, in memory only:
+ * never written anywhere, never logged; a thread is sent fresh ones before they expire.
+ */
+export interface DataPathSpec {
+  readonly bucket: string;
+  readonly baseUrl: string;
+  readonly signingRegion: string;
+  readonly credentials: PlainCredentials;
+  readonly clockOffsetMs: number;
+  readonly maxSockets: number;
+  readonly requestTimeoutMs: number;
+  readonly caBundle: string | undefined;
+  /** For messages, as the store says them. */
+  readonly endpoint: string;
+  readonly profile: string | undefined;
+}
+
+/** Resolved credentials as plain data (the expiration in ms since the epoch). */
+export interface PlainCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken?: string | undefined;
+  readonly expirationMs?: number | undefined;
+}
+
+/** Credentials as plain data, for a message to a transfer thread. */
+export function plainCredentials(c: AwsCredentialIdentity): PlainCredentials {
+  return {
+    accessKeyId: c.accessKeyId,
+    secretAccessKey: c.secretAccessKey,
+    ...(c.sessionToken ? { sessionToken: c.sessionToken } : {}),
+    ...(c.expiration ? { expirationMs: c.expiration.getTime() } : {}),
+  };
 }
 
 /** How long to wait before attempt `n` (1-based) again: the SDK's standard strategy (full jitter, 20 s cap). */
@@ -114,18 +179,21 @@ function attemptDelayMs(n: number, throttled: boolean): number {
 
 /** Content-object requests for the buckets of one SDK client, over one keep-alive agent per scheme. */
 export class LeanHttp {
-  private readonly client: S3Client;
+  private readonly source: SigningSource;
   private readonly requestTimeoutMs: number;
   private readonly httpAgent: http.Agent;
   private readonly maxSockets: number;
   private httpsAgent: https.Agent | undefined;
   private readonly routes = new Map<string, Promise<BucketRoute>>();
   private readonly caBundle: string | undefined;
-  private readonly requests: RequestObservers | undefined;
+  private readonly requests: AttemptObserver | undefined;
 
-  /** `caBundle`: AWS_CA_BUNDLE as the CLI read it; `requests`: told of every attempt (the client's own observers). */
-  constructor(client: S3Client, o: { maxSockets: number; requestTimeoutMs?: number | undefined; caBundle?: string | undefined; requests?: RequestObservers | undefined }) {
-    this.client = client;
+  /**
+   * `source`: an SDK client (its resolved configuration), or a {@link SigningSource};
+   * `caBundle`: AWS_CA_BUNDLE as the CLI read it; `requests`: told of every attempt (the client's own observers).
+   */
+  constructor(source: S3Client | SigningSource, o: { maxSockets: number; requestTimeoutMs?: number | undefined; caBundle?: string | undefined; requests?: AttemptObserver | undefined }) {
+    this.source = "bucketUrl" in source ? source : clientSigning(source);
     this.requestTimeoutMs = o.requestTimeoutMs ?? 60_000;
     this.caBundle = o.caBundle;
     this.requests = o.requests;
@@ -146,6 +214,65 @@ export class LeanHttp {
     const query: Record<string, string> = o.versionId ? { versionId: o.versionId } : {};
     const headers: Record<string, string> = !o.versionId && o.ifMatch ? { "if-match": o.ifMatch } : {};
     return this.send("GetObjectCommand", "GET", bucket, key, query, headers, EMPTY_SHA256, undefined, o.signal);
+  }
+
+  /**
+   * GET a content object as a stream capped at `maxBytes` (the manifest's size: a longer body
+   * errors at the first byte past it, a larger declared length is refused unread). A non-2xx
+   * answer throws (the caller's streamFailure says what it means).
+   */
+  async getStream(bucket: string, key: string, opts: { maxBytes: number; ifMatch?: string | undefined; versionId?: string | undefined; signal?: AbortSignal | undefined }): Promise<StreamResult & { status: "ok" }> {
+    const res = await this.get(bucket, key, opts);
+    const h = res.headers;
+    const size = declaredLength(h["content-length"]);
+    return { status: "ok", body: capBody(res.body, opts.maxBytes, `s3://${bucket}/${key}`, size), etag: header(h, "etag") ?? "", size: size ?? -1, attrs: attrsOf(h) };
+  }
+
+  /**
+   * What a transfer thread needs to send this client's GETs for `bucket` itself: the resolved
+   * URL, region and credentials (see {@link DataPathSpec}).
+   */
+  async spec(bucket: string, where: { endpoint: string; profile: string | undefined }): Promise<DataPathSpec> {
+    const { url, signingRegion } = await this.source.bucketUrl(bucket);
+    return {
+      bucket,
+      baseUrl: url.href,
+      signingRegion,
+      credentials: plainCredentials(await this.source.credentials()),
+      clockOffsetMs: this.source.clockOffsetMs(),
+      maxSockets: this.maxSockets,
+      requestTimeoutMs: this.requestTimeoutMs,
+      caBundle: this.caBundle,
+      endpoint: where.endpoint,
+      profile: where.profile,
+    };
+  }
+
+  /** Tell this client's request observers of `n` attempts a transfer thread made. */
+  attempted(command: string, n: number): void {
+    for (let i = 0; i < n; i++) this.requests?.notify(command);
+  }
+
+  /** The current credentials, for a transfer thread whose copy is about to expire. */
+  async credentials(): Promise<PlainCredentials> {
+    return plainCredentials(await this.source.credentials());
+  }
+
+  /**
+   * A data path in a transfer thread, from a main thread's {@link spec}: no SDK client is loaded.
+   * `current()` gives the credentials to sign with (the thread replaces them as the main thread
+   * sends fresh ones).
+   */
+  static fromSpec(spec: DataPathSpec, current: () => PlainCredentials, requests?: AttemptObserver): LeanHttp {
+    const source: SigningSource = {
+      bucketUrl: async () => ({ url: new URL(spec.baseUrl), signingRegion: spec.signingRegion }),
+      credentials: async () => {
+        const c = current();
+        return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, ...(c.sessionToken ? { sessionToken: c.sessionToken } : {}), ...(c.expirationMs ? { expiration: new Date(c.expirationMs) } : {}) };
+      },
+      clockOffsetMs: () => spec.clockOffsetMs,
+    };
+    return new LeanHttp(source, { maxSockets: spec.maxSockets, requestTimeoutMs: spec.requestTimeoutMs, caBundle: spec.caBundle, requests });
   }
 
   /** Close the kept-alive sockets (a long-running daemon that drops a store). */
@@ -184,9 +311,9 @@ export class LeanHttp {
 
   /** The bucket's base URL and signer, from the client's own resolved configuration. */
   private async resolveRoute(bucket: string): Promise<BucketRoute> {
-    const { url, signingRegion } = await bucketUrl(this.client, bucket);
+    const { url, signingRegion } = await this.source.bucketUrl(bucket);
     const signer = new SignatureV4({
-      credentials: this.client.config.credentials,
+      credentials: this.source.credentials,
       region: signingRegion,
       service: "s3",
       sha256: NodeSha256,
@@ -214,7 +341,7 @@ export class LeanHttp {
   }
 
   private async attempt(signer: SignatureV4, method: string, t: RequestTarget, headers: Record<string, string>, payloadSha256: string, body: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<LeanResponse> {
-    const offset = this.client.config.systemClockOffset ?? 0;
+    const offset = this.source.clockOffsetMs();
     const signed = await signer.sign(
       {
         method,
@@ -317,6 +444,19 @@ const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 function header(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** A content object's headers and user metadata from a raw answer (as the SDK's GetObject output has them). */
+function attrsOf(h: IncomingHttpHeaders): ObjectAttrs {
+  const metadata: Record<string, string> = {};
+  let any = false;
+  for (const [k, v] of Object.entries(h)) {
+    if (!k.startsWith("x-amz-meta-") || v === undefined) continue;
+    metadata[k.slice(11)] = (Array.isArray(v) ? v[0] : v) ?? "";
+    any = true;
+  }
+  const cacheControl = header(h, "cache-control");
+  return { contentType: header(h, "content-type") ?? "application/octet-stream", cacheControl, ...(any ? { metadata } : {}) };
 }
 
 /**

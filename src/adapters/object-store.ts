@@ -7,6 +7,7 @@
  * or copy throws `ConditionFailed`; anything else throws `RemoteError` (retryable or not).
  */
 import type { Readable } from "node:stream";
+import type { DataPathSpec, PlainCredentials } from "./lean-http.ts";
 
 /** Result of a GET that may be conditional. */
 export type GetResult =
@@ -133,6 +134,21 @@ export interface ObjectStore {
   deleteAllVersions(prefix: string, signal?: AbortSignal): Promise<{ deleted: number; failed: { key: string; error: string }[] }>;
   /** Close connections (a one-shot command's end). */
   destroy(): void;
+  /**
+   * What a transfer thread needs to GET this bucket's content objects itself (engine/download-threads.ts);
+   * undefined (or absent: the in-memory store) when only this thread can.
+   */
+  dataPath?(): Promise<DataPathHandle | undefined>;
+}
+
+/** A store's data path as transfer threads use it. */
+export interface DataPathHandle {
+  /** Plain data for the threads: the resolved URL, region and credentials. */
+  readonly spec: DataPathSpec;
+  /** Fresh credentials, for threads whose copy is about to expire. */
+  credentials(): Promise<PlainCredentials>;
+  /** Count request attempts a thread made (the run's request observers: a daemon's metrics). */
+  attempted(command: string, n: number): void;
 }
 
 /**

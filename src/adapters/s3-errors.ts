@@ -139,3 +139,34 @@ export function toRemoteError(err: unknown, what: string, endpoint: string, prof
   const detail = err instanceof Error && err.message && err.message !== name ? `: ${err.message.split("\n")[0]}` : "";
   return new RemoteError(`${what}: ${name}${status ? ` (HTTP ${status})` : ""}${detail}`, { cause: err, retryable: isRetryable(err) });
 }
+
+/**
+ * What a failed read says about the object: unchanged (304), absent (only NoSuchKey / NoSuchVersion
+ * / a bodiless 404: versitygw answers an unknown access key with 404 XAdminUserNotFound, which read
+ * as "not found" made pull say "push first"), not the one asked for (412); undefined for any other error.
+ */
+export function readStatus(err: unknown): "not-modified" | "not-found" | "precondition-failed" | undefined {
+  const status = httpStatus(err);
+  const name = errName(err);
+  if (status === 304 || name === "NotModified") return "not-modified";
+  if (name === "NoSuchBucket") return undefined;
+  if (isAbsent(err)) return "not-found";
+  // A version id the server does not know is answered 400 InvalidArgument by some servers.
+  if (status === 412 || name === "PreconditionFailed") return "precondition-failed";
+  return undefined;
+}
+
+/**
+ * A content object's GET that failed, as a streaming reader sees it: not there, or not the object
+ * asked for (the caller's ObjectMoved); any other error is thrown as a {@link RemoteError} saying
+ * what to do (`what`: e.g. "GET s3://bucket/key"). One rule for the SDK and the lean data path,
+ * in this thread or a transfer thread.
+ */
+export function streamFailure(err: unknown, what: string, endpoint: string, profile: string | undefined): { status: "not-found" | "precondition-failed" } {
+  const s = readStatus(err);
+  if (s === "not-found" || s === "precondition-failed") return { status: s };
+  // Without s3:ListBucket (the puller's least-privilege policy) S3 answers 403, not 404, for a
+  // key that does not exist yet: a content object is then "not there yet", and the run retries.
+  if (httpStatus(err) === 403 && errName(err) === "AccessDenied") return { status: "not-found" };
+  throw toRemoteError(err, what, endpoint, profile);
+}

@@ -12,17 +12,16 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import { ConditionFailed, RegionMissing } from "../core/errors.ts";
-import { capBody, declaredLength, readCapped } from "./bounded-io.ts";
+import { capBody, readCapped } from "./bounded-io.ts";
 import type { LeanHttp } from "./lean-http.ts";
 import {
-  type CopySource, type CredentialFacts, type GetResult, type ListedKey, type ListOnce, type ObjectAttrs, type ObjectStore, type PutResult,
+  type CopySource, type CredentialFacts, type DataPathHandle, type GetResult, type ListedKey, type ListOnce, type ObjectAttrs, type ObjectStore, type PutResult,
   realVersion, type StreamResult, unquoteEtag, type VersioningState,
 } from "./object-store.ts";
 import { deleteAllVersions, getWithChecksum, listAllPaged, listPrefixOnce, putWithSha256, readBucketVersioning, readCredentials } from "./s3-probes.ts";
-import { errName, httpStatus, isAbsent, toRemoteError } from "./s3-errors.ts";
+import { errName, httpStatus, isAbsent, readStatus, streamFailure, toRemoteError } from "./s3-errors.ts";
 
 export type { CopySource, GetResult, ObjectAttrs, PutResult, StreamResult } from "./object-store.ts";
 export { realVersion } from "./object-store.ts";
@@ -87,7 +86,7 @@ export class S3Store implements ObjectStore {
       const body = await readCapped(res.Body as Readable, opts.maxBytes, `s3://${this.bucket}/${key}`, res.ContentLength);
       return { status: "ok", body, etag: res.ETag ?? "", versionId: realVersion(res.VersionId) };
     } catch (err) {
-      const s = this.classifyRead(err, key);
+      const s = readStatus(err);
       if (s) return { status: s };
       throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
@@ -101,12 +100,7 @@ export class S3Store implements ObjectStore {
   async getStream(key: string, opts: { maxBytes: number; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<StreamResult> {
     const what = `s3://${this.bucket}/${key}`;
     try {
-      if (this.data) {
-        const res = await this.data.get(this.bucket, key, opts);
-        const h = res.headers;
-        const size = declaredLength(h["content-length"]);
-        return { status: "ok", body: capBody(res.body, opts.maxBytes, what, size), etag: one(h.etag) ?? "", size: size ?? -1, attrs: attrsOf(h) };
-      }
+      if (this.data) return await this.data.getStream(this.bucket, key, opts);
       const res = await this.client.send(
         new GetObjectCommand({
           Bucket: this.bucket,
@@ -122,13 +116,22 @@ export class S3Store implements ObjectStore {
       };
       return { status: "ok", body: capBody(res.Body as Readable, opts.maxBytes, what, res.ContentLength), etag: res.ETag ?? "", size: res.ContentLength ?? -1, attrs };
     } catch (err) {
-      const s = this.classifyRead(err, key);
-      if (s === "not-found" || s === "precondition-failed") return { status: s };
-      // Without s3:ListBucket (the puller's least-privilege policy) S3 answers 403, not 404, for a
-      // key that does not exist yet: a content object is then "not there yet", and the run retries.
-      if (httpStatus(err) === 403 && errName(err) === "AccessDenied") return { status: "not-found" };
-      throw toRemoteError(err, `GET s3://${this.bucket}/${key}`, this.endpoint, this.profile);
+      return streamFailure(err, `GET ${what}`, this.endpoint, this.profile);
     }
+  }
+
+  /**
+   * What a transfer thread needs to GET this bucket's content objects itself (see
+   * engine/download-threads.ts): undefined without the lean data path (FANSYNC_DATA_PATH=sdk).
+   */
+  async dataPath(): Promise<DataPathHandle | undefined> {
+    const data = this.data;
+    if (!data) return undefined;
+    return {
+      spec: await data.spec(this.bucket, { endpoint: this.endpoint, profile: this.profile }),
+      credentials: () => data.credentials(),
+      attempted: (command, n) => data.attempted(command, n),
+    };
   }
 
   /** HEAD an object (by version or with If-Match) for its headers (and version id); undefined when it is not that object. */
@@ -147,23 +150,10 @@ export class S3Store implements ObjectStore {
       const versionId = realVersion(res.VersionId);
       return { contentType: res.ContentType ?? "application/octet-stream", cacheControl: res.CacheControl, ...(res.Metadata ? { metadata: res.Metadata } : {}), ...(versionId ? { versionId } : {}) };
     } catch (err) {
-      const s = this.classifyRead(err, key);
+      const s = readStatus(err);
       if (s === "not-found" || s === "precondition-failed") return undefined;
       throw toRemoteError(err, `HEAD s3://${this.bucket}/${key}`, this.endpoint, this.profile);
     }
-  }
-
-  private classifyRead(err: unknown, _key: string): "not-modified" | "not-found" | "precondition-failed" | undefined {
-    const status = httpStatus(err);
-    const name = errName(err);
-    if (status === 304 || name === "NotModified") return "not-modified";
-    if (name === "NoSuchBucket") return undefined;
-    // Only NoSuchKey / NoSuchVersion / a bodiless 404 (HEAD): versitygw answers an unknown access
-    // key with 404 XAdminUserNotFound, which read as "not found" made pull say "push first".
-    if (isAbsent(err)) return "not-found";
-    // A version id the server does not know is answered 400 InvalidArgument by some servers.
-    if (status === 412 || name === "PreconditionFailed") return "precondition-failed";
-    return undefined;
   }
 
   /** PUT bytes, optionally conditional; a failed condition throws {@link ConditionFailed}. */
@@ -372,23 +362,6 @@ export class S3Store implements ObjectStore {
   destroy(): void {
     this.client.destroy();
   }
-}
-
-function one(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** A content object's headers and user metadata from a raw answer (as the SDK's GetObject output has them). */
-function attrsOf(h: IncomingHttpHeaders): ObjectAttrs {
-  const metadata: Record<string, string> = {};
-  let any = false;
-  for (const [k, v] of Object.entries(h)) {
-    if (!k.startsWith("x-amz-meta-") || v === undefined) continue;
-    metadata[k.slice(11)] = one(v) ?? "";
-    any = true;
-  }
-  const cacheControl = one(h["cache-control"]);
-  return { contentType: one(h["content-type"]) ?? "application/octet-stream", cacheControl, ...(any ? { metadata } : {}) };
 }
 
 function abortControllerFor(signal: AbortSignal): AbortController {

@@ -27,6 +27,7 @@ function common(cmd: Command): Command {
     .option("--profile <name>", "AWS profile (credentials and region come from the AWS chain only)")
     .option("--state-dir <dir>", "base directory for local state (default: $STATE_DIRECTORY, $XDG_STATE_HOME/fansync or ~/.local/state/fansync)")
     .option("--concurrency <n>", "transfers in flight (default 16)")
+    .option("--threads <n>", "threads that download small files beside the main one (default: one per core beyond the first, at most 3; 0: none)")
     .option("--timeout <duration>", "give up on a request silent for this long, then retry it (default 60s)")
     .addOption(new Option("--log-level <level>", "log level (default info)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
     .addOption(new Option("--log-format <format>", "log format (default: pretty on a TTY, else json)").choices(["json", "pretty"]))

@@ -14,6 +14,7 @@ import { formatLocation, type Location } from "../core/location.ts";
 import type { SigningKey, TrustPolicy } from "../core/signing.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { resolveGroup } from "../adapters/groups.ts";
+import { defaultTransferThreads } from "../engine/download-threads.ts";
 import type { PullerOptions } from "../engine/puller.ts";
 import { textPath } from "../engine/pull-job.ts";
 import type { UploaderOptions } from "../engine/uploader.ts";
@@ -72,6 +73,7 @@ export async function pullerOptions(cfg: ConfigFor<"pull" | "sync">, role: "pull
   return {
     docroot: path.resolve(cfg.docroot),
     concurrency: cfg.concurrency,
+    threads: cfg.threads ?? defaultTransferThreads(),
     maxDelete: cfg.maxDelete,
     force: cfg.force,
     dryRun: pull && cfg.dryRun,

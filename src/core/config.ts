@@ -36,6 +36,8 @@ export interface Config {
   readonly stats: number | undefined;
   readonly stateDir: string | undefined;
   readonly concurrency: number;
+  /** Transfer threads for downloads (engine/download-threads.ts); undefined: one per core beyond the first, at most 3. */
+  readonly threads: number | undefined;
   readonly docroot: string | undefined;
   readonly target: Location | undefined;
   readonly exclude: readonly string[];
@@ -124,7 +126,7 @@ type Kind =
 /** Every key a config file (or flag) may set, and its kind. */
 export const CONFIG_KEYS: Readonly<Record<string, Kind>> = {
   endpointUrl: "url", pathStyle: "bool", profile: "string", logLevel: "logLevel", logFormat: "logFormat", logFile: "string", timeout: "duration", progress: "bool", stats: "duration",
-  stateDir: "string", concurrency: "int",
+  stateDir: "string", concurrency: "int", threads: "int",
   docroot: "string", target: "s3", exclude: "strlist", excludeFrom: "string", include: "strlist",
   cacheControl: "cacheControl", multipartThreshold: "size", partSize: "size", maxDelete: "deleteLimit",
   force: "bool", approveDeletes: "bool", dryRun: "bool", retain: "int", delay: "duration", maxDelay: "duration", rescanInterval: "duration",
@@ -150,7 +152,7 @@ export interface CommandSchema {
   readonly usage: string;
 }
 
-const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "logFile", "timeout", "stateDir", "concurrency", "locations"];
+const COMMON_KEYS = ["endpointUrl", "pathStyle", "profile", "logLevel", "logFormat", "logFile", "timeout", "stateDir", "concurrency", "threads", "locations"];
 const UPLOAD_KEYS = ["docroot", "target", "exclude", "excludeFrom", "include", "cacheControl", "multipartThreshold", "partSize", "maxDelete", "force", "approveDeletes", "dryRun", "retain", "progress", "stats"];
 const DAEMON_KEYS = ["http", "healthMaxLag", "fleet", "staleAfter"];
 // Signed generations: every writer that publishes a generation of its own (not the replicator).
@@ -284,6 +286,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     stats: out.stats as number | undefined,
     stateDir: out.stateDir as string | undefined,
     concurrency: n("concurrency", 16),
+    threads: out.threads as number | undefined,
     docroot: out.docroot as string | undefined,
     target: out.target as Location | undefined,
     exclude: (out.exclude as string[] | undefined) ?? [],
@@ -343,6 +346,7 @@ export function validateConfig(raw: Readonly<Record<string, unknown>>, source = 
     hookTimeout: n("hookTimeout", 60_000),
   };
   if (cfg.concurrency < 1 || cfg.concurrency > 1024) problems.push(`concurrency: expected 1..1024, got ${cfg.concurrency}`);
+  if (cfg.threads !== undefined && (cfg.threads < 0 || cfg.threads > 64)) problems.push(`threads: expected 0..64, got ${cfg.threads}`);
   if (cfg.partSize < MIN_PART) problems.push(`partSize: S3 requires parts of at least 5 MiB, got ${cfg.partSize} bytes`);
   if (cfg.multipartThreshold < cfg.partSize && out.multipartThreshold !== undefined) {
     problems.push("multipartThreshold: must be at least partSize");

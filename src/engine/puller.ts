@@ -29,6 +29,7 @@ import { type PullState, readPulledFiles, readPullState, refreshPullState, write
 import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
+import { DownloadThreads, MIN_DOWNLOADS_FOR_THREADS } from "./download-threads.ts";
 import { downloadTo, transferBuffers } from "./transfer.ts";
 import { stagePackedFiles } from "./packs.ts";
 
@@ -37,6 +38,8 @@ export interface PullerOptions {
   readonly docroot: string;
   readonly state: StateDir;
   readonly concurrency: number;
+  /** Transfer threads for small downloads (download-threads.ts); 0: all on this thread. Default 0. */
+  readonly threads?: number | undefined;
   readonly maxDelete: DeleteLimit;
   readonly force: boolean;
   readonly dryRun: boolean;
@@ -400,55 +403,64 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     const k = adopt.get(p);
     if (k) await unlink(k.tmp).catch(() => undefined);
   }
+  const pathKeyed = plan.downloads.filter((e) => !fromPacks.has(e.path));
+  // Many small files: transfer threads GET and write them beside this thread (download-threads.ts).
+  const smallCount = pathKeyed.reduce((n, e) => (e.size < buffers.largest ? n + 1 : n), 0);
+  const threads = smallCount >= MIN_DOWNLOADS_FOR_THREADS ? await DownloadThreads.start(source.store, o.threads ?? 0, log) : undefined;
   // p-map starts each download only when a slot frees: no 100k pending promises at once.
-  await pMap(plan.downloads.filter((e) => !fromPacks.has(e.path)), async (e) => {
-    if (signal.aborted || failed.length > 0 || fatal !== undefined) return;
-    try {
-      // Resuming an interrupted run: a file it already renamed into place (right size, mtime
-      // and hash) is not fetched again. Only then: an lstat per file is not free at 100k.
-      if (resume && (await alreadyThere(root, e))) {
-        staged.push({ entry: e, tmp: "" });
-        ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
-        return;
-      }
-      // A temp file an interrupted run verified: hashed again (it is a hidden file anyone could
-      // have touched), given this generation's mode and mtime, and renamed like a download.
-      const k = adopt.get(e.path);
-      if (k) {
-        tmps.push(k.tmp);
-        if (await stagedIntact(k.tmp, e)) {
-          staged.push({ entry: e, tmp: k.tmp });
+  try {
+    await pMap(pathKeyed, async (e) => {
+      if (signal.aborted || failed.length > 0 || fatal !== undefined) return;
+      try {
+        // Resuming an interrupted run: a file it already renamed into place (right size, mtime
+        // and hash) is not fetched again. Only then: an lstat per file is not free at 100k.
+        if (resume && (await alreadyThere(root, e))) {
+          staged.push({ entry: e, tmp: "" });
           ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
           return;
         }
-        await unlink(k.tmp).catch(() => undefined);
+        // A temp file an interrupted run verified: hashed again (it is a hidden file anyone could
+        // have touched), given this generation's mode and mtime, and renamed like a download.
+        const k = adopt.get(e.path);
+        if (k) {
+          tmps.push(k.tmp);
+          if (await stagedIntact(k.tmp, e)) {
+            staged.push({ entry: e, tmp: k.tmp });
+            ev?.file?.({ role: "pull", op: "skip", bytes: 0 });
+            return;
+          }
+          await unlink(k.tmp).catch(() => undefined);
+        }
+        await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs, d.beforeReplace);
+        // An object that moved is not fetched again now: the next run converges (retry.ts). Each try
+        // gets a name of its own (temp files are created O_EXCL; a failed try removes its file, but
+        // one it could not remove must not fail the next).
+        const tmp = await withRetry(async () => {
+          const t = tempPathFor(root, e.path, runId, seq++);
+          tmps.push(t);
+          const here = () => downloadTo(source.store, source.loc.prefix + e.path, e, t, signal, buffers);
+          await (threads && e.size < buffers.largest ? threads.download(source.loc.prefix + e.path, e, t, signal, here) : here());
+          return t;
+        }, { signal, unless: (err) => err instanceof ObjectMoved });
+        staged.push({ entry: e, tmp });
+        stagedLog.add(e.path, { tmp, size: e.size, sha256: e.sha256 });
+        ev?.file?.({ role: "pull", op: "download", bytes: e.size });
+      } catch (err) {
+        ev?.failed?.({ role: "pull", errorClass: (err as Error).name ?? "Error" });
+        if (err instanceof ObjectMoved) moved.push(e.path);
+        else if (err instanceof TransferCorrupt && !err.truncated) {
+          // The whole object arrived, three times, with other bytes than the manifest says.
+          corrupt.push(e.path);
+          failed.push({ path: e.path, error: errorMessage(err) });
+        } else {
+          failed.push({ path: e.path, error: errorMessage(err) });
+          if (err instanceof FansyncError && !(err instanceof PartialFailureError) && !(err instanceof TransferCorrupt)) fatal ??= err;
+        }
       }
-      await ensureParentDirs(root, e.path, (p) => deleting.has(p) || held.has(p), verifiedDirs, d.beforeReplace);
-      // An object that moved is not fetched again now: the next run converges (retry.ts). Each try
-      // gets a name of its own (temp files are created O_EXCL; a failed try removes its file, but
-      // one it could not remove must not fail the next).
-      const tmp = await withRetry(async () => {
-        const t = tempPathFor(root, e.path, runId, seq++);
-        tmps.push(t);
-        await downloadTo(source.store, source.loc.prefix + e.path, e, t, signal, buffers);
-        return t;
-      }, { signal, unless: (err) => err instanceof ObjectMoved });
-      staged.push({ entry: e, tmp });
-      stagedLog.add(e.path, { tmp, size: e.size, sha256: e.sha256 });
-      ev?.file?.({ role: "pull", op: "download", bytes: e.size });
-    } catch (err) {
-      ev?.failed?.({ role: "pull", errorClass: (err as Error).name ?? "Error" });
-      if (err instanceof ObjectMoved) moved.push(e.path);
-      else if (err instanceof TransferCorrupt && !err.truncated) {
-        // The whole object arrived, three times, with other bytes than the manifest says.
-        corrupt.push(e.path);
-        failed.push({ path: e.path, error: errorMessage(err) });
-      } else {
-        failed.push({ path: e.path, error: errorMessage(err) });
-        if (err instanceof FansyncError && !(err instanceof PartialFailureError) && !(err instanceof TransferCorrupt)) fatal ??= err;
-      }
-    }
-  }, { concurrency: o.concurrency });
+    }, { concurrency: o.concurrency });
+  } finally {
+    await threads?.close();
+  }
   ev?.end?.({ role: "pull", ok: failed.length === 0 && moved.length === 0 && fatal === undefined && !signal.aborted });
   if (fatal === undefined && signal.aborted && !(signal.reason instanceof RunTimeout)) {
     // Interrupted (SIGINT, SIGTERM): the verified temp files stay, recorded, for the next run;

@@ -40,6 +40,7 @@ export const INTEG_TIERS: Readonly<Record<string, TierEntry>> = {
   availability: { tier: "mixed", why: "edge: multipart on an unversioned bucket records no version id; the rest is repair logic over a proxy", twin: "simulation (kill points); unreadable files and key-less names none yet" },
   bounded: { tier: "engine", why: "hostile bodies are made by the proxy, not the server", twin: "none yet (the adapters' bounded reads need HTTP)" },
   "config-positionals": { tier: "engine", why: "the CLI reads its locations from --config; no server behaviour", twin: "unit: config (validation)" },
+  "download-threads": { tier: "mixed", why: "edge: GETs signed and sent by transfer threads on each server; the rest is hostile answers over a proxy", twin: "unit: download-threads (errors across threads)" },
   doctor: { tier: "edge", why: "probes each server's conditional writes, versioning and credential checks" },
   events: { tier: "edge", why: "bucket notifications through SNS/SQS on the servers that have them (moto, LocalStack)" },
   fallback: { tier: "engine", why: "source order and CRR-style arrival, a region down behind a proxy", twin: "unit: source-order (the rule); none yet for the puller's fallback" },
