@@ -19,9 +19,9 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http"
 import https from "node:https";
 import { LocalIoError } from "../core/errors.ts";
 import { capBody, declaredLength, readErrorBody, RequestDeadline } from "./bounded-io.ts";
-import type { ObjectAttrs, StreamResult } from "./object-store.ts";
+import { type ObjectAttrs, type ObjectStore, type PutResult, realVersion, type StreamResult } from "./object-store.ts";
 import { SDK_MAX_ATTEMPTS } from "./retry.ts";
-import { isRetryable, parseS3ErrorXml, S3HttpError } from "./s3-errors.ts";
+import { isRetryable, parseS3ErrorXml, S3HttpError, streamFailure, toRemoteError } from "./s3-errors.ts";
 
 /** A request target: what is sent on the wire and what the signer sees. */
 export interface RequestTarget {
@@ -396,6 +396,38 @@ export class LeanHttp {
       deadline.dispose();
     }
   }
+}
+
+/** What the data path does for the engines: content objects' GETs and single PUTs. */
+export type ContentStore = Pick<ObjectStore, "getStream" | "putContent">;
+
+/**
+ * The lean data path as the engines see it, for one bucket: a GET's failure classified (not
+ * there, moved, or a RemoteError saying what to do), a PUT's headers from the object's attributes.
+ * S3Store delegates to it, and so does a transfer thread (engine/transfer-thread.ts): one code
+ * path whichever thread sends. `where`: the endpoint and profile, for messages.
+ */
+export function leanContentStore(data: LeanHttp, bucket: string, where: { readonly endpoint: string; readonly profile: string | undefined }): ContentStore {
+  return {
+    async getStream(key, o) {
+      try {
+        return await data.getStream(bucket, key, o);
+      } catch (err) {
+        return streamFailure(err, `GET s3://${bucket}/${key}`, where.endpoint, where.profile);
+      }
+    },
+    async putContent(key, body, sha256, attrs, signal): Promise<PutResult> {
+      try {
+        const headers: Record<string, string> = { "content-type": attrs.contentType };
+        if (attrs.cacheControl) headers["cache-control"] = attrs.cacheControl;
+        for (const [k, v] of Object.entries(attrs.metadata ?? {})) headers[`x-amz-meta-${k.toLowerCase()}`] = v;
+        const res = await data.put(bucket, key, body, sha256, headers, signal);
+        return { etag: res.etag, versionId: realVersion(res.versionId) };
+      } catch (err) {
+        throw toRemoteError(err, `PUT s3://${bucket}/${key}`, where.endpoint, where.profile);
+      }
+    },
+  };
 }
 
 type SourceData = string | ArrayBuffer | ArrayBufferView;

@@ -135,7 +135,7 @@ export interface ObjectStore {
   /** Close connections (a one-shot command's end). */
   destroy(): void;
   /**
-   * What a transfer thread needs to GET this bucket's content objects itself (engine/download-threads.ts);
+   * What a transfer thread needs to GET this bucket's content objects itself (engine/transfer-threads.ts);
    * undefined (or absent: the in-memory store) when only this thread can.
    */
   dataPath?(): Promise<DataPathHandle | undefined>;

@@ -15,7 +15,7 @@ import {
 import type { Readable } from "node:stream";
 import { ConditionFailed, RegionMissing } from "../core/errors.ts";
 import { capBody, readCapped } from "./bounded-io.ts";
-import type { LeanHttp } from "./lean-http.ts";
+import { type ContentStore, type LeanHttp, leanContentStore } from "./lean-http.ts";
 import {
   type CopySource, type CredentialFacts, type DataPathHandle, type GetResult, type ListedKey, type ListOnce, type ObjectAttrs, type ObjectStore, type PutResult,
   realVersion, type StreamResult, unquoteEtag, type VersioningState,
@@ -36,6 +36,7 @@ export class S3Store implements ObjectStore {
   readonly profile: string | undefined;
   /** The lean data path for content objects (single PUT, GET); undefined: everything on the SDK. */
   private readonly data: LeanHttp | undefined;
+  private readonly lean: ContentStore | undefined;
 
   constructor(opts: { client: S3Client; bucket: string; endpoint: string; profile?: string | undefined; data?: LeanHttp | undefined }) {
     this.client = opts.client;
@@ -43,6 +44,7 @@ export class S3Store implements ObjectStore {
     this.endpoint = opts.endpoint;
     this.profile = opts.profile;
     this.data = opts.data;
+    this.lean = opts.data && leanContentStore(opts.data, opts.bucket, { endpoint: opts.endpoint, profile: opts.profile });
   }
 
   /**
@@ -98,9 +100,9 @@ export class S3Store implements ObjectStore {
    * larger declared length is refused before a byte is read (adapters/bounded-io.ts).
    */
   async getStream(key: string, opts: { maxBytes: number; ifMatch?: string; versionId?: string; signal?: AbortSignal }): Promise<StreamResult> {
+    if (this.lean) return this.lean.getStream(key, opts);
     const what = `s3://${this.bucket}/${key}`;
     try {
-      if (this.data) return await this.data.getStream(this.bucket, key, opts);
       const res = await this.client.send(
         new GetObjectCommand({
           Bucket: this.bucket,
@@ -122,7 +124,7 @@ export class S3Store implements ObjectStore {
 
   /**
    * What a transfer thread needs to GET this bucket's content objects itself (see
-   * engine/download-threads.ts): undefined without the lean data path (FANSYNC_DATA_PATH=sdk).
+   * engine/transfer-threads.ts): undefined without the lean data path (FANSYNC_DATA_PATH=sdk).
    */
   async dataPath(): Promise<DataPathHandle | undefined> {
     const data = this.data;
@@ -188,16 +190,8 @@ export class S3Store implements ObjectStore {
    * the payload hash of the signature, so the bytes are not hashed again). Unconditional.
    */
   async putContent(key: string, body: Uint8Array, sha256: string, attrs: ObjectAttrs, signal?: AbortSignal): Promise<PutResult> {
-    if (!this.data) return this.put(key, body, attrs, {}, signal);
-    try {
-      const headers: Record<string, string> = { "content-type": attrs.contentType };
-      if (attrs.cacheControl) headers["cache-control"] = attrs.cacheControl;
-      for (const [k, v] of Object.entries(attrs.metadata ?? {})) headers[`x-amz-meta-${k.toLowerCase()}`] = v;
-      const res = await this.data.put(this.bucket, key, body, sha256, headers, signal);
-      return { etag: res.etag, versionId: realVersion(res.versionId) };
-    } catch (err) {
-      throw toRemoteError(err, `PUT s3://${this.bucket}/${key}`, this.endpoint, this.profile);
-    }
+    if (!this.lean) return this.put(key, body, attrs, {}, signal);
+    return this.lean.putContent(key, body, sha256, attrs, signal);
   }
 
   /** Multipart upload of a stream through lib-storage (loaded lazily: the no-op paths never need it). */

@@ -14,7 +14,7 @@ import { formatLocation, type Location } from "../core/location.ts";
 import type { SigningKey, TrustPolicy } from "../core/signing.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { resolveGroup } from "../adapters/groups.ts";
-import { defaultTransferThreads } from "../engine/download-threads.ts";
+import { defaultTransferThreads } from "../engine/transfer-threads.ts";
 import type { PullerOptions } from "../engine/puller.ts";
 import { textPath } from "../engine/pull-job.ts";
 import type { UploaderOptions } from "../engine/uploader.ts";
@@ -116,6 +116,7 @@ export function uploaderOptions(
     ...publishTuning(cfg, o.loc, o.shared),
     dryRun: oneWay && cfg.dryRun,
     filter: o.filter,
+    threads: cfg.threads ?? defaultTransferThreads(),
     verify: oneWay && cfg.verify,
     approveDeletes: oneWay && cfg.approveDeletes,
     signer: o.signer,

@@ -36,7 +36,7 @@ export interface Config {
   readonly stats: number | undefined;
   readonly stateDir: string | undefined;
   readonly concurrency: number;
-  /** Transfer threads for downloads (engine/download-threads.ts); undefined: one per core beyond the first, at most 3. */
+  /** Transfer threads for downloads (engine/transfer-threads.ts); undefined: one per core beyond the first, at most 3. */
   readonly threads: number | undefined;
   readonly docroot: string | undefined;
   readonly target: Location | undefined;

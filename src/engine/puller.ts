@@ -29,7 +29,7 @@ import { type PullState, readPulledFiles, readPullState, refreshPullState, write
 import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { DownloadThreads, MIN_DOWNLOADS_FOR_THREADS } from "./download-threads.ts";
+import { MIN_TRANSFERS_FOR_THREADS, TransferThreads } from "./transfer-threads.ts";
 import { downloadTo, transferBuffers } from "./transfer.ts";
 import { stagePackedFiles } from "./packs.ts";
 
@@ -38,7 +38,7 @@ export interface PullerOptions {
   readonly docroot: string;
   readonly state: StateDir;
   readonly concurrency: number;
-  /** Transfer threads for small downloads (download-threads.ts); 0: all on this thread. Default 0. */
+  /** Transfer threads for small downloads (transfer-threads.ts); 0: all on this thread. Default 0. */
   readonly threads?: number | undefined;
   readonly maxDelete: DeleteLimit;
   readonly force: boolean;
@@ -404,9 +404,9 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
     if (k) await unlink(k.tmp).catch(() => undefined);
   }
   const pathKeyed = plan.downloads.filter((e) => !fromPacks.has(e.path));
-  // Many small files: transfer threads GET and write them beside this thread (download-threads.ts).
+  // Many small files: transfer threads GET and write them beside this thread (transfer-threads.ts).
   const smallCount = pathKeyed.reduce((n, e) => (e.size < buffers.largest ? n + 1 : n), 0);
-  const threads = smallCount >= MIN_DOWNLOADS_FOR_THREADS ? await DownloadThreads.start(source.store, o.threads ?? 0, log) : undefined;
+  const threads = smallCount >= MIN_TRANSFERS_FOR_THREADS ? await TransferThreads.start(source.store, o.threads ?? 0, log) : undefined;
   // p-map starts each download only when a slot frees: no 100k pending promises at once.
   try {
     await pMap(pathKeyed, async (e) => {

@@ -65,27 +65,19 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
   readonly buffers: SizedPools;
   readonly signal: AbortSignal;
 }): Promise<Uploaded | undefined> {
-  const small = readIfSmall(abs, o.multipartThreshold, o.buffers);
+  const small = hashIfSmall(abs, o.multipartThreshold, o.buffers, o.facts);
   if (small === "gone") return undefined;
   if (small !== "large") {
     // One read into a reused buffer, one hash: that sha256 is recorded, decides a copy, and is
     // the request's payload hash (the signer does not hash the bytes again).
     try {
-      const { buf, st } = small;
-      const own = { mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777 };
-      const { mtimeMs, mode } = o.facts ?? own;
-      if (o.expect && o.expect.size !== buf.length) throw new FileChanging(`${abs} is ${buf.length} bytes, expected ${o.expect.size}`);
-      const facts: FileFacts = { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) };
+      const { facts, md5 } = small;
+      if (o.expect && o.expect.size !== facts.size) throw new FileChanging(`${abs} is ${facts.size} bytes, expected ${o.expect.size}`);
       if (o.expect && facts.sha256 !== o.expect.sha256) throw new FileChanging(`${abs} no longer holds the bytes it was hashed with`);
       const other = await o.instead?.(facts);
       if (other) return { ...facts, ...other };
-      const md5 = createHash("md5").update(buf).digest("hex");
       o.sending?.(facts, `"${md5}"`);
-      const put = await store.putContent(key, buf, facts.sha256, o.attrs(facts), o.signal);
-      // The answer vouches for the bytes only when its ETag is the MD5 of what was sent; a weak
-      // one (a proxy rewrote it) or any other (a server that said 200 without storing) is checked.
-      if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === md5) return { ...facts, ...put };
-      return { ...facts, ...(await verifyStored(store, key, facts, put, o.signal)) };
+      return { ...facts, ...(await sendSmall(store, key, small, o.attrs(facts), o.signal)) };
     } finally {
       if (small.pooled) o.buffers.give(small.pooled);
     }
@@ -128,6 +120,40 @@ export async function uploadFile(store: ObjectStore, key: string, abs: string, o
   }
 }
 
+/** A small file read whole and hashed (see {@link hashIfSmall}). */
+export interface HashedFile {
+  readonly buf: Buffer;
+  /** The pool's buffer `buf` is a view of, to give back when the bytes are sent; undefined: not pooled. */
+  readonly pooled: Buffer | undefined;
+  readonly facts: FileFacts;
+  /** Hex MD5 of the bytes: the ETag a single PUT of them gets. */
+  readonly md5: string;
+}
+
+/**
+ * A file under `threshold` bytes read whole and hashed (sha256 and MD5), with the mtime and mode
+ * to record (`facts`, else its own); "large" at or above it, "gone" when it vanished. Blocking
+ * calls: see {@link readIfSmall}. A file that changes while it is read throws {@link FileChanging}.
+ */
+export function hashIfSmall(abs: string, threshold: number, buffers: SizedPools, facts?: { readonly mtimeMs: number; readonly mode: number }): "gone" | "large" | HashedFile {
+  const small = readIfSmall(abs, threshold, buffers);
+  if (small === "gone" || small === "large") return small;
+  const { buf, pooled, st } = small;
+  const { mtimeMs, mode } = facts ?? { mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777 };
+  return { buf, pooled, facts: { size: buf.length, mtimeMs, mode, sha256: sha256Hex(buf) }, md5: createHash("md5").update(buf).digest("hex") };
+}
+
+/**
+ * PUT a hashed small file's bytes as `key`. The answer vouches for them only when its ETag is
+ * their MD5; a weak one (a proxy rewrote it) or any other (a server that said 200 without storing)
+ * is checked by reading the object back ({@link verifyStored}).
+ */
+export async function sendSmall(store: Pick<ObjectStore, "putContent" | "getStream">, key: string, h: Pick<HashedFile, "buf" | "facts" | "md5">, attrs: ObjectAttrs, signal: AbortSignal): Promise<PutResult> {
+  const put = await store.putContent(key, h.buf, h.facts.sha256, attrs, signal);
+  if (isStrongEtag(put.etag) && unquoteEtag(put.etag) === h.md5) return put;
+  return verifyStored(store, key, h.facts, put, signal);
+}
+
 /** Whether an ETag answer can be sent back as If-Match: present, and not weak (`W/"…"`). */
 export function isStrongEtag(etag: string): boolean {
   return etag !== "" && !etag.startsWith("W/");
@@ -143,7 +169,7 @@ function unquoteEtag(etag: string): string {
  * named, if any), hashed. The object's own strong ETag is what the manifest then records; other
  * bytes, or none, fail the write (retryable: the next try sends it again).
  */
-export async function verifyStored(store: ObjectStore, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal, mismatch?: (message: string) => Error): Promise<PutResult> {
+export async function verifyStored(store: Pick<ObjectStore, "getStream">, key: string, want: { readonly size: number; readonly sha256: string }, put: PutResult, signal: AbortSignal, mismatch?: (message: string) => Error): Promise<PutResult> {
   const v = realVersion(put.versionId);
   const got = await store.getStream(key, { ...(v ? { versionId: v } : {}), maxBytes: want.size, signal });
   const fail = (what: string) => {
@@ -288,7 +314,7 @@ function writeNewFile(file: string, bytes: Buffer, mode: number, mtimeMs: number
 }
 
 /**
- * {@link writeNewFile} by blocking calls: for a transfer thread (engine/download-thread.ts), whose
+ * {@link writeNewFile} by blocking calls: for a transfer thread (engine/transfer-thread.ts), whose
  * only work is its downloads. Each asynchronous call is a hand-off to libuv's thread pool and back,
  * which on a VM costs the calling thread more than the system call (perf: 30–40 µs each, four per file).
  */

@@ -29,6 +29,7 @@ import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import { type Commit, type CommitResult, GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
+import { MIN_TRANSFERS_FOR_THREADS, TransferThreads } from "./transfer-threads.ts";
 import { type FileFacts, findMovedObjects, transferBuffers, unreadableEntries, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
@@ -40,6 +41,8 @@ export interface UploaderOptions extends WriterTuning {
   /** The location's state shared by every writer of it (ledger, capabilities). */
   readonly shared: StateDir;
   readonly filter: PathFilter;
+  /** Transfer threads for small uploads (transfer-threads.ts); 0 or absent: all on this thread. */
+  readonly threads?: number | undefined;
   readonly cacheControl: (p: string) => string | undefined;
   /** Check every object the head names (not only the ones it marks dirty) and upload again those that moved. */
   readonly verify: boolean;
@@ -112,6 +115,8 @@ export class Uploader {
   private readonly warnedSkipped = new Set<string>();
   /** Read buffers for small files, this uploader's own. */
   private readonly buffers = transferBuffers();
+  // This run's transfer threads, while its transfers run (see run's pMap).
+  private threads: TransferThreads | undefined;
   private remote: Remote | undefined;
   /** The docroot's hash index (a two-way node's scan shares it: see {@link hashes}). */
   private readonly index: HashIndex;
@@ -391,7 +396,8 @@ export class Uploader {
     // Unhashed files: what the bucket holds by content, so one whose bytes are there already is
     // copied server-side as planPush would have planned it, by the same rule (built only when
     // there are any); never from an object this run overwrites.
-    const bySha = pending.size > 0 ? copySources(remote.files, 1, (p) => moved.has(p) || commit.overwrites.has(p)) : undefined;
+    // (None when the bucket names nothing yet: no file is asked about a twin that cannot exist.)
+    const bySha = pending.size > 0 && remote.files.size > 0 ? copySources(remote.files, 1, (p) => moved.has(p) || commit.overwrites.has(p)) : undefined;
     const ev = this.d.events;
     const run = async (p: string, op: "upload" | "copy", size: number, fn: () => Promise<Entry | undefined>): Promise<void> => {
       try {
@@ -422,36 +428,44 @@ export class Uploader {
       ...plan.copies.map(({ file, from }) => ({ kind: "copy" as const, file, from })),
     ];
     ev?.start?.({ role: "push", files: jobs.length, bytes: plan.uploadBytes });
-    await pMap(jobs, (job) => {
-      if (job.kind === "upload") {
-        const f = job.file;
-        if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f, commit));
-        return run(f.path, "upload", f.size, () => this.uploadFile(f, commit, async (facts) => {
-          const twin = bySha.get(facts.sha256);
-          if (!twin || twin.size !== facts.size) return undefined;
+    // Many small files: transfer threads read, hash and send them beside this thread (transfer-threads.ts).
+    const small = plan.uploads.reduce((n, f) => (f.size < this.o.multipartThreshold ? n + 1 : n), 0);
+    this.threads = small >= MIN_TRANSFERS_FOR_THREADS ? await TransferThreads.start(store, this.o.threads ?? 0, log) : undefined;
+    try {
+      await pMap(jobs, (job) => {
+        if (job.kind === "upload") {
+          const f = job.file;
+          if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f, commit));
+          return run(f.path, "upload", f.size, () => this.uploadFile(f, commit, async (facts) => {
+            const twin = bySha.get(facts.sha256);
+            if (!twin || twin.size !== facts.size) return undefined;
+            try {
+              const r = await store.copy(this.key(f.path), { bucket: store.bucket, key: this.key(twin.path), versionId: twin.versionId, etag: twin.etag }, this.attrs({ path: f.path, ...facts }), signal);
+              copiedInstead++;
+              bytesNotSent += facts.size;
+              return r;
+            } catch (err) {
+              if (err instanceof ConditionFailed) return undefined;
+              throw err;
+            }
+          }));
+        }
+        const { file, from } = job;
+        return run(file.path, "copy", 0, async () => {
           try {
-            const r = await store.copy(this.key(f.path), { bucket: store.bucket, key: this.key(twin.path), versionId: twin.versionId, etag: twin.etag }, this.attrs({ path: f.path, ...facts }), signal);
-            copiedInstead++;
-            bytesNotSent += facts.size;
-            return r;
+            const r = await store.copy(this.key(file.path), { bucket: store.bucket, key: this.key(from.path), versionId: from.versionId, etag: from.etag }, this.attrs(file), signal);
+            return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
           } catch (err) {
-            if (err instanceof ConditionFailed) return undefined;
+            // The copy source changed under us: fall back to uploading the bytes.
+            if (err instanceof ConditionFailed) return this.uploadFile(file, commit);
             throw err;
           }
-        }));
-      }
-      const { file, from } = job;
-      return run(file.path, "copy", 0, async () => {
-        try {
-          const r = await store.copy(this.key(file.path), { bucket: store.bucket, key: this.key(from.path), versionId: from.versionId, etag: from.etag }, this.attrs(file), signal);
-          return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
-        } catch (err) {
-          // The copy source changed under us: fall back to uploading the bytes.
-          if (err instanceof ConditionFailed) return this.uploadFile(file, commit);
-          throw err;
-        }
-      });
-    }, { concurrency: this.o.concurrency });
+        });
+      }, { concurrency: this.o.concurrency });
+    } finally {
+      await this.threads?.close();
+      this.threads = undefined;
+    }
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     // An interrupted run (SIGINT, SIGTERM) leaves the record of what it wrote for the next one.
     if (signal.aborted) {
@@ -495,19 +509,27 @@ export class Uploader {
    * `instead`: see transfer.ts uploadFile (a server-side copy of bytes the bucket holds already).
    */
   private async uploadFile(f: LocalFile, commit: Commit, instead?: (facts: FileFacts) => Promise<PutResult | undefined>): Promise<Entry | undefined> {
-    const up = await uploadFile(this.d.store, this.key(f.path), path.join(this.o.docroot, f.path), {
+    const key = this.key(f.path);
+    const abs = path.join(this.o.docroot, f.path);
+    const attrs = (facts: FileFacts) => this.attrs({ path: f.path, ...facts });
+    // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
+    // answer never came) lets the next run find the object by that ETag and adopt it.
+    const sending = (facts: FileFacts, etag: string) => commit.note({ path: f.path, ...facts, etag });
+    const here = () => uploadFile(this.d.store, key, abs, {
       multipartThreshold: this.o.multipartThreshold,
       partSize: this.o.partSize,
       // Large files stream with the sha256 the scan found: a file that changed since is caught.
       expect: f.size >= this.o.multipartThreshold ? { size: f.size, sha256: f.sha256 } : undefined,
-      attrs: (facts) => this.attrs({ path: f.path, ...facts }),
+      attrs,
       instead,
-      // Recorded before the PUT: a run killed while it was in flight (the server stored it, the
-      // answer never came) lets the next run find the object by that ETag and adopt it.
-      sending: (facts, etag) => commit.note({ path: f.path, ...facts, etag }),
+      sending,
       buffers: this.buffers,
       signal: this.d.signal,
     });
+    const threaded = { threshold: this.o.multipartThreshold, path: f.path, cacheControl: this.o.cacheControl(f.path), instead, sending };
+    let up = this.threads && f.size < this.o.multipartThreshold ? await this.threads.upload(key, abs, threaded, this.d.signal, here) : await here();
+    // Grown past the threshold since the scan: this thread's path says what that means.
+    if (up === "large") up = await here();
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };
   }
 

@@ -1,5 +1,5 @@
 /**
- * Errors across a transfer thread's boundary (engine/download-threads.ts): the main thread decides
+ * Errors across a transfer thread's boundary (engine/transfer-threads.ts): the main thread decides
  * on a download's failure by its class (ObjectMoved: the next run converges; TransferCorrupt,
  * truncated or not; a fatal local error) and by isRetryable, so what a thread throws must arrive
  * as the same class with the same fields, through a real structured clone.
@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { FansyncError, LocalIoError, ObjectMoved, RemoteError, TransferCorrupt } from "../../src/core/errors.ts";
 import { BodyTooLarge } from "../../src/adapters/bounded-io.ts";
 import { isRetryable, S3HttpError } from "../../src/adapters/s3-errors.ts";
-import { receiveError, sendError } from "../../src/engine/download-threads.ts";
+import { receiveError, sendError } from "../../src/engine/transfer-threads.ts";
 
 /** Through the structured clone a worker's postMessage makes. */
 const across = (err: unknown): Error => receiveError(structuredClone(sendError(err)));

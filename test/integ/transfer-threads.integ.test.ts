@@ -1,5 +1,5 @@
 /**
- * Downloads on transfer threads (issue 25, engine/download-threads.ts): a pull of a few hundred
+ * Downloads on transfer threads (issue 25, engine/transfer-threads.ts): a pull of a few hundred
  * small files runs their GETs on worker threads beside the main thread. On every server: the
  * threads sign their own requests, and the docroot ends byte for byte, mode and mtime the
  * master's. On moto, through a proxy: a throttled answer is retried, a body cut short or with
@@ -35,7 +35,9 @@ async function setup(tag: string) {
   files["big.bin"] = seededBytes(r.int(1, 1e9), 2 * 1024 * 1024);
   await writeTree(master, files);
   const url = `s3://${bucket}/site`;
-  expectCode(await ctx.cli(["push", master, url, ...ctx.flags(mstate)]), 0);
+  const pushed = await ctx.cli(["push", master, url, ...ctx.flags(mstate), "--threads", "2", "--log-level", "debug"]);
+  expectCode(pushed, 0);
+  assert.match(pushed.stdout, /transfers run on transfer threads/, "the push did not use its threads");
   return { bucket, master, node, nstate, mstate, url };
 }
 
@@ -43,12 +45,12 @@ async function tempFiles(root: string): Promise<string[]> {
   return (await readdir(root, { recursive: true })).filter((n) => n.includes(".fansync-tmp-"));
 }
 
-describe("downloads on transfer threads", () => {
-  test("a pull on 2 threads leaves the master's bytes, modes and mtimes; a second generation too", async () => {
+describe("transfers on transfer threads", () => {
+  test("a push and a pull on 2 threads each: the node ends with the master's bytes, modes and mtimes; a second generation too", async () => {
     const s = await setup("threads-pull");
     const r = await ctx.cli(["pull", s.url, s.node, ...ctx.flags(s.nstate), "--threads", "2", "--log-level", "debug"]);
     expectCode(r, 0);
-    assert.match(r.stdout, /downloads run on transfer threads/, "the threads were not used");
+    assert.match(r.stdout, /transfers run on transfer threads/, "the pull did not use its threads");
     const eq = await checkDocrootEqualsTree(s.node, s.master);
     assert.deepEqual(eq.problems, []);
     assert.equal(eq.files, FILES + 1);
@@ -100,5 +102,41 @@ describe("downloads on transfer threads", () => {
     } finally {
       await proxy.close();
     }
+  });
+  test("a push on threads through a proxy: throttled PUTs are retried, answers with weakened ETags are read back; every object holds its file's bytes", async (t) => {
+    if (skipEngineTier(t)) return;
+    const bucket = await ctx.server.bucket("threads-push");
+    const master = ctx.tmp("master");
+    const node = ctx.tmp("node");
+    const r = rng(SEED + 27);
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < FILES; i++) files[`p${i % 5}/g${i}.css`] = seededBytes(r.int(1, 1e9), r.int(1, 9_000));
+    await writeTree(master, files);
+    const url = `s3://${bucket}/site`;
+    const proxy = await startProxy(ctx.server.endpoint);
+    const seen = new Map<string, number>();
+    // Every 10th file: its PUT throttled twice; every 7th: its answer's ETag weakened (a proxy that rewrites them).
+    proxy.fault = (req) => {
+      const m = /\/site\/p\d\/g(\d+)\.css$/.exec(req.url.split("?")[0] ?? "");
+      if (req.method !== "PUT" || !m) return { kind: "none" };
+      const i = Number(m[1]);
+      const n = (seen.get(req.url) ?? 0) + 1;
+      seen.set(req.url, n);
+      if (i % 10 === 0 && n <= 2) return { kind: "status", status: 503, code: "SlowDown" };
+      if (i % 7 === 0) return { kind: "rewrite-etag", to: (etag) => `W/${etag}` };
+      return { kind: "none" };
+    };
+    try {
+      const out = await ctx.cli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ctx.tmp("mstate"), "--log-format", "json", "--threads", "2", "--log-level", "debug"]);
+      expectCode(out, 0);
+      assert.match(out.stdout, /transfers run on transfer threads/);
+    } finally {
+      await proxy.close();
+    }
+    const throttled = [...seen].filter(([u]) => /g\d*0\.css/.test(u));
+    assert.ok(throttled.length >= FILES / 10 && throttled.every(([, n]) => n >= 3), `each throttled PUT was sent again: ${JSON.stringify(throttled.slice(0, 5))}`);
+    // A reader (no proxy) gets every file's bytes: nothing unverified was published.
+    expectCode(await ctx.cli(["pull", url, node, ...ctx.flags(ctx.tmp("nstate")), "--threads", "0"]), 0);
+    assert.deepEqual((await checkDocrootEqualsTree(node, master)).problems, []);
   });
 });
