@@ -26,6 +26,9 @@ const BANNER = `"use strict";\nconst ${META_URL} = require("node:url").pathToFil
 // createRequire(import.meta.url). A bundler cannot follow that require, and the executable has no
 // node_modules to find them in, so in the bundle the line goes and the bundler's own require takes
 // over: the modules are bundled and still evaluated only on first use.
+// What engine/transfer-threads.ts reads for the thread's script in a bundle (see bundleTransferThread).
+const TRANSFER_THREAD_SOURCE = "globalThis.__fansyncTransferThreadSource";
+
 const LAZY_REQUIRE_LINE = "const require = createRequire(import.meta.url);";
 
 /**
@@ -82,8 +85,35 @@ function noDemoServerPlugin(): Plugin {
   };
 }
 
+/**
+ * The transfer thread's module (src/engine/transfer-thread.ts) as one CommonJS script: a single
+ * executable has no module file to start a worker from, so the CLI's bundle carries this text
+ * and starts each thread from it (`new Worker(text, { eval: true })`, engine/transfer-threads.ts).
+ */
+async function bundleTransferThread(root: string): Promise<string> {
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints: [path.join(root, "src", "engine", "transfer-thread.ts")],
+    write: false,
+    bundle: true,
+    platform: "node",
+    target: "node24",
+    format: "cjs",
+    minify: false,
+    sourcemap: false,
+    legalComments: "inline",
+    logLevel: "warning",
+    define: { "import.meta.url": META_URL },
+    banner: { js: BANNER },
+  });
+  const text = result.outputFiles[0]?.text;
+  if (!text) throw new Error("release/bundle.ts: esbuild gave no output for the transfer thread");
+  return text;
+}
+
 /** Bundle the CLI into `outFile`; fails if an excluded package or the lazy-require line's target slipped. */
 export async function bundleCli(opts: { root: string; version: string; commit: string; buildDate: string; outFile: string }): Promise<BundleResult> {
+  const threadSource = await bundleTransferThread(opts.root);
   const result = await build({
     absWorkingDir: opts.root,
     entryPoints: [path.join(opts.root, "src", "cli", "main.ts")],
@@ -98,7 +128,7 @@ export async function bundleCli(opts: { root: string; version: string; commit: s
     legalComments: "inline",
     metafile: true,
     logLevel: "warning",
-    define: { "import.meta.url": META_URL },
+    define: { "import.meta.url": META_URL, [TRANSFER_THREAD_SOURCE]: JSON.stringify(threadSource) },
     banner: { js: BANNER },
     plugins: [versionPlugin(opts.root, { version: opts.version, commit: opts.commit, buildDate: opts.buildDate }), lazyRequirePlugin(), noDemoServerPlugin()],
   });

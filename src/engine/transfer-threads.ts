@@ -104,13 +104,17 @@ export function receiveError(s: SentError): Error {
   return e;
 }
 
-/** Where the thread's module is: beside this one, as .ts from source or .js from dist/; undefined in a bundle. */
-function threadModule(): URL | undefined {
+/**
+ * What a thread runs: the module beside this one (.ts from source, .js from dist/), or in the single
+ * executable, which has no module file, the script its build bundled in (release/bundle.ts);
+ * undefined when neither is there (transfers then stay on the main thread).
+ */
+function threadModule(): { readonly url: URL } | { readonly script: string } | undefined {
+  const script = (globalThis as { __fansyncTransferThreadSource?: unknown }).__fansyncTransferThreadSource;
+  if (typeof script === "string") return { script };
   const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
   const url = new URL(`./transfer-thread${ext}`, import.meta.url);
-  // In the single executable import.meta.url is the executable's own: there is no module file
-  // beside it, and transfers stay on the main thread.
-  return url.protocol === "file:" && existsSync(fileURLToPath(url)) ? url : undefined;
+  return url.protocol === "file:" && existsSync(fileURLToPath(url)) ? { url } : undefined;
 }
 
 interface Slot {
@@ -183,7 +187,9 @@ export class TransferThreads {
     const slots: Slot[] = [];
     for (let i = 0; i < threads; i++) {
       // No stdin/stdout of its own; its module logs nothing (its errors come back as answers).
-      slots.push({ worker: new Worker(module, { workerData: handle.spec, stdout: false, stderr: false }), inFlight: 0, outbox: [] });
+      const options = { workerData: handle.spec, stdout: false, stderr: false };
+      const worker = "url" in module ? new Worker(module.url, options) : new Worker(module.script, { ...options, eval: true });
+      slots.push({ worker, inFlight: 0, outbox: [] });
     }
     const pool = new TransferThreads(handle, slots);
     for (const slot of slots) {

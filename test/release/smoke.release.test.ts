@@ -95,6 +95,27 @@ for (const [name, command, env] of launchers) {
       assert.doesNotMatch(pretty.stdout, /^\{"level"/m);
       flows.set(name, { codes, doctor: checks.map((c) => ({ name: c.name, status: c.status })) });
     });
+
+    test("a push and a pull of 250 small files run on a transfer thread and leave the master's bytes", { timeout: 180_000 }, async () => {
+      const t = tempDir("smoke-threads");
+      cleanups.push(t.cleanup);
+      const bucket = `smoke-threads-${flows.size}-${Date.now() % 100000}`;
+      await s3.client.send(new CreateBucketCommand({ Bucket: bucket }));
+      const url = `s3://${bucket}/site/`;
+      const master = path.join(t.dir, "master");
+      const node = path.join(t.dir, "node");
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 250; i++) files[`d${i % 5}/f${i}.txt`] = `file ${i} `.repeat(i + 1);
+      await writeTree(master, files);
+      // The executable has no module file to start a thread from: it runs the script its build bundled in.
+      const cli = (args: string[]) => runCli([...args, "--endpoint-url", s3.endpoint, "--log-format", "json", "--log-level", "debug", "--threads", "1"], { command, env });
+      for (const r of [await cli(["push", master, url, "--state-dir", path.join(t.dir, "s-master")]), await cli(["pull", url, node, "--state-dir", path.join(t.dir, "s-node")])]) {
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /transfers run on transfer threads/);
+      }
+      const want = [...(await snapshot(master))].map(([p, f]) => [p, f.sha256]).sort();
+      assert.deepEqual([...(await snapshot(node))].map(([p, f]) => [p, f.sha256]).sort(), want);
+    });
   });
 }
 
