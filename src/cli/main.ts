@@ -172,11 +172,23 @@ async function run<C extends CommandName>(command: C, cmd: Command, flags: Flags
  * is not about the stop (a refused config, a guard) is reported as usual, with its own code.
  */
 function reportStopped(err: unknown, sig: NodeJS.Signals, log: Logger | undefined): ExitCodeValue {
-  if (err instanceof FansyncError && !(err instanceof Interrupted)) return report(err, log);
+  if (err instanceof FansyncError && !(err instanceof Interrupted) && !cutShort(err)) return report(err, log);
   const line = err instanceof Interrupted ? err.message : "interrupted: the next run continues";
   if (log) log.warn({ signal: sig }, line);
   else process.stderr.write(`fansync: ${line}\n`);
   return sig === "SIGTERM" ? ExitCode.terminated : ExitCode.interrupted;
+}
+
+/**
+ * Whether `err` is a request the stop itself aborted (its cause, at any depth, an AbortError): the
+ * stop can land outside the transfers (reading or writing the head of a commit), where the request's
+ * error would otherwise read "cannot reach … (AbortError)", exit 7.
+ */
+function cutShort(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e.name === "AbortError") return true;
+  }
+  return false;
 }
 
 function report(err: unknown, log: Logger | undefined, journal = false): ExitCodeValue {

@@ -52,6 +52,9 @@ describe(`operator experience (${server})`, () => {
         // Every content PUT takes a while, so the signal lands with transfers in flight.
         proxy.fault = (q) => (q.method === "PUT" && /\/f\d+\.txt/.test(q.url) ? { kind: "delay", ms: 1500 } : { kind: "none" });
         for (const format of ["pretty", "json"]) {
+          // The first run's requests must not satisfy the second's wait (it then stopped the second
+          // run while it was still reading the head: at load 7, exit 7 instead of an interruption).
+          proxy.reset();
           const ms = ctx.tmp("ms");
           const child = startCli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ms, "--concurrency", "4", "--log-format", format]);
           await proxy.waitFor((q) => q.method === "PUT" && /\/f\d+\.txt/.test(q.url), 8000).catch((e) => { throw new Error(`${e}: ${JSON.stringify(proxy.requests.slice(0, 8))} ${child.out.stdout} ${child.out.stderr}`); });
@@ -75,6 +78,32 @@ describe(`operator experience (${server})`, () => {
       }
     });
   }
+
+  test("SIGINT while a push reads the head (before any transfer): one \"interrupted\" line and exit 130, not \"cannot reach … (AbortError)\" and exit 7", async () => {
+    const bucket = await ctx.server.bucket("op-int-head");
+    const master = ctx.tmp("master");
+    const url = `s3://${bucket}/site/`;
+    await writeTree(master, { "index.html": "<p>one</p>\n", "a.css": "a{}\n" });
+    const proxy = await startProxy(ctx.server.endpoint);
+    let release: () => void = () => undefined;
+    const until = new Promise<void>((r) => (release = r));
+    const isHeadGet = (q: { method: string; url: string }) => q.method === "GET" && /\/\.fansync\/head\.json/.test(q.url);
+    try {
+      proxy.fault = (q) => (isHeadGet(q) ? { kind: "hold", until } : { kind: "none" });
+      // The held GET is in flight: the stop drains it for 1 s, then aborts it.
+      const child = startCli(["push", master, url, "--endpoint-url", proxy.url, "--state-dir", ctx.tmp("ms"), "--log-format", "json"], { env: { FANSYNC_DRAIN_DEADLINE: "1s" } });
+      await proxy.waitFor(isHeadGet, 20_000);
+      child.kill("SIGINT");
+      const r = await waitCli(child, 30_000);
+      const all = `${r.stdout}\n${r.stderr}`;
+      assert.equal(r.code, 130, all);
+      assert.equal(all.split("\n").filter((l) => /interrupted/.test(l)).length, 1, all);
+      assert.doesNotMatch(all, /cannot reach|AbortError|^\s+at /m);
+    } finally {
+      release();
+      await proxy.close();
+    }
+  });
 
   test("--stats: a run that is not on a terminal logs a progress line every interval (files, bytes, rate, ETA); a short run with the default logs none", async () => {
     const bucket = await ctx.server.bucket("op-stats");
