@@ -58,8 +58,16 @@ describe(`racing writers (${server}, seed ${SEED})`, () => {
       for (let i = 0; i < count(5, 40); i++) {
         await editSite(a.root, r);
         await editSite(b.root, r);
-        // Uploads take a while, so the two runs overlap whoever starts first.
-        proxy.fault = (q) => (q.method === "PUT" && !q.url.includes(".fansync") ? { kind: "delay", ms: 300 } : { kind: "none" });
+        // The runs overlap whoever starts first, however busy the machine: content PUTs are held
+        // until both writers have read the lease (a fixed delay was not enough at load 10, where
+        // one run could start after the other had finished and released the lease).
+        let leaseReads = 0;
+        let bothRead: () => void = () => undefined;
+        const until = new Promise<void>((resolve) => (bothRead = resolve));
+        proxy.fault = (q) => {
+          if (q.method === "GET" && /\/\.fansync\/lease\.json/.test(q.url) && ++leaseReads === 2) bothRead();
+          return q.method === "PUT" && !q.url.includes(".fansync") ? { kind: "hold", until } : { kind: "none" };
+        };
         const [ra, rb] = await Promise.all([waitCli(startCli(args(a))), waitCli(startCli(args(b)))]);
         proxy.fault = () => ({ kind: "none" });
         const codes = [ra.code, rb.code].sort();
