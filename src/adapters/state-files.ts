@@ -68,6 +68,15 @@ export async function writeLinesAtomic(file: string, lines: Iterable<string>): P
  */
 export async function readNdjsonMap<V>(file: string, opts: { tornTail?: boolean } = {}): Promise<Map<string, V>> {
   const map = new Map<string, V>();
+  return (await readNdjsonLines<V>(file, (k, v) => map.set(k, v), opts)) ? map : new Map();
+}
+
+/**
+ * Hand each `[key, value]` line of an NDJSON map file to `each`, streamed (the compact stores that
+ * keep their own layout never hold the parsed map). False when the file is missing or damaged:
+ * what `each` was given so far is then to be dropped (the caller rebuilds).
+ */
+export async function readNdjsonLines<V>(file: string, each: (key: string, value: V) => void, opts: { tornTail?: boolean } = {}): Promise<boolean> {
   let rest = "";
   try {
     for await (const chunk of createReadStream(file, { encoding: "utf8", highWaterMark: 1024 * 1024 })) {
@@ -76,7 +85,7 @@ export async function readNdjsonMap<V>(file: string, opts: { tornTail?: boolean 
       for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
         if (nl > start) {
           const [k, v] = JSON.parse(text.slice(start, nl)) as [string, V];
-          map.set(k, v);
+          each(k, v);
         }
         start = nl + 1;
       }
@@ -85,18 +94,18 @@ export async function readNdjsonMap<V>(file: string, opts: { tornTail?: boolean 
     if (rest !== "") {
       try {
         const [k, v] = JSON.parse(rest) as [string, V];
-        map.set(k, v);
+        each(k, v);
       } catch (err) {
         // An appended file (NdjsonAppender) whose writer was killed mid-line: only that line is lost.
         if (!opts.tornTail) throw err;
       }
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return new Map();
-    if (err instanceof SyntaxError || err instanceof TypeError) return new Map();
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    if (err instanceof SyntaxError || err instanceof TypeError) return false;
     throw err;
   }
-  return map;
+  return true;
 }
 
 /**
