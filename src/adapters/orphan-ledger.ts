@@ -15,7 +15,7 @@ import { errorMessage } from "../core/errors.ts";
 import type { FileMap } from "../core/manifest.ts";
 import type { Logger } from "./logger.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { NdjsonAppender, readJson, readNdjsonMap, writeJsonListAtomic } from "./state-files.ts";
+import { NdjsonAppender, readJsonList, readNdjsonMap, writeJsonListAtomic } from "./state-files.ts";
 
 /** What an object the unfinished run wrote holds, as the server acknowledged it. */
 export interface WrittenObject {
@@ -25,6 +25,11 @@ export interface WrittenObject {
   readonly mode: number;
   readonly etag: string;
   readonly versionId?: string | undefined;
+}
+
+/** Keys looked up one at a time (a Set, or a view over paths that makes no key strings). */
+export interface KeySet {
+  has(key: string): boolean;
 }
 
 /** The ledger kept in one state file for one bucket/prefix. */
@@ -56,32 +61,49 @@ export class OrphanLedger {
     return readNdjsonMap<WrittenObject>(this.objectsFile, { tornTail: true });
   }
 
-  /** Add keys before the writes that could strand them. */
-  async record(keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return;
-    const known = (await readJson<{ keys: string[] }>(this.file))?.keys ?? [];
-    await writeJsonListAtomic(this.file, "keys", new Set([...known, ...keys]));
+  /**
+   * Add the keys of `paths` under `prefix` before the writes that could strand them. The keys are
+   * made as they are written out, never held (a first push of 1M files records 1M keys).
+   */
+  async record(prefix: string, paths: Iterable<string>): Promise<void> {
+    const fresh = new Set(paths);
+    if (fresh.size === 0) return;
+    const known = new Set<string>();
+    if (!(await readJsonList(this.file, "keys", (k) => typeof k === "string" && known.add(k)))) known.clear();
+    await writeJsonListAtomic(this.file, "keys", (function* () {
+      yield* known;
+      for (const p of fresh) {
+        const key = prefix + p;
+        if (!known.has(key)) yield key;
+      }
+    })());
   }
 
   /**
-   * Delete recorded keys under `prefix` that `current` does not name (`done`: already deleted;
-   * `later`: failed just now, kept for the next commit), then forget the rest; keys whose deletion
-   * fails stay recorded, and so does everything when the server cannot be reached. `beforeDelete`
-   * runs first when something is to be deleted (the writer re-checks its lease there).
+   * Delete recorded keys under `prefix` that `current` does not name (`done`: already deleted, or
+   * written again by this run; `later`: failed just now, kept for the next commit), then forget the
+   * rest; keys whose deletion fails stay recorded, and so does everything when the server cannot be
+   * reached. `beforeDelete` runs first when something is to be deleted (the writer re-checks its
+   * lease there). The keys are read one at a time: only those kept or deleted are held.
    */
-  async clean(opts: { store: ObjectStore; prefix: string; current: FileMap; done?: ReadonlySet<string>; later?: ReadonlySet<string>; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
+  async clean(opts: { store: ObjectStore; prefix: string; current: FileMap; done?: KeySet; later?: KeySet; signal?: AbortSignal; log: Logger; beforeDelete?: () => Promise<void> }): Promise<void> {
     this.flush();
-    const known = (await readJson<{ keys: unknown[] }>(this.file))?.keys;
+    const { prefix, current, done, later } = opts;
+    const kept: string[] = [];
+    const stale: string[] = [];
+    const read = await readJsonList(this.file, "keys", (k) => {
+      if (typeof k !== "string") return;
+      const named = k.startsWith(prefix) && current.has(k.slice(prefix.length));
+      if (named) return;
+      if (later?.has(k)) kept.push(k);
+      else if (k.startsWith(prefix) && !done?.has(k)) stale.push(k);
+    });
     // What the objects held is worth keeping only while their keys are recorded (another run's records included).
-    if (!known) {
+    if (!read) {
       this.objects.close();
       await rm(this.objectsFile, { force: true });
       return;
     }
-    const { prefix, current, done, later } = opts;
-    const keys = known.filter((k): k is string => typeof k === "string");
-    const kept = keys.filter((k) => later?.has(k) && !current.has(k.slice(prefix.length)));
-    const stale = keys.filter((k) => k.startsWith(prefix) && !done?.has(k) && !later?.has(k) && !current.has(k.slice(prefix.length)));
     if (stale.length > 0) {
       await opts.beforeDelete?.();
       const failed = await opts.store.deleteMany(stale, opts.signal).catch((err: unknown) => stale.map((key) => ({ key, error: errorMessage(err) })));

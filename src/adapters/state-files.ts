@@ -77,35 +77,19 @@ export async function readNdjsonMap<V>(file: string, opts: { tornTail?: boolean 
  * what `each` was given so far is then to be dropped (the caller rebuilds).
  */
 export async function readNdjsonLines<V>(file: string, each: (key: string, value: V) => void, opts: { tornTail?: boolean } = {}): Promise<boolean> {
-  let rest = "";
-  try {
-    for await (const chunk of createReadStream(file, { encoding: "utf8", highWaterMark: 1024 * 1024 })) {
-      const text = rest + (chunk as string);
-      let start = 0;
-      for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
-        if (nl > start) {
-          const [k, v] = JSON.parse(text.slice(start, nl)) as [string, V];
-          each(k, v);
-        }
-        start = nl + 1;
-      }
-      rest = text.slice(start);
+  const read = await readLines(file, (line, tail) => {
+    let kv: unknown;
+    try {
+      kv = JSON.parse(line);
+    } catch (err) {
+      // An appended file (NdjsonAppender) whose writer was killed mid-line: only that line is lost.
+      if (tail && opts.tornTail) return;
+      throw err;
     }
-    if (rest !== "") {
-      try {
-        const [k, v] = JSON.parse(rest) as [string, V];
-        each(k, v);
-      } catch (err) {
-        // An appended file (NdjsonAppender) whose writer was killed mid-line: only that line is lost.
-        if (!opts.tornTail) throw err;
-      }
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    if (err instanceof SyntaxError || err instanceof TypeError) return false;
-    throw err;
-  }
-  return true;
+    const [k, v] = kv as [string, V];
+    each(k, v);
+  });
+  return read === true;
 }
 
 /**
@@ -122,6 +106,60 @@ export async function writeJsonListAtomic(file: string, field: string, items: It
     }
     yield "]}";
   })());
+}
+
+/**
+ * Read back what {@link writeJsonListAtomic} wrote, handing each item of `field` to `each` as its
+ * line is read: the keys of a first push of 1M files are never one string, nor one array. A file in
+ * another layout (one line, as older versions wrote it) is parsed whole. False when the file is
+ * missing or damaged (treated as absent, like {@link readJson}): what `each` got is then to be dropped.
+ */
+export async function readJsonList(file: string, field: string, each: (item: unknown) => void): Promise<boolean> {
+  const open = `{${JSON.stringify(field)}:[`;
+  let first: boolean | undefined;
+  let closed = false;
+  const ok = await readLines(file, (line) => {
+    if (first === undefined) {
+      first = line === open;
+      if (!first) throw new SyntaxError("not one item per line");
+      return;
+    }
+    if (closed) throw new SyntaxError("text after the list");
+    if (line === "]}") closed = true;
+    else each(JSON.parse(line.startsWith(",") ? line.slice(1) : line));
+  });
+  if (ok && first && closed) return true;
+  if (ok === undefined || first !== false) return false;
+  // Another layout: the whole document.
+  const doc = await readJson<Record<string, unknown>>(file);
+  const items = doc?.[field];
+  if (!Array.isArray(items)) return false;
+  for (const item of items) each(item);
+  return true;
+}
+
+// Each line of `file` (without its newline; `tail`: the last one, which has none), streamed. True
+// when read whole; false when damaged (a line `each` refused with a SyntaxError or TypeError);
+// undefined when missing.
+async function readLines(file: string, each: (line: string, tail: boolean) => void): Promise<boolean | undefined> {
+  let rest = "";
+  try {
+    for await (const chunk of createReadStream(file, { encoding: "utf8", highWaterMark: 1024 * 1024 })) {
+      const text = rest + (chunk as string);
+      let start = 0;
+      for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", start)) {
+        if (nl > start) each(text.slice(start, nl), false);
+        start = nl + 1;
+      }
+      rest = text.slice(start);
+    }
+    if (rest !== "") each(rest, true);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if (err instanceof SyntaxError || err instanceof TypeError) return false;
+    throw err;
+  }
+  return true;
 }
 
 /** Write a JSON document atomically. */

@@ -32,7 +32,7 @@ import { errorMessage, type FailedTransfer, PartialFailureError, RaceError } fro
 import type { Location } from "../core/location.ts";
 import type { Entry, FileMap, WriterKind } from "../core/manifest.ts";
 import { type GenerationSigning, type HeadSignature, signGeneration, type SigningKey } from "../core/signing.ts";
-import { OrphanLedger, type WrittenObject } from "../adapters/orphan-ledger.ts";
+import { type KeySet, OrphanLedger, type WrittenObject } from "../adapters/orphan-ledger.ts";
 import type { ObjectStore } from "../adapters/object-store.ts";
 import type { StateDir } from "../adapters/state-dir.ts";
 import { type HeadState, readHead } from "./generation-reader.ts";
@@ -205,13 +205,13 @@ export class GenerationWriter {
    * Delete objects an interrupted commit left outside `current` (new paths written before their
    * head, removed ones whose deletion never came); `except`: keys about to be written again.
    */
-  async sweep(current: FileMap, except?: ReadonlySet<string>): Promise<void> {
+  async sweep(current: FileMap, except?: KeySet): Promise<void> {
     await this.ledger.clean({ store: this.o.store, prefix: this.o.loc.prefix, current, ...(except ? { done: except } : {}), signal: this.d.signal, log: this.d.log, beforeDelete: () => this.hold() });
   }
 
   // Record, before writing them, the paths whose objects may exist outside any manifest if this run dies.
   private async prepare(paths: Iterable<string>): Promise<void> {
-    await this.ledger.record([...paths].map((p) => this.o.loc.prefix + p));
+    await this.ledger.record(this.o.loc.prefix, paths);
   }
 
   /**
@@ -290,12 +290,15 @@ export class GenerationWriter {
     try {
       // Objects a killed commit wrote before its head, or meant to delete after it, go first,
       // except those this run writes (or adopts) again.
-      const ours = [...c.writes, ...adopted.map((e) => e.path), ...(c.keep ?? [])];
-      await this.sweep(c.files, new Set(ours.map((p) => prefix + p)));
+      await this.sweep(c.files, ourKeys(prefix, () => [c.writes, adopted.map((e) => e.path), c.keep ?? []]));
       // New paths land before the head names them and removed ones go after it: a kill in between
       // would strand them (in a bucket that may be a CDN origin), so they are recorded first, with
       // what the adopted objects hold, so that a run interrupted again still finds them.
-      await this.prepare([...c.writes, ...adopted.map((e) => e.path)].filter((p) => !c.files.has(p)).concat(c.deletes));
+      await this.prepare((function* () {
+        for (const p of c.writes) if (!c.files.has(p)) yield p;
+        for (const e of adopted) if (!c.files.has(e.path)) yield e.path;
+        yield* c.deletes;
+      })());
       for (const e of adopted) this.noteWritten(e);
       // And, in the head itself, the objects it names that the writes overwrite (path-keyed, no
       // version to fall back on): whoever writes next, from wherever, verifies them first.
@@ -434,4 +437,22 @@ export class GenerationWriter {
     this.conditional ??= await conditionalWrites(this.o.store, this.o.loc, this.o.shared, this.d.log);
     return this.conditional;
   }
+}
+
+/**
+ * The keys under `prefix` of the paths `lists` gives, looked up without making a key string per
+ * path (1M at a first push of 1M files); the paths are gathered only if a key is looked up at all
+ * (a ledger with nothing recorded looks up none).
+ */
+function ourKeys(prefix: string, lists: () => readonly (readonly string[])[]): KeySet {
+  let paths: Set<string> | undefined;
+  return {
+    has(key) {
+      if (!paths) {
+        paths = new Set();
+        for (const list of lists()) for (const p of list) paths.add(p);
+      }
+      return key.startsWith(prefix) && paths.has(key.slice(prefix.length));
+    },
+  };
 }
