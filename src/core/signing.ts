@@ -11,6 +11,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
 import { UntrustedHead } from "./errors.ts";
+import { compareUtf8 } from "./paths.ts";
 
 /** The first line of the signed payload. */
 export const SIGNED_FORMAT = "fansync-signed-generation/1";
@@ -83,10 +84,11 @@ function sha256(data: Uint8Array | string): string {
  * (decimal integers). Valid paths hold no TAB or LF, so the lines cannot be forged by a name.
  */
 export function filesDigest(files: Iterable<SignedFacts>): string {
-  // Each path is encoded once (a manifest's map is already in this order: the sort is then linear).
-  const all = [...files].map((f) => ({ f, key: Buffer.from(f.path, "utf8") })).sort((a, b) => Buffer.compare(a.key, b.key));
+  // UTF-8 byte order, compared on the strings (a manifest's map is already in this order: the sort
+  // is then linear). Not a Buffer per path: at 1M files those were ~200 MB at a pull's end.
+  const all = [...files].sort((a, b) => compareUtf8(a.path, b.path));
   const h = createHash("sha256").update(`${FILES_FORMAT}\n`);
-  for (const { f } of all) {
+  for (const f of all) {
     if (/[\t\n]/.test(f.path)) throw new UntrustedHead(`path ${JSON.stringify(f.path)} cannot be signed (TAB or LF)`);
     h.update(`${f.path}\t${f.size}\t${f.sha256}\t${f.mode}\t${f.mtimeMs}\n`);
   }

@@ -349,8 +349,14 @@ export class GenerationWriter {
     const next: FileMap = new Map(c.files);
     for (const p of deletes) next.delete(p);
     for (const e of puts) next.set(e.path, e);
-    const settled = new Set([...puts.map((e) => e.path), ...deletes]);
-    const dirty = marked.filter((p) => !settled.has(p));
+    // What stays dirty: the marked paths this commit neither puts nor deletes (a set of every put
+    // only when something is marked: a first push of 1M files marks nothing).
+    let dirty: string[] = [];
+    if (marked.length > 0) {
+      const settled = new Set(deletes);
+      for (const e of puts) settled.add(e.path);
+      dirty = marked.filter((p) => !settled.has(p));
+    }
     const approvedDeletes = failed ? undefined : c.approvedDeletes;
     let result: CommitResult = { published: false, head: base, files: c.files, manifestBytes: undefined, deleted: 0 };
     if (puts.length > 0 || deletes.length > 0 || c.generation !== undefined) {

@@ -47,6 +47,16 @@ test("the files digest covers path, size, sha256, mode and mtime, not ETags, ver
   assert.notEqual(filesDigest(map(e("caf\u00e9")).values()), filesDigest(map(e("cafe\u0301")).values()));
 });
 
+test("the files digest is over the paths in UTF-8 byte order (astral characters after U+E000-U+FFFF), as a reader in another language rebuilds it", () => {
+  // UTF-16 code unit order puts the astral "\u{1F600}" (a surrogate pair) before U+FFFD; UTF-8 byte order puts it after.
+  const paths = ["z", "a/\uFFFD", "a/\u{1F600}", "a/\uE000", "a/\u00e9", "a/e", "a/\u{10000}x"];
+  const files = map(...paths.map((p, i) => e(p, i + 1)));
+  const lines = [...files.values()]
+    .sort((x, y) => Buffer.compare(Buffer.from(x.path), Buffer.from(y.path)))
+    .map((f) => `${f.path}\t${f.size}\t${f.sha256}\t${f.mode}\t${f.mtimeMs}\n`);
+  assert.equal(filesDigest(files.values()), sha256Hex(`fansync-files/1\n${lines.join("")}`));
+});
+
 test("the signed payload is six lines that a reader in another language can rebuild", () => {
   const p = signedPayload({ site: "www.example.com", generation: 42, files: 3, filesSha256: "a".repeat(64), time: "2026-01-01T00:00:00.000Z" });
   assert.equal(p.toString("utf8"), `fansync-signed-generation/1\nsite www.example.com\ngeneration 42\nfiles 3\nfilesSha256 ${"a".repeat(64)}\ntime 2026-01-01T00:00:00.000Z\n`);
