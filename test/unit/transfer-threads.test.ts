@@ -67,3 +67,60 @@ test("what cannot be cloned is left out, not thrown", () => {
   assert.equal((back as NodeJS.ErrnoException).code, "EODD");
   assert.equal((back as unknown as { socket?: unknown }).socket, undefined);
 });
+
+test("credentials about to expire are renewed for the threads before their next request (an instance role, SSO)", async () => {
+  const { createServer } = await import("node:http");
+  const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const path = await import("node:path");
+  const { createHash } = await import("node:crypto");
+  const { TransferThreads } = await import("../../src/engine/transfer-threads.ts");
+  const body = Buffer.from("<p>renewed</p>\n");
+  const etag = `"${createHash("md5").update(body).digest("hex")}"`;
+  const keysSeen: string[] = [];
+  const server = createServer((req, res) => {
+    keysSeen.push(/Credential=([^/]+)\//.exec(req.headers.authorization ?? "")?.[1] ?? "none");
+    res.writeHead(200, { "content-length": String(body.length), etag, "content-type": "text/html" });
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  const dir = mkdtempSync(path.join(tmpdir(), "fansync-threads-"));
+  let renewed = 0;
+  // The first credentials expire in a minute: inside the 5-minute margin, so they are renewed at once.
+  const store = {
+    dataPath: async () => ({
+      spec: {
+        bucket: "b", baseUrl: `http://127.0.0.1:${port}/b`, signingRegion: "us-east-1",
+        credentials: { accessKeyId: "AKIDOLD", secretAccessKey: "s1", sessionToken: "t1", expirationMs: Date.now() + 60_000 },
+        clockOffsetMs: 0, maxSockets: 4, requestTimeoutMs: 5000, caBundle: undefined, endpoint: `http://127.0.0.1:${port}`, profile: undefined,
+      },
+      credentials: async () => {
+        renewed++;
+        return { accessKeyId: "AKIDNEW", secretAccessKey: "s2", sessionToken: "t2", expirationMs: Date.now() + 3_600_000 };
+      },
+      attempted: () => undefined,
+    }),
+  };
+  const silent = { debug: () => undefined } as unknown as Parameters<typeof TransferThreads.start>[2];
+  const pool = await TransferThreads.start(store, 1, silent);
+  assert.ok(pool, "the pool started");
+  const entry = { path: "a.html", size: body.length, mtimeMs: 1_700_000_000_000, mode: 0o644, sha256: createHash("sha256").update(body).digest("hex"), etag };
+  try {
+    const signal = new AbortController().signal;
+    // This thread's share first (held open), so the next transfer goes to the transfer thread.
+    let releaseHere: () => void = () => undefined;
+    const here = pool.download("b/a.html", entry, path.join(dir, "here.tmp"), signal, () => new Promise<void>((r) => (releaseHere = r)));
+    await new Promise((r) => setImmediate(r));
+    await pool.download("b/a.html", entry, path.join(dir, "t.tmp"), signal, async () => assert.fail("expected to run on the transfer thread"));
+    releaseHere();
+    await here;
+    assert.equal(renewed, 1);
+    assert.deepEqual(keysSeen, ["AKIDNEW"], "the thread signed with the renewed credentials");
+    assert.deepEqual(readFileSync(path.join(dir, "t.tmp")), body);
+  } finally {
+    await pool.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
