@@ -4,7 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { build, type Plugin } from "esbuild";
+import { build, type BuildOptions, type Plugin } from "esbuild";
 
 /** What {@link bundleCli} produced. */
 export interface BundleResult {
@@ -85,6 +85,23 @@ function noDemoServerPlugin(): Plugin {
   };
 }
 
+/** What both bundles (the CLI's and its transfer thread's) are built with. */
+function commonOptions(root: string): BuildOptions {
+  return {
+    absWorkingDir: root,
+    bundle: true,
+    platform: "node",
+    target: "node24",
+    format: "cjs",
+    // Readable stack traces in operators' logs matter more than a smaller file.
+    minify: false,
+    sourcemap: false,
+    legalComments: "inline",
+    logLevel: "warning",
+    banner: { js: BANNER },
+  };
+}
+
 /**
  * The transfer thread's module (src/engine/transfer-thread.ts) as one CommonJS script: a single
  * executable has no module file to start a worker from, so the CLI's bundle carries this text
@@ -92,19 +109,10 @@ function noDemoServerPlugin(): Plugin {
  */
 async function bundleTransferThread(root: string): Promise<string> {
   const result = await build({
-    absWorkingDir: root,
+    ...commonOptions(root),
     entryPoints: [path.join(root, "src", "engine", "transfer-thread.ts")],
     write: false,
-    bundle: true,
-    platform: "node",
-    target: "node24",
-    format: "cjs",
-    minify: false,
-    sourcemap: false,
-    legalComments: "inline",
-    logLevel: "warning",
     define: { "import.meta.url": META_URL },
-    banner: { js: BANNER },
   });
   const text = result.outputFiles[0]?.text;
   if (!text) throw new Error("release/bundle.ts: esbuild gave no output for the transfer thread");
@@ -115,21 +123,11 @@ async function bundleTransferThread(root: string): Promise<string> {
 export async function bundleCli(opts: { root: string; version: string; commit: string; buildDate: string; outFile: string }): Promise<BundleResult> {
   const threadSource = await bundleTransferThread(opts.root);
   const result = await build({
-    absWorkingDir: opts.root,
+    ...commonOptions(opts.root),
     entryPoints: [path.join(opts.root, "src", "cli", "main.ts")],
     outfile: opts.outFile,
-    bundle: true,
-    platform: "node",
-    target: "node24",
-    format: "cjs",
-    // Readable stack traces in operators' logs matter more than a smaller file.
-    minify: false,
-    sourcemap: false,
-    legalComments: "inline",
     metafile: true,
-    logLevel: "warning",
     define: { "import.meta.url": META_URL, [TRANSFER_THREAD_SOURCE]: JSON.stringify(threadSource) },
-    banner: { js: BANNER },
     plugins: [versionPlugin(opts.root, { version: opts.version, commit: opts.commit, buildDate: opts.buildDate }), lazyRequirePlugin(), noDemoServerPlugin()],
   });
   const inputs = Object.keys(result.metafile.inputs);
