@@ -29,7 +29,7 @@ import { type PullState, readPulledFiles, readPullState, refreshPullState, write
 import { changedPaths, readHeadIfChanged, readJournal, readManifest } from "./generation-reader.ts";
 import { catchUpThroughJournals } from "./journals.ts";
 import type { JobDeps } from "./job-deps.ts";
-import { MIN_TRANSFERS_FOR_THREADS, TransferThreads } from "./transfer-threads.ts";
+import { TransferThreads } from "./transfer-threads.ts";
 import { downloadTo, transferBuffers } from "./transfer.ts";
 import { stagePackedFiles } from "./packs.ts";
 
@@ -405,8 +405,8 @@ async function execute(source: Source, root: string, planned: PullPlan, held: Fi
   }
   const pathKeyed = plan.downloads.filter((e) => !fromPacks.has(e.path));
   // Many small files: transfer threads GET and write them beside this thread (transfer-threads.ts).
-  const smallCount = pathKeyed.reduce((n, e) => (e.size < buffers.largest ? n + 1 : n), 0);
-  const threads = smallCount >= MIN_TRANSFERS_FOR_THREADS ? await TransferThreads.start(source.store, o.threads ?? 0, log) : undefined;
+  const small = pathKeyed.reduce((n, e) => (e.size < buffers.largest ? n + 1 : n), 0);
+  const threads = await TransferThreads.start(source.store, { threads: o.threads ?? 0, small }, log);
   // p-map starts each download only when a slot frees: no 100k pending promises at once.
   try {
     await pMap(pathKeyed, async (e) => {

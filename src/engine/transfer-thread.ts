@@ -8,12 +8,12 @@ import { parentPort, workerData } from "node:worker_threads";
 import { type DataPathSpec, LeanHttp, leanContentStore, type PlainCredentials } from "../adapters/lean-http.ts";
 import type { ObjectAttrs } from "../adapters/object-store.ts";
 import { contentAttrs } from "./object-attrs.ts";
-import { type FromThread, sendError, type ToThread } from "./transfer-threads.ts";
+import { batched, type FromThread, sendError, type ToThread } from "./transfer-threads.ts";
 import { downloadTo, hashIfSmall, type HashedFile, sendSmall, transferBuffers } from "./transfer.ts";
 
 const spec = workerData as DataPathSpec;
+if (!parentPort) throw new Error("transfer-thread.ts runs only as a transfer thread");
 const port = parentPort;
-if (!port) throw new Error("transfer-thread.ts runs only as a transfer thread");
 
 let credentials: PlainCredentials = spec.credentials;
 // Request attempts since the last answer, by command: each answer carries them to the run's metrics.
@@ -64,16 +64,8 @@ function take(m: ToThread): void {
   }
 }
 
-// Answers not posted yet: posted once per turn of the event loop, as one array (as the main thread does).
-let outbox: FromThread[] = [];
-
-function answer(m: FromThread): void {
-  if (outbox.push(m) === 1) setImmediate(() => {
-    const batch = outbox;
-    outbox = [];
-    port?.postMessage(batch);
-  });
-}
+// Answers go as one array per turn of the event loop, as the main thread's messages do.
+const answer = batched<FromThread>((batch) => port.postMessage(batch));
 
 /** PUT the bytes a "put" hashed and held. */
 async function send(id: number, signal: AbortSignal): Promise<Answer> {

@@ -29,7 +29,7 @@ import type { FileFacts, Uploaded } from "./transfer.ts";
 const HERE_WEIGHT = 2;
 
 /** Fewer small transfers than this are not worth starting threads for (each loads its modules: ~50 ms of CPU, ~25 MiB). */
-export const MIN_TRANSFERS_FOR_THREADS = 200;
+const MIN_TRANSFERS_FOR_THREADS = 200;
 
 /**
  * The default number of transfer threads: one per core beside the main thread's, at most 3 (each
@@ -123,20 +123,23 @@ function threadModule(): { readonly url: URL } | { readonly script: string } | u
 interface Slot {
   readonly worker: Worker;
   inFlight: number;
-  /** Messages not posted yet: each turn of the event loop posts them as one array (see post). */
-  outbox: ToThread[];
+  /** Send a message to this thread (see {@link batched}). */
+  readonly post: (m: ToThread) => void;
 }
 
 /**
- * Queue `m` for `slot`'s thread. Messages are posted once per turn of the event loop, as one
- * array: each post wakes the other thread, and on a VM a wake-up costs more than the message.
+ * A sender that posts what it is given once per turn of the event loop, as one array: each post
+ * wakes the other thread, and on a VM a wake-up costs more than the message. Both sides use it.
  */
-function post(slot: Slot, m: ToThread): void {
-  if (slot.outbox.push(m) === 1) setImmediate(() => {
-    const batch = slot.outbox;
-    slot.outbox = [];
-    slot.worker.postMessage(batch);
-  });
+export function batched<T>(post: (batch: T[]) => void): (m: T) => void {
+  let outbox: T[] = [];
+  return (m) => {
+    if (outbox.push(m) === 1) setImmediate(() => {
+      const batch = outbox;
+      outbox = [];
+      post(batch);
+    });
+  };
 }
 
 interface Pending {
@@ -177,12 +180,13 @@ export class TransferThreads {
   }
 
   /**
-   * Threads for `store`'s content requests, or undefined where they cannot run: no thread asked,
-   * a store without a data path for threads (the SDK path, the in-memory store), or no thread
-   * module (the single executable).
+   * Threads for a run's `small` transfers of `store`'s content objects, or undefined where they
+   * would not pay or cannot run: no thread asked, fewer small transfers than are worth it, a store
+   * without a data path for threads (the SDK path, the in-memory store), or no thread module.
    */
-  static async start(store: Pick<ObjectStore, "dataPath">, threads: number, log: Logger): Promise<TransferThreads | undefined> {
-    if (threads < 1 || !store.dataPath) return undefined;
+  static async start(store: Pick<ObjectStore, "dataPath">, o: { readonly threads: number; readonly small: number }, log: Logger): Promise<TransferThreads | undefined> {
+    const threads = o.threads;
+    if (threads < 1 || o.small < MIN_TRANSFERS_FOR_THREADS || !store.dataPath) return undefined;
     const module = threadModule();
     if (!module) return undefined;
     const handle = await store.dataPath();
@@ -192,7 +196,7 @@ export class TransferThreads {
       // No stdin/stdout of its own; its module logs nothing (its errors come back as answers).
       const options = { workerData: handle.spec, stdout: false, stderr: false };
       const worker = "url" in module ? new Worker(module.url, options) : new Worker(module.script, { ...options, eval: true });
-      slots.push({ worker, inFlight: 0, outbox: [] });
+      slots.push({ worker, inFlight: 0, post: batched((batch) => worker.postMessage(batch)) });
     }
     const pool = new TransferThreads(handle, slots);
     for (const slot of slots) {
@@ -214,7 +218,7 @@ export class TransferThreads {
   async download(key: string, entry: Entry, tmp: string, signal: AbortSignal, here: () => Promise<void>): Promise<void> {
     const slot = await this.pick(signal);
     if (!slot) return this.runHere(here);
-    await this.job(slot, signal, (id) => ({ t: "get", id, key, entry: plainEntry(entry), tmp }), (m) => {
+    await this.job(slot, signal, (id) => ({ t: "get", id, key, entry, tmp }), (m) => {
       if (m.t === "done") return "done";
       throw new Error(`a transfer thread answered a download with ${m.t}`);
     });
@@ -241,11 +245,11 @@ export class TransferThreads {
         facts = m.facts;
         instead = ask ? await o.instead?.(m.facts) : undefined;
         if (instead) {
-          post(slot, { t: "drop", id });
+          slot.post({ t: "drop", id });
           return "done";
         }
         o.sending?.(m.facts, `"${m.md5}"`);
-        if (ask) post(slot, { t: "send", id });
+        if (ask) slot.post({ t: "send", id });
         return "more";
       }
       file = m.ok ? m.file : undefined;
@@ -303,16 +307,16 @@ export class TransferThreads {
             .then(() => step(m, id))
             .then((next) => (next === "done" ? this.finish(id, resolve) : undefined), (err: unknown) => {
               // The decision failed on this thread (a copy instead, the note): the thread lets go of the bytes.
-              post(slot, { t: "drop", id });
+              slot.post({ t: "drop", id });
               this.finish(id, () => reject(err));
             });
         },
       });
     });
     slot.inFlight++;
-    const abort = (): void => post(slot, { t: "abort", id });
+    const abort = (): void => slot.post({ t: "abort", id });
     signal.addEventListener("abort", abort, { once: true });
-    post(slot, first(id));
+    slot.post(first(id));
     try {
       await done;
     } finally {
@@ -351,16 +355,11 @@ export class TransferThreads {
       try {
         const credentials = await this.handle.credentials();
         this.expirationMs = credentials.expirationMs;
-        for (const s of this.slots) post(s, { t: "creds", credentials });
+        for (const s of this.slots) s.post({ t: "creds", credentials });
       } finally {
         this.refreshing = undefined;
       }
     })();
     await this.refreshing;
   }
-}
-
-/** The entry's fields as plain data (an Entry may carry more than a thread needs). */
-function plainEntry(e: Entry): Entry {
-  return { path: e.path, size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, sha256: e.sha256, etag: e.etag, ...(e.versionId !== undefined ? { versionId: e.versionId } : {}) };
 }

@@ -29,7 +29,7 @@ import type { JobDeps, PublishDeps } from "./job-deps.ts";
 import { type HeadState, readHead, readJournal, readManifest } from "./generation-reader.ts";
 import { type Commit, type CommitResult, GenerationWriter } from "./generation-writer.ts";
 import type { WrittenObject } from "../adapters/orphan-ledger.ts";
-import { MIN_TRANSFERS_FOR_THREADS, TransferThreads } from "./transfer-threads.ts";
+import { TransferThreads } from "./transfer-threads.ts";
 import { type FileFacts, findMovedObjects, transferBuffers, unreadableEntries, uploadFile } from "./transfer.ts";
 
 /** Everything the uploader needs to know, resolved (the tuning knobs exactly as the config has them). */
@@ -115,8 +115,6 @@ export class Uploader {
   private readonly warnedSkipped = new Set<string>();
   /** Read buffers for small files, this uploader's own. */
   private readonly buffers = transferBuffers();
-  // This run's transfer threads, while its transfers run (see run's pMap).
-  private threads: TransferThreads | undefined;
   private remote: Remote | undefined;
   /** The docroot's hash index (a two-way node's scan shares it: see {@link hashes}). */
   private readonly index: HashIndex;
@@ -430,13 +428,13 @@ export class Uploader {
     ev?.start?.({ role: "push", files: jobs.length, bytes: plan.uploadBytes });
     // Many small files: transfer threads read, hash and send them beside this thread (transfer-threads.ts).
     const small = plan.uploads.reduce((n, f) => (f.size < this.o.multipartThreshold ? n + 1 : n), 0);
-    this.threads = small >= MIN_TRANSFERS_FOR_THREADS ? await TransferThreads.start(store, this.o.threads ?? 0, log) : undefined;
+    const threads = await TransferThreads.start(store, { threads: this.o.threads ?? 0, small }, log);
     try {
       await pMap(jobs, (job) => {
         if (job.kind === "upload") {
           const f = job.file;
-          if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f, commit));
-          return run(f.path, "upload", f.size, () => this.uploadFile(f, commit, async (facts) => {
+          if (f.sha256 !== UNHASHED || !bySha) return run(f.path, "upload", f.size, () => this.uploadFile(f, commit, threads));
+          return run(f.path, "upload", f.size, () => this.uploadFile(f, commit, threads, async (facts) => {
             const twin = bySha.get(facts.sha256);
             if (!twin || twin.size !== facts.size) return undefined;
             try {
@@ -457,14 +455,13 @@ export class Uploader {
             return { ...fileEntry(file), etag: r.etag, versionId: r.versionId };
           } catch (err) {
             // The copy source changed under us: fall back to uploading the bytes.
-            if (err instanceof ConditionFailed) return this.uploadFile(file, commit);
+            if (err instanceof ConditionFailed) return this.uploadFile(file, commit, threads);
             throw err;
           }
         });
       }, { concurrency: this.o.concurrency });
     } finally {
-      await this.threads?.close();
-      this.threads = undefined;
+      await threads?.close();
     }
     ev?.end?.({ role: "push", ok: failed.length === 0 && !signal.aborted });
     // An interrupted run (SIGINT, SIGTERM) leaves the record of what it wrote for the next one.
@@ -506,9 +503,9 @@ export class Uploader {
 
   /**
    * Upload one file with its own bytes; returns its new entry, or undefined when it vanished.
-   * `instead`: see transfer.ts uploadFile (a server-side copy of bytes the bucket holds already).
+   * `threads`: the run's transfer threads, if it has any; `instead`: see transfer.ts uploadFile (a server-side copy of bytes the bucket holds already).
    */
-  private async uploadFile(f: LocalFile, commit: Commit, instead?: (facts: FileFacts) => Promise<PutResult | undefined>): Promise<Entry | undefined> {
+  private async uploadFile(f: LocalFile, commit: Commit, threads: TransferThreads | undefined, instead?: (facts: FileFacts) => Promise<PutResult | undefined>): Promise<Entry | undefined> {
     const key = this.key(f.path);
     const abs = path.join(this.o.docroot, f.path);
     const attrs = (facts: FileFacts) => this.attrs({ path: f.path, ...facts });
@@ -527,7 +524,7 @@ export class Uploader {
       signal: this.d.signal,
     });
     const threaded = { threshold: this.o.multipartThreshold, path: f.path, cacheControl: this.o.cacheControl(f.path), instead, sending };
-    let up = this.threads && f.size < this.o.multipartThreshold ? await this.threads.upload(key, abs, threaded, this.d.signal, here) : await here();
+    let up = threads && f.size < this.o.multipartThreshold ? await threads.upload(key, abs, threaded, this.d.signal, here) : await here();
     // Grown past the threshold since the scan: this thread's path says what that means.
     if (up === "large") up = await here();
     return up && { path: f.path, size: up.size, mtimeMs: up.mtimeMs, mode: up.mode, sha256: up.sha256, etag: up.etag, versionId: up.versionId };

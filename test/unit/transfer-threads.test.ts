@@ -103,7 +103,7 @@ test("credentials about to expire are renewed for the threads before their next 
     }),
   };
   const silent = { debug: () => undefined } as unknown as Parameters<typeof TransferThreads.start>[2];
-  const pool = await TransferThreads.start(store, 1, silent);
+  const pool = await TransferThreads.start(store, { threads: 1, small: 1000 }, silent);
   assert.ok(pool, "the pool started");
   const entry = { path: "a.html", size: body.length, mtimeMs: 1_700_000_000_000, mode: 0o644, sha256: createHash("sha256").update(body).digest("hex"), etag };
   try {
